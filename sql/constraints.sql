@@ -1,0 +1,16 @@
+-- Used by catalog::constraints: check and foreign-key constraints of a table (index-backed ones
+-- come with the indexes). $1: the table's oid.
+SELECT con.oid,
+       con.conname::text,
+       con.contype::text,
+       pg_catalog.pg_get_constraintdef(con.oid) AS def,
+       con.convalidated,
+       con.confrelid,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(con.conkey) AS k(attnum)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum)
+         AS columns,
+       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment
+  FROM pg_catalog.pg_constraint con
+ WHERE con.conrelid = $1 AND con.contype IN ('c', 'f')
+ ORDER BY con.conname

@@ -1,0 +1,14 @@
+-- Used by catalog::incoming_foreign_keys: foreign keys of other tables that reference this one.
+-- $1: the referenced table's oid. The definition text names the referenced table; it is read
+-- before the swap renames anything and executed after, so it then resolves to the new table.
+SELECT con.conname::text,
+       con.conrelid,
+       n.nspname::text,
+       c.relname::text,
+       pg_catalog.pg_get_constraintdef(con.oid) AS def,
+       con.convalidated
+  FROM pg_catalog.pg_constraint con
+  JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE con.contype = 'f' AND con.confrelid = $1 AND con.conrelid <> $1
+ ORDER BY n.nspname, c.relname, con.conname

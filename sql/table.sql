@@ -1,0 +1,24 @@
+-- Used by catalog::inspect: the table itself. $1: the table's oid.
+SELECT n.nspname,
+       c.relname,
+       c.relkind::text,
+       c.relpersistence::text,
+       c.relispartition,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                WHERE i.inhrelid = c.oid OR i.inhparent = c.oid) AS has_inheritance,
+       pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+       c.relreplident::text,
+       c.reloptions::text[] AS reloptions,
+       t.reloptions::text[] AS toast_options,
+       ts.spcname::text AS tablespace,
+       c.relrowsecurity,
+       c.relforcerowsecurity,
+       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+       c.reltuples::float8 AS reltuples,
+       pg_catalog.pg_relation_size(c.oid) AS heap_bytes,
+       pg_catalog.pg_total_relation_size(c.oid) AS total_bytes
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+  LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace
+ WHERE c.oid = $1

@@ -1,0 +1,266 @@
+//! Indexes and constraints on the shadow after the bulk copy, then the table-level attributes
+//! (comment, grants, replica identity) and `ANALYZE`, so the new table has good
+//! plans the moment it goes live.
+//!
+//! Index builds run in parallel on several connections (CREATE INDEX takes a SHARE lock, which
+//! does not conflict with itself); constraints are attached afterwards, one at a time (they need
+//! ACCESS EXCLUSIVE on the shadow, which nobody else uses). Foreign keys lock the tables they
+//! reference, so they go through the lock discipline of `locking`. Every step checks what
+//! already exists, so a resumed run continues where the last one stopped.
+
+use crate::conn::{self, ConnSpec};
+use crate::error::{DbContext, Error, Result};
+use crate::ident::literal;
+use crate::locking::{self, LockPolicy};
+use crate::plan::{Plan, ShadowIndex};
+use crate::preflight::Source;
+use std::sync::Arc;
+use tokio_postgres::Client;
+
+pub struct BuildOptions {
+    pub jobs: usize,
+    /// `maintenance_work_mem` for index builds, e.g. "256MB".
+    pub maintenance_work_mem: String,
+}
+
+/// Builds every planned index and constraint that does not exist yet.
+pub async fn build(
+    client: &Client,
+    spec: &ConnSpec,
+    plan: &Plan,
+    opts: &BuildOptions,
+    policy: &LockPolicy,
+) -> Result<()> {
+    let existing = existing_relations(client, plan).await?;
+    let todo: Vec<ShadowIndex> = plan
+        .indexes
+        .iter()
+        .filter(|i| !i.built_by_constraint && !existing.contains(&i.tmp_name.as_str().to_string()))
+        .cloned()
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(todo));
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..opts.jobs.max(1) {
+        let queue = queue.clone();
+        let spec = spec.clone();
+        let mwm = opts.maintenance_work_mem.clone();
+        let shadow = plan.shadow.human();
+        set.spawn(async move {
+            let c = conn::connect(&spec, &format!("index-{w}")).await?;
+            c.batch_execute(&format!("SET maintenance_work_mem = {}", literal(&mwm)))
+                .await
+                .ctx("setting maintenance_work_mem")?;
+            loop {
+                let next = queue.lock().expect("queue lock").pop();
+                let Some(ix) = next else { break };
+                let ts = match &ix.tablespace {
+                    Some(t) => format!("SET default_tablespace = {}", literal(t.as_str())),
+                    None => "SET default_tablespace = ''".to_string(),
+                };
+                let started = std::time::Instant::now();
+                c.batch_execute(&format!("{ts}; {}", ix.create_sql))
+                    .await
+                    .ctx(format_args!(
+                        "building index {} on {shadow}",
+                        ix.final_name.as_str()
+                    ))?;
+                tracing::info!(
+                    index = ix.final_name.as_str(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "index built"
+                );
+            }
+            Ok::<(), Error>(())
+        });
+    }
+    let mut first_err = None;
+    while let Some(j) = set.join_next().await {
+        let r = j.map_err(|e| Error::failed(format!("an index worker panicked: {e}")))?;
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    let cons = shadow_constraint_names(client, plan).await?;
+    let shadow = &plan.shadow;
+    for ix in &plan.indexes {
+        if let Some(sql) = &ix.constraint_sql {
+            if !cons.contains(&ix.tmp_name.as_str().to_string()) {
+                client.batch_execute(sql).await.ctx(format_args!(
+                    "adding constraint {} to {}",
+                    ix.final_name.as_str(),
+                    shadow.human()
+                ))?;
+            }
+        }
+        if let Some(c) = &ix.comment {
+            client
+                .batch_execute(&format!(
+                    "COMMENT ON INDEX {} IS {}",
+                    shadow.sibling(ix.tmp_name.as_str()),
+                    literal(c)
+                ))
+                .await
+                .ctx("copying an index comment")?;
+        }
+    }
+    for c in &plan.late_checks {
+        if !cons.contains(&c.name.as_str().to_string()) {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+                    c.name, c.def
+                ))
+                .await
+                .ctx(format_args!(
+                    "adding check constraint {} to {}",
+                    c.name.as_str(),
+                    shadow.human()
+                ))?;
+        }
+    }
+    for fk in &plan.foreign_keys {
+        if !cons.contains(&fk.name.as_str().to_string()) {
+            locking::run_ddl(
+                client,
+                policy,
+                &format!(
+                    "adding foreign key {} to {}",
+                    fk.name.as_str(),
+                    shadow.human()
+                ),
+                None,
+                &[format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+                    fk.name, fk.def
+                )],
+            )
+            .await?;
+        }
+        if fk.validate {
+            locking::run_ddl(
+                client,
+                policy,
+                &format!(
+                    "validating foreign key {} on {}",
+                    fk.name.as_str(),
+                    shadow.human()
+                ),
+                None,
+                &[format!(
+                    "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
+                    fk.name
+                )],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Row level security and policies for the new table. They go into the swap transaction, not
+/// onto the shadow earlier: with FORCE ROW LEVEL SECURITY they would apply to replay's inserts.
+pub fn security_statements(src: &Source, target: &crate::ident::QualifiedName) -> Vec<String> {
+    let mut stmts = Vec::new();
+    if src.table.row_security {
+        stmts.push(format!("ALTER TABLE {target} ENABLE ROW LEVEL SECURITY"));
+    }
+    if src.table.force_row_security {
+        stmts.push(format!("ALTER TABLE {target} FORCE ROW LEVEL SECURITY"));
+    }
+    for p in &src.policies {
+        stmts.push(p.sql(target));
+    }
+    stmts
+}
+
+/// Puts the table-level attributes of the source on the shadow and analyzes it.
+pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
+    let shadow = &plan.shadow;
+    let t = &src.table;
+    let mut stmts = Vec::new();
+    stmts.push(match &t.comment {
+        Some(c) => format!("COMMENT ON TABLE {shadow} IS {}", literal(c)),
+        None => format!("COMMENT ON TABLE {shadow} IS NULL"),
+    });
+    for g in &src.grants {
+        if g.column
+            .as_ref()
+            .map_or(true, |c| src_column_survives(plan, c))
+        {
+            stmts.push(g.sql(shadow));
+        }
+    }
+    match t.replica_identity.as_str() {
+        "f" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY FULL")),
+        "n" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY NOTHING")),
+        "i" => {
+            if let Some(ri) = replica_identity_index(client, t.oid).await? {
+                if let Some(ix) = plan.indexes.iter().find(|i| i.final_name.as_str() == ri) {
+                    stmts.push(format!(
+                        "ALTER TABLE {shadow} REPLICA IDENTITY USING INDEX {}",
+                        ix.tmp_name
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    for s in &stmts {
+        client.batch_execute(s).await.ctx(format_args!(
+            "carrying table attributes over to {}",
+            shadow.human()
+        ))?;
+    }
+    client
+        .batch_execute(&format!("ANALYZE {shadow}"))
+        .await
+        .ctx(format_args!("analyzing {}", shadow.human()))?;
+    Ok(())
+}
+
+fn src_column_survives(plan: &Plan, col: &crate::ident::Ident) -> bool {
+    plan.columns.iter().any(|c| &c.column == col)
+}
+
+async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = $1 AND i.indisreplident",
+            &[&table],
+        )
+        .await
+        .ctx("reading the replica identity index")?
+        .map(|r| r.get(0)))
+}
+
+async fn existing_relations(client: &Client, plan: &Plan) -> Result<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the shadow's indexes")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+async fn shadow_constraint_names(client: &Client, plan: &Plan) -> Result<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the shadow's constraints")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}

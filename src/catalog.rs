@@ -1,0 +1,569 @@
+//! Catalog inspection: everything pg-hotswap needs to know about a table, read by OID.
+//!
+//! Nothing here changes the database. The queries live in `sql/*.sql`; each row becomes a plain
+//! struct so the rest of the crate never touches catalog rows. Names come back raw (unquoted)
+//! and are wrapped in [`Ident`]s, so they are quoted wherever they reach SQL.
+
+use crate::error::{DbContext, Error, Result};
+use crate::ident::{Ident, QualifiedName};
+use tokio_postgres::types::Oid;
+use tokio_postgres::GenericClient;
+
+/// The table being rewritten, as found at the start of the run.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub oid: Oid,
+    pub name: QualifiedName,
+    pub relkind: String,
+    pub persistence: String,
+    pub is_partition: bool,
+    pub has_inheritance: bool,
+    pub owner: Ident,
+    pub replica_identity: String,
+    pub reloptions: Vec<String>,
+    pub toast_options: Vec<String>,
+    pub tablespace: Option<Ident>,
+    pub row_security: bool,
+    pub force_row_security: bool,
+    pub comment: Option<String>,
+    pub reltuples: f64,
+    pub heap_bytes: i64,
+    pub total_bytes: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub num: i32,
+    pub name: Ident,
+    /// Type with its modifier, e.g. `character varying(10)`.
+    pub type_name: String,
+    /// Type without modifier, e.g. `character varying`.
+    pub base_type: String,
+    pub type_oid: Oid,
+    pub not_null: bool,
+    /// `s` for a stored generated column, empty otherwise.
+    pub generated: String,
+    /// `a` (ALWAYS), `d` (BY DEFAULT) or empty.
+    pub identity: String,
+    pub default_expr: Option<String>,
+    pub comment: Option<String>,
+}
+
+impl Column {
+    pub fn is_generated(&self) -> bool {
+        !self.generated.is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Index {
+    pub oid: Oid,
+    pub name: Ident,
+    pub def: String,
+    /// The text `def` starts with, up to and including " USING ".
+    pub prefix: String,
+    pub unique: bool,
+    pub primary: bool,
+    pub usable: bool,
+    pub immediate: bool,
+    pub partial: bool,
+    pub nkeys: i32,
+    /// Key columns that are plain columns (expression columns are left out).
+    pub key_columns: Vec<Ident>,
+    pub constraint_name: Option<Ident>,
+    /// `p`, `u` or `x` for an index that backs a constraint.
+    pub constraint_type: Option<String>,
+    pub constraint_def: Option<String>,
+    pub tablespace: Option<Ident>,
+    pub deferrable: bool,
+    pub deferred: bool,
+    pub comment: Option<String>,
+}
+
+impl Index {
+    /// The definition after " USING ": method, columns, INCLUDE, WITH, WHERE.
+    pub fn body(&self) -> Result<&str> {
+        self.def.strip_prefix(self.prefix.as_str()).ok_or_else(|| {
+            Error::failed(format!(
+                "cannot read the definition of index {}: unexpected text {:?}",
+                self.name.as_str(),
+                self.def
+            ))
+        })
+    }
+
+    /// True when the index can serve as the row identity: unique, valid, immediate, not partial,
+    /// on plain columns only.
+    pub fn is_identity_candidate(&self) -> bool {
+        self.unique
+            && self.usable
+            && self.immediate
+            && !self.partial
+            && self.key_columns.len() == self.nkeys as usize
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    pub oid: Oid,
+    pub name: Ident,
+    /// `c` (check) or `f` (foreign key).
+    pub kind: String,
+    pub def: String,
+    pub validated: bool,
+    pub references: Oid,
+    pub columns: Vec<Ident>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IncomingForeignKey {
+    pub name: Ident,
+    pub table_oid: Oid,
+    pub table: QualifiedName,
+    pub def: String,
+    pub validated: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub name: Ident,
+    pub def: String,
+    /// `O` (origin, default), `D` (disabled), `R` (replica), `A` (always).
+    pub enabled: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct View {
+    pub oid: Oid,
+    pub name: QualifiedName,
+    pub relkind: String,
+    pub def: String,
+    pub reloptions: Vec<String>,
+    pub owner: Ident,
+    pub comment: Option<String>,
+    pub grants: Vec<Grant>,
+    pub column_comments: Vec<(Ident, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub privilege: String,
+    pub column: Option<Ident>,
+    /// Already quoted, or `PUBLIC`.
+    pub grantee: String,
+    pub grantable: bool,
+}
+
+impl Grant {
+    /// `GRANT ... ON <target> TO ...`.
+    pub fn sql(&self, target: &QualifiedName) -> String {
+        let cols = self
+            .column
+            .as_ref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        format!(
+            "GRANT {}{cols} ON {target} TO {}{}",
+            self.privilege,
+            self.grantee,
+            if self.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub name: Ident,
+    pub kind: String,
+    pub command: String,
+    pub roles: String,
+    pub using_expr: Option<String>,
+    pub check_expr: Option<String>,
+}
+
+impl Policy {
+    pub fn sql(&self, target: &QualifiedName) -> String {
+        let mut s = format!(
+            "CREATE POLICY {} ON {target} AS {} FOR {} TO {}",
+            self.name, self.kind, self.command, self.roles
+        );
+        if let Some(u) = &self.using_expr {
+            s.push_str(&format!(" USING ({u})"));
+        }
+        if let Some(c) = &self.check_expr {
+            s.push_str(&format!(" WITH CHECK ({c})"));
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OwnedSequence {
+    pub oid: Oid,
+    pub name: QualifiedName,
+    pub column: Ident,
+    /// `a` for a serial (owned) sequence, `i` for an identity sequence.
+    pub deptype: String,
+}
+
+/// Resolves `--table` like PostgreSQL does (quoted parts kept, unquoted folded to lower case,
+/// no schema: search_path). Returns the oid, or a refusal naming the table.
+pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oid> {
+    let row = client
+        .query_one("SELECT pg_catalog.to_regclass($1::text)::oid", &[&spec])
+        .await
+        .map_err(|e| {
+            Error::db(format_args!("cannot read the table name {spec:?}"), e)
+                .with_kind(crate::error::Kind::Refused)
+                .with_next("write --table as schema.table; quote names with capitals or spaces like \"App\".\"My Table\"")
+        })?;
+    let oid: Option<Oid> = row.get(0);
+    oid.ok_or_else(|| {
+        Error::refused(format!(
+            "table {spec:?} does not exist (or is not visible on the search_path)"
+        ))
+        .with_state("nothing was changed")
+        .with_next("check the name and schema; quote mixed-case names like \"App\".\"Table\"")
+    })
+}
+
+pub async fn table(client: &impl GenericClient, oid: Oid) -> Result<Table> {
+    let r = client
+        .query_one(include_str!("../sql/table.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the catalog entry of table oid {oid}"))?;
+    Ok(Table {
+        oid,
+        name: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+        relkind: r.get(2),
+        persistence: r.get(3),
+        is_partition: r.get(4),
+        has_inheritance: r.get(5),
+        owner: Ident::new(r.get::<_, String>(6)),
+        replica_identity: r.get(7),
+        reloptions: r.get::<_, Option<Vec<String>>>(8).unwrap_or_default(),
+        toast_options: r.get::<_, Option<Vec<String>>>(9).unwrap_or_default(),
+        tablespace: r.get::<_, Option<String>>(10).map(Ident::new),
+        row_security: r.get(11),
+        force_row_security: r.get(12),
+        comment: r.get(13),
+        reltuples: r.get(14),
+        heap_bytes: r.get(15),
+        total_bytes: r.get(16),
+    })
+}
+
+pub async fn columns(client: &impl GenericClient, oid: Oid) -> Result<Vec<Column>> {
+    let rows = client
+        .query(include_str!("../sql/columns.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the columns of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Column {
+            num: r.get(0),
+            name: Ident::new(r.get::<_, String>(1)),
+            type_name: r.get(2),
+            base_type: r.get(3),
+            type_oid: r.get(4),
+            not_null: r.get(5),
+            generated: r.get(6),
+            identity: r.get(7),
+            default_expr: r.get(8),
+            comment: r.get(9),
+        })
+        .collect())
+}
+
+pub async fn indexes(client: &impl GenericClient, oid: Oid) -> Result<Vec<Index>> {
+    let rows = client
+        .query(include_str!("../sql/indexes.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the indexes of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Index {
+            oid: r.get(0),
+            name: Ident::new(r.get::<_, String>(1)),
+            def: r.get(2),
+            prefix: r.get(3),
+            unique: r.get(4),
+            primary: r.get(5),
+            usable: r.get(6),
+            immediate: r.get(7),
+            partial: r.get(8),
+            nkeys: r.get(9),
+            key_columns: r
+                .get::<_, Vec<String>>(10)
+                .into_iter()
+                .map(Ident::new)
+                .collect(),
+            constraint_name: r.get::<_, Option<String>>(11).map(Ident::new),
+            constraint_type: r.get(12),
+            constraint_def: r.get(13),
+            tablespace: r.get::<_, Option<String>>(14).map(Ident::new),
+            deferrable: r.get(15),
+            deferred: r.get(16),
+            comment: r.get(17),
+        })
+        .collect())
+}
+
+pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Constraint>> {
+    let rows = client
+        .query(include_str!("../sql/constraints.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the constraints of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Constraint {
+            oid: r.get(0),
+            name: Ident::new(r.get::<_, String>(1)),
+            kind: r.get(2),
+            def: r.get(3),
+            validated: r.get(4),
+            references: r.get(5),
+            columns: r
+                .get::<_, Vec<String>>(6)
+                .into_iter()
+                .map(Ident::new)
+                .collect(),
+            comment: r.get(7),
+        })
+        .collect())
+}
+
+pub async fn incoming_foreign_keys(
+    client: &impl GenericClient,
+    oid: Oid,
+) -> Result<Vec<IncomingForeignKey>> {
+    let rows = client
+        .query(include_str!("../sql/incoming_fks.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading foreign keys that reference table oid {oid}"
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| IncomingForeignKey {
+            name: Ident::new(r.get::<_, String>(0)),
+            table_oid: r.get(1),
+            table: QualifiedName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
+            def: r.get(4),
+            validated: r.get(5),
+        })
+        .collect())
+}
+
+/// User triggers (internal ones, like those behind foreign keys, are left out).
+pub async fn triggers(client: &impl GenericClient, oid: Oid) -> Result<Vec<Trigger>> {
+    let rows = client
+        .query(
+            "SELECT t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled::text \
+               FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal \
+              ORDER BY t.tgname",
+            &[&oid],
+        )
+        .await
+        .ctx(format_args!("reading the triggers of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Trigger {
+            name: Ident::new(r.get::<_, String>(0)),
+            def: r.get(1),
+            enabled: r.get(2),
+        })
+        .collect())
+}
+
+pub async fn grants(client: &impl GenericClient, oid: Oid) -> Result<Vec<Grant>> {
+    let rows = client
+        .query(include_str!("../sql/grants.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the privileges on relation oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Grant {
+            privilege: r.get(0),
+            column: r.get::<_, Option<String>>(1).map(Ident::new),
+            grantee: r.get(2),
+            grantable: r.get(3),
+        })
+        .collect())
+}
+
+pub async fn policies(client: &impl GenericClient, oid: Oid) -> Result<Vec<Policy>> {
+    let rows = client
+        .query(include_str!("../sql/policies.sql"), &[&oid])
+        .await
+        .ctx(format_args!("reading the policies of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Policy {
+            name: Ident::new(r.get::<_, String>(0)),
+            kind: r.get(1),
+            command: r.get(2),
+            roles: r.get(3),
+            using_expr: r.get(4),
+            check_expr: r.get(5),
+        })
+        .collect())
+}
+
+pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<OwnedSequence>> {
+    let rows = client
+        .query(include_str!("../sql/sequences.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading the sequences owned by table oid {oid}"
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| OwnedSequence {
+            oid: r.get(0),
+            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            column: Ident::new(r.get::<_, String>(3)),
+            deptype: r.get(4),
+        })
+        .collect())
+}
+
+pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Vec<View>> {
+    let rows = client
+        .query(include_str!("../sql/views.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading the views that depend on table oid {oid}"
+        ))?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let voids: Oid = r.get(0);
+        let column_comments = client
+            .query(
+                "SELECT a.attname::text, d.description FROM pg_catalog.pg_attribute a \
+                   JOIN pg_catalog.pg_description d ON d.objoid = a.attrelid \
+                    AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = a.attnum \
+                  WHERE a.attrelid = $1 AND a.attnum > 0 ORDER BY a.attnum",
+                &[&voids],
+            )
+            .await
+            .ctx("reading view column comments")?
+            .iter()
+            .map(|c| (Ident::new(c.get::<_, String>(0)), c.get::<_, String>(1)))
+            .collect();
+        views.push(View {
+            oid: voids,
+            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            relkind: r.get(3),
+            def: r.get(5),
+            reloptions: r.get::<_, Option<Vec<String>>>(6).unwrap_or_default(),
+            owner: Ident::new(r.get::<_, String>(7)),
+            comment: r.get(8),
+            grants: grants(client, voids).await?,
+            column_comments,
+        });
+    }
+    Ok(views)
+}
+
+/// Publications the table is a member of (explicitly; FOR ALL TABLES ones follow by themselves).
+pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<Ident>> {
+    let rows = client
+        .query(
+            "SELECT p.pubname::text FROM pg_catalog.pg_publication_rel pr \
+               JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
+              WHERE pr.prrelid = $1 ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .ctx(format_args!("reading the publications of table oid {oid}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Ident::new(r.get::<_, String>(0)))
+        .collect())
+}
+
+/// Objects that depend on the table that a swap cannot carry over (see sql/other_dependents.sql).
+pub async fn other_dependents(client: &impl GenericClient, oid: Oid) -> Result<Vec<String>> {
+    let rows = client
+        .query(include_str!("../sql/other_dependents.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading the objects that depend on table oid {oid}"
+        ))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A fingerprint of the table's definition (columns, indexes, constraints, triggers), taken at the
+/// start and compared under the swap lock, so that a concurrent ALTER by someone else stops the
+/// run instead of silently diverging (DESIGN.md, "What the capture cannot see").
+pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT md5(concat_ws('|', \
+               (SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || ':' || attnotnull || ':' || attisdropped, ',' ORDER BY attnum) \
+                  FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0), \
+               (SELECT string_agg(pg_catalog.pg_get_indexdef(indexrelid), ',' ORDER BY indexrelid) \
+                  FROM pg_catalog.pg_index WHERE indrelid = $1), \
+               (SELECT string_agg(conname || pg_catalog.pg_get_constraintdef(oid), ',' ORDER BY oid) \
+                  FROM pg_catalog.pg_constraint WHERE conrelid = $1), \
+               (SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_catalog.pg_trigger \
+                  WHERE tgrelid = $1 AND tgname NOT LIKE 'hotswap%')))",
+            &[&oid],
+        )
+        .await
+        .ctx(format_args!("fingerprinting the definition of table oid {oid}"))?;
+    Ok(row.get(0))
+}
+
+/// Whether a relation with this name exists in the schema (any kind: tables, indexes, views...).
+pub async fn relation_exists(
+    client: &impl GenericClient,
+    schema: &Ident,
+    name: &str,
+) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relname = $2)",
+            &[&schema.as_str(), &name],
+        )
+        .await
+        .ctx("looking up a relation name")?;
+    Ok(row.get(0))
+}
+
+/// The first of `base`, `base2`, `base3`... (each fitted to 63 bytes) that no relation in the
+/// schema uses and that is not in `taken`.
+pub async fn free_name(
+    client: &impl GenericClient,
+    schema: &Ident,
+    base: &str,
+    suffix: &str,
+    taken: &[String],
+) -> Result<String> {
+    for n in 0..1000 {
+        let suffix_n = if n == 0 {
+            suffix.to_string()
+        } else {
+            format!("{suffix}{}", n + 1)
+        };
+        let candidate = crate::ident::fit_name(base, &suffix_n);
+        if taken.contains(&candidate) {
+            continue;
+        }
+        if !relation_exists(client, schema, &candidate).await? {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::failed(format!(
+        "no free name like {base}{suffix} in schema {}",
+        schema.as_str()
+    )))
+}

@@ -1,0 +1,366 @@
+//! The command line: flags parsed into plain, validated option structs; the core never sees
+//! clap. Each flag's parsing has a unit test below.
+
+use crate::conn::{self, ConnSpec};
+use crate::error::{Error, Result};
+use crate::locking::LockPolicy;
+use crate::mapping::{self, MapArg};
+use crate::migrator::{AbortOptions, RunOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pg-hotswap",
+    version,
+    about = "Rewrite large, hot PostgreSQL tables into a new shape without downtime",
+    long_about = "Rewrite large, hot PostgreSQL tables into a new shape without downtime: a shadow \
+                  table, triggers that capture every write, a parallel binary COPY, replay of the \
+                  captured changes, and a name swap under a short lock timeout."
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors and the final result.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Rewrite a table online (continues an interrupted run of the same table and arguments).
+    Run(RunArgs),
+    /// Remove everything an interrupted or failed run created; the table is left as it was.
+    Abort(AbortArgs),
+    /// Start a throwaway PostgreSQL, load a sample table, and rewrite it int -> bigint online
+    /// under a write load.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// libpq URI or key=value connection string. Falls back to DATABASE_URL and PG* variables.
+    #[arg(long)]
+    pub dsn: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    /// The most any statement that locks the live table may wait for its lock.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// How many times to try taking a lock (for the swap, the capture trigger...) before stopping.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_lock_attempts: u32,
+    /// Base pause between lock attempts (grows exponentially, with jitter).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub retry_delay: Duration,
+}
+
+impl LockArgs {
+    fn policy(&self) -> LockPolicy {
+        LockPolicy {
+            timeout: self.lock_timeout,
+            attempts: self.max_lock_attempts,
+            delay: self.retry_delay,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table: schema.table (quote mixed-case names: '"App"."My Table"'); without a schema,
+    /// resolved through search_path.
+    #[arg(long)]
+    pub table: String,
+    /// ALTER TABLE actions applied to the new table, without the ALTER TABLE prefix, e.g.
+    /// "ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0". Without it the
+    /// table is rebuilt as it is (an online VACUUM FULL).
+    #[arg(long)]
+    pub alter: Option<String>,
+    /// col=<SQL expression over the old row> for a renamed or computed column (repeatable).
+    #[arg(long = "map", value_parser = parse_map_arg)]
+    pub maps: Vec<MapArg>,
+    /// Parallel copy workers (each uses two connections) and index builds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Drop the old table after the swap instead of keeping it as <table>_old.
+    #[arg(long)]
+    pub drop_old: bool,
+    /// Schema for the tool's state tables and change logs.
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    /// Target rows per copy chunk.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub chunk_rows: i64,
+    /// Change-log rows replayed per transaction.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub replay_batch: i64,
+    /// Name of the shadow table (default <table>_new, or the first free <table>_newN).
+    #[arg(long)]
+    pub shadow_name: Option<String>,
+    /// Name for the old table after the swap (default <table>_old, or the first free one).
+    #[arg(long)]
+    pub old_name: Option<String>,
+    /// maintenance_work_mem for the index builds.
+    #[arg(long, default_value = "256MB")]
+    pub maintenance_work_mem: String,
+    /// Format of the final report on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table whose unfinished run to remove.
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Rows in the sample table.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub rows: i64,
+    /// Concurrent writers during the rewrite.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writers: u32,
+    /// Copy jobs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+}
+
+/// Durations: `100ms`, `2s`, `1m`, `1.5s`; a bare number is milliseconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "ms"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 100ms, 2s, 1m)"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" | "min" => n * 60_000.0,
+        "h" => n * 3_600_000.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if ms < 1.0 {
+        return Err(format!("{s:?} is shorter than 1 ms"));
+    }
+    Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
+fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {
+    mapping::parse_map(s)
+}
+
+fn check_name(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::usage(format!("{what} is empty")));
+    }
+    if v.len() > crate::ident::MAX_IDENT_BYTES {
+        return Err(Error::usage(format!(
+            "{what} {v:?} is longer than 63 bytes"
+        )));
+    }
+    if v.contains('\0') {
+        return Err(Error::usage(format!("{what} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
+    Ok(ConnSpec {
+        config: conn::resolve(c.dsn.as_deref())?,
+        lock_timeout: lock.lock_timeout,
+    })
+}
+
+fn check_table(t: &str) -> Result<()> {
+    if t.trim().is_empty() {
+        return Err(Error::usage("--table is empty"));
+    }
+    if t.contains('\0') {
+        return Err(Error::usage("--table contains a NUL byte"));
+    }
+    Ok(())
+}
+
+impl RunArgs {
+    pub fn into_options(self) -> Result<RunOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        if let Some(n) = &self.shadow_name {
+            check_name("--shadow-name", n)?;
+        }
+        if let Some(n) = &self.old_name {
+            check_name("--old-name", n)?;
+        }
+        if let Some(a) = &self.alter {
+            if a.trim().is_empty() {
+                return Err(Error::usage(
+                    "--alter is empty; leave it out to rebuild the table as it is",
+                ));
+            }
+            if a.contains('\0') {
+                return Err(Error::usage("--alter contains a NUL byte"));
+            }
+        }
+        let mwm = self.maintenance_work_mem.trim();
+        if mwm.is_empty() || !mwm.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::usage(format!(
+                "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
+            )));
+        }
+        Ok(RunOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            alter: self.alter,
+            maps: self.maps,
+            jobs: self.jobs as usize,
+            drop_old: self.drop_old,
+            state_schema: self.state_schema,
+            chunk_rows: self.chunk_rows,
+            replay_batch: self.replay_batch,
+            shadow_name: self.shadow_name,
+            old_name: self.old_name,
+            maintenance_work_mem: mwm.to_string(),
+        })
+    }
+}
+
+impl AbortArgs {
+    pub fn into_options(self) -> Result<AbortOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        Ok(AbortOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            state_schema: self.state_schema,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("10parsecs").is_err());
+        assert!(parse_duration("-5ms").is_err());
+        assert!(parse_duration("0ms").is_err());
+    }
+
+    #[test]
+    fn run_flags_parse_into_options() {
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h dbname=d user=u",
+            "--table",
+            "app.t",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--map",
+            "b=a+1",
+            "--jobs",
+            "3",
+            "--lock-timeout",
+            "50ms",
+            "--max-lock-attempts",
+            "5",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let o = args.into_options().unwrap();
+        assert_eq!(o.jobs, 3);
+        assert_eq!(o.lock.timeout, Duration::from_millis(50));
+        assert_eq!(o.lock.attempts, 5);
+        assert_eq!(o.maps[0].column.as_str(), "b");
+        assert_eq!(o.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["pg-hotswap", "run", "--table", "t", "--jobs", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["pg-hotswap", "run", "--table", "t", "--map", "nonsense"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["pg-hotswap", "run"]).is_err());
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--alter",
+            "  ",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.into_options().is_err());
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--maintenance-work-mem",
+            "1GB'; DROP TABLE x; --",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.into_options().is_err());
+    }
+}

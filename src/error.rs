@@ -1,0 +1,216 @@
+//! The crate's error type: what went wrong, what state the database is left in, what to do next.
+//!
+//! Every error carries a [`Kind`] that decides the process exit status (documented in README.md),
+//! a message naming the object and the cause, and optionally the state the database is left in
+//! and the next step for the operator. Database errors keep their SQLSTATE so callers match on
+//! codes (`SqlState::LOCK_NOT_AVAILABLE`), never on message text.
+
+use std::fmt;
+use tokio_postgres::error::SqlState;
+
+/// What kind of failure this is; decides the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad command-line input (exit 2).
+    Usage,
+    /// Refused at preflight: the table or the request is not supported; nothing was created (exit 3).
+    Refused,
+    /// The lock for the swap could not be taken within the allowed attempts (exit 4).
+    LockTimeout,
+    /// Cancelled by the operator (Ctrl-C, SIGTERM) (exit 130).
+    Interrupted,
+    /// Anything else: the run failed, the database is consistent (exit 1).
+    Failed,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Failed => 1,
+            Kind::Usage => 2,
+            Kind::Refused => 3,
+            Kind::LockTimeout => 4,
+            Kind::Interrupted => 130,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    message: String,
+    state: Option<String>,
+    next: Option<String>,
+    code: Option<SqlState>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            state: None,
+            next: None,
+            code: None,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::new(Kind::Usage, message)
+    }
+
+    pub fn refused(message: impl Into<String>) -> Error {
+        Error::new(Kind::Refused, message)
+    }
+
+    pub fn failed(message: impl Into<String>) -> Error {
+        Error::new(Kind::Failed, message)
+    }
+
+    /// A database error while doing `what` (a phrase naming the object: "creating the shadow
+    /// table app.t_new"). Keeps the SQLSTATE and the server's detail and hint.
+    pub fn db(what: impl fmt::Display, err: tokio_postgres::Error) -> Error {
+        let code = err.code().cloned();
+        let message = match err.as_db_error() {
+            Some(db) => {
+                let mut m = format!("{what}: {}", db.message());
+                if let Some(d) = db.detail() {
+                    m.push_str(&format!(" (detail: {d})"));
+                }
+                if let Some(h) = db.hint() {
+                    m.push_str(&format!(" (hint: {h})"));
+                }
+                m
+            }
+            None => {
+                let mut m = format!("{what}: {err}");
+                let mut src = std::error::Error::source(&err);
+                while let Some(s) = src {
+                    m.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                m
+            }
+        };
+        Error {
+            kind: Kind::Failed,
+            message,
+            state: None,
+            next: None,
+            code,
+        }
+    }
+
+    pub fn with_kind(mut self, kind: Kind) -> Error {
+        self.kind = kind;
+        self
+    }
+
+    /// The state the database is left in, for the operator.
+    pub fn with_state(mut self, state: impl Into<String>) -> Error {
+        self.state = Some(state.into());
+        self
+    }
+
+    /// What the operator should do next.
+    pub fn with_next(mut self, next: impl Into<String>) -> Error {
+        self.next = Some(next.into());
+        self
+    }
+
+    /// Adds state and next step only where none were set closer to the failure.
+    pub fn or_state(mut self, state: impl Into<String>, next: impl Into<String>) -> Error {
+        if self.state.is_none() {
+            self.state = Some(state.into());
+        }
+        if self.next.is_none() {
+            self.next = Some(next.into());
+        }
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn code(&self) -> Option<&SqlState> {
+        self.code.as_ref()
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True for a `lock_timeout` expiry (SQLSTATE 55P03).
+    pub fn is_lock_timeout(&self) -> bool {
+        self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.state {
+            write!(f, "\n  state: {s}")?;
+        }
+        if let Some(n) = &self.next {
+            write!(f, "\n  next:  {n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Adds "what we were doing" to database results.
+pub trait DbContext<T> {
+    fn ctx(self, what: impl fmt::Display) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, tokio_postgres::Error> {
+    fn ctx(self, what: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::db(what, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_and_documented() {
+        let codes: Vec<i32> = [
+            Kind::Failed,
+            Kind::Usage,
+            Kind::Refused,
+            Kind::LockTimeout,
+            Kind::Interrupted,
+        ]
+        .iter()
+        .map(|k| k.exit_code())
+        .collect();
+        assert_eq!(codes, vec![1, 2, 3, 4, 130]);
+    }
+
+    #[test]
+    fn display_includes_state_and_next_step() {
+        let e = Error::failed("copying chunk 3 of app.t failed: boom")
+            .with_state("app.t is unchanged")
+            .with_next("run `pg-hotswap abort --table app.t`");
+        let s = e.to_string();
+        assert!(s.contains("boom"));
+        assert!(s.contains("state: app.t is unchanged"));
+        assert!(s.contains("next:  run"));
+    }
+
+    #[test]
+    fn or_state_keeps_the_more_specific_state() {
+        let e = Error::failed("x")
+            .with_state("inner")
+            .or_state("outer", "n");
+        assert!(e.to_string().contains("state: inner"));
+        assert!(e.to_string().contains("next:  n"));
+    }
+}

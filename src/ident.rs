@@ -1,0 +1,158 @@
+//! Identifiers and literals: the only place where names and values are rendered into SQL text.
+//!
+//! Names reach SQL only through [`Ident`] and [`QualifiedName`], whose `Display` quotes them with
+//! PostgreSQL's `quote_ident` rules (always quoted, embedded `"` doubled). Values are bind
+//! parameters wherever PostgreSQL accepts them; where it cannot (DDL, `SET`, COPY options),
+//! [`literal`] renders a string literal. Both are covered by unit tests below (DESIGN.md,
+//! "Identifiers are always quoted").
+
+use std::fmt;
+
+/// A single SQL identifier (a table, column, index, schema name...), exactly as stored in the
+/// catalog. `Display` renders it double-quoted, so it is safe to interpolate into SQL text.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(name: impl Into<String>) -> Ident {
+        Ident(name.into())
+    }
+
+    /// The raw name, as the catalog stores it (unquoted). Use it for bind parameters and messages.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Byte length of the raw name; PostgreSQL truncates names to 63 bytes (NAMEDATALEN - 1).
+    pub fn byte_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&postgres_protocol::escape::escape_identifier(&self.0))
+    }
+}
+
+/// The longest identifier PostgreSQL keeps without truncating (NAMEDATALEN - 1).
+pub const MAX_IDENT_BYTES: usize = 63;
+
+/// `schema.name`, both parts quoted on display.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct QualifiedName {
+    pub schema: Ident,
+    pub name: Ident,
+}
+
+impl QualifiedName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: Ident::new(schema),
+            name: Ident::new(name),
+        }
+    }
+
+    /// Another object in the same schema.
+    pub fn sibling(&self, name: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: self.schema.clone(),
+            name: Ident::new(name),
+        }
+    }
+
+    /// Unquoted `schema.name` for messages (human readable, not for SQL).
+    pub fn human(&self) -> String {
+        format!("{}.{}", self.schema.as_str(), self.name.as_str())
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// Renders a string as a SQL string literal (`'...'`, or `E'...'` when it holds a backslash).
+/// Only for places where PostgreSQL cannot take a bind parameter.
+pub fn literal(value: &str) -> String {
+    postgres_protocol::escape::escape_literal(value)
+}
+
+/// Joins identifiers as a comma-separated, quoted list: `"a", "b"`.
+pub fn join_idents<'a>(idents: impl IntoIterator<Item = &'a Ident>) -> String {
+    idents
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Truncates `base` so that `base + suffix` fits in 63 bytes, never splitting a UTF-8 character.
+pub fn fit_name(base: &str, suffix: &str) -> String {
+    let room = MAX_IDENT_BYTES.saturating_sub(suffix.len());
+    let mut end = base.len().min(room);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{}", &base[..end], suffix)
+}
+
+/// Wraps a function body in a dollar quote whose tag does not occur in the body.
+pub fn dollar_quote(body: &str) -> String {
+    let mut tag = String::from("$hotswap$");
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$hotswap{n}$");
+    }
+    format!("{tag}{body}{tag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_every_identifier() {
+        assert_eq!(Ident::new("plain").to_string(), "\"plain\"");
+        assert_eq!(
+            Ident::new("Weird \"Name\" tbl").to_string(),
+            "\"Weird \"\"Name\"\" tbl\""
+        );
+        assert_eq!(Ident::new("select").to_string(), "\"select\"");
+        assert_eq!(Ident::new("größe").to_string(), "\"größe\"");
+    }
+
+    #[test]
+    fn qualified_name_quotes_both_parts() {
+        let q = QualifiedName::new("App", "a\"b");
+        assert_eq!(q.to_string(), "\"App\".\"a\"\"b\"");
+        assert_eq!(q.human(), "App.a\"b");
+    }
+
+    #[test]
+    fn literal_escapes_quotes_and_backslashes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal("a\\b"), " E'a\\\\b'");
+    }
+
+    #[test]
+    fn dollar_quote_avoids_tags_in_the_body() {
+        assert_eq!(dollar_quote("x"), "$hotswap$x$hotswap$");
+        let q = dollar_quote("a \"$hotswap$\" b");
+        assert!(q.starts_with("$hotswap1$"));
+        assert!(q.ends_with("$hotswap1$"));
+    }
+
+    #[test]
+    fn fit_name_respects_63_bytes_and_char_boundaries() {
+        let long = "ä".repeat(40); // 80 bytes
+        let fitted = fit_name(&long, "_new");
+        assert!(fitted.len() <= MAX_IDENT_BYTES);
+        assert!(fitted.ends_with("_new"));
+        assert_eq!(fit_name("short", "_new"), "short_new");
+    }
+}

@@ -1,0 +1,29 @@
+//! pg-hotswap: rewrite a large, hot PostgreSQL table into a new shape without downtime.
+//!
+//! The binary (`src/main.rs`) is a thin edge over this library. The flow lives in `migrator`;
+//! each phase has its own module (`preflight`, `shadow`, `capture`, `chunks`/`copier`, `build`,
+//! `replay`, `swap`), state in the database lives in `state`, and every name reaches SQL through
+//! `ident`. `cluster` and `workload` serve the demo, the tests and the benchmarks.
+
+pub mod build;
+pub mod capture;
+pub mod catalog;
+pub mod chunks;
+pub mod cli;
+pub mod cluster;
+pub mod conn;
+pub mod copier;
+pub mod demo;
+pub mod error;
+pub mod ident;
+pub mod locking;
+pub mod mapping;
+pub mod migrator;
+pub mod plan;
+pub mod preflight;
+pub mod replay;
+pub mod shadow;
+pub mod state;
+pub mod swap;
+pub mod ui;
+pub mod workload;

@@ -1,0 +1,153 @@
+//! The `pg-hotswap` binary: parses flags, runs the command, prints the error once with what
+//! state the database is in and what to do next, and maps it to the documented exit status
+//! (0 success, 1 failed, 2 usage, 3 refused at preflight, 4 lock not granted, 130 interrupted).
+
+use clap::Parser;
+use pg_hotswap::cli::{Cli, Command, OutputFormat};
+use pg_hotswap::error::{Error, Kind};
+use pg_hotswap::{demo, migrator, ui};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    ui::set_quiet(cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    // Do not wait for background tasks (connections) at shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "pg_hotswap=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn fail(e: &Error) -> i32 {
+    eprintln!("error: {e}");
+    e.kind().exit_code()
+}
+
+async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run(args) => {
+            let output = args.output;
+            let opts = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return fail(&e),
+            };
+            tokio::select! {
+                r = migrator::run(&opts) => match r {
+                    Ok(report) => {
+                        match output {
+                            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                            OutputFormat::Text => print_report(&report),
+                        }
+                        0
+                    }
+                    Err(e) => fail(&e),
+                },
+                sig = shutdown_signal() => {
+                    let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
+                    let state = match phase {
+                        Ok(Some(p)) if p >= pg_hotswap::state::Phase::Finish =>
+                            "the swap had already committed; the new table is in place and only clean-up is left".to_string(),
+                        Ok(_) => format!("{} is unchanged and usable; the open transactions of the run were rolled back, and its capture trigger (if installed) keeps recording writes", opts.table),
+                        Err(e) => format!("could not record the interruption ({e})"),
+                    };
+                    let e = Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
+                        .with_state(state)
+                        .with_next(format!("run the same command again to continue, or `pg-hotswap abort --table {}` to remove everything the run created", opts.table));
+                    fail(&e)
+                }
+            }
+        }
+        Command::Abort(args) => {
+            let opts = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return fail(&e),
+            };
+            match migrator::abort(&opts).await {
+                Ok(_) => 0,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Demo(args) => match demo::run(&args).await {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "Ctrl-C";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn print_report(r: &migrator::RunReport) {
+    println!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
+    println!("  rows copied:        {}", r.rows_copied);
+    println!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
+    println!("  changes replayed:   {}", r.replayed_log_rows);
+    println!(
+        "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
+        r.lock_held_ms, r.lock_attempts, r.longest_lock_ms
+    );
+    match (&r.old_table, r.old_table_dropped) {
+        (Some(o), false) => println!(
+            "  old table:          kept as {o} (drop it when you no longer need a way back)"
+        ),
+        (Some(o), true) => println!("  old table:          {o} dropped"),
+        _ => {}
+    }
+    if !r.dropped_columns.is_empty() {
+        println!("  dropped columns:    {}", r.dropped_columns.join(", "));
+    }
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|(p, s)| format!("{p} {s:.1}s"))
+        .collect();
+    println!("  phases:             {}", phases.join(", "));
+    println!("  total:              {:.1} s", r.total_secs);
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}

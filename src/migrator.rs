@@ -1,0 +1,660 @@
+//! The flow of a run: a straight sequence of phases (preflight, shadow, capture, copy, build,
+//! replay, swap, finish), each recorded in the state tables so that a later `run` with the same
+//! arguments continues an interrupted run, and `abort` removes what it created.
+//!
+//! Invariant kept here (DESIGN.md): any failure leaves the source fully usable and the run
+//! either resumable or cleanly removable; the error says which, and what to do next.
+
+use crate::build::{self, BuildOptions};
+use crate::capture;
+use crate::catalog;
+use crate::chunks;
+use crate::conn::{self, ConnSpec};
+use crate::copier::{self, Progress};
+use crate::error::{DbContext, Error, Kind, Result};
+use crate::locking::{self, LockPolicy};
+use crate::mapping::MapArg;
+use crate::plan::{ColumnSource, Plan};
+use crate::preflight::{self, Source};
+use crate::replay;
+use crate::shadow::{self, ShadowRequest};
+use crate::state::{Phase, State, UnfinishedRun};
+use crate::swap::{self, SwapRequest};
+use crate::ui::{self, say};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// Everything `run` needs, validated from the command line.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub conn: ConnSpec,
+    pub table: String,
+    pub alter: Option<String>,
+    pub maps: Vec<MapArg>,
+    pub jobs: usize,
+    pub lock: LockPolicy,
+    pub drop_old: bool,
+    pub state_schema: String,
+    pub chunk_rows: i64,
+    pub replay_batch: i64,
+    pub shadow_name: Option<String>,
+    pub old_name: Option<String>,
+    pub maintenance_work_mem: String,
+}
+
+impl RunOptions {
+    /// The arguments that decide the result; a resumed run must have the same ones.
+    fn recorded_args(&self) -> serde_json::Value {
+        serde_json::json!({
+            "alter": self.alter,
+            "maps": self.maps.iter().map(|m| format!("{}={}", m.column.as_str(), m.expr)).collect::<Vec<_>>(),
+            "shadow_name": self.shadow_name,
+        })
+    }
+}
+
+/// What happened, for the summary and `--output json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub table: String,
+    pub old_table: Option<String>,
+    pub old_table_dropped: bool,
+    pub resumed: bool,
+    pub rows_copied: u64,
+    pub bytes_copied: u64,
+    pub chunks: usize,
+    pub replayed_log_rows: u64,
+    pub lock_attempts: u32,
+    pub lock_held_ms: f64,
+    pub longest_lock_ms: f64,
+    pub phases: Vec<(String, f64)>,
+    pub dropped_columns: Vec<String>,
+    pub warnings: Vec<String>,
+    pub total_secs: f64,
+}
+
+struct Timer {
+    phases: Vec<(String, f64)>,
+    current: Option<(Phase, Instant)>,
+}
+
+impl Timer {
+    fn start(&mut self, p: Phase) {
+        self.stop();
+        self.current = Some((p, Instant::now()));
+    }
+    fn stop(&mut self) {
+        if let Some((p, t)) = self.current.take() {
+            self.phases
+                .push((p.as_str().to_string(), t.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+/// Runs (or continues) the rewrite of one table.
+pub async fn run(opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let state = State::new(&opts.state_schema);
+    let mut ctl = conn::connect(&opts.conn, "control").await?;
+    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
+    let (src, warnings) = preflight::inspect(&ctl, oid).await?;
+    for w in &warnings {
+        say(&format!("warning: {w}"));
+    }
+    let table = src.table.name.clone();
+    say(&format!(
+        "preflight ok: {} ({} rows estimated, {} heap, {} with indexes); row identity: {} ({})",
+        table.human(),
+        src.table.reltuples.max(0.0) as i64,
+        ui::bytes(src.table.heap_bytes as u64),
+        ui::bytes(src.table.total_bytes as u64),
+        src.key_index.as_str(),
+        src.key
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    state.ensure_schema(&ctl).await?;
+    if !state.try_lock_table(&ctl, oid).await? {
+        let pid = state.lock_holder(&ctl, oid).await?;
+        return Err(Error::failed(format!(
+            "another pg-hotswap run is working on {} (session pid {})",
+            table.human(),
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ))
+        .with_state("nothing was changed by this command")
+        .with_next("wait for that run to finish, or stop it (Ctrl-C in its terminal)"));
+    }
+
+    let mut report = RunReport {
+        table: table.human(),
+        warnings: warnings.clone(),
+        ..Default::default()
+    };
+    let mut timer = Timer {
+        phases: Vec::new(),
+        current: None,
+    };
+    let args = opts.recorded_args();
+
+    // Continue an unfinished run, or clear what it left before starting anew.
+    let mut resume: Option<(i64, Plan, Phase)> = None;
+    if let Some(u) = state.unfinished_run(&ctl, oid).await? {
+        if u.args != args {
+            return Err(Error::usage(format!(
+                "an unfinished run ({}) of {} was started with different arguments: {} (this command: {})",
+                u.id,
+                table.human(),
+                u.args,
+                args
+            ))
+            .with_state(format!("{} is unchanged; the unfinished run's objects are still in place", table.human()))
+            .with_next(format!(
+                "run the earlier command again to continue it, or `pg-hotswap abort --table {}` to discard it",
+                opts.table
+            )));
+        }
+        match (u.phase, u.plan.clone()) {
+            (phase, Some(plan)) if phase >= Phase::Copy => {
+                let plan: Plan = serde_json::from_value(plan).map_err(|e| {
+                    Error::failed(format!("reading the recorded plan of run {}: {e}", u.id))
+                })?;
+                if phase < Phase::Finish && src.fingerprint != plan.fingerprint {
+                    return Err(Error::failed(format!(
+                        "the definition of {} changed since run {} started; its shadow no longer matches",
+                        table.human(),
+                        u.id
+                    ))
+                    .with_next(format!("run `pg-hotswap abort --table {}` and start again", opts.table)));
+                }
+                say(&format!(
+                    "continuing run {} of {} from phase {}",
+                    u.id,
+                    table.human(),
+                    phase.as_str()
+                ));
+                report.resumed = true;
+                resume = Some((u.id, plan, phase));
+            }
+            _ => {
+                say(&format!(
+                    "clearing the leftovers of unfinished run {} (it stopped in phase {})",
+                    u.id,
+                    u.phase.as_str()
+                ));
+                cleanup(&ctl, &state, &u, &opts.lock).await?;
+            }
+        }
+    }
+
+    let (run, plan, from) = match resume {
+        Some(r) => r,
+        None => {
+            let run = state
+                .create_run(&ctl, oid, &table, opts.alter.as_deref(), &args)
+                .await?;
+            timer.start(Phase::Shadow);
+            state.set_phase(&ctl, run, Phase::Shadow).await?;
+            let req = ShadowRequest {
+                alter: opts.alter.as_deref(),
+                maps: &opts.maps,
+                shadow_name: opts.shadow_name.as_deref(),
+            };
+            let plan = match shadow::create(&mut ctl, &state, run, &src, &req, &opts.lock).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // Nothing was created: the shadow transaction rolled back.
+                    let _ = state.finish(&ctl, run, "aborted", Some(e.message())).await;
+                    return Err(e.or_state(
+                        format!("nothing was changed; {} is untouched", table.human()),
+                        "fix the cause and run again",
+                    ));
+                }
+            };
+            (run, plan, Phase::Capture)
+        }
+    };
+    report.run_id = run;
+    report.dropped_columns = plan
+        .dropped
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    print_mapping(&plan);
+
+    let result = continue_run(
+        opts,
+        &state,
+        &mut ctl,
+        &src,
+        &plan,
+        from,
+        &mut report,
+        &mut timer,
+    )
+    .await;
+    timer.stop();
+    report.phases = timer.phases;
+    report.total_secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            let _ = state.finish(&ctl, run, "failed", Some(e.message())).await;
+            let swapped = state
+                .unfinished_run(&ctl, oid)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.phase >= Phase::Finish)
+                .unwrap_or(false);
+            let st = if swapped {
+                format!("the swap is done: {} is the new table and the old one is kept; only clean-up is left (run {run})", table.human())
+            } else {
+                format!(
+                    "{} is unchanged and usable; run {run} is recorded in {}.runs and its capture trigger (if installed) keeps recording writes",
+                    table.human(),
+                    state.schema.as_str()
+                )
+            };
+            Err(e.or_state(
+                st,
+                format!(
+                    "run the same command again to continue, or `pg-hotswap abort --table {}` to remove everything this run created",
+                    opts.table
+                ),
+            ))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn continue_run(
+    opts: &RunOptions,
+    state: &State,
+    ctl: &mut Client,
+    src: &Source,
+    plan: &Plan,
+    from: Phase,
+    report: &mut RunReport,
+    timer: &mut Timer,
+) -> Result<()> {
+    let run = plan.run_id;
+    if from <= Phase::Capture {
+        timer.start(Phase::Capture);
+        state.set_phase(ctl, run, Phase::Capture).await?;
+        capture::create_log(ctl, state, plan).await?;
+        let attempts = capture::install_triggers(ctl, state, plan, &opts.lock).await?;
+        say(&format!(
+            "capture trigger installed on {} ({} attempt{})",
+            plan.source.human(),
+            attempts,
+            if attempts == 1 { "" } else { "s" }
+        ));
+        let chunks = chunks::plan_chunks(ctl, plan, src.table.reltuples, opts.chunk_rows).await?;
+        copier::record_chunks(ctl, state, run, &chunks).await?;
+    }
+    if from <= Phase::Copy {
+        timer.start(Phase::Copy);
+        state.set_phase(ctl, run, Phase::Copy).await?;
+        let pending = copier::pending_chunks(ctl, state, run).await?;
+        report.chunks = pending.len();
+        let total_est = src.table.reltuples.max(0.0) as u64;
+        say(&format!(
+            "copying {} chunk{} with {} job{} ({} rows estimated)",
+            pending.len(),
+            if pending.len() == 1 { "" } else { "s" },
+            opts.jobs,
+            if opts.jobs == 1 { "" } else { "s" },
+            total_est
+        ));
+        let progress = Arc::new(Progress::default());
+        let reporter = spawn_progress(progress.clone(), pending.len() as u64, total_est);
+        let t0 = Instant::now();
+        let r = copier::copy_all(
+            &opts.conn,
+            state,
+            plan,
+            pending,
+            opts.jobs,
+            progress.clone(),
+        )
+        .await;
+        reporter.abort();
+        r?;
+        report.rows_copied = progress.rows.load(Ordering::Relaxed);
+        report.bytes_copied = progress.bytes.load(Ordering::Relaxed);
+        let secs = t0.elapsed().as_secs_f64().max(0.001);
+        say(&format!(
+            "copied {} rows ({}) in {:.1} s ({:.0} rows/s)",
+            report.rows_copied,
+            ui::bytes(report.bytes_copied),
+            secs,
+            report.rows_copied as f64 / secs
+        ));
+    }
+    if from <= Phase::Build {
+        timer.start(Phase::Build);
+        state.set_phase(ctl, run, Phase::Build).await?;
+        let t0 = Instant::now();
+        let bo = BuildOptions {
+            jobs: opts.jobs,
+            maintenance_work_mem: opts.maintenance_work_mem.clone(),
+        };
+        build::build(ctl, &opts.conn, plan, &bo, &opts.lock).await?;
+        say(&format!(
+            "built {} index{} and constraints in {:.1} s",
+            plan.indexes.len(),
+            if plan.indexes.len() == 1 { "" } else { "es" },
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+    if from <= Phase::Swap {
+        timer.start(Phase::Replay);
+        state.set_phase(ctl, run, Phase::Replay).await?;
+        let mut rc = conn::connect(&opts.conn, "replay").await?;
+        replay::prepare_session(&rc, plan).await?;
+        let backlog = capture::backlog(&rc, plan).await?;
+        say(&format!(
+            "replaying {backlog} captured change{}",
+            if backlog == 1 { "" } else { "s" }
+        ));
+        let b = replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch).await?;
+        report.replayed_log_rows += b.log_rows;
+        build::prepare(ctl, plan, src).await?;
+
+        timer.start(Phase::Swap);
+        state.set_phase(ctl, run, Phase::Swap).await?;
+        let req = SwapRequest {
+            policy: &opts.lock,
+            replay_limit: opts.replay_batch,
+            old_name: opts.old_name.as_deref(),
+        };
+        let out = swap::swap(&mut rc, ctl, state, plan, src, &req).await?;
+        report.lock_attempts = out.attempts;
+        report.lock_held_ms = out.held.as_secs_f64() * 1000.0;
+        report.longest_lock_ms = out.longest_lock.as_secs_f64() * 1000.0;
+        report.replayed_log_rows += out.replayed_under_lock;
+        report.old_table = Some(out.old.human());
+        say(&format!(
+            "swapped: {} is the new table (ACCESS EXCLUSIVE held {:.1} ms, attempt {}); the old one is {}",
+            plan.source.human(),
+            report.lock_held_ms,
+            out.attempts,
+            out.old.human()
+        ));
+        timer.start(Phase::Finish);
+        let w = swap::validate_foreign_keys(ctl, &out.to_validate, &opts.lock).await;
+        for x in &w {
+            say(&format!("warning: {x}"));
+        }
+        report.warnings.extend(w);
+    }
+    // Finish: the tool's objects go; the old table stays unless asked to drop it.
+    timer.start(Phase::Finish);
+    drop_capture_objects(ctl, state, plan).await?;
+    let old_name: Option<String> = ctl
+        .query_one(
+            &format!("SELECT old_name FROM {} WHERE id = $1", state.table("runs")),
+            &[&run],
+        )
+        .await
+        .ctx("reading the old table's name")?
+        .get(0);
+    if let Some(old) = &old_name {
+        let old_q = plan.source.sibling(old.clone());
+        report.old_table = Some(old_q.human());
+        if opts.drop_old {
+            locking::run_ddl(
+                ctl,
+                &opts.lock,
+                &format!("dropping the old table {}", old_q.human()),
+                None,
+                &[format!("DROP TABLE IF EXISTS {old_q}")],
+            )
+            .await?;
+            report.old_table_dropped = true;
+            say(&format!("dropped the old table {}", old_q.human()));
+        }
+    }
+    state.mark_dropped(&*ctl, run, "table").await?;
+    state.finish(ctl, run, "succeeded", None).await?;
+    Ok(())
+}
+
+fn spawn_progress(
+    progress: Arc<Progress>,
+    chunks: u64,
+    est_rows: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let rows = progress.rows.load(Ordering::Relaxed);
+            let done = progress.chunks_done.load(Ordering::Relaxed);
+            let secs = t0.elapsed().as_secs_f64();
+            let rate = rows as f64 / secs.max(0.001);
+            let eta = if rate > 0.0 && est_rows > rows {
+                format!(", about {:.0} s left", (est_rows - rows) as f64 / rate)
+            } else {
+                String::new()
+            };
+            say(&format!(
+                "copy: {done}/{chunks} chunks, {rows} rows ({}), {rate:.0} rows/s{eta}",
+                ui::bytes(progress.bytes.load(Ordering::Relaxed))
+            ));
+        }
+    })
+}
+
+fn print_mapping(plan: &Plan) {
+    for c in &plan.columns {
+        let how = match &c.source {
+            ColumnSource::Same => continue,
+            ColumnSource::Cast { from, to } => format!("cast from {from} to {to}"),
+            ColumnSource::Mapped { expr } => format!("computed as {expr}"),
+            ColumnSource::Default => "new column, takes its default".to_string(),
+            ColumnSource::Generated => "generated, computed by the server".to_string(),
+        };
+        say(&format!("column {}: {how}", c.column.as_str()));
+    }
+    for d in &plan.dropped {
+        say(&format!(
+            "column {}: DROPPED — its data is not carried into the new table",
+            d.as_str()
+        ));
+    }
+    for i in &plan.dropped_indexes {
+        say(&format!("index {}: dropped by the ALTER", i.as_str()));
+    }
+}
+
+/// Drops the log and the trigger functions (the triggers are gone with the swap).
+async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Plan) -> Result<()> {
+    let c = &plan.capture;
+    ctl.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
+        c.log, c.function, c.truncate_function
+    ))
+    .await
+    .ctx("removing the change log and trigger functions")?;
+    for k in ["log", "function", "trigger"] {
+        state.mark_dropped(ctl, plan.run_id, k).await?;
+    }
+    Ok(())
+}
+
+/// Removes everything an unfinished run created and marks it aborted. The source is left
+/// exactly as it was. If the run had already swapped, only the clean-up is completed.
+pub async fn cleanup(
+    ctl: &Client,
+    state: &State,
+    u: &UnfinishedRun,
+    policy: &LockPolicy,
+) -> Result<()> {
+    let plan: Option<Plan> = u.plan.clone().and_then(|p| serde_json::from_value(p).ok());
+    if u.phase >= Phase::Finish {
+        if let Some(plan) = &plan {
+            drop_capture_objects(ctl, state, plan).await?;
+        }
+        state.mark_dropped(ctl, u.id, "table").await?;
+        state.finish(ctl, u.id, "succeeded", None).await?;
+        say(&format!(
+            "run {} had already swapped; completed its clean-up",
+            u.id
+        ));
+        return Ok(());
+    }
+    let objects = state.live_objects(ctl, u.id).await?;
+    // Triggers first, so the application stops writing the log.
+    for (kind, name, on_table) in &objects {
+        if kind != "trigger" {
+            continue;
+        }
+        let Some(table_oid) = on_table else { continue };
+        let table: Option<String> = ctl
+            .query_one("SELECT (SELECT $1::oid::regclass::text WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = $1))", &[table_oid])
+            .await
+            .ctx("looking up the table of a capture trigger")?
+            .get(0);
+        if let Some(t) = table {
+            locking::run_ddl(
+                ctl,
+                policy,
+                &format!("removing capture trigger {} from {t}", name.name.as_str()),
+                Some(*table_oid),
+                &[format!("DROP TRIGGER IF EXISTS {} ON {t}", name.name)],
+            )
+            .await?;
+        }
+    }
+    for (kind, name, _) in &objects {
+        match kind.as_str() {
+            "function" => ctl
+                .batch_execute(&format!("DROP FUNCTION IF EXISTS {name}()"))
+                .await
+                .ctx(format_args!("dropping function {}", name.human()))?,
+            "log" => ctl
+                .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                .await
+                .ctx(format_args!("dropping the change log {}", name.human()))?,
+            "table" => {
+                // Only the very table this run created (by oid), never one that took its name.
+                let Some(plan) = &plan else { continue };
+                let same: bool = ctl
+                    .query_one(
+                        "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
+                        &[&name.to_string(), &plan.shadow_oid],
+                    )
+                    .await
+                    .ctx("checking the shadow table")?
+                    .get(0);
+                if same {
+                    ctl.batch_execute(&format!("DROP TABLE {name}"))
+                        .await
+                        .ctx(format_args!("dropping the shadow table {}", name.human()))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    for k in ["trigger", "function", "log", "table"] {
+        state.mark_dropped(ctl, u.id, k).await?;
+    }
+    state
+        .finish(ctl, u.id, "aborted", u.error.as_deref())
+        .await?;
+    Ok(())
+}
+
+/// Options of `abort`.
+pub struct AbortOptions {
+    pub conn: ConnSpec,
+    pub table: String,
+    pub state_schema: String,
+    pub lock: LockPolicy,
+}
+
+/// `pg-hotswap abort`: removes what an unfinished run of the table created.
+pub async fn abort(opts: &AbortOptions) -> Result<Option<i64>> {
+    let state = State::new(&opts.state_schema);
+    let ctl = conn::connect(&opts.conn, "abort").await?;
+    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
+    if !state.exists(&ctl).await? {
+        say(&format!(
+            "no state schema {}: nothing to abort",
+            state.schema.as_str()
+        ));
+        return Ok(None);
+    }
+    if !state.try_lock_table(&ctl, oid).await? {
+        let pid = state.lock_holder(&ctl, oid).await?;
+        return Err(Error::failed(format!(
+            "a pg-hotswap run is active on {} (session pid {}); abort removes the objects of a run that has stopped",
+            opts.table,
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ))
+        .with_state("nothing was changed")
+        .with_next("stop the running process first (Ctrl-C), then run abort again"));
+    }
+    let Some(u) = state.unfinished_run(&ctl, oid).await? else {
+        say(&format!(
+            "no unfinished run for {}: nothing to abort",
+            opts.table
+        ));
+        return Ok(None);
+    };
+    cleanup(&ctl, &state, &u, &opts.lock).await?;
+    say(&format!(
+        "aborted run {}: everything it created is removed; {} is as it was",
+        u.id, opts.table
+    ));
+    Ok(Some(u.id))
+}
+
+/// After Ctrl-C: records the interruption of the table's running run (from a fresh session;
+/// the run's own sessions are gone and their transactions rolled back).
+pub async fn mark_interrupted(
+    conn: &ConnSpec,
+    state_schema: &str,
+    table: &str,
+) -> Result<Option<Phase>> {
+    let state = State::new(state_schema);
+    let ctl = conn::connect(conn, "interrupt").await?;
+    let oid = catalog::resolve_table(&ctl, table).await?;
+    if !state.exists(&ctl).await? {
+        return Ok(None);
+    }
+    if let Some(u) = state.unfinished_run(&ctl, oid).await? {
+        state
+            .finish(
+                &ctl,
+                u.id,
+                "interrupted",
+                Some("interrupted by the operator"),
+            )
+            .await?;
+        state
+            .event(
+                &ctl,
+                u.id,
+                u.phase,
+                "interrupted",
+                "interrupted by the operator",
+                None,
+            )
+            .await?;
+        return Ok(Some(u.phase));
+    }
+    Ok(None)
+}
+
+/// Maps errors that mean "the lock was not available" to the documented exit status.
+pub fn is_lock_failure(e: &Error) -> bool {
+    e.kind() == Kind::LockTimeout
+}

@@ -1,0 +1,122 @@
+//! The plan of a run: every name and statement the later phases need, decided once when the
+//! shadow is created and stored in `runs.plan` (JSON), so that a later process can continue the
+//! run from what is recorded.
+
+use crate::ident::{Ident, QualifiedName};
+use serde::{Deserialize, Serialize};
+
+/// How a shadow column gets its value from a source row.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ColumnSource {
+    /// Same name, same type.
+    Same,
+    /// Same name, explicit cast to the new type.
+    Cast { from: String, to: String },
+    /// `--map col=expr`.
+    Mapped { expr: String },
+    /// New column: takes its default.
+    Default,
+    /// Generated column: computed by the server, never copied.
+    Generated,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MappedColumn {
+    pub column: Ident,
+    pub source: ColumnSource,
+    /// The SQL expression over the source row (`None` for Default/Generated).
+    pub expr: Option<String>,
+}
+
+/// A row-identity column: its source type, and the cast that turns a logged key into the
+/// shadow's type (None when the type is unchanged).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyColumn {
+    pub name: Ident,
+    pub source_type: String,
+    pub shadow_cast: Option<String>,
+}
+
+/// An index to build on the shadow after the copy. `create_sql` creates it under its temporary
+/// name; the swap renames it to `final_name`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowIndex {
+    pub tmp_name: Ident,
+    pub final_name: Ident,
+    pub create_sql: String,
+    pub tablespace: Option<Ident>,
+    /// For indexes that back a constraint: the `ALTER TABLE ... ADD CONSTRAINT` that attaches
+    /// it (PRIMARY KEY / UNIQUE ... USING INDEX) or, for exclusion constraints, builds it.
+    pub constraint_sql: Option<String>,
+    /// Exclusion constraints build their index themselves: no `create_sql` then.
+    pub built_by_constraint: bool,
+    pub comment: Option<String>,
+}
+
+/// A constraint added to the shadow after the copy (NOT VALID checks, foreign keys).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LateConstraint {
+    pub name: Ident,
+    /// Definition as pg_get_constraintdef prints it, without a trailing NOT VALID.
+    pub def: String,
+    /// Validate after adding (false keeps a NOT VALID constraint NOT VALID).
+    pub validate: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CapturePlan {
+    pub log: QualifiedName,
+    pub function: QualifiedName,
+    pub truncate_function: QualifiedName,
+    pub trigger: Ident,
+    pub truncate_trigger: Ident,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: i64,
+    pub source: QualifiedName,
+    pub source_oid: u32,
+    pub shadow: QualifiedName,
+    pub shadow_oid: u32,
+    pub key: Vec<KeyColumn>,
+    pub columns: Vec<MappedColumn>,
+    /// Source columns that no shadow column of the same name receives.
+    pub dropped: Vec<Ident>,
+    /// Needs `OVERRIDING SYSTEM VALUE` to insert into the shadow (identity ALWAYS columns).
+    pub overriding: bool,
+    pub indexes: Vec<ShadowIndex>,
+    pub late_checks: Vec<LateConstraint>,
+    pub foreign_keys: Vec<LateConstraint>,
+    /// Foreign keys of the table that reference the table itself: added at the swap.
+    pub self_foreign_keys: Vec<LateConstraint>,
+    pub capture: CapturePlan,
+    pub fingerprint: String,
+    /// Indexes of the source dropped by the ALTER (reported, not built).
+    pub dropped_indexes: Vec<Ident>,
+}
+
+impl Plan {
+    /// Columns the copy writes, in order.
+    pub fn copy_columns(&self) -> Vec<&Ident> {
+        self.columns
+            .iter()
+            .filter(|c| c.expr.is_some())
+            .map(|c| &c.column)
+            .collect()
+    }
+
+    /// Expressions the copy reads from the source, in the order of [`Plan::copy_columns`].
+    pub fn select_list(&self) -> String {
+        self.columns
+            .iter()
+            .filter_map(|c| c.expr.as_deref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `"k1", "k2"` over the source.
+    pub fn key_list(&self) -> String {
+        crate::ident::join_idents(self.key.iter().map(|k| &k.name))
+    }
+}

@@ -1,0 +1,269 @@
+//! Preflight: read everything about the source table and refuse what is not supported.
+//!
+//! Nothing is changed in this phase. A refusal names the table and the reason and says what to
+//! do; warnings are returned for the caller to print and record.
+
+use crate::catalog::{self, Column, Constraint, IncomingForeignKey, Index, Table, Trigger, View};
+use crate::error::{DbContext, Error, Result};
+use crate::ident::Ident;
+use tokio_postgres::types::Oid;
+use tokio_postgres::Client;
+
+/// Everything the run needs to know about the source table, read at the start.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub table: Table,
+    pub columns: Vec<Column>,
+    pub indexes: Vec<Index>,
+    pub constraints: Vec<Constraint>,
+    pub incoming: Vec<IncomingForeignKey>,
+    pub triggers: Vec<Trigger>,
+    pub views: Vec<View>,
+    pub sequences: Vec<catalog::OwnedSequence>,
+    pub grants: Vec<catalog::Grant>,
+    pub policies: Vec<catalog::Policy>,
+    pub publications: Vec<Ident>,
+    /// The row identity: the primary key, or a unique index on NOT NULL columns.
+    pub key_index: Ident,
+    pub key: Vec<Ident>,
+    pub fingerprint: String,
+}
+
+impl Source {
+    pub fn column(&self, name: &Ident) -> Option<&Column> {
+        self.columns.iter().find(|c| &c.name == name)
+    }
+
+    /// The source's own (not tool-made) triggers.
+    pub fn user_triggers(&self) -> impl Iterator<Item = &Trigger> {
+        self.triggers
+            .iter()
+            .filter(|t| !t.name.as_str().starts_with("hotswap_"))
+    }
+}
+
+/// Reads the source table and checks that it can be rewritten. `Err` with `Kind::Refused` names
+/// the table and the reason; the Vec holds warnings.
+pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)> {
+    let table = catalog::table(client, oid).await?;
+    let name = table.name.human();
+    let refuse = |why: String| {
+        Error::refused(format!("cannot rewrite table {name}: {why}"))
+            .with_state("nothing was changed")
+    };
+    match table.relkind.as_str() {
+        "r" => {}
+        "p" => {
+            return Err(refuse(
+                "it is a partitioned table, which pg-hotswap does not rewrite yet".into(),
+            )
+            .with_next("rewrite its partitions one at a time (each is a plain table)"))
+        }
+        "v" | "m" => return Err(refuse("it is a view, not a table".into())),
+        "f" => return Err(refuse("it is a foreign table".into())),
+        other => {
+            return Err(refuse(format!(
+                "it is not a plain table (relkind {other:?})"
+            )))
+        }
+    }
+    if table.persistence == "t" {
+        return Err(refuse(
+            "it is a temporary table, visible only to its own session".into(),
+        ));
+    }
+    if table.is_partition {
+        return Err(refuse(
+            "it is a partition; swapping it would detach it from its parent".into(),
+        )
+        .with_next("partitions are not supported yet"));
+    }
+    if table.has_inheritance {
+        return Err(refuse(
+            "it takes part in table inheritance (it has a parent or children)".into(),
+        ));
+    }
+    check_privileges(client, &table).await?;
+
+    let columns = catalog::columns(client, oid).await?;
+    let indexes = catalog::indexes(client, oid).await?;
+    let (key_index, key) = row_identity(&indexes, &columns).ok_or_else(|| {
+        refuse(
+            "it has no primary key and no unique index on NOT NULL columns, so pg-hotswap \
+             cannot tell its rows apart to replay changes"
+                .into(),
+        )
+        .with_next("add a primary key (or a unique index on NOT NULL columns) first")
+    })?;
+    let views = catalog::dependent_views(client, oid).await?;
+    if let Some(mv) = views.iter().find(|v| v.relkind == "m") {
+        return Err(refuse(format!(
+            "the materialized view {} depends on it, and pg-hotswap cannot carry materialized views over yet",
+            mv.name.human()
+        ))
+        .with_next("drop the materialized view before the rewrite and create it again afterwards"));
+    }
+    let others = catalog::other_dependents(client, oid).await?;
+    if !others.is_empty() {
+        return Err(refuse(format!(
+            "these objects depend on it and would keep pointing at the old table: {}",
+            others.join(", ")
+        ))
+        .with_next("drop them before the rewrite and create them again afterwards"));
+    }
+
+    let mut warnings = Vec::new();
+    let long = client
+        .query(
+            "SELECT pid, now() - xact_start, state FROM pg_catalog.pg_stat_activity \
+              WHERE xact_start < now() - interval '1 minute' AND pid <> pg_backend_pid() \
+                AND datname = current_database()",
+            &[],
+        )
+        .await
+        .ctx("looking for long-running transactions")?;
+    for r in &long {
+        let pid: i32 = r.get(0);
+        let state: Option<String> = r.get(2);
+        warnings.push(format!(
+            "session pid {pid} has had a transaction open for over a minute (state {}); \
+             if it holds a lock on {name}, installing the capture trigger and the swap will wait \
+             for it (each attempt at most --lock-timeout)",
+            state.unwrap_or_default()
+        ));
+    }
+    let source = Source {
+        constraints: catalog::constraints(client, oid).await?,
+        incoming: catalog::incoming_foreign_keys(client, oid).await?,
+        triggers: catalog::triggers(client, oid).await?,
+        sequences: catalog::sequences(client, oid).await?,
+        grants: catalog::grants(client, oid).await?,
+        policies: catalog::policies(client, oid).await?,
+        publications: catalog::publications(client, oid).await?,
+        fingerprint: catalog::fingerprint(client, oid).await?,
+        views,
+        key_index,
+        key,
+        table,
+        columns,
+        indexes,
+    };
+    Ok((source, warnings))
+}
+
+/// The primary key, else the unique index on NOT NULL plain columns with the fewest columns.
+pub fn row_identity(indexes: &[Index], columns: &[Column]) -> Option<(Ident, Vec<Ident>)> {
+    if let Some(pk) = indexes.iter().find(|i| i.primary && i.usable) {
+        return Some((pk.name.clone(), pk.key_columns.clone()));
+    }
+    indexes
+        .iter()
+        .filter(|i| i.is_identity_candidate())
+        .filter(|i| {
+            i.key_columns.iter().all(|k| {
+                columns
+                    .iter()
+                    .any(|c| &c.name == k && c.not_null && !c.is_generated())
+            })
+        })
+        .min_by_key(|i| i.key_columns.len())
+        .map(|i| (i.name.clone(), i.key_columns.clone()))
+}
+
+async fn check_privileges(client: &Client, table: &Table) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT r.rolsuper, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'), current_user::text \
+               FROM pg_catalog.pg_roles r, pg_catalog.pg_class c \
+              WHERE r.rolname = current_user AND c.oid = $1",
+            &[&table.oid],
+        )
+        .await
+        .ctx("checking privileges")?;
+    let (superuser, member, me): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    if !superuser && !member {
+        return Err(Error::refused(format!(
+            "cannot rewrite table {}: role {me:?} is neither its owner ({}) nor a member of the owner role nor a superuser; \
+             creating the capture trigger and swapping the table need the owner's privileges",
+            table.name.human(),
+            table.owner.as_str()
+        ))
+        .with_state("nothing was changed")
+        .with_next(format!(
+            "connect as {} (or GRANT {} TO {me})",
+            table.owner.as_str(),
+            table.owner
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, not_null: bool) -> Column {
+        Column {
+            num: 1,
+            name: Ident::new(name),
+            type_name: "integer".into(),
+            base_type: "integer".into(),
+            type_oid: 23,
+            not_null,
+            generated: String::new(),
+            identity: String::new(),
+            default_expr: None,
+            comment: None,
+        }
+    }
+
+    fn idx(name: &str, cols: &[&str], primary: bool, unique: bool) -> Index {
+        Index {
+            oid: 1,
+            name: Ident::new(name),
+            def: String::new(),
+            prefix: String::new(),
+            unique,
+            primary,
+            usable: true,
+            immediate: true,
+            partial: false,
+            nkeys: cols.len() as i32,
+            key_columns: cols.iter().map(|c| Ident::new(*c)).collect(),
+            constraint_name: None,
+            constraint_type: None,
+            constraint_def: None,
+            tablespace: None,
+            deferrable: false,
+            deferred: false,
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn primary_key_wins() {
+        let cols = vec![col("a", true), col("b", true)];
+        let ix = vec![idx("u", &["b"], false, true), idx("pk", &["a"], true, true)];
+        let (name, key) = row_identity(&ix, &cols).unwrap();
+        assert_eq!(name.as_str(), "pk");
+        assert_eq!(key, vec![Ident::new("a")]);
+    }
+
+    #[test]
+    fn unique_index_on_nullable_column_is_not_an_identity() {
+        let cols = vec![col("a", false)];
+        let ix = vec![idx("u", &["a"], false, true)];
+        assert!(row_identity(&ix, &cols).is_none());
+        let cols = vec![col("a", true)];
+        assert!(row_identity(&ix, &cols).is_some());
+    }
+
+    #[test]
+    fn non_unique_or_partial_indexes_are_not_identities() {
+        let cols = vec![col("a", true)];
+        let mut p = idx("p", &["a"], false, true);
+        p.partial = true;
+        let ix = vec![idx("n", &["a"], false, false), p];
+        assert!(row_identity(&ix, &cols).is_none());
+    }
+}

@@ -1,0 +1,153 @@
+//! Replay: bringing every logged key of the shadow back in sync with the source.
+//!
+//! For a batch of log rows, in one transaction: delete exactly those log rows (by id, returning
+//! them), delete their keys from the shadow, insert them again from the source through the
+//! mapping. Invariants kept here (DESIGN.md): replay never trusts log order or id ranges — it
+//! deletes exactly the rows it read, so a transaction that commits late is replayed in a later
+//! batch; and it runs only after the whole copy, so it never races a chunk's copy. A TRUNCATE
+//! marker stops the run.
+
+use crate::capture::log_key_columns;
+use crate::error::{DbContext, Error, Result};
+use crate::ident::join_idents;
+use crate::plan::Plan;
+use tokio_postgres::{Client, GenericClient};
+
+/// The temporary table that holds a batch (per session; emptied at commit).
+const BATCH: &str = "hotswap_replay_batch";
+
+/// Creates the session's batch table. Call once per session before [`apply_batch`].
+pub async fn prepare_session(client: &Client, plan: &Plan) -> Result<()> {
+    let cols: Vec<String> = log_key_columns(plan)
+        .iter()
+        .zip(&plan.key)
+        .map(|(k, key)| format!("{k} {}", key.source_type))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {BATCH} (id bigint, truncated boolean, {}) ON COMMIT DELETE ROWS",
+            cols.join(", ")
+        ))
+        .await
+        .ctx("creating the replay batch table")?;
+    Ok(())
+}
+
+/// Result of one batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch {
+    /// Log rows consumed.
+    pub log_rows: u64,
+    /// Distinct keys re-synced.
+    pub keys: u64,
+}
+
+/// Applies one batch of at most `limit` log rows inside the caller's transaction.
+pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Result<Batch> {
+    let log = &plan.capture.log;
+    let kcols = log_key_columns(plan);
+    let klist = join_idents(&kcols);
+    let taken = tx
+        .execute(
+            &format!(
+                "WITH d AS (DELETE FROM {log} WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT $1) \
+                           RETURNING id, truncated, {klist}) \
+                 INSERT INTO pg_temp.{BATCH} SELECT * FROM d"
+            ),
+            &[&limit],
+        )
+        .await
+        .ctx("reading a batch of the change log")?;
+    if taken == 0 {
+        return Ok(Batch::default());
+    }
+    let truncated: bool = tx
+        .query_one(
+            &format!("SELECT COALESCE(bool_or(truncated), false) FROM pg_temp.{BATCH}"),
+            &[],
+        )
+        .await
+        .ctx("reading a batch of the change log")?
+        .get(0);
+    if truncated {
+        return Err(Error::failed(format!(
+            "{} was truncated while pg-hotswap was rewriting it; the copy no longer matches it",
+            plan.source.human()
+        ))
+        .with_next(format!(
+            "run `pg-hotswap abort --table {}` and start the rewrite again",
+            plan.source
+        )));
+    }
+    // Keys as the shadow stores them (cast when the ALTER changed a key column's type).
+    let shadow_keys: Vec<String> = kcols
+        .iter()
+        .zip(&plan.key)
+        .map(|(k, key)| match &key.shadow_cast {
+            Some(t) => format!("CAST({k} AS {t})"),
+            None => k.to_string(),
+        })
+        .collect();
+    let keys = plan.key_list();
+    let deleted_keys = tx
+        .execute(
+            &format!(
+                "DELETE FROM {shadow} WHERE ({keys}) IN (SELECT {sk} FROM pg_temp.{BATCH} WHERE NOT truncated)",
+                shadow = plan.shadow,
+                sk = shadow_keys.join(", ")
+            ),
+            &[],
+        )
+        .await
+        .ctx(format_args!("replaying changes into {}", plan.shadow.human()))?;
+    let cols = join_idents(plan.copy_columns());
+    let overriding = if plan.overriding {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO {shadow} ({cols}){overriding} SELECT {sel} FROM ONLY {src} \
+                  WHERE ({keys}) IN (SELECT {klist} FROM pg_temp.{BATCH} WHERE NOT truncated)",
+                shadow = plan.shadow,
+                sel = plan.select_list(),
+                src = plan.source,
+            ),
+            &[],
+        )
+        .await
+        .ctx(format_args!(
+            "replaying changes into {}",
+            plan.shadow.human()
+        ))?;
+    Ok(Batch {
+        log_rows: taken,
+        keys: deleted_keys.max(inserted),
+    })
+}
+
+/// Applies one batch in its own transaction.
+pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Result<Batch> {
+    let tx = client
+        .transaction()
+        .await
+        .ctx("starting a replay transaction")?;
+    let b = apply_batch(&tx, plan, limit).await?;
+    tx.commit().await.ctx("committing a replay batch")?;
+    Ok(b)
+}
+
+/// Replays until fewer than `target` log rows remain (or the log is empty). Returns the totals.
+pub async fn catch_up(client: &mut Client, plan: &Plan, limit: i64, target: i64) -> Result<Batch> {
+    let mut total = Batch::default();
+    loop {
+        let b = replay_batch(client, plan, limit).await?;
+        total.log_rows += b.log_rows;
+        total.keys += b.keys;
+        if (b.log_rows as i64) < limit.min(target.max(1)) || b.log_rows == 0 {
+            return Ok(total);
+        }
+    }
+}

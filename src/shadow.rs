@@ -1,0 +1,517 @@
+//! The shadow table: `<table>_new` with the source's definition and the user's ALTER applied,
+//! and the plan derived from it (column mapping, indexes and constraints to build after the copy).
+//!
+//! How the ALTER sees a complete table: in one transaction the shadow is created with the
+//! source's columns, check constraints, outgoing foreign keys and every index (under temporary
+//! names), then the ALTER runs against it — so a type change rewrites the index definitions, a
+//! dropped column takes its indexes along, `ADD UNIQUE` adds one. Then the resulting index and
+//! constraint definitions are read back from the catalog, recorded in the plan, and dropped, so
+//! that the bulk copy loads a bare table (faster; DESIGN.md measured index builds afterwards as
+//! the fastest). If anything fails, the transaction rolls back and nothing is left.
+
+use crate::catalog;
+use crate::error::{DbContext, Error, Kind, Result};
+use crate::ident::{fit_name, literal, Ident, QualifiedName};
+use crate::locking::LockPolicy;
+use crate::mapping::{self, MapArg};
+use crate::plan::{CapturePlan, LateConstraint, Plan, ShadowIndex};
+use crate::preflight::Source;
+use crate::state::State;
+use tokio_postgres::Client;
+
+pub struct ShadowRequest<'a> {
+    pub alter: Option<&'a str>,
+    pub maps: &'a [MapArg],
+    /// Explicit shadow name (`--shadow-name`); default `<table>_new`.
+    pub shadow_name: Option<&'a str>,
+}
+
+/// Temporary name of the n-th index the run builds on the shadow.
+fn tmp_index_name(run: i64, n: usize) -> String {
+    format!("hotswap_{run}_i{n}")
+}
+
+/// Renders one `reloptions` entry (`name=value`) for `SET (...)`, with `prefix` (`toast.`).
+pub fn reloption_sql(opt: &str, prefix: &str) -> Result<String> {
+    let (name, value) = opt
+        .split_once('=')
+        .ok_or_else(|| Error::failed(format!("unexpected storage option {opt:?}")))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(Error::failed(format!(
+            "unexpected storage option name {name:?}"
+        )));
+    }
+    Ok(format!("{prefix}{name} = {}", literal(value)))
+}
+
+/// Strips a trailing " NOT VALID" from a constraint definition.
+fn strip_not_valid(def: &str) -> String {
+    def.strip_suffix(" NOT VALID").unwrap_or(def).to_string()
+}
+
+/// Creates the shadow and returns the plan. Nothing is left behind on error.
+pub async fn create(
+    client: &mut Client,
+    state: &State,
+    run: i64,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    policy: &LockPolicy,
+) -> Result<Plan> {
+    let table = &src.table.name;
+    let shadow_name = match req.shadow_name {
+        Some(n) => {
+            if n.len() > crate::ident::MAX_IDENT_BYTES {
+                return Err(Error::usage(format!(
+                    "--shadow-name {n:?} is longer than 63 bytes; PostgreSQL would truncate it"
+                )));
+            }
+            if catalog::relation_exists(client, &table.schema, n).await? {
+                return Err(Error::usage(format!(
+                    "--shadow-name {n:?}: a relation of that name already exists in schema {}",
+                    table.schema.as_str()
+                )));
+            }
+            n.to_string()
+        }
+        None => catalog::free_name(client, &table.schema, table.name.as_str(), "_new", &[]).await?,
+    };
+    let shadow = table.sibling(shadow_name.clone());
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = create_once(client, state, run, src, req, &shadow, policy).await;
+        match result {
+            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
+                tracing::info!(
+                    attempt,
+                    "lock not available while creating the shadow, will retry"
+                );
+                tokio::time::sleep(policy.backoff(attempt)).await;
+            }
+            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
+            other => return other,
+        }
+    }
+}
+
+async fn create_once(
+    client: &mut Client,
+    state: &State,
+    run: i64,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    shadow: &QualifiedName,
+    policy: &LockPolicy,
+) -> Result<Plan> {
+    let table = &src.table.name;
+    let t = &src.table;
+    let tx = client
+        .transaction()
+        .await
+        .ctx("starting the shadow transaction")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{}'",
+        crate::conn::pg_millis(policy.timeout)
+    ))
+    .await
+    .ctx("setting lock_timeout")?;
+    state
+        .record_object(&tx, run, "table", shadow, Some(t.oid))
+        .await?;
+
+    let unlogged = if t.persistence == "u" {
+        "UNLOGGED "
+    } else {
+        ""
+    };
+    let tablespace = t
+        .tablespace
+        .as_ref()
+        .map(|ts| format!(" TABLESPACE {ts}"))
+        .unwrap_or_default();
+    tx.batch_execute(&format!(
+        "CREATE {unlogged}TABLE {shadow} (LIKE {table} INCLUDING DEFAULTS INCLUDING GENERATED \
+         INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS){tablespace}"
+    ))
+    .await
+    .ctx(format_args!("creating the shadow table {}", shadow.human()))?;
+
+    let mut opts = Vec::new();
+    for o in &t.reloptions {
+        opts.push(reloption_sql(o, "")?);
+    }
+    for o in &t.toast_options {
+        opts.push(reloption_sql(o, "toast.")?);
+    }
+    if !opts.is_empty() {
+        tx.batch_execute(&format!("ALTER TABLE {shadow} SET ({})", opts.join(", ")))
+            .await
+            .ctx("copying the table's storage options to the shadow")?;
+    }
+    if t.owner.as_str() != current_user(&tx).await? {
+        tx.batch_execute(&format!("ALTER TABLE {shadow} OWNER TO {}", t.owner))
+            .await
+            .ctx(format_args!(
+                "giving the shadow to the table's owner {}",
+                t.owner.as_str()
+            ))?;
+    }
+
+    // Check constraints keep their names (they are per table); foreign keys to other tables
+    // too. Self-referencing foreign keys are added at the swap, when the name means the new table.
+    for c in src.constraints.iter().filter(|c| c.kind == "c") {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+            c.name, c.def
+        ))
+        .await
+        .ctx(format_args!(
+            "adding check constraint {} to the shadow",
+            c.name.as_str()
+        ))?;
+    }
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != t.oid)
+    {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+            c.name, c.def
+        ))
+        .await
+        .ctx(format_args!(
+            "adding foreign key {} to the shadow",
+            c.name.as_str()
+        ))?;
+    }
+
+    // Every index under a temporary name, constraints attached the way the source has them.
+    let mut original_names = Vec::new();
+    for (n, ix) in src.indexes.iter().enumerate() {
+        let tmp = Ident::new(tmp_index_name(run, n));
+        original_names.push((tmp.clone(), ix.name.clone()));
+        if ix.constraint_type.as_deref() == Some("x") {
+            let def = ix.constraint_def.as_deref().unwrap_or_default();
+            tx.batch_execute(&format!("ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {def}"))
+                .await
+                .ctx(format_args!(
+                    "adding exclusion constraint {} to the shadow",
+                    ix.name.as_str()
+                ))?;
+            continue;
+        }
+        let unique = if ix.unique { "UNIQUE " } else { "" };
+        tx.batch_execute(&format!(
+            "CREATE {unique}INDEX {tmp} ON {shadow} USING {}",
+            ix.body()?
+        ))
+        .await
+        .ctx(format_args!(
+            "creating index {} on the shadow",
+            ix.name.as_str()
+        ))?;
+        if let Some(kind) = ix.constraint_type.as_deref() {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {} USING INDEX {tmp}{}",
+                if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                deferrable_clause(ix.deferrable, ix.deferred)
+            ))
+            .await
+            .ctx(format_args!(
+                "attaching constraint {} on the shadow",
+                ix.name.as_str()
+            ))?;
+        }
+    }
+
+    if let Some(alter) = req.alter {
+        tx.batch_execute(&format!("ALTER TABLE {shadow} {alter}"))
+            .await
+            .map_err(|e| {
+                Error::db(format_args!("the ALTER failed on the shadow of {}", table.human()), e)
+                    .with_kind(Kind::Refused)
+                    .with_state(format!("nothing was changed; {} is untouched", table.human()))
+                    .with_next("fix the --alter text (it takes the actions of ALTER TABLE, e.g. \"ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0\")")
+            })?;
+    }
+
+    // Read back what the ALTER produced.
+    let shadow_oid: u32 = tx
+        .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
+        .await
+        .ctx("looking up the shadow")?
+        .get(0);
+    let shadow_cols = catalog::columns(&tx, shadow_oid).await?;
+    let shadow_ix = catalog::indexes(&tx, shadow_oid).await?;
+    let shadow_cons = catalog::constraints(&tx, shadow_oid).await?;
+
+    let built = mapping::build(
+        &table.human(),
+        &src.columns,
+        &shadow_cols,
+        &src.key,
+        req.maps,
+    )?;
+
+    let mut indexes = Vec::new();
+    let mut drops = Vec::new();
+    for (n, ix) in shadow_ix.iter().enumerate() {
+        let final_name = match original_names.iter().find(|(tmp, _)| tmp == &ix.name) {
+            Some((_, orig)) => orig.clone(),
+            None => Ident::new(derive_name(
+                ix.name.as_str(),
+                shadow.name.as_str(),
+                table.name.as_str(),
+            )),
+        };
+        let tmp = Ident::new(tmp_index_name(run, n));
+        let (create_sql, constraint_sql, by_constraint) = match ix.constraint_type.as_deref() {
+            Some("x") => (
+                String::new(),
+                Some(format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {}",
+                    ix.constraint_def.as_deref().unwrap_or_default()
+                )),
+                true,
+            ),
+            kind => {
+                let unique = if ix.unique { "UNIQUE " } else { "" };
+                let create = format!(
+                    "CREATE {unique}INDEX {tmp} ON {shadow} USING {}",
+                    ix.body()?
+                );
+                let cons = kind.map(|k| {
+                    format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {} USING INDEX {tmp}{}",
+                        if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                        deferrable_clause(ix.deferrable, ix.deferred)
+                    )
+                });
+                (create, cons, false)
+            }
+        };
+        match &ix.constraint_name {
+            Some(c) => drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {c}")),
+            None => drops.push(format!("DROP INDEX {}", shadow.sibling(ix.name.as_str()))),
+        }
+        let comment = src
+            .indexes
+            .iter()
+            .find(|s| s.name == final_name)
+            .and_then(|s| s.comment.clone());
+        indexes.push(crate::plan::ShadowIndex {
+            tmp_name: tmp,
+            final_name,
+            create_sql,
+            tablespace: ix.tablespace.clone(),
+            constraint_sql,
+            built_by_constraint: by_constraint,
+            comment,
+        });
+    }
+    check_identity_survives(&indexes, &shadow_ix, &src.key, &table.human())?;
+
+    let mut late_checks = Vec::new();
+    let mut foreign_keys = Vec::new();
+    for c in &shadow_cons {
+        match c.kind.as_str() {
+            "c" if !c.validated => {
+                late_checks.push(LateConstraint {
+                    name: c.name.clone(),
+                    def: strip_not_valid(&c.def),
+                    validate: false,
+                });
+                drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name));
+            }
+            "f" => {
+                let was_valid = src
+                    .constraints
+                    .iter()
+                    .find(|s| s.name == c.name)
+                    .map(|s| s.validated)
+                    .unwrap_or(c.validated);
+                foreign_keys.push(LateConstraint {
+                    name: c.name.clone(),
+                    def: strip_not_valid(&c.def),
+                    validate: was_valid,
+                });
+                drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name));
+            }
+            _ => {}
+        }
+    }
+    let mut self_foreign_keys = Vec::new();
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references == t.oid)
+    {
+        if c.columns
+            .iter()
+            .all(|col| shadow_cols.iter().any(|s| &s.name == col))
+        {
+            self_foreign_keys.push(LateConstraint {
+                name: c.name.clone(),
+                def: strip_not_valid(&c.def),
+                validate: c.validated,
+            });
+        }
+    }
+    for d in &drops {
+        tx.batch_execute(d)
+            .await
+            .ctx("removing indexes from the shadow for the bulk copy")?;
+    }
+
+    // The mapping must compile against the source before anything is copied.
+    let select_list = built
+        .columns
+        .iter()
+        .filter_map(|c| c.expr.as_deref())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !select_list.is_empty() {
+        tx.batch_execute(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
+            .await
+            .map_err(|e| {
+                Error::db(
+                    "a column mapping does not work on the source (check --map expressions)",
+                    e,
+                )
+                .with_kind(Kind::Refused)
+                .with_state(format!(
+                    "nothing was changed; {} is untouched",
+                    table.human()
+                ))
+                .with_next("fix the --map expression; it is SQL over the old row's columns")
+            })?;
+    }
+    let dropped_indexes = src
+        .indexes
+        .iter()
+        .filter(|s| !indexes.iter().any(|i| i.final_name == s.name))
+        .map(|s| s.name.clone())
+        .collect();
+
+    let capture = CapturePlan {
+        log: state.table(&format!("log_{run}")),
+        function: state.table(&format!("capture_{run}")),
+        truncate_function: state.table(&format!("capture_truncate_{run}")),
+        trigger: Ident::new(format!("hotswap_capture_{run}")),
+        truncate_trigger: Ident::new(format!("hotswap_truncate_{run}")),
+    };
+    let plan = Plan {
+        run_id: run,
+        source: table.clone(),
+        source_oid: t.oid,
+        shadow: shadow.clone(),
+        shadow_oid,
+        key: built.key,
+        columns: built.columns,
+        dropped: built.dropped,
+        overriding: built.overriding,
+        indexes,
+        late_checks,
+        foreign_keys,
+        self_foreign_keys,
+        capture,
+        fingerprint: src.fingerprint.clone(),
+        dropped_indexes,
+    };
+    let json = serde_json::to_value(&plan)
+        .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
+    state.set_plan(&tx, run, &json).await?;
+    tx.commit().await.ctx("committing the shadow table")?;
+    Ok(plan)
+}
+
+async fn current_user(tx: &tokio_postgres::Transaction<'_>) -> Result<String> {
+    Ok(tx
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .ctx("reading current_user")?
+        .get(0))
+}
+
+fn deferrable_clause(deferrable: bool, deferred: bool) -> &'static str {
+    match (deferrable, deferred) {
+        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+        (true, false) => " DEFERRABLE",
+        _ => "",
+    }
+}
+
+/// A name PostgreSQL chose for an index the ALTER added on the shadow (`t_new_email_key`),
+/// turned into the name it would have chosen on the table (`t_email_key`).
+fn derive_name(name: &str, shadow: &str, table: &str) -> String {
+    match name.strip_prefix(shadow) {
+        Some(rest) if rest.starts_with('_') => fit_name(table, rest),
+        _ => name.to_string(),
+    }
+}
+
+/// The shadow must keep a unique, non-partial index on exactly the row-identity columns, or
+/// replay could not find rows and the swapped table would have lost its key.
+fn check_identity_survives(
+    planned: &[ShadowIndex],
+    shadow_ix: &[catalog::Index],
+    key: &[Ident],
+    table: &str,
+) -> Result<()> {
+    let ok = shadow_ix.iter().any(|ix| {
+        ix.unique
+            && !ix.partial
+            && ix.key_columns.len() == key.len()
+            && key.iter().all(|k| ix.key_columns.contains(k))
+    });
+    if ok && !planned.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::refused(format!(
+            "cannot rewrite table {table}: after the ALTER the table would have no unique index on its row identity ({}); pg-hotswap needs it to match rows",
+            key.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+        .with_state("nothing was changed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reloptions_are_rendered_with_literals() {
+        assert_eq!(
+            reloption_sql("fillfactor=70", "").unwrap(),
+            "fillfactor = '70'"
+        );
+        assert_eq!(
+            reloption_sql("autovacuum_enabled=false", "toast.").unwrap(),
+            "toast.autovacuum_enabled = 'false'"
+        );
+        assert!(reloption_sql("bad name=1", "").is_err());
+        assert!(reloption_sql("x);drop table t;--=1", "").is_err());
+    }
+
+    #[test]
+    fn derived_names_follow_the_table() {
+        assert_eq!(derive_name("t_new_email_key", "t_new", "t"), "t_email_key");
+        assert_eq!(derive_name("custom_idx", "t_new", "t"), "custom_idx");
+    }
+
+    #[test]
+    fn not_valid_suffix_is_stripped() {
+        assert_eq!(
+            strip_not_valid("CHECK ((a > 0)) NOT VALID"),
+            "CHECK ((a > 0))"
+        );
+        assert_eq!(strip_not_valid("CHECK ((a > 0))"), "CHECK ((a > 0))");
+    }
+}

@@ -1,0 +1,544 @@
+//! The swap: in one transaction under a short `lock_timeout`, lock the source and the shadow,
+//! replay what is left, and put the shadow in the source's place with everything attached to it.
+//!
+//! On a lock timeout the transaction rolls back (the source is untouched), replay catches up,
+//! and the swap is tried again after a jittered backoff, up to `--max-lock-attempts`; then the
+//! run stops cleanly. Invariants kept here (DESIGN.md): the final replay runs under the lock,
+//! when no writer can add more; the source's definition is fingerprinted again under the lock,
+//! so a concurrent ALTER by someone else stops the run; sequences continue where they were;
+//! incoming foreign keys are re-pointed NOT VALID and validated after commit.
+
+use crate::build;
+use crate::capture;
+use crate::catalog;
+use crate::conn::pg_millis;
+use crate::error::{DbContext, Error, Kind, Result};
+use crate::ident::{literal, Ident, QualifiedName};
+use crate::locking::{self, LockPolicy};
+use crate::plan::Plan;
+use crate::preflight::Source;
+use crate::replay;
+use crate::state::{Phase, State};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, Transaction};
+
+pub struct SwapOutcome {
+    pub attempts: u32,
+    /// How long the ACCESS EXCLUSIVE lock was held by the successful attempt.
+    pub held: Duration,
+    /// The longest any attempt waited for, or held, the lock.
+    pub longest_lock: Duration,
+    pub old: QualifiedName,
+    pub replayed_under_lock: u64,
+    /// Foreign keys to validate after commit: (table, constraint).
+    pub to_validate: Vec<(QualifiedName, Ident)>,
+}
+
+/// Names decided before the first attempt (so every attempt uses the same ones).
+struct Names {
+    old: QualifiedName,
+    /// (current name of a source index, its name on the old table).
+    old_indexes: Vec<(Ident, String)>,
+    /// (identity sequence of the source, its name once it belongs to the old table).
+    old_sequences: Vec<(QualifiedName, String)>,
+}
+
+async fn decide_names(
+    client: &Client,
+    plan: &Plan,
+    src: &Source,
+    old_name: Option<&str>,
+) -> Result<Names> {
+    let schema = &plan.source.schema;
+    let old = match old_name {
+        Some(n) => n.to_string(),
+        None => catalog::free_name(client, schema, plan.source.name.as_str(), "_old", &[]).await?,
+    };
+    let mut taken = vec![old.clone()];
+    // Final names of the new indexes are taken once the old ones move out of the way.
+    for ix in &plan.indexes {
+        taken.push(ix.final_name.as_str().to_string());
+    }
+    let mut old_indexes = Vec::new();
+    for ix in &src.indexes {
+        let n = catalog::free_name(client, schema, ix.name.as_str(), "_old", &taken).await?;
+        taken.push(n.clone());
+        old_indexes.push((ix.name.clone(), n));
+    }
+    let mut old_sequences = Vec::new();
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let n = catalog::free_name(client, &s.name.schema, s.name.name.as_str(), "_old", &taken)
+            .await?;
+        taken.push(n.clone());
+        old_sequences.push((s.name.clone(), n));
+    }
+    Ok(Names {
+        old: plan.source.sibling(old),
+        old_indexes,
+        old_sequences,
+    })
+}
+
+pub struct SwapRequest<'a> {
+    pub policy: &'a LockPolicy,
+    pub replay_limit: i64,
+    pub old_name: Option<&'a str>,
+}
+
+/// Swaps the shadow in. `client` does the swap; `ctl` records events.
+pub async fn swap(
+    client: &mut Client,
+    ctl: &Client,
+    state: &State,
+    plan: &Plan,
+    src: &Source,
+    req: &SwapRequest<'_>,
+) -> Result<SwapOutcome> {
+    let names = decide_names(ctl, plan, src, req.old_name).await?;
+    replay::prepare_session(client, plan).await?;
+    let mut longest = Duration::ZERO;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        replay::catch_up(client, plan, req.replay_limit, req.replay_limit).await?;
+        let started = Instant::now();
+        let tx = client
+            .transaction()
+            .await
+            .ctx("starting the swap transaction")?;
+        match attempt_swap(&tx, state, plan, src, &names, req).await {
+            Ok((locked_at, replayed, to_validate)) => {
+                tx.commit().await.ctx("committing the swap")?;
+                let held = locked_at.elapsed();
+                longest = longest.max(held);
+                state
+                    .record_lock(
+                        ctl,
+                        plan.run_id,
+                        attempt as i32,
+                        Some(held.as_secs_f64() * 1000.0),
+                    )
+                    .await?;
+                state
+                    .event(
+                        ctl,
+                        plan.run_id,
+                        Phase::Swap,
+                        "swap",
+                        &format!(
+                            "swapped on attempt {attempt}; ACCESS EXCLUSIVE held {:.1} ms",
+                            held.as_secs_f64() * 1000.0
+                        ),
+                        None,
+                    )
+                    .await?;
+                return Ok(SwapOutcome {
+                    attempts: attempt,
+                    held,
+                    longest_lock: longest,
+                    old: names.old,
+                    replayed_under_lock: replayed,
+                    to_validate,
+                });
+            }
+            Err(e) => {
+                let waited = started.elapsed();
+                longest = longest.max(waited.min(req.policy.timeout + Duration::from_millis(50)));
+                drop(tx); // rolls back: the source is untouched
+                if !e.is_lock_timeout() {
+                    return Err(e.or_state(
+                        format!(
+                            "the swap was rolled back; {} is unchanged and usable",
+                            plan.source.human()
+                        ),
+                        "fix the cause and run the same command again to continue",
+                    ));
+                }
+                let holders = locking::lock_holders(ctl, plan.source_oid)
+                    .await
+                    .unwrap_or_default();
+                state
+                    .record_lock(ctl, plan.run_id, attempt as i32, None)
+                    .await?;
+                state
+                    .event(
+                        ctl,
+                        plan.run_id,
+                        Phase::Swap,
+                        "lock_timeout",
+                        &format!("swap attempt {attempt}: {}{holders}", e.message()),
+                        None,
+                    )
+                    .await?;
+                tracing::warn!(
+                    attempt,
+                    "swap: lock not available within lock_timeout{holders}"
+                );
+                crate::ui::say(&format!(
+                    "swap attempt {attempt}/{} could not get the lock within {}{holders}",
+                    req.policy.attempts,
+                    pg_millis(req.policy.timeout)
+                ));
+                if attempt >= req.policy.attempts {
+                    return Err(Error::new(
+                        Kind::LockTimeout,
+                        format!(
+                            "could not swap {}: the ACCESS EXCLUSIVE lock was not granted within {} in {attempt} attempts{holders}",
+                            plan.source.human(),
+                            pg_millis(req.policy.timeout)
+                        ),
+                    ));
+                }
+                tokio::time::sleep(req.policy.backoff(attempt)).await;
+            }
+        }
+    }
+}
+
+async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
+    tx.batch_execute(sql).await.ctx(what)
+}
+
+async fn attempt_swap(
+    tx: &Transaction<'_>,
+    state: &State,
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    req: &SwapRequest<'_>,
+) -> Result<(Instant, u64, Vec<(QualifiedName, Ident)>)> {
+    let source = &plan.source;
+    let shadow = &plan.shadow;
+    exec(
+        tx,
+        &format!(
+            "SET LOCAL lock_timeout = '{}'",
+            pg_millis(req.policy.timeout)
+        ),
+        "setting lock_timeout",
+    )
+    .await?;
+    exec(
+        tx,
+        &format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+        &format!("locking {}", source.human()),
+    )
+    .await?;
+    let locked_at = Instant::now();
+
+    let now = catalog::fingerprint(tx, plan.source_oid).await?;
+    if now != plan.fingerprint {
+        return Err(Error::failed(format!(
+            "the definition of {} changed while pg-hotswap was rewriting it (someone ran ALTER TABLE, CREATE INDEX or similar); \
+             swapping would lose that change",
+            source.human()
+        ))
+        .with_state(format!("the swap was rolled back; {} is unchanged and usable", source.human()))
+        .with_next(format!("run `pg-hotswap abort --table {source}` and start the rewrite again")));
+    }
+
+    // The last replay: no writer can add to the log while we hold the lock.
+    let mut replayed = 0;
+    loop {
+        let b = replay::apply_batch(tx, plan, req.replay_limit.max(10_000)).await?;
+        replayed += b.log_rows;
+        if b.log_rows == 0 {
+            break;
+        }
+    }
+
+    let schema = &source.schema;
+    for s in capture::drop_trigger_statements(
+        &plan.capture.trigger,
+        &plan.capture.truncate_trigger,
+        source,
+    ) {
+        exec(tx, &s, "removing the capture trigger").await?;
+    }
+
+    // Identity sequences: the new table's sequence continues from the old one's position and
+    // takes its name.
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let new_seq: Option<String> = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
+                &[&shadow.to_string(), &s.column.as_str()],
+            )
+            .await
+            .ctx("looking up the new identity sequence")?
+            .get(0);
+        let Some(new_seq) = new_seq else { continue };
+        exec(
+            tx,
+            &format!(
+                "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {}",
+                literal(&new_seq),
+                s.name
+            ),
+            "carrying the identity sequence position over",
+        )
+        .await?;
+        let old_name = &names
+            .old_sequences
+            .iter()
+            .find(|(q, _)| q == &s.name)
+            .expect("named")
+            .1;
+        exec(
+            tx,
+            &format!(
+                "ALTER SEQUENCE {} RENAME TO {}",
+                s.name,
+                Ident::new(old_name.clone())
+            ),
+            "renaming the old identity sequence",
+        )
+        .await?;
+        exec(
+            tx,
+            &format!("ALTER SEQUENCE {new_seq} RENAME TO {}", s.name.name),
+            "renaming the new identity sequence",
+        )
+        .await?;
+    }
+    // Serial sequences: hand them to the new table's column, so dropping the old table later
+    // does not drop the sequence the new table's default uses.
+    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
+        if plan.columns.iter().any(|c| c.column == s.column) {
+            exec(
+                tx,
+                &format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, s.column),
+                "handing the serial sequence to the new table",
+            )
+            .await?;
+        }
+    }
+
+    // Outgoing foreign keys leave the old table: it must not block deletes in the tables it
+    // references (nor cascade into them) while it is kept.
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
+    {
+        exec(
+            tx,
+            &format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
+            "removing a foreign key from the old table",
+        )
+        .await?;
+    }
+    // Incoming foreign keys: dropped now, re-added after the rename (their text names the table).
+    for fk in &src.incoming {
+        exec(
+            tx,
+            &format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
+            "detaching a foreign key that references the table",
+        )
+        .await?;
+    }
+    // Dependent views: dropped (dependents first) and created again over the new table.
+    for v in src.views.iter().rev() {
+        exec(
+            tx,
+            &format!("DROP VIEW {}", v.name),
+            &format!("dropping dependent view {}", v.name.human()),
+        )
+        .await?;
+    }
+
+    exec(
+        tx,
+        &format!("ALTER TABLE {source} RENAME TO {}", names.old.name),
+        "renaming the source table",
+    )
+    .await?;
+    exec(
+        tx,
+        &format!("ALTER TABLE {shadow} RENAME TO {}", source.name),
+        "renaming the shadow table",
+    )
+    .await?;
+    for (cur, old) in &names.old_indexes {
+        exec(
+            tx,
+            &format!(
+                "ALTER INDEX {}.{cur} RENAME TO {}",
+                schema,
+                Ident::new(old.clone())
+            ),
+            "renaming an index of the old table",
+        )
+        .await?;
+    }
+    for ix in &plan.indexes {
+        exec(
+            tx,
+            &format!(
+                "ALTER INDEX {}.{} RENAME TO {}",
+                schema, ix.tmp_name, ix.final_name
+            ),
+            "giving an index its original name",
+        )
+        .await?;
+    }
+
+    let mut to_validate = Vec::new();
+    for fk in &plan.self_foreign_keys {
+        exec(
+            tx,
+            &format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                fk.name, fk.def
+            ),
+            "re-adding a self-referencing foreign key",
+        )
+        .await?;
+        if fk.validate {
+            to_validate.push((source.clone(), fk.name.clone()));
+        }
+    }
+    for fk in &src.incoming {
+        let def = fk.def.strip_suffix(" NOT VALID").unwrap_or(&fk.def);
+        exec(
+            tx,
+            &format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {def} NOT VALID",
+                fk.table, fk.name
+            ),
+            "re-pointing a foreign key at the new table",
+        )
+        .await?;
+        if fk.validated {
+            to_validate.push((fk.table.clone(), fk.name.clone()));
+        }
+    }
+    for v in &src.views {
+        let opts: Vec<String> = v
+            .reloptions
+            .iter()
+            .filter_map(|o| o.split_once('='))
+            .map(|(k, val)| format!("{k} = {}", literal(val)))
+            .collect();
+        let with = if opts.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH ({})", opts.join(", "))
+        };
+        let def = v.def.trim().trim_end_matches(';');
+        exec(
+            tx,
+            &format!("CREATE VIEW {}{with} AS {def}", v.name),
+            &format!("re-creating view {}", v.name.human()),
+        )
+        .await?;
+        exec(
+            tx,
+            &format!("ALTER VIEW {} OWNER TO {}", v.name, v.owner),
+            "restoring a view's owner",
+        )
+        .await?;
+        for g in &v.grants {
+            exec(tx, &g.sql(&v.name), "restoring a view's privileges").await?;
+        }
+        if let Some(c) = &v.comment {
+            exec(
+                tx,
+                &format!("COMMENT ON VIEW {} IS {}", v.name, literal(c)),
+                "restoring a view's comment",
+            )
+            .await?;
+        }
+        for (col, c) in &v.column_comments {
+            exec(
+                tx,
+                &format!("COMMENT ON COLUMN {}.{col} IS {}", v.name, literal(c)),
+                "restoring a view column's comment",
+            )
+            .await?;
+        }
+    }
+    for stmt in build::security_statements(src, source) {
+        exec(tx, &stmt, "carrying row level security over").await?;
+    }
+    for t in src.user_triggers() {
+        exec(
+            tx,
+            &t.def,
+            &format!("re-creating trigger {}", t.name.as_str()),
+        )
+        .await?;
+        let mode = match t.enabled.as_str() {
+            "D" => Some("DISABLE TRIGGER"),
+            "R" => Some("ENABLE REPLICA TRIGGER"),
+            "A" => Some("ENABLE ALWAYS TRIGGER"),
+            _ => None,
+        };
+        if let Some(m) = mode {
+            exec(
+                tx,
+                &format!("ALTER TABLE {source} {m} {}", t.name),
+                "restoring a trigger's enabled state",
+            )
+            .await?;
+        }
+    }
+    for p in &src.publications {
+        exec(
+            tx,
+            &format!("ALTER PUBLICATION {p} DROP TABLE {}", names.old),
+            "moving publication membership",
+        )
+        .await?;
+        exec(
+            tx,
+            &format!("ALTER PUBLICATION {p} ADD TABLE {source}"),
+            "moving publication membership",
+        )
+        .await?;
+    }
+    state
+        .set_old_name(tx, plan.run_id, names.old.name.as_str())
+        .await?;
+    tx.execute(
+        &format!(
+            "UPDATE {} SET phase = 'finish', updated_at = now() WHERE id = $1",
+            state.table("runs")
+        ),
+        &[&plan.run_id],
+    )
+    .await
+    .ctx("recording the swap")?;
+    Ok((locked_at, replayed, to_validate))
+}
+
+/// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
+/// EXCLUSIVE), each under the lock discipline. A failure is a warning: the constraint stays
+/// NOT VALID and still checks every new write.
+pub async fn validate_foreign_keys(
+    client: &Client,
+    to_validate: &[(QualifiedName, Ident)],
+    policy: &LockPolicy,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (table, name) in to_validate {
+        let r = locking::run_ddl(
+            client,
+            policy,
+            &format!(
+                "validating foreign key {} on {}",
+                name.as_str(),
+                table.human()
+            ),
+            None,
+            &[format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
+        )
+        .await;
+        if let Err(e) = r {
+            warnings.push(format!(
+                "{e}; the constraint stays NOT VALID (it still checks new writes); validate it later with ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
+            ));
+        }
+    }
+    warnings
+}

@@ -1,0 +1,481 @@
+//! End-to-end tests of `pg-hotswap run` / `abort` against the CLI contract:
+//!
+//! `pg-hotswap run --dsn <conninfo> --table <schema.table> [--alter "<actions>"] [--map col=expr]...
+//!  [--jobs N] [--lock-timeout 100ms] [--max-lock-attempts N] [--retry-delay 50ms] [--drop-old]
+//!  [--state-schema hotswap]` and `pg-hotswap abort --dsn <conninfo> --table <schema.table>`.
+//! Exit codes: 0 success; 1 run failed (database consistent); 2 usage; 3 refused at preflight
+//! (nothing created); 4 lock attempts exhausted (source untouched, resumable/abortable);
+//! 130 interrupted.
+//!
+//! Each test proves one invariant of DESIGN.md under a concurrent write load whose ledger shows
+//! any lost write (`pg_hotswap::workload`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pg_hotswap::ident::{Ident, QualifiedName};
+use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+use tokio_postgres::Client;
+
+use crate::harness::{
+    all_output, assert_exit, column_type, describe, hotswap_async, hotswap_async_timeout,
+    leftovers, relation_exists, table_arg, TestDb,
+};
+
+const STATE_SCHEMA: &str = "hotswap";
+
+/// Asserts the table and the ledger hold the same rows.
+async fn assert_ledger_matches(client: &Client, spec: &TableSpec) {
+    let cmp = compare(client, spec)
+        .await
+        .expect("comparing with the ledger");
+    assert!(
+        cmp.is_identical(),
+        "{} and its ledger differ: {cmp}",
+        spec.table.human()
+    );
+}
+
+async fn assert_no_leftovers(client: &Client, table: &QualifiedName) {
+    let found = leftovers(client, table, STATE_SCHEMA).await;
+    assert!(
+        found.is_empty(),
+        "left behind for {}: {found:#?}",
+        table.human()
+    );
+}
+
+/// The state tables a run keeps (DESIGN.md, "State in the database").
+async fn assert_state_tables(client: &Client) {
+    for name in ["runs", "chunks", "events"] {
+        let table = QualifiedName::new(STATE_SCHEMA, name);
+        assert!(
+            relation_exists(client, &table).await,
+            "state table {} is missing",
+            table.human()
+        );
+    }
+}
+
+/// The table takes a write of each kind, in the same transaction as the ledger, within a
+/// statement timeout (so a table left locked fails the test instead of hanging it).
+async fn assert_writable(client: &Client, spec: &TableSpec, new_id: i64) {
+    let TableSpec {
+        table,
+        ledger,
+        id_col: id,
+        val_col: val,
+        note_col: note,
+    } = spec;
+    let sql = format!(
+        "SET statement_timeout = '10s';
+         BEGIN;
+         INSERT INTO {table} ({id}, {val}, {note}) VALUES ('{new_id}', 1, 'after');
+         INSERT INTO {ledger} ({id}, {val}, {note}) VALUES ('{new_id}', 1, 'after');
+         UPDATE {table} SET {val} = 2 WHERE {id} = '{new_id}';
+         UPDATE {ledger} SET {val} = 2 WHERE {id} = '{new_id}';
+         COMMIT;
+         RESET statement_timeout;"
+    );
+    if let Err(e) = client.batch_execute(&sql).await {
+        panic!("{} is not writable: {e:?}", table.human());
+    }
+}
+
+fn start_load(
+    db: &TestDb,
+    spec: &TableSpec,
+    rows: i64,
+    writers: usize,
+    rate: u32,
+) -> workload::Workload {
+    workload::start(WorkloadConfig {
+        conninfo: db.conninfo.clone(),
+        spec: spec.clone(),
+        writers,
+        max_rate_per_sec: Some(rate),
+        initial_rows: rows,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_is_lost_int_to_bigint() {
+    const ROWS: i64 = 200_000;
+    let db = TestDb::new("no_write_is_lost_int_to_bigint").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "accounts");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+
+    let load = start_load(&db, &spec, ROWS, 4, 1000);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = load.transactions();
+    let started = Instant::now();
+    let table = table_arg(&spec.table);
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--jobs",
+        "2",
+    ])
+    .await;
+    let run_time = started.elapsed();
+    let during = load.transactions() - before;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "run took {run_time:?}; workload: {report}\n{}",
+        describe(&out)
+    );
+
+    assert_exit(&out, 0);
+    assert!(
+        report.errors.is_empty(),
+        "{} writer errors, first: {:#?}",
+        report.error_count,
+        report.errors
+    );
+    // Writers kept committing while the tool ran (an unthrottled run may be short; at the
+    // configured 1000/s even 100 ms give ~100).
+    assert!(
+        during >= 10,
+        "writers made only {during} transactions during a {run_time:?} run"
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert!(
+        relation_exists(&client, &spec.table.sibling("accounts_old")).await,
+        "the old table is not kept as accounts_old"
+    );
+    assert_state_tables(&client).await;
+    assert_no_leftovers(&client, &spec.table).await;
+    // The new table takes writes, including keys that only fit a bigint.
+    assert_writable(&client, &spec, ROWS * 10).await;
+    assert_writable(&client, &spec, 3_000_000_000).await;
+    assert_ledger_matches(&client, &spec).await;
+}
+
+/// What a probe session saw: the longest a single statement took, and its errors.
+#[derive(Debug, Default)]
+struct ProbeReport {
+    statements: u64,
+    longest: Duration,
+    errors: Vec<String>,
+}
+
+/// Repeatedly reads and (no-op) updates row `id` of `spec.table`, timing every statement, until
+/// `stop`; `statement_timeout` keeps it from hanging if the table is blocked for good.
+async fn probe(conninfo: String, spec: TableSpec, id: i64, stop: Arc<AtomicBool>) -> ProbeReport {
+    let client = crate::harness::connect(&conninfo).await;
+    let mut report = ProbeReport::default();
+    client
+        .batch_execute("SET statement_timeout = '20s'")
+        .await
+        .unwrap();
+    let TableSpec {
+        table,
+        id_col,
+        val_col,
+        ..
+    } = &spec;
+    let statements = [
+        format!("SELECT {val_col} FROM {table} WHERE {id_col} = '{id}'"),
+        format!("UPDATE {table} SET {val_col} = {val_col} WHERE {id_col} = '{id}'"),
+    ];
+    while !stop.load(Ordering::Relaxed) {
+        for sql in &statements {
+            let started = Instant::now();
+            let result = client.simple_query(sql).await;
+            let took = started.elapsed();
+            report.statements += 1;
+            report.longest = report.longest.max(took);
+            if let Err(e) = result {
+                report.errors.push(format!("{sql}: {e:?} after {took:?}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_retries_then_stops_cleanly_when_lock_is_held() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("swap_retries_then_stops_cleanly").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "held");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let table = table_arg(&spec.table);
+
+    // A transaction that holds a lock on the table (ROW EXCLUSIVE, and a row lock on id 1) for
+    // the whole run: no DDL on the table can get its lock.
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; UPDATE public.held SET val = val WHERE id = 1")
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe_task = tokio::spawn(probe(db.conninfo.clone(), spec.clone(), 2, stop.clone()));
+    let started = Instant::now();
+    let out = hotswap_async_timeout(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table,
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--lock-timeout",
+            "100ms",
+            "--max-lock-attempts",
+            "3",
+            "--retry-delay",
+            "50ms",
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    let run_time = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let probe = probe_task.await.unwrap();
+    eprintln!(
+        "run took {run_time:?}; probe: {probe:?}\n{}",
+        describe(&out)
+    );
+
+    assert_exit(&out, 4);
+    // Other sessions waited at most about one lock timeout behind the tool's lock requests,
+    // never for the blocker (DESIGN.md: "Every DDL on the live table uses a short lock_timeout").
+    assert!(probe.errors.is_empty(), "probe errors: {:#?}", probe.errors);
+    assert!(probe.statements > 0, "the probe never ran");
+    assert!(
+        probe.longest < Duration::from_secs(2),
+        "a plain statement on the table waited {:?} while the tool ran",
+        probe.longest
+    );
+    // The source is untouched and usable (the run may be left resumable).
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_writable(&client, &spec, ROWS + 1).await;
+
+    let out = hotswap_async_timeout(
+        &["abort", "--dsn", &db.conninfo, "--table", &table],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_no_leftovers(&client, &spec.table).await;
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    assert_ledger_matches(&client, &spec).await;
+
+    // Once the lock is gone, a new run goes through.
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_no_leftovers(&client, &spec.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_names_round_trip() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("awkward_names_round_trip").await;
+    let client = db.client().await;
+    let spec = TableSpec {
+        table: QualifiedName::new("App", "Weird \"Name\" tbl"),
+        ledger: QualifiedName::new("App", "Weird \"Name\" ledger"),
+        id_col: Ident::new("Id Col"),
+        val_col: Ident::new("select"),
+        note_col: Ident::new("größe"),
+    };
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let load = start_load(&db, &spec, ROWS, 2, 400);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let table = table_arg(&spec.table);
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        r#"ALTER COLUMN "Id Col" TYPE bigint"#,
+    ])
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.stop().await;
+    eprintln!("workload: {report}\n{}", describe(&out));
+
+    assert_exit(&out, 0);
+    assert!(
+        report.errors.is_empty(),
+        "{} writer errors, first: {:#?}",
+        report.error_count,
+        report.errors
+    );
+    // Same name, new shape, same rows.
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_writable(&client, &spec, 3_000_000_000).await;
+    // The old table is kept next to it, under a name ending in `_old`.
+    let old: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'App' AND c.relkind IN ('r', 'p') AND c.relname LIKE '%\\_old'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(old.len(), 1, "expected one *_old table in \"App\": {old:?}");
+    let old_table = spec.table.sibling(old[0].clone());
+    assert_eq!(
+        column_type(&client, &old_table, &spec.id_col).await,
+        "integer"
+    );
+    assert_no_leftovers(&client, &spec.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_without_row_identity_is_refused() {
+    let db = TestDb::new("table_without_row_identity_is_refused").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.no_key (id int NOT NULL, val int);
+             CREATE TABLE public.nullable_unique (id int UNIQUE, val int);
+             INSERT INTO public.no_key SELECT g, g FROM generate_series(1, 1000) g;
+             INSERT INTO public.nullable_unique SELECT g, g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    for name in ["no_key", "nullable_unique"] {
+        let table = QualifiedName::new("public", name);
+        let out = hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table_arg(&table),
+            "--alter",
+            "ALTER COLUMN val TYPE bigint",
+        ])
+        .await;
+        assert_exit(&out, 3);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            stderr.contains(name),
+            "the refusal does not name the table {name}\n{}",
+            describe(&out)
+        );
+        assert!(
+            stderr.contains("primary key") || stderr.contains("row identity"),
+            "the refusal does not say the table lacks a primary key / row identity\n{}",
+            describe(&out)
+        );
+        assert_no_leftovers(&client, &table).await;
+        assert_eq!(
+            column_type(&client, &table, &Ident::new("val")).await,
+            "integer"
+        );
+    }
+    // Nothing recorded for a refused run: no state schema at all, or no run in it.
+    if relation_exists(&client, &QualifiedName::new(STATE_SCHEMA, "runs")).await {
+        let runs: i64 = client
+            .query_one("SELECT count(*) FROM hotswap.runs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(runs, 0, "a refused run was recorded in hotswap.runs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_failure_leaves_source_as_it_was() {
+    const ROWS: i64 = 5_000;
+    let db = TestDb::new("abort_after_failure_leaves_source").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "failing");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let table = table_arg(&spec.table);
+
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN nosuch TYPE text",
+    ])
+    .await;
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(1) | Some(3)),
+        "a failing ALTER must fail the run (exit 1, or 3 when caught at preflight)\n{}",
+        describe(&out)
+    );
+    assert!(
+        all_output(&out).contains("nosuch"),
+        "the error does not name the bad column\n{}",
+        describe(&out)
+    );
+    // The source is as it was, and usable.
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_writable(&client, &spec, ROWS + 1).await;
+
+    if code == Some(1) {
+        // A failed run may stay resumable; abort removes it.
+        let out = hotswap_async_timeout(
+            &["abort", "--dsn", &db.conninfo, "--table", &table],
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_exit(&out, 0);
+    }
+    assert_no_leftovers(&client, &spec.table).await;
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    assert_ledger_matches(&client, &spec).await;
+}

@@ -1,0 +1,8 @@
+//! All integration tests, built into one test binary (STYLE.md): one throwaway PostgreSQL cluster
+//! per test run (or the server in `PGHOTSWAP_TEST_DSN`), a fresh database per test, so the tests
+//! run in parallel under plain `cargo test`.
+
+mod cluster;
+mod end_to_end;
+mod harness;
+mod workload;
