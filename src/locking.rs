@@ -85,17 +85,20 @@ pub async fn run_ddl(
     }
 }
 
-/// Describes the sessions that hold or wait for locks on `table` (for error messages).
+/// Describes the sessions that hold locks on `table` (for error messages): the ones with a
+/// transaction open for more than a second or idle in one first — those are the blockers; the
+/// application's short transactions come and go and are only counted.
 pub async fn lock_holders(client: &Client, table: Oid) -> Result<String> {
     let rows = client
         .query(
-            "SELECT l.pid, l.mode, a.state, \
+            "SELECT l.pid, l.mode, COALESCE(a.state, '?'), \
                     COALESCE(round(extract(epoch FROM now() - a.xact_start))::text || ' s', '?'), \
-                    left(regexp_replace(COALESCE(a.query, ''), '\\s+', ' ', 'g'), 80) \
+                    left(regexp_replace(COALESCE(a.query, ''), '\\s+', ' ', 'g'), 80), \
+                    (a.state IS DISTINCT FROM 'active' OR a.xact_start < now() - interval '1 second') AS long \
                FROM pg_catalog.pg_locks l \
                LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
               WHERE l.relation = $1 AND l.granted AND l.pid <> pg_backend_pid() \
-              ORDER BY a.xact_start NULLS LAST LIMIT 5",
+              ORDER BY 6 DESC, a.xact_start NULLS LAST LIMIT 20",
             &[&table],
         )
         .await
@@ -103,20 +106,29 @@ pub async fn lock_holders(client: &Client, table: Oid) -> Result<String> {
     if rows.is_empty() {
         return Ok(String::new());
     }
-    let list: Vec<String> = rows
+    let long: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(5))
+        .take(3)
+        .collect();
+    let short = rows.len() - long.len();
+    let mut list: Vec<String> = long
         .iter()
         .map(|r| {
             format!(
-                "pid {} holds {} (state {}, transaction open {}, last query: {:?})",
+                "pid {} holds {} ({}, transaction open {}, last query: {:?})",
                 r.get::<_, i32>(0),
                 r.get::<_, String>(1),
-                r.get::<_, Option<String>>(2).unwrap_or_default(),
+                r.get::<_, String>(2),
                 r.get::<_, String>(3),
                 r.get::<_, String>(4),
             )
         })
         .collect();
-    Ok(format!("; blocking sessions: {}", list.join("; ")))
+    if short > 0 {
+        list.push(format!("{short} session(s) with short transactions"));
+    }
+    Ok(format!("; holding locks on the table: {}", list.join("; ")))
 }
 
 #[cfg(test)]

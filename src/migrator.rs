@@ -387,7 +387,6 @@ async fn continue_run(
             out.attempts,
             out.old.human()
         ));
-        timer.start(Phase::Finish);
         let w = swap::validate_foreign_keys(ctl, &out.to_validate, &opts.lock).await;
         for x in &w {
             say(&format!("warning: {x}"));
@@ -423,6 +422,20 @@ async fn continue_run(
     }
     state.mark_dropped(&*ctl, run, "table").await?;
     state.finish(ctl, run, "succeeded", None).await?;
+    // Totals over the whole run, also the parts a previous process did before it stopped.
+    let totals = ctl
+        .query_one(
+            &format!(
+                "SELECT count(*), COALESCE(sum(rows), 0)::int8, COALESCE(sum(bytes), 0)::int8 FROM {} WHERE run_id = $1",
+                state.table("chunks")
+            ),
+            &[&run],
+        )
+        .await
+        .ctx("reading the copy totals")?;
+    report.chunks = totals.get::<_, i64>(0) as usize;
+    report.rows_copied = totals.get::<_, i64>(1) as u64;
+    report.bytes_copied = totals.get::<_, i64>(2) as u64;
     Ok(())
 }
 

@@ -479,3 +479,159 @@ async fn abort_after_failure_leaves_source_as_it_was() {
     );
     assert_ledger_matches(&client, &spec).await;
 }
+
+/// Issue 2, "must show" 2: a session holds a conflicting lock *during the swap* (it wrote a row
+/// after the capture trigger was installed and keeps its transaction open). The tool retries,
+/// other sessions never wait longer than about one lock timeout per attempt, it stops with exit
+/// 4 leaving the source untouched and the run resumable, and a later `run` finishes the job
+/// without copying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_held_during_swap_then_a_later_run_finishes() {
+    const ROWS: i64 = 100_000;
+    let db = TestDb::new("lock_held_during_swap").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "swapheld");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    // Rows outside every writer's key space: -2 for the probe, -1 for the blocker.
+    client
+        .batch_execute(
+            "INSERT INTO public.swapheld VALUES (-2, 0, 'probe');
+             INSERT INTO public.swapheld_ledger VALUES (-2, 0, 'probe');",
+        )
+        .await
+        .unwrap();
+    let load = start_load(&db, &spec, ROWS, 2, 300);
+    let table = table_arg(&spec.table);
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--lock-timeout",
+        "100ms",
+        "--max-lock-attempts",
+        "3",
+        "--retry-delay",
+        "50ms",
+    ]
+    .map(String::from);
+    let run_args = args.clone();
+    let tool = tokio::spawn(async move {
+        let a: Vec<&str> = run_args.iter().map(|s| s.as_str()).collect();
+        hotswap_async_timeout(&a, Duration::from_secs(120)).await
+    });
+    // Wait for the capture trigger, then take a lock the swap conflicts with.
+    let waited = Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.swapheld'::regclass AND tgname LIKE 'hotswap_capture_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the capture trigger never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let blocker = db.client().await;
+    blocker
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO public.swapheld VALUES (-1, 1, 'blocker');
+             INSERT INTO public.swapheld_ledger VALUES (-1, 1, 'blocker');",
+        )
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe_task = tokio::spawn(probe(db.conninfo.clone(), spec.clone(), -2, stop.clone()));
+    let out = tool.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let probe = probe_task.await.unwrap();
+    eprintln!("probe: {probe:?}\n{}", describe(&out));
+
+    assert_exit(&out, 4);
+    let text = all_output(&out);
+    assert!(
+        text.contains("swap attempt 3/3"),
+        "the swap was not retried 3 times:\n{text}"
+    );
+    assert!(probe.errors.is_empty(), "probe errors: {:#?}", probe.errors);
+    assert!(probe.statements > 0, "the probe never ran");
+    assert!(
+        probe.longest < Duration::from_secs(2),
+        "a plain statement on the table waited {:?} while the tool ran",
+        probe.longest
+    );
+    // Untouched and usable; the run is recorded as failed in the swap phase (resumable).
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    let (phase, status): (String, String) = {
+        let r = client
+            .query_one(
+                "SELECT phase, status FROM hotswap.runs ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((phase.as_str(), status.as_str()), ("swap", "failed"));
+    let copied: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.chunks WHERE done_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    // The blocker finishes; the same command continues the run and swaps.
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = hotswap_async_timeout(&a, Duration::from_secs(120)).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(
+        text.contains("continuing run"),
+        "the second run did not continue the first:\n{text}"
+    );
+    assert!(
+        !text.contains("copying "),
+        "the second run copied again:\n{text}"
+    );
+    let copied_after: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.chunks WHERE done_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(copied, copied_after, "chunks were copied again");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors: {:#?}",
+        report.errors
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_no_leftovers(&client, &spec.table).await;
+}
