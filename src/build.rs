@@ -187,11 +187,16 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
         None => format!("COMMENT ON TABLE {shadow} IS NULL"),
     });
     for g in &src.grants {
-        if g.column
-            .as_ref()
-            .map_or(true, |c| src_column_survives(plan, c))
-        {
-            stmts.push(g.sql(shadow));
+        match &g.column {
+            None => stmts.push(g.sql(shadow)),
+            // A column grant follows its column, also through a rename.
+            Some(c) => {
+                if let Some(col) = plan.shadow_column_of(c) {
+                    let mut g = g.clone();
+                    g.column = Some(col.clone());
+                    stmts.push(g.sql(shadow));
+                }
+            }
         }
     }
     match t.replica_identity.as_str() {
@@ -220,10 +225,6 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
         .await
         .ctx(format_args!("analyzing {}", shadow.human()))?;
     Ok(())
-}
-
-fn src_column_survives(plan: &Plan, col: &crate::ident::Ident) -> bool {
-    plan.columns.iter().any(|c| &c.column == col)
 }
 
 async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {

@@ -176,6 +176,37 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_micros((ms * 1000.0) as u64))
 }
 
+/// True when `sql` has a `;` outside quotes: more than one statement. `--alter` is applied as
+/// `ALTER TABLE <shadow> <actions>` and must stay exactly that one statement.
+pub fn has_top_level_semicolon(sql: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) if c == q => {
+                if chars.peek() == Some(&q) {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '-' && chars.peek() == Some(&'-') => {
+                // A comment to the end of the line.
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            None if c == ';' => return true,
+            None => {}
+        }
+    }
+    false
+}
+
 fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {
     mapping::parse_map(s)
 }
@@ -230,6 +261,12 @@ impl RunArgs {
             }
             if a.contains('\0') {
                 return Err(Error::usage("--alter contains a NUL byte"));
+            }
+            if has_top_level_semicolon(a) {
+                return Err(Error::usage(
+                    "--alter must be the actions of one ALTER TABLE (comma-separated), without ';' \
+                     (a RENAME COLUMN has to be its own run, as in PostgreSQL)",
+                ));
             }
         }
         let mwm = self.maintenance_work_mem.trim();
@@ -322,6 +359,41 @@ mod tests {
         assert_eq!(o.lock.attempts, 5);
         assert_eq!(o.maps[0].column.as_str(), "b");
         assert_eq!(o.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn alter_is_one_statement() {
+        assert!(!has_top_level_semicolon(
+            "ALTER COLUMN id TYPE bigint, ADD COLUMN n text DEFAULT ';'"
+        ));
+        assert!(!has_top_level_semicolon("ADD COLUMN \"a;b\" int"));
+        assert!(!has_top_level_semicolon(
+            "ADD COLUMN s text DEFAULT 'it''s;'"
+        ));
+        assert!(has_top_level_semicolon(
+            "ADD COLUMN a int; DROP TABLE users"
+        ));
+        assert!(has_top_level_semicolon(
+            "ADD COLUMN a int -- x\n; DROP TABLE users"
+        ));
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN a int; DROP TABLE t",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            a.into_options().unwrap_err().kind(),
+            crate::error::Kind::Usage
+        );
     }
 
     #[test]

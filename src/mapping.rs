@@ -74,13 +74,30 @@ pub struct Built {
 }
 
 /// Builds the mapping from the source and shadow columns. `table` names the table in messages.
+///
+/// `origins` lists the shadow's columns as they were before the ALTER (attnum, name — the same
+/// names as the source's, since the shadow is created `LIKE` it). A column keeps its attnum
+/// through `RENAME COLUMN` and `ALTER COLUMN TYPE`, so the attnum tells which source column a
+/// shadow column comes from: a rename carries its data, and a source column with no
+/// descendant was removed by an explicit `DROP COLUMN`. Without origins, columns match by name.
 pub fn build(
     table: &str,
     source: &[Column],
     shadow: &[Column],
+    origins: Option<&[(i32, Ident)]>,
     key: &[Ident],
     maps: &[MapArg],
 ) -> Result<Built> {
+    let origin_of = |col: &Column| -> Option<Ident> {
+        match origins {
+            Some(o) => o
+                .iter()
+                .find(|(n, _)| *n == col.num)
+                .map(|(_, name)| name.clone()),
+            None => Some(col.name.clone()),
+        }
+    };
+    let descendant = |src: &Ident| shadow.iter().find(|c| origin_of(c).as_ref() == Some(src));
     for m in maps {
         let Some(target) = shadow.iter().find(|c| c.name == m.column) else {
             return Err(Error::usage(format!(
@@ -96,7 +113,10 @@ pub fn build(
                 m.column.as_str()
             )));
         }
-        if key.contains(&m.column) {
+        if key
+            .iter()
+            .any(|k| descendant(k).map(|c| &c.name) == Some(&m.column))
+        {
             return Err(Error::usage(format!(
                 "--map {}: column {:?} is part of the row identity of {table}; it must keep its \
                  values (a type change is fine, use --alter)",
@@ -108,9 +128,10 @@ pub fn build(
     let mut columns = Vec::with_capacity(shadow.len());
     let mut overriding = false;
     for col in shadow {
-        let src = source
-            .iter()
-            .find(|c| c.name == col.name && !c.is_generated());
+        let origin = origin_of(col);
+        let src = origin
+            .as_ref()
+            .and_then(|o| source.iter().find(|c| &c.name == o && !c.is_generated()));
         let map = maps.iter().find(|m| m.column == col.name);
         let (source_kind, expr) = if col.is_generated() {
             (ColumnSource::Generated, None)
@@ -122,17 +143,26 @@ pub fn build(
                 Some(format!("CAST(({}) AS {})", m.expr, col.base_type)),
             )
         } else if let Some(s) = src {
-            if s.type_oid == col.type_oid {
-                (ColumnSource::Same, Some(col.name.to_string()))
+            let cast = s.type_oid != col.type_oid;
+            let expr = if cast {
+                format!("CAST({} AS {})", s.name, col.base_type)
             } else {
-                (
-                    ColumnSource::Cast {
-                        from: s.type_name.clone(),
-                        to: col.type_name.clone(),
-                    },
-                    Some(format!("CAST({} AS {})", col.name, col.base_type)),
-                )
-            }
+                s.name.to_string()
+            };
+            let kind = if s.name != col.name {
+                ColumnSource::Renamed {
+                    from: s.name.as_str().to_string(),
+                    cast_to: cast.then(|| col.type_name.clone()),
+                }
+            } else if cast {
+                ColumnSource::Cast {
+                    from: s.type_name.clone(),
+                    to: col.type_name.clone(),
+                }
+            } else {
+                ColumnSource::Same
+            };
+            (kind, Some(expr))
         } else {
             (ColumnSource::Default, None)
         };
@@ -141,6 +171,7 @@ pub fn build(
         }
         columns.push(MappedColumn {
             column: col.name.clone(),
+            origin: src.map(|s| s.name.clone()),
             source: source_kind,
             expr,
         });
@@ -151,9 +182,9 @@ pub fn build(
             .iter()
             .find(|c| &c.name == k)
             .ok_or_else(|| Error::failed(format!("row identity column {k} not found")))?;
-        let t = shadow.iter().find(|c| &c.name == k).ok_or_else(|| {
+        let t = descendant(k).ok_or_else(|| {
             Error::refused(format!(
-                "cannot rewrite table {table}: the ALTER removes or renames column {:?}, which is \
+                "cannot rewrite table {table}: the ALTER removes column {:?}, which is \
                  part of the row identity; pg-hotswap needs it to match rows",
                 k.as_str()
             ))
@@ -167,6 +198,7 @@ pub fn build(
         }
         key_cols.push(KeyColumn {
             name: k.clone(),
+            shadow_name: t.name.clone(),
             source_type: s.type_name.clone(),
             shadow_cast: (s.type_oid != t.type_oid).then(|| t.base_type.clone()),
         });
@@ -174,7 +206,7 @@ pub fn build(
     let dropped = source
         .iter()
         .filter(|s| !s.is_generated())
-        .filter(|s| !shadow.iter().any(|c| c.name == s.name))
+        .filter(|s| descendant(&s.name).is_none())
         .map(|s| s.name.clone())
         .collect();
     Ok(Built {
@@ -232,7 +264,7 @@ mod tests {
             col("flags", "integer", 23),
         ];
         let maps = vec![parse_map("renamed=old").unwrap()];
-        let b = build("t", &src, &sh, &[Ident::new("id")], &maps).unwrap();
+        let b = build("t", &src, &sh, None, &[Ident::new("id")], &maps).unwrap();
         assert_eq!(b.columns[0].expr.as_deref(), Some("CAST(\"id\" AS bigint)"));
         // Same type, different modifier: no cast, the receive function applies the modifier.
         assert_eq!(b.columns[1].source, ColumnSource::Same);
@@ -243,19 +275,50 @@ mod tests {
     }
 
     #[test]
+    fn renamed_columns_are_found_by_attnum() {
+        let mut a = col("a", "integer", 23);
+        a.num = 1;
+        let mut id = col("id", "integer", 23);
+        id.num = 2;
+        let mut gone = col("gone", "text", 25);
+        gone.num = 3;
+        let src = vec![a.clone(), id.clone(), gone];
+        // After "RENAME COLUMN a TO b, ALTER COLUMN id TYPE bigint, DROP COLUMN gone".
+        let mut b = col("b", "integer", 23);
+        b.num = 1;
+        let mut id2 = col("id", "bigint", 20);
+        id2.num = 2;
+        let sh = vec![b, id2];
+        let origins = vec![
+            (1, Ident::new("a")),
+            (2, Ident::new("id")),
+            (3, Ident::new("gone")),
+        ];
+        let built = build("t", &src, &sh, Some(&origins), &[Ident::new("id")], &[]).unwrap();
+        assert_eq!(built.columns[0].expr.as_deref(), Some("\"a\""));
+        assert!(matches!(
+            built.columns[0].source,
+            ColumnSource::Renamed { .. }
+        ));
+        assert_eq!(built.columns[0].origin, Some(Ident::new("a")));
+        assert_eq!(built.dropped, vec![Ident::new("gone")]);
+        assert_eq!(built.key[0].shadow_name, Ident::new("id"));
+    }
+
+    #[test]
     fn map_on_key_or_unknown_column_is_refused() {
         let src = vec![col("id", "integer", 23)];
         let sh = vec![col("id", "integer", 23)];
         let k = [Ident::new("id")];
-        assert!(build("t", &src, &sh, &k, &[parse_map("id=id+1").unwrap()]).is_err());
-        assert!(build("t", &src, &sh, &k, &[parse_map("nope=1").unwrap()]).is_err());
+        assert!(build("t", &src, &sh, None, &k, &[parse_map("id=id+1").unwrap()]).is_err());
+        assert!(build("t", &src, &sh, None, &k, &[parse_map("nope=1").unwrap()]).is_err());
     }
 
     #[test]
     fn dropping_a_key_column_is_refused() {
         let src = vec![col("id", "integer", 23), col("x", "integer", 23)];
         let sh = vec![col("x", "integer", 23)];
-        let e = build("t", &src, &sh, &[Ident::new("id")], &[]).unwrap_err();
+        let e = build("t", &src, &sh, None, &[Ident::new("id")], &[]).unwrap_err();
         assert!(e.to_string().contains("row identity"));
     }
 }

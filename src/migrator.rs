@@ -470,6 +470,10 @@ fn print_mapping(plan: &Plan) {
         let how = match &c.source {
             ColumnSource::Same => continue,
             ColumnSource::Cast { from, to } => format!("cast from {from} to {to}"),
+            ColumnSource::Renamed { from, cast_to } => match cast_to {
+                Some(t) => format!("renamed from {from}, cast to {t}"),
+                None => format!("renamed from {from}"),
+            },
             ColumnSource::Mapped { expr } => format!("computed as {expr}"),
             ColumnSource::Default => "new column, takes its default".to_string(),
             ColumnSource::Generated => "generated, computed by the server".to_string(),

@@ -12,6 +12,11 @@ pub enum ColumnSource {
     Same,
     /// Same name, explicit cast to the new type.
     Cast { from: String, to: String },
+    /// Renamed by the ALTER (`RENAME COLUMN`), with a cast when its type changed too.
+    Renamed {
+        from: String,
+        cast_to: Option<String>,
+    },
     /// `--map col=expr`.
     Mapped { expr: String },
     /// New column: takes its default.
@@ -23,6 +28,8 @@ pub enum ColumnSource {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MappedColumn {
     pub column: Ident,
+    /// The source column this one descends from (same attnum), if any.
+    pub origin: Option<Ident>,
     pub source: ColumnSource,
     /// The SQL expression over the source row (`None` for Default/Generated).
     pub expr: Option<String>,
@@ -32,7 +39,10 @@ pub struct MappedColumn {
 /// shadow's type (None when the type is unchanged).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyColumn {
+    /// The column's name in the source.
     pub name: Ident,
+    /// Its name in the shadow (differs after `RENAME COLUMN`).
+    pub shadow_name: Ident,
     pub source_type: String,
     pub shadow_cast: Option<String>,
 }
@@ -113,6 +123,19 @@ impl Plan {
             .filter_map(|c| c.expr.as_deref())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The shadow column that descends from source column `src`, if any.
+    pub fn shadow_column_of(&self, src: &Ident) -> Option<&Ident> {
+        self.columns
+            .iter()
+            .find(|c| c.origin.as_ref() == Some(src))
+            .map(|c| &c.column)
+    }
+
+    /// `"k1", "k2"` over the shadow.
+    pub fn shadow_key_list(&self) -> String {
+        crate::ident::join_idents(self.key.iter().map(|k| &k.shadow_name))
     }
 
     /// `"k1", "k2"` over the source.

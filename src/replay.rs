@@ -92,7 +92,8 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
     let deleted_keys = tx
         .execute(
             &format!(
-                "DELETE FROM {shadow} WHERE ({keys}) IN (SELECT {sk} FROM pg_temp.{BATCH} WHERE NOT truncated)",
+                "DELETE FROM {shadow} WHERE ({skeys}) IN (SELECT {sk} FROM pg_temp.{BATCH} WHERE NOT truncated)",
+                skeys = plan.shadow_key_list(),
                 shadow = plan.shadow,
                 sk = shadow_keys.join(", ")
             ),

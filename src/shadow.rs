@@ -231,6 +231,18 @@ async fn create_once(
         }
     }
 
+    // The columns before the ALTER, by attnum: renames and type changes keep the attnum.
+    let before_oid: u32 = tx
+        .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
+        .await
+        .ctx("looking up the shadow")?
+        .get(0);
+    let origins: Vec<(i32, Ident)> = catalog::columns(&tx, before_oid)
+        .await?
+        .into_iter()
+        .map(|c| (c.num, c.name))
+        .collect();
+
     if let Some(alter) = req.alter {
         tx.batch_execute(&format!("ALTER TABLE {shadow} {alter}"))
             .await
@@ -256,6 +268,7 @@ async fn create_once(
         &table.human(),
         &src.columns,
         &shadow_cols,
+        Some(&origins),
         &src.key,
         req.maps,
     )?;
@@ -316,7 +329,8 @@ async fn create_once(
             comment,
         });
     }
-    check_identity_survives(&indexes, &shadow_ix, &src.key, &table.human())?;
+    let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
+    check_identity_survives(&indexes, &shadow_ix, &shadow_key, &table.human())?;
 
     let mut late_checks = Vec::new();
     let mut foreign_keys = Vec::new();

@@ -304,10 +304,10 @@ async fn attempt_swap(
     // Serial sequences: hand them to the new table's column, so dropping the old table later
     // does not drop the sequence the new table's default uses.
     for s in src.sequences.iter().filter(|s| s.deptype == "a") {
-        if plan.columns.iter().any(|c| c.column == s.column) {
+        if let Some(col) = plan.shadow_column_of(&s.column) {
             exec(
                 tx,
-                &format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, s.column),
+                &format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
                 "handing the serial sequence to the new table",
             )
             .await?;

@@ -635,3 +635,104 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
     assert_ledger_matches(&client, &spec).await;
     assert_no_leftovers(&client, &spec.table).await;
 }
+
+/// Renames keep their data (columns are matched by attnum, not by name), `--map` computes new
+/// columns, new columns take their (volatile) defaults, and a dropped column is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_maps_defaults_and_drops() {
+    let db = TestDb::new("renames_maps_defaults_and_drops").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE people (id int PRIMARY KEY, first text, last text, legacy text, score int);
+             INSERT INTO people SELECT g, 'f' || g, 'l' || g, 'x' || g, g * 2 FROM generate_series(1, 5000) g;
+             CREATE TABLE expected AS SELECT id, first, last, score FROM people;",
+        )
+        .await
+        .unwrap();
+    // 1. A rename on its own keeps the data.
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "people",
+        "--alter",
+        "RENAME COLUMN score TO points",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("renamed from score"),
+        "{}",
+        describe(&out)
+    );
+    let diff: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT id, points FROM people EXCEPT SELECT id, score FROM expected) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(diff, 0, "renamed column lost its values");
+
+    // 2. Type change, computed column, new columns with defaults, a dropped column.
+    let out = hotswap_async(&[
+        "run", "--dsn", &db.conninfo, "--table", "people",
+        "--alter",
+        "ALTER COLUMN points TYPE bigint, ADD COLUMN full_name text, ADD COLUMN flags int NOT NULL DEFAULT 7, \
+         ADD COLUMN token uuid DEFAULT gen_random_uuid(), DROP COLUMN legacy",
+        "--map", "full_name=first || ' ' || last",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(
+        text.contains("legacy: DROPPED"),
+        "the dropped column is not reported:\n{text}"
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE p.full_name = e.first || ' ' || e.last AND p.points = e.score AND p.flags = 7),
+                    count(DISTINCT p.token), count(*)
+               FROM people p JOIN expected e USING (id)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (good, tokens, all): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(all, 5000);
+    assert_eq!(good, 5000, "mapped, cast or defaulted values are wrong");
+    assert_eq!(tokens, 5000, "a volatile default was not evaluated per row");
+    assert_eq!(
+        column_type(
+            &client,
+            &QualifiedName::new("public", "people"),
+            &Ident::new("points")
+        )
+        .await,
+        "bigint"
+    );
+    let legacy: i64 = client
+        .query_one("SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'legacy' AND NOT attisdropped", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(legacy, 0);
+
+    // 3. More than one statement in --alter is refused before anything happens.
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "people",
+        "--alter",
+        "ADD COLUMN z int; DROP TABLE expected",
+    ])
+    .await;
+    assert_exit(&out, 2);
+    assert!(relation_exists(&client, &QualifiedName::new("public", "expected")).await);
+}
