@@ -499,7 +499,8 @@ pub async fn other_dependents(client: &impl GenericClient, oid: Oid) -> Result<V
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// A fingerprint of the table's definition (columns, indexes, constraints, triggers), taken at the
+/// A fingerprint of the table's definition (columns, indexes, constraints, triggers, foreign keys
+/// that reference it, views over it), taken at the
 /// start and compared under the swap lock, so that a concurrent ALTER by someone else stops the
 /// run instead of silently diverging (DESIGN.md, "What the capture cannot see").
 pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String> {
@@ -513,7 +514,13 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
                (SELECT string_agg(conname || pg_catalog.pg_get_constraintdef(oid), ',' ORDER BY oid) \
                   FROM pg_catalog.pg_constraint WHERE conrelid = $1), \
                (SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_catalog.pg_trigger \
-                  WHERE tgrelid = $1 AND tgname NOT LIKE 'hotswap%')))",
+                  WHERE tgrelid = $1 AND tgname NOT LIKE 'hotswap%'), \
+               (SELECT string_agg(conname || conrelid::text, ',' ORDER BY oid) \
+                  FROM pg_catalog.pg_constraint WHERE confrelid = $1 AND conrelid <> $1), \
+               (SELECT string_agg(DISTINCT r.ev_class::text, ',') FROM pg_catalog.pg_depend d \
+                  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = $1 \
+                   AND r.ev_class <> $1)))",
             &[&oid],
         )
         .await

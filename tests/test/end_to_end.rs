@@ -736,3 +736,132 @@ async fn renames_maps_defaults_and_drops() {
     assert_exit(&out, 2);
     assert!(relation_exists(&client, &QualifiedName::new("public", "expected")).await);
 }
+
+/// Waits until the capture trigger of a run is on `table` (the copy has not finished yet for a
+/// table of this size).
+async fn wait_for_capture_trigger(client: &Client, table: &str) {
+    let waited = Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname LIKE 'hotswap_capture_%'",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the capture trigger never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// DESIGN.md, "What the capture cannot see must not pass silently": a TRUNCATE of the source
+/// during the run stops it before the swap, with a clear message, and abort cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_during_the_run_stops_it() {
+    const ROWS: i64 = 100_000;
+    let db = TestDb::new("truncate_during_the_run").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "trunc");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let dsn = db.conninfo.clone();
+    let tool = tokio::spawn(async move {
+        hotswap_async(&[
+            "run",
+            "--dsn",
+            &dsn,
+            "--table",
+            "public.trunc",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+        ])
+        .await
+    });
+    wait_for_capture_trigger(&client, "public.trunc").await;
+    client.batch_execute("TRUNCATE public.trunc").await.unwrap();
+    let out = tool.await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 1);
+    assert!(
+        all_output(&out).contains("was truncated"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer",
+        "swapped anyway"
+    );
+    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.trunc"]).await;
+    assert_exit(&out, 0);
+    assert_no_leftovers(&client, &spec.table).await;
+}
+
+/// A concurrent ALTER of the source by someone else is caught under the swap lock: the run
+/// stops without swapping, and the other session's change is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_alter_of_the_source_stops_the_swap() {
+    const ROWS: i64 = 100_000;
+    let db = TestDb::new("concurrent_alter_of_the_source").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "altered");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let dsn = db.conninfo.clone();
+    let tool = tokio::spawn(async move {
+        hotswap_async(&[
+            "run",
+            "--dsn",
+            &dsn,
+            "--table",
+            "public.altered",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+        ])
+        .await
+    });
+    wait_for_capture_trigger(&client, "public.altered").await;
+    client
+        .batch_execute("ALTER TABLE public.altered ADD COLUMN added_meanwhile int DEFAULT 5")
+        .await
+        .unwrap();
+    let out = tool.await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 1);
+    assert!(
+        all_output(&out).contains("changed while pg-hotswap was rewriting it"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer",
+        "swapped anyway"
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &Ident::new("added_meanwhile")).await,
+        "integer",
+        "the other session's column is gone"
+    );
+    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.altered"]).await;
+    assert_exit(&out, 0);
+    assert_no_leftovers(&client, &spec.table).await;
+    // A fresh run now picks up the new definition.
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.altered",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert_ledger_matches(&client, &spec).await;
+}
