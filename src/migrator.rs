@@ -303,7 +303,20 @@ async fn continue_run(
         state.set_phase(ctl, run, Phase::Copy).await?;
         let pending = copier::pending_chunks(ctl, state, run).await?;
         report.chunks = pending.len();
-        let total_est = src.table.reltuples.max(0.0) as u64;
+        let all_chunks: i64 = ctl
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE run_id = $1",
+                    state.table("chunks")
+                ),
+                &[&run],
+            )
+            .await
+            .ctx("counting chunks")?
+            .get(0);
+        // Rows still to copy, estimated: the table's share of the chunks not done yet.
+        let total_est =
+            (src.table.reltuples.max(0.0) * pending.len() as f64 / all_chunks.max(1) as f64) as u64;
         say(&format!(
             "copying {} chunk{} with {} job{} ({} rows estimated)",
             pending.len(),

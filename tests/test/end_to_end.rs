@@ -865,3 +865,127 @@ async fn concurrent_alter_of_the_source_stops_the_swap() {
     assert_exit(&out, 0);
     assert_ledger_matches(&client, &spec).await;
 }
+
+/// Ctrl-C (SIGINT) in the middle of the copy: exit 130, the table untouched and usable, the run
+/// recorded as interrupted, and the same command continues it to a correct result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_mid_copy_then_continue() {
+    const ROWS: i64 = 300_000;
+    let db = TestDb::new("interrupt_mid_copy").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "intr");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let load = start_load(&db, &spec, ROWS, 2, 300);
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.intr",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--chunk-rows",
+        "20000",
+    ];
+    let child = tokio::process::Command::from(crate::harness::hotswap_command(&args))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // Interrupt once some chunks are done but not all.
+    let waited = Instant::now();
+    loop {
+        let done: i64 = client
+            .query_one(
+                "SELECT CASE WHEN to_regclass('hotswap.chunks') IS NULL THEN 0 ELSE \
+                   (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM hotswap.chunks WHERE done_at IS NOT NULL', false, true, '')))[1]::text::int8 END",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 130);
+    assert!(
+        all_output(&out).contains("interrupted"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+    let status: String = client
+        .query_one(
+            "SELECT status FROM hotswap.runs ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "interrupted");
+    // No tool session is left behind holding anything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pg-hotswap%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 0, "tool sessions outlived the process");
+    let done_before: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.chunks WHERE done_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let out = hotswap_async(&args).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("continuing run"),
+        "{}",
+        describe(&out)
+    );
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM hotswap.chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        done_before < total,
+        "the interrupt came too late to test a resumed copy"
+    );
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors: {:#?}",
+        report.errors
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_no_leftovers(&client, &spec.table).await;
+}

@@ -170,7 +170,7 @@ pub fn table_arg(table: &QualifiedName) -> String {
 /// say); by default the tests run the binary cargo built with them.
 pub const BIN_ENV: &str = "PGHOTSWAP_TEST_BIN";
 
-fn hotswap_command(args: &[&str]) -> Command {
+pub fn hotswap_command(args: &[&str]) -> Command {
     let bin = std::env::var_os(BIN_ENV)
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_pg-hotswap").into());
