@@ -10,7 +10,9 @@ SELECT a.attnum::int4,
        a.attgenerated::text,
        a.attidentity::text,
        pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS default_expr,
-       pg_catalog.col_description(a.attrelid, a.attnum) AS comment
+       pg_catalog.col_description(a.attrelid, a.attnum) AS comment,
+       a.attstattarget::int4 AS stat_target,
+       a.attoptions::text[] AS options
   FROM pg_catalog.pg_attribute a
   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped

@@ -6,7 +6,8 @@ SELECT con.conname::text,
        n.nspname::text,
        c.relname::text,
        pg_catalog.pg_get_constraintdef(con.oid) AS def,
-       con.convalidated
+       con.convalidated,
+       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment
   FROM pg_catalog.pg_constraint con
   JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

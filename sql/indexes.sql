@@ -26,7 +26,13 @@ SELECT i.indexrelid AS oid,
        ts.spcname::text AS tablespace,
        COALESCE(con.condeferrable, false) AS deferrable,
        COALESCE(con.condeferred, false) AS deferred,
-       pg_catalog.obj_description(i.indexrelid, 'pg_class') AS comment
+       pg_catalog.obj_description(i.indexrelid, 'pg_class') AS comment,
+       pg_catalog.obj_description(con.oid, 'pg_constraint') AS constraint_comment,
+       i.indisclustered,
+       ARRAY(SELECT a.attnum::text || ':' || a.attstattarget::text
+               FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0
+              ORDER BY a.attnum) AS column_stats
   FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
   JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid

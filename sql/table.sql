@@ -16,7 +16,8 @@ SELECT n.nspname,
        pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
        c.reltuples::float8 AS reltuples,
        pg_catalog.pg_relation_size(c.oid) AS heap_bytes,
-       pg_catalog.pg_total_relation_size(c.oid) AS total_bytes
+       pg_catalog.pg_total_relation_size(c.oid) AS total_bytes,
+       c.relacl IS NOT NULL AS has_acl
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid

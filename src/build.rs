@@ -161,6 +161,35 @@ pub async fn build(
     Ok(())
 }
 
+/// Privileges for the new table, exactly as the source has them: when the source has explicit
+/// privileges, the owner's implicit ones are revoked first and every entry granted again (so an
+/// owner that revoked some of its own privileges stays that way). Column privileges follow their
+/// column through a rename. They go into the swap, after the last replay: an owner that revoked
+/// its own INSERT could otherwise not replay into the shadow.
+pub fn grant_statements(
+    plan: &Plan,
+    src: &Source,
+    target: &crate::ident::QualifiedName,
+) -> Vec<String> {
+    let mut stmts = Vec::new();
+    if src.table.has_acl {
+        stmts.push(format!("REVOKE ALL ON {target} FROM {}", src.table.owner));
+    }
+    for g in &src.grants {
+        match &g.column {
+            None => stmts.push(g.sql(target)),
+            Some(c) => {
+                if let Some(col) = plan.shadow_column_of(c) {
+                    let mut g = g.clone();
+                    g.column = Some(col.clone());
+                    stmts.push(g.sql(target));
+                }
+            }
+        }
+    }
+    stmts
+}
+
 /// Row level security and policies for the new table. They go into the swap transaction, not
 /// onto the shadow earlier: with FORCE ROW LEVEL SECURITY they would apply to replay's inserts.
 pub fn security_statements(src: &Source, target: &crate::ident::QualifiedName) -> Vec<String> {
@@ -186,17 +215,19 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
         Some(c) => format!("COMMENT ON TABLE {shadow} IS {}", literal(c)),
         None => format!("COMMENT ON TABLE {shadow} IS NULL"),
     });
-    for g in &src.grants {
-        match &g.column {
-            None => stmts.push(g.sql(shadow)),
-            // A column grant follows its column, also through a rename.
-            Some(c) => {
-                if let Some(col) = plan.shadow_column_of(c) {
-                    let mut g = g.clone();
-                    g.column = Some(col.clone());
-                    stmts.push(g.sql(shadow));
-                }
-            }
+    // Index settings that live outside the index definition.
+    for ix in &plan.indexes {
+        let Some(orig) = src.indexes.iter().find(|s| s.name == ix.final_name) else {
+            continue;
+        };
+        let target = shadow.sibling(ix.tmp_name.as_str());
+        for (col, stat) in &orig.column_stats {
+            stmts.push(format!(
+                "ALTER INDEX {target} ALTER COLUMN {col} SET STATISTICS {stat}"
+            ));
+        }
+        if orig.clustered {
+            stmts.push(format!("ALTER TABLE {shadow} CLUSTER ON {}", ix.tmp_name));
         }
     }
     match t.replica_identity.as_str() {

@@ -29,6 +29,8 @@ pub struct Table {
     pub reltuples: f64,
     pub heap_bytes: i64,
     pub total_bytes: i64,
+    /// Whether the table has explicit privileges (relacl not NULL).
+    pub has_acl: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,10 @@ pub struct Column {
     pub identity: String,
     pub default_expr: Option<String>,
     pub comment: Option<String>,
+    /// `SET STATISTICS` target, -1 for the default.
+    pub stat_target: i32,
+    /// Per-column options (`n_distinct=100`).
+    pub options: Vec<String>,
 }
 
 impl Column {
@@ -78,6 +84,10 @@ pub struct Index {
     pub deferrable: bool,
     pub deferred: bool,
     pub comment: Option<String>,
+    pub constraint_comment: Option<String>,
+    pub clustered: bool,
+    /// Per-column statistics targets of the index: (column number, target).
+    pub column_stats: Vec<(i32, i32)>,
 }
 
 impl Index {
@@ -123,6 +133,7 @@ pub struct IncomingForeignKey {
     pub table: QualifiedName,
     pub def: String,
     pub validated: bool,
+    pub comment: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +142,7 @@ pub struct Trigger {
     pub def: String,
     /// `O` (origin, default), `D` (disabled), `R` (replica), `A` (always).
     pub enabled: String,
+    pub comment: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +156,11 @@ pub struct View {
     pub comment: Option<String>,
     pub grants: Vec<Grant>,
     pub column_comments: Vec<(Ident, String)>,
+    pub column_defaults: Vec<(Ident, String)>,
+    /// INSTEAD OF (and other) triggers on the view.
+    pub triggers: Vec<Trigger>,
+    /// Rules other than the view's own `_RETURN`, as CREATE RULE text.
+    pub rules: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +272,7 @@ pub async fn table(client: &impl GenericClient, oid: Oid) -> Result<Table> {
         reltuples: r.get(14),
         heap_bytes: r.get(15),
         total_bytes: r.get(16),
+        has_acl: r.get(17),
     })
 }
 
@@ -276,6 +294,8 @@ pub async fn columns(client: &impl GenericClient, oid: Oid) -> Result<Vec<Column
             identity: r.get(7),
             default_expr: r.get(8),
             comment: r.get(9),
+            stat_target: r.get(10),
+            options: r.get::<_, Option<Vec<String>>>(11).unwrap_or_default(),
         })
         .collect())
 }
@@ -310,6 +330,16 @@ pub async fn indexes(client: &impl GenericClient, oid: Oid) -> Result<Vec<Index>
             deferrable: r.get(15),
             deferred: r.get(16),
             comment: r.get(17),
+            constraint_comment: r.get(18),
+            clustered: r.get(19),
+            column_stats: r
+                .get::<_, Vec<String>>(20)
+                .iter()
+                .filter_map(|x| {
+                    let (a, b) = x.split_once(':')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                })
+                .collect(),
         })
         .collect())
 }
@@ -356,6 +386,7 @@ pub async fn incoming_foreign_keys(
             table: QualifiedName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
             def: r.get(4),
             validated: r.get(5),
+            comment: r.get(6),
         })
         .collect())
 }
@@ -364,7 +395,8 @@ pub async fn incoming_foreign_keys(
 pub async fn triggers(client: &impl GenericClient, oid: Oid) -> Result<Vec<Trigger>> {
     let rows = client
         .query(
-            "SELECT t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled::text \
+            "SELECT t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled::text, \
+                    pg_catalog.obj_description(t.oid, 'pg_trigger') \
                FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal \
               ORDER BY t.tgname",
             &[&oid],
@@ -377,6 +409,7 @@ pub async fn triggers(client: &impl GenericClient, oid: Oid) -> Result<Vec<Trigg
             name: Ident::new(r.get::<_, String>(0)),
             def: r.get(1),
             enabled: r.get(2),
+            comment: r.get(3),
         })
         .collect())
 }
@@ -456,7 +489,34 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             .iter()
             .map(|c| (Ident::new(c.get::<_, String>(0)), c.get::<_, String>(1)))
             .collect();
+        let column_defaults = client
+            .query(
+                "SELECT a.attname::text, pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+                   FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a \
+                     ON a.attrelid = d.adrelid AND a.attnum = d.adnum \
+                  WHERE d.adrelid = $1 ORDER BY a.attnum",
+                &[&voids],
+            )
+            .await
+            .ctx("reading view column defaults")?
+            .iter()
+            .map(|c| (Ident::new(c.get::<_, String>(0)), c.get::<_, String>(1)))
+            .collect();
+        let rules = client
+            .query(
+                "SELECT pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite \
+                  WHERE ev_class = $1 AND rulename <> '_RETURN' ORDER BY rulename",
+                &[&voids],
+            )
+            .await
+            .ctx("reading view rules")?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
         views.push(View {
+            column_defaults,
+            rules,
+            triggers: triggers(client, voids).await?,
             oid: voids,
             name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
             relkind: r.get(3),
@@ -471,11 +531,26 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
     Ok(views)
 }
 
+/// Membership of the table in a publication, with its column list and row filter (PG 15).
+#[derive(Clone, Debug)]
+pub struct Publication {
+    pub name: Ident,
+    /// `(a, b)` or empty.
+    pub columns: String,
+    /// ` WHERE (...)` or empty.
+    pub filter: String,
+}
+
 /// Publications the table is a member of (explicitly; FOR ALL TABLES ones follow by themselves).
-pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<Ident>> {
+pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<Publication>> {
     let rows = client
         .query(
-            "SELECT p.pubname::text FROM pg_catalog.pg_publication_rel pr \
+            "SELECT p.pubname::text, \
+                    COALESCE((SELECT ' (' || string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.ord) || ')' \
+                                FROM unnest(pr.prattrs::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                                JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum), ''), \
+                    COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', '') \
+               FROM pg_catalog.pg_publication_rel pr \
                JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
               WHERE pr.prrelid = $1 ORDER BY 1",
             &[&oid],
@@ -484,8 +559,74 @@ pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<I
         .ctx(format_args!("reading the publications of table oid {oid}"))?;
     Ok(rows
         .iter()
-        .map(|r| Ident::new(r.get::<_, String>(0)))
+        .map(|r| Publication {
+            name: Ident::new(r.get::<_, String>(0)),
+            columns: r.get(1),
+            filter: r.get(2),
+        })
         .collect())
+}
+
+/// An extended statistics object on the table.
+#[derive(Clone, Debug)]
+pub struct Statistics {
+    pub name: QualifiedName,
+    pub def: String,
+    pub target: i32,
+    pub owner: Ident,
+    pub comment: Option<String>,
+}
+
+pub async fn statistics(client: &impl GenericClient, oid: Oid) -> Result<Vec<Statistics>> {
+    let rows = client
+        .query(include_str!("../sql/statistics.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading the extended statistics of table oid {oid}"
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| Statistics {
+            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            def: r.get(3),
+            target: r.get(4),
+            owner: Ident::new(r.get::<_, String>(5)),
+            comment: r.get(6),
+        })
+        .collect())
+}
+
+/// Rules on the table, as CREATE RULE text.
+pub async fn rules(client: &impl GenericClient, oid: Oid) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite \
+              WHERE ev_class = $1 AND rulename <> '_RETURN' ORDER BY rulename",
+            &[&oid],
+        )
+        .await
+        .ctx(format_args!("reading the rules of table oid {oid}"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Objects that use the table's row type (see sql/rowtype_dependents.sql).
+pub async fn rowtype_dependents(client: &impl GenericClient, oid: Oid) -> Result<Vec<String>> {
+    let rows = client
+        .query(include_str!("../sql/rowtype_dependents.sql"), &[&oid])
+        .await
+        .ctx(format_args!(
+            "reading the objects that use the row type of table oid {oid}"
+        ))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Comment of a relation (sequence, index...), if any.
+pub async fn relation_comment(client: &impl GenericClient, oid: Oid) -> Result<Option<String>> {
+    Ok(client
+        .query_one("SELECT pg_catalog.obj_description($1, 'pg_class')", &[&oid])
+        .await
+        .ctx("reading a comment")?
+        .get(0))
 }
 
 /// Objects that depend on the table that a swap cannot carry over (see sql/other_dependents.sql).

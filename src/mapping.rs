@@ -233,6 +233,8 @@ mod tests {
             identity: String::new(),
             default_expr: None,
             comment: None,
+            stat_target: -1,
+            options: Vec::new(),
         }
     }
 

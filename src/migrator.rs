@@ -400,6 +400,18 @@ async fn continue_run(
             out.attempts,
             out.old.human()
         ));
+        if !src.statistics.is_empty() {
+            // The extended statistics objects were created in the swap; fill them now
+            // (SHARE UPDATE EXCLUSIVE: writes go on).
+            locking::run_ddl(
+                ctl,
+                &opts.lock,
+                &format!("analyzing {}", plan.source.human()),
+                None,
+                &[format!("ANALYZE {}", plan.source)],
+            )
+            .await?;
+        }
         let w = swap::validate_foreign_keys(ctl, &out.to_validate, &opts.lock).await;
         for x in &w {
             say(&format!("warning: {x}"));

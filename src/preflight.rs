@@ -22,7 +22,10 @@ pub struct Source {
     pub sequences: Vec<catalog::OwnedSequence>,
     pub grants: Vec<catalog::Grant>,
     pub policies: Vec<catalog::Policy>,
-    pub publications: Vec<Ident>,
+    pub publications: Vec<catalog::Publication>,
+    pub statistics: Vec<catalog::Statistics>,
+    /// Rules on the table (CREATE RULE text).
+    pub rules: Vec<String>,
     /// The row identity: the primary key, or a unique index on NOT NULL columns.
     pub key_index: Ident,
     pub key: Vec<Ident>,
@@ -96,12 +99,27 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         .with_next("add a primary key (or a unique index on NOT NULL columns) first")
     })?;
     let views = catalog::dependent_views(client, oid).await?;
+    if let Some(r) = views.iter().find(|v| v.relkind != "v" && v.relkind != "m") {
+        return Err(refuse(format!(
+            "a rule on {} refers to it, and would keep pointing at the old table",
+            r.name.human()
+        ))
+        .with_next("drop the rule before the rewrite and create it again afterwards"));
+    }
     if let Some(mv) = views.iter().find(|v| v.relkind == "m") {
         return Err(refuse(format!(
             "the materialized view {} depends on it, and pg-hotswap cannot carry materialized views over yet",
             mv.name.human()
         ))
         .with_next("drop the materialized view before the rewrite and create it again afterwards"));
+    }
+    let rowtype = catalog::rowtype_dependents(client, oid).await?;
+    if !rowtype.is_empty() {
+        return Err(refuse(format!(
+            "these objects use its row type and would keep the old table's type after the swap: {}",
+            rowtype.join(", ")
+        ))
+        .with_next("change them to not use the table's row type, or drop and re-create them around the rewrite"));
     }
     let others = catalog::other_dependents(client, oid).await?;
     if !others.is_empty() {
@@ -140,6 +158,8 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         grants: catalog::grants(client, oid).await?,
         policies: catalog::policies(client, oid).await?,
         publications: catalog::publications(client, oid).await?,
+        statistics: catalog::statistics(client, oid).await?,
+        rules: catalog::rules(client, oid).await?,
         fingerprint: catalog::fingerprint(client, oid).await?,
         views,
         key_index,
@@ -214,6 +234,8 @@ mod tests {
             identity: String::new(),
             default_expr: None,
             comment: None,
+            stat_target: -1,
+            options: Vec::new(),
         }
     }
 
@@ -237,6 +259,9 @@ mod tests {
             deferrable: false,
             deferred: false,
             comment: None,
+            constraint_comment: None,
+            clustered: false,
+            column_stats: Vec::new(),
         }
     }
 

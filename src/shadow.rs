@@ -154,6 +154,64 @@ async fn create_once(
             .await
             .ctx("copying the table's storage options to the shadow")?;
     }
+    // Per-column settings LIKE does not copy: statistics targets and options (n_distinct...).
+    for c in &src.columns {
+        if c.stat_target >= 0 {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {shadow} ALTER COLUMN {} SET STATISTICS {}",
+                c.name, c.stat_target
+            ))
+            .await
+            .ctx("copying a column's statistics target")?;
+        }
+        if !c.options.is_empty() {
+            let opts = c
+                .options
+                .iter()
+                .map(|o| reloption_sql(o, ""))
+                .collect::<Result<Vec<_>>>()?;
+            tx.batch_execute(&format!(
+                "ALTER TABLE {shadow} ALTER COLUMN {} SET ({})",
+                c.name,
+                opts.join(", ")
+            ))
+            .await
+            .ctx("copying a column's options")?;
+        }
+    }
+    // Identity sequences: LIKE gives the new one the right options but not always the right
+    // type; make it the old one's twin before the ALTER, so a type change then does to it exactly
+    // what ALTER TABLE would.
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let row = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, $2), \
+                        pg_catalog.format_type(seqtypid, NULL), seqstart, seqincrement, seqmin, seqmax, seqcache, seqcycle \
+                   FROM pg_catalog.pg_sequence WHERE seqrelid = $3",
+                &[&shadow.to_string(), &s.column.as_str(), &s.oid],
+            )
+            .await
+            .ctx("reading an identity sequence")?;
+        let new_seq: Option<String> = row.get(0);
+        if let Some(new_seq) = new_seq {
+            let (ty, start, inc, min, max, cache, cycle): (String, i64, i64, i64, i64, i64, bool) = (
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+                row.get(6),
+                row.get(7),
+            );
+            tx.batch_execute(&format!(
+                "ALTER SEQUENCE {new_seq} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} \
+                 START WITH {start} CACHE {cache} {}",
+                if cycle { "CYCLE" } else { "NO CYCLE" }
+            ))
+            .await
+            .ctx("copying an identity sequence's options")?;
+        }
+    }
     if t.owner.as_str() != current_user(&tx).await? {
         tx.batch_execute(&format!("ALTER TABLE {shadow} OWNER TO {}", t.owner))
             .await

@@ -41,6 +41,37 @@ struct Names {
     old_indexes: Vec<(Ident, String)>,
     /// (identity sequence of the source, its name once it belongs to the old table).
     old_sequences: Vec<(QualifiedName, String)>,
+    /// (extended statistics of the source, its name once it belongs to the old table).
+    old_statistics: Vec<(QualifiedName, String)>,
+}
+
+/// The first of `<base>_old`, `<base>_old2`... that no statistics object in the schema uses.
+async fn free_statistics_name(client: &Client, name: &QualifiedName) -> Result<String> {
+    for n in 0..1000 {
+        let suffix = if n == 0 {
+            "_old".to_string()
+        } else {
+            format!("_old{}", n + 1)
+        };
+        let candidate = crate::ident::fit_name(name.name.as_str(), &suffix);
+        let taken: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace \
+                  WHERE n.nspname = $1 AND s.stxname = $2)",
+                &[&name.schema.as_str(), &candidate],
+            )
+            .await
+            .ctx("looking up a statistics name")?
+            .get(0);
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::failed(format!(
+        "no free name like {}_old",
+        name.human()
+    )))
 }
 
 async fn decide_names(
@@ -72,10 +103,18 @@ async fn decide_names(
         taken.push(n.clone());
         old_sequences.push((s.name.clone(), n));
     }
+    let mut old_statistics = Vec::new();
+    for st in &src.statistics {
+        old_statistics.push((
+            st.name.clone(),
+            free_statistics_name(client, &st.name).await?,
+        ));
+    }
     Ok(Names {
         old: plan.source.sibling(old),
         old_indexes,
         old_sequences,
+        old_statistics,
     })
 }
 
@@ -300,6 +339,33 @@ async fn attempt_swap(
             "renaming the new identity sequence",
         )
         .await?;
+        // Its privileges and comment follow.
+        for g in catalog::grants(tx, s.oid).await? {
+            exec(
+                tx,
+                &format!(
+                    "GRANT {} ON SEQUENCE {} TO {}{}",
+                    g.privilege,
+                    s.name,
+                    g.grantee,
+                    if g.grantable {
+                        " WITH GRANT OPTION"
+                    } else {
+                        ""
+                    }
+                ),
+                "carrying an identity sequence's privileges over",
+            )
+            .await?;
+        }
+        if let Some(c) = catalog::relation_comment(tx, s.oid).await? {
+            exec(
+                tx,
+                &format!("COMMENT ON SEQUENCE {} IS {}", s.name, literal(&c)),
+                "carrying an identity sequence's comment over",
+            )
+            .await?;
+        }
     }
     // Serial sequences: hand them to the new table's column, so dropping the old table later
     // does not drop the sequence the new table's default uses.
@@ -334,15 +400,6 @@ async fn attempt_swap(
             tx,
             &format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
             "detaching a foreign key that references the table",
-        )
-        .await?;
-    }
-    // Dependent views: dropped (dependents first) and created again over the new table.
-    for v in src.views.iter().rev() {
-        exec(
-            tx,
-            &format!("DROP VIEW {}", v.name),
-            &format!("dropping dependent view {}", v.name.human()),
         )
         .await?;
     }
@@ -413,51 +470,7 @@ async fn attempt_swap(
             to_validate.push((fk.table.clone(), fk.name.clone()));
         }
     }
-    for v in &src.views {
-        let opts: Vec<String> = v
-            .reloptions
-            .iter()
-            .filter_map(|o| o.split_once('='))
-            .map(|(k, val)| format!("{k} = {}", literal(val)))
-            .collect();
-        let with = if opts.is_empty() {
-            String::new()
-        } else {
-            format!(" WITH ({})", opts.join(", "))
-        };
-        let def = v.def.trim().trim_end_matches(';');
-        exec(
-            tx,
-            &format!("CREATE VIEW {}{with} AS {def}", v.name),
-            &format!("re-creating view {}", v.name.human()),
-        )
-        .await?;
-        exec(
-            tx,
-            &format!("ALTER VIEW {} OWNER TO {}", v.name, v.owner),
-            "restoring a view's owner",
-        )
-        .await?;
-        for g in &v.grants {
-            exec(tx, &g.sql(&v.name), "restoring a view's privileges").await?;
-        }
-        if let Some(c) = &v.comment {
-            exec(
-                tx,
-                &format!("COMMENT ON VIEW {} IS {}", v.name, literal(c)),
-                "restoring a view's comment",
-            )
-            .await?;
-        }
-        for (col, c) in &v.column_comments {
-            exec(
-                tx,
-                &format!("COMMENT ON COLUMN {}.{col} IS {}", v.name, literal(c)),
-                "restoring a view column's comment",
-            )
-            .await?;
-        }
-    }
+    recreate_views(tx, src).await?;
     for stmt in build::security_statements(src, source) {
         exec(tx, &stmt, "carrying row level security over").await?;
     }
@@ -474,6 +487,18 @@ async fn attempt_swap(
             "A" => Some("ENABLE ALWAYS TRIGGER"),
             _ => None,
         };
+        if let Some(c) = &t.comment {
+            exec(
+                tx,
+                &format!(
+                    "COMMENT ON TRIGGER {} ON {source} IS {}",
+                    t.name,
+                    literal(c)
+                ),
+                "carrying a trigger comment over",
+            )
+            .await?;
+        }
         if let Some(m) = mode {
             exec(
                 tx,
@@ -484,18 +509,111 @@ async fn attempt_swap(
         }
     }
     for p in &src.publications {
+        let what = "moving publication membership";
         exec(
             tx,
-            &format!("ALTER PUBLICATION {p} DROP TABLE {}", names.old),
-            "moving publication membership",
+            &format!("ALTER PUBLICATION {} DROP TABLE {}", p.name, names.old),
+            what,
         )
         .await?;
         exec(
             tx,
-            &format!("ALTER PUBLICATION {p} ADD TABLE {source}"),
-            "moving publication membership",
+            &format!(
+                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
+                p.name, p.columns, p.filter
+            ),
+            what,
         )
         .await?;
+    }
+    for r in &src.rules {
+        exec(tx, r, "re-creating a rule on the table").await?;
+    }
+    // Extended statistics: the old table's move out of the way, the new table's take the names.
+    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
+        let what = format!("re-creating statistics {}", st.name.human());
+        exec(
+            tx,
+            &format!(
+                "ALTER STATISTICS {} RENAME TO {}",
+                st.name,
+                Ident::new(old_name.clone())
+            ),
+            &what,
+        )
+        .await?;
+        exec(tx, &st.def, &what).await?;
+        if st.target >= 0 {
+            exec(
+                tx,
+                &format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
+                &what,
+            )
+            .await?;
+        }
+        exec(
+            tx,
+            &format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
+            &what,
+        )
+        .await?;
+        if let Some(c) = &st.comment {
+            exec(
+                tx,
+                &format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
+                &what,
+            )
+            .await?;
+        }
+    }
+    // Constraint comments (constraints keep their names on the new table).
+    let new_constraints: Vec<String> = tx
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the new table's constraints")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let comments = src
+        .indexes
+        .iter()
+        .filter_map(|i| Some((i.constraint_name.as_ref()?, i.constraint_comment.as_ref()?)))
+        .chain(
+            src.constraints
+                .iter()
+                .filter_map(|c| Some((&c.name, c.comment.as_ref()?))),
+        );
+    for (name, comment) in comments {
+        if new_constraints.iter().any(|n| n == name.as_str()) {
+            exec(
+                tx,
+                &format!(
+                    "COMMENT ON CONSTRAINT {name} ON {source} IS {}",
+                    literal(comment)
+                ),
+                "carrying a constraint comment over",
+            )
+            .await?;
+        }
+    }
+    for fk in src.incoming.iter().filter(|f| f.comment.is_some()) {
+        exec(
+            tx,
+            &format!(
+                "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                fk.name,
+                fk.table,
+                literal(fk.comment.as_deref().unwrap_or_default())
+            ),
+            "carrying a foreign key comment over",
+        )
+        .await?;
+    }
+    for stmt in build::grant_statements(plan, src, source) {
+        exec(tx, &stmt, "carrying privileges over").await?;
     }
     state
         .set_old_name(tx, plan.run_id, names.old.name.as_str())
@@ -510,6 +628,123 @@ async fn attempt_swap(
     .await
     .ctx("recording the swap")?;
     Ok((locked_at, replayed, to_validate))
+}
+
+fn view_sql(v: &catalog::View, replace: bool) -> String {
+    let opts: Vec<String> = v
+        .reloptions
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .map(|(k, val)| format!("{k} = {}", literal(val)))
+        .collect();
+    let with = if opts.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", opts.join(", "))
+    };
+    let def = v.def.trim().trim_end_matches(';');
+    let verb = if replace {
+        "CREATE OR REPLACE VIEW"
+    } else {
+        "CREATE VIEW"
+    };
+    format!("{verb} {}{with} AS {def}", v.name)
+}
+
+/// Points the dependent views at the new table (run after the renames, so the name in their
+/// definition means the new table). `CREATE OR REPLACE VIEW` keeps everything attached to a view
+/// (grants, defaults, triggers, rules, views over it); when a column type changed and replacing
+/// is not allowed, the views are dropped and created again with all of that restored.
+async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
+    if src.views.is_empty() {
+        return Ok(());
+    }
+    exec(
+        tx,
+        "SAVEPOINT hotswap_views",
+        "starting the view replacement",
+    )
+    .await?;
+    let mut replaced = Ok(());
+    for v in &src.views {
+        replaced = exec(
+            tx,
+            &view_sql(v, true),
+            &format!("replacing view {}", v.name.human()),
+        )
+        .await;
+        if replaced.is_err() {
+            break;
+        }
+    }
+    match replaced {
+        Ok(()) => return exec(tx, "RELEASE SAVEPOINT hotswap_views", "replacing views").await,
+        Err(e) if e.is_lock_timeout() => return Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "views cannot be replaced in place; dropping and re-creating them");
+            exec(tx, "ROLLBACK TO SAVEPOINT hotswap_views", "replacing views").await?;
+        }
+    }
+    for v in src.views.iter().rev() {
+        exec(
+            tx,
+            &format!("DROP VIEW {}", v.name),
+            &format!("dropping dependent view {}", v.name.human()),
+        )
+        .await?;
+    }
+    for v in &src.views {
+        let what = format!("re-creating view {}", v.name.human());
+        exec(tx, &view_sql(v, false), &what).await?;
+        exec(
+            tx,
+            &format!("ALTER VIEW {} OWNER TO {}", v.name, v.owner),
+            &what,
+        )
+        .await?;
+        for g in &v.grants {
+            exec(tx, &g.sql(&v.name), &what).await?;
+        }
+        if let Some(c) = &v.comment {
+            exec(
+                tx,
+                &format!("COMMENT ON VIEW {} IS {}", v.name, literal(c)),
+                &what,
+            )
+            .await?;
+        }
+        for (col, c) in &v.column_comments {
+            exec(
+                tx,
+                &format!("COMMENT ON COLUMN {}.{col} IS {}", v.name, literal(c)),
+                &what,
+            )
+            .await?;
+        }
+        for (col, d) in &v.column_defaults {
+            exec(
+                tx,
+                &format!("ALTER VIEW {} ALTER COLUMN {col} SET DEFAULT {d}", v.name),
+                &what,
+            )
+            .await?;
+        }
+        for r in &v.rules {
+            exec(tx, r, &what).await?;
+        }
+        for t in &v.triggers {
+            exec(tx, &t.def, &what).await?;
+            if t.enabled == "D" {
+                exec(
+                    tx,
+                    &format!("ALTER TABLE {} DISABLE TRIGGER {}", v.name, t.name),
+                    &what,
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
