@@ -140,15 +140,31 @@ pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Resul
     Ok(b)
 }
 
-/// Replays until fewer than `target` log rows remain (or the log is empty). Returns the totals.
+/// Replays until a batch comes back less than full (the backlog is then about what arrives
+/// during one batch). Says every few seconds how the backlog develops, so a load that outpaces
+/// replay is visible rather than silent.
 pub async fn catch_up(client: &mut Client, plan: &Plan, limit: i64, target: i64) -> Result<Batch> {
     let mut total = Batch::default();
+    let started = std::time::Instant::now();
+    let mut last_report = started;
     loop {
         let b = replay_batch(client, plan, limit).await?;
         total.log_rows += b.log_rows;
         total.keys += b.keys;
         if (b.log_rows as i64) < limit.min(target.max(1)) || b.log_rows == 0 {
             return Ok(total);
+        }
+        if last_report.elapsed() >= std::time::Duration::from_secs(5) {
+            last_report = std::time::Instant::now();
+            let backlog = crate::capture::backlog(client, plan).await?;
+            let secs = started.elapsed().as_secs_f64();
+            crate::ui::say(&format!(
+                "replay: {} change{} left; replayed {:.0}/s for {:.0} s",
+                backlog,
+                if backlog == 1 { "" } else { "s" },
+                total.log_rows as f64 / secs,
+                secs
+            ));
         }
     }
 }

@@ -1001,3 +1001,96 @@ async fn interrupt_mid_copy_then_continue() {
     assert_ledger_matches(&client, &spec).await;
     assert_no_leftovers(&client, &spec.table).await;
 }
+
+/// Without `--dsn`, the connection comes from `DATABASE_URL`, else from the `PG*` variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_falls_back_to_database_url_and_pg_variables() {
+    let db = TestDb::new("connection_fallback").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE envt (id int PRIMARY KEY, v text);
+             INSERT INTO envt SELECT g, 'v' || g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    // The test server's connection string, taken apart into PG* variables.
+    let config: tokio_postgres::Config = db.conninfo.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user().unwrap().to_string();
+    let dbname = config.get_dbname().unwrap().to_string();
+
+    let run = |envs: Vec<(&'static str, String)>, alter: &'static str| {
+        let mut cmd =
+            crate::harness::hotswap_command(&["run", "--table", "envt", "--alter", alter]);
+        for k in [
+            "DATABASE_URL",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPASSWORD",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(
+        vec![("DATABASE_URL", db.conninfo.clone())],
+        "ALTER COLUMN v TYPE varchar(20)",
+    );
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let out = run(
+        vec![
+            ("PGHOST", host),
+            ("PGPORT", port),
+            ("PGUSER", user),
+            ("PGDATABASE", dbname),
+        ],
+        "ALTER COLUMN id TYPE bigint",
+    );
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_eq!(
+        column_type(
+            &client,
+            &QualifiedName::new("public", "envt"),
+            &Ident::new("id")
+        )
+        .await,
+        "bigint"
+    );
+    assert_eq!(
+        column_type(
+            &client,
+            &QualifiedName::new("public", "envt"),
+            &Ident::new("v")
+        )
+        .await,
+        "character varying(20)"
+    );
+    // Nothing to connect to: a clear error and a non-zero exit, not a hang or a prompt.
+    let out = run(
+        vec![("PGHOST", "127.0.0.1".into()), ("PGPORT", "1".into())],
+        "ALTER COLUMN v TYPE text",
+    );
+    assert_exit(&out, 1);
+    assert!(
+        all_output(&out).contains("cannot connect"),
+        "{}",
+        describe(&out)
+    );
+}
