@@ -109,8 +109,6 @@ async fn create_once(
     shadow: &QualifiedName,
     policy: &LockPolicy,
 ) -> Result<Plan> {
-    let table = &src.table.name;
-    let t = &src.table;
     let tx = client
         .transaction()
         .await
@@ -122,9 +120,26 @@ async fn create_once(
     .await
     .ctx("setting lock_timeout")?;
     state
-        .record_object(&tx, run, "table", shadow, Some(t.oid))
+        .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;
+    let plan = build_in(&tx, state, run, src, req, shadow).await?;
+    Ok(plan)
+}
 
+/// Creates the shadow inside the caller's transaction and returns the plan, writing nothing to
+/// the state tables. `run` names the temporary objects. `plan` (the dry run) calls this in a
+/// transaction it rolls back, so the ALTER and the mapping are validated against the real
+/// table without changing anything.
+pub async fn build_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    state: &State,
+    run: i64,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    shadow: &QualifiedName,
+) -> Result<Plan> {
+    let table = &src.table.name;
+    let t = &src.table;
     let unlogged = if t.persistence == "u" {
         "UNLOGGED "
     } else {
@@ -212,7 +227,7 @@ async fn create_once(
             .ctx("copying an identity sequence's options")?;
         }
     }
-    if t.owner.as_str() != current_user(&tx).await? {
+    if t.owner.as_str() != current_user(tx).await? {
         tx.batch_execute(&format!("ALTER TABLE {shadow} OWNER TO {}", t.owner))
             .await
             .ctx(format_args!(
@@ -295,7 +310,7 @@ async fn create_once(
         .await
         .ctx("looking up the shadow")?
         .get(0);
-    let origins: Vec<(i32, Ident)> = catalog::columns(&tx, before_oid)
+    let origins: Vec<(i32, Ident)> = catalog::columns(tx, before_oid)
         .await?
         .into_iter()
         .map(|c| (c.num, c.name))
@@ -318,9 +333,9 @@ async fn create_once(
         .await
         .ctx("looking up the shadow")?
         .get(0);
-    let shadow_cols = catalog::columns(&tx, shadow_oid).await?;
-    let shadow_ix = catalog::indexes(&tx, shadow_oid).await?;
-    let shadow_cons = catalog::constraints(&tx, shadow_oid).await?;
+    let shadow_cols = catalog::columns(tx, shadow_oid).await?;
+    let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
+    let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
 
     let built = mapping::build(
         &table.human(),
@@ -497,10 +512,6 @@ async fn create_once(
         fingerprint: src.fingerprint.clone(),
         dropped_indexes,
     };
-    let json = serde_json::to_value(&plan)
-        .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
-    state.set_plan(&tx, run, &json).await?;
-    tx.commit().await.ctx("committing the shadow table")?;
     Ok(plan)
 }
 
