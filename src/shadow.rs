@@ -123,6 +123,10 @@ async fn create_once(
         .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;
     let plan = build_in(&tx, state, run, src, req, shadow).await?;
+    let json = serde_json::to_value(&plan)
+        .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
+    state.set_plan(&tx, run, &json).await?;
+    tx.commit().await.ctx("committing the shadow table")?;
     Ok(plan)
 }
 
