@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// maintenance_work_mem for the index builds.
     #[arg(long, default_value = "256MB")]
     pub maintenance_work_mem: String,
+    /// Verify the shadow against the source before the swap: every chunk (full), about one
+    /// chunk in ten (sample), or not at all (off).
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
+    pub verify: crate::verify::Mode,
     /// Format of the final report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -289,6 +293,7 @@ impl RunArgs {
             shadow_name: self.shadow_name,
             old_name: self.old_name,
             maintenance_work_mem: mwm.to_string(),
+            verify: self.verify,
         })
     }
 }

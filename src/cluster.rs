@@ -357,6 +357,34 @@ impl Cluster {
         }
     }
 
+    /// Stops the server with `pg_ctl stop -m <mode>` (`fast`, or `immediate` for a crash) and
+    /// starts it again on the same port, for tests of what survives a server restart.
+    pub fn restart(&self, mode: &str) -> Result<(), ClusterError> {
+        let out = self
+            .pg_ctl_stop(mode)
+            .map_err(io_err("running pg_ctl stop"))?;
+        if !out.status.success() {
+            return Err(ClusterError::Command {
+                what: format!("pg_ctl stop -m {mode}"),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        let args = pg_ctl_start_args(&self.data_dir, &self.log_file, self.port);
+        let out = self
+            .command(&self.bindir.join("pg_ctl"), &args)
+            .output()
+            .map_err(io_err("running pg_ctl start"))?;
+        if !out.status.success() {
+            return Err(ClusterError::Command {
+                what: "pg_ctl start".into(),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn pg_ctl_stop(&self, mode: &str) -> std::io::Result<Output> {
         let args = pg_ctl_stop_args(&self.data_dir, mode);
         self.command(&self.bindir.join("pg_ctl"), &args).output()

@@ -197,6 +197,7 @@ pub async fn copy_chunk(
         )));
     }
     tx.commit().await.ctx(what())?;
+    crate::failpoint::hit("copy-chunk");
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     progress.chunks_done.fetch_add(1, Ordering::Relaxed);

@@ -98,6 +98,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         shadow_name: None,
         old_name: None,
         maintenance_work_mem: "256MB".into(),
+        verify: crate::verify::Mode::Full,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -146,6 +146,16 @@ fn print_report(r: &migrator::RunReport) {
         .map(|(p, s)| format!("{p} {s:.1}s"))
         .collect();
     println!("  phases:             {}", phases.join(", "));
+    if let Some(v) = &r.verify {
+        if v.chunks_verified > 0 {
+            println!(
+                "  verified:           {} rows in {} of {} chunks ({}), {} repaired",
+                v.rows_verified, v.chunks_verified, v.chunks_total, v.mode, v.repaired
+            );
+        } else {
+            println!("  verified:           no (--verify off)");
+        }
+    }
     println!("  total:              {:.1} s", r.total_secs);
     for w in &r.warnings {
         println!("  warning: {w}");

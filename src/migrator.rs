@@ -21,6 +21,7 @@ use crate::shadow::{self, ShadowRequest};
 use crate::state::{Phase, State, UnfinishedRun};
 use crate::swap::{self, SwapRequest};
 use crate::ui::{self, say};
+use crate::verify;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub struct RunOptions {
     pub shadow_name: Option<String>,
     pub old_name: Option<String>,
     pub maintenance_work_mem: String,
+    pub verify: verify::Mode,
 }
 
 impl RunOptions {
@@ -75,6 +77,7 @@ pub struct RunReport {
     pub dropped_columns: Vec<String>,
     pub warnings: Vec<String>,
     pub total_secs: f64,
+    pub verify: Option<verify::Report>,
 }
 
 struct Timer {
@@ -378,6 +381,37 @@ async fn continue_run(
         ));
         let b = replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch).await?;
         report.replayed_log_rows += b.log_rows;
+
+        timer.start(Phase::Verify);
+        state.set_phase(ctl, run, Phase::Verify).await?;
+        let predicates: Vec<String> = ctl
+            .query(
+                &format!(
+                    "SELECT predicate FROM {} WHERE run_id = $1 ORDER BY chunk_no",
+                    state.table("chunks")
+                ),
+                &[&run],
+            )
+            .await
+            .ctx("reading the chunks to verify")?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let v = verify::verify(&mut rc, plan, &predicates, opts.verify, opts.replay_batch).await?;
+        if opts.verify != verify::Mode::Off {
+            say(&format!(
+                "verified {} rows in {} of {} chunks: the shadow equals the source through the mapping{}",
+                v.rows_verified,
+                v.chunks_verified,
+                v.chunks_total,
+                if v.repaired > 0 {
+                    format!(" ({} differing rows repaired from the source)", v.repaired)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        report.verify = Some(v);
         build::prepare(ctl, plan, src).await?;
 
         timer.start(Phase::Swap);

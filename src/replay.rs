@@ -137,6 +137,7 @@ pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Resul
         .ctx("starting a replay transaction")?;
     let b = apply_batch(&tx, plan, limit).await?;
     tx.commit().await.ctx("committing a replay batch")?;
+    crate::failpoint::hit("replay-batch");
     Ok(b)
 }
 

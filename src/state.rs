@@ -27,6 +27,7 @@ pub enum Phase {
     Copy,
     Build,
     Replay,
+    Verify,
     Swap,
     Finish,
     Done,
@@ -41,6 +42,7 @@ impl Phase {
             Phase::Copy => "copy",
             Phase::Build => "build",
             Phase::Replay => "replay",
+            Phase::Verify => "verify",
             Phase::Swap => "swap",
             Phase::Finish => "finish",
             Phase::Done => "done",
@@ -55,6 +57,7 @@ impl Phase {
             "copy" => Phase::Copy,
             "build" => Phase::Build,
             "replay" => Phase::Replay,
+            "verify" => Phase::Verify,
             "swap" => Phase::Swap,
             "finish" => Phase::Finish,
             "done" => Phase::Done,
@@ -204,7 +207,9 @@ impl State {
             &format!("phase {}", phase.as_str()),
             None,
         )
-        .await
+        .await?;
+        crate::failpoint::hit(&format!("phase-{}", phase.as_str()));
+        Ok(())
     }
 
     pub async fn set_plan(
@@ -388,6 +393,7 @@ mod tests {
             Phase::Copy,
             Phase::Build,
             Phase::Replay,
+            Phase::Verify,
             Phase::Swap,
             Phase::Finish,
             Phase::Done,

@@ -148,6 +148,7 @@ pub async fn swap(
         match attempt_swap(&tx, state, plan, src, &names, req).await {
             Ok((locked_at, replayed, to_validate)) => {
                 tx.commit().await.ctx("committing the swap")?;
+                crate::failpoint::hit("swapped");
                 let held = locked_at.elapsed();
                 longest = longest.max(held);
                 state
@@ -264,6 +265,7 @@ async fn attempt_swap(
     )
     .await?;
     let locked_at = Instant::now();
+    crate::failpoint::hit("swap-locked");
 
     let now = catalog::fingerprint(tx, plan.source_oid).await?;
     if now != plan.fingerprint {

@@ -6,4 +6,5 @@ mod carry_over;
 mod cluster;
 mod end_to_end;
 mod harness;
+mod resume;
 mod workload;

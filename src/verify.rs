@@ -1,0 +1,342 @@
+//! Verification before the swap: the shadow must equal the source through the mapping.
+//!
+//! Chunk by chunk (the copy's key ranges), one statement per chunk compares a 64-bit hash of
+//! every mapped source row with the hash of the shadow row of the same key, on the server; only
+//! the keys that differ come back. Both sides and the change log are read in that one statement's
+//! snapshot, so a key that differs because a write to it has not been replayed yet is recognised
+//! by its log row and skipped (replay, and the final replay under the swap lock, take care of it).
+//! Any other difference is a real divergence: its key is queued for replay through the log (the
+//! repair re-reads the source) and checked again; if it still differs, the table is not swapped.
+//!
+//! New columns that take their default and generated columns are not compared: they are not
+//! derived from the source row.
+
+use crate::capture::log_key_columns;
+use crate::catalog;
+use crate::error::{DbContext, Error, Result};
+use crate::ident::{join_idents, literal};
+use crate::plan::Plan;
+use tokio_postgres::Client;
+
+/// How much to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Mode {
+    /// Every chunk.
+    Full,
+    /// About one chunk in ten, spread through the key space (at least one).
+    Sample,
+    Off,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mode, String> {
+        match s {
+            "full" => Ok(Mode::Full),
+            "sample" => Ok(Mode::Sample),
+            "off" => Ok(Mode::Off),
+            _ => Err(format!("--verify {s:?}: expected full, sample or off")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub chunks_verified: usize,
+    pub chunks_total: usize,
+    pub rows_verified: u64,
+    /// Keys that differed and had no pending change: repaired through the log.
+    pub repaired: u64,
+    /// Keys that differed because a write to them was not replayed yet (skipped, not errors).
+    pub pending: u64,
+}
+
+/// The SQL pieces for comparing rows of both tables.
+struct Sides {
+    /// Source: `CAST(key AS shadow type)` per key column, aliased k1..kn.
+    src_keys: String,
+    /// Shadow: key columns aliased k1..kn.
+    dst_keys: String,
+    src_hash: String,
+    dst_hash: String,
+    /// Whether the chunk predicates (written over the source's key names) work on the shadow.
+    same_key_names: bool,
+}
+
+async fn sides(client: &Client, plan: &Plan) -> Result<Sides> {
+    let shadow_cols = catalog::columns(client, plan.shadow_oid).await?;
+    let mut src_exprs = Vec::new();
+    let mut dst_exprs = Vec::new();
+    for c in plan.columns.iter() {
+        let Some(expr) = &c.expr else { continue };
+        let ty = shadow_cols
+            .iter()
+            .find(|s| s.name == c.column)
+            .map(|s| s.type_name.clone())
+            .ok_or_else(|| {
+                Error::failed(format!(
+                    "column {} vanished from the shadow",
+                    c.column.as_str()
+                ))
+            })?;
+        // The full type (with its modifier) so both sides print the same text.
+        src_exprs.push(format!("CAST({expr} AS {ty})"));
+        dst_exprs.push(c.column.to_string());
+    }
+    let kcols = log_key_columns(plan);
+    let src_keys = plan
+        .key
+        .iter()
+        .zip(&kcols)
+        .map(|(k, a)| match &k.shadow_cast {
+            Some(t) => format!("CAST({} AS {t}) AS {a}", k.name),
+            None => format!("{} AS {a}", k.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dst_keys = plan
+        .key
+        .iter()
+        .zip(&kcols)
+        .map(|(k, a)| format!("{} AS {a}", k.shadow_name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hash = |exprs: &[String]| {
+        if exprs.is_empty() {
+            "0::int8".to_string()
+        } else {
+            format!("hashtextextended(ROW({})::text, 0)", exprs.join(", "))
+        }
+    };
+    Ok(Sides {
+        src_keys,
+        dst_keys,
+        src_hash: hash(&src_exprs),
+        dst_hash: hash(&dst_exprs),
+        same_key_names: plan.key.iter().all(|k| k.name == k.shadow_name),
+    })
+}
+
+/// Differences in one key range: (keys as text, whether a change to the key is pending).
+async fn diff_chunk(
+    client: &Client,
+    plan: &Plan,
+    s: &Sides,
+    predicate: &str,
+) -> Result<(u64, Vec<(Vec<Option<String>>, bool)>)> {
+    let kcols = log_key_columns(plan);
+    let klist = join_idents(&kcols);
+    let dst_pred = if s.same_key_names { predicate } else { "true" };
+    let log = &plan.capture.log;
+    // Log keys in the shadow's types, to compare with either side.
+    let log_keys = plan
+        .key
+        .iter()
+        .zip(&kcols)
+        .map(|(k, a)| match &k.shadow_cast {
+            Some(t) => format!("CAST(l.{a} AS {t})"),
+            None => format!("l.{a}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text_keys = kcols
+        .iter()
+        .map(|k| format!("COALESCE(s.{k}, d.{k})::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let coalesced = kcols
+        .iter()
+        .map(|k| format!("COALESCE(s.{k}, d.{k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH s AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}), \
+              d AS (SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {dst_pred}), \
+              x AS (SELECT {text_keys}, ({coalesced}) IN (SELECT {log_keys} FROM {log} l WHERE NOT l.truncated) AS pending \
+                      FROM s FULL JOIN d USING ({klist}) WHERE s.h IS DISTINCT FROM d.h) \
+         SELECT (SELECT count(*) FROM s), x.* FROM x \
+         UNION ALL SELECT (SELECT count(*) FROM s), {nulls}, NULL WHERE NOT EXISTS (SELECT 1 FROM x)",
+        sk = s.src_keys,
+        sh = s.src_hash,
+        src = plan.source,
+        dk = s.dst_keys,
+        dh = s.dst_hash,
+        shadow = plan.shadow,
+        nulls = vec!["NULL::text"; kcols.len()].join(", "),
+    );
+    let rows = client.query(&sql, &[]).await.ctx(format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    ))?;
+    let mut count = 0u64;
+    let mut diffs = Vec::new();
+    for r in &rows {
+        count = r.get::<_, i64>(0) as u64;
+        let pending: Option<bool> = r.get(kcols.len() + 1);
+        if let Some(p) = pending {
+            let keys = (0..kcols.len())
+                .map(|i| r.get::<_, Option<String>>(i + 1))
+                .collect();
+            diffs.push((keys, p));
+        }
+    }
+    Ok((count, diffs))
+}
+
+/// Queues keys for replay by writing them into the change log (1,000 keys a statement).
+async fn queue_for_replay(
+    client: &Client,
+    plan: &Plan,
+    keys: &[Vec<Option<String>>],
+) -> Result<()> {
+    let kcols = log_key_columns(plan);
+    for batch in keys.chunks(1000) {
+        let rows: Vec<String> = batch
+            .iter()
+            .map(|k| {
+                let vals: Vec<String> = k
+                    .iter()
+                    .zip(&plan.key)
+                    .map(|(v, key)| match v {
+                        Some(v) => format!("CAST({} AS {})", literal(v), key.source_type),
+                        None => "NULL".to_string(),
+                    })
+                    .collect();
+                format!("({})", vals.join(", "))
+            })
+            .collect();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                plan.capture.log,
+                join_idents(&kcols),
+                rows.join(", ")
+            ))
+            .await
+            .ctx("queueing differing keys for repair")?;
+    }
+    Ok(())
+}
+
+/// More differing rows than this is not a stray corruption to repair quietly: stop and say so.
+const MAX_REPAIR: usize = 10_000;
+
+/// Verifies the shadow against the source (see the module header). `chunks` are the copy's key
+/// ranges. On success every real difference found was repaired and verified again.
+pub async fn verify(
+    client: &mut Client,
+    plan: &Plan,
+    chunks: &[String],
+    mode: Mode,
+    replay_batch: i64,
+) -> Result<Report> {
+    let mut report = Report {
+        mode: format!("{mode:?}").to_lowercase(),
+        chunks_total: chunks.len(),
+        ..Default::default()
+    };
+    if mode == Mode::Off {
+        return Ok(report);
+    }
+    let s = sides(client, plan).await?;
+    let picked: Vec<&String> = match mode {
+        Mode::Sample => chunks.iter().step_by(10).collect(),
+        _ => chunks.iter().collect(),
+    };
+    let whole_table = ["true".to_string()];
+    let picked: Vec<&String> = if s.same_key_names {
+        picked
+    } else {
+        whole_table.iter().collect()
+    };
+    let mut to_repair: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    for pred in &picked {
+        let (rows, diffs) = diff_chunk(client, plan, &s, pred).await?;
+        report.rows_verified += rows;
+        report.chunks_verified += 1;
+        for (keys, pending) in diffs {
+            if pending {
+                report.pending += 1;
+            } else {
+                to_repair.push(((*pred).clone(), keys));
+            }
+        }
+    }
+    if to_repair.is_empty() {
+        return Ok(report);
+    }
+    if to_repair.len() > MAX_REPAIR {
+        return Err(Error::failed(format!(
+            "verification failed: {} rows of {} differ from {} (more than {MAX_REPAIR}, so they are not repaired automatically); \
+             a --map expression that is not deterministic (now(), random()) would do this",
+            to_repair.len(),
+            plan.shadow.human(),
+            plan.source.human()
+        ))
+        .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
+        .with_next(format!("investigate, then run `pg-hotswap abort --table {}`", plan.source)));
+    }
+    crate::ui::say(&format!(
+        "verify: {} row{} of the shadow differ from the source; repairing them from the source",
+        to_repair.len(),
+        if to_repair.len() == 1 { "" } else { "s" }
+    ));
+    let keys: Vec<Vec<Option<String>>> = to_repair.iter().map(|(_, k)| k.clone()).collect();
+    queue_for_replay(client, plan, &keys).await?;
+    crate::replay::prepare_session(client, plan).await?;
+    crate::replay::catch_up(client, plan, replay_batch, replay_batch).await?;
+    // Check the repaired ranges again.
+    let mut preds: Vec<&String> = to_repair.iter().map(|(p, _)| p).collect();
+    preds.dedup();
+    let mut still = Vec::new();
+    for pred in preds {
+        let (_, diffs) = diff_chunk(client, plan, &s, pred).await?;
+        for (k, pending) in diffs {
+            if !pending && keys.contains(&k) {
+                still.push(k);
+            }
+        }
+    }
+    if !still.is_empty() {
+        let sample: Vec<String> = still
+            .iter()
+            .take(5)
+            .map(|k| {
+                k.iter()
+                    .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        return Err(Error::failed(format!(
+            "verification failed: {} row{} of {} still differ from {} after repair (keys: {}); a --map expression that is not deterministic (now(), random()) would do this",
+            still.len(),
+            if still.len() == 1 { "" } else { "s" },
+            plan.shadow.human(),
+            plan.source.human(),
+            sample.join("; ")
+        ))
+        .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
+        .with_next(format!(
+            "investigate, then run `pg-hotswap abort --table {}`; use --verify off only if the difference is expected",
+            plan.source
+        )));
+    }
+    report.repaired = keys.len() as u64;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("full".parse::<Mode>().unwrap(), Mode::Full);
+        assert_eq!("sample".parse::<Mode>().unwrap(), Mode::Sample);
+        assert_eq!("off".parse::<Mode>().unwrap(), Mode::Off);
+        assert!("most".parse::<Mode>().is_err());
+    }
+}
