@@ -63,3 +63,8 @@ CREATE TABLE IF NOT EXISTS @schema@.objects (
     dropped_at  timestamptz,
     PRIMARY KEY (run_id, kind, schema_name, name)
 );
+
+-- Added for revert (issue 5): the names the swap chose (old table, its indexes), and the state of
+-- the reverse capture that keeps the old table revertible (active, reverted, finished).
+ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS swap jsonb;
+ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS reverse text;

@@ -25,8 +25,10 @@ pub fn log_key_columns(plan: &Plan) -> Vec<Ident> {
         .collect()
 }
 
-/// Creates the log table and the trigger functions (no lock on the source).
-pub async fn create_log(client: &mut Client, state: &State, plan: &Plan) -> Result<()> {
+/// Creates the log table and the trigger functions (no lock on the source). `kind` prefixes
+/// the object kinds recorded in `objects` ("" for the run's capture, "r" for the reverse
+/// capture of a revertible run), so each set is cleaned up on its own.
+pub async fn create_log(client: &mut Client, state: &State, plan: &Plan, kind: &str) -> Result<()> {
     let c = &plan.capture;
     let run = plan.run_id;
     let kcols = log_key_columns(plan);
@@ -69,12 +71,15 @@ END
         .transaction()
         .await
         .ctx("starting the capture transaction")?;
-    state.record_object(&tx, run, "log", &c.log, None).await?;
+    let (log_kind, fn_kind) = (format!("{kind}log"), format!("{kind}function"));
     state
-        .record_object(&tx, run, "function", &c.function, None)
+        .record_object(&tx, run, &log_kind, &c.log, None)
         .await?;
     state
-        .record_object(&tx, run, "function", &c.truncate_function, None)
+        .record_object(&tx, run, &fn_kind, &c.function, None)
+        .await?;
+    state
+        .record_object(&tx, run, &fn_kind, &c.truncate_function, None)
         .await?;
     tx.batch_execute(&format!(
         "CREATE TABLE {log} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
@@ -140,6 +145,24 @@ pub async fn install_triggers(
         &stmts,
     )
     .await
+}
+
+/// Statements that install `plan`'s capture triggers on `table` (for the reverse capture,
+/// inside the swap, where the lock is already held).
+pub fn trigger_statements(plan: &Plan, table: &crate::ident::QualifiedName) -> Vec<String> {
+    let c = &plan.capture;
+    vec![
+        format!(
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {}()",
+            c.trigger, c.function
+        ),
+        format!(
+            "CREATE TRIGGER {} AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
+            c.truncate_trigger, c.truncate_function
+        ),
+        format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {}", c.trigger),
+        format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {}", c.truncate_trigger),
+    ]
 }
 
 /// Statements that remove the triggers from the source (run inside the swap, or by abort).

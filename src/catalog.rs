@@ -596,17 +596,20 @@ pub async fn statistics(client: &impl GenericClient, oid: Oid) -> Result<Vec<Sta
         .collect())
 }
 
-/// Rules on the table, as CREATE RULE text.
-pub async fn rules(client: &impl GenericClient, oid: Oid) -> Result<Vec<String>> {
+/// Rules on the table: (name, CREATE RULE text).
+pub async fn rules(client: &impl GenericClient, oid: Oid) -> Result<Vec<(Ident, String)>> {
     let rows = client
         .query(
-            "SELECT pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite \
+            "SELECT rulename::text, pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite \
               WHERE ev_class = $1 AND rulename <> '_RETURN' ORDER BY rulename",
             &[&oid],
         )
         .await
         .ctx(format_args!("reading the rules of table oid {oid}"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (Ident::new(r.get::<_, String>(0)), r.get(1)))
+        .collect())
 }
 
 /// Objects that use the table's row type (see sql/rowtype_dependents.sql).

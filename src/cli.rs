@@ -33,11 +33,18 @@ pub struct Cli {
 pub enum Command {
     /// Rewrite a table online (continues an interrupted run of the same table and arguments).
     Run(RunArgs),
+    /// Show what a run would do, the locks it takes, the disk it needs and how long it takes
+    /// (measured on a sample), changing nothing. Same options as run.
+    Plan(RunArgs),
     /// Remove everything an interrupted or failed run created; the table is left as it was.
     Abort(AbortArgs),
     /// Start a throwaway PostgreSQL, load a sample table, and rewrite it int -> bigint online
     /// under a write load.
     Demo(DemoArgs),
+    /// Swap the old table of a `--revertible` run back in, with every write made since the swap.
+    Revert(RevertArgs),
+    /// Drop the old table kept by the table's last rewrite, and its reverse capture.
+    Finish(FinishArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -122,9 +129,26 @@ pub struct RunArgs {
     /// chunk in ten (sample), or not at all (off).
     #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
     pub verify: crate::verify::Mode,
+    /// Keep the old table in sync after the swap (a reverse capture on the new table), so that
+    /// `pg-hotswap revert` can swap back without losing writes, until `pg-hotswap finish`.
+    #[arg(long, conflicts_with = "drop_old")]
+    pub revertible: bool,
+    /// col=<SQL expression over the new row>: how an old column is computed on revert where it
+    /// cannot be derived (a dropped or reshaped column). Repeatable.
+    #[arg(long = "map-back", value_parser = parse_map_arg, requires = "revertible")]
+    pub map_back: Vec<MapArg>,
     /// Format of the final report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Plan only: how long to watch the table's write rate (for the replay estimate).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub observe: Duration,
+    /// Plan only: rows to copy as a sample (default 2% of the table, 20,000 to 200,000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub sample_rows: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +162,62 @@ pub struct AbortArgs {
     pub state_schema: String,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table (the new one, as it is named now).
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Change-log rows replayed per transaction.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub replay_batch: i64,
+}
+
+impl RevertArgs {
+    pub fn into_options(self) -> Result<crate::revert::RevertOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        Ok(crate::revert::RevertOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            state_schema: self.state_schema,
+            replay_batch: self.replay_batch,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FinishArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table (as it is named now).
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+impl FinishArgs {
+    pub fn into_options(self) -> Result<crate::revert::FinishOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        Ok(crate::revert::FinishOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            state_schema: self.state_schema,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -294,6 +374,20 @@ impl RunArgs {
             old_name: self.old_name,
             maintenance_work_mem: mwm.to_string(),
             verify: self.verify,
+            revertible: self.revertible,
+            map_back: self.map_back,
+        })
+    }
+}
+
+impl RunArgs {
+    /// The options of `plan` (and `run --dry-run`).
+    pub fn into_plan_options(self) -> Result<crate::planner::PlanOptions> {
+        let (observe, sample_rows) = (self.observe, self.sample_rows);
+        Ok(crate::planner::PlanOptions {
+            run: self.into_options()?,
+            observe,
+            sample_rows,
         })
     }
 }
@@ -364,6 +458,65 @@ mod tests {
         assert_eq!(o.lock.attempts, 5);
         assert_eq!(o.maps[0].column.as_str(), "b");
         assert_eq!(o.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn plan_and_dry_run_take_the_run_options() {
+        for args in [
+            vec![
+                "pg-hotswap",
+                "plan",
+                "--dsn",
+                "host=h",
+                "--table",
+                "t",
+                "--jobs",
+                "2",
+            ],
+            vec![
+                "pg-hotswap",
+                "run",
+                "--dry-run",
+                "--dsn",
+                "host=h",
+                "--table",
+                "t",
+                "--jobs",
+                "2",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let a = match cli.command {
+                Command::Plan(a) => a,
+                Command::Run(a) => {
+                    assert!(a.dry_run);
+                    a
+                }
+                _ => panic!("not plan"),
+            };
+            let o = a.into_plan_options().unwrap();
+            assert_eq!(o.run.jobs, 2);
+            assert_eq!(o.observe, Duration::from_secs(2));
+        }
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "plan",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--observe",
+            "500ms",
+            "--sample-rows",
+            "1000",
+        ])
+        .unwrap();
+        let Command::Plan(a) = cli.command else {
+            panic!()
+        };
+        let o = a.into_plan_options().unwrap();
+        assert_eq!(o.observe, Duration::from_millis(500));
+        assert_eq!(o.sample_rows, Some(1000));
     }
 
     #[test]

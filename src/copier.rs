@@ -172,10 +172,14 @@ pub async fn copy_chunk(
     pin_mut!(sink);
     pin_mut!(stream);
     let mut bytes = 0u64;
+    // `feed`, not `send`: COPY TO STDOUT sends one message per row, and `send` would flush each
+    // one on its own (a syscall and a network write per row; the benchmark saw the client's CPU
+    // and both backends waiting on it). `feed` lets the sink batch them into its buffer, still
+    // with backpressure, and `finish` flushes the rest.
     while let Some(data) = stream.next().await {
         let data = data.ctx(what())?;
         bytes += data.len() as u64;
-        sink.send(data).await.ctx(what())?;
+        sink.feed(data).await.ctx(what())?;
     }
     let rows = sink.finish().await.ctx(what())?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;

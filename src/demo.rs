@@ -99,6 +99,8 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         old_name: None,
         maintenance_work_mem: "256MB".into(),
         verify: crate::verify::Mode::Full,
+        revertible: false,
+        map_back: Vec::new(),
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

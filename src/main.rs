@@ -48,6 +48,8 @@ fn fail(e: &Error) -> i32 {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
+        Command::Plan(args) => plan(args).await,
+        Command::Run(args) if args.dry_run => plan(args).await,
         Command::Run(args) => {
             let output = args.output;
             let opts = match args.into_options() {
@@ -94,6 +96,54 @@ async fn dispatch(command: Command) -> i32 {
             Ok(()) => 0,
             Err(e) => fail(&e),
         },
+        Command::Revert(args) => {
+            let opts = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return fail(&e),
+            };
+            match pg_hotswap::revert::revert(&opts).await {
+                Ok(()) => 0,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Finish(args) => {
+            let opts = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return fail(&e),
+            };
+            match pg_hotswap::revert::finish(&opts).await {
+                Ok(_) => 0,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+/// `plan` and `run --dry-run`: prints the plan; exits 3 when a run would refuse.
+async fn plan(args: pg_hotswap::cli::RunArgs) -> i32 {
+    let output = args.output;
+    let opts = match args.into_plan_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    tokio::select! {
+        r = pg_hotswap::planner::plan(&opts) => match r {
+            Ok(report) => {
+                match output {
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                    OutputFormat::Text => print!("{}", pg_hotswap::planner::render_text(&report)),
+                }
+                if let Some(why) = &report.refused {
+                    eprintln!("error: {why}\n  state: nothing was changed");
+                }
+                report.exit_code
+            }
+            Err(e) => fail(&e.or_state("nothing was changed", "fix the cause and plan again")),
+        },
+        sig = shutdown_signal() => fail(
+            &Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
+                .with_state("nothing was changed: the plan's transactions were rolled back"),
+        ),
     }
 }
 

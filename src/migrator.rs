@@ -45,6 +45,10 @@ pub struct RunOptions {
     pub old_name: Option<String>,
     pub maintenance_work_mem: String,
     pub verify: verify::Mode,
+    /// Keep the old table revertible (reverse capture until `finish`).
+    pub revertible: bool,
+    /// `--map-back col=expr`: how an old column is computed from a new row on revert.
+    pub map_back: Vec<MapArg>,
 }
 
 impl RunOptions {
@@ -54,6 +58,8 @@ impl RunOptions {
             "alter": self.alter,
             "maps": self.maps.iter().map(|m| format!("{}={}", m.column.as_str(), m.expr)).collect::<Vec<_>>(),
             "shadow_name": self.shadow_name,
+            "revertible": self.revertible,
+            "map_back": self.map_back.iter().map(|m| format!("{}={}", m.column.as_str(), m.expr)).collect::<Vec<_>>(),
         })
     }
 }
@@ -104,7 +110,11 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     let state = State::new(&opts.state_schema);
     let mut ctl = conn::connect(&opts.conn, "control").await?;
     let oid = catalog::resolve_table(&ctl, &opts.table).await?;
-    let (src, warnings) = preflight::inspect(&ctl, oid).await?;
+    let (src, mut warnings) = preflight::inspect(&ctl, oid).await?;
+    // The checks `plan` shows (issue 6): refuses (exit 3, nothing created) on a blocking one.
+    warnings.extend(
+        crate::checks::for_run(&ctl, &opts.conn, &src, opts.jobs, &opts.state_schema).await?,
+    );
     for w in &warnings {
         say(&format!("warning: {w}"));
     }
@@ -209,6 +219,19 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
                 shadow_name: opts.shadow_name.as_deref(),
             };
             let plan = match shadow::create(&mut ctl, &state, run, &src, &req, &opts.lock).await {
+                Ok(mut p) if opts.revertible => {
+                    let new_cols = catalog::columns(&ctl, p.shadow_oid).await?;
+                    let rev =
+                        crate::revert::reverse_plan(&p, &src, &new_cols, &opts.map_back, &state);
+                    for r in &rev.unsafe_reasons {
+                        say(&format!("warning: revert will refuse: {r}"));
+                    }
+                    p.reverse = Some(Box::new(rev));
+                    let json = serde_json::to_value(&p)
+                        .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
+                    state.set_plan(&ctl, run, &json).await?;
+                    p
+                }
                 Ok(p) => p,
                 Err(e) => {
                     // Nothing was created: the shadow transaction rolled back.
@@ -290,7 +313,7 @@ async fn continue_run(
     if from <= Phase::Capture {
         timer.start(Phase::Capture);
         state.set_phase(ctl, run, Phase::Capture).await?;
-        capture::create_log(ctl, state, plan).await?;
+        capture::create_log(ctl, state, plan, "").await?;
         let attempts = capture::install_triggers(ctl, state, plan, &opts.lock).await?;
         say(&format!(
             "capture trigger installed on {} ({} attempt{})",
@@ -416,6 +439,19 @@ async fn continue_run(
 
         timer.start(Phase::Swap);
         state.set_phase(ctl, run, Phase::Swap).await?;
+        if let Some(rev) = &plan.reverse {
+            let exists: bool = ctl
+                .query_one(
+                    "SELECT to_regclass($1::text) IS NOT NULL",
+                    &[&rev.plan.capture.log.to_string()],
+                )
+                .await
+                .ctx("looking for the reverse log")?
+                .get(0);
+            if !exists {
+                capture::create_log(ctl, state, &rev.plan, "r").await?;
+            }
+        }
         let req = SwapRequest {
             policy: &opts.lock,
             replay_limit: opts.replay_batch,
@@ -434,6 +470,15 @@ async fn continue_run(
             out.attempts,
             out.old.human()
         ));
+        if plan.reverse.is_some() {
+            say(&format!(
+                "{} is kept in sync for a way back: `pg-hotswap revert --table {}` swaps it back with every write made since; \
+                 `pg-hotswap finish --table {}` drops it (until then every write also records its key)",
+                out.old.human(),
+                opts.table,
+                opts.table
+            ));
+        }
         if !src.statistics.is_empty() {
             // The extended statistics objects were created in the swap; fill them now
             // (SHARE UPDATE EXCLUSIVE: writes go on).

@@ -104,6 +104,24 @@ pub struct Plan {
     pub fingerprint: String,
     /// Indexes of the source dropped by the ALTER (reported, not built).
     pub dropped_indexes: Vec<Ident>,
+    /// With `--revertible`: the plan of the way back (new table -> old table), whose capture
+    /// the swap installs on the new table. See `revert.rs`.
+    #[serde(default)]
+    pub reverse: Option<Box<ReversePlan>>,
+}
+
+/// The way back, decided when the shadow is created; completed with the names the swap chose
+/// when `revert` runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReversePlan {
+    /// Same shape as a forward plan: source = the new table, shadow = the old table.
+    pub plan: Plan,
+    /// The old table's outgoing foreign keys (dropped at the swap), to add back before reverting.
+    pub foreign_keys: Vec<LateConstraint>,
+    /// Why reverting would not be safe (empty when it is).
+    pub unsafe_reasons: Vec<String>,
+    /// New columns whose values a revert gives up.
+    pub lost_columns: Vec<Ident>,
 }
 
 impl Plan {

@@ -24,8 +24,8 @@ pub struct Source {
     pub policies: Vec<catalog::Policy>,
     pub publications: Vec<catalog::Publication>,
     pub statistics: Vec<catalog::Statistics>,
-    /// Rules on the table (CREATE RULE text).
-    pub rules: Vec<String>,
+    /// Rules on the table: (name, CREATE RULE text).
+    pub rules: Vec<(Ident, String)>,
     /// The row identity: the primary key, or a unique index on NOT NULL columns.
     pub key_index: Ident,
     pub key: Vec<Ident>,

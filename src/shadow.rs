@@ -515,6 +515,7 @@ pub async fn build_in(
         capture,
         fingerprint: src.fingerprint.clone(),
         dropped_indexes,
+        reverse: None,
     };
     Ok(plan)
 }

@@ -249,6 +249,7 @@ async fn attempt_swap(
 ) -> Result<(Instant, u64, Vec<(QualifiedName, Ident)>)> {
     let source = &plan.source;
     let shadow = &plan.shadow;
+    let revertible = plan.reverse.is_some();
     exec(
         tx,
         &format!(
@@ -476,6 +477,26 @@ async fn attempt_swap(
     for stmt in build::security_statements(src, source) {
         exec(tx, &stmt, "carrying row level security over").await?;
     }
+    if revertible {
+        // Replay into the old table must not fire its triggers or be filtered by its policies;
+        // a revert creates them again from the new table's.
+        for t in src.user_triggers() {
+            exec(
+                tx,
+                &format!("DROP TRIGGER {} ON {}", t.name, names.old),
+                "removing a trigger from the old table",
+            )
+            .await?;
+        }
+        for p in &src.policies {
+            exec(
+                tx,
+                &format!("DROP POLICY {} ON {}", p.name, names.old),
+                "removing a policy from the old table",
+            )
+            .await?;
+        }
+    }
     for t in src.user_triggers() {
         exec(
             tx,
@@ -528,22 +549,32 @@ async fn attempt_swap(
         )
         .await?;
     }
-    for r in &src.rules {
-        exec(tx, r, "re-creating a rule on the table").await?;
+    for (name, def) in &src.rules {
+        if revertible {
+            // The old table is kept in sync by replay, which must not fire its rules.
+            exec(
+                tx,
+                &format!("DROP RULE {name} ON {}", names.old),
+                "removing a rule from the old table",
+            )
+            .await?;
+        }
+        exec(tx, def, "re-creating a rule on the table").await?;
     }
     // Extended statistics: the old table's move out of the way, the new table's take the names.
     for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
         let what = format!("re-creating statistics {}", st.name.human());
-        exec(
-            tx,
-            &format!(
+        let move_away = if revertible {
+            // A revert creates them again from the new table's definitions.
+            format!("DROP STATISTICS {}", st.name)
+        } else {
+            format!(
                 "ALTER STATISTICS {} RENAME TO {}",
                 st.name,
                 Ident::new(old_name.clone())
-            ),
-            &what,
-        )
-        .await?;
+            )
+        };
+        exec(tx, &move_away, &what).await?;
         exec(tx, &st.def, &what).await?;
         if st.target >= 0 {
             exec(
@@ -617,6 +648,39 @@ async fn attempt_swap(
     for stmt in build::grant_statements(plan, src, source) {
         exec(tx, &stmt, "carrying privileges over").await?;
     }
+    if let Some(rev) = &plan.reverse {
+        // The way back: every write to the new table from now on is recorded for `revert`.
+        let objects = state.table("objects");
+        for t in [
+            &rev.plan.capture.trigger,
+            &rev.plan.capture.truncate_trigger,
+        ] {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {objects} (run_id, kind, schema_name, name, on_table) VALUES ($1, 'rtrigger', $2, $3, $4) ON CONFLICT DO NOTHING"
+                ),
+                &[&plan.run_id, &source.schema.as_str(), &t.as_str(), &plan.shadow_oid],
+            )
+            .await
+            .ctx("recording the reverse capture")?;
+        }
+        for stmt in capture::trigger_statements(&rev.plan, source) {
+            exec(tx, &stmt, "installing the reverse capture on the new table").await?;
+        }
+    }
+    let swap_names = serde_json::json!({
+        "old": names.old.name.as_str(),
+        "old_indexes": names.old_indexes.iter().map(|(orig, now)| [orig.as_str(), now.as_str()]).collect::<Vec<_>>(),
+    });
+    tx.execute(
+        &format!(
+            "UPDATE {} SET swap = $2, reverse = CASE WHEN $3 THEN 'active' END WHERE id = $1",
+            state.table("runs")
+        ),
+        &[&plan.run_id, &swap_names, &revertible],
+    )
+    .await
+    .ctx("recording the swap")?;
     state
         .set_old_name(tx, plan.run_id, names.old.name.as_str())
         .await?;

@@ -6,5 +6,7 @@ mod carry_over;
 mod cluster;
 mod end_to_end;
 mod harness;
+mod plan;
 mod resume;
+mod revert;
 mod workload;

@@ -1,0 +1,195 @@
+//! Issue 5, the way back: `run --revertible` keeps the old table revertible, `revert` swaps it
+//! back with every write made before, during and after the swap, `finish` drops it. What cannot
+//! be reverted safely is refused before anything changes.
+
+use std::time::Duration;
+
+use pg_hotswap::ident::{Ident, QualifiedName};
+use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+
+use crate::harness::{
+    all_output, assert_exit, column_type, describe, hotswap_async, leftovers, relation_exists,
+    TestDb,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_keeps_writes_made_before_during_and_after_the_swap() {
+    const ROWS: i64 = 30_000;
+    let db = TestDb::new("revert_keeps_writes").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "rev");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE rev_child (id int PRIMARY KEY, rev_id int REFERENCES rev (id) ON DELETE CASCADE);
+             CREATE VIEW rev_view AS SELECT id, val FROM rev;
+             CREATE INDEX rev_val_idx ON rev (val);",
+        )
+        .await
+        .unwrap();
+    let load = workload::start(WorkloadConfig {
+        conninfo: db.conninfo.clone(),
+        spec: spec.clone(),
+        writers: 2,
+        max_rate_per_sec: Some(300),
+        initial_rows: ROWS,
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.rev",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--revertible",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("kept in sync"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    // Writes after the swap.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.rev"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer",
+        "not reverted"
+    );
+    // Writes after the revert too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors {:#?}",
+        report.errors
+    );
+    let cmp = compare(&client, &spec).await.unwrap();
+    assert!(
+        cmp.is_identical(),
+        "after revert the table lost writes: {cmp}"
+    );
+    // Everything attached came back with it: the index by name, the view, the foreign key.
+    let idx: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = 'rev'::regclass AND indexrelid = 'rev_val_idx'::regclass)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(idx, "rev_val_idx is not on the reverted table");
+    let view_type = column_type(
+        &client,
+        &QualifiedName::new("public", "rev_view"),
+        &Ident::new("id"),
+    )
+    .await;
+    assert_eq!(view_type, "integer");
+    let fk: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'rev_child'::regclass AND confrelid = 'rev'::regclass AND convalidated)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        fk,
+        "the foreign key from rev_child does not point at the reverted table"
+    );
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_refuses_what_no_longer_fits_and_finish_cleans_up() {
+    let db = TestDb::new("revert_refuses").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "grown");
+    create_tables(&client, &spec, 2_000).await.unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.grown",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--revertible",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    // A key that only fits the new type.
+    client
+        .batch_execute("INSERT INTO public.grown VALUES (3000000000, 1, 'big')")
+        .await
+        .unwrap();
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.grown"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("does not fit"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint",
+        "changed anyway"
+    );
+    // finish: the old table and the reverse capture go.
+    let out = hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.grown"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(
+        !relation_exists(&client, &QualifiedName::new("public", "grown_old")).await,
+        "old table kept"
+    );
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM public.grown", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2_001);
+
+    // A dropped column cannot come back by itself: refused before anything happens.
+    let spec2 = TableSpec::simple("public", "slim");
+    create_tables(&client, &spec2, 500).await.unwrap();
+    client
+        .batch_execute("ALTER TABLE public.slim ADD COLUMN extra text DEFAULT 'x'")
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.slim",
+        "--alter",
+        "DROP COLUMN extra",
+        "--revertible",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("revert will refuse"),
+        "{}",
+        describe(&out)
+    );
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.slim"]).await;
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("was dropped"),
+        "{}",
+        describe(&out)
+    );
+    assert!(relation_exists(&client, &QualifiedName::new("public", "slim_old")).await);
+}
