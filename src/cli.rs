@@ -33,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Rewrite a table online (continues an interrupted run of the same table and arguments).
     Run(RunArgs),
+    /// Continue the table's unfinished run with the arguments it was started with (after Ctrl-C,
+    /// a crash, lock attempts exhausted...). Same as repeating the original `run` command.
+    Resume(ResumeArgs),
     /// Show what a run would do, the locks it takes, the disk it needs and how long it takes
     /// (measured on a sample), changing nothing. Same options as run.
     Plan(RunArgs),
@@ -162,6 +165,58 @@ pub struct AbortArgs {
     pub state_schema: String,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table whose unfinished run to continue.
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    /// Parallel copy workers and index builds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Drop the old table after the swap instead of keeping it.
+    #[arg(long)]
+    pub drop_old: bool,
+    /// Verify the shadow against the source before the swap (full, sample, off).
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
+    pub verify: crate::verify::Mode,
+    /// Format of the final report on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl ResumeArgs {
+    /// The options of the resumed run, except the ones that decide its result, which
+    /// `migrator::recorded_options` takes from the recorded run.
+    pub fn into_options(self) -> Result<RunOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        Ok(RunOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            alter: None,
+            maps: Vec::new(),
+            jobs: self.jobs as usize,
+            drop_old: self.drop_old,
+            state_schema: self.state_schema,
+            chunk_rows: 100_000,
+            replay_batch: 5_000,
+            shadow_name: None,
+            old_name: None,
+            maintenance_work_mem: "256MB".into(),
+            verify: self.verify,
+            revertible: false,
+            map_back: Vec::new(),
+        })
+    }
 }
 
 #[derive(Args, Debug)]

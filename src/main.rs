@@ -52,34 +52,20 @@ async fn dispatch(command: Command) -> i32 {
         Command::Run(args) if args.dry_run => plan(args).await,
         Command::Run(args) => {
             let output = args.output;
-            let opts = match args.into_options() {
+            match args.into_options() {
+                Ok(opts) => run(opts, output).await,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Resume(args) => {
+            let output = args.output;
+            let base = match args.into_options() {
                 Ok(o) => o,
                 Err(e) => return fail(&e),
             };
-            tokio::select! {
-                r = migrator::run(&opts) => match r {
-                    Ok(report) => {
-                        match output {
-                            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
-                            OutputFormat::Text => print_report(&report),
-                        }
-                        0
-                    }
-                    Err(e) => fail(&e),
-                },
-                sig = shutdown_signal() => {
-                    let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
-                    let state = match phase {
-                        Ok(Some(p)) if p >= pg_hotswap::state::Phase::Finish =>
-                            "the swap had already committed; the new table is in place and only clean-up is left".to_string(),
-                        Ok(_) => format!("{} is unchanged and usable; the open transactions of the run were rolled back, and its capture trigger (if installed) keeps recording writes", opts.table),
-                        Err(e) => format!("could not record the interruption ({e})"),
-                    };
-                    let e = Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
-                        .with_state(state)
-                        .with_next(format!("run the same command again to continue, or `pg-hotswap abort --table {}` to remove everything the run created", opts.table));
-                    fail(&e)
-                }
+            match migrator::recorded_options(base).await {
+                Ok(opts) => run(opts, output).await,
+                Err(e) => fail(&e),
             }
         }
         Command::Abort(args) => {
@@ -144,6 +130,35 @@ async fn plan(args: pg_hotswap::cli::RunArgs) -> i32 {
             &Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
                 .with_state("nothing was changed: the plan's transactions were rolled back"),
         ),
+    }
+}
+
+/// `run` and `resume`: the rewrite, interruptible by Ctrl-C / SIGTERM.
+async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
+    tokio::select! {
+        r = migrator::run(&opts) => match r {
+            Ok(report) => {
+                match output {
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                    OutputFormat::Text => print_report(&report),
+                }
+                0
+            }
+            Err(e) => fail(&e),
+        },
+        sig = shutdown_signal() => {
+            let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
+            let state = match phase {
+                Ok(Some(p)) if p >= pg_hotswap::state::Phase::Finish =>
+                    "the swap had already committed; the new table is in place and only clean-up is left".to_string(),
+                Ok(_) => format!("{} is unchanged and usable; the open transactions of the run were rolled back, and its capture trigger (if installed) keeps recording writes", opts.table),
+                Err(e) => format!("could not record the interruption ({e})"),
+            };
+            let e = Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
+                .with_state(state)
+                .with_next(format!("`pg-hotswap resume --table {}` (or the same command again) continues, `pg-hotswap abort --table {}` removes everything the run created", opts.table, opts.table));
+            fail(&e)
+        }
     }
 }
 

@@ -56,10 +56,10 @@ impl RunOptions {
     fn recorded_args(&self) -> serde_json::Value {
         serde_json::json!({
             "alter": self.alter,
-            "maps": self.maps.iter().map(|m| format!("{}={}", m.column.as_str(), m.expr)).collect::<Vec<_>>(),
+            "maps": self.maps.iter().map(|m| format!("{}={}", m.column, m.expr)).collect::<Vec<_>>(),
             "shadow_name": self.shadow_name,
             "revertible": self.revertible,
-            "map_back": self.map_back.iter().map(|m| format!("{}={}", m.column.as_str(), m.expr)).collect::<Vec<_>>(),
+            "map_back": self.map_back.iter().map(|m| format!("{}={}", m.column, m.expr)).collect::<Vec<_>>(),
         })
     }
 }
@@ -773,6 +773,52 @@ pub async fn mark_interrupted(
         return Ok(Some(u.phase));
     }
     Ok(None)
+}
+
+/// `resume`: fills in the arguments that decide the result (ALTER, maps, shadow name,
+/// revertible, map-back) from the table's unfinished run.
+pub async fn recorded_options(mut base: RunOptions) -> Result<RunOptions> {
+    let state = State::new(&base.state_schema);
+    let ctl = conn::connect(&base.conn, "resume").await?;
+    let oid = catalog::resolve_table(&ctl, &base.table).await?;
+    let nothing = || {
+        Error::usage(format!("{} has no unfinished run to resume", base.table))
+            .with_state("nothing was changed")
+            .with_next("start one with `pg-hotswap run`")
+    };
+    if !state.exists(&ctl).await? {
+        return Err(nothing());
+    }
+    let u = state.unfinished_run(&ctl, oid).await?.ok_or_else(nothing)?;
+    let a = &u.args;
+    let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let maps = |k: &str| -> Result<Vec<MapArg>> {
+        a.get(k)
+            .and_then(|v| v.as_array())
+            .map(|arr| {
+                arr.iter()
+                    .filter_map(|m| m.as_str())
+                    .map(|m| crate::mapping::parse_map(m).map_err(Error::failed))
+                    .collect()
+            })
+            .unwrap_or_else(|| Ok(Vec::new()))
+    };
+    base.alter = text("alter");
+    base.maps = maps("maps")?;
+    base.shadow_name = text("shadow_name");
+    base.revertible = a
+        .get("revertible")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    base.map_back = maps("map_back")?;
+    say(&format!(
+        "resuming run {} of {} (stopped in phase {}, {})",
+        u.id,
+        base.table,
+        u.phase.as_str(),
+        u.status
+    ));
+    Ok(base)
 }
 
 /// Maps errors that mean "the lock was not available" to the documented exit status.

@@ -971,7 +971,8 @@ async fn interrupt_mid_copy_then_continue() {
         .unwrap()
         .get(0);
 
-    let out = hotswap_async(&args).await;
+    // `resume` continues it with the arguments it was started with.
+    let out = hotswap_async(&["resume", "--dsn", &db.conninfo, "--table", "public.intr"]).await;
     eprintln!("{}", describe(&out));
     assert_exit(&out, 0);
     assert!(

@@ -81,11 +81,17 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
             &table,
             "--alter",
             "ALTER COLUMN id TYPE bigint",
+            "--map",
+            "note=note || ''",
             "--chunk-rows",
             "5000",
             "--replay-batch",
             "50",
         ];
+        // Every other point is continued by `resume`, which must restore the recorded --alter
+        // and --map; the others by repeating the command.
+        let resume_args = ["resume", "--dsn", &db.conninfo, "--table", &table];
+        let again: &[&str] = if i % 2 == 1 { &resume_args } else { &args };
         let out = run_tool(&args, Some(point)).await;
         assert_eq!(
             out.status.code(),
@@ -99,7 +105,7 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
             .await
             .unwrap_or_else(|e| panic!("after failpoint {point} the table is not usable: {e}"));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let out = run_tool(&args, None).await;
+        let out = run_tool(again, None).await;
         if out.status.code() != Some(0) {
             panic!(
                 "after failpoint {point} the same command did not finish:\n{}",
