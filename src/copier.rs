@@ -29,6 +29,30 @@ pub struct Progress {
     pub chunks_done: AtomicU64,
 }
 
+/// Streams the bytes of a `COPY ... TO STDOUT` into a `COPY ... FROM STDIN` without decoding
+/// them, and finishes the COPY. Returns (rows, bytes). Used by the copy and by `plan`'s sample,
+/// so the estimate measures exactly this.
+///
+/// `feed`, not `send`: COPY TO STDOUT sends one message per row, and `send` would flush each
+/// one on its own (a syscall and a network write per row; the benchmark saw the client's CPU and
+/// both backends waiting on it). `feed` lets the sink batch them into its buffer, still with
+/// backpressure, and `finish` flushes the rest.
+pub async fn forward(
+    stream: tokio_postgres::CopyOutStream,
+    sink: tokio_postgres::CopyInSink<Bytes>,
+) -> std::result::Result<(u64, u64), tokio_postgres::Error> {
+    pin_mut!(sink);
+    pin_mut!(stream);
+    let mut bytes = 0u64;
+    while let Some(data) = stream.next().await {
+        let data = data?;
+        bytes += data.len() as u64;
+        sink.feed(data).await?;
+    }
+    let rows = sink.finish().await?;
+    Ok((rows, bytes))
+}
+
 /// Records the planned chunks (not yet done) for the run.
 pub async fn record_chunks(
     client: &mut Client,
@@ -169,19 +193,7 @@ pub async fn copy_chunk(
     let tx = writer.transaction().await.ctx(what())?;
     let sink = tx.copy_in::<_, Bytes>(&in_sql).await.ctx(what())?;
     let stream = reader.copy_out(&out_sql).await.ctx(what())?;
-    pin_mut!(sink);
-    pin_mut!(stream);
-    let mut bytes = 0u64;
-    // `feed`, not `send`: COPY TO STDOUT sends one message per row, and `send` would flush each
-    // one on its own (a syscall and a network write per row; the benchmark saw the client's CPU
-    // and both backends waiting on it). `feed` lets the sink batch them into its buffer, still
-    // with backpressure, and `finish` flushes the rest.
-    while let Some(data) = stream.next().await {
-        let data = data.ctx(what())?;
-        bytes += data.len() as u64;
-        sink.feed(data).await.ctx(what())?;
-    }
-    let rows = sink.finish().await.ctx(what())?;
+    let (rows, bytes) = forward(stream, sink).await.ctx(what())?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let n = tx
         .execute(

@@ -420,7 +420,16 @@ async fn continue_run(
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let v = verify::verify(&mut rc, plan, &predicates, opts.verify, opts.replay_batch).await?;
+        let v = verify::verify(
+            &mut rc,
+            &opts.conn,
+            opts.jobs,
+            plan,
+            &predicates,
+            opts.verify,
+            opts.replay_batch,
+        )
+        .await?;
         if opts.verify != verify::Mode::Off {
             say(&format!(
                 "verified {} rows in {} of {} chunks: the shadow equals the source through the mapping{}",

@@ -1009,6 +1009,17 @@ async fn estimate(
         }
         None => None,
     };
+    // Verification: both sides' row hashes measured on the sample, scaled to the table and to
+    // the share of chunks the mode checks, on as many sessions as the copy.
+    let verify_share = match o.verify {
+        crate::verify::Mode::Full => 1.0,
+        crate::verify::Mode::Sample => 0.1,
+        crate::verify::Mode::Off => 0.0,
+    };
+    let verify_secs = match s.verify {
+        Some((vrows, vsecs)) if vrows > 0 => vsecs * (n / vrows as f64) * verify_share / speedup,
+        _ => 0.0,
+    };
     let swap_secs = 0.05 + replay_rate.map(|rr| write_rate * 0.2 / rr).unwrap_or(0.0);
     let finish_secs = 0.05;
     let replay_phase = replay_secs.map(|r| r + analyze_secs);
@@ -1064,6 +1075,19 @@ async fn estimate(
             },
         ),
         (
+            "verify".to_string(),
+            Some(verify_secs),
+            match (o.verify, s.verify) {
+                (crate::verify::Mode::Off, _) => "--verify off".to_string(),
+                (_, Some((vrows, vsecs))) => format!(
+                    "measured: row hashes of {vrows} sampled source rows and their shadow rows in {vsecs:.2} s, scaled to the {} ({:?})",
+                    if verify_share < 1.0 { "chunks checked" } else { "table" },
+                    o.verify
+                ),
+                _ => "not measured".to_string(),
+            },
+        ),
+        (
             "swap".to_string(),
             Some(swap_secs),
             format!(
@@ -1084,6 +1108,7 @@ async fn estimate(
     let parts = [
         copy_secs * u_copy,
         index_secs * 0.25,
+        verify_secs * 0.25,
         replay_phase.unwrap_or(0.0) * 0.5,
         (shadow_secs + capture_secs + swap_secs + finish_secs) * 0.5,
     ];

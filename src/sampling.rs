@@ -23,7 +23,6 @@ use crate::replay;
 use crate::shadow::{self, ShadowRequest};
 use crate::state::State;
 use bytes::Bytes;
-use futures_util::{pin_mut, SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Barrier;
@@ -93,6 +92,8 @@ pub struct SessionResult {
     pub analyze_secs: Option<f64>,
     /// (log rows, seconds) of one replay batch.
     pub replay: Option<(u64, f64)>,
+    /// Verification measured on the sample: (source rows hashed, seconds for both sides).
+    pub verify: Option<(u64, f64)>,
 }
 
 impl SessionResult {
@@ -138,15 +139,7 @@ async fn pipe(
     let started = Instant::now();
     let sink = tx.copy_in::<_, Bytes>(&in_sql).await.ctx(what())?;
     let stream = reader.copy_out(&out_sql).await.ctx(what())?;
-    pin_mut!(sink);
-    pin_mut!(stream);
-    let mut bytes = 0u64;
-    while let Some(data) = stream.next().await {
-        let data = data.ctx(what())?;
-        bytes += data.len() as u64;
-        sink.send(data).await.ctx(what())?;
-    }
-    let rows = sink.finish().await.ctx(what())?;
+    let (rows, bytes) = crate::copier::forward(stream, sink).await.ctx(what())?;
     let ended = Instant::now();
     Ok(WindowResult {
         rows,
@@ -344,6 +337,8 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
             .await
             .ctx("analyzing the sample")?;
         result.analyze_secs = Some(t.elapsed().as_secs_f64());
+        let clauses: Vec<String> = job.windows.iter().map(|w| w.clause.clone()).collect();
+        result.verify = Some(crate::verify::time_sample(&tx, &plan, &clauses).await?);
         let n = x.replay_keys.min(rows_full as i64).max(1);
         result.replay = time_replay(&tx, &plan, &job.windows[0], n).await?;
     } else {

@@ -67,7 +67,7 @@ struct Sides {
 /// Whether values of the type can be hashed by `hash_record_extended`: after looking through
 /// domains and arrays, every type must have a default hash operator class with an extended hash
 /// function. Others (json, point, enums...) are hashed through their text form.
-async fn hashable(client: &Client, type_oid: u32) -> Result<bool> {
+async fn hashable(client: &impl tokio_postgres::GenericClient, type_oid: u32) -> Result<bool> {
     Ok(client
         .query_one(
             "WITH RECURSIVE b(t) AS ( \
@@ -90,7 +90,7 @@ async fn hashable(client: &Client, type_oid: u32) -> Result<bool> {
         .get(0))
 }
 
-async fn sides(client: &Client, plan: &Plan) -> Result<Sides> {
+async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Result<Sides> {
     let shadow_cols = catalog::columns(client, plan.shadow_oid).await?;
     // hash_record_extended is in PostgreSQL 14 and later; before that, everything goes as text.
     let record_hash: bool = client
@@ -157,6 +157,43 @@ async fn sides(client: &Client, plan: &Plan) -> Result<Sides> {
         dst_hash: hash(&dst_exprs),
         same_key_names: plan.key.iter().all(|k| k.name == k.shadow_name),
     })
+}
+
+/// Times what verification costs on a sample (for `plan`): the row hashes of the source rows in
+/// the sample windows (`WHERE ...` clauses) and of every row of the sample shadow. Returns (source
+/// rows hashed, seconds for both sides).
+pub async fn time_sample(
+    tx: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+    windows: &[String],
+) -> Result<(u64, f64)> {
+    let s = sides(tx, plan).await?;
+    // Each window as the sample read it: a WHERE clause, TABLESAMPLE, or nothing (whole table).
+    let started = std::time::Instant::now();
+    let mut rows = 0i64;
+    for w in windows {
+        rows += tx
+            .query_one(
+                &format!(
+                    "SELECT count(*), bit_xor({}) FROM ONLY {} {w}",
+                    s.src_hash, plan.source
+                ),
+                &[],
+            )
+            .await
+            .ctx("timing verification on the sample")?
+            .get::<_, i64>(0);
+    }
+    tx.query_one(
+        &format!(
+            "SELECT count(*), bit_xor({}) FROM ONLY {}",
+            s.dst_hash, plan.shadow
+        ),
+        &[],
+    )
+    .await
+    .ctx("timing verification on the sample")?;
+    Ok((rows as u64, started.elapsed().as_secs_f64()))
 }
 
 /// Compares one key range by aggregates, on the server: the count and the XOR of the row hashes
@@ -316,6 +353,8 @@ const MAX_REPAIR: usize = 10_000;
 /// ranges. On success every real difference found was repaired and verified again.
 pub async fn verify(
     client: &mut Client,
+    spec: &crate::conn::ConnSpec,
+    jobs: usize,
     plan: &Plan,
     chunks: &[String],
     mode: Mode,
@@ -340,23 +379,48 @@ pub async fn verify(
     } else {
         whole_table.iter().collect()
     };
-    let mut to_repair: Vec<(String, Vec<Option<String>>)> = Vec::new();
-    for pred in &picked {
-        let (rows, equal) = compare_chunk(client, plan, &s, pred).await?;
-        report.rows_verified += rows;
-        report.chunks_verified += 1;
-        if equal {
-            continue;
-        }
-        // Which rows? (Only for a range that differs: this is the expensive comparison.)
-        let (_, diffs) = diff_chunk(client, plan, &s, pred).await?;
-        for (keys, pending) in diffs {
-            if pending {
-                report.pending += 1;
-            } else {
-                to_repair.push(((*pred).clone(), keys));
+    // The ranges are checked on `jobs` sessions at once; each takes the next range from a
+    // shared queue without blocking the runtime.
+    let (tx, rx) = crossbeam_channel::unbounded::<String>();
+    for p in &picked {
+        tx.send((*p).clone()).expect("channel open");
+    }
+    drop(tx);
+    let s = std::sync::Arc::new(s);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..jobs.max(1).min(picked.len().max(1)) {
+        let (rx, s, spec, plan) = (rx.clone(), s.clone(), spec.clone(), plan.clone());
+        set.spawn(async move {
+            let c = crate::conn::connect(&spec, &format!("verify-{w}")).await?;
+            let mut out = (0u64, 0usize, 0u64, Vec::new());
+            while let Ok(pred) = rx.try_recv() {
+                let (rows, equal) = compare_chunk(&c, &plan, &s, &pred).await?;
+                out.0 += rows;
+                out.1 += 1;
+                if equal {
+                    continue;
+                }
+                // Which rows? (Only for a range that differs: the expensive comparison.)
+                let (_, diffs) = diff_chunk(&c, &plan, &s, &pred).await?;
+                for (keys, pending) in diffs {
+                    if pending {
+                        out.2 += 1;
+                    } else {
+                        out.3.push((pred.clone(), keys));
+                    }
+                }
             }
-        }
+            Ok::<_, Error>(out)
+        });
+    }
+    let mut to_repair: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    while let Some(j) = set.join_next().await {
+        let (rows, chunks_done, pending, diffs) =
+            j.map_err(|e| Error::failed(format!("a verification worker panicked: {e}")))??;
+        report.rows_verified += rows;
+        report.chunks_verified += chunks_done;
+        report.pending += pending;
+        to_repair.extend(diffs);
     }
     if to_repair.is_empty() {
         return Ok(report);
