@@ -266,6 +266,9 @@ struct Sample {
     write_errors: Option<f64>,
     /// pg-hotswap: seconds per phase.
     phases: Vec<(String, f64)>,
+    /// pg-hotswap: `pg-hotswap plan`'s estimate of the total, made just before the run under the
+    /// same load (issue 6: within 30% of the actual run).
+    plan_estimate_s: Option<f64>,
     /// Table equal to the ledger afterwards (with load and `--verify`).
     verified: Option<bool>,
     /// The machine's 1-minute load average when the contender started (other work on the
@@ -547,6 +550,12 @@ async fn measure(env: &Env<'_>, c: Contender) -> Result<Sample> {
         tokio::time::sleep(LOAD_LEAD).await;
     }
 
+    // pg-hotswap: first its own estimate, with the same arguments and under the same load (not
+    // part of the timed run).
+    let estimate = match c {
+        Contender::Hotswap { jobs, noop } => plan_estimate(env, jobs, noop).await,
+        _ => None,
+    };
     let loadavg = loadavg();
     let started = Instant::now();
     let outcome = match c {
@@ -564,6 +573,7 @@ async fn measure(env: &Env<'_>, c: Contender) -> Result<Sample> {
     let probe_report = probe.stop().await;
     let mut s = outcome?;
     s.wall_s = wall_s;
+    s.plan_estimate_s = estimate;
     s.loadavg = loadavg;
     s.rows = env.opts.rows;
     s.heap_bytes = heap_bytes;
@@ -689,6 +699,38 @@ async fn run_batched(env: &Env<'_>) -> Result<Sample> {
         lock_ms: Some(held.as_secs_f64() * 1000.0),
         ..Sample::default()
     })
+}
+
+/// `pg-hotswap plan` with the run's arguments: its estimate of the total, seconds. A failure
+/// is reported and leaves the estimate out.
+async fn plan_estimate(env: &Env<'_>, jobs: u32, noop: bool) -> Option<f64> {
+    let mut cmd = tokio::process::Command::new(env.bin);
+    cmd.args(["--quiet", "plan", "--dsn"])
+        .arg(&env.conninfo)
+        .args(["--table", "public.t", "--jobs"])
+        .arg(jobs.to_string())
+        .args(["--output", "json", "--drop-old"]);
+    if !noop {
+        cmd.args(["--alter", ALTER_ACTION]);
+    }
+    let out = match run_process(cmd).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("compare: pg-hotswap plan failed to start: {e}");
+            return None;
+        }
+    };
+    let report: Option<serde_json::Value> = serde_json::from_str(&out.stdout).ok();
+    let est = report
+        .as_ref()
+        .and_then(|r| r.get("estimate")?.get("total_secs")?.as_f64());
+    if est.is_none() {
+        eprintln!(
+            "compare: pg-hotswap plan gave no estimate: {}",
+            out.stderr.trim()
+        );
+    }
+    est
 }
 
 async fn run_hotswap(env: &Env<'_>, jobs: u32, noop: bool) -> Result<Sample> {
@@ -1042,6 +1084,25 @@ fn print_report(
                 .collect();
             println!("| {} | {} |", c.describe(), cells.join(" | "));
         }
+    }
+
+    // pg-hotswap plan's estimate against the actual run (issue 6: within 30%).
+    let mut shown = false;
+    for c in contenders {
+        let Some(sm) = samples.get(&c.name()) else {
+            continue;
+        };
+        let (Some(e), Some(w)) = (med(sm, |x| x.plan_estimate_s), med(sm, |x| Some(x.wall_s)))
+        else {
+            continue;
+        };
+        if !shown {
+            println!("\n`pg-hotswap plan` estimate against the run (medians):\n");
+            println!("| contender | estimate s | actual s | estimate / actual |");
+            println!("|---|---:|---:|---:|");
+            shown = true;
+        }
+        println!("| {} | {e:.2} | {w:.2} | {:.2} |", c.describe(), e / w);
     }
 
     // The targets of the project, checked on the medians of this run.

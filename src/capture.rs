@@ -123,20 +123,8 @@ pub async fn install_triggers(
             plan.source_oid
         )
     };
-    let stmts = vec![
-        rec(&c.trigger),
-        rec(&c.truncate_trigger),
-        format!(
-            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {src} FOR EACH ROW EXECUTE FUNCTION {}()",
-            c.trigger, c.function
-        ),
-        format!(
-            "CREATE TRIGGER {} AFTER TRUNCATE ON {src} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
-            c.truncate_trigger, c.truncate_function
-        ),
-        format!("ALTER TABLE {src} ENABLE ALWAYS TRIGGER {}", c.trigger),
-        format!("ALTER TABLE {src} ENABLE ALWAYS TRIGGER {}", c.truncate_trigger),
-    ];
+    let mut stmts = vec![rec(&c.trigger), rec(&c.truncate_trigger)];
+    stmts.extend(trigger_statements(plan, src));
     locking::run_ddl(
         client,
         policy,

@@ -3,9 +3,10 @@
 //!
 //! `run` calls [`for_run`] right after `preflight::inspect` and refuses (exit 3, nothing created)
 //! on a blocking verdict; warnings are printed and recorded. `plan` prints every check. The checks
-//! only read: the one exception is the free-disk probe, which (for superusers only) runs `df` on
-//! the server through `COPY ... FROM PROGRAM` into a temporary table inside a transaction that is
-//! rolled back, because free disk space is not otherwise knowable from SQL.
+//! only read. Free disk space is not knowable from SQL; only `plan --df-on-server`, for a
+//! superuser, runs `df` on the server through `COPY ... FROM PROGRAM` into a temporary table in a
+//! transaction that is rolled back. It is opt-in because running a program on a production
+//! server is not something a schema tool should do unasked; `run` never does it.
 //!
 //! A check that cannot be made (a catalog view this role may not read, an old server) yields a
 //! warning saying so; it never fails the command.
@@ -158,14 +159,19 @@ pub async fn run_all(client: &Client, input: &CheckInput<'_>) -> (Vec<Check>, Ve
             .await
             .unwrap_or_else(|e| Check::unknown("wraparound_vacuum", &e)),
     );
-    let (disk, free) = disk_check(client, input.table_oid, input.disk).await;
+    let (disk, free) = disk_check(client, input.table_oid, input.disk, false).await;
     out.push(disk);
     (out, free)
 }
 
 /// The disk check alone (`plan` makes it again once the sizes are measured).
-pub async fn disk_check(client: &Client, table: Oid, need: DiskNeed) -> (Check, Vec<FreeSpace>) {
-    match disk(client, table, need).await {
+pub async fn disk_check(
+    client: &Client,
+    table: Oid,
+    need: DiskNeed,
+    df_on_server: bool,
+) -> (Check, Vec<FreeSpace>) {
+    match disk(client, table, need, df_on_server).await {
         Ok(x) => x,
         Err(e) => (Check::unknown("disk", &e), Vec::new()),
     }
@@ -960,7 +966,12 @@ pub fn parse_df(lines: &[String]) -> Vec<(String, u64, String)> {
 }
 
 /// Free disk: only knowable with superuser rights (see the module header), else said to be unknown.
-async fn disk(client: &Client, table: Oid, need: DiskNeed) -> Result<(Check, Vec<FreeSpace>)> {
+async fn disk(
+    client: &Client,
+    table: Oid,
+    need: DiskNeed,
+    df_on_server: bool,
+) -> Result<(Check, Vec<FreeSpace>)> {
     let r = client
         .query_one(
             "SELECT r.rolsuper, \
@@ -980,12 +991,17 @@ async fn disk(client: &Client, table: Oid, need: DiskNeed) -> Result<(Check, Vec
         ui::bytes(need.data_bytes),
         ui::bytes(need.wal_bytes)
     );
-    if !superuser {
+    if !superuser || !df_on_server {
         let check = Check::new(
             "disk",
             Verdict::Warning,
             format!(
-                "free disk is not knowable from SQL without superuser rights; the run {need_text}"
+                "free disk is not knowable from SQL{}; the run {need_text}",
+                if superuser {
+                    " (`plan --df-on-server` asks df on the server)"
+                } else {
+                    ""
+                }
             ),
         )
         .action(

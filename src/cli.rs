@@ -152,6 +152,10 @@ pub struct RunArgs {
     /// Plan only: rows to copy as a sample (default 2% of the table, 20,000 to 200,000).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     pub sample_rows: Option<i64>,
+    /// Plan only, superuser only: read free disk by running `df` on the database server
+    /// (COPY ... FROM PROGRAM, in a rolled-back transaction). Off unless asked.
+    #[arg(long)]
+    pub df_on_server: bool,
 }
 
 #[derive(Args, Debug)]
@@ -438,11 +442,13 @@ impl RunArgs {
 impl RunArgs {
     /// The options of `plan` (and `run --dry-run`).
     pub fn into_plan_options(self) -> Result<crate::planner::PlanOptions> {
-        let (observe, sample_rows) = (self.observe, self.sample_rows);
+        let (observe, sample_rows, df_on_server) =
+            (self.observe, self.sample_rows, self.df_on_server);
         Ok(crate::planner::PlanOptions {
             run: self.into_options()?,
             observe,
             sample_rows,
+            df_on_server,
         })
     }
 }

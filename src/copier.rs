@@ -102,6 +102,7 @@ pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<
 /// workers finish or roll back their chunk in flight) and returns it.
 pub async fn copy_all(
     spec: &ConnSpec,
+    policy: &crate::locking::LockPolicy,
     state: &State,
     plan: &Plan,
     chunks: Vec<Chunk>,
@@ -122,8 +123,9 @@ pub async fn copy_all(
         let plan = plan.clone();
         let progress = progress.clone();
         let stop = stop.clone();
+        let policy = policy.clone();
         set.spawn(async move {
-            let result = worker(w, &spec, &state, &plan, rx, &progress, &stop).await;
+            let result = worker(w, &spec, &policy, &state, &plan, rx, &progress, &stop).await;
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -143,9 +145,11 @@ pub async fn copy_all(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     n: usize,
     spec: &ConnSpec,
+    policy: &crate::locking::LockPolicy,
     state: &State,
     plan: &Plan,
     rx: crossbeam_channel::Receiver<Chunk>,
@@ -159,7 +163,24 @@ async fn worker(
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        copy_chunk(&reader, &mut writer, state, plan, &chunk, progress).await?;
+        // A chunk waits at most lock_timeout for its locks (someone else's DDL may be queued on
+        // the table); on a timeout its transaction rolled back, so back off and copy it again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match copy_chunk(&reader, &mut writer, state, plan, &chunk, progress).await {
+                Ok(_) => break,
+                Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
+                    tracing::info!(
+                        chunk = chunk.no,
+                        attempt,
+                        "chunk waited too long for a lock, will retry"
+                    );
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(())
 }

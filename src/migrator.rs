@@ -356,6 +356,7 @@ async fn continue_run(
         let t0 = Instant::now();
         let r = copier::copy_all(
             &opts.conn,
+            &opts.lock,
             state,
             plan,
             pending,

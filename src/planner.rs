@@ -37,6 +37,8 @@ pub struct PlanOptions {
     pub observe: Duration,
     /// Rows to copy as a sample (default: 2% of the table, between 20,000 and 200,000).
     pub sample_rows: Option<i64>,
+    /// Superuser only: ask `df` on the server for free disk (COPY ... FROM PROGRAM).
+    pub df_on_server: bool,
 }
 
 /// Version of the JSON shape (docs/plan.md); bumped on incompatible changes.
@@ -363,7 +365,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         wal_bytes: wal_retained,
     };
     // The disk check again, with the measured sizes.
-    let (disk_check, free) = checks::disk_check(&ctl, oid, need).await;
+    let (disk_check, free) = checks::disk_check(&ctl, oid, need, opts.df_on_server).await;
     if let Some(c) = r.checks.iter_mut().find(|c| c.name == "disk") {
         *c = disk_check;
     }

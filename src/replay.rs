@@ -47,6 +47,10 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
     let log = &plan.capture.log;
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
+    // Batches within one transaction (the swap's final replay) must not see the previous ones.
+    tx.execute(&format!("DELETE FROM pg_temp.{BATCH}"), &[])
+        .await
+        .ctx("clearing the replay batch")?;
     let taken = tx
         .execute(
             &format!(
@@ -129,8 +133,32 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
     })
 }
 
-/// Applies one batch in its own transaction.
+/// Applies one batch in its own transaction. Its statements wait at most lock_timeout for their
+/// locks (someone else's DDL may be queued on the table); on a timeout the batch rolled back, so
+/// it backs off (0.1 s, 0.2 s, ... up to 2 s, jittered) and tries again, up to 30 times.
 pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Result<Batch> {
+    let policy = crate::locking::LockPolicy {
+        timeout: std::time::Duration::ZERO,
+        attempts: 30,
+        delay: std::time::Duration::from_millis(100),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match replay_batch_once(client, plan, limit).await {
+            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
+                tracing::info!(
+                    attempt,
+                    "a replay batch waited too long for a lock, will retry"
+                );
+                tokio::time::sleep(policy.backoff(attempt.min(5))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replay_batch_once(client: &mut Client, plan: &Plan, limit: i64) -> Result<Batch> {
     let tx = client
         .transaction()
         .await

@@ -893,26 +893,7 @@ async fn interrupt_mid_copy_then_continue() {
         .unwrap();
     let pid = child.id().unwrap();
     // Interrupt once some chunks are done but not all.
-    let waited = Instant::now();
-    loop {
-        let done: i64 = client
-            .query_one(
-                "SELECT CASE WHEN to_regclass('hotswap.chunks') IS NULL THEN 0 ELSE \
-                   (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM hotswap.chunks WHERE done_at IS NOT NULL', false, true, '')))[1]::text::int8 END",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if done >= 2 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(60),
-            "the copy never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::harness::wait_for_done_chunks(&client, 2).await;
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status()
@@ -1094,4 +1075,54 @@ async fn connection_falls_back_to_database_url_and_pg_variables() {
         "{}",
         describe(&out)
     );
+}
+
+/// Someone else's DDL takes the table's ACCESS EXCLUSIVE lock for a while in the middle of the
+/// copy: the tool's statements give up after lock_timeout and try again (never queueing behind
+/// it for long), and the run finishes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_holding_the_table_mid_copy_is_waited_out() {
+    const ROWS: i64 = 200_000;
+    let db = TestDb::new("ddl_holding_the_table_mid_copy").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "held_mid_copy");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let load = start_load(&db, &spec, ROWS, 2, 200);
+    let dsn = db.conninfo.clone();
+    let tool = tokio::spawn(async move {
+        hotswap_async(&[
+            "run",
+            "--dsn",
+            &dsn,
+            "--table",
+            "public.held_mid_copy",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--chunk-rows",
+            "10000",
+        ])
+        .await
+    });
+    crate::harness::wait_for_done_chunks(&client, 2).await;
+    let ddl = db.client().await;
+    ddl.batch_execute(
+        "BEGIN; LOCK TABLE public.held_mid_copy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT",
+    )
+    .await
+    .unwrap();
+    let out = tool.await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors: {:#?}",
+        report.errors
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(&client, &spec).await;
+    assert_no_leftovers(&client, &spec.table).await;
 }

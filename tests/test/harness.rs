@@ -282,6 +282,31 @@ pub async fn column_type(client: &Client, table: &QualifiedName, column: &Ident)
 }
 
 /// Whether `schema.name` exists (any relation kind).
+/// Waits until at least `n` chunks of the copy are committed (the state table may not exist
+/// yet), failing the test after a minute.
+pub async fn wait_for_done_chunks(client: &Client, n: i64) {
+    let waited = std::time::Instant::now();
+    loop {
+        let done: i64 = client
+            .query_one(
+                "SELECT CASE WHEN to_regclass('hotswap.chunks') IS NULL THEN 0 ELSE \
+                   (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM hotswap.chunks WHERE done_at IS NOT NULL', false, true, '')))[1]::text::int8 END",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done >= n {
+            return;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the copy never got to {n} chunks"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub async fn relation_exists(client: &Client, table: &QualifiedName) -> bool {
     client
         .query_one(

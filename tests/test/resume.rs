@@ -4,7 +4,7 @@
 //! behind the tool's back is caught by verification and repaired; a difference that cannot be
 //! repaired is never swapped.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pg_hotswap::cluster::{Cluster, ClusterOptions};
 use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
@@ -271,26 +271,7 @@ async fn server_restart_mid_copy_then_resume() {
         let a: Vec<&str> = a2.iter().map(|s| s.as_str()).collect();
         run_tool(&a, None).await
     });
-    let waited = Instant::now();
-    loop {
-        let done: i64 = client
-            .query_one(
-                "SELECT CASE WHEN to_regclass('hotswap.chunks') IS NULL THEN 0 ELSE \
-                   (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM hotswap.chunks WHERE done_at IS NOT NULL', false, true, '')))[1]::text::int8 END",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if done >= 2 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(60),
-            "the copy never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::harness::wait_for_done_chunks(&client, 2).await;
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.restart("immediate").expect("restarting the server");
         cluster
