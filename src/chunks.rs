@@ -1,9 +1,12 @@
 //! Chunk planning: splitting the key space of the source into ranges the copy workers take one
 //! at a time, each copied in its own short transaction.
 //!
-//! A single integer key is split arithmetically between its min and max (no scan); any other key
-//! (composite, text, uuid...) is split by walking the key index once and taking every n-th key
-//! as a boundary. The first chunk has no lower bound and the last no upper bound, so rows
+//! A single integer key is split at the bounds of the column's equi-depth histogram
+//! (`pg_stats.histogram_bounds`, kept by ANALYZE: each bucket holds about as many rows), with
+//! buckets subdivided evenly when more chunks are wanted — so ranges stay even when the keys are
+//! sparse or skewed — and arithmetically between min and max when there are no statistics. Any
+//! other key (composite, text, uuid...) is split by walking the key index once and taking every
+//! n-th key as a boundary. The first chunk has no lower bound and the last no upper bound, so rows
 //! inserted beyond the ends during the copy are still covered. Predicates are rendered with
 //! literals because COPY takes no bind parameters.
 
@@ -52,7 +55,20 @@ pub async fn plan_chunks(
             (max - min + 1) as f64
         };
         let n = ((rows / chunk_rows as f64).ceil() as i64).max(1);
-        return Ok(integer_chunks(&k.to_string(), min, max, n));
+        let hist: Option<Vec<i64>> = client
+            .query_opt(
+                "SELECT histogram_bounds::text::int8[] FROM pg_catalog.pg_stats \
+                  WHERE schemaname = $1 AND tablename = $2 AND attname = $3 AND NOT inherited",
+                &[&src.schema.as_str(), &src.name.as_str(), &k.as_str()],
+            )
+            .await
+            .ctx(format_args!("reading the key histogram of {}", src.human()))?
+            .and_then(|r| r.get(0));
+        let bounds = match hist {
+            Some(h) if h.len() >= 3 => histogram_bounds(&h, n),
+            _ => arithmetic_bounds(min, max, n),
+        };
+        return Ok(render_integer(&k.to_string(), &bounds));
     }
     // Any other key: every chunk_rows-th key in index order is a boundary.
     let keys = plan.key_list();
@@ -82,6 +98,11 @@ pub async fn plan_chunks(
 
 /// `n` ranges over [min, max]: `k < b1`, `k >= b1 AND k < b2`, ..., `k >= bn-1`.
 pub fn integer_chunks(col: &str, min: i64, max: i64, n: i64) -> Vec<Chunk> {
+    render_integer(col, &arithmetic_bounds(min, max, n))
+}
+
+/// Inner bounds splitting [min, max] into `n` equal ranges.
+pub fn arithmetic_bounds(min: i64, max: i64, n: i64) -> Vec<i64> {
     let span = (max as i128) - (min as i128) + 1;
     let n = (n as i128).clamp(1, span.max(1));
     let step = (span + n - 1) / n;
@@ -91,6 +112,44 @@ pub fn integer_chunks(col: &str, min: i64, max: i64, n: i64) -> Vec<Chunk> {
         bounds.push(b as i64);
         b += step;
     }
+    bounds
+}
+
+/// Inner bounds for about `n` ranges holding equal numbers of rows, from an equi-depth histogram
+/// (each of its buckets holds about the same number of rows): every k-th bound when there are
+/// more buckets than ranges, each bucket split evenly when there are fewer.
+pub fn histogram_bounds(hist: &[i64], n: i64) -> Vec<i64> {
+    let buckets = hist.len() as i64 - 1;
+    if buckets < 1 || n <= 1 {
+        return Vec::new();
+    }
+    let mut bounds = Vec::new();
+    if n <= buckets {
+        // Bucket i ends at hist[i]; take the bound closest to each multiple of buckets / n.
+        for j in 1..n {
+            let idx = ((j as f64) * buckets as f64 / n as f64).round() as usize;
+            bounds.push(hist[idx.clamp(1, hist.len() - 1)]);
+        }
+    } else {
+        let per = (n + buckets - 1) / buckets;
+        for w in hist.windows(2) {
+            let (lo, hi) = (w[0] as i128, w[1] as i128);
+            for j in 1..per as i128 {
+                bounds.push((lo + (hi - lo) * j / per as i128) as i64);
+            }
+            bounds.push(w[1]);
+        }
+        bounds.pop(); // the last histogram bound: the last range is open-ended anyway
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    // The first bound must be above the lowest key the histogram saw, or the first range is empty.
+    bounds.retain(|b| *b > hist[0]);
+    bounds
+}
+
+/// Ranges between inner bounds: `k < b1`, `k >= b1 AND k < b2`, ..., `k >= bn`.
+fn render_integer(col: &str, bounds: &[i64]) -> Vec<Chunk> {
     if bounds.is_empty() {
         return vec![Chunk {
             no: 0,
@@ -175,6 +234,32 @@ mod tests {
         let one = integer_chunks("k", 5, 5, 10);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].predicate, "true");
+    }
+
+    #[test]
+    fn histogram_bounds_follow_the_rows_not_the_key_space() {
+        // 10 buckets of equal rows: 9 over keys 1..90,000 and one over 90,000..10^12.
+        let mut hist: Vec<i64> = (0..10).map(|i| 1 + i * 10_000).collect();
+        hist.push(1_000_000_000_000);
+        // Fewer ranges than buckets: every other bound.
+        let b = histogram_bounds(&hist, 5);
+        assert_eq!(b, vec![20_001, 40_001, 60_001, 80_001]);
+        // More ranges than buckets: each bucket split evenly, bounds strictly increasing.
+        let b = histogram_bounds(&hist, 30);
+        assert_eq!(b.len(), 29);
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(b[0], 3_334);
+        // The arithmetic split would put 90% of the rows into its first range.
+        let a = arithmetic_bounds(1, 1_000_000_000_000, 10);
+        assert!(a[0] > 90_000);
+    }
+
+    #[test]
+    fn histogram_with_duplicates_or_one_bucket_degrades_gracefully() {
+        assert!(histogram_bounds(&[5, 5, 5], 10).is_empty());
+        assert!(histogram_bounds(&[1, 100], 1).is_empty());
+        let b = histogram_bounds(&[1, 100], 4);
+        assert_eq!(b, vec![25, 50, 75]);
     }
 
     #[test]

@@ -1126,3 +1126,60 @@ async fn ddl_holding_the_table_mid_copy_is_waited_out() {
     assert_ledger_matches(&client, &spec).await;
     assert_no_leftovers(&client, &spec.table).await;
 }
+
+/// Issue 4: chunk ranges stay even when the integer keys are skewed (90% of the rows in
+/// 1..90,000, the rest spread up to 10^12): an arithmetic split of min..max would put nearly
+/// every row into its first chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_stay_even_when_keys_are_skewed() {
+    let db = TestDb::new("chunks_stay_even_when_keys_are_skewed").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE skewed (id bigint PRIMARY KEY, v text);
+             INSERT INTO skewed SELECT g, md5(g::text) FROM generate_series(1, 90000) g;
+             INSERT INTO skewed SELECT g::int8 * 100000000, md5(g::text) FROM generate_series(1, 10000) g;
+             ANALYZE skewed;
+             CREATE TABLE skewed_copy AS SELECT * FROM skewed;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "skewed",
+        "--chunk-rows",
+        "5000",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let row = client
+        .query_one(
+            "SELECT count(*), max(rows), sum(rows)::int8 FROM hotswap.chunks",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (chunks, biggest, total): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(total, 100_000);
+    assert!(
+        chunks >= 10,
+        "only {chunks} chunks for 100,000 rows at 5,000 a chunk"
+    );
+    assert!(
+        biggest <= 15_000,
+        "the biggest chunk holds {biggest} rows, more than 3x the target of 5,000"
+    );
+    let diff: i64 = client
+        .query_one(
+            "SELECT count(*) FROM ((SELECT * FROM skewed EXCEPT SELECT * FROM skewed_copy) UNION ALL (SELECT * FROM skewed_copy EXCEPT SELECT * FROM skewed)) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(diff, 0);
+}
