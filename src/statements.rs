@@ -286,32 +286,17 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             false,
         );
         let trig = vec![lock("SHARE ROW EXCLUSIVE", source, true)];
-        b.add(
-            format!(
-                "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {source} FOR EACH ROW EXECUTE FUNCTION {}()",
-                c.trigger, c.function
-            ),
-            trig.clone(),
-            true,
-        )
-        .note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
-        b.add(
-            format!(
-                "CREATE TRIGGER {} AFTER TRUNCATE ON {source} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
-                c.truncate_trigger, c.truncate_function
-            ),
-            trig.clone(),
-            true,
-        );
-        b.add(
-            format!(
-                "ALTER TABLE {source} ENABLE ALWAYS TRIGGER {}; ... ENABLE ALWAYS TRIGGER {}; COMMIT",
-                c.trigger, c.truncate_trigger
-            ),
-            trig,
-            true,
-        )
-        .note = Some("the four trigger statements are one transaction".into());
+        let stmts = crate::capture::trigger_statements(plan, source);
+        let n = stmts.len();
+        for (i, stmt) in stmts.into_iter().enumerate() {
+            let entry = b.add(stmt, trig.clone(), true);
+            if i == 0 {
+                entry.note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
+            }
+            if i + 1 == n {
+                entry.note = Some(format!("the {n} trigger statements are one transaction"));
+            }
+        }
         if plan.key.len() == 1
             && ["smallint", "integer", "bigint"].contains(&plan.key[0].source_type.as_str())
         {
@@ -512,11 +497,12 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         );
         b.add("<replay batches until the log is empty>", vec![], true);
         b.add(
-            format!(
-                "DROP TRIGGER IF EXISTS {t} ON {source}; DROP TRIGGER IF EXISTS {tt} ON {source}",
-                t = plan.capture.trigger,
-                tt = plan.capture.truncate_trigger
-            ),
+            crate::capture::drop_trigger_statements(
+                &plan.capture.trigger,
+                &plan.capture.truncate_trigger,
+                source,
+            )
+            .join("; "),
             vec![],
             true,
         );

@@ -651,10 +651,7 @@ async fn attempt_swap(
     if let Some(rev) = &plan.reverse {
         // The way back: every write to the new table from now on is recorded for `revert`.
         let objects = state.table("objects");
-        for t in [
-            &rev.plan.capture.trigger,
-            &rev.plan.capture.truncate_trigger,
-        ] {
+        for t in capture::trigger_names(&rev.plan.capture) {
             tx.execute(
                 &format!(
                     "INSERT INTO {objects} (run_id, kind, schema_name, name, on_table) VALUES ($1, 'rtrigger', $2, $3, $4) ON CONFLICT DO NOTHING"
