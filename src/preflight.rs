@@ -193,14 +193,37 @@ pub fn row_identity(indexes: &[Index], columns: &[Column]) -> Option<(Ident, Vec
 async fn check_privileges(client: &Client, table: &Table) -> Result<()> {
     let row = client
         .query_one(
-            "SELECT r.rolsuper, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'), current_user::text \
+            "SELECT r.rolsuper, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'), current_user::text, \
+                    r.rolbypassrls \
                FROM pg_catalog.pg_roles r, pg_catalog.pg_class c \
               WHERE r.rolname = current_user AND c.oid = $1",
             &[&table.oid],
         )
         .await
         .ctx("checking privileges")?;
-    let (superuser, member, me): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    let (superuser, member, me, bypassrls): (bool, bool, String, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let rls_applies = table.row_security
+        && (table.force_row_security || me != table.owner.as_str())
+        && !superuser
+        && !bypassrls;
+    if rls_applies {
+        // The tool's sessions run with row_security = off, so that policies can never silently
+        // hide rows from the copy; with FORCE ROW LEVEL SECURITY they apply to the owner too,
+        // and every read would fail. Say so now rather than in the middle of the copy.
+        return Err(Error::refused(format!(
+            "cannot rewrite table {}: its row level security policies apply to role {me:?} ({}), and pg-hotswap \
+             must read every row; the role is neither a superuser nor has BYPASSRLS",
+            table.name.human(),
+            if table.force_row_security { "FORCE ROW LEVEL SECURITY applies them to the owner too" } else { "it is not the table's owner itself" }
+        ))
+        .with_state("nothing was changed")
+        .with_next(format!(
+            "connect as the owner {} (without FORCE), or as a role with BYPASSRLS (ALTER ROLE {} BYPASSRLS, by a superuser), or as a superuser",
+            table.owner,
+            crate::ident::Ident::new(me.clone())
+        )));
+    }
     if !superuser && !member {
         return Err(Error::refused(format!(
             "cannot rewrite table {}: role {me:?} is neither its owner ({}) nor a member of the owner role nor a superuser; \

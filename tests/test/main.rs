@@ -7,6 +7,7 @@ mod cluster;
 mod end_to_end;
 mod harness;
 mod plan;
+mod privileges;
 mod resume;
 mod revert;
 mod workload;
