@@ -161,6 +161,11 @@ pub struct View {
     pub triggers: Vec<Trigger>,
     /// Rules other than the view's own `_RETURN`, as CREATE RULE text.
     pub rules: Vec<String>,
+    /// Materialized views: their indexes, whether they hold data, their tablespace and size.
+    pub indexes: Vec<Index>,
+    pub populated: bool,
+    pub tablespace: Option<Ident>,
+    pub bytes: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -513,7 +518,25 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             .iter()
             .map(|r| r.get::<_, String>(0))
             .collect();
+        let extra = client
+            .query_one(
+                "SELECT c.relispopulated, ts.spcname::text, pg_catalog.pg_total_relation_size(c.oid) \
+                   FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c.reltablespace \
+                  WHERE c.oid = $1",
+                &[&voids],
+            )
+            .await
+            .ctx("reading a dependent view")?;
+        let relkind: String = r.get(3);
         views.push(View {
+            indexes: if relkind == "m" {
+                indexes(client, voids).await?
+            } else {
+                Vec::new()
+            },
+            populated: extra.get(0),
+            tablespace: extra.get::<_, Option<String>>(1).map(Ident::new),
+            bytes: extra.get(2),
             column_defaults,
             rules,
             triggers: triggers(client, voids).await?,

@@ -106,13 +106,6 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         ))
         .with_next("drop the rule before the rewrite and create it again afterwards"));
     }
-    if let Some(mv) = views.iter().find(|v| v.relkind == "m") {
-        return Err(refuse(format!(
-            "the materialized view {} depends on it, and pg-hotswap cannot carry materialized views over yet",
-            mv.name.human()
-        ))
-        .with_next("drop the materialized view before the rewrite and create it again afterwards"));
-    }
     let rowtype = catalog::rowtype_dependents(client, oid).await?;
     if !rowtype.is_empty() {
         return Err(refuse(format!(
@@ -148,6 +141,14 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
              if it holds a lock on {name}, installing the capture trigger and the swap will wait \
              for it (each attempt at most --lock-timeout)",
             state.unwrap_or_default()
+        ));
+    }
+    for mv in views.iter().filter(|v| v.relkind == "m") {
+        warnings.push(format!(
+            "the materialized view {} ({}) depends on {name}: it is rebuilt over the new table inside the swap, \
+             which holds the swap's lock for as long as its query takes",
+            mv.name.human(),
+            crate::ui::bytes(mv.bytes.max(0) as u64)
         ));
     }
     let source = Source {

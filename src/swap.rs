@@ -706,6 +706,22 @@ fn view_sql(v: &catalog::View, replace: bool) -> String {
         format!(" WITH ({})", opts.join(", "))
     };
     let def = v.def.trim().trim_end_matches(';');
+    if v.relkind == "m" {
+        let ts = v
+            .tablespace
+            .as_ref()
+            .map(|t| format!(" TABLESPACE {t}"))
+            .unwrap_or_default();
+        let data = if v.populated {
+            "WITH DATA"
+        } else {
+            "WITH NO DATA"
+        };
+        return format!(
+            "CREATE MATERIALIZED VIEW {}{with}{ts} AS {def} {data}",
+            v.name
+        );
+    }
     let verb = if replace {
         "CREATE OR REPLACE VIEW"
     } else {
@@ -728,8 +744,15 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
         "starting the view replacement",
     )
     .await?;
-    let mut replaced = Ok(());
-    for v in &src.views {
+    // Materialized views cannot be replaced in place: with one among them, everything is
+    // dropped and created again (the materialized view with its data, built here).
+    let has_matview = src.views.iter().any(|v| v.relkind == "m");
+    let mut replaced = if has_matview {
+        Err(Error::failed("a materialized view depends on the table"))
+    } else {
+        Ok(())
+    };
+    for v in src.views.iter().filter(|_| !has_matview) {
         replaced = exec(
             tx,
             &view_sql(v, true),
@@ -751,7 +774,15 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
     for v in src.views.iter().rev() {
         exec(
             tx,
-            &format!("DROP VIEW {}", v.name),
+            &format!(
+                "DROP {}VIEW {}",
+                if v.relkind == "m" {
+                    "MATERIALIZED "
+                } else {
+                    ""
+                },
+                v.name
+            ),
             &format!("dropping dependent view {}", v.name.human()),
         )
         .await?;
@@ -759,9 +790,34 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
     for v in &src.views {
         let what = format!("re-creating view {}", v.name.human());
         exec(tx, &view_sql(v, false), &what).await?;
+        // A materialized view's indexes (their names are free again: the old one is dropped).
+        for ix in &v.indexes {
+            exec(tx, &ix.def, &what).await?;
+            if let Some(c) = &ix.comment {
+                exec(
+                    tx,
+                    &format!(
+                        "COMMENT ON INDEX {} IS {}",
+                        v.name.sibling(ix.name.as_str()),
+                        literal(c)
+                    ),
+                    &what,
+                )
+                .await?;
+            }
+        }
         exec(
             tx,
-            &format!("ALTER VIEW {} OWNER TO {}", v.name, v.owner),
+            &format!(
+                "ALTER {}VIEW {} OWNER TO {}",
+                if v.relkind == "m" {
+                    "MATERIALIZED "
+                } else {
+                    ""
+                },
+                v.name,
+                v.owner
+            ),
             &what,
         )
         .await?;
@@ -771,7 +827,16 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
         if let Some(c) = &v.comment {
             exec(
                 tx,
-                &format!("COMMENT ON VIEW {} IS {}", v.name, literal(c)),
+                &format!(
+                    "COMMENT ON {}VIEW {} IS {}",
+                    if v.relkind == "m" {
+                        "MATERIALIZED "
+                    } else {
+                        ""
+                    },
+                    v.name,
+                    literal(c)
+                ),
                 &what,
             )
             .await?;
