@@ -196,6 +196,27 @@ pub async fn time_sample(
     Ok((rows as u64, started.elapsed().as_secs_f64()))
 }
 
+/// The change log's keys (table alias `l`) in the shadow's types, to compare with either side;
+/// `aliased` names them k1..kn.
+fn log_keys_as_shadow(plan: &Plan, aliased: bool) -> String {
+    log_key_columns(plan)
+        .iter()
+        .zip(&plan.key)
+        .map(|(a, k)| {
+            let e = match &k.shadow_cast {
+                Some(t) => format!("CAST(l.{a} AS {t})"),
+                None => format!("l.{a}"),
+            };
+            if aliased {
+                format!("{e} AS {a}")
+            } else {
+                e
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Compares one key range by aggregates, on the server: the count and the XOR of the row hashes
 /// of each side, leaving out the keys that have a pending write (a left join against the
 /// change log, in the same snapshot). Returns (rows in the source range, equal).
@@ -208,16 +229,7 @@ async fn compare_chunk(
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
     let dst_pred = if s.same_key_names { predicate } else { "true" };
-    let log_keys = plan
-        .key
-        .iter()
-        .zip(&kcols)
-        .map(|(k, a)| match &k.shadow_cast {
-            Some(t) => format!("CAST(l.{a} AS {t}) AS {a}"),
-            None => format!("l.{a} AS {a}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let log_keys = log_keys_as_shadow(plan, true);
     let first = &kcols[0];
     let sql = format!(
         "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
@@ -256,16 +268,7 @@ async fn diff_chunk(
     let dst_pred = if s.same_key_names { predicate } else { "true" };
     let log = &plan.capture.log;
     // Log keys in the shadow's types, to compare with either side.
-    let log_keys = plan
-        .key
-        .iter()
-        .zip(&kcols)
-        .map(|(k, a)| match &k.shadow_cast {
-            Some(t) => format!("CAST(l.{a} AS {t})"),
-            None => format!("l.{a}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let log_keys = log_keys_as_shadow(plan, false);
     let text_keys = kcols
         .iter()
         .map(|k| format!("COALESCE(s.{k}, d.{k})::text"))

@@ -46,6 +46,23 @@ async fn assert_no_leftovers(client: &Client, table: &QualifiedName) {
     );
 }
 
+/// After a run under `load` that turned the key into a bigint: the writers saw no error, the
+/// table has the new type, equals its ledger, and nothing of the tool is left.
+async fn assert_exact_after_load(load: workload::Workload, client: &Client, spec: &TableSpec) {
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors: {:#?}",
+        report.errors
+    );
+    assert_eq!(
+        column_type(client, &spec.table, &spec.id_col).await,
+        "bigint"
+    );
+    assert_ledger_matches(client, spec).await;
+    assert_no_leftovers(client, &spec.table).await;
+}
+
 /// The state tables a run keeps (DESIGN.md, "State in the database").
 async fn assert_state_tables(client: &Client) {
     for name in ["runs", "chunks", "events"] {
@@ -622,18 +639,7 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
         .get(0);
     assert_eq!(copied, copied_after, "chunks were copied again");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_eq!(
-        column_type(&client, &spec.table, &spec.id_col).await,
-        "bigint"
-    );
-    assert_ledger_matches(&client, &spec).await;
-    assert_no_leftovers(&client, &spec.table).await;
+    assert_exact_after_load(load, &client, &spec).await;
 }
 
 /// Renames keep their data (columns are matched by attnum, not by name), `--map` computes new
@@ -970,18 +976,7 @@ async fn interrupt_mid_copy_then_continue() {
         done_before < total,
         "the interrupt came too late to test a resumed copy"
     );
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_eq!(
-        column_type(&client, &spec.table, &spec.id_col).await,
-        "bigint"
-    );
-    assert_ledger_matches(&client, &spec).await;
-    assert_no_leftovers(&client, &spec.table).await;
+    assert_exact_after_load(load, &client, &spec).await;
 }
 
 /// Without `--dsn`, the connection comes from `DATABASE_URL`, else from the `PG*` variables.
@@ -1113,18 +1108,7 @@ async fn ddl_holding_the_table_mid_copy_is_waited_out() {
     let out = tool.await.unwrap();
     eprintln!("{}", describe(&out));
     assert_exit(&out, 0);
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_eq!(
-        column_type(&client, &spec.table, &spec.id_col).await,
-        "bigint"
-    );
-    assert_ledger_matches(&client, &spec).await;
-    assert_no_leftovers(&client, &spec.table).await;
+    assert_exact_after_load(load, &client, &spec).await;
 }
 
 /// Issue 4: chunk ranges stay even when the integer keys are skewed (90% of the rows in
