@@ -41,6 +41,9 @@ pub enum Command {
     Plan(RunArgs),
     /// Remove everything an interrupted or failed run created; the table is left as it was.
     Abort(AbortArgs),
+    /// Show every recorded run: phase, status, progress, replay backlog, whether a process is
+    /// working on it, and the error of a run that stopped.
+    Status(StatusArgs),
     /// Start a throwaway PostgreSQL, load a sample table, and rewrite it int -> bigint online
     /// under a write load.
     Demo(DemoArgs),
@@ -169,6 +172,36 @@ pub struct AbortArgs {
     pub state_schema: String,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Only the runs of this table.
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl StatusArgs {
+    pub fn into_options(self) -> Result<crate::status::StatusOptions> {
+        check_name("--state-schema", &self.state_schema)?;
+        if let Some(t) = &self.table {
+            check_table(t)?;
+        }
+        Ok(crate::status::StatusOptions {
+            conn: ConnSpec {
+                config: conn::resolve(self.conn.dsn.as_deref())?,
+                lock_timeout: std::time::Duration::from_millis(100),
+            },
+            state_schema: self.state_schema,
+            table: self.table,
+        })
+    }
 }
 
 #[derive(Args, Debug)]

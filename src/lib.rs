@@ -30,6 +30,7 @@ pub mod sampling;
 pub mod shadow;
 pub mod state;
 pub mod statements;
+pub mod status;
 pub mod swap;
 pub mod ui;
 pub mod verify;

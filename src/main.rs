@@ -68,6 +68,26 @@ async fn dispatch(command: Command) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Status(args) => {
+            let output = args.output;
+            let opts = match args.into_options() {
+                Ok(o) => o,
+                Err(e) => return fail(&e),
+            };
+            match pg_hotswap::status::status(&opts).await {
+                Ok(runs) => {
+                    match output {
+                        OutputFormat::Json => println!(
+                            "{}",
+                            serde_json::to_string_pretty(&runs).unwrap_or_default()
+                        ),
+                        OutputFormat::Text => print!("{}", pg_hotswap::status::render(&runs)),
+                    }
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Abort(args) => {
             let opts = match args.into_options() {
                 Ok(o) => o,

@@ -614,6 +614,35 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
         .unwrap()
         .get(0);
 
+    // `status` from any client says where the run stands.
+    let out = hotswap_async(&[
+        "status",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.swapheld",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for expected in [
+        "failed",
+        "phase swap",
+        "no process attached",
+        "copy: ",
+        "replay backlog",
+        "could not swap",
+    ] {
+        assert!(
+            text.contains(expected),
+            "status does not say {expected:?}:\n{text}"
+        );
+    }
+    let out = hotswap_async(&["status", "--dsn", &db.conninfo, "--output", "json"]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(runs[0]["status"], "failed");
+    assert_eq!(runs[0]["phase"], "swap");
+
     // The blocker finishes; the same command continues the run and swaps.
     blocker.batch_execute("COMMIT").await.unwrap();
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -638,6 +667,10 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
         .unwrap()
         .get(0);
     assert_eq!(copied, copied_after, "chunks were copied again");
+    let out = hotswap_async(&["status", "--dsn", &db.conninfo, "--output", "json"]).await;
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["chunks_done"], runs[0]["chunks_total"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_exact_after_load(load, &client, &spec).await;
 }

@@ -1,0 +1,200 @@
+//! `pg-hotswap status`: every run recorded in the state tables, from any client — table, phase,
+//! status, copy progress, replay backlog, lock attempts, whether a process is working on it, and
+//! the error of a run that stopped. Reads only.
+
+use crate::conn::{self, ConnSpec};
+use crate::error::{DbContext, Result};
+use crate::state::State;
+use serde::Serialize;
+
+pub struct StatusOptions {
+    pub conn: ConnSpec,
+    pub state_schema: String,
+    /// Only this table's runs (as the user writes it: resolved like `--table`).
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunStatus {
+    pub id: i64,
+    pub table: String,
+    pub phase: String,
+    pub status: String,
+    pub alter: Option<String>,
+    pub started_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    pub chunks_done: i64,
+    pub chunks_total: i64,
+    pub rows_copied: i64,
+    /// Change-log rows waiting to be replayed (unfinished runs whose log exists).
+    pub backlog: Option<i64>,
+    pub lock_attempts: i32,
+    pub longest_lock_ms: Option<f64>,
+    /// The session of the pg-hotswap process working on it, if one is.
+    pub active_pid: Option<i32>,
+    pub old_table: Option<String>,
+    pub reverse: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
+    let state = State::new(&opts.state_schema);
+    let client = conn::connect(&opts.conn, "status").await?;
+    if !state.exists(&client).await? {
+        return Ok(Vec::new());
+    }
+    let oid = match &opts.table {
+        Some(t) => Some(crate::catalog::resolve_table(&client, t).await?),
+        None => None,
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT r.id, r.table_name, r.phase, r.status, r.alter_text, \
+                        to_char(r.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        to_char(r.updated_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        to_char(r.finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        (SELECT count(*) FILTER (WHERE done_at IS NOT NULL) FROM {chunks} c WHERE c.run_id = r.id), \
+                        (SELECT count(*) FROM {chunks} c WHERE c.run_id = r.id), \
+                        (SELECT COALESCE(sum(rows), 0)::int8 FROM {chunks} c WHERE c.run_id = r.id), \
+                        r.plan #>> '{{capture,log,schema}}', r.plan #>> '{{capture,log,name}}', \
+                        r.lock_attempts, r.max_lock_ms, r.table_oid, r.old_name, r.reverse, r.error \
+                   FROM {runs} r \
+                  WHERE $1::oid IS NULL OR r.table_oid = $1 OR (r.plan->>'shadow_oid')::oid = $1 \
+                  ORDER BY r.id DESC LIMIT 50",
+                chunks = state.table("chunks"),
+                runs = state.table("runs"),
+            ),
+            &[&oid],
+        )
+        .await
+        .ctx("reading the runs")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let status: String = r.get(3);
+        let finished = status == "succeeded" || status == "aborted";
+        let log: Option<crate::ident::QualifiedName> = match (
+            r.get::<_, Option<String>>(11),
+            r.get::<_, Option<String>>(12),
+        ) {
+            (Some(s), Some(n)) => Some(crate::ident::QualifiedName::new(s, n)),
+            _ => None,
+        };
+        let mut backlog = None;
+        if let (false, Some(log)) = (finished, log) {
+            let exists: bool = client
+                .query_one(
+                    "SELECT to_regclass($1::text) IS NOT NULL",
+                    &[&log.to_string()],
+                )
+                .await
+                .ctx("looking for a change log")?
+                .get(0);
+            if exists {
+                backlog = Some(
+                    client
+                        .query_one(&format!("SELECT count(*) FROM {log}"), &[])
+                        .await
+                        .ctx("counting a change log")?
+                        .get(0),
+                );
+            }
+        }
+        let table_oid: u32 = r.get(15);
+        let active_pid = if finished {
+            None
+        } else {
+            state.lock_holder(&client, table_oid).await?
+        };
+        out.push(RunStatus {
+            id: r.get(0),
+            table: r.get(1),
+            phase: r.get(2),
+            status,
+            alter: r.get(4),
+            started_at: r.get(5),
+            updated_at: r.get(6),
+            finished_at: r.get(7),
+            chunks_done: r.get(8),
+            chunks_total: r.get(9),
+            rows_copied: r.get(10),
+            backlog,
+            lock_attempts: r.get(13),
+            longest_lock_ms: r.get(14),
+            active_pid,
+            old_table: r.get(16),
+            reverse: r.get(17),
+            error: r.get(18),
+        });
+    }
+    Ok(out)
+}
+
+/// The runs as text for people.
+pub fn render(runs: &[RunStatus]) -> String {
+    if runs.is_empty() {
+        return "no pg-hotswap runs recorded\n".to_string();
+    }
+    let mut s = String::new();
+    for r in runs {
+        s.push_str(&format!(
+            "run {} of {}: {} ({}), phase {}{}\n",
+            r.id,
+            r.table,
+            r.status,
+            match r.active_pid {
+                Some(p) => format!("process attached, session pid {p}"),
+                None if r.status == "running" =>
+                    "no process attached: it stopped; `pg-hotswap resume` continues it".into(),
+                None => "no process attached".into(),
+            },
+            r.phase,
+            r.alter
+                .as_ref()
+                .map(|a| format!(", --alter {a:?}"))
+                .unwrap_or_default()
+        ));
+        s.push_str(&format!(
+            "  started {}, updated {}{}\n",
+            r.started_at,
+            r.updated_at,
+            r.finished_at
+                .as_ref()
+                .map(|f| format!(", finished {f}"))
+                .unwrap_or_default()
+        ));
+        if r.chunks_total > 0 {
+            s.push_str(&format!(
+                "  copy: {}/{} chunks, {} rows\n",
+                r.chunks_done, r.chunks_total, r.rows_copied
+            ));
+        }
+        if let Some(b) = r.backlog {
+            s.push_str(&format!("  replay backlog: {b} change(s)\n"));
+        }
+        if r.lock_attempts > 0 {
+            s.push_str(&format!(
+                "  swap: {} lock attempt(s){}\n",
+                r.lock_attempts,
+                r.longest_lock_ms
+                    .map(|m| format!(", lock held {m:.1} ms"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(o) = &r.old_table {
+            s.push_str(&format!(
+                "  old table: {o}{}\n",
+                match r.reverse.as_deref() {
+                    Some("active") => " (kept in sync for `revert` until `finish`)",
+                    Some("reverted") => " (reverted)",
+                    _ => "",
+                }
+            ));
+        }
+        if let Some(e) = &r.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    s
+}
