@@ -48,6 +48,19 @@ impl Source {
 /// Reads the source table and checks that it can be rewritten. `Err` with `Kind::Refused` names
 /// the table and the reason; the Vec holds warnings.
 pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .ctx("reading the server version")?
+        .get(0);
+    if version < 150_000 {
+        return Err(Error::refused(format!(
+            "this server runs PostgreSQL {}.{}; pg-hotswap needs PostgreSQL 15 or newer",
+            version / 10_000,
+            version % 10_000
+        ))
+        .with_state("nothing was changed"));
+    }
     let table = catalog::table(client, oid).await?;
     let name = table.name.human();
     let refuse = |why: String| {
