@@ -316,6 +316,7 @@ fn main_with(opts: Opts) -> Result<()> {
         settings,
         quiet: true,
         durable: true,
+        tls: false,
     })
     .context("starting the benchmark cluster")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -194,10 +194,10 @@ impl StatusArgs {
             check_table(t)?;
         }
         Ok(crate::status::StatusOptions {
-            conn: ConnSpec {
-                config: conn::resolve(self.conn.dsn.as_deref())?,
-                lock_timeout: std::time::Duration::from_millis(100),
-            },
+            conn: conn::resolve_spec(
+                self.conn.dsn.as_deref(),
+                std::time::Duration::from_millis(100),
+            )?,
             state_schema: self.state_schema,
             table: self.table,
         })
@@ -403,10 +403,7 @@ fn check_name(what: &str, v: &str) -> Result<()> {
 }
 
 fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
-    Ok(ConnSpec {
-        config: conn::resolve(c.dsn.as_deref())?,
-        lock_timeout: lock.lock_timeout,
-    })
+    conn::resolve_spec(c.dsn.as_deref(), lock.lock_timeout)
 }
 
 fn check_table(t: &str) -> Result<()> {

@@ -75,11 +75,16 @@ pub struct ClusterOptions {
     /// on), for benchmarks whose numbers must mean something. When `false` (the default, for
     /// tests) all three are turned off: a throwaway cluster does not need to survive a crash.
     pub durable: bool,
+    /// Serve TLS with a self-signed certificate (made with `openssl`, for `localhost` and
+    /// 127.0.0.1) and reject TCP connections without it; the Unix socket stays open without TLS
+    /// (see [`Cluster::socket_conninfo`]). For tests of the tool's TLS.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> ClusterOptions {
         ClusterOptions {
+            tls: false,
             settings: Vec::new(),
             quiet: true,
             durable: false,
@@ -448,7 +453,113 @@ impl Cluster {
             .open(&path)
             .map_err(io_err(format!("opening {}", path.display())))?;
         file.write_all(config_lines(&self.root, opts).as_bytes())
-            .map_err(io_err(format!("writing {}", path.display())))
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        if opts.tls {
+            self.set_up_tls()?;
+        }
+        Ok(())
+    }
+
+    /// A test CA and a server certificate it signs (for `localhost`) in the data directory,
+    /// `ssl = on`, and TCP without TLS refused.
+    fn set_up_tls(&self) -> Result<(), ClusterError> {
+        fs::write(
+            self.data_dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .map_err(io_err("writing the certificate extensions"))?;
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-days",
+                "2",
+                "-nodes",
+                "-newkey",
+                "rsa:2048",
+                "-subj",
+                "/CN=pg-hotswap test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "rsa:2048",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
+            ],
+        ];
+        for step in steps {
+            let args: Vec<OsString> = step.iter().map(OsString::from).collect();
+            let out = self
+                .command(Path::new("openssl"), &args)
+                .current_dir(&self.data_dir)
+                .output()
+                .map_err(io_err("running openssl (install the openssl package)"))?;
+            if !out.status.success() {
+                return Err(ClusterError::Command {
+                    what: format!("openssl {}", step.join(" ")),
+                    status: out.status.to_string(),
+                    output: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        let key = self.data_dir.join("server.key");
+        fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(io_err("restricting the key's permissions"))?;
+        let conf = self.data_dir.join("postgresql.conf");
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(io_err(format!("opening {}", conf.display())))?;
+        file.write_all(b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+            .map_err(io_err(format!("writing {}", conf.display())))?;
+        let hba = self.data_dir.join("pg_hba.conf");
+        let old = fs::read_to_string(&hba).map_err(io_err(format!("reading {}", hba.display())))?;
+        fs::write(&hba, format!("hostnossl all all all reject\n{old}"))
+            .map_err(io_err(format!("writing {}", hba.display())))
+    }
+
+    /// The test CA's certificate (with [`ClusterOptions::tls`]): the root to verify the server with.
+    pub fn tls_root_cert(&self) -> PathBuf {
+        self.data_dir.join("ca.crt")
+    }
+
+    /// A connection string over the Unix socket (no TLS needed there).
+    pub fn socket_conninfo(&self, dbname: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={}",
+            conninfo_value(&self.root.display().to_string()),
+            self.port,
+            conninfo_value(dbname)
+        )
     }
 
     fn start_server(&mut self) -> Result<(), ClusterError> {

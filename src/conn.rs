@@ -20,14 +20,37 @@ pub struct ConnSpec {
     pub config: Config,
     /// `lock_timeout` for every session of the tool.
     pub lock_timeout: Duration,
+    /// `sslmode` / `sslrootcert`, with libpq's meaning (see `tls.rs`).
+    pub tls: crate::tls::TlsSettings,
+}
+
+/// Resolves the connection (string, environment, TLS options) into a [`ConnSpec`].
+pub fn resolve_spec(dsn: Option<&str>, lock_timeout: Duration) -> Result<ConnSpec> {
+    let (config, tls) = resolve_with_tls(dsn)?;
+    Ok(ConnSpec {
+        config,
+        lock_timeout,
+        tls,
+    })
 }
 
 /// Resolves the connection configuration like libpq: explicit string first, then the environment.
 pub fn resolve(dsn: Option<&str>) -> Result<Config> {
+    resolve_with_tls(dsn).map(|(c, _)| c)
+}
+
+fn resolve_with_tls(dsn: Option<&str>) -> Result<(Config, crate::tls::TlsSettings)> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let text = match dsn {
         Some(d) => Some(d.to_string()),
         None => env("DATABASE_URL"),
+    };
+    // The TLS options go to our TLS set-up (tokio-postgres knows only part of them).
+    let (text, tls) = crate::tls::split(text.as_deref().unwrap_or(""))?;
+    let text = if text.trim().is_empty() {
+        None
+    } else {
+        Some(text)
     };
     let mut config = match &text {
         Some(t) => Config::from_str(t).map_err(|e| {
@@ -87,7 +110,8 @@ pub fn resolve(dsn: Option<&str>) -> Result<Config> {
             .unwrap_or(10);
         config.connect_timeout(Duration::from_secs(secs.max(2)));
     }
-    Ok(config)
+    config.ssl_mode(tls.mode.for_driver());
+    Ok((config, tls))
 }
 
 /// A human description of where we connect, without the password.
@@ -124,20 +148,40 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
         .unwrap_or(APPLICATION_NAME)
         .to_string();
     config.application_name(format!("{base}/{role}"));
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+    let failed = |e: tokio_postgres::Error| {
         Error::db(
             format_args!("cannot connect to {}", describe(&spec.config)),
             e,
         )
         .with_state("nothing was changed")
-        .with_next("check --dsn (or DATABASE_URL / PG* variables) and that the server is up")
-    })?;
+        .with_next(
+            "check --dsn (or DATABASE_URL / PG* variables), sslmode, and that the server is up",
+        )
+    };
     let role_owned = role.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(session = %role_owned, error = %e, "connection closed with error");
+    let client = match crate::tls::client_config(&spec.tls)? {
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(session = %role_owned, error = %e, "connection closed with error");
+                }
+            });
+            client
         }
-    });
+        Some(tls) => {
+            let (client, connection) = config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(session = %role_owned, error = %e, "connection closed with error");
+                }
+            });
+            client
+        }
+    };
     client
         .batch_execute(&format!(
             "SET jit = off; SET statement_timeout = 0; \

@@ -7,7 +7,7 @@
 
 use crate::cli::DemoArgs;
 use crate::cluster::{Cluster, ClusterOptions};
-use crate::conn::{self, ConnSpec};
+use crate::conn;
 use crate::error::{DbContext, Error, Result};
 use crate::locking::LockPolicy;
 use crate::migrator::{self, RunOptions};
@@ -78,10 +78,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
     let before = load.transactions();
 
     let opts = RunOptions {
-        conn: ConnSpec {
-            config: conn::resolve(Some(&conninfo))?,
-            lock_timeout: Duration::from_millis(100),
-        },
+        conn: conn::resolve_spec(Some(&conninfo), Duration::from_millis(100))?,
         table: "public.accounts".into(),
         alter: Some("ALTER COLUMN id TYPE bigint".into()),
         maps: Vec::new(),

@@ -32,6 +32,7 @@ pub mod state;
 pub mod statements;
 pub mod status;
 pub mod swap;
+pub mod tls;
 pub mod ui;
 pub mod verify;
 pub mod workload;

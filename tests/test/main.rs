@@ -10,4 +10,5 @@ mod plan;
 mod privileges;
 mod resume;
 mod revert;
+mod tls;
 mod workload;
