@@ -24,6 +24,7 @@ pub mod migrator;
 pub mod plan;
 pub mod planner;
 pub mod preflight;
+pub mod probe;
 pub mod replay;
 pub mod revert;
 pub mod sampling;

@@ -241,6 +241,16 @@ fn print_report(r: &migrator::RunReport) {
             println!("  verified:           no (--verify off)");
         }
     }
+    if let Some(p) = &r.read_probe {
+        println!(
+            "  reads of the table: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} reads every 100 ms{}",
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms,
+            p.reads,
+            if p.errors > 0 { format!(" ({} failed)", p.errors) } else { String::new() }
+        );
+    }
     println!("  total:              {:.1} s", r.total_secs);
     for w in &r.warnings {
         println!("  warning: {w}");

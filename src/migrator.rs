@@ -84,6 +84,8 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     pub total_secs: f64,
     pub verify: Option<verify::Report>,
+    /// A trivial read of the table, timed every 100 ms through the run from another session.
+    pub read_probe: Option<crate::probe::ProbeReport>,
 }
 
 struct Timer {
@@ -253,6 +255,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
         .collect();
     print_mapping(&plan);
 
+    let probe = crate::probe::start(&opts.conn, &plan.source).await.ok();
     let result = continue_run(
         opts,
         &state,
@@ -264,6 +267,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
         &mut timer,
     )
     .await;
+    if let Some(p) = probe {
+        report.read_probe = Some(p.stop().await);
+    }
     timer.stop();
     report.phases = timer.phases;
     report.total_secs = started.elapsed().as_secs_f64();

@@ -139,6 +139,8 @@ async fn no_write_is_lost_int_to_bigint() {
         "ALTER COLUMN id TYPE bigint",
         "--jobs",
         "2",
+        "--output",
+        "json",
     ])
     .await;
     let run_time = started.elapsed();
@@ -151,6 +153,31 @@ async fn no_write_is_lost_int_to_bigint() {
     );
 
     assert_exit(&out, 0);
+    // The JSON report parses and carries the figures an operator needs.
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the --output json report parses");
+    assert!(
+        json["rows_copied"].as_u64().unwrap_or(0) >= ROWS as u64,
+        "{json}"
+    );
+    assert!(json["lock_attempts"].as_u64().unwrap_or(0) >= 1, "{json}");
+    assert!(json["lock_held_ms"].as_f64().is_some(), "{json}");
+    assert!(
+        json["verify"]["rows_verified"].as_u64().unwrap_or(0) > 0,
+        "{json}"
+    );
+    assert!(
+        json["read_probe"]["reads"].as_u64().unwrap_or(0) > 0,
+        "{json}"
+    );
+    assert!(json["read_probe"]["max_ms"].as_f64().is_some(), "{json}");
+    assert!(
+        json["phases"]
+            .as_array()
+            .map(|p| p.len() >= 6)
+            .unwrap_or(false),
+        "{json}"
+    );
     assert!(
         report.errors.is_empty(),
         "{} writer errors, first: {:#?}",
