@@ -125,15 +125,27 @@ impl State {
     }
 
     /// Takes the per-table advisory lock on this session; false if another session holds it.
+    /// A session that holds it only because its process just ended (the server has not noticed
+    /// the closed connection yet) lets go within moments, so a busy lock is tried again for up
+    /// to five seconds before giving up.
     pub async fn try_lock_table(&self, client: &Client, oid: Oid) -> Result<bool> {
-        let row = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, ($2::oid)::int4)",
-                &[&LOCK_CLASS, &oid],
-            )
-            .await
-            .ctx("taking the per-table advisory lock")?;
-        Ok(row.get(0))
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, ($2::oid)::int4)",
+                    &[&LOCK_CLASS, &oid],
+                )
+                .await
+                .ctx("taking the per-table advisory lock")?;
+            if row.get::<_, bool>(0) {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The pid of the session holding the per-table lock, if any.
