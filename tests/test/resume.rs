@@ -27,6 +27,29 @@ async fn run_tool(args: &[&str], failpoint: Option<&str>) -> std::process::Outpu
         .unwrap()
 }
 
+/// The committed chunks of the newest run: ((run, chunk), when it was marked done).
+async fn done_chunks(client: &Client) -> Vec<((i64, i32), String)> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('hotswap.chunks') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if !exists {
+        return Vec::new();
+    }
+    client
+        .query(
+            "SELECT run_id, chunk_no, done_at::text FROM hotswap.chunks \
+              WHERE done_at IS NOT NULL AND run_id = (SELECT max(id) FROM hotswap.runs)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect()
+}
+
 async fn assert_matches_ledger(client: &Client, spec: &TableSpec) {
     let cmp = compare(client, spec).await.unwrap();
     assert!(
@@ -105,6 +128,7 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
             .await
             .unwrap_or_else(|e| panic!("after failpoint {point} the table is not usable: {e}"));
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let done_before = done_chunks(&client).await;
         let out = run_tool(again, None).await;
         if out.status.code() != Some(0) {
             panic!(
@@ -113,6 +137,18 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
             );
         }
         let text = all_output(&out);
+        // No chunk copied twice: every chunk the crashed process committed is still recorded
+        // with the same completion time (a second copy would have to mark it again).
+        if text.contains("continuing run") {
+            let done_after = done_chunks(&client).await;
+            for (chunk, at) in &done_before {
+                assert_eq!(
+                    done_after.iter().find(|(c, _)| c == chunk).map(|(_, a)| a),
+                    Some(at),
+                    "failpoint {point}: chunk {chunk:?} was copied again"
+                );
+            }
+        }
         assert!(
             text.contains("continuing run") || text.contains("clearing the leftovers"),
             "after failpoint {point} the second run neither continued nor cleared the first:\n{text}"
