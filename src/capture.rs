@@ -199,6 +199,15 @@ pub fn drop_trigger_statements(
         .collect()
 }
 
+/// The statement that drops a capture's log table and trigger functions (once its triggers are
+/// gone).
+pub fn drop_log_statement(c: &crate::plan::CapturePlan) -> String {
+    format!(
+        "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
+        c.log, c.function, c.truncate_function
+    )
+}
+
 /// Number of log rows waiting to be replayed.
 pub async fn backlog(client: &Client, plan: &Plan) -> Result<i64> {
     Ok(client

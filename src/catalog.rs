@@ -695,6 +695,23 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
     Ok(row.get(0))
 }
 
+/// Whether `name` still names the relation `oid` (false when it is gone or another relation took
+/// the name): the tool drops or trusts only the very relation it recorded.
+pub async fn names_relation(
+    client: &impl GenericClient,
+    name: &QualifiedName,
+    oid: Oid,
+) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
+            &[&name.to_string(), &oid],
+        )
+        .await
+        .ctx(format_args!("looking up {}", name.human()))?
+        .get(0))
+}
+
 /// Whether a relation with this name exists in the schema (any kind: tables, indexes, views...).
 pub async fn relation_exists(
     client: &impl GenericClient,

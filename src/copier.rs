@@ -29,6 +29,20 @@ pub struct Progress {
     pub chunks_done: AtomicU64,
 }
 
+/// The two COPY statements that move the source rows selected by `filter` (a `WHERE ...` or
+/// `TABLESAMPLE ...` clause, or nothing) through the mapping into the shadow: (read, write).
+pub fn copy_statements(plan: &Plan, filter: &str) -> (String, String) {
+    let cols = crate::ident::join_idents(plan.copy_columns());
+    (
+        format!(
+            "COPY (SELECT {} FROM ONLY {} {filter}) TO STDOUT (FORMAT binary)",
+            plan.select_list(),
+            plan.source
+        ),
+        format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", plan.shadow),
+    )
+}
+
 /// Streams the bytes of a `COPY ... TO STDOUT` into a `COPY ... FROM STDIN` without decoding
 /// them, and finishes the COPY. Returns (rows, bytes). Used by the copy and by `plan`'s sample,
 /// so the estimate measures exactly this.
@@ -203,14 +217,7 @@ pub async fn copy_chunk(
             chunk.predicate
         )
     };
-    let cols = crate::ident::join_idents(plan.copy_columns());
-    let out_sql = format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT binary)",
-        plan.select_list(),
-        plan.source,
-        chunk.predicate
-    );
-    let in_sql = format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", plan.shadow);
+    let (out_sql, in_sql) = copy_statements(plan, &format!("WHERE {}", chunk.predicate));
     let tx = writer.transaction().await.ctx(what())?;
     let sink = tx.copy_in::<_, Bytes>(&in_sql).await.ctx(what())?;
     let stream = reader.copy_out(&out_sql).await.ctx(what())?;

@@ -614,12 +614,9 @@ fn print_mapping(plan: &Plan) {
 /// Drops the log and the trigger functions (the triggers are gone with the swap).
 async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Plan) -> Result<()> {
     let c = &plan.capture;
-    ctl.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
-        c.log, c.function, c.truncate_function
-    ))
-    .await
-    .ctx("removing the change log and trigger functions")?;
+    ctl.batch_execute(&capture::drop_log_statement(c))
+        .await
+        .ctx("removing the change log and trigger functions")?;
     for k in ["log", "function", "trigger"] {
         state.mark_dropped(ctl, plan.run_id, k).await?;
     }
@@ -683,14 +680,7 @@ pub async fn cleanup(
             "table" => {
                 // Only the very table this run created (by oid), never one that took its name.
                 let Some(plan) = &plan else { continue };
-                let same: bool = ctl
-                    .query_one(
-                        "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
-                        &[&name.to_string(), &plan.shadow_oid],
-                    )
-                    .await
-                    .ctx("checking the shadow table")?
-                    .get(0);
+                let same = catalog::names_relation(ctl, name, plan.shadow_oid).await?;
                 if same {
                     ctl.batch_execute(&format!("DROP TABLE {name}"))
                         .await

@@ -255,12 +255,7 @@ pub async fn revert(opts: &RevertOptions) -> Result<()> {
         .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", opts.table)));
     }
     let old = fwd.source.sibling(old_name.clone());
-    let old_oid: Option<u32> = ctl
-        .query_one("SELECT to_regclass($1::text)::oid", &[&old.to_string()])
-        .await
-        .ctx("looking up the old table")?
-        .get(0);
-    if old_oid != Some(fwd.source_oid) {
+    if !catalog::names_relation(&ctl, &old, fwd.source_oid).await? {
         return Err(Error::refused(format!(
             "cannot revert {}: the old table {} is gone or was replaced",
             opts.table,
@@ -329,13 +324,8 @@ pub async fn revert(opts: &RevertOptions) -> Result<()> {
             let _ = state.finish(&ctl, run, "aborted", Some(e.message())).await;
             // If the swap did not happen, the old table must not keep the foreign keys added
             // back for the revert: with stale rows they could block deletes in other tables.
-            let swapped: bool = ctl
-                .query_one(
-                    "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
-                    &[&fwd.source.to_string(), &fwd.source_oid],
-                )
+            let swapped = catalog::names_relation(&ctl, &fwd.source, fwd.source_oid)
                 .await
-                .map(|r| r.get(0))
                 .unwrap_or(false);
             if !swapped {
                 for fk in &rev.foreign_keys {
@@ -446,12 +436,9 @@ async fn revert_run(
         say(&format!("warning: {w}"));
     }
     let c = &plan.capture;
-    ctl.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
-        c.log, c.function, c.truncate_function
-    ))
-    .await
-    .ctx("removing the reverse log")?;
+    ctl.batch_execute(&crate::capture::drop_log_statement(c))
+        .await
+        .ctx("removing the reverse log")?;
     for k in ["rlog", "rfunction", "rtrigger"] {
         state.mark_dropped(&*ctl, fwd_run, k).await?;
     }
@@ -551,12 +538,9 @@ pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
                 &crate::capture::drop_trigger_statements(&c.trigger, &c.truncate_trigger, &table),
             )
             .await?;
-            ctl.batch_execute(&format!(
-                "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
-                c.log, c.function, c.truncate_function
-            ))
-            .await
-            .ctx("removing the reverse log")?;
+            ctl.batch_execute(&crate::capture::drop_log_statement(c))
+                .await
+                .ctx("removing the reverse log")?;
             for k in ["rlog", "rfunction", "rtrigger"] {
                 state.mark_dropped(&ctl, run, k).await?;
             }
@@ -565,14 +549,7 @@ pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
     let mut dropped = None;
     if let Some(old) = old_name {
         let old_q = plan.source.sibling(old);
-        let same: bool = ctl
-            .query_one(
-                "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
-                &[&old_q.to_string(), &plan.source_oid],
-            )
-            .await
-            .ctx("checking the old table")?
-            .get(0);
+        let same = catalog::names_relation(&ctl, &old_q, plan.source_oid).await?;
         if same {
             locking::run_ddl(
                 &ctl,

@@ -128,14 +128,7 @@ async fn pipe(
     w: &Window,
 ) -> Result<WindowResult> {
     let what = || format!("copying a sample of {} ({})", plan.source.human(), w.clause);
-    let cols = join_idents(plan.copy_columns());
-    let out_sql = format!(
-        "COPY (SELECT {} FROM ONLY {} {}) TO STDOUT (FORMAT binary)",
-        plan.select_list(),
-        plan.source,
-        w.clause
-    );
-    let in_sql = format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", plan.shadow);
+    let (out_sql, in_sql) = crate::copier::copy_statements(plan, &w.clause);
     let started = Instant::now();
     let sink = tx.copy_in::<_, Bytes>(&in_sql).await.ctx(what())?;
     let stream = reader.copy_out(&out_sql).await.ctx(what())?;

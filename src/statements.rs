@@ -683,14 +683,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
 
     phase("finish", false, &|b| {
         let c = &plan.capture;
-        b.add(
-            format!(
-                "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP FUNCTION IF EXISTS {}()",
-                c.log, c.function, c.truncate_function
-            ),
-            vec![],
-            false,
-        );
+        b.add(crate::capture::drop_log_statement(c), vec![], false);
         if i.drop_old {
             let old = source.sibling(i.old_name);
             b.add(

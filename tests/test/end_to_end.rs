@@ -568,25 +568,7 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
         hotswap_async_timeout(&a, Duration::from_secs(120)).await
     });
     // Wait for the capture trigger, then take a lock the swap conflicts with.
-    let waited = Instant::now();
-    loop {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.swapheld'::regclass AND tgname LIKE 'hotswap_capture_%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(60),
-            "the capture trigger never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_capture_trigger(&client, "public.swapheld").await;
     let blocker = db.client().await;
     blocker
         .batch_execute(
