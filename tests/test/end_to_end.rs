@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pg_hotswap::ident::{Ident, QualifiedName};
-use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+use pg_hotswap::workload::{self, compare, create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
     all_output, assert_exit, column_type, describe, hotswap_async, hotswap_async_timeout,
-    leftovers, relation_exists, table_arg, TestDb,
+    leftovers, relation_exists, start_load, table_arg, TestDb,
 };
 
 const STATE_SCHEMA: &str = "hotswap";
@@ -100,22 +100,6 @@ async fn assert_writable(client: &Client, spec: &TableSpec, new_id: i64) {
     }
 }
 
-fn start_load(
-    db: &TestDb,
-    spec: &TableSpec,
-    rows: i64,
-    writers: usize,
-    rate: u32,
-) -> workload::Workload {
-    workload::start(WorkloadConfig {
-        conninfo: db.conninfo.clone(),
-        spec: spec.clone(),
-        writers,
-        max_rate_per_sec: Some(rate),
-        initial_rows: rows,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_write_is_lost_int_to_bigint() {
     const ROWS: i64 = 200_000;
@@ -124,7 +108,7 @@ async fn no_write_is_lost_int_to_bigint() {
     let spec = TableSpec::simple("public", "accounts");
     create_tables(&client, &spec, ROWS).await.unwrap();
 
-    let load = start_load(&db, &spec, ROWS, 4, 1000);
+    let load = start_load(&db.conninfo, &spec, ROWS, 4, 1000);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = load.transactions();
     let started = Instant::now();
@@ -362,7 +346,7 @@ async fn awkward_names_round_trip() {
         note_col: Ident::new("größe"),
     };
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db, &spec, ROWS, 2, 400);
+    let load = start_load(&db.conninfo, &spec, ROWS, 2, 400);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let table = table_arg(&spec.table);
     let out = hotswap_async(&[
@@ -544,7 +528,7 @@ async fn lock_held_during_swap_then_a_later_run_finishes() {
         )
         .await
         .unwrap();
-    let load = start_load(&db, &spec, ROWS, 2, 300);
+    let load = start_load(&db.conninfo, &spec, ROWS, 2, 300);
     let table = table_arg(&spec.table);
     let args = [
         "run",
@@ -923,7 +907,7 @@ async fn interrupt_mid_copy_then_continue() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "intr");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db, &spec, ROWS, 2, 300);
+    let load = start_load(&db.conninfo, &spec, ROWS, 2, 300);
     let args = [
         "run",
         "--dsn",
@@ -1124,7 +1108,7 @@ async fn ddl_holding_the_table_mid_copy_is_waited_out() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "held_mid_copy");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db, &spec, ROWS, 2, 200);
+    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
     let dsn = db.conninfo.clone();
     let tool = tokio::spawn(async move {
         hotswap_async(&[

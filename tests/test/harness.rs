@@ -282,6 +282,24 @@ pub async fn column_type(client: &Client, table: &QualifiedName, column: &Ident)
 }
 
 /// Whether `schema.name` exists (any relation kind).
+/// Starts the ledger-checked write load on `spec` (ids 1..=rows exist): `writers` sessions,
+/// `rate` transactions per second in all.
+pub fn start_load(
+    conninfo: &str,
+    spec: &pg_hotswap::workload::TableSpec,
+    rows: i64,
+    writers: usize,
+    rate: u32,
+) -> pg_hotswap::workload::Workload {
+    pg_hotswap::workload::start(pg_hotswap::workload::WorkloadConfig {
+        conninfo: conninfo.to_string(),
+        spec: spec.clone(),
+        writers,
+        max_rate_per_sec: Some(rate),
+        initial_rows: rows,
+    })
+}
+
 /// Waits until at least `n` chunks of the copy are committed (the state table may not exist
 /// yet), failing the test after a minute.
 pub async fn wait_for_done_chunks(client: &Client, n: i64) {

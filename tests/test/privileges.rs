@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+use pg_hotswap::workload::{compare, create_tables, TableSpec};
 
 use crate::harness::{
     all_output, assert_exit, column_type, connect, describe, hotswap_async, TestDb,
@@ -55,13 +55,7 @@ async fn owner_without_superuser_and_a_dml_only_role_under_rls() {
         .await
         .unwrap();
 
-    let load = workload::start(WorkloadConfig {
-        conninfo: app_dsn.clone(),
-        spec: spec.clone(),
-        writers: 2,
-        max_rate_per_sec: Some(300),
-        initial_rows: ROWS,
-    });
+    let load = crate::harness::start_load(&app_dsn, &spec, ROWS, 2, 300);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = hotswap_async(&[
         "run",

@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use pg_hotswap::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+use pg_hotswap::workload::{compare, create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, column_type, describe, hotswap_command, leftovers, TestDb,
+    all_output, assert_exit, column_type, describe, hotswap_command, leftovers, start_load, TestDb,
 };
 
 async fn run_tool(args: &[&str], failpoint: Option<&str>) -> std::process::Output {
@@ -59,16 +59,6 @@ async fn assert_matches_ledger(client: &Client, spec: &TableSpec) {
     );
 }
 
-fn load(conninfo: &str, spec: &TableSpec, rows: i64) -> workload::Workload {
-    workload::start(WorkloadConfig {
-        conninfo: conninfo.to_string(),
-        spec: spec.clone(),
-        writers: 2,
-        max_rate_per_sec: Some(300),
-        initial_rows: rows,
-    })
-}
-
 /// Every failpoint, each on its own table under a write load: the crashed run leaves the table
 /// usable, and running the same command again finishes it exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +83,7 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
         let name = format!("fp{i}");
         let spec = TableSpec::simple("public", &name);
         create_tables(&client, &spec, ROWS).await.unwrap();
-        let w = load(&db.conninfo, &spec, ROWS);
+        let w = start_load(&db.conninfo, &spec, ROWS, 2, 300);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let table = format!("public.{name}");
         let args = [
@@ -180,7 +170,7 @@ async fn corrupted_shadow_rows_are_caught_and_repaired() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "corrupt");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let w = load(&db.conninfo, &spec, ROWS);
+    let w = start_load(&db.conninfo, &spec, ROWS, 2, 300);
     let args = [
         "run",
         "--dsn",
@@ -287,7 +277,7 @@ async fn server_restart_mid_copy_then_resume() {
     tokio::spawn(conn);
     let spec = TableSpec::simple("public", "restarted");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let w = load(&conninfo, &spec, ROWS);
+    let w = start_load(&conninfo, &spec, ROWS, 2, 300);
     let args: Vec<String> = [
         "run",
         "--dsn",

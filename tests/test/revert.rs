@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pg_hotswap::ident::{Ident, QualifiedName};
-use pg_hotswap::workload::{self, compare, create_tables, TableSpec, WorkloadConfig};
+use pg_hotswap::workload::{compare, create_tables, TableSpec};
 
 use crate::harness::{
     all_output, assert_exit, column_type, describe, hotswap_async, leftovers, relation_exists,
@@ -27,13 +27,7 @@ async fn revert_keeps_writes_made_before_during_and_after_the_swap() {
         )
         .await
         .unwrap();
-    let load = workload::start(WorkloadConfig {
-        conninfo: db.conninfo.clone(),
-        spec: spec.clone(),
-        writers: 2,
-        max_rate_per_sec: Some(300),
-        initial_rows: ROWS,
-    });
+    let load = crate::harness::start_load(&db.conninfo, &spec, ROWS, 2, 300);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = hotswap_async(&[
         "run",
