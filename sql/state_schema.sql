@@ -24,7 +24,14 @@ CREATE TABLE IF NOT EXISTS @schema@.runs (
     max_lock_ms   float8,
     old_name      text,
     error         text,
-    control       text
+    -- The operator's request to the running process (issue 7).
+    control       text CHECK (control IN ('pause', 'cutover', 'abort')),
+    -- What holds the run now (pause, start time, window, throttle, cut-over), since when, and
+    -- until when it is expected to; the replication lag last measured (seconds).
+    throttle       text,
+    throttle_since timestamptz,
+    waiting_until  timestamptz,
+    lag_s          float8
 );
 
 -- One row per chunk of the copy. done_at is set in the same transaction that commits the

@@ -208,6 +208,22 @@ pub fn drop_log_statement(c: &crate::plan::CapturePlan) -> String {
     )
 }
 
+/// About how many log rows wait to be replayed, cheaply (from the ends of the log's key; ids
+/// lost to rolled-back writes make it an over-estimate).
+pub async fn backlog_estimate(client: &Client, plan: &Plan) -> Result<i64> {
+    Ok(client
+        .query_one(
+            &format!(
+                "SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {}",
+                plan.capture.log
+            ),
+            &[],
+        )
+        .await
+        .ctx("measuring the change log")?
+        .get(0))
+}
+
 /// Number of log rows waiting to be replayed.
 pub async fn backlog(client: &Client, plan: &Plan) -> Result<i64> {
     Ok(client

@@ -33,14 +33,22 @@ pub struct Cli {
 pub enum Command {
     /// Rewrite a table online (continues an interrupted run of the same table and arguments).
     Run(RunArgs),
-    /// Continue the table's unfinished run with the arguments it was started with (after Ctrl-C,
-    /// a crash, lock attempts exhausted...). Same as repeating the original `run` command.
+    /// Continue a paused run, or continue the table's stopped run with the arguments it was
+    /// started with (after Ctrl-C, a crash, lock attempts exhausted...; the same as repeating the
+    /// original `run` command).
     Resume(ResumeArgs),
     /// Show what a run would do, the locks it takes, the disk it needs and how long it takes
     /// (measured on a sample), changing nothing. Same options as run.
     Plan(RunArgs),
-    /// Remove everything an interrupted or failed run created; the table is left as it was.
+    /// Remove everything a run created; the table is left as it was. A running run is asked to
+    /// stop (from any terminal) and removes its objects itself.
     Abort(AbortArgs),
+    /// Pause a running run from any terminal: copying, replay and the swap stop within a second
+    /// (writes are still captured). `pg-hotswap resume` continues it.
+    Pause(ControlArgs),
+    /// Tell a running run to swap as soon as the shadow is ready (for `--cutover manual`; also
+    /// overrides a closed `--window` for the swap).
+    Cutover(ControlArgs),
     /// Show every recorded run: phase, status, progress, replay backlog, whether a process is
     /// working on it, and the error of a run that stopped.
     Status(StatusArgs),
@@ -83,6 +91,127 @@ impl LockArgs {
     }
 }
 
+/// Pace and schedule: throttling, windows, start time, cut-over (issue 7). None of these change
+/// the result, so a resumed run may use others.
+#[derive(Args, Debug, Clone)]
+pub struct PaceArgs {
+    /// Hold copy and replay while replication lag (pg_stat_replication on this server, and each
+    /// --replica-dsn) exceeds this, e.g. 10s.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_lag: Option<Duration>,
+    /// A standby whose replay lag counts for --max-lag (repeatable).
+    #[arg(long = "replica-dsn", requires = "max_lag")]
+    pub replica_dsns: Vec<String>,
+    /// Hold copy and replay while more than this many other sessions of the database are active.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_active: Option<i64>,
+    /// A read-only SELECT returning one boolean, checked every second; true holds copy and replay.
+    #[arg(long)]
+    pub throttle_query: Option<String>,
+    /// After each chunk or replay batch, pause this many times its duration (0.5: work two
+    /// thirds of the time).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_nice)]
+    pub nice: f64,
+    /// Only copy and swap inside this window: [DAYS ]HH:MM-HH:MM[ TIMEZONE], e.g.
+    /// "Mon-Fri 01:00-05:00 Europe/Berlin" (repeatable; default time zone: the server's). Replay
+    /// goes on outside it. A run may span several windows.
+    #[arg(long = "window", value_parser = parse_window)]
+    pub windows: Vec<crate::window::Window>,
+    /// Do not start before this time: HH:MM (the next time the server's clock shows it) or a
+    /// timestamp ('2026-11-22 01:00 Europe/Berlin').
+    #[arg(long)]
+    pub start_at: Option<String>,
+    /// auto: swap as soon as the shadow is ready; manual: keep replaying and wait for
+    /// `pg-hotswap cutover`.
+    #[arg(long, value_enum, default_value_t = CutoverArg::Auto)]
+    pub cutover: CutoverArg,
+    /// Stop without swapping when the replay backlog has not shrunk for this long (the writes
+    /// outpace replay).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub converge_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CutoverArg {
+    Auto,
+    Manual,
+}
+
+impl PaceArgs {
+    fn into_options(self, lock: &LockArgs) -> Result<crate::governor::PaceOptions> {
+        if let Some(q) = &self.throttle_query {
+            if q.trim().is_empty() || q.contains('\0') {
+                return Err(Error::usage(
+                    "--throttle-query is empty or contains a NUL byte",
+                ));
+            }
+        }
+        if let Some(s) = &self.start_at {
+            if s.trim().is_empty() || s.len() > 100 || s.contains('\0') {
+                return Err(Error::usage(format!("--start-at {s:?} is not a time")));
+            }
+        }
+        let replicas = self
+            .replica_dsns
+            .iter()
+            .map(|d| conn::resolve_spec(Some(d), lock.lock_timeout))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::governor::PaceOptions {
+            max_lag: self.max_lag,
+            replicas,
+            max_active: self.max_active,
+            throttle_query: self.throttle_query,
+            nice: self.nice,
+            windows: self.windows,
+            start_at: self.start_at,
+            cutover: match self.cutover {
+                CutoverArg::Auto => crate::governor::Cutover::Auto,
+                CutoverArg::Manual => crate::governor::Cutover::Manual,
+            },
+            converge_timeout: self.converge_timeout,
+            ..crate::governor::PaceOptions::default()
+        })
+    }
+}
+
+fn parse_nice(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err("--nice must be between 0 and 100".into());
+    }
+    Ok(v)
+}
+
+fn parse_window(s: &str) -> std::result::Result<crate::window::Window, String> {
+    crate::window::Window::parse(s)
+}
+
+#[derive(Args, Debug)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table whose running run to steer.
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+}
+
+impl ControlArgs {
+    pub fn into_options(self) -> Result<crate::control::ControlOptions> {
+        check_table(&self.table)?;
+        check_name("--state-schema", &self.state_schema)?;
+        Ok(crate::control::ControlOptions {
+            conn: conn::resolve_spec(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
+            table: self.table,
+            state_schema: self.state_schema,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -110,6 +239,8 @@ pub struct RunArgs {
     pub jobs: u32,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
     /// Drop the old table after the swap instead of keeping it as <table>_old.
     #[arg(long)]
     pub drop_old: bool,
@@ -172,6 +303,9 @@ pub struct AbortArgs {
     pub state_schema: String,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// How long to wait for a running run to stop and clean up after the request.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub wait: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +352,8 @@ pub struct ResumeArgs {
     pub jobs: u32,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
     /// Drop the old table after the swap instead of keeping it.
     #[arg(long)]
     pub drop_old: bool,
@@ -252,6 +388,7 @@ impl ResumeArgs {
             verify: self.verify,
             revertible: false,
             map_back: Vec::new(),
+            pace: self.pace.into_options(&self.lock)?,
         })
     }
 }
@@ -465,6 +602,7 @@ impl RunArgs {
             verify: self.verify,
             revertible: self.revertible,
             map_back: self.map_back,
+            pace: self.pace.into_options(&self.lock)?,
         })
     }
 }
@@ -492,6 +630,7 @@ impl AbortArgs {
             lock: self.lock.policy(),
             table: self.table,
             state_schema: self.state_schema,
+            wait: self.wait,
         })
     }
 }

@@ -12,6 +12,7 @@
 use crate::chunks::Chunk;
 use crate::conn::{self, ConnSpec};
 use crate::error::{DbContext, Error, Result};
+use crate::governor::Governor;
 use crate::plan::Plan;
 use crate::state::State;
 use bytes::Bytes;
@@ -114,6 +115,7 @@ pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<
 
 /// Copies every chunk in `chunks` with `jobs` workers. Stops at the first error (the other
 /// workers finish or roll back their chunk in flight) and returns it.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_all(
     spec: &ConnSpec,
     policy: &crate::locking::LockPolicy,
@@ -122,6 +124,7 @@ pub async fn copy_all(
     chunks: Vec<Chunk>,
     jobs: usize,
     progress: Arc<Progress>,
+    gov: &Governor,
 ) -> Result<()> {
     let (tx, rx) = crossbeam_channel::unbounded();
     for c in chunks {
@@ -138,8 +141,9 @@ pub async fn copy_all(
         let progress = progress.clone();
         let stop = stop.clone();
         let policy = policy.clone();
+        let gov = gov.clone();
         set.spawn(async move {
-            let result = worker(w, &spec, &policy, &state, &plan, rx, &progress, &stop).await;
+            let result = worker(w, &spec, &policy, &state, &plan, rx, &progress, &stop, &gov).await;
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -169,6 +173,7 @@ async fn worker(
     rx: crossbeam_channel::Receiver<Chunk>,
     progress: &Progress,
     stop: &AtomicBool,
+    gov: &Governor,
 ) -> Result<()> {
     let reader = conn::connect(spec, &format!("copy-read-{n}")).await?;
     let mut writer = conn::connect(spec, &format!("copy-write-{n}")).await?;
@@ -177,6 +182,12 @@ async fn worker(
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        // Pause, throttles, windows (issue 7): wait here, between chunks, never inside one.
+        gov.copy_permit(plan.run_id).await?;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let started = Instant::now();
         // A chunk waits at most lock_timeout for its locks (someone else's DDL may be queued on
         // the table); on a timeout its transaction rolled back, so back off and copy it again.
         let mut attempt = 0;
@@ -195,6 +206,7 @@ async fn worker(
                 Err(e) => return Err(e),
             }
         }
+        gov.nice(started.elapsed()).await;
     }
     Ok(())
 }

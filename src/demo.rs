@@ -98,6 +98,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         verify: crate::verify::Mode::Full,
         revertible: false,
         map_back: Vec::new(),
+        pace: Default::default(),
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -19,6 +19,9 @@ pub enum Kind {
     LockTimeout,
     /// Cancelled by the operator (Ctrl-C, SIGTERM) (exit 130).
     Interrupted,
+    /// Aborted on the operator's request from another client (`pg-hotswap abort`, or
+    /// `control = 'abort'`); what the run created is removed (exit 5).
+    Aborted,
     /// Anything else: the run failed, the database is consistent (exit 1).
     Failed,
 }
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Usage => 2,
             Kind::Refused => 3,
             Kind::LockTimeout => 4,
+            Kind::Aborted => 5,
             Kind::Interrupted => 130,
         }
     }
@@ -186,12 +190,13 @@ mod tests {
             Kind::Usage,
             Kind::Refused,
             Kind::LockTimeout,
+            Kind::Aborted,
             Kind::Interrupted,
         ]
         .iter()
         .map(|k| k.exit_code())
         .collect();
-        assert_eq!(codes, vec![1, 2, 3, 4, 130]);
+        assert_eq!(codes, vec![1, 2, 3, 4, 5, 130]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `pg-hotswap` binary: parses flags, runs the command, prints the error once with what
 //! state the database is in and what to do next, and maps it to the documented exit status
-//! (0 success, 1 failed, 2 usage, 3 refused at preflight, 4 lock not granted, 130 interrupted).
+//! (0 success, 1 failed, 2 usage, 3 refused at preflight, 4 lock not granted, 5 aborted on
+//! request, 130 interrupted).
 
 use clap::Parser;
 use pg_hotswap::cli::{Cli, Command, OutputFormat};
@@ -63,6 +64,18 @@ async fn dispatch(command: Command) -> i32 {
                 Ok(o) => o,
                 Err(e) => return fail(&e),
             };
+            // A paused run with its process still attached is told to go on; a stopped run is
+            // continued here.
+            let ctl = pg_hotswap::control::ControlOptions {
+                conn: base.conn.clone(),
+                table: base.table.clone(),
+                state_schema: base.state_schema.clone(),
+            };
+            match pg_hotswap::control::send(&ctl, pg_hotswap::control::Request::Resume).await {
+                Ok(Some(_)) => return 0,
+                Ok(None) => {}
+                Err(e) => return fail(&e),
+            }
             match migrator::recorded_options(base).await {
                 Ok(opts) => run(opts, output).await,
                 Err(e) => fail(&e),
@@ -98,6 +111,8 @@ async fn dispatch(command: Command) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Pause(args) => control(args, pg_hotswap::control::Request::Pause).await,
+        Command::Cutover(args) => control(args, pg_hotswap::control::Request::Cutover).await,
         Command::Demo(args) => match demo::run(&args).await {
             Ok(()) => 0,
             Err(e) => fail(&e),
@@ -122,6 +137,28 @@ async fn dispatch(command: Command) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+/// `pause` and `cutover`: a request to the table's running run.
+async fn control(args: pg_hotswap::cli::ControlArgs, req: pg_hotswap::control::Request) -> i32 {
+    let opts = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    match pg_hotswap::control::send(&opts, req).await {
+        Ok(Some(_)) => 0,
+        Ok(None) => fail(
+            &Error::usage(format!(
+                "no pg-hotswap process is working on {} now",
+                opts.table
+            ))
+            .with_state("nothing was changed")
+            .with_next(
+                "see `pg-hotswap status`; a stopped run is continued with `pg-hotswap resume`",
+            ),
+        ),
+        Err(e) => fail(&e),
     }
 }
 

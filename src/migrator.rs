@@ -12,6 +12,7 @@ use crate::chunks;
 use crate::conn::{self, ConnSpec};
 use crate::copier::{self, Progress};
 use crate::error::{DbContext, Error, Kind, Result};
+use crate::governor::{Governor, PaceOptions};
 use crate::locking::{self, LockPolicy};
 use crate::mapping::MapArg;
 use crate::plan::{ColumnSource, Plan};
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub revertible: bool,
     /// `--map-back col=expr`: how an old column is computed from a new row on revert.
     pub map_back: Vec<MapArg>,
+    /// Throttling, windows, start time, cut-over mode (not recorded: a resume may change them).
+    pub pace: PaceOptions,
 }
 
 impl RunOptions {
@@ -76,6 +79,8 @@ pub struct RunReport {
     pub bytes_copied: u64,
     pub chunks: usize,
     pub replayed_log_rows: u64,
+    /// The largest replay backlog measured (change-log rows), e.g. after the copy.
+    pub replay_backlog_peak: i64,
     pub lock_attempts: u32,
     pub lock_held_ms: f64,
     pub longest_lock_ms: f64,
@@ -117,6 +122,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     warnings.extend(
         crate::checks::for_run(&ctl, &opts.conn, &src, opts.jobs, &opts.state_schema).await?,
     );
+    // Pace options are checked against the server before anything is created (exit 2).
+    let mut pace = opts.pace.clone();
+    warnings.extend(crate::governor::validate(&mut ctl, &mut pace).await?);
     for w in &warnings {
         say(&format!("warning: {w}"));
     }
@@ -207,12 +215,23 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
         }
     }
 
-    let (run, plan, from) = match resume {
-        Some(r) => r,
+    let (run, plan, from, gov) = match resume {
+        Some((run, plan, phase)) => {
+            let gov = Governor::start(&opts.conn, &state, run, &pace).await?;
+            if let Err(e) = gov.start_permit(run).await {
+                return Err(abandon(&ctl, &state, oid, &opts.lock, &table, e).await);
+            }
+            (run, plan, phase, gov)
+        }
         None => {
             let run = state
                 .create_run(&ctl, oid, &table, opts.alter.as_deref(), &args)
                 .await?;
+            // `--start-at` (or a pause) is waited for before anything is created.
+            let gov = Governor::start(&opts.conn, &state, run, &pace).await?;
+            if let Err(e) = gov.start_permit(run).await {
+                return Err(abandon(&ctl, &state, oid, &opts.lock, &table, e).await);
+            }
             timer.start(Phase::Shadow);
             state.set_phase(&ctl, run, Phase::Shadow).await?;
             let req = ShadowRequest {
@@ -244,7 +263,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
                     ));
                 }
             };
-            (run, plan, Phase::Capture)
+            (run, plan, Phase::Capture, gov)
         }
     };
     report.run_id = run;
@@ -263,10 +282,12 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
         &src,
         &plan,
         from,
+        &gov,
         &mut report,
         &mut timer,
     )
     .await;
+    drop(gov);
     if let Some(p) = probe {
         report.read_probe = Some(p.stop().await);
     }
@@ -275,6 +296,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     report.total_secs = started.elapsed().as_secs_f64();
     match result {
         Ok(()) => Ok(report),
+        Err(e) if e.kind() == Kind::Aborted => {
+            Err(abandon(&ctl, &state, oid, &opts.lock, &table, e).await)
+        }
         Err(e) => {
             let _ = state.finish(&ctl, run, "failed", Some(e.message())).await;
             let swapped = state
@@ -312,6 +336,7 @@ async fn continue_run(
     src: &Source,
     plan: &Plan,
     from: Phase,
+    gov: &Governor,
     report: &mut RunReport,
     timer: &mut Timer,
 ) -> Result<()> {
@@ -368,6 +393,7 @@ async fn continue_run(
             pending,
             opts.jobs,
             progress.clone(),
+            gov,
         )
         .await;
         reporter.abort();
@@ -391,7 +417,10 @@ async fn continue_run(
             jobs: opts.jobs,
             maintenance_work_mem: opts.maintenance_work_mem.clone(),
         };
-        build::build(ctl, &opts.conn, plan, &bo, &opts.lock).await?;
+        // Index builds are not paused midway; an abort drops them (their sessions close).
+        gov.copy_permit(run).await?;
+        gov.abortable(run, build::build(ctl, &opts.conn, plan, &bo, &opts.lock))
+            .await?;
         say(&format!(
             "built {} index{} and constraints in {:.1} s",
             plan.indexes.len(),
@@ -409,8 +438,10 @@ async fn continue_run(
             "replaying {backlog} captured change{}",
             if backlog == 1 { "" } else { "s" }
         ));
-        let b = replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch).await?;
+        report.replay_backlog_peak = report.replay_backlog_peak.max(backlog);
+        let b = replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch, gov).await?;
         report.replayed_log_rows += b.log_rows;
+        report.replay_backlog_peak = report.replay_backlog_peak.max(b.peak);
 
         timer.start(Phase::Verify);
         state.set_phase(ctl, run, Phase::Verify).await?;
@@ -427,16 +458,20 @@ async fn continue_run(
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let v = verify::verify(
-            &mut rc,
-            &opts.conn,
-            opts.jobs,
-            plan,
-            &predicates,
-            opts.verify,
-            opts.replay_batch,
-        )
-        .await?;
+        let v = gov
+            .abortable(
+                run,
+                verify::verify(
+                    &mut rc,
+                    &opts.conn,
+                    opts.jobs,
+                    plan,
+                    &predicates,
+                    opts.verify,
+                    opts.replay_batch,
+                ),
+            )
+            .await?;
         if opts.verify != verify::Mode::Off {
             say(&format!(
                 "verified {} rows in {} of {} chunks: the shadow equals the source through the mapping{}",
@@ -452,6 +487,8 @@ async fn continue_run(
         }
         report.verify = Some(v);
         build::prepare(ctl, plan, src).await?;
+        // Ready. A manual cut-over, a closed window or a pause keeps the run here, replaying.
+        wait_for_cutover(&mut rc, ctl, state, plan, opts, gov, report).await?;
 
         timer.start(Phase::Swap);
         state.set_phase(ctl, run, Phase::Swap).await?;
@@ -470,6 +507,7 @@ async fn continue_run(
         }
         let req = SwapRequest {
             policy: &opts.lock,
+            gov,
             replay_limit: opts.replay_batch,
             old_name: opts.old_name.as_deref(),
         };
@@ -557,6 +595,77 @@ async fn continue_run(
     report.rows_copied = totals.get::<_, i64>(1) as u64;
     report.bytes_copied = totals.get::<_, i64>(2) as u64;
     Ok(())
+}
+
+/// Holds the ready run before the swap while the governor says so (manual cut-over not yet
+/// requested, outside the windows, paused), replaying the captured changes meanwhile so the
+/// swap finds a short backlog whenever it comes.
+async fn wait_for_cutover(
+    rc: &mut Client,
+    ctl: &Client,
+    state: &State,
+    plan: &Plan,
+    opts: &RunOptions,
+    gov: &Governor,
+    report: &mut RunReport,
+) -> Result<()> {
+    let run = plan.run_id;
+    let mut shown = false;
+    while let Some(why) = gov.swap_hold(run)? {
+        if !shown {
+            gov.set_note(Some(why));
+            shown = true;
+        }
+        let b = replay::catch_up(rc, plan, opts.replay_batch, opts.replay_batch, gov).await?;
+        report.replayed_log_rows += b.log_rows;
+        if b.log_rows < opts.replay_batch as u64 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    if shown {
+        gov.set_note(None);
+        gov.cutover_taken(ctl, state, run).await?;
+        say("cut-over: going ahead with the swap");
+    }
+    Ok(())
+}
+
+/// The run stopped before its swap on the operator's abort (or could not start): removes what
+/// it created, and returns the error to report.
+async fn abandon(
+    ctl: &Client,
+    state: &State,
+    oid: tokio_postgres::types::Oid,
+    policy: &LockPolicy,
+    table: &crate::ident::QualifiedName,
+    e: Error,
+) -> Error {
+    if e.kind() != Kind::Aborted {
+        return e;
+    }
+    let cleaned = match state.unfinished_run(ctl, oid).await {
+        Ok(Some(u)) if u.phase < Phase::Finish => cleanup(ctl, state, &u, policy).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match cleaned {
+        Ok(()) => e
+            .with_state(format!(
+                "everything the run created is removed; {} is as it was",
+                table.human()
+            ))
+            .with_next("start again with `pg-hotswap run` when you want to"),
+        Err(c) => e
+            .with_state(format!(
+                "{} is unchanged and usable, but removing the run's objects failed: {}",
+                table.human(),
+                c.message()
+            ))
+            .with_next(format!(
+                "run `pg-hotswap abort --table {}` again",
+                table.human()
+            )),
+    }
 }
 
 fn spawn_progress(
@@ -705,6 +814,8 @@ pub struct AbortOptions {
     pub table: String,
     pub state_schema: String,
     pub lock: LockPolicy,
+    /// How long to wait for a running run to stop after the request.
+    pub wait: Duration,
 }
 
 /// `pg-hotswap abort`: removes what an unfinished run of the table created.
@@ -719,15 +830,25 @@ pub async fn abort(opts: &AbortOptions) -> Result<Option<i64>> {
         ));
         return Ok(None);
     }
+    // A process is working on it: ask it to stop and clean up itself (from any terminal).
+    let copts = crate::control::ControlOptions {
+        conn: opts.conn.clone(),
+        table: opts.table.clone(),
+        state_schema: opts.state_schema.clone(),
+    };
+    if let Some(run) = crate::control::send(&copts, crate::control::Request::Abort).await? {
+        crate::control::wait_aborted(&copts, run, opts.wait).await?;
+        return Ok(Some(run));
+    }
     if !state.try_lock_table(&ctl, oid).await? {
         let pid = state.lock_holder(&ctl, oid).await?;
         return Err(Error::failed(format!(
-            "a pg-hotswap run is active on {} (session pid {}); abort removes the objects of a run that has stopped",
-            opts.table,
-            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            "a pg-hotswap process (session pid {}) holds {} but no running run of it is recorded",
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            opts.table
         ))
         .with_state("nothing was changed")
-        .with_next("stop the running process first (Ctrl-C), then run abort again"));
+        .with_next("stop that process (Ctrl-C), then run abort again"));
     }
     let Some(u) = state.unfinished_run(&ctl, oid).await? else {
         say(&format!(

@@ -9,8 +9,10 @@
 
 use crate::capture::log_key_columns;
 use crate::error::{DbContext, Error, Result};
+use crate::governor::Governor;
 use crate::ident::join_idents;
 use crate::plan::Plan;
+use std::time::{Duration, Instant};
 use tokio_postgres::{Client, GenericClient};
 
 /// The temporary table that holds a batch (per session; emptied at commit).
@@ -40,6 +42,8 @@ pub struct Batch {
     pub log_rows: u64,
     /// Distinct keys re-synced.
     pub keys: u64,
+    /// The largest backlog measured while catching up (0 when not measured).
+    pub peak: i64,
 }
 
 /// Applies one batch of at most `limit` log rows inside the caller's transaction.
@@ -130,6 +134,7 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
     Ok(Batch {
         log_rows: taken,
         keys: deleted_keys.max(inserted),
+        peak: 0,
     })
 }
 
@@ -170,30 +175,77 @@ async fn replay_batch_once(client: &mut Client, plan: &Plan, limit: i64) -> Resu
 }
 
 /// Replays until a batch comes back less than full (the backlog is then about what arrives
-/// during one batch). Says every few seconds how the backlog develops, so a load that outpaces
-/// replay is visible rather than silent.
-pub async fn catch_up(client: &mut Client, plan: &Plan, limit: i64, target: i64) -> Result<Batch> {
+/// during one batch), asking `gov` before each batch (pause, throttles, `--nice`). Says every few
+/// seconds how the backlog develops, so a load that outpaces replay is visible rather than
+/// silent; and when the backlog has not shrunk for `--converge-timeout` (time held by a pause or
+/// a throttle not counted), stops with the figures instead of chasing the writes forever: the
+/// swap is then never attempted, so no lock is held while a long backlog is replayed.
+pub async fn catch_up(
+    client: &mut Client,
+    plan: &Plan,
+    limit: i64,
+    target: i64,
+    gov: &Governor,
+) -> Result<Batch> {
     let mut total = Batch::default();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut last_report = started;
+    // The lowest backlog seen and when; replay converges while this keeps falling.
+    let mut best: Option<(i64, Instant, u64)> = None;
+    let timeout = gov.options().converge_timeout;
     loop {
+        let waited = Instant::now();
+        gov.replay_permit(plan.run_id).await?;
+        if waited.elapsed() > Duration::from_secs(1) {
+            best = None; // held: the backlog grew for a reason of our own
+        }
+        let t = Instant::now();
         let b = replay_batch(client, plan, limit).await?;
         total.log_rows += b.log_rows;
         total.keys += b.keys;
         if (b.log_rows as i64) < limit.min(target.max(1)) || b.log_rows == 0 {
             return Ok(total);
         }
-        if last_report.elapsed() >= std::time::Duration::from_secs(5) {
-            last_report = std::time::Instant::now();
-            let backlog = crate::capture::backlog(client, plan).await?;
+        gov.nice(t.elapsed()).await;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let backlog = crate::capture::backlog_estimate(client, plan).await?;
+            total.peak = total.peak.max(backlog);
             let secs = started.elapsed().as_secs_f64();
             crate::ui::say(&format!(
-                "replay: {} change{} left; replayed {:.0}/s for {:.0} s",
+                "replay: about {} change{} left; replayed {:.0}/s for {:.0} s",
                 backlog,
                 if backlog == 1 { "" } else { "s" },
                 total.log_rows as f64 / secs,
                 secs
             ));
+            match best {
+                Some((low, _, _)) if backlog < low => {
+                    best = Some((backlog, Instant::now(), total.log_rows))
+                }
+                None => best = Some((backlog, Instant::now(), total.log_rows)),
+                Some((low, since, replayed_then)) if since.elapsed() >= timeout => {
+                    let secs = since.elapsed().as_secs_f64();
+                    let replayed = (total.log_rows - replayed_then) as f64 / secs;
+                    let arriving = replayed + (backlog - low) as f64 / secs;
+                    return Err(Error::failed(format!(
+                        "replay does not keep up with the writes to {}: the backlog has not shrunk below {low} changes for {:.0} s \
+                         (now {backlog}; about {arriving:.0} changes/s arrive, {replayed:.0}/s are replayed); not swapping",
+                        plan.source.human(),
+                        secs
+                    ))
+                    .with_state(format!(
+                        "{} is unchanged and usable; the capture trigger keeps recording writes into {} until the run continues or is aborted",
+                        plan.source.human(),
+                        plan.capture.log.human()
+                    ))
+                    .with_next(
+                        "continue with `pg-hotswap resume` when the write load is lower (or with a --window in quiet hours), \
+                         with a larger --replay-batch; or `pg-hotswap abort` to remove the capture",
+                    ));
+                }
+                Some(_) => {}
+            }
         }
     }
 }

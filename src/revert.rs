@@ -406,7 +406,9 @@ async fn revert_run(
         if backlog == 1 { "" } else { "s" },
         plan.shadow.human()
     ));
-    crate::replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch).await?;
+    // Revert has no pace options; it still gives up rather than chase a write load forever.
+    let gov = crate::governor::Governor::inert(Default::default());
+    crate::replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch, &gov).await?;
     state.set_phase(ctl, plan.run_id, Phase::Swap).await?;
     // The rewritten table is kept as <table>_rewritten (`finish` drops it).
     let kept = catalog::free_name(
@@ -419,6 +421,7 @@ async fn revert_run(
     .await?;
     let req = SwapRequest {
         policy: &opts.lock,
+        gov: &gov,
         replay_limit: opts.replay_batch,
         old_name: Some(&kept),
     };

@@ -36,6 +36,19 @@ pub struct RunStatus {
     pub old_table: Option<String>,
     pub reverse: Option<String>,
     pub error: Option<String>,
+    /// Copy rate over the last minute (rows/s), while copying.
+    pub rows_per_sec: Option<f64>,
+    /// Seconds until the copy is done at that rate.
+    pub copy_eta_secs: Option<f64>,
+    /// What holds the run now (pause, start time, window, throttle, cut-over), since when and
+    /// until when (when known).
+    pub held_by: Option<String>,
+    pub held_since: Option<String>,
+    pub held_until: Option<String>,
+    /// The operator's pending request (pause, cutover, abort).
+    pub control: Option<String>,
+    /// Replication lag last measured for --max-lag (seconds).
+    pub lag_secs: Option<f64>,
 }
 
 pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
@@ -59,7 +72,13 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
                         (SELECT count(*) FROM {chunks} c WHERE c.run_id = r.id), \
                         (SELECT COALESCE(sum(rows), 0)::int8 FROM {chunks} c WHERE c.run_id = r.id), \
                         r.plan #>> '{{capture,log,schema}}', r.plan #>> '{{capture,log,name}}', \
-                        r.lock_attempts, r.max_lock_ms, r.table_oid, r.old_name, r.reverse, r.error \
+                        r.lock_attempts, r.max_lock_ms, r.table_oid, r.old_name, r.reverse, r.error, \
+                        (SELECT sum(rows)::float8 / 60 FROM {chunks} c WHERE c.run_id = r.id AND c.done_at > clock_timestamp() - interval '60 s'), \
+                        (SELECT CASE WHEN count(*) FILTER (WHERE done_at IS NOT NULL) > 0 \
+                                     THEN (sum(rows) / count(*) FILTER (WHERE done_at IS NOT NULL)) * count(*) FILTER (WHERE done_at IS NULL) END::float8 \
+                           FROM {chunks} c WHERE c.run_id = r.id), \
+                        r.throttle, to_char(r.throttle_since, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        to_char(r.waiting_until, 'YYYY-MM-DD HH24:MI:SS TZ'), r.control, r.lag_s \
                    FROM {runs} r \
                   WHERE $1::oid IS NULL OR r.table_oid = $1 OR (r.plan->>'shadow_oid')::oid = $1 \
                   ORDER BY r.id DESC LIMIT 50",
@@ -102,6 +121,8 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
             }
         }
         let table_oid: u32 = r.get(15);
+        let rate: Option<f64> = if finished { None } else { r.get(19) };
+        let rows_left: Option<f64> = r.get(20);
         let active_pid = if finished {
             None
         } else {
@@ -126,6 +147,18 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
             old_table: r.get(16),
             reverse: r.get(17),
             error: r.get(18),
+            rows_per_sec: rate,
+            copy_eta_secs: match (rate, rows_left) {
+                (Some(rate), Some(left)) if rate > 0.0 && r.get::<_, String>(2) == "copy" => {
+                    Some(left / rate)
+                }
+                _ => None,
+            },
+            held_by: if finished { None } else { r.get(21) },
+            held_since: if finished { None } else { r.get(22) },
+            held_until: if finished { None } else { r.get(23) },
+            control: if finished { None } else { r.get(24) },
+            lag_secs: r.get(25),
         });
     }
     Ok(out)
@@ -166,9 +199,36 @@ pub fn render(runs: &[RunStatus]) -> String {
         ));
         if r.chunks_total > 0 {
             s.push_str(&format!(
-                "  copy: {}/{} chunks, {} rows\n",
-                r.chunks_done, r.chunks_total, r.rows_copied
+                "  copy: {}/{} chunks, {} rows{}{}\n",
+                r.chunks_done,
+                r.chunks_total,
+                r.rows_copied,
+                r.rows_per_sec
+                    .map(|x| format!(", {x:.0} rows/s over the last minute"))
+                    .unwrap_or_default(),
+                r.copy_eta_secs
+                    .map(|x| format!(", about {} left", crate::window::human_secs(x as i64)))
+                    .unwrap_or_default()
             ));
+        }
+        if let Some(h) = &r.held_by {
+            s.push_str(&format!(
+                "  held: {h}{}{}\n",
+                r.held_since
+                    .as_ref()
+                    .map(|x| format!(" (since {x})"))
+                    .unwrap_or_default(),
+                r.held_until
+                    .as_ref()
+                    .map(|x| format!(", expected until {x}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(c) = &r.control {
+            s.push_str(&format!("  request pending: {c}\n"));
+        }
+        if let Some(l) = r.lag_secs {
+            s.push_str(&format!("  replication lag: {l:.1} s\n"));
         }
         if let Some(b) = r.backlog {
             s.push_str(&format!("  replay backlog: {b} change(s)\n"));

@@ -120,6 +120,8 @@ async fn decide_names(
 
 pub struct SwapRequest<'a> {
     pub policy: &'a LockPolicy,
+    /// Paces the replay between attempts (pause, throttles).
+    pub gov: &'a crate::governor::Governor,
     pub replay_limit: i64,
     pub old_name: Option<&'a str>,
 }
@@ -139,7 +141,7 @@ pub async fn swap(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        replay::catch_up(client, plan, req.replay_limit, req.replay_limit).await?;
+        replay::catch_up(client, plan, req.replay_limit, req.replay_limit, req.gov).await?;
         let started = Instant::now();
         let tx = client
             .transaction()

@@ -447,7 +447,8 @@ pub async fn verify(
     let keys: Vec<Vec<Option<String>>> = to_repair.iter().map(|(_, k)| k.clone()).collect();
     queue_for_replay(client, plan, &keys).await?;
     crate::replay::prepare_session(client, plan).await?;
-    crate::replay::catch_up(client, plan, replay_batch, replay_batch).await?;
+    let gov = crate::governor::Governor::inert(Default::default());
+    crate::replay::catch_up(client, plan, replay_batch, replay_batch, &gov).await?;
     // Check the repaired ranges again.
     let mut preds: Vec<&String> = to_repair.iter().map(|(p, _)| p).collect();
     preds.dedup();
