@@ -143,6 +143,16 @@ impl Error {
         &self.message
     }
 
+    /// The state the database is left in, if said.
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// The next step for the operator, if said.
+    pub fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+
     /// True for a `lock_timeout` expiry (SQLSTATE 55P03).
     pub fn is_lock_timeout(&self) -> bool {
         self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
