@@ -147,15 +147,22 @@ fn json_line(
     message: &str,
     fields: serde_json::Map<String, serde_json::Value>,
 ) -> String {
-    let mut obj = serde_json::Map::new();
-    obj.insert("timestamp".into(), timestamp().into());
-    obj.insert("level".into(), level.into());
-    obj.insert("message".into(), message.into());
-    obj.insert("target".into(), "pg_hotswap".into());
+    // Written by hand to keep the order of tracing's JSON (timestamp, level, message, target),
+    // then the fields; a field may not replace one of those four.
+    let quote = |v: &str| serde_json::Value::from(v).to_string();
+    let mut line = format!(
+        "{{\"timestamp\":{},\"level\":{},\"message\":{},\"target\":\"pg_hotswap\"",
+        quote(&timestamp()),
+        quote(level),
+        quote(message)
+    );
     for (k, v) in fields {
-        obj.entry(k).or_insert(v);
+        if !matches!(k.as_str(), "timestamp" | "level" | "message" | "target") {
+            line.push_str(&format!(",{}:{v}", quote(&k)));
+        }
     }
-    serde_json::Value::Object(obj).to_string()
+    line.push('}');
+    line
 }
 
 /// The writer `tracing` uses: stderr, through the progress bar's lock (see module header).
@@ -242,10 +249,11 @@ mod tests {
         let mut f = serde_json::Map::new();
         f.insert("rows".into(), 5.into());
         f.insert("level".into(), "not allowed to override".into());
-        let line = super::json_line("WARN", "slow", f);
+        let line = super::json_line("WARN", "slow \"quoted\"\n", f);
+        assert!(line.starts_with("{\"timestamp\":"), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["message"], "slow \"quoted\"\n");
         assert_eq!(v["level"], "WARN");
-        assert_eq!(v["message"], "slow");
         assert_eq!(v["rows"], 5);
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
