@@ -363,6 +363,33 @@ pub fn pg_millis(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
+/// What to do about a failed connection attempt. Password problems get their own advice; the
+/// driver reports a password the server asked for and nobody gave as a configuration error
+/// without a code, so that one is recognised by its text.
+fn connect_next_step(config: &Config, e: &tokio_postgres::Error) -> &'static str {
+    let code = e.code();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    if code == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
+        "check the password (in --dsn, PGPASSWORD, or the matching line of the password file \
+         PGPASSFILE / ~/.pgpass)"
+    } else if config.get_password().is_none() && text.contains("password missing") {
+        "the server asks for a password: give it in --dsn (password=...), in PGPASSWORD, or in \
+         a line of the password file ~/.pgpass (or PGPASSFILE), host:port:database:user:password, \
+         readable only by you (chmod 0600)"
+    } else if text.contains("server does not support TLS") {
+        "the server does not offer TLS, and sslmode (require, verify-ca, verify-full) forbids \
+         a plain connection: enable ssl on the server, or lower sslmode only if an unencrypted \
+         connection is acceptable on this network"
+    } else {
+        "check --dsn (or DATABASE_URL / PG* variables), sslmode, and that the server is up"
+    }
+}
+
 /// Opens a tool session configured as described in the module header. `role` names the session
 /// in `application_name` (`pg-hotswap/copy-2`).
 pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
@@ -373,14 +400,13 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
         .to_string();
     config.application_name(format!("{base}/{role}"));
     let failed = |e: tokio_postgres::Error| {
+        let next = connect_next_step(&spec.config, &e);
         Error::db(
             format_args!("cannot connect to {}", describe(&spec.config)),
             e,
         )
         .with_state("nothing was changed")
-        .with_next(
-            "check --dsn (or DATABASE_URL / PG* variables), sslmode, and that the server is up",
-        )
+        .with_next(next)
     };
     let role_owned = role.to_string();
     let client = match crate::tls::client_config(&spec.tls)? {

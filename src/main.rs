@@ -206,7 +206,7 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
                 }
                 0
             }
-            Err(e) => fail(&e),
+            Err(e) => fail(&advise(e, &opts.table)),
         },
         sig = shutdown_signal() => {
             let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
@@ -221,6 +221,21 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
                 .with_next(format!("`pg-hotswap resume --table {}` (or the same command again) continues, `pg-hotswap abort --table {}` removes everything the run created", opts.table, opts.table));
             fail(&e)
         }
+    }
+}
+
+/// A run that failed on the data itself (a cast or `--map` expression that fails for some row,
+/// a constraint the new rows break) fails the same way when run again: say so.
+fn advise(e: Error, table: &str) -> Error {
+    if e.is_data_error() {
+        let next = format!(
+            "the rows do not fit the new shape: `pg-hotswap abort --table {table}`, then change \
+             the --alter (a USING clause) or the --map expressions so that they work for every \
+             row, and run again"
+        );
+        e.with_next(next)
+    } else {
+        e
     }
 }
 

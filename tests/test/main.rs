@@ -6,6 +6,7 @@ mod carry_over;
 mod cli;
 mod cluster;
 mod end_to_end;
+mod errors;
 mod harness;
 mod plan;
 mod privileges;
