@@ -317,6 +317,7 @@ fn main_with(opts: Opts) -> Result<()> {
         quiet: true,
         durable: true,
         tls: false,
+        password_auth: false,
     })
     .context("starting the benchmark cluster")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -245,13 +245,30 @@ pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oi
                 .with_next("write --table as schema.table; quote names with capitals or spaces like \"App\".\"My Table\"")
         })?;
     let oid: Option<Oid> = row.get(0);
-    oid.ok_or_else(|| {
-        Error::refused(format!(
-            "table {spec:?} does not exist (or is not visible on the search_path)"
-        ))
+    if let Some(oid) = oid {
+        return Ok(oid);
+    }
+    // Say which part is wrong: a schema that does not exist, or the table in it.
+    let missing_schema: Option<String> = client
+        .query_one(
+            "SELECT CASE WHEN cardinality(p) >= 2 AND NOT EXISTS \
+               (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = p[cardinality(p) - 1]) \
+             THEN p[cardinality(p) - 1] END FROM (SELECT pg_catalog.parse_ident($1::text) AS p) s",
+            &[&spec],
+        )
+        .await
+        .ok()
+        .and_then(|r| r.get(0));
+    let message = match missing_schema {
+        Some(schema) => format!(
+            "table {spec:?}: schema \"{}\" does not exist",
+            schema.replace('"', "\"\"")
+        ),
+        None => format!("table {spec:?} does not exist (or is not visible on the search_path)"),
+    };
+    Err(Error::refused(message)
         .with_state("nothing was changed")
-        .with_next("check the name and schema; quote mixed-case names like \"App\".\"Table\"")
-    })
+        .with_next("check the name and schema; quote mixed-case names like \"App\".\"Table\""))
 }
 
 pub async fn table(client: &impl GenericClient, oid: Oid) -> Result<Table> {

@@ -25,6 +25,10 @@ pub struct Cli {
     /// Only errors and the final result.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Format of the log on stderr: text lines (a live progress bar on a terminal), or one JSON
+    /// object per line (timestamp, level, message, fields) for log collectors.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, env = "PGHOTSWAP_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +63,59 @@ pub enum Command {
     Revert(RevertArgs),
     /// Drop the old table kept by the table's last rewrite, and its reverse capture.
     Finish(FinishArgs),
+    /// Print a shell completion script to stdout, e.g.
+    /// `pg-hotswap completions bash > /etc/bash_completion.d/pg-hotswap`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `pg-hotswap man | man -l -`; with a
+    /// subcommand, its own page (`pg-hotswap man run > pg-hotswap-run.1`).
+    Man {
+        /// A subcommand (run, plan, status...): print its page instead.
+        subcommand: Option<String>,
+    },
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The completion script for `shell`, generated from the flags' definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pg-hotswap", &mut out);
+    out
+}
+
+/// The manual page (roff), generated from the flags' definitions: the main page (which lists
+/// every subcommand), or with `subcommand` that subcommand's page (`pg-hotswap-run(1)`).
+pub fn man_page(subcommand: Option<&str>) -> Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .filter(|s| s.get_name() != "help")
+                .ok_or_else(|| Error::usage(format!("no subcommand {name:?}")))?;
+            let full = format!("pg-hotswap-{}", sub.get_name());
+            sub.clone()
+                .name(full)
+                .bin_name(format!("pg-hotswap {}", sub.get_name()))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| Error::failed(format!("rendering the manual page: {e}")))?;
+    Ok(out)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -643,6 +700,54 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_pages_name_the_subcommands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            for sub in [
+                "run", "plan", "resume", "abort", "status", "revert", "finish",
+            ] {
+                assert!(script.contains(sub), "{shell:?} completions lack {sub}");
+            }
+            assert!(script.contains("lock-timeout"), "{shell:?}");
+        }
+        let man = String::from_utf8(man_page(None).unwrap()).unwrap();
+        assert!(man.contains(".TH pg-hotswap 1"), "{man}");
+        assert!(man.contains(".SH SUBCOMMANDS"), "{man}");
+        for sub in [
+            "run", "plan", "resume", "abort", "status", "revert", "finish",
+        ] {
+            // roff escapes the dashes: pg\-hotswap\-run(1)
+            let entry = format!("pg\\-hotswap\\-{sub}(1)");
+            assert!(man.contains(&entry), "the man page lacks {entry}");
+        }
+        let run = String::from_utf8(man_page(Some("run")).unwrap()).unwrap();
+        assert!(run.contains("lock\\-timeout"), "{run}");
+        assert!(man_page(Some("nonsense")).is_err());
+    }
+
+    #[test]
+    fn log_format_is_global() {
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "status",
+            "--dsn",
+            "host=h",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["pg-hotswap", "-q", "man"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert!(cli.quiet);
+        assert!(Cli::try_parse_from(["pg-hotswap", "--log-format", "xml", "man"]).is_err());
     }
 
     #[test]

@@ -79,12 +79,17 @@ pub struct ClusterOptions {
     /// 127.0.0.1) and reject TCP connections without it; the Unix socket stays open without TLS
     /// (see [`Cluster::socket_conninfo`]). For tests of the tool's TLS.
     pub tls: bool,
+    /// Require a password (SCRAM) for every TCP connection; the Unix socket stays `trust`, so
+    /// the caller sets the passwords over [`Cluster::socket_conninfo`]. For tests of `.pgpass`
+    /// and of the error when no password is given.
+    pub password_auth: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> ClusterOptions {
         ClusterOptions {
             tls: false,
+            password_auth: false,
             settings: Vec::new(),
             quiet: true,
             durable: false,
@@ -457,7 +462,18 @@ impl Cluster {
         if opts.tls {
             self.set_up_tls()?;
         }
+        if opts.password_auth {
+            self.prepend_hba("host all all all scram-sha-256\n")?;
+        }
         Ok(())
+    }
+
+    /// Puts `lines` first in `pg_hba.conf` (the first matching line decides).
+    fn prepend_hba(&self, lines: &str) -> Result<(), ClusterError> {
+        let hba = self.data_dir.join("pg_hba.conf");
+        let old = fs::read_to_string(&hba).map_err(io_err(format!("reading {}", hba.display())))?;
+        fs::write(&hba, format!("{lines}{old}"))
+            .map_err(io_err(format!("writing {}", hba.display())))
     }
 
     /// A test CA and a server certificate it signs (for `localhost`) in the data directory,
@@ -541,10 +557,7 @@ impl Cluster {
             .map_err(io_err(format!("opening {}", conf.display())))?;
         file.write_all(b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
             .map_err(io_err(format!("writing {}", conf.display())))?;
-        let hba = self.data_dir.join("pg_hba.conf");
-        let old = fs::read_to_string(&hba).map_err(io_err(format!("reading {}", hba.display())))?;
-        fs::write(&hba, format!("hostnossl all all all reject\n{old}"))
-            .map_err(io_err(format!("writing {}", hba.display())))
+        self.prepend_hba("hostnossl all all all reject\n")
     }
 
     /// The test CA's certificate (with [`ClusterOptions::tls`]): the root to verify the server with.

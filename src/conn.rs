@@ -6,6 +6,9 @@
 //! `pg_stat_activity`, JIT off (its compile time hurt COPY of large queries, DESIGN.md), no
 //! statement or idle timeouts that would kill long copies, and a short `lock_timeout` so that no
 //! statement of ours ever queues behind, or in front of, the application's locks for long.
+//!
+//! Passwords come, like libpq's, from the connection string, else `PGPASSWORD`, else the
+//! password file (`PGPASSFILE`, default `~/.pgpass`; see [`pgpass`]).
 
 use crate::error::{DbContext, Error, Result};
 use std::str::FromStr;
@@ -99,6 +102,8 @@ fn resolve_with_tls(dsn: Option<&str>) -> Result<(Config, crate::tls::TlsSetting
     if config.get_password().is_none() {
         if let Some(p) = env("PGPASSWORD") {
             config.password(p);
+        } else if let Some(p) = pgpass::lookup(&config, env("PGPASSFILE")) {
+            config.password(p);
         }
     }
     if config.get_application_name().is_none() {
@@ -112,6 +117,225 @@ fn resolve_with_tls(dsn: Option<&str>) -> Result<(Config, crate::tls::TlsSetting
     }
     config.ssl_mode(tls.mode.for_driver());
     Ok((config, tls))
+}
+
+pub mod pgpass {
+    //! The password file, with libpq's rules (`PGPASSFILE`, default `~/.pgpass`): lines of
+    //! `hostname:port:database:username:password`, `#` starts a comment line, a field of `*`
+    //! matches anything, `\:` and `\\` escape a colon and a backslash; the first matching line
+    //! wins. On Unix a file that its group or others can read or write is ignored, with a
+    //! warning, as libpq does. The host `localhost` also matches a Unix socket in the default
+    //! directory.
+
+    use std::path::{Path, PathBuf};
+    use tokio_postgres::config::Host;
+    use tokio_postgres::Config;
+
+    /// Socket directories libpq treats as "localhost" for the password file: the default one
+    /// of Debian's and of upstream builds.
+    const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/run/postgresql", "/tmp"];
+
+    /// One field of a line: `*` or a literal (unescaped).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Field {
+        Any,
+        Exact(String),
+    }
+
+    impl Field {
+        fn matches(&self, value: &str) -> bool {
+            match self {
+                Field::Any => true,
+                Field::Exact(s) => s == value,
+            }
+        }
+    }
+
+    /// A parsed line.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Entry {
+        host: Field,
+        port: Field,
+        database: Field,
+        user: Field,
+        pub password: String,
+    }
+
+    /// What a connection is matched on.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Target<'a> {
+        pub host: &'a str,
+        pub port: u16,
+        pub database: &'a str,
+        pub user: &'a str,
+    }
+
+    impl Entry {
+        pub fn matches(&self, t: &Target<'_>) -> bool {
+            self.host.matches(t.host)
+                && self.port.matches(&t.port.to_string())
+                && self.database.matches(t.database)
+                && self.user.matches(t.user)
+        }
+    }
+
+    /// Parses one line; `None` for comments, blank lines and lines with fewer than five fields.
+    pub fn parse_line(line: &str) -> Option<Entry> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.starts_with('#') || line.trim().is_empty() {
+            return None;
+        }
+        let mut fields: Vec<(String, bool)> = Vec::new();
+        let (mut cur, mut escaped_any) = (String::new(), false);
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(n) => {
+                        cur.push(n);
+                        escaped_any = true;
+                    }
+                    None => cur.push('\\'),
+                },
+                // The password is the fifth field; libpq ends it at the next unescaped ':'.
+                ':' => {
+                    fields.push((std::mem::take(&mut cur), escaped_any));
+                    escaped_any = false;
+                    if fields.len() == 5 {
+                        break;
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if fields.len() < 5 {
+            fields.push((cur, escaped_any));
+        }
+        if fields.len() < 5 {
+            return None;
+        }
+        // Only a bare `*` is a wildcard; `\*` is a literal star.
+        let field = |(s, escaped): &(String, bool)| {
+            if s == "*" && !escaped {
+                Field::Any
+            } else {
+                Field::Exact(s.clone())
+            }
+        };
+        Some(Entry {
+            host: field(&fields[0]),
+            port: field(&fields[1]),
+            database: field(&fields[2]),
+            user: field(&fields[3]),
+            password: fields[4].0.clone(),
+        })
+    }
+
+    /// The password of the first line that matches `target`.
+    pub fn find(text: &str, target: &Target<'_>) -> Option<String> {
+        text.lines()
+            .filter_map(parse_line)
+            .find(|e| e.matches(target))
+            .map(|e| e.password)
+    }
+
+    /// The host name a connection is matched on: a TCP host as given; a socket in a default
+    /// directory as `localhost` (libpq), another socket directory as its path.
+    pub fn host_key(host: &Host) -> String {
+        match host {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => {
+                let p = p.display().to_string();
+                let trimmed = p.trim_end_matches('/');
+                if DEFAULT_SOCKET_DIRS.contains(&trimmed) {
+                    "localhost".to_string()
+                } else {
+                    p
+                }
+            }
+        }
+    }
+
+    /// The file to read: `PGPASSFILE`, else `~/.pgpass`.
+    pub fn path(pgpassfile: Option<String>) -> Option<PathBuf> {
+        match pgpassfile {
+            Some(p) => Some(PathBuf::from(p)),
+            None => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| Path::new(&h).join(".pgpass")),
+        }
+    }
+
+    /// Why the file must be ignored, if it must (Unix permissions).
+    pub fn unsafe_permissions(path: &Path) -> Option<String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).ok()?;
+            if !meta.is_file() {
+                return Some(format!(
+                    "password file {} is not a plain file",
+                    path.display()
+                ));
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Some(format!(
+                    "password file {} has group or world access (mode {:o}); it is ignored: \
+                     permissions should be u=rw (0600) or less (`chmod 0600 {}`)",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+        None
+    }
+
+    /// The password for `config` from the password file, if the file exists, may be used and
+    /// has a matching line. Tries the hosts in order (one password serves all of them).
+    pub fn lookup(config: &Config, pgpassfile: Option<String>) -> Option<String> {
+        let path = path(pgpassfile)?;
+        if !path.exists() {
+            return None;
+        }
+        if let Some(why) = unsafe_permissions(&path) {
+            crate::ui::say(&format!("warning: {why}"));
+            return None;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                crate::ui::say(&format!(
+                    "warning: cannot read password file {}: {e}",
+                    path.display()
+                ));
+                return None;
+            }
+        };
+        let user = config.get_user().unwrap_or("");
+        let database = config.get_dbname().unwrap_or(user);
+        let ports = config.get_ports();
+        config.get_hosts().iter().enumerate().find_map(|(i, h)| {
+            // One port for all hosts, or one per host, as tokio-postgres takes them.
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            find(
+                &text,
+                &Target {
+                    host: &host_key(h),
+                    port,
+                    database,
+                    user,
+                },
+            )
+        })
+    }
 }
 
 /// A human description of where we connect, without the password.
@@ -139,6 +363,33 @@ pub fn pg_millis(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
+/// What to do about a failed connection attempt. Password problems get their own advice; the
+/// driver reports a password the server asked for and nobody gave as a configuration error
+/// without a code, so that one is recognised by its text.
+fn connect_next_step(config: &Config, e: &tokio_postgres::Error) -> &'static str {
+    let code = e.code();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    if code == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
+        "check the password (in --dsn, PGPASSWORD, or the matching line of the password file \
+         PGPASSFILE / ~/.pgpass)"
+    } else if config.get_password().is_none() && text.contains("password missing") {
+        "the server asks for a password: give it in --dsn (password=...), in PGPASSWORD, or in \
+         a line of the password file ~/.pgpass (or PGPASSFILE), host:port:database:user:password, \
+         readable only by you (chmod 0600)"
+    } else if text.contains("server does not support TLS") {
+        "the server does not offer TLS, and sslmode (require, verify-ca, verify-full) forbids \
+         a plain connection: enable ssl on the server, or lower sslmode only if an unencrypted \
+         connection is acceptable on this network"
+    } else {
+        "check --dsn (or DATABASE_URL / PG* variables), sslmode, and that the server is up"
+    }
+}
+
 /// Opens a tool session configured as described in the module header. `role` names the session
 /// in `application_name` (`pg-hotswap/copy-2`).
 pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
@@ -149,14 +400,13 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
         .to_string();
     config.application_name(format!("{base}/{role}"));
     let failed = |e: tokio_postgres::Error| {
+        let next = connect_next_step(&spec.config, &e);
         Error::db(
             format_args!("cannot connect to {}", describe(&spec.config)),
             e,
         )
         .with_state("nothing was changed")
-        .with_next(
-            "check --dsn (or DATABASE_URL / PG* variables), sslmode, and that the server is up",
-        )
+        .with_next(next)
     };
     let role_owned = role.to_string();
     let client = match crate::tls::client_config(&spec.tls)? {
@@ -216,6 +466,113 @@ mod tests {
         assert_eq!(e.kind(), crate::error::Kind::Usage);
         let e = resolve(Some("nonsense_key=1")).unwrap_err();
         assert_eq!(e.kind(), crate::error::Kind::Usage);
+    }
+
+    #[test]
+    fn pgpass_lines_parse_with_libpq_escapes() {
+        use pgpass::{find, parse_line, Target};
+        assert_eq!(parse_line("# comment"), None);
+        assert_eq!(parse_line(""), None);
+        assert_eq!(parse_line("host:5432:db:user"), None);
+        let e = parse_line(r"db\:1:5432:*:al\\ice:pa\:ss:word\r").unwrap();
+        assert_eq!(e.password, "pa:ss");
+        let t = Target {
+            host: "db:1",
+            port: 5432,
+            database: "anything",
+            user: r"al\ice",
+        };
+        assert!(e.matches(&t));
+        assert!(!e.matches(&Target {
+            port: 5433,
+            ..t.clone()
+        }));
+        // `*` only as a whole field; an escaped star is a literal.
+        let star = parse_line(r"\*:*:*:*:s").unwrap();
+        assert!(!star.matches(&Target {
+            host: "h",
+            port: 1,
+            database: "d",
+            user: "u"
+        }));
+        assert!(star.matches(&Target {
+            host: "*",
+            port: 1,
+            database: "d",
+            user: "u"
+        }));
+        let file = "# first match wins\n\
+                    other:*:*:*:nope\n\
+                    localhost:5432:app:alice:first\n\
+                    *:*:*:alice:second\n";
+        let t = |host, port, database| Target {
+            host,
+            port,
+            database,
+            user: "alice",
+        };
+        assert_eq!(
+            find(file, &t("localhost", 5432, "app")),
+            Some("first".into())
+        );
+        assert_eq!(
+            find(file, &t("localhost", 5433, "app")),
+            Some("second".into())
+        );
+        assert_eq!(
+            find(
+                file,
+                &Target {
+                    user: "bob",
+                    ..t("localhost", 5432, "app")
+                }
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn pgpass_localhost_matches_the_default_socket_directory() {
+        use tokio_postgres::config::Host;
+        let sock = |p: &str| Host::Unix(std::path::PathBuf::from(p));
+        assert_eq!(pgpass::host_key(&sock("/var/run/postgresql")), "localhost");
+        assert_eq!(pgpass::host_key(&sock("/tmp/")), "localhost");
+        assert_eq!(pgpass::host_key(&sock("/srv/pg")), "/srv/pg");
+        assert_eq!(pgpass::host_key(&Host::Tcp("db1".into())), "db1");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn pgpass_is_used_only_when_private_and_no_password_is_given() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pgpass-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pgpass");
+        std::fs::write(&file, "db1:6543:app:alice:s3cret\n").unwrap();
+        let f = Some(file.display().to_string());
+        let config = |dsn: &str| Config::from_str(dsn).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = config("host=db1 port=6543 dbname=app user=alice");
+        assert_eq!(pgpass::lookup(&c, f.clone()), Some("s3cret".into()));
+        assert_eq!(
+            pgpass::lookup(
+                &config("host=db1 port=6543 dbname=other user=alice"),
+                f.clone()
+            ),
+            None
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(pgpass::unsafe_permissions(&file).is_some());
+        assert_eq!(
+            pgpass::lookup(&c, f.clone()),
+            None,
+            "a readable file is ignored"
+        );
+        assert_eq!(
+            pgpass::lookup(&c, Some(dir.join("missing").display().to_string())),
+            None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

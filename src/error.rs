@@ -147,6 +147,26 @@ impl Error {
         &self.message
     }
 
+    /// The state the database is left in, if said.
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// The next step for the operator, if said.
+    pub fn next(&self) -> Option<&str> {
+        self.next.as_deref()
+    }
+
+    /// True when the server refused the data itself: a data exception (SQLSTATE class 22: a
+    /// cast or an expression that fails for some row) or a constraint the rows break (class
+    /// 23). Running again cannot help; the ALTER or a `--map` expression must change.
+    pub fn is_data_error(&self) -> bool {
+        self.code
+            .as_ref()
+            .map(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+            .unwrap_or(false)
+    }
+
     /// True for a `lock_timeout` expiry (SQLSTATE 55P03).
     pub fn is_lock_timeout(&self) -> bool {
         self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
@@ -208,6 +228,18 @@ mod tests {
         assert!(s.contains("boom"));
         assert!(s.contains("state: app.t is unchanged"));
         assert!(s.contains("next:  run"));
+    }
+
+    #[test]
+    fn data_errors_are_told_apart() {
+        let mut e = Error::failed("x");
+        assert!(!e.is_data_error());
+        e.code = Some(SqlState::DIVISION_BY_ZERO);
+        assert!(e.is_data_error());
+        e.code = Some(SqlState::NOT_NULL_VIOLATION);
+        assert!(e.is_data_error());
+        e.code = Some(SqlState::LOCK_NOT_AVAILABLE);
+        assert!(!e.is_data_error());
     }
 
     #[test]

@@ -533,17 +533,11 @@ impl Watcher {
         let reason = gate.reason(note.as_deref());
         if reason != self.shown {
             let held_for = self.since.elapsed();
-            match (&reason, &self.shown) {
-                (Some(r), _) => match gate.waiting_secs {
-                    Some(w) => say(&format!("{r} (in {})", window::human_secs(w))),
-                    None => say(r),
-                },
-                (None, Some(_)) => say(&format!(
-                    "going on (held for {})",
-                    window::human_secs(held_for.as_secs() as i64)
-                )),
-                (None, None) => {}
-            }
+            // Shown once per change (above the progress bar on a terminal, as a line otherwise).
+            crate::progress::throttle(reason.as_ref().map(|r| match gate.waiting_secs {
+                Some(w) => format!("{r} (in {})", window::human_secs(w)),
+                None => r.clone(),
+            }));
             if let Some(c) = &self.client {
                 let _ = c
                     .execute(

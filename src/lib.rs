@@ -27,6 +27,7 @@ pub mod plan;
 pub mod planner;
 pub mod preflight;
 pub mod probe;
+pub mod progress;
 pub mod replay;
 pub mod revert;
 pub mod sampling;

@@ -4,14 +4,33 @@
 //! request, 130 interrupted).
 
 use clap::Parser;
-use pg_hotswap::cli::{Cli, Command, OutputFormat};
+use pg_hotswap::cli::{Cli, Command, LogFormat, OutputFormat};
 use pg_hotswap::error::{Error, Kind};
-use pg_hotswap::{demo, migrator, ui};
+use pg_hotswap::{demo, migrator, progress, ui};
+use std::io::{IsTerminal, Write};
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let json = cli.log_format == LogFormat::Json;
+    let tty = std::io::stderr().is_terminal();
+    ui::set_json(json);
+    ui::set_terminal(tty);
     ui::set_quiet(cli.quiet);
+    progress::init(tty && !cli.quiet && !json);
+    init_tracing(cli.verbose, json);
+    // The utility commands print and leave, without a runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            std::process::exit(print_out(&pg_hotswap::cli::completions(*shell)))
+        }
+        Command::Man { subcommand } => {
+            std::process::exit(match pg_hotswap::cli::man_page(subcommand.as_deref()) {
+                Ok(page) => print_out(&page),
+                Err(e) => fail(&e),
+            })
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +47,9 @@ fn main() {
     std::process::exit(code);
 }
 
-fn init_tracing(verbose: u8) {
+/// Diagnostics: `-v`/`-vv`, or `RUST_LOG`; text or JSON lines on stderr, written above the
+/// progress bar (ui::StderrWriter).
+fn init_tracing(verbose: u8, json: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "pg_hotswap=debug,info",
@@ -36,15 +57,33 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(ui::StderrWriter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Writes a utility command's output to stdout; 1 when that fails (a closed pipe).
+fn print_out(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            1
+        }
+    }
 }
 
 fn fail(e: &Error) -> i32 {
-    eprintln!("error: {e}");
-    e.kind().exit_code()
+    progress::finish();
+    let code = e.kind().exit_code();
+    ui::error(e.message(), e.state(), e.next(), code);
+    code
 }
 
 async fn dispatch(command: Command) -> i32 {
@@ -137,6 +176,8 @@ async fn dispatch(command: Command) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        // Handled in main, before the runtime.
+        Command::Completions { .. } | Command::Man { .. } => 0,
     }
 }
 
@@ -177,7 +218,7 @@ async fn plan(args: pg_hotswap::cli::RunArgs) -> i32 {
                     OutputFormat::Text => print!("{}", pg_hotswap::planner::render_text(&report)),
                 }
                 if let Some(why) = &report.refused {
-                    eprintln!("error: {why}\n  state: nothing was changed");
+                    ui::error(why, Some("nothing was changed"), None, report.exit_code);
                 }
                 report.exit_code
             }
@@ -195,13 +236,14 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
     tokio::select! {
         r = migrator::run(&opts) => match r {
             Ok(report) => {
+                progress::finish();
                 match output {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
                     OutputFormat::Text => print_report(&report),
                 }
                 0
             }
-            Err(e) => fail(&e),
+            Err(e) => fail(&advise(e, &opts.table)),
         },
         sig = shutdown_signal() => {
             let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
@@ -216,6 +258,21 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
                 .with_next(format!("`pg-hotswap resume --table {}` (or the same command again) continues, `pg-hotswap abort --table {}` removes everything the run created", opts.table, opts.table));
             fail(&e)
         }
+    }
+}
+
+/// A run that failed on the data itself (a cast or `--map` expression that fails for some row,
+/// a constraint the new rows break) fails the same way when run again: say so.
+fn advise(e: Error, table: &str) -> Error {
+    if e.is_data_error() {
+        let next = format!(
+            "the rows do not fit the new shape: `pg-hotswap abort --table {table}`, then change \
+             the --alter (a USING clause) or the --map expressions so that they work for every \
+             row, and run again"
+        );
+        e.with_next(next)
+    } else {
+        e
     }
 }
 
@@ -277,6 +334,12 @@ fn print_report(r: &migrator::RunReport) {
         } else {
             println!("  verified:           no (--verify off)");
         }
+    }
+    if let Some(w) = r.wal_bytes {
+        println!(
+            "  WAL written:        {} (by the whole server during the run)",
+            ui::bytes(w)
+        );
     }
     if let Some(p) = &r.read_probe {
         println!(

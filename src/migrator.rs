@@ -91,6 +91,9 @@ pub struct RunReport {
     pub verify: Option<verify::Report>,
     /// A trivial read of the table, timed every 100 ms through the run from another session.
     pub read_probe: Option<crate::probe::ProbeReport>,
+    /// WAL the server wrote from the start of the run to its end (all sessions', the
+    /// application's too); `None` where it cannot be read (a standby, no privilege).
+    pub wal_bytes: Option<u64>,
 }
 
 struct Timer {
@@ -101,6 +104,7 @@ struct Timer {
 impl Timer {
     fn start(&mut self, p: Phase) {
         self.stop();
+        crate::progress::phase(p.as_str());
         self.current = Some((p, Instant::now()));
     }
     fn stop(&mut self) {
@@ -114,8 +118,10 @@ impl Timer {
 /// Runs (or continues) the rewrite of one table.
 pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
+    crate::progress::phase("preflight");
     let state = State::new(&opts.state_schema);
     let mut ctl = conn::connect(&opts.conn, "control").await?;
+    let wal_start = wal_position(&ctl).await;
     let oid = catalog::resolve_table(&ctl, &opts.table).await?;
     let (src, mut warnings) = preflight::inspect(&ctl, oid).await?;
     // The checks `plan` shows (issue 6): refuses (exit 3, nothing created) on a blocking one.
@@ -291,9 +297,13 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     if let Some(p) = probe {
         report.read_probe = Some(p.stop().await);
     }
+    if let Some(start) = &wal_start {
+        report.wal_bytes = wal_since(&ctl, start).await;
+    }
     timer.stop();
     report.phases = timer.phases;
     report.total_secs = started.elapsed().as_secs_f64();
+    crate::progress::finish();
     match result {
         Ok(()) => Ok(report),
         Err(e) if e.kind() == Kind::Aborted => {
@@ -383,7 +393,7 @@ async fn continue_run(
             total_est
         ));
         let progress = Arc::new(Progress::default());
-        let reporter = spawn_progress(progress.clone(), pending.len() as u64, total_est);
+        let watch = crate::progress::watch_copy(progress.clone(), pending.len() as u64, total_est);
         let t0 = Instant::now();
         let r = copier::copy_all(
             &opts.conn,
@@ -396,7 +406,7 @@ async fn continue_run(
             gov,
         )
         .await;
-        reporter.abort();
+        drop(watch);
         r?;
         report.rows_copied = progress.rows.load(Ordering::Relaxed);
         report.bytes_copied = progress.bytes.load(Ordering::Relaxed);
@@ -668,30 +678,36 @@ async fn abandon(
     }
 }
 
-fn spawn_progress(
-    progress: Arc<Progress>,
-    chunks: u64,
-    est_rows: u64,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let t0 = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let rows = progress.rows.load(Ordering::Relaxed);
-            let done = progress.chunks_done.load(Ordering::Relaxed);
-            let secs = t0.elapsed().as_secs_f64();
-            let rate = rows as f64 / secs.max(0.001);
-            let eta = if rate > 0.0 && est_rows > rows {
-                format!(", about {:.0} s left", (est_rows - rows) as f64 / rate)
-            } else {
-                String::new()
-            };
-            say(&format!(
-                "copy: {done}/{chunks} chunks, {rows} rows ({}), {rate:.0} rows/s{eta}",
-                ui::bytes(progress.bytes.load(Ordering::Relaxed))
-            ));
+/// The server's current WAL insert position, as text; `None` on a standby (recovery is in
+/// progress) or where the function is not allowed.
+async fn wal_position(ctl: &Client) -> Option<String> {
+    match ctl
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the WAL position; no WAL figure in the report");
+            None
         }
-    })
+    }
+}
+
+/// Bytes of WAL written since `start` (a position from [`wal_position`]).
+async fn wal_since(ctl: &Client, start: &str) -> Option<u64> {
+    match ctl
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8",
+            &[&start],
+        )
+        .await
+    {
+        Ok(row) => row.get::<_, Option<i64>>(0).map(|b| b.max(0) as u64),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the WAL position at the end of the run");
+            None
+        }
+    }
 }
 
 fn print_mapping(plan: &Plan) {

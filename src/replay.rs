@@ -211,14 +211,12 @@ pub async fn catch_up(
             last_report = Instant::now();
             let backlog = crate::capture::backlog_estimate(client, plan).await?;
             total.peak = total.peak.max(backlog);
-            let secs = started.elapsed().as_secs_f64();
-            crate::ui::say(&format!(
-                "replay: about {} change{} left; replayed {:.0}/s for {:.0} s",
+            tracing::debug!(
                 backlog,
-                if backlog == 1 { "" } else { "s" },
-                total.log_rows as f64 / secs,
-                secs
-            ));
+                replayed_per_sec = total.log_rows as f64 / started.elapsed().as_secs_f64(),
+                "replay progress"
+            );
+            crate::progress::backlog(backlog.max(0) as u64);
             match best {
                 Some((low, _, _)) if backlog < low => {
                     best = Some((backlog, Instant::now(), total.log_rows))

@@ -473,7 +473,10 @@ pub async fn build_in(
             .await
             .map_err(|e| {
                 Error::db(
-                    "a column mapping does not work on the source (check --map expressions)",
+                    format_args!(
+                        "the column mapping of {} does not work on its rows (check the --map expressions)",
+                        table.human()
+                    ),
                     e,
                 )
                 .with_kind(Kind::Refused)

@@ -190,10 +190,13 @@ pub async fn swap(
                 if !e.is_lock_timeout() {
                     return Err(e.or_state(
                         format!(
-                            "the swap was rolled back; {} is unchanged and usable",
+                            "the swap was rolled back; {} is unchanged and usable, and its capture trigger keeps recording writes for the run",
                             plan.source.human()
                         ),
-                        "fix the cause and run the same command again to continue",
+                        format!(
+                            "fix the cause and run the same command again (or `pg-hotswap resume`) to continue, or `pg-hotswap abort --table {}` to remove the run",
+                            plan.source
+                        ),
                     ));
                 }
                 let holders = locking::lock_holders(ctl, plan.source_oid)

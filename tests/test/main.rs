@@ -3,8 +3,10 @@
 //! run in parallel under plain `cargo test`.
 
 mod carry_over;
+mod cli;
 mod cluster;
 mod end_to_end;
+mod errors;
 mod harness;
 mod plan;
 mod privileges;
