@@ -321,6 +321,45 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Creates and starts a streaming-replication standby of this cluster (`pg_basebackup -R`)
+    /// in a new directory, on its own free port; stopped and removed like any cluster. For tests
+    /// of `--max-lag` (pause its replay with `pg_wal_replay_pause()` to make it lag).
+    pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
+        let root = make_temp_dir(&self.run_as)?;
+        let mut standby = Cluster {
+            bindir: self.bindir.clone(),
+            data_dir: root.join("data"),
+            log_file: root.join("server.log"),
+            root,
+            port: 0,
+            run_as: self.run_as.clone(),
+            watchdog: None,
+            stopped: false,
+            quiet: self.quiet,
+        };
+        standby.spawn_watchdog()?;
+        let basebackup = self.bindir.join("pg_basebackup");
+        let args: Vec<OsString> = vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string().into(),
+            "-U".into(),
+            "postgres".into(),
+            "-D".into(),
+            standby.data_dir.clone().into(),
+            "-R".into(),
+            "-X".into(),
+            "stream".into(),
+            "--no-sync".into(),
+        ];
+        standby.run("pg_basebackup", &basebackup, &args)?;
+        // Its own socket directory (the copied configuration names the primary's).
+        standby.write_config(&ClusterOptions::default())?;
+        standby.start_server()?;
+        Ok(standby)
+    }
+
     /// A libpq key=value connection string for `dbname` as the superuser `postgres`.
     pub fn conninfo(&self, dbname: &str) -> String {
         format!(

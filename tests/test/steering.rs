@@ -1,7 +1,8 @@
 //! Issue 7: a run steered while it works. Pause freezes the copy and resume finishes it; a closed
 //! window (judged by a clock the test moves) and `--start-at` make the run wait without copying;
 //! a manual cut-over waits while replaying and swaps on command; a throttle query that returns
-//! true holds the copy; `abort` from another terminal stops the run and removes what it made;
+//! true, or a standby whose replay is paused (`--max-lag`, `--replica-dsn`), holds the copy;
+//! `abort` from another terminal stops the run and removes what it made;
 //! a write load that replay cannot catch is reported and never swapped. `status` is checked in
 //! each state, writes flow throughout, and the result equals the ledger.
 
@@ -569,4 +570,83 @@ async fn replay_that_cannot_keep_up_is_reported_and_never_swapped() {
     assert_eq!(swaps, 0, "no swap was even attempted");
     let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.hot"]).await;
     assert_exit(&out, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
+    use pg_hotswap::cluster::{Cluster, ClusterOptions};
+    // A private primary with a streaming standby (the shared test server stays untouched).
+    let (primary, standby) = tokio::task::spawn_blocking(|| {
+        let primary = Cluster::start(&ClusterOptions::default()).expect("starting a primary");
+        let standby = primary.start_standby().expect("starting a standby");
+        (primary, standby)
+    })
+    .await
+    .unwrap();
+    let db = TestDb {
+        name: "postgres".into(),
+        conninfo: primary.conninfo("postgres"),
+    };
+    let client = db.client().await;
+    let replica = crate::harness::connect(&standby.conninfo("postgres")).await;
+    let spec = TableSpec::simple("public", "lagged");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
+    let table = "public.lagged";
+    let standby_dsn = standby.conninfo("postgres");
+    let run = spawn_tool(
+        &run_args(
+            &db,
+            table,
+            &[
+                "--max-lag",
+                "1s",
+                "--replica-dsn",
+                &standby_dsn,
+                "--nice",
+                "10",
+            ],
+        ),
+        &[],
+    );
+    wait_for_done_chunks(&client, 2).await;
+    replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let s = wait_status(&db, table, "held by replication lag", |s| {
+        held_by(s).contains("replication lag")
+    })
+    .await;
+    assert!(s["lag_secs"].as_f64().unwrap_or(0.0) > 1.0, "{s:#}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = chunks_done(&client).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        chunks_done(&client).await,
+        held,
+        "copied while the replica lagged"
+    );
+    let total: i64 = s["chunks_total"].as_i64().unwrap();
+    assert!(held < total, "the copy finished before the lag was noticed");
+    replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let out = run.await.unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("replication lag"),
+        "{}",
+        describe(&out)
+    );
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors: {:#?}",
+        report.errors
+    );
+    assert_rewritten_and_equal(&client, &spec).await;
+    drop(standby);
+    drop(primary);
 }
