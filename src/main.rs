@@ -304,7 +304,10 @@ fn print_report(r: &migrator::RunReport) {
     println!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
     println!("  rows copied:        {}", r.rows_copied);
     println!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
-    println!("  changes replayed:   {}", r.replayed_log_rows);
+    println!(
+        "  changes replayed:   {} (largest backlog measured: {})",
+        r.replayed_log_rows, r.replay_backlog_peak
+    );
     println!(
         "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
         r.lock_held_ms, r.lock_attempts, r.longest_lock_ms

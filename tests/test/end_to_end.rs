@@ -157,6 +157,11 @@ async fn no_write_is_lost_int_to_bigint() {
     assert!(json["read_probe"]["max_ms"].as_f64().is_some(), "{json}");
     // The copy alone writes the table again: WAL from start to end of the run is not zero.
     assert!(json["wal_bytes"].as_u64().unwrap_or(0) > 0, "{json}");
+    // Writers ran through the copy, so the log held changes when replay began.
+    assert!(
+        json["replay_backlog_peak"].as_i64().unwrap_or(0) > 0,
+        "{json}"
+    );
     assert!(
         json["phases"]
             .as_array()
