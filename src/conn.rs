@@ -358,6 +358,15 @@ pub fn describe(config: &Config) -> String {
     )
 }
 
+/// Whether every host of `config` is a Unix-domain socket directory.
+fn only_unix_sockets(config: &Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+}
+
 /// Renders a duration for `SET lock_timeout` and friends (milliseconds).
 pub fn pg_millis(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
@@ -409,7 +418,15 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
         .with_next(next)
     };
     let role_owned = role.to_string();
-    let client = match crate::tls::client_config(&spec.tls)? {
+    // As libpq: TLS is never used over Unix-domain sockets, whatever sslmode says (psql with
+    // host=/run/postgresql sslmode=verify-full connects in the clear).
+    let tls = if only_unix_sockets(&config) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        None
+    } else {
+        crate::tls::client_config(&spec.tls)?
+    };
+    let client = match tls {
         None => {
             let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
             tokio::spawn(async move {

@@ -98,19 +98,22 @@ pub struct RunReport {
 
 struct Timer {
     phases: Vec<(String, f64)>,
-    current: Option<(Phase, Instant)>,
+    current: Option<(&'static str, Instant)>,
 }
 
 impl Timer {
     fn start(&mut self, p: Phase) {
+        self.start_named(p.as_str());
+    }
+    /// A step that is not a recorded phase (waiting for the cut-over or a window).
+    fn start_named(&mut self, name: &'static str) {
         self.stop();
-        crate::progress::phase(p.as_str());
-        self.current = Some((p, Instant::now()));
+        crate::progress::phase(name);
+        self.current = Some((name, Instant::now()));
     }
     fn stop(&mut self) {
         if let Some((p, t)) = self.current.take() {
-            self.phases
-                .push((p.as_str().to_string(), t.elapsed().as_secs_f64()));
+            self.phases.push((p.to_string(), t.elapsed().as_secs_f64()));
         }
     }
 }
@@ -223,6 +226,22 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
 
     let (run, plan, from, gov) = match resume {
         Some((run, plan, phase)) => {
+            // A pause was meant for the process that stopped; continuing is the new intent.
+            let cleared = ctl
+                .execute(
+                    &format!(
+                        "UPDATE {} SET control = NULL WHERE id = $1 AND control = 'pause'",
+                        state.table("runs")
+                    ),
+                    &[&run],
+                )
+                .await
+                .ctx("clearing a pause left by the stopped process")?;
+            if cleared > 0 {
+                say(&format!(
+                    "run {run} was paused when it stopped; continuing unpaused"
+                ));
+            }
             let gov = Governor::start(&opts.conn, &state, run, &pace).await?;
             if let Err(e) = gov.start_permit(run).await {
                 return Err(abandon(&ctl, &state, oid, &opts.lock, &table, e).await);
@@ -498,7 +517,10 @@ async fn continue_run(
         report.verify = Some(v);
         build::prepare(ctl, plan, src).await?;
         // Ready. A manual cut-over, a closed window or a pause keeps the run here, replaying.
-        wait_for_cutover(&mut rc, ctl, state, plan, opts, gov, report).await?;
+        if gov.swap_hold(run)?.is_some() {
+            timer.start_named("wait");
+            wait_for_cutover(&mut rc, ctl, state, plan, opts, gov, report).await?;
+        }
 
         timer.start(Phase::Swap);
         state.set_phase(ctl, run, Phase::Swap).await?;

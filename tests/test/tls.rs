@@ -1,6 +1,7 @@
 //! Connections over TLS (issue 8), against a throwaway server with a self-signed certificate
 //! that refuses TCP connections without TLS: every command that works below proves the tool's
-//! sessions are encrypted, and `sslmode` / `sslrootcert` behave as in libpq.
+//! sessions are encrypted, and `sslmode` / `sslrootcert` behave as in libpq (also in not
+//! applying to Unix-domain sockets).
 
 use pg_hotswap::cluster::{Cluster, ClusterOptions};
 
@@ -102,5 +103,12 @@ async fn rewrites_over_tls_and_verifies_the_server_like_libpq() {
         "an unknown root was accepted:\n{}",
         describe(&out)
     );
+    // Over the Unix socket TLS does not apply, as in libpq: the default sslmode (prefer) and
+    // even require connect in the clear there.
+    for mode in ["", " sslmode=require"] {
+        let dsn = format!("{}{mode}", cluster.socket_conninfo("postgres"));
+        let out = hotswap_async(&["status", "--dsn", &dsn]).await;
+        assert_exit(&out, 0);
+    }
     drop(cluster);
 }
