@@ -123,6 +123,9 @@ async fn create_once(
         .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;
     let plan = build_in(&tx, state, run, src, req, shadow).await?;
+    // Default privileges may have granted the shadow to other roles: nobody may write into it
+    // during the run, and the swap grants exactly the old table's privileges (acl.rs).
+    crate::acl::keep_to_owner(&tx, &[crate::acl::Object::Table(shadow)]).await?;
     let json = serde_json::to_value(&plan)
         .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
     state.set_plan(&tx, run, &json).await?;
