@@ -380,3 +380,240 @@ async fn nothing_of_a_run_is_open_to_other_roles() {
         .collect();
     assert_eq!(privs, ["DELETE", "INSERT", "SELECT", "UPDATE"]);
 }
+
+/// What a refusal case starts from: `role` owns schema `schema` (with CREATE on the database),
+/// and a 100-row table `schema.t` in it.
+async fn owner_with_table(db: &TestDb, role: &str, schema: &str) -> tokio_postgres::Client {
+    let admin = db.client().await;
+    ensure_role(&admin, role).await;
+    admin
+        .batch_execute(&format!(
+            "GRANT CREATE ON DATABASE {} TO {role};
+             CREATE SCHEMA {schema} AUTHORIZATION {role};",
+            pg_hotswap::ident::Ident::new(db.name.clone())
+        ))
+        .await
+        .unwrap();
+    let owner = connect(&as_user(&db.conninfo, role)).await;
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE {schema}.t (id int PRIMARY KEY, v text);
+             INSERT INTO {schema}.t SELECT g, 'x' FROM generate_series(1, 100) g;"
+        ))
+        .await
+        .unwrap();
+    admin
+}
+
+/// Runs the tool on `schema.t` as `role` and asserts it was refused at preflight (exit 3) with a
+/// message that holds every one of `expect`, and that it created nothing: no shadow, no trigger,
+/// no run recorded (the state schema exists only if it existed before).
+async fn assert_refused_creating_nothing(
+    db: &TestDb,
+    admin: &tokio_postgres::Client,
+    role: &str,
+    schema: &str,
+    expect: &[&str],
+) {
+    let state_before: bool = admin
+        .query_one("SELECT to_regnamespace('hotswap') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let table = format!("{schema}.t");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &as_user(&db.conninfo, role),
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 3);
+    let text = all_output(&out);
+    for e in expect {
+        assert!(text.contains(e), "the refusal does not say {e:?}:\n{text}");
+    }
+    let r = admin
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    (SELECT count(*) FROM pg_trigger WHERE tgrelid = $2::text::regclass), \
+                    to_regnamespace('hotswap') IS NOT NULL",
+            &[&format!("{schema}.t_new"), &table],
+        )
+        .await
+        .unwrap();
+    assert!(!r.get::<_, bool>(0), "the shadow was created");
+    assert_eq!(r.get::<_, i64>(1), 0, "a trigger was created");
+    let state_after: bool = r.get(2);
+    assert_eq!(state_before, state_after, "the state schema was created");
+    if state_after {
+        let runs: i64 = admin
+            .query_one(
+                "SELECT CASE WHEN to_regclass('hotswap.runs') IS NULL THEN 0 ELSE \
+                   (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM hotswap.runs WHERE table_oid = %s', $1::text::regclass::oid), false, true, '')))[1]::text::int8 END",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(runs, 0, "a run was recorded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_when_not_the_owner() {
+    let db = TestDb::new("refused_not_owner").await;
+    let admin = owner_with_table(&db, "hsp_own_a", "pa").await;
+    ensure_role(&admin, "hsp_other_a").await;
+    admin
+        .batch_execute(
+            "GRANT USAGE ON SCHEMA pa TO hsp_other_a; GRANT SELECT, INSERT ON pa.t TO hsp_other_a",
+        )
+        .await
+        .unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_other_a",
+        "pa",
+        &["owner", "hsp_own_a", "GRANT"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_without_usage_on_the_tables_schema() {
+    let db = TestDb::new("refused_no_usage").await;
+    let admin = owner_with_table(&db, "hsp_own_b", "pb").await;
+    ensure_role(&admin, "hsp_other_b").await;
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_other_b",
+        "pb",
+        &["USAGE", "schema pb", "GRANT USAGE ON SCHEMA"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_without_create_on_the_tables_schema() {
+    let db = TestDb::new("refused_no_schema_create").await;
+    let admin = owner_with_table(&db, "hsp_own_c", "pc").await;
+    admin
+        .batch_execute(
+            "ALTER SCHEMA pc OWNER TO CURRENT_USER; GRANT USAGE ON SCHEMA pc TO hsp_own_c",
+        )
+        .await
+        .unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_own_c",
+        "pc",
+        &["CREATE on schema", "pc", "GRANT CREATE ON SCHEMA"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_without_create_on_the_database() {
+    let db = TestDb::new("refused_no_db_create").await;
+    let admin = owner_with_table(&db, "hsp_own_d", "pd").await;
+    admin
+        .batch_execute(&format!(
+            "REVOKE CREATE ON DATABASE {} FROM hsp_own_d",
+            pg_hotswap::ident::Ident::new(db.name.clone())
+        ))
+        .await
+        .unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_own_d",
+        "pd",
+        &[
+            "CREATE on the database",
+            "hotswap",
+            "GRANT CREATE ON DATABASE",
+            "--state-schema",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_without_temporary_on_the_database() {
+    let db = TestDb::new("refused_no_temp").await;
+    let admin = owner_with_table(&db, "hsp_own_e", "pe").await;
+    admin
+        .batch_execute(&format!(
+            "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC",
+            pg_hotswap::ident::Ident::new(db.name.clone())
+        ))
+        .await
+        .unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_own_e",
+        "pe",
+        &["TEMPORARY", "GRANT TEMPORARY ON DATABASE"],
+    )
+    .await;
+}
+
+/// The state schema exists (another role made it) and this role may not use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_when_the_state_schema_is_not_usable() {
+    let db = TestDb::new("refused_state_schema").await;
+    let admin = owner_with_table(&db, "hsp_own_f", "pf").await;
+    admin.batch_execute("CREATE SCHEMA hotswap").await.unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_own_f",
+        "pf",
+        &[
+            "USAGE",
+            "CREATE",
+            "hotswap",
+            "GRANT USAGE, CREATE ON SCHEMA",
+        ],
+    )
+    .await;
+}
+
+/// The state schema and its tables exist (a superuser ran the tool before); this role may use
+/// the schema but not write the state tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_when_the_state_tables_are_not_writable() {
+    let db = TestDb::new("refused_state_tables").await;
+    let admin = owner_with_table(&db, "hsp_own_g", "pgo").await;
+    admin
+        .batch_execute("CREATE TABLE public.first (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let out = hotswap_async(&["run", "--dsn", &db.conninfo, "--table", "public.first"]).await;
+    assert_exit(&out, 0);
+    admin
+        .batch_execute("GRANT USAGE, CREATE ON SCHEMA hotswap TO hsp_own_g")
+        .await
+        .unwrap();
+    assert_refused_creating_nothing(
+        &db,
+        &admin,
+        "hsp_own_g",
+        "pgo",
+        &[
+            "hotswap.runs",
+            "INSERT",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON",
+        ],
+    )
+    .await;
+}
