@@ -10,5 +10,6 @@ mod plan;
 mod privileges;
 mod resume;
 mod revert;
+mod soak;
 mod tls;
 mod workload;
