@@ -7,7 +7,7 @@
 //! ```sh
 //! cargo build --release --bin pg-hotswap
 //! PGHOTSWAP_TEST_BIN=target/release/pg-hotswap \
-//!   cargo test --release --test test soak:: -- --ignored --nocapture
+//!   cargo test --test test soak:: -- --ignored --nocapture
 //! ```
 //!
 //! Knobs (environment): `PGHOTSWAP_SOAK_SECS` (600), `PGHOTSWAP_SOAK_ROWS` (1,000,000),
