@@ -1,5 +1,7 @@
--- Used by state::ensure_schema: the tool's own tables. `@schema@` is replaced by the quoted
--- state schema name (the only substitution). Idempotent; runs under an advisory lock so that
+-- Used by state::ensure_schema: the tool's own tables. The schema placeholder (the word schema
+-- between two at signs) is replaced by the quoted state schema name (the only substitution). It
+-- must never appear in a comment: a quoted name may hold a newline, which would end the comment
+-- and turn the rest of the name into a statement (acl.rs tests this). Idempotent; runs under an advisory lock so that
 -- concurrent first runs in one database do not race on CREATE ... IF NOT EXISTS.
 -- Whether the schema is new: with the search path set to it alone, current_schema() names it,
 -- or is NULL while it does not exist (this keeps the name out of string literals). SET LOCAL

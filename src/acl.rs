@@ -61,3 +61,22 @@ pub async fn keep_to_owner(
     }
     Ok(stmts)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The state schema's name is pasted into sql/state_schema.sql, quoted. A quoted name may
+    /// hold a newline: in a `--` comment it would end the comment and the rest of the name would
+    /// run as SQL. So the placeholder appears only in code, never after `--`.
+    #[test]
+    fn the_state_schema_placeholder_is_never_in_a_comment() {
+        for (n, line) in include_str!("../sql/state_schema.sql").lines().enumerate() {
+            if let Some(at) = line.find("--") {
+                assert!(
+                    !line[at..].contains("@schema@"),
+                    "sql/state_schema.sql line {}: the placeholder in a comment",
+                    n + 1
+                );
+            }
+        }
+    }
+}

@@ -324,7 +324,10 @@ pub async fn build_in(
         .collect();
 
     if let Some(alter) = req.alter {
-        tx.batch_execute(&format!("ALTER TABLE {shadow} {alter}"))
+        // The extended protocol (`execute`, not `batch_execute`): the server itself refuses a
+        // second statement, whatever quoting, dollar quote or comment hides its `;` from the
+        // client-side check in cli.rs (issue 9, hostile input).
+        tx.execute(&format!("ALTER TABLE {shadow} {alter}"), &[])
             .await
             .map_err(|e| {
                 Error::db(format_args!("the ALTER failed on the shadow of {}", table.human()), e)
@@ -471,8 +474,10 @@ pub async fn build_in(
         .filter_map(|c| c.expr.as_deref())
         .collect::<Vec<_>>()
         .join(", ");
+    // Prepared, not executed, and over the extended protocol: a `--map` expression that closes
+    // the CAST around it and appends `; DROP ...` is refused by the server as a second statement.
     if !select_list.is_empty() {
-        tx.batch_execute(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
+        tx.prepare(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
             .await
             .map_err(|e| {
                 Error::db(

@@ -6,6 +6,7 @@ mod carry_over;
 mod cluster;
 mod end_to_end;
 mod harness;
+mod hostile;
 mod plan;
 mod privileges;
 mod resume;
