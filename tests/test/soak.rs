@@ -102,6 +102,7 @@ async fn soak_repeated_rewrites_under_continuous_writes() {
         ])
         .await;
         let run_secs = t.elapsed().as_secs_f64();
+        let (writes_after, errors_after) = (load.transactions(), load.error_count());
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -125,8 +126,8 @@ async fn soak_repeated_rewrites_under_continuous_writes() {
             lock_held_ms: num("lock_held_ms"),
             longest_lock_ms: num("longest_lock_ms"),
             lock_attempts: num("lock_attempts") as u64,
-            writes: load.transactions() - writes_before,
-            errors: load.error_count() - errors_before,
+            writes: writes_after - writes_before,
+            errors: errors_after - errors_before,
         };
         eprintln!(
             "soak run {}: {ty}, {:.1} s, {} rows, {} replayed, lock held {:.1} ms ({} attempts, longest {:.1} ms), {} writes, {} errors; ledger identical ({} rows)",
