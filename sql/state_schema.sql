@@ -1,6 +1,14 @@
--- Used by state::ensure_schema: the tool's own tables. `@schema@` is replaced by the quoted
--- state schema name (the only substitution). Idempotent; runs under an advisory lock so that
+-- Used by state::ensure_schema: the tool's own tables. The schema placeholder (the word schema
+-- between two at signs) is replaced by the quoted state schema name (the only substitution). It
+-- must never appear in a comment: a quoted name may hold a newline, which would end the comment
+-- and turn the rest of the name into a statement (acl.rs tests this). Idempotent; runs under an advisory lock so that
 -- concurrent first runs in one database do not race on CREATE ... IF NOT EXISTS.
+-- Whether the schema is new: with the search path set to it alone, current_schema() names it,
+-- or is NULL while it does not exist (this keeps the name out of string literals). SET LOCAL
+-- ends with the caller's transaction; every name below is qualified.
+SET LOCAL search_path = @schema@;
+SELECT pg_catalog.set_config('pg_hotswap.new_state_schema',
+                             (pg_catalog.current_schema() IS NULL)::text, true);
 CREATE SCHEMA IF NOT EXISTS @schema@;
 REVOKE ALL ON SCHEMA @schema@ FROM PUBLIC;
 
@@ -75,3 +83,37 @@ CREATE TABLE IF NOT EXISTS @schema@.objects (
 -- the reverse capture that keeps the old table revertible (active, reverted, finished).
 ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS swap jsonb;
 ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS reverse text;
+
+-- A new state schema and its tables belong to their owner alone: default privileges
+-- (ALTER DEFAULT PRIVILEGES ... GRANT ... ON TABLES/SEQUENCES/SCHEMAS TO some_role) may have granted
+-- them to other roles just now; revoke that (see acl.rs). Grants an administrator makes later,
+-- to a monitoring role say, are left alone: this runs only when the schema was created.
+DO $hotswap_state$
+DECLARE
+  obj record;
+BEGIN
+  IF pg_catalog.current_setting('pg_hotswap.new_state_schema') <> 'true' THEN
+    RETURN;
+  END IF;
+  FOR obj IN
+    SELECT 'SCHEMA' AS kind, pg_catalog.quote_ident(n.nspname) AS name,
+           pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, ', ') AS grantees
+      FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+     WHERE n.nspname = pg_catalog.current_schema() AND a.grantee <> n.nspowner
+     GROUP BY n.nspname
+    UNION ALL
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+           pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+           pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, ', ')
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+           pg_catalog.aclexplode(c.relacl) a
+     WHERE n.nspname = pg_catalog.current_schema() AND a.grantee <> c.relowner
+     GROUP BY c.relkind, n.nspname, c.relname
+  LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s', obj.kind, obj.name, obj.grantees);
+  END LOOP;
+END
+$hotswap_state$;

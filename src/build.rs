@@ -17,6 +17,28 @@ use crate::preflight::Source;
 use std::sync::Arc;
 use tokio_postgres::Client;
 
+/// How long a statement that locks only the shadow may wait for its lock. Nobody else uses the
+/// shadow, so waiting queues no application query; the one other session that takes its locks is
+/// autovacuum, which a freshly loaded shadow attracts, and which gives way to a waiting lock
+/// after `deadlock_timeout` (1 s by default). With the live table's short lock_timeout, these
+/// statements failed the run instead (found by the soak test, issue 9).
+const SHADOW_LOCK_TIMEOUT: &str = "30s";
+
+/// Runs `sql` (statements on the shadow only) in one transaction that may wait up to
+/// [`SHADOW_LOCK_TIMEOUT`] for its locks.
+async fn on_shadow(client: &Client, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+    let r = client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; {sql}; COMMIT",
+            literal(SHADOW_LOCK_TIMEOUT)
+        ))
+        .await;
+    if r.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    r
+}
+
 pub struct BuildOptions {
     pub jobs: usize,
     /// `maintenance_work_mem` for index builds, e.g. "256MB".
@@ -47,9 +69,14 @@ pub async fn build(
         let shadow = plan.shadow.human();
         set.spawn(async move {
             let c = conn::connect(&spec, &format!("index-{w}")).await?;
-            c.batch_execute(&format!("SET maintenance_work_mem = {}", literal(&mwm)))
-                .await
-                .ctx("setting maintenance_work_mem")?;
+            // This session builds indexes on the shadow only (see SHADOW_LOCK_TIMEOUT).
+            c.batch_execute(&format!(
+                "SET maintenance_work_mem = {}; SET lock_timeout = {}",
+                literal(&mwm),
+                literal(SHADOW_LOCK_TIMEOUT)
+            ))
+            .await
+            .ctx("setting maintenance_work_mem")?;
             loop {
                 let next = queue.lock().expect("queue lock").pop();
                 let Some(ix) = next else { break };
@@ -89,7 +116,7 @@ pub async fn build(
     for ix in &plan.indexes {
         if let Some(sql) = &ix.constraint_sql {
             if !cons.contains(&ix.tmp_name.as_str().to_string()) {
-                client.batch_execute(sql).await.ctx(format_args!(
+                on_shadow(client, sql).await.ctx(format_args!(
                     "adding constraint {} to {}",
                     ix.final_name.as_str(),
                     shadow.human()
@@ -97,29 +124,33 @@ pub async fn build(
             }
         }
         if let Some(c) = &ix.comment {
-            client
-                .batch_execute(&format!(
+            on_shadow(
+                client,
+                &format!(
                     "COMMENT ON INDEX {} IS {}",
                     shadow.sibling(ix.tmp_name.as_str()),
                     literal(c)
-                ))
-                .await
-                .ctx("copying an index comment")?;
+                ),
+            )
+            .await
+            .ctx("copying an index comment")?;
         }
     }
     for c in &plan.late_checks {
         if !cons.contains(&c.name.as_str().to_string()) {
-            client
-                .batch_execute(&format!(
+            on_shadow(
+                client,
+                &format!(
                     "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
                     c.name, c.def
-                ))
-                .await
-                .ctx(format_args!(
-                    "adding check constraint {} to {}",
-                    c.name.as_str(),
-                    shadow.human()
-                ))?;
+                ),
+            )
+            .await
+            .ctx(format_args!(
+                "adding check constraint {} to {}",
+                c.name.as_str(),
+                shadow.human()
+            ))?;
         }
     }
     for fk in &plan.foreign_keys {
@@ -246,13 +277,12 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
         _ => {}
     }
     for s in &stmts {
-        client.batch_execute(s).await.ctx(format_args!(
+        on_shadow(client, s).await.ctx(format_args!(
             "carrying table attributes over to {}",
             shadow.human()
         ))?;
     }
-    client
-        .batch_execute(&format!("ANALYZE {shadow}"))
+    on_shadow(client, &format!("ANALYZE {shadow}"))
         .await
         .ctx(format_args!("analyzing {}", shadow.human()))?;
     Ok(())

@@ -11,11 +11,13 @@
 //! logged table: an unlogged one is emptied by a server crash, which would lose writes on resume.
 //!
 //! Invariants kept here (DESIGN.md): application roles keep writing — the log is written by a
-//! SECURITY DEFINER function with a pinned `search_path`, and nothing is granted to PUBLIC;
+//! SECURITY DEFINER function with a pinned `search_path`, and nobody but the owner holds any
+//! privilege on the log or the functions (not PUBLIC, not a role default privileges name: `acl`);
 //! the triggers are `ENABLE ALWAYS`, so writes applied by logical replication
 //! (`session_replication_role = replica`) are captured too; CREATE TRIGGER takes SHARE ROW
 //! EXCLUSIVE on the live table, so it runs under the lock discipline of `locking`.
 
+use crate::acl::Object;
 use crate::error::{DbContext, Result};
 use crate::ident::{dollar_quote, Ident};
 use crate::locking::{self, LockPolicy};
@@ -101,6 +103,16 @@ END
     ))
     .await
     .ctx(format_args!("creating the change log {}", c.log.human()))?;
+    // Default privileges may have granted them to others (acl.rs).
+    crate::acl::keep_to_owner(
+        &tx,
+        &[
+            Object::Table(&c.log),
+            Object::Function(&c.function),
+            Object::Function(&c.truncate_function),
+        ],
+    )
+    .await?;
     tx.commit().await.ctx("committing the change log")?;
     Ok(())
 }

@@ -236,14 +236,42 @@ pub struct OwnedSequence {
 /// Resolves `--table` like PostgreSQL does (quoted parts kept, unquoted folded to lower case,
 /// no schema: search_path). Returns the oid, or a refusal naming the table.
 pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oid> {
-    let row = client
+    let row = match client
         .query_one("SELECT pg_catalog.to_regclass($1::text)::oid", &[&spec])
         .await
-        .map_err(|e| {
-            Error::db(format_args!("cannot read the table name {spec:?}"), e)
+    {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            // No USAGE on the named schema: name the schema, the role and the grant.
+            let who = client
+                .query_one(
+                    "SELECT pg_catalog.quote_ident((pg_catalog.parse_ident($1))[1]), \
+                            pg_catalog.quote_ident(current_user)",
+                    &[&spec],
+                )
+                .await
+                .ok();
+            let (schema, me): (String, String) = who
+                .map(|r| (r.get(0), r.get(1)))
+                .unwrap_or_else(|| ("<schema>".into(), "<role>".into()));
+            return Err(Error::db(
+                format_args!(
+                    "cannot look up table {spec:?}: role {me} has no USAGE on schema {schema}"
+                ),
+                e,
+            )
+            .with_kind(crate::error::Kind::Refused)
+            .with_state("nothing was changed")
+            .with_next(format!(
+                "connect as the table's owner, or GRANT USAGE ON SCHEMA {schema} TO {me} (as the schema's owner or a superuser)"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::db(format_args!("cannot read the table name {spec:?}"), e)
                 .with_kind(crate::error::Kind::Refused)
-                .with_next("write --table as schema.table; quote names with capitals or spaces like \"App\".\"My Table\"")
-        })?;
+                .with_next("write --table as schema.table; quote names with capitals or spaces like \"App\".\"My Table\""))
+        }
+    };
     let oid: Option<Oid> = row.get(0);
     if let Some(oid) = oid {
         return Ok(oid);

@@ -380,7 +380,7 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn into_options(self) -> Result<crate::status::StatusOptions> {
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         if let Some(t) = &self.table {
             check_table(t)?;
         }
@@ -427,7 +427,7 @@ impl ResumeArgs {
     /// `migrator::recorded_options` takes from the recorded run.
     pub fn into_options(self) -> Result<RunOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         Ok(RunOptions {
             conn: conn_spec(&self.conn, &self.lock)?,
             lock: self.lock.policy(),
@@ -469,7 +469,7 @@ pub struct RevertArgs {
 impl RevertArgs {
     pub fn into_options(self) -> Result<crate::revert::RevertOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         Ok(crate::revert::RevertOptions {
             conn: conn_spec(&self.conn, &self.lock)?,
             lock: self.lock.policy(),
@@ -496,7 +496,7 @@ pub struct FinishArgs {
 impl FinishArgs {
     pub fn into_options(self) -> Result<crate::revert::FinishOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         Ok(crate::revert::FinishOptions {
             conn: conn_spec(&self.conn, &self.lock)?,
             lock: self.lock.policy(),
@@ -543,6 +543,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     if ms < 1.0 {
         return Err(format!("{s:?} is shorter than 1 ms"));
     }
+    // PostgreSQL's timeouts take at most INT_MAX milliseconds (about 24.8 days); nothing the tool
+    // waits for needs longer.
+    if ms > f64::from(i32::MAX) {
+        return Err(format!("{s:?} is longer than PostgreSQL accepts (24 days)"));
+    }
     Ok(Duration::from_micros((ms * 1000.0) as u64))
 }
 
@@ -581,6 +586,18 @@ fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {
     mapping::parse_map(s)
 }
 
+/// `--state-schema`: a name PostgreSQL lets a user create (not `pg_...`, reserved for system
+/// schemas), checked here rather than failing later.
+fn check_schema_name(what: &str, v: &str) -> Result<()> {
+    check_name(what, v)?;
+    if v.starts_with("pg_") {
+        return Err(Error::usage(format!(
+            "{what} {v:?}: names starting with pg_ are reserved for system schemas"
+        )));
+    }
+    Ok(())
+}
+
 fn check_name(what: &str, v: &str) -> Result<()> {
     if v.is_empty() {
         return Err(Error::usage(format!("{what} is empty")));
@@ -613,7 +630,7 @@ fn check_table(t: &str) -> Result<()> {
 impl RunArgs {
     pub fn into_options(self) -> Result<RunOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         if let Some(n) = &self.shadow_name {
             check_name("--shadow-name", n)?;
         }
@@ -681,7 +698,7 @@ impl RunArgs {
 impl AbortArgs {
     pub fn into_options(self) -> Result<AbortOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         Ok(AbortOptions {
             conn: conn_spec(&self.conn, &self.lock)?,
             lock: self.lock.policy(),
@@ -761,6 +778,19 @@ mod tests {
         assert!(parse_duration("10parsecs").is_err());
         assert!(parse_duration("-5ms").is_err());
         assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("1; DROP TABLE t").is_err());
+        assert!(parse_duration("1e400s").is_err());
+        assert!(parse_duration("99999999999h").is_err());
+        assert!(parse_duration("596h").is_ok());
+    }
+
+    #[test]
+    fn state_schema_names_are_checked() {
+        assert!(check_schema_name("--state-schema", "hotswap").is_ok());
+        assert!(check_schema_name("--state-schema", "x; DROP TABLE t").is_ok());
+        assert!(check_schema_name("--state-schema", "").is_err());
+        assert!(check_schema_name("--state-schema", "pg_evil").is_err());
+        assert!(check_schema_name("--state-schema", &"s".repeat(64)).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `replay`, `swap`), state in the database lives in `state`, and every name reaches SQL through
 //! `ident`. `cluster` and `workload` serve the demo, the tests and the benchmarks.
 
+pub mod acl;
 pub mod build;
 pub mod capture;
 pub mod catalog;

@@ -37,12 +37,35 @@ impl Source {
         self.columns.iter().find(|c| &c.name == name)
     }
 
-    /// The source's own (not tool-made) triggers.
+    /// The source's own (not tool-made) triggers. A user trigger may well be called
+    /// `hotswap_audit`: only the exact names the capture gives its triggers, calling a capture
+    /// function, are the tool's (issue 9: such a trigger used to be dropped by the swap).
     pub fn user_triggers(&self) -> impl Iterator<Item = &Trigger> {
-        self.triggers
-            .iter()
-            .filter(|t| !t.name.as_str().starts_with("hotswap_"))
+        self.triggers.iter().filter(|t| !is_capture_trigger(t))
     }
+}
+
+/// Whether `t` is one of the triggers `capture` installs: named `hotswap_capture_<run>_[iud]`,
+/// `hotswap_truncate_<run>` (or `rcapture`/`rtruncate` for the reverse capture), and executing a
+/// `capture_...` function.
+pub fn is_capture_trigger(t: &Trigger) -> bool {
+    let Some(rest) = t.name.as_str().strip_prefix("hotswap_") else {
+        return false;
+    };
+    let named = ["capture_", "rcapture_", "truncate_", "rtruncate_"]
+        .iter()
+        .filter_map(|kind| rest.strip_prefix(kind))
+        .any(|run| {
+            let run = ["_i", "_u", "_d"]
+                .iter()
+                .find_map(|s| run.strip_suffix(s))
+                .unwrap_or(run);
+            !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit())
+        });
+    named
+        && t.def
+            .split_once("EXECUTE FUNCTION ")
+            .is_some_and(|(_, f)| f.contains("capture_"))
 }
 
 /// Reads the source table and checks that it can be rewritten. `Err` with `Kind::Refused` names
@@ -300,6 +323,44 @@ mod tests {
             clustered: false,
             column_stats: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_the_captures_own_triggers_are_the_tools() {
+        let t = |name: &str, f: &str| Trigger {
+            name: Ident::new(name),
+            def: format!(
+                "CREATE TRIGGER x AFTER INSERT ON t FOR EACH STATEMENT EXECUTE FUNCTION {f}()"
+            ),
+            enabled: "A".into(),
+            comment: None,
+        };
+        assert!(is_capture_trigger(&t(
+            "hotswap_capture_12_i",
+            "hotswap.capture_12"
+        )));
+        assert!(is_capture_trigger(&t(
+            "hotswap_truncate_3",
+            "hotswap.capture_truncate_3"
+        )));
+        assert!(is_capture_trigger(&t(
+            "hotswap_rcapture_3_d",
+            "hs.rcapture_3"
+        )));
+        assert!(is_capture_trigger(&t(
+            "hotswap_rtruncate_3",
+            "hs.rcapture_truncate_3"
+        )));
+        assert!(!is_capture_trigger(&t("hotswap_audit", "public.audit")));
+        assert!(!is_capture_trigger(&t(
+            "hotswap_capture_x",
+            "hotswap.capture_1"
+        )));
+        assert!(!is_capture_trigger(&t(
+            "hotswap_capture_1_i",
+            "public.my_audit"
+        )));
+        assert!(!is_capture_trigger(&t("audit", "hotswap.capture_1")));
     }
 
     #[test]

@@ -123,6 +123,9 @@ async fn create_once(
         .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;
     let plan = build_in(&tx, state, run, src, req, shadow).await?;
+    // Default privileges may have granted the shadow to other roles: nobody may write into it
+    // during the run, and the swap grants exactly the old table's privileges (acl.rs).
+    crate::acl::keep_to_owner(&tx, &[crate::acl::Object::Table(shadow)]).await?;
     let json = serde_json::to_value(&plan)
         .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
     state.set_plan(&tx, run, &json).await?;
@@ -321,7 +324,10 @@ pub async fn build_in(
         .collect();
 
     if let Some(alter) = req.alter {
-        tx.batch_execute(&format!("ALTER TABLE {shadow} {alter}"))
+        // The extended protocol (`execute`, not `batch_execute`): the server itself refuses a
+        // second statement, whatever quoting, dollar quote or comment hides its `;` from the
+        // client-side check in cli.rs (issue 9, hostile input).
+        tx.execute(&format!("ALTER TABLE {shadow} {alter}"), &[])
             .await
             .map_err(|e| {
                 Error::db(format_args!("the ALTER failed on the shadow of {}", table.human()), e)
@@ -468,8 +474,10 @@ pub async fn build_in(
         .filter_map(|c| c.expr.as_deref())
         .collect::<Vec<_>>()
         .join(", ");
+    // Prepared, not executed, and over the extended protocol: a `--map` expression that closes
+    // the CAST around it and appends `; DROP ...` is refused by the server as a second statement.
     if !select_list.is_empty() {
-        tx.batch_execute(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
+        tx.prepare(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
             .await
             .map_err(|e| {
                 Error::db(
