@@ -3,6 +3,9 @@
 //! time (default: the first) it reaches the point `<name>`. Compiled into debug builds only, so a
 //! release binary never reads the variable.
 //!
+//! `hold` is the gentle sibling: `PGHOTSWAP_HOLD=<name>:<file>` waits at a point while the file
+//! exists (`before-swap-lock`: after the last catch-up, before the swap takes its lock).
+//!
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,
 //! `replay-batch` after a replay batch commits, `swap-locked` inside the swap transaction while
 //! it holds the ACCESS EXCLUSIVE lock, `swapped` after the swap commits.
@@ -38,3 +41,26 @@ pub fn hit(name: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// With `PGHOTSWAP_HOLD=<name>:<file>` in the environment (debug builds only), waits at the point
+/// `<name>` while `<file>` exists, so a test can act at exactly that moment (e.g. write a burst
+/// between the last catch-up and the swap's lock) and then remove the file to let the run go on.
+#[cfg(debug_assertions)]
+pub async fn hold(name: &str) {
+    let Ok(spec) = std::env::var("PGHOTSWAP_HOLD") else {
+        return;
+    };
+    let Some((point, file)) = spec.split_once(':') else {
+        return;
+    };
+    if point != name {
+        return;
+    }
+    while std::path::Path::new(file).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub async fn hold(_name: &str) {}

@@ -176,6 +176,14 @@ pub async fn build_in(
             .await
             .ctx("copying the table's storage options to the shadow")?;
     }
+    // No autovacuum on the shadow until the swap (which restores the source's setting): a
+    // freshly loaded table attracts it, and it yields to a waiting lock only after
+    // deadlock_timeout, longer than the build's and the swap's lock timeouts.
+    tx.batch_execute(&format!(
+        "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+    ))
+    .await
+    .ctx("keeping autovacuum off the shadow until the swap")?;
     // Per-column settings LIKE does not copy: statistics targets and options (n_distinct...).
     for c in &src.columns {
         if c.stat_target >= 0 {

@@ -142,6 +142,7 @@ pub async fn swap(
     loop {
         attempt += 1;
         replay::catch_up(client, plan, req.replay_limit, req.replay_limit, req.gov).await?;
+        crate::failpoint::hold("before-swap-lock").await;
         let started = Instant::now();
         let tx = client
             .transaction()
@@ -187,6 +188,35 @@ pub async fn swap(
                 let waited = started.elapsed();
                 longest = longest.max(waited.min(req.policy.timeout + Duration::from_millis(50)));
                 drop(tx); // rolls back: the source is untouched
+                          // Too many changes to replay under the lock: catch up again, then retry.
+                let backlog_retry = e.kind() == Kind::LockTimeout && !e.is_lock_timeout();
+                if backlog_retry {
+                    state
+                        .event(
+                            ctl,
+                            plan.run_id,
+                            Phase::Swap,
+                            "swap_backlog",
+                            &format!("swap attempt {attempt}: {}", e.message()),
+                            None,
+                        )
+                        .await?;
+                    crate::ui::say(&format!(
+                        "swap attempt {attempt}/{}: {}; rolled back to catch up first",
+                        req.policy.attempts,
+                        e.message()
+                    ));
+                    if attempt >= req.policy.attempts {
+                        return Err(Error::new(
+                            Kind::LockTimeout,
+                            format!(
+                                "could not swap {}: at each of {attempt} attempts the writes left more changes than can be replayed under the lock",
+                                plan.source.human()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 if !e.is_lock_timeout() {
                     return Err(e.or_state(
                         format!(
@@ -240,6 +270,31 @@ pub async fn swap(
     }
 }
 
+/// The statements that give the shadow back the source's storage options after
+/// `autovacuum_enabled` was turned off on it while it was loaded: reset that, then set the
+/// source's options again in their order (a SET moves the options it names to the end, and
+/// `pg_dump` shows them in stored order).
+fn autovacuum_restore(
+    shadow: &QualifiedName,
+    reloptions: &[String],
+    toast: &[String],
+) -> Result<String> {
+    let mut sql = vec![format!(
+        "ALTER TABLE {shadow} RESET (autovacuum_enabled, toast.autovacuum_enabled)"
+    )];
+    let mut set = Vec::new();
+    for o in reloptions {
+        set.push(crate::shadow::reloption_sql(o, "")?);
+    }
+    for o in toast {
+        set.push(crate::shadow::reloption_sql(o, "toast.")?);
+    }
+    if !set.is_empty() {
+        sql.push(format!("ALTER TABLE {shadow} SET ({})", set.join(", ")));
+    }
+    Ok(sql.join("; "))
+}
+
 async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
     tx.batch_execute(sql).await.ctx(what)
 }
@@ -284,6 +339,30 @@ async fn attempt_swap(
         .with_next(format!("run `pg-hotswap abort --table {source}` and start the rewrite again")));
     }
 
+    // The last replay must be short: it runs while every reader and writer of the table waits.
+    // A burst of writes between the catch-up and the lock can leave more than one batch; then
+    // roll back, catch up outside the lock and try again rather than hold the lock through it.
+    let pending: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {}",
+                plan.capture.log
+            ),
+            &[],
+        )
+        .await
+        .ctx("measuring the change log under the lock")?
+        .get(0);
+    let most = req.replay_limit.max(1_000);
+    if pending > most {
+        return Err(Error::new(
+            Kind::LockTimeout,
+            format!(
+                "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
+            ),
+        ));
+    }
+
     // The last replay: no writer can add to the log while we hold the lock.
     let mut replayed = 0;
     loop {
@@ -293,6 +372,13 @@ async fn attempt_swap(
             break;
         }
     }
+
+    exec(
+        tx,
+        &autovacuum_restore(shadow, &src.table.reloptions, &src.table.toast_options)?,
+        "giving the new table the autovacuum settings of the old one",
+    )
+    .await?;
 
     let schema = &source.schema;
     for s in capture::drop_trigger_statements(
@@ -909,4 +995,27 @@ pub async fn validate_foreign_keys(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autovacuum_comes_back_as_the_source_had_it() {
+        let t = QualifiedName::new("app", "t_new");
+        assert_eq!(
+            autovacuum_restore(&t, &[], &[]).unwrap(),
+            r#"ALTER TABLE "app"."t_new" RESET (autovacuum_enabled, toast.autovacuum_enabled)"#
+        );
+        assert_eq!(
+            autovacuum_restore(
+                &t,
+                &["fillfactor=70".into(), "autovacuum_enabled=off".into()],
+                &["autovacuum_enabled=false".into()]
+            )
+            .unwrap(),
+            r#"ALTER TABLE "app"."t_new" RESET (autovacuum_enabled, toast.autovacuum_enabled); ALTER TABLE "app"."t_new" SET (fillfactor = '70', autovacuum_enabled = 'off', toast.autovacuum_enabled = 'false')"#
+        );
+    }
 }

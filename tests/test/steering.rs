@@ -3,7 +3,8 @@
 //! a manual cut-over waits while replaying and swaps on command; a throttle query that returns
 //! true, or a standby whose replay is paused (`--max-lag`, `--replica-dsn`), holds the copy;
 //! `abort` from another terminal stops the run and removes what it made;
-//! a write load that replay cannot catch is reported and never swapped. `status` is checked in
+//! a write load that replay cannot catch is reported and never swapped; a burst of writes between
+//! the last catch-up and the swap's lock is replayed outside the lock. `status` is checked in
 //! each state, writes flow throughout, and the result equals the ledger.
 
 use std::path::PathBuf;
@@ -649,4 +650,60 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
     assert_rewritten_and_equal(&client, &spec).await;
     drop(standby);
     drop(primary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_before_the_swap_lock_is_replayed_outside_the_lock() {
+    let db = TestDb::new("steer_burst").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE burst (id int PRIMARY KEY, v bigint NOT NULL DEFAULT 0); \
+             INSERT INTO burst SELECT g FROM generate_series(1, 20000) g",
+        )
+        .await
+        .unwrap();
+    let hold = std::env::temp_dir().join(format!("pg-hotswap-hold-{}", std::process::id()));
+    std::fs::write(&hold, "").unwrap();
+    let env = format!("before-swap-lock:{}", hold.display());
+    let run = spawn_tool(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.burst",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--replay-batch",
+            "1000",
+        ],
+        &[("PGHOTSWAP_HOLD", &env)],
+    );
+    wait_status(&db, "public.burst", "the swap phase", |s| {
+        s["phase"] == "swap"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 5,000 changes between the last catch-up and the lock: more than one replay batch.
+    client
+        .batch_execute("UPDATE burst SET v = v + 1 WHERE id <= 5000")
+        .await
+        .unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let out = run.await.unwrap();
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(text.contains("rolled back to catch up first"), "{text}");
+    let sum: i64 = client
+        .query_one("SELECT sum(v)::int8 FROM burst", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 5000, "the burst is in the new table");
+    let t = pg_hotswap::ident::QualifiedName::new("public", "burst");
+    assert_eq!(
+        column_type(&client, &t, &pg_hotswap::ident::Ident::new("id")).await,
+        "bigint"
+    );
 }
