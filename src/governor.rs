@@ -1,6 +1,7 @@
 //! Pacing and steering of a running run: one background task (its own session,
 //! `pg-hotswap/governor`) checks once a second what the run may do now, and the copy workers,
-//! replay and the swap ask it before each unit of work.
+//! index builds, verification, replay and the swap ask it before each unit of work (the copy's
+//! permit covers the builds and verification: they load the server like the copy does).
 //!
 //! What it checks: the operator's request in `runs.control` (`pause`, `cutover`, `abort`, written
 //! by `pg-hotswap pause|cutover|abort` or by one SQL statement from any client); `--start-at`;

@@ -498,6 +498,7 @@ async fn continue_run(
                     &predicates,
                     opts.verify,
                     opts.replay_batch,
+                    gov,
                 ),
             )
             .await?;

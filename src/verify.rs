@@ -354,6 +354,7 @@ const MAX_REPAIR: usize = 10_000;
 
 /// Verifies the shadow against the source (see the module header). `chunks` are the copy's key
 /// ranges. On success every real difference found was repaired and verified again.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     client: &mut Client,
     spec: &crate::conn::ConnSpec,
@@ -362,6 +363,7 @@ pub async fn verify(
     chunks: &[String],
     mode: Mode,
     replay_batch: i64,
+    gov: &crate::governor::Governor,
 ) -> Result<Report> {
     let mut report = Report {
         mode: format!("{mode:?}").to_lowercase(),
@@ -393,11 +395,17 @@ pub async fn verify(
     let mut set = tokio::task::JoinSet::new();
     for w in 0..jobs.max(1).min(picked.len().max(1)) {
         let (rx, s, spec, plan) = (rx.clone(), s.clone(), spec.clone(), plan.clone());
+        let gov = gov.clone();
         set.spawn(async move {
             let c = crate::conn::connect(&spec, &format!("verify-{w}")).await?;
             let mut out = (0u64, 0usize, 0u64, Vec::new());
             while let Ok(pred) = rx.try_recv() {
+                // Verification reads the whole table twice: it keeps to the pace and windows
+                // of the copy (pause, throttles, --nice).
+                gov.copy_permit(plan.run_id).await?;
+                let started = std::time::Instant::now();
                 let (rows, equal) = compare_chunk(&c, &plan, &s, &pred).await?;
+                gov.nice(started.elapsed()).await;
                 out.0 += rows;
                 out.1 += 1;
                 if equal {
@@ -447,8 +455,7 @@ pub async fn verify(
     let keys: Vec<Vec<Option<String>>> = to_repair.iter().map(|(_, k)| k.clone()).collect();
     queue_for_replay(client, plan, &keys).await?;
     crate::replay::prepare_session(client, plan).await?;
-    let gov = crate::governor::Governor::inert(Default::default());
-    crate::replay::catch_up(client, plan, replay_batch, replay_batch, &gov).await?;
+    crate::replay::catch_up(client, plan, replay_batch, replay_batch, gov).await?;
     // Check the repaired ranges again.
     let mut preds: Vec<&String> = to_repair.iter().map(|(p, _)| p).collect();
     preds.dedup();
