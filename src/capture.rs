@@ -222,7 +222,10 @@ pub fn drop_log_statement(c: &crate::plan::CapturePlan) -> String {
 
 /// About how many log rows wait to be replayed, cheaply (from the ends of the log's key; ids
 /// lost to rolled-back writes make it an over-estimate).
-pub async fn backlog_estimate(client: &Client, plan: &Plan) -> Result<i64> {
+pub async fn backlog_estimate(
+    client: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+) -> Result<i64> {
     Ok(client
         .query_one(
             &format!(

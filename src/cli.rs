@@ -260,7 +260,7 @@ pub struct ControlArgs {
 impl ControlArgs {
     pub fn into_options(self) -> Result<crate::control::ControlOptions> {
         check_table(&self.table)?;
-        check_name("--state-schema", &self.state_schema)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
         Ok(crate::control::ControlOptions {
             conn: conn::resolve_spec(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
             table: self.table,

@@ -342,17 +342,7 @@ async fn attempt_swap(
     // The last replay must be short: it runs while every reader and writer of the table waits.
     // A burst of writes between the catch-up and the lock can leave more than one batch; then
     // roll back, catch up outside the lock and try again rather than hold the lock through it.
-    let pending: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {}",
-                plan.capture.log
-            ),
-            &[],
-        )
-        .await
-        .ctx("measuring the change log under the lock")?
-        .get(0);
+    let pending = capture::backlog_estimate(tx, plan).await?;
     let most = req.replay_limit.max(1_000);
     if pending > most {
         return Err(Error::new(

@@ -145,91 +145,140 @@ impl Drop for TestClock {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_freezes_the_copy_and_resume_finishes_it() {
-    let db = TestDb::new("steer_pause").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "paused");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.paused";
-    // --nice 3: a pause of three times each chunk's duration, so the copy lasts a while.
-    let run = spawn_tool(&run_args(&db, table, &["--nice", "3"]), &[]);
-    wait_for_done_chunks(&client, 2).await;
+/// A table of [`ROWS`] rows under a ledger-checked write load (2 writers, 200 writes/s).
+struct Loaded {
+    db: TestDb,
+    client: Client,
+    spec: TableSpec,
+    load: pg_hotswap::workload::Workload,
+    table: String,
+}
 
-    let out = hotswap_async(&["pause", "--dsn", &db.conninfo, "--table", table]).await;
-    assert_exit(&out, 0);
-    let s = wait_status(&db, table, "paused", |s| held_by(s).contains("paused")).await;
-    assert_eq!(s["control"], "pause", "{s:#}");
-    assert_eq!(s["status"], "running");
-    // Let the chunk in flight commit, then nothing may move for a while.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let frozen = chunks_done(&client).await;
-    let writes_before = load.transactions();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        chunks_done(&client).await,
-        frozen,
-        "chunks were copied while paused"
-    );
-    assert!(
-        load.transactions() > writes_before,
-        "writes must go on during a pause"
-    );
-    let total: i64 = s["chunks_total"].as_i64().unwrap();
-    assert!(
-        frozen < total,
-        "the copy finished before the pause took effect"
-    );
+impl Loaded {
+    /// In a fresh database `hs_<test>`.
+    async fn new(test: &str, name: &str) -> Loaded {
+        Loaded::in_db(TestDb::new(test).await, name).await
+    }
 
-    let out = hotswap_async(&["resume", "--dsn", &db.conninfo, "--table", table]).await;
-    assert_exit(&out, 0);
-    assert!(all_output(&out).contains("resume"), "{}", describe(&out));
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        all_output(&out).contains("paused by the operator"),
-        "{}",
-        describe(&out)
-    );
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_rewritten_and_equal(&client, &spec).await;
-    let events: i64 = client
+    async fn in_db(db: TestDb, name: &str) -> Loaded {
+        let client = db.client().await;
+        let spec = TableSpec::simple("public", name);
+        create_tables(&client, &spec, ROWS).await.unwrap();
+        let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
+        Loaded {
+            table: format!("public.{name}"),
+            db,
+            client,
+            spec,
+            load,
+        }
+    }
+
+    /// `run` of this table (int -> bigint, 2,000-row chunks) with `extra` flags and environment.
+    fn run(&self, extra: &[&str], env: &[(&str, &str)]) -> tokio::task::JoinHandle<Output> {
+        spawn_tool(&run_args(&self.db, &self.table, extra), env)
+    }
+
+    /// `pg-hotswap <command> --table <this table>`, which must succeed.
+    async fn command(&self, command: &str) -> Output {
+        let out =
+            hotswap_async(&[command, "--dsn", &self.db.conninfo, "--table", &self.table]).await;
+        assert_exit(&out, 0);
+        out
+    }
+
+    async fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_status(&self.db, &self.table, what, pred).await
+    }
+
+    /// After the hold took effect (the chunk in flight commits within a second), no chunk is
+    /// copied for three seconds while the application's writes go on, and the copy is not done.
+    async fn assert_copy_frozen(&self, why: &str) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let frozen = chunks_done(&self.client).await;
+        let writes = self.load.transactions();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            chunks_done(&self.client).await,
+            frozen,
+            "chunks were copied while {why}"
+        );
+        assert!(
+            self.load.transactions() > writes,
+            "writes must go on while {why}"
+        );
+        let total = status(&self.db, &self.table).await["chunks_total"]
+            .as_i64()
+            .unwrap();
+        assert!(
+            frozen < total,
+            "the copy finished before the hold took effect ({why})"
+        );
+    }
+
+    /// The run succeeded, its output mentions `said`, no writer saw an error, and the table is
+    /// rewritten, equal to its ledger, with nothing left behind.
+    async fn finish(self, run: tokio::task::JoinHandle<Output>, said: &str) -> (TestDb, Client) {
+        let out = run.await.unwrap();
+        assert_exit(&out, 0);
+        assert!(all_output(&out).contains(said), "{}", describe(&out));
+        let report = self.load.stop().await;
+        assert!(
+            report.errors.is_empty(),
+            "writer errors: {:#?}",
+            report.errors
+        );
+        assert_rewritten_and_equal(&self.client, &self.spec).await;
+        (self.db, self.client)
+    }
+}
+
+/// Events the governor recorded whose message starts with `prefix`.
+async fn pace_events(client: &Client, prefix: &str) -> i64 {
+    client
         .query_one(
-            "SELECT count(*) FROM hotswap.events WHERE kind = 'pace' AND message LIKE 'paused%'",
-            &[],
+            "SELECT count(*) FROM hotswap.events WHERE kind = 'pace' AND starts_with(message, $1)",
+            &[&prefix],
         )
         .await
         .unwrap()
-        .get(0);
-    assert!(events >= 1, "the pause is recorded in events");
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_freezes_the_copy_and_resume_finishes_it() {
+    let t = Loaded::new("steer_pause", "paused").await;
+    // --nice 3: a pause of three times each chunk's duration, so the copy lasts a while.
+    let run = t.run(&["--nice", "3"], &[]);
+    wait_for_done_chunks(&t.client, 2).await;
+    t.command("pause").await;
+    let s = t
+        .wait_status("paused", |s| held_by(s).contains("paused"))
+        .await;
+    assert_eq!(s["control"], "pause", "{s:#}");
+    assert_eq!(s["status"], "running");
+    t.assert_copy_frozen("paused").await;
+    let out = t.command("resume").await;
+    assert!(all_output(&out).contains("resume"), "{}", describe(&out));
+    let (_db, client) = t.finish(run, "paused by the operator").await;
+    assert!(
+        pace_events(&client, "paused").await >= 1,
+        "the pause is recorded in events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_window_holds_the_copy_until_it_opens() {
-    let db = TestDb::new("steer_window").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "windowed");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.windowed";
+    let t = Loaded::new("steer_window", "windowed").await;
     let clock = TestClock::new("window", "2026-11-21 12:00:00+00");
     let (k, v) = clock.env();
-    let run = spawn_tool(
-        &run_args(&db, table, &["--window", "Sun 01:00-05:00 UTC"]),
-        &[(k, v)],
-    );
-
+    let run = t.run(&["--window", "Sun 01:00-05:00 UTC"], &[(k, v)]);
     // The capture is installed and the chunks planned, but none is copied.
-    let s = wait_status(&db, table, "the closed window", |s| {
-        held_by(s).contains("outside the window") && s["chunks_total"].as_i64() > Some(0)
-    })
-    .await;
+    let s = t
+        .wait_status("the closed window", |s| {
+            held_by(s).contains("outside the window") && s["chunks_total"].as_i64() > Some(0)
+        })
+        .await;
     assert!(
         s["held_until"]
             .as_str()
@@ -238,105 +287,62 @@ async fn a_closed_window_holds_the_copy_until_it_opens() {
         "{s:#}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(chunks_done(&client).await, 0, "copied outside the window");
-    // Writes made meanwhile are captured (replay may run; it keeps the log short).
-    assert!(load.transactions() > 0);
-
+    assert_eq!(chunks_done(&t.client).await, 0, "copied outside the window");
     // Sunday 2026-11-22 01:30 UTC: the window is open.
     clock.set("2026-11-22 01:30:00+00");
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        all_output(&out).contains("outside the window"),
-        "{}",
-        describe(&out)
-    );
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_rewritten_and_equal(&client, &spec).await;
+    t.finish(run, "outside the window").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_at_waits_before_creating_anything() {
-    let db = TestDb::new("steer_start_at").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "later");
-    create_tables(&client, &spec, 5_000).await.unwrap();
-    let table = "public.later";
+    let t = Loaded::new("steer_start_at", "later").await;
     let clock = TestClock::new("start", "2026-11-21 12:00:00+00");
     let (k, v) = clock.env();
-    let run = spawn_tool(
-        &run_args(&db, table, &["--start-at", "2026-11-21 23:00:00+00"]),
-        &[(k, v)],
-    );
-    let s = wait_status(&db, table, "waiting for --start-at", |s| {
-        held_by(s).contains("--start-at")
-    })
-    .await;
+    let run = t.run(&["--start-at", "2026-11-21 23:00:00+00"], &[(k, v)]);
+    let s = t
+        .wait_status("waiting for --start-at", |s| {
+            held_by(s).contains("--start-at")
+        })
+        .await;
     assert_eq!(s["phase"], "preflight", "{s:#}");
-    let shadow: bool = client
+    let shadow: bool = t
+        .client
         .query_one("SELECT to_regclass('public.later_new') IS NOT NULL", &[])
         .await
         .unwrap()
         .get(0);
     assert!(!shadow, "the shadow was created before --start-at");
     clock.set("2026-11-21 23:00:01+00");
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    assert_rewritten_and_equal(&client, &spec).await;
+    t.finish(run, "waiting for --start-at").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_cutover_replays_while_waiting_and_swaps_on_command() {
-    let db = TestDb::new("steer_cutover").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "manual");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.manual";
-    let run = spawn_tool(&run_args(&db, table, &["--cutover", "manual"]), &[]);
-    wait_status(&db, table, "waiting for the cut-over", |s| {
+    let t = Loaded::new("steer_cutover", "manual").await;
+    let run = t.run(&["--cutover", "manual"], &[]);
+    t.wait_status("waiting for the cut-over", |s| {
         held_by(s).contains("cut-over")
     })
     .await;
     // Ready but not swapped; replay keeps the backlog short while writes go on.
-    let writes = load.transactions();
+    let writes = t.load.transactions();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        load.transactions() > writes + 100,
+        t.load.transactions() > writes + 100,
         "writes must go on while waiting"
     );
     assert_eq!(
-        column_type(&client, &spec.table, &spec.id_col).await,
+        column_type(&t.client, &t.spec.table, &t.spec.id_col).await,
         "integer"
     );
-    let s = status(&db, table).await;
+    let s = status(&t.db, &t.table).await;
     let backlog = s["backlog"].as_i64().unwrap_or(i64::MAX);
     assert!(
         backlog < 2_000,
         "replay should keep up while waiting: {s:#}"
     );
-
-    let out = hotswap_async(&["cutover", "--dsn", &db.conninfo, "--table", table]).await;
-    assert_exit(&out, 0);
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        all_output(&out).contains("cut-over: going ahead"),
-        "{}",
-        describe(&out)
-    );
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_rewritten_and_equal(&client, &spec).await;
+    t.command("cutover").await;
+    let (_db, client) = t.finish(run, "cut-over: going ahead").await;
     let control: Option<String> = client
         .query_one(
             "SELECT control FROM hotswap.runs ORDER BY id DESC LIMIT 1",
@@ -350,75 +356,39 @@ async fn manual_cutover_replays_while_waiting_and_swaps_on_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_query_that_returns_true_holds_the_copy() {
-    let db = TestDb::new("steer_throttle").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "throttled");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    client
+    let t = Loaded::new("steer_throttle", "throttled").await;
+    t.client
         .batch_execute("CREATE TABLE busy (now_busy boolean); INSERT INTO busy VALUES (false)")
         .await
         .unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.throttled";
-    let run = spawn_tool(
-        &run_args(
-            &db,
-            table,
-            &[
-                "--throttle-query",
-                "SELECT now_busy FROM busy",
-                "--nice",
-                "10",
-            ],
-        ),
+    let run = t.run(
+        &[
+            "--throttle-query",
+            "SELECT now_busy FROM busy",
+            "--nice",
+            "10",
+        ],
         &[],
     );
-    wait_for_done_chunks(&client, 2).await;
-    client
+    wait_for_done_chunks(&t.client, 2).await;
+    t.client
         .batch_execute("UPDATE busy SET now_busy = true")
         .await
         .unwrap();
-    wait_status(&db, table, "throttled", |s| {
+    t.wait_status("throttled", |s| {
         held_by(s).contains("--throttle-query returned true")
     })
     .await;
-    // The chunk in flight commits; then nothing moves while the query says true.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = chunks_done(&client).await;
-    let writes = load.transactions();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(chunks_done(&client).await, held, "copied while throttled");
-    assert!(
-        load.transactions() > writes,
-        "writes must go on while throttled"
-    );
-    let total: i64 = status(&db, table).await["chunks_total"].as_i64().unwrap();
-    assert!(
-        held < total,
-        "the copy finished before the throttle took effect"
-    );
-    client
+    t.assert_copy_frozen("throttled").await;
+    t.client
         .batch_execute("UPDATE busy SET now_busy = false")
         .await
         .unwrap();
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    let report = load.stop().await;
+    let (_db, client) = t.finish(run, "--throttle-query returned true").await;
     assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
+        pace_events(&client, "going on").await >= 1,
+        "the end of the throttle is recorded"
     );
-    assert_rewritten_and_equal(&client, &spec).await;
-    let released: i64 = client
-        .query_one(
-            "SELECT count(*) FROM hotswap.events WHERE kind = 'pace' AND message LIKE 'going on%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(released >= 1, "the end of the throttle is recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,16 +424,10 @@ async fn a_bad_throttle_query_or_window_is_refused_before_anything_is_created() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_from_another_terminal_stops_the_run_and_removes_it() {
-    let db = TestDb::new("steer_abort").await;
-    let client = db.client().await;
-    let spec = TableSpec::simple("public", "aborted");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.aborted";
-    let run = spawn_tool(&run_args(&db, table, &["--nice", "10"]), &[]);
-    wait_for_done_chunks(&client, 2).await;
-    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", table]).await;
-    assert_exit(&out, 0);
+    let t = Loaded::new("steer_abort", "aborted").await;
+    let run = t.run(&["--nice", "10"], &[]);
+    wait_for_done_chunks(&t.client, 2).await;
+    let out = t.command("abort").await;
     assert!(
         all_output(&out).contains("everything it created is removed"),
         "{}",
@@ -476,22 +440,21 @@ async fn abort_from_another_terminal_stops_the_run_and_removes_it() {
         "{}",
         describe(&out)
     );
-    let report = load.stop().await;
+    let report = t.load.stop().await;
     assert!(
         report.errors.is_empty(),
         "writer errors: {:#?}",
         report.errors
     );
     assert_eq!(
-        column_type(&client, &spec.table, &spec.id_col).await,
+        column_type(&t.client, &t.spec.table, &t.spec.id_col).await,
         "integer"
     );
-    let cmp = compare(&client, &spec).await.unwrap();
+    let cmp = compare(&t.client, &t.spec).await.unwrap();
     assert!(cmp.is_identical(), "table and ledger differ: {cmp}");
-    let left = leftovers(&client, &spec.table, "hotswap").await;
+    let left = leftovers(&t.client, &t.spec.table, "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:#?}");
-    let s = status(&db, table).await;
-    assert_eq!(s["status"], "aborted", "{s:#}");
+    assert_eq!(status(&t.db, &t.table).await["status"], "aborted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,66 +551,37 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
         name: "postgres".into(),
         conninfo: primary.conninfo("postgres"),
     };
-    let client = db.client().await;
+    let t = Loaded::in_db(db, "lagged").await;
     let replica = crate::harness::connect(&standby.conninfo("postgres")).await;
-    let spec = TableSpec::simple("public", "lagged");
-    create_tables(&client, &spec, ROWS).await.unwrap();
-    let load = start_load(&db.conninfo, &spec, ROWS, 2, 200);
-    let table = "public.lagged";
     let standby_dsn = standby.conninfo("postgres");
-    let run = spawn_tool(
-        &run_args(
-            &db,
-            table,
-            &[
-                "--max-lag",
-                "1s",
-                "--replica-dsn",
-                &standby_dsn,
-                "--nice",
-                "10",
-            ],
-        ),
+    let run = t.run(
+        &[
+            "--max-lag",
+            "1s",
+            "--replica-dsn",
+            &standby_dsn,
+            "--nice",
+            "10",
+        ],
         &[],
     );
-    wait_for_done_chunks(&client, 2).await;
+    wait_for_done_chunks(&t.client, 2).await;
     replica
         .batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
-    let s = wait_status(&db, table, "held by replication lag", |s| {
-        held_by(s).contains("replication lag")
-    })
-    .await;
+    let s = t
+        .wait_status("held by replication lag", |s| {
+            held_by(s).contains("replication lag")
+        })
+        .await;
     assert!(s["lag_secs"].as_f64().unwrap_or(0.0) > 1.0, "{s:#}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = chunks_done(&client).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        chunks_done(&client).await,
-        held,
-        "copied while the replica lagged"
-    );
-    let total: i64 = s["chunks_total"].as_i64().unwrap();
-    assert!(held < total, "the copy finished before the lag was noticed");
+    t.assert_copy_frozen("the replica lagged").await;
     replica
         .batch_execute("SELECT pg_wal_replay_resume()")
         .await
         .unwrap();
-    let out = run.await.unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        all_output(&out).contains("replication lag"),
-        "{}",
-        describe(&out)
-    );
-    let report = load.stop().await;
-    assert!(
-        report.errors.is_empty(),
-        "writer errors: {:#?}",
-        report.errors
-    );
-    assert_rewritten_and_equal(&client, &spec).await;
+    t.finish(run, "replication lag").await;
     drop(standby);
     drop(primary);
 }
