@@ -1,7 +1,8 @@
 //! Issue 7: a run steered while it works. Pause freezes the copy and resume finishes it; a closed
 //! window (judged by a clock the test moves) and `--start-at` make the run wait without copying;
 //! a manual cut-over waits while replaying and swaps on command; a throttle query that returns
-//! true, or a standby whose replay is paused (`--max-lag`, `--replica-dsn`), holds the copy;
+//! true, a standby whose replay is paused (`--max-lag`, `--replica-dsn`), or too many active
+//! sessions (`--max-active`) hold the copy;
 //! `abort` from another terminal stops the run and removes what it made;
 //! a write load that replay cannot catch is reported and never swapped; a burst of writes between
 //! the last catch-up and the swap's lock is replayed outside the lock. `status` is checked in
@@ -640,4 +641,35 @@ async fn a_burst_before_the_swap_lock_is_replayed_outside_the_lock() {
         column_type(&client, &t, &pg_hotswap::ident::Ident::new("id")).await,
         "bigint"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_active_sessions_hold_the_copy() {
+    let t = Loaded::new("steer_active", "crowded").await;
+    let run = t.run(&["--max-active", "2", "--nice", "10"], &[]);
+    wait_for_done_chunks(&t.client, 2).await;
+    // Three sessions busy in a query (the two writers are active only for moments).
+    let mut sleepers = Vec::new();
+    for _ in 0..3 {
+        let c = t.db.client().await;
+        sleepers.push(tokio::spawn(async move {
+            let _ = c.batch_execute("SELECT pg_sleep(60)").await;
+        }));
+    }
+    t.wait_status("held by active sessions", |s| {
+        held_by(s).contains("active sessions exceed --max-active 2")
+    })
+    .await;
+    t.assert_copy_frozen("too many sessions were active").await;
+    t.client
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+              WHERE query = 'SELECT pg_sleep(60)' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    for s in sleepers {
+        s.await.unwrap();
+    }
+    t.finish(run, "--max-active").await;
 }
