@@ -68,3 +68,11 @@ CREATE TABLE IF NOT EXISTS @schema@.objects (
 -- the reverse capture that keeps the old table revertible (active, reverted, finished).
 ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS swap jsonb;
 ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS reverse text;
+
+-- Added for --chunk-time (issue 4): a chunk's range as its two ends (ARRAY[lower, upper], NULL
+-- elements for open ends), so that consecutive chunks are copied as one range; NULL for chunks
+-- recorded by an earlier version (each is copied on its own). `unit` is the first chunk of the
+-- transaction that copied the chunk: that first chunk holds the unit's rows, bytes and
+-- duration_ms, and the others of the unit have them NULL.
+ALTER TABLE @schema@.chunks ADD COLUMN IF NOT EXISTS bounds text[];
+ALTER TABLE @schema@.chunks ADD COLUMN IF NOT EXISTS unit int;
