@@ -263,9 +263,9 @@ pub async fn copy_unit(
         .execute(
             &format!(
                 "UPDATE {} SET unit = $2, \
-                        rows = CASE WHEN chunk_no = $2 THEN $4 END, \
-                        bytes = CASE WHEN chunk_no = $2 THEN $5 END, \
-                        duration_ms = CASE WHEN chunk_no = $2 THEN $6 END, \
+                        rows = CASE WHEN chunk_no = $2 THEN $4::int8 END, \
+                        bytes = CASE WHEN chunk_no = $2 THEN $5::int8 END, \
+                        duration_ms = CASE WHEN chunk_no = $2 THEN $6::float8 END, \
                         done_at = (SELECT clock_timestamp()) \
                   WHERE run_id = $1 AND chunk_no = ANY($3) AND done_at IS NULL",
                 state.table("chunks")
