@@ -118,8 +118,7 @@ impl Queue {
         if left == 0 {
             return Vec::new();
         }
-        let share = left.div_ceil(self.workers);
-        let limit = want.clamp(1, MAX_CHUNKS).min(share).max(1);
+        let limit = unit_limit(want, left, self.workers);
         let start = c.next;
         let mut end = start + 1;
         while end - start < limit && end < c.chunks.len() {
@@ -132,6 +131,50 @@ impl Queue {
         c.next = end;
         c.chunks[start..end].to_vec()
     }
+}
+
+/// The most chunks a worker that wants `want` takes when `left` are left for `workers`: at least
+/// one, at most `MAX_CHUNKS`, and no more than its fair share of what is left.
+fn unit_limit(want: usize, left: usize, workers: usize) -> usize {
+    want.clamp(1, MAX_CHUNKS)
+        .min(left.div_ceil(workers.max(1)))
+        .max(1)
+}
+
+/// How many copy transactions `chunks` pending chunks take on `jobs` workers when a chunk takes
+/// `secs_per_chunk` on one worker: the sizer and the queue played out, for `plan`'s estimate and
+/// listing. With no target, one transaction per chunk.
+pub fn transactions(
+    chunks: usize,
+    secs_per_chunk: f64,
+    target: Option<Duration>,
+    jobs: usize,
+) -> usize {
+    if target.is_none() {
+        return chunks;
+    }
+    let spc = if secs_per_chunk.is_finite() {
+        secs_per_chunk.clamp(0.0, 1e6)
+    } else {
+        0.0
+    };
+    let jobs = jobs.max(1);
+    let mut sizers = vec![Sizer::new(target); jobs];
+    let mut free_at = vec![0.0f64; jobs];
+    let (mut left, mut n) = (chunks, 0);
+    while left > 0 {
+        // The worker that is free first takes the next unit.
+        let w = (0..jobs)
+            .min_by(|a, b| free_at[*a].total_cmp(&free_at[*b]))
+            .unwrap_or(0);
+        let k = unit_limit(sizers[w].next(), left, jobs);
+        left -= k;
+        n += 1;
+        let secs = k as f64 * spc;
+        free_at[w] += secs;
+        sizers[w].record(k, Duration::from_secs_f64(secs));
+    }
+    n
 }
 
 #[cfg(test)]
@@ -198,6 +241,25 @@ mod tests {
         let mut s = Sizer::new(Some(ms(100)));
         s.record(1, ms(5000));
         assert_eq!(s.next(), 1);
+    }
+
+    #[test]
+    fn transactions_play_the_sizer_out() {
+        let t = Some(ms(2000));
+        // Off: one per chunk.
+        assert_eq!(transactions(100, 0.05, None, 2), 100);
+        // One job, 50 ms a chunk: 1, 4, 16, then 40 at a time (2 s), the rest at the end.
+        assert_eq!(transactions(21, 0.05, t, 1), 3);
+        assert_eq!(transactions(21 + 400, 0.05, t, 1), 3 + 10);
+        // Chunks slower than the target: one each.
+        assert_eq!(transactions(50, 3.0, t, 2), 50);
+        // Instant chunks: bounded by MAX_CHUNKS (and the shares of the tail).
+        assert!(transactions(100_000, 0.0, t, 1) >= 100_000 / MAX_CHUNKS);
+        assert_eq!(transactions(0, 0.05, t, 4), 0);
+        // Two jobs: about twice the transactions of one for the same per-worker time.
+        let one = transactions(10_000, 0.01, t, 1);
+        let two = transactions(10_000, 0.01, t, 2);
+        assert!(two > one && two <= 2 * one + 4, "{one} {two}");
     }
 
     #[test]
