@@ -327,7 +327,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         }
         b.add(
             format!(
-                "INSERT INTO {} (run_id, chunk_no, predicate) VALUES ...",
+                "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ...",
                 i.state.table("chunks")
             ),
             vec![],
