@@ -4,7 +4,12 @@
 //! ```text
 //! cargo bench --bench compare -- [--quick] [--rows N] [--runs K] [--load RATE | --no-load]
 //!                                [--writers W] [--only NAME,NAME] [--verify | --no-verify]
+//!                                [--chunk-rows N]
 //! ```
+//!
+//! `--only` also takes `hotswap-j1-fixed` and `hotswap-j2-fixed` (not run by default): pg-hotswap
+//! with `--chunk-time off`, one planned chunk per copy transaction, to compare with the adaptive
+//! default. `--chunk-rows N` is passed to every pg-hotswap run (and its plan).
 //!
 //! Every contender rewrites a freshly made, identical table `public.t (id int PRIMARY KEY, val
 //! int, note text)` plus an index on `val` (copied from one template table, then `VACUUM
@@ -94,6 +99,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 const PROC_POLL: Duration = Duration::from_millis(20);
 /// The writers run this long before the contender starts (connections are up, latency settled).
 const LOAD_LEAD: Duration = Duration::from_millis(500);
+/// How long the `idle` contender lets the write load run without a tool.
+const IDLE_SECS: u64 = 10;
 
 /// Settings of the benchmark cluster; the same for every contender.
 const SETTINGS: [(&str, &str); 8] = [
@@ -119,11 +126,14 @@ struct Opts {
     writers: usize,
     verify: bool,
     only: Option<Vec<String>>,
+    /// `--chunk-rows` for pg-hotswap (its default when `None`).
+    chunk_rows: Option<i64>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench compare -- [--quick] [--rows N] [--runs K] \
-                     [--load RATE | --no-load] [--writers W] [--only NAME,NAME] [--verify | --no-verify]\n\
-                     contenders: alter, repack, batched, hotswap-j1, hotswap-j2, hotswap-j4, hotswap-noop-j1";
+                     [--load RATE | --no-load] [--writers W] [--only NAME,NAME] [--verify | --no-verify] [--chunk-rows N]\n\
+                     contenders: alter, repack, batched, hotswap-j1, hotswap-j2, hotswap-j4, hotswap-noop-j1\n\
+                     (with --only also: hotswap-j1-fixed, hotswap-j2-fixed: --chunk-time off)";
 
 fn parse_args(args: &[String]) -> Result<Opts> {
     let mut quick = false;
@@ -133,6 +143,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
     let mut writers = 4usize;
     let mut verify = None;
     let mut only = None;
+    let mut chunk_rows = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -150,6 +161,9 @@ fn parse_args(args: &[String]) -> Result<Opts> {
             "--writers" => writers = value("--writers")?.parse::<usize>()?,
             "--verify" => verify = Some(true),
             "--no-verify" => verify = Some(false),
+            "--chunk-rows" => {
+                chunk_rows = Some(value("--chunk-rows")?.replace('_', "").parse::<i64>()?)
+            }
             "--only" => {
                 only = Some(
                     value("--only")?
@@ -173,69 +187,122 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         // Comparing table and ledger row by row takes a while on big tables.
         verify: verify.unwrap_or(rows <= 1_000_000),
         only,
+        chunk_rows,
     })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Contender {
+    /// No tool: the write load alone for [`IDLE_SECS`] — the writers' latency without a rewrite.
+    Idle,
+    /// pg-hotswap `--jobs 1 --nice 1`: the throttled run whose write p99 is compared with idle.
+    Polite,
     Alter,
     Repack,
     Batched,
-    Hotswap { jobs: u32, noop: bool },
+    /// `fixed`: `--chunk-time off`.
+    Hotswap {
+        jobs: u32,
+        noop: bool,
+        fixed: bool,
+    },
 }
 
 impl Contender {
     fn all() -> Vec<Contender> {
         vec![
+            Contender::Idle,
+            Contender::Polite,
             Contender::Alter,
             Contender::Repack,
             Contender::Batched,
             Contender::Hotswap {
                 jobs: 1,
                 noop: false,
+                fixed: false,
             },
             Contender::Hotswap {
                 jobs: 2,
                 noop: false,
+                fixed: false,
             },
             Contender::Hotswap {
                 jobs: 4,
                 noop: false,
+                fixed: false,
             },
             Contender::Hotswap {
                 jobs: 1,
                 noop: true,
+                fixed: false,
             },
         ]
     }
 
+    /// Contenders run only when `--only` names them.
+    fn extra() -> Vec<Contender> {
+        [1, 2]
+            .into_iter()
+            .map(|jobs| Contender::Hotswap {
+                jobs,
+                noop: false,
+                fixed: true,
+            })
+            .collect()
+    }
+
     fn name(self) -> String {
         match self {
+            Contender::Idle => "idle".into(),
+            Contender::Polite => "hotswap-j1-nice1".into(),
             Contender::Alter => "alter".into(),
             Contender::Repack => "repack".into(),
             Contender::Batched => "batched".into(),
-            Contender::Hotswap { jobs, noop: false } => format!("hotswap-j{jobs}"),
-            Contender::Hotswap { jobs, noop: true } => format!("hotswap-noop-j{jobs}"),
+            Contender::Hotswap {
+                jobs,
+                noop: false,
+                fixed,
+            } => format!("hotswap-j{jobs}{}", if fixed { "-fixed" } else { "" }),
+            Contender::Hotswap {
+                jobs,
+                noop: true,
+                fixed,
+            } => format!("hotswap-noop-j{jobs}{}", if fixed { "-fixed" } else { "" }),
         }
     }
 
     fn describe(self) -> String {
         match self {
+            Contender::Idle => format!("no tool: the write load alone for {IDLE_SECS} s"),
+            Contender::Polite => "pg-hotswap bigint --jobs 1 --nice 1 (throttled)".into(),
             Contender::Alter => "ALTER TABLE ... TYPE bigint (blocking)".into(),
             Contender::Repack => "pg_repack --no-order (no-op rebuild)".into(),
             Contender::Batched => format!("INSERT ... SELECT by {COPIER_BATCH} + rename, bigint"),
-            Contender::Hotswap { jobs, noop: false } => {
-                format!("pg-hotswap bigint --jobs {jobs}")
-            }
-            Contender::Hotswap { jobs, noop: true } => {
-                format!("pg-hotswap no-op rebuild --jobs {jobs}")
-            }
+            Contender::Hotswap {
+                jobs,
+                noop: false,
+                fixed,
+            } => format!(
+                "pg-hotswap bigint --jobs {jobs}{}",
+                if fixed { " --chunk-time off" } else { "" }
+            ),
+            Contender::Hotswap {
+                jobs,
+                noop: true,
+                fixed,
+            } => format!(
+                "pg-hotswap no-op rebuild --jobs {jobs}{}",
+                if fixed { " --chunk-time off" } else { "" }
+            ),
         }
     }
 
     /// Whether the writers' changes must all be in the table afterwards.
     fn keeps_every_write(self) -> bool {
-        matches!(self, Contender::Repack | Contender::Hotswap { .. })
+        matches!(
+            self,
+            Contender::Repack | Contender::Hotswap { .. } | Contender::Polite
+        )
     }
 }
 
@@ -362,11 +429,16 @@ async fn bench(cluster: &Cluster, bin: &Path, opts: &Opts) -> Result<()> {
         contenders.retain(|c| *c != Contender::Repack);
     }
     if let Some(only) = &opts.only {
+        let known: Vec<Contender> = Contender::all()
+            .into_iter()
+            .chain(Contender::extra())
+            .collect();
         for name in only {
-            if !Contender::all().iter().any(|c| &c.name() == name) {
+            if !known.iter().any(|c| &c.name() == name) {
                 bail!("--only: no contender named {name:?}\n{USAGE}");
             }
         }
+        contenders.extend(Contender::extra());
         contenders.retain(|c| only.contains(&c.name()));
     }
     if contenders.is_empty() {
@@ -555,16 +627,21 @@ async fn measure(env: &Env<'_>, c: Contender) -> Result<Sample> {
     // pg-hotswap: first its own estimate, with the same arguments and under the same load (not
     // part of the timed run).
     let estimate = match c {
-        Contender::Hotswap { jobs, noop } => plan_estimate(env, jobs, noop).await,
+        Contender::Hotswap { jobs, noop, fixed } => plan_estimate(env, jobs, noop, fixed).await,
         _ => None,
     };
     let loadavg = loadavg();
     let started = Instant::now();
     let outcome = match c {
+        Contender::Idle => {
+            tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+            Ok(Sample::default())
+        }
+        Contender::Polite => run_hotswap_with(env, 1, false, false, &["--nice", "1"]).await,
         Contender::Alter => run_alter(env).await,
         Contender::Repack => run_repack(env).await,
         Contender::Batched => run_batched(env).await,
-        Contender::Hotswap { jobs, noop } => run_hotswap(env, jobs, noop).await,
+        Contender::Hotswap { jobs, noop, fixed } => run_hotswap(env, jobs, noop, fixed).await,
     };
     let wall_s = started.elapsed().as_secs_f64();
 
@@ -705,13 +782,14 @@ async fn run_batched(env: &Env<'_>) -> Result<Sample> {
 
 /// `pg-hotswap plan` with the run's arguments: its estimate of the total, seconds. A failure
 /// is reported and leaves the estimate out.
-async fn plan_estimate(env: &Env<'_>, jobs: u32, noop: bool) -> Option<f64> {
+async fn plan_estimate(env: &Env<'_>, jobs: u32, noop: bool, fixed: bool) -> Option<f64> {
     let mut cmd = tokio::process::Command::new(env.bin);
     cmd.args(["--quiet", "plan", "--dsn"])
         .arg(&env.conninfo)
         .args(["--table", "public.t", "--jobs"])
         .arg(jobs.to_string())
         .args(["--output", "json", "--drop-old"]);
+    chunk_args(&mut cmd, env, fixed);
     if !noop {
         cmd.args(["--alter", ALTER_ACTION]);
     }
@@ -735,13 +813,35 @@ async fn plan_estimate(env: &Env<'_>, jobs: u32, noop: bool) -> Option<f64> {
     est
 }
 
-async fn run_hotswap(env: &Env<'_>, jobs: u32, noop: bool) -> Result<Sample> {
+/// `--chunk-rows` (when the bench was given one) and `--chunk-time off` (fixed contenders).
+fn chunk_args(cmd: &mut tokio::process::Command, env: &Env<'_>, fixed: bool) {
+    if let Some(n) = env.opts.chunk_rows {
+        cmd.arg("--chunk-rows").arg(n.to_string());
+    }
+    if fixed {
+        cmd.args(["--chunk-time", "off"]);
+    }
+}
+
+async fn run_hotswap(env: &Env<'_>, jobs: u32, noop: bool, fixed: bool) -> Result<Sample> {
+    run_hotswap_with(env, jobs, noop, fixed, &[]).await
+}
+
+async fn run_hotswap_with(
+    env: &Env<'_>,
+    jobs: u32,
+    noop: bool,
+    fixed: bool,
+    extra: &[&str],
+) -> Result<Sample> {
     let mut cmd = tokio::process::Command::new(env.bin);
     cmd.args(["--quiet", "run", "--dsn"])
         .arg(&env.conninfo)
         .args(["--table", "public.t", "--jobs"])
         .arg(jobs.to_string())
-        .args(["--output", "json", "--drop-old"]);
+        .args(["--output", "json", "--drop-old"])
+        .args(extra);
+    chunk_args(&mut cmd, env, fixed);
     if !noop {
         cmd.args(["--alter", ALTER_ACTION]);
     }
@@ -1134,6 +1234,14 @@ fn print_report(
             "- >= 2x faster than the batched INSERT ... SELECT copier: best {n} {:.2}x faster -> {}",
             b / h,
             verdict(b / h >= 2.0)
+        );
+    }
+    let p99_of = |name: &str| samples.get(name).and_then(|s| med(s, |x| x.write_p99_ms));
+    if let (Some(p), Some(i)) = (p99_of("hotswap-j1-nice1"), p99_of("idle")) {
+        println!(
+            "- write p99 with --jobs 1 --nice 1 <= 2x without the tool: {p:.1} ms vs {i:.1} ms, {:.2}x -> {}",
+            p / i,
+            verdict(p <= 2.0 * i)
         );
     }
     for c in contenders {

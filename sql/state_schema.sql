@@ -1,8 +1,12 @@
 -- Used by state::ensure_schema: the tool's own tables. The schema placeholder (the word schema
 -- between two at signs) is replaced by the quoted state schema name (the only substitution). It
 -- must never appear in a comment: a quoted name may hold a newline, which would end the comment
--- and turn the rest of the name into a statement (acl.rs tests this). Idempotent; runs under an advisory lock so that
--- concurrent first runs in one database do not race on CREATE ... IF NOT EXISTS.
+-- and turn the rest of the name into a statement (acl.rs tests this). Idempotent; runs under an
+-- advisory lock so that concurrent first runs in one database do not race on CREATE ... IF NOT
+-- EXISTS. It takes no lock on existing tables (no ALTER TABLE here), so a run starting while
+-- another run of the same database is busy in the state tables does not wait for it. Until the
+-- first release the tables are created whole; a later change of their shape needs a versioned
+-- upgrade step, not an ALTER on every run.
 -- Whether the schema is new: with the search path set to it alone, current_schema() names it,
 -- or is NULL while it does not exist (this keeps the name out of string literals). SET LOCAL
 -- ends with the caller's transaction; every name below is qualified.
@@ -39,7 +43,11 @@ CREATE TABLE IF NOT EXISTS @schema@.runs (
     throttle       text,
     throttle_since timestamptz,
     waiting_until  timestamptz,
-    lag_s          float8
+    lag_s          float8,
+    -- For revert (issue 5): the names the swap chose (old table, its indexes), and the state of
+    -- the reverse capture that keeps the old table revertible (active, reverted, finished).
+    swap           jsonb,
+    reverse        text
 );
 
 -- One row per chunk of the copy. done_at is set in the same transaction that commits the
@@ -52,6 +60,12 @@ CREATE TABLE IF NOT EXISTS @schema@.chunks (
     bytes       bigint,
     duration_ms float8,
     done_at     timestamptz,
+    -- For --chunk-time (issue 4): the chunk's range as its two ends (ARRAY[lower, upper], NULL
+    -- elements for open ends), so that consecutive chunks are copied as one range (NULL: copied
+    -- on its own). `unit` is the first chunk of the transaction that copied this one: that
+    -- first chunk holds the unit's rows, bytes and duration_ms, the others have them NULL.
+    bounds      text[],
+    unit        int,
     PRIMARY KEY (run_id, chunk_no)
 );
 
@@ -78,11 +92,6 @@ CREATE TABLE IF NOT EXISTS @schema@.objects (
     dropped_at  timestamptz,
     PRIMARY KEY (run_id, kind, schema_name, name)
 );
-
--- Added for revert (issue 5): the names the swap chose (old table, its indexes), and the state of
--- the reverse capture that keeps the old table revertible (active, reverted, finished).
-ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS swap jsonb;
-ALTER TABLE @schema@.runs ADD COLUMN IF NOT EXISTS reverse text;
 
 -- A new state schema and its tables belong to their owner alone: default privileges
 -- (ALTER DEFAULT PRIVILEGES ... GRANT ... ON TABLES/SEQUENCES/SCHEMAS TO some_role) may have granted

@@ -9,6 +9,11 @@
 //! n-th key as a boundary. The first chunk has no lower bound and the last no upper bound, so rows
 //! inserted beyond the ends during the copy are still covered. Predicates are rendered with
 //! literals because COPY takes no bind parameters.
+//!
+//! Each chunk also keeps its range as two conditions (lower, upper), so that a run of
+//! consecutive chunks can be copied as one range in one statement (`--chunk-time`, see
+//! `batching`): the chunks partition the key space in order, so chunks i..j together are exactly
+//! "lower bound of i AND upper bound of j".
 
 use crate::error::{DbContext, Result};
 use crate::ident::literal;
@@ -20,6 +25,82 @@ pub struct Chunk {
     pub no: i32,
     /// SQL predicate over the source's key columns.
     pub predicate: String,
+    /// The same range as its two ends; None when not known (a chunk recorded by an earlier
+    /// version), and such a chunk is only ever copied on its own.
+    pub bounds: Option<Bounds>,
+}
+
+/// A chunk's range as (lower, upper) conditions over the key columns; None is an open end.
+/// The chunk's predicate is the two joined with AND (`true` when both ends are open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub lower: Option<String>,
+    pub upper: Option<String>,
+}
+
+impl Bounds {
+    pub fn predicate(&self) -> String {
+        match (&self.lower, &self.upper) {
+            (Some(l), Some(u)) => format!("{l} AND {u}"),
+            (Some(c), None) | (None, Some(c)) => c.clone(),
+            (None, None) => "true".into(),
+        }
+    }
+
+    /// As stored in the state table (`chunks.bounds`, a two-element text array).
+    pub fn to_array(&self) -> Vec<Option<String>> {
+        vec![self.lower.clone(), self.upper.clone()]
+    }
+
+    pub fn from_array(a: Option<Vec<Option<String>>>) -> Option<Bounds> {
+        match a {
+            Some(v) if v.len() == 2 => {
+                let mut it = v.into_iter();
+                Some(Bounds {
+                    lower: it.next().flatten(),
+                    upper: it.next().flatten(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Chunk {
+    fn from_bounds(no: i32, lower: Option<String>, upper: Option<String>) -> Chunk {
+        let bounds = Bounds { lower, upper };
+        Chunk {
+            no,
+            predicate: bounds.predicate(),
+            bounds: Some(bounds),
+        }
+    }
+}
+
+/// The predicate of a run of consecutive chunks (consecutive numbers, all with bounds, in
+/// order): the first one's lower bound and the last one's upper bound. None when `group` is not
+/// such a run (then the chunks must be copied one by one).
+pub fn covering_predicate(group: &[Chunk]) -> Option<String> {
+    match group {
+        [] => None,
+        [one] => Some(one.predicate.clone()),
+        [first, .., last] => {
+            let consecutive = group.windows(2).all(|w| w[1].no == w[0].no + 1);
+            let (Some(a), Some(b)) = (&first.bounds, &last.bounds) else {
+                return None;
+            };
+            if !consecutive || group.iter().any(|c| c.bounds.is_none()) {
+                return None;
+            }
+            Some(
+                Bounds {
+                    lower: a.lower.clone(),
+                    upper: b.upper.clone(),
+                }
+                .predicate(),
+            )
+        }
+    }
 }
 
 const INTEGER_TYPES: [&str; 3] = ["smallint", "integer", "bigint"];
@@ -44,10 +125,7 @@ pub async fn plan_chunks(
             .ctx(format_args!("reading the key range of {}", src.human()))?;
         let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         let (Some(min), Some(max)) = (min, max) else {
-            return Ok(vec![Chunk {
-                no: 0,
-                predicate: "true".into(),
-            }]);
+            return Ok(vec![Chunk::from_bounds(0, None, None)]);
         };
         let rows = if estimated_rows > 0.0 {
             estimated_rows
@@ -151,26 +229,20 @@ pub fn histogram_bounds(hist: &[i64], n: i64) -> Vec<i64> {
 /// Ranges between inner bounds: `k < b1`, `k >= b1 AND k < b2`, ..., `k >= bn`.
 fn render_integer(col: &str, bounds: &[i64]) -> Vec<Chunk> {
     if bounds.is_empty() {
-        return vec![Chunk {
-            no: 0,
-            predicate: "true".into(),
-        }];
+        return vec![Chunk::from_bounds(0, None, None)];
     }
+    let lower = |b: i64| Some(format!("{col} >= {b}"));
+    let upper = |b: i64| Some(format!("{col} < {b}"));
     let mut chunks = Vec::with_capacity(bounds.len() + 1);
-    chunks.push(Chunk {
-        no: 0,
-        predicate: format!("{col} < {}", bounds[0]),
-    });
+    chunks.push(Chunk::from_bounds(0, None, upper(bounds[0])));
     for (i, w) in bounds.windows(2).enumerate() {
-        chunks.push(Chunk {
-            no: i as i32 + 1,
-            predicate: format!("{col} >= {} AND {col} < {}", w[0], w[1]),
-        });
+        chunks.push(Chunk::from_bounds(i as i32 + 1, lower(w[0]), upper(w[1])));
     }
-    chunks.push(Chunk {
-        no: bounds.len() as i32,
-        predicate: format!("{col} >= {}", bounds[bounds.len() - 1]),
-    });
+    chunks.push(Chunk::from_bounds(
+        bounds.len() as i32,
+        lower(bounds[bounds.len() - 1]),
+        None,
+    ));
     chunks
 }
 
@@ -185,30 +257,20 @@ pub fn row_chunks(keys: &str, types: &[&str], bounds: &[Vec<String>]) -> Vec<Chu
         format!("ROW({})", parts.join(", "))
     };
     if bounds.is_empty() {
-        return vec![Chunk {
-            no: 0,
-            predicate: "true".into(),
-        }];
+        return vec![Chunk::from_bounds(0, None, None)];
     }
+    let lower = |b: &Vec<String>| Some(format!("ROW({keys}) > {}", render(b)));
+    let upper = |b: &Vec<String>| Some(format!("ROW({keys}) <= {}", render(b)));
     let mut chunks = Vec::with_capacity(bounds.len() + 1);
-    chunks.push(Chunk {
-        no: 0,
-        predicate: format!("ROW({keys}) <= {}", render(&bounds[0])),
-    });
+    chunks.push(Chunk::from_bounds(0, None, upper(&bounds[0])));
     for (i, w) in bounds.windows(2).enumerate() {
-        chunks.push(Chunk {
-            no: i as i32 + 1,
-            predicate: format!(
-                "ROW({keys}) > {} AND ROW({keys}) <= {}",
-                render(&w[0]),
-                render(&w[1])
-            ),
-        });
+        chunks.push(Chunk::from_bounds(i as i32 + 1, lower(&w[0]), upper(&w[1])));
     }
-    chunks.push(Chunk {
-        no: bounds.len() as i32,
-        predicate: format!("ROW({keys}) > {}", render(&bounds[bounds.len() - 1])),
-    });
+    chunks.push(Chunk::from_bounds(
+        bounds.len() as i32,
+        lower(&bounds[bounds.len() - 1]),
+        None,
+    ));
     chunks
 }
 
@@ -275,5 +337,42 @@ mod tests {
             "ROW(\"a\", \"b\") <= ROW(CAST('it''s' AS text), CAST('3' AS integer))"
         );
         assert!(c[1].predicate.starts_with("ROW(\"a\", \"b\") > "));
+    }
+
+    #[test]
+    fn consecutive_chunks_cover_one_range() {
+        let c = integer_chunks("\"id\"", 1, 100, 4);
+        assert_eq!(
+            covering_predicate(&c[1..3]).unwrap(),
+            "\"id\" >= 26 AND \"id\" < 76"
+        );
+        assert_eq!(covering_predicate(&c[..2]).unwrap(), "\"id\" < 51");
+        assert_eq!(covering_predicate(&c[2..]).unwrap(), "\"id\" >= 51");
+        assert_eq!(covering_predicate(&c).unwrap(), "true");
+        assert_eq!(covering_predicate(&c[3..]).unwrap(), c[3].predicate);
+        // A gap, or a chunk without bounds, is not one range.
+        let gap = vec![c[0].clone(), c[2].clone()];
+        assert_eq!(covering_predicate(&gap), None);
+        let mut old = c[1].clone();
+        old.bounds = None;
+        assert_eq!(covering_predicate(&[c[0].clone(), old.clone()]), None);
+        assert_eq!(covering_predicate(&[old.clone()]), Some(old.predicate));
+        assert_eq!(covering_predicate(&[]), None);
+        // Row comparisons likewise.
+        let r = row_chunks("k", &["text"], &[vec!["a".into()], vec!["m".into()]]);
+        assert_eq!(
+            covering_predicate(&r[1..]).unwrap(),
+            "ROW(k) > ROW(CAST('a' AS text))"
+        );
+    }
+
+    #[test]
+    fn bounds_survive_the_state_table() {
+        for c in integer_chunks("k", 1, 100, 3) {
+            let b = c.bounds.clone().unwrap();
+            assert_eq!(Bounds::from_array(Some(b.to_array())), Some(b.clone()));
+            assert_eq!(b.predicate(), c.predicate);
+        }
+        assert_eq!(Bounds::from_array(None), None);
     }
 }

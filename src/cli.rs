@@ -304,9 +304,14 @@ pub struct RunArgs {
     /// Schema for the tool's state tables and change logs.
     #[arg(long, default_value = "hotswap")]
     pub state_schema: String,
-    /// Target rows per copy chunk.
+    /// Target rows per planned copy chunk: the unit of resume and of verification. With
+    /// --chunk-time off also the rows of one copy transaction.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub chunk_rows: i64,
+    /// About how long one copy transaction takes: each copies as many consecutive chunks as fill
+    /// it, by the rate measured so far (first one chunk). "off" (or 0): one chunk each.
+    #[arg(long, default_value = "2s", value_parser = parse_chunk_time)]
+    pub chunk_time: Duration,
     /// Change-log rows replayed per transaction.
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub replay_batch: i64,
@@ -417,6 +422,9 @@ pub struct ResumeArgs {
     /// Verify the shadow against the source before the swap (full, sample, off).
     #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
     pub verify: crate::verify::Mode,
+    /// About how long one copy transaction takes ("off": one chunk each).
+    #[arg(long, default_value = "2s", value_parser = parse_chunk_time)]
+    pub chunk_time: Duration,
     /// Format of the final report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -438,6 +446,7 @@ impl ResumeArgs {
             drop_old: self.drop_old,
             state_schema: self.state_schema,
             chunk_rows: 100_000,
+            chunk_time: chunk_time_option(self.chunk_time),
             replay_batch: 5_000,
             shadow_name: None,
             old_name: None,
@@ -549,6 +558,18 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{s:?} is longer than PostgreSQL accepts (24 days)"));
     }
     Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
+/// `--chunk-time`: a duration, or "off" / "0" (zero: one chunk per transaction).
+pub fn parse_chunk_time(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim() {
+        "off" | "0" => Ok(Duration::ZERO),
+        other => parse_duration(other),
+    }
+}
+
+fn chunk_time_option(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// True when `sql` has a `;` outside quotes: more than one statement. `--alter` is applied as
@@ -669,6 +690,7 @@ impl RunArgs {
             drop_old: self.drop_old,
             state_schema: self.state_schema,
             chunk_rows: self.chunk_rows,
+            chunk_time: chunk_time_option(self.chunk_time),
             replay_batch: self.replay_batch,
             shadow_name: self.shadow_name,
             old_name: self.old_name,
@@ -791,6 +813,42 @@ mod tests {
         assert!(check_schema_name("--state-schema", "").is_err());
         assert!(check_schema_name("--state-schema", "pg_evil").is_err());
         assert!(check_schema_name("--state-schema", &"s".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn chunk_time_is_a_duration_or_off() {
+        let opts = |extra: &[&str]| {
+            let mut a = vec!["pg-hotswap", "run", "--dsn", "host=h", "--table", "t"];
+            a.extend_from_slice(extra);
+            let Command::Run(args) = Cli::try_parse_from(a).unwrap().command else {
+                panic!("not run")
+            };
+            args.into_options().unwrap().chunk_time
+        };
+        assert_eq!(opts(&[]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            opts(&["--chunk-time", "500ms"]),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(opts(&["--chunk-time", "off"]), None);
+        assert_eq!(opts(&["--chunk-time", "0"]), None);
+        assert!(parse_chunk_time("soon").is_err());
+        let Command::Resume(r) = Cli::try_parse_from([
+            "pg-hotswap",
+            "resume",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--chunk-time",
+            "off",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not resume")
+        };
+        assert_eq!(r.into_options().unwrap().chunk_time, None);
     }
 
     #[test]

@@ -2,14 +2,19 @@
 //! `COPY (SELECT <mapping> ...) TO STDOUT (FORMAT binary)` into `COPY <shadow> FROM STDIN
 //! (FORMAT binary)` without decoding a row.
 //!
-//! Invariant kept here (DESIGN.md, phase 4): each chunk is its own short transaction on the
-//! writing side, and the chunk is marked done in `chunks` inside that same transaction, so a
-//! crash loses at most the chunks in flight and a resumed run never copies a chunk twice. The
-//! reading side runs each COPY as a single statement (its own snapshot, released at once), so
-//! no snapshot is held across the copy and vacuum is never held back. Memory is bounded: the
-//! bytes of one COPY message are in flight per worker, with backpressure from the writer.
+//! The unit of copy is a run of consecutive planned chunks (one chunk with `--chunk-time off`;
+//! `batching` decides how many), read as one key range by one COPY.
+//!
+//! Invariant kept here (DESIGN.md, phase 4): each unit is its own short transaction on the
+//! writing side, and every chunk it covers is marked done in `chunks` inside that same
+//! transaction (exactly that many rows updated, or it rolls back), so a crash loses at most the
+//! units in flight and a resumed run never copies a chunk twice. The reading side runs each COPY
+//! as a single statement (its own snapshot, released at once), so no snapshot is held across the
+//! copy and vacuum is never held back. Memory is bounded: the bytes of one COPY message are in
+//! flight per worker, with backpressure from the writer.
 
-use crate::chunks::Chunk;
+use crate::batching::{Queue, Sizer};
+use crate::chunks::{self, Bounds, Chunk};
 use crate::conn::{self, ConnSpec};
 use crate::error::{DbContext, Error, Result};
 use crate::governor::Governor;
@@ -19,7 +24,7 @@ use bytes::Bytes;
 use futures_util::{pin_mut, SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// Counters shared by the workers and the progress reporter.
@@ -78,13 +83,14 @@ pub async fn record_chunks(
     let tx = client.transaction().await.ctx("recording chunks")?;
     let stmt = tx
         .prepare(&format!(
-            "INSERT INTO {} (run_id, chunk_no, predicate) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             state.table("chunks")
         ))
         .await
         .ctx("recording chunks")?;
     for c in chunks {
-        tx.execute(&stmt, &[&run, &c.no, &c.predicate])
+        let bounds = c.bounds.as_ref().map(Bounds::to_array);
+        tx.execute(&stmt, &[&run, &c.no, &c.predicate, &bounds])
             .await
             .ctx("recording a chunk")?;
     }
@@ -97,7 +103,7 @@ pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<
     let rows = client
         .query(
             &format!(
-                "SELECT chunk_no, predicate FROM {} WHERE run_id = $1 AND done_at IS NULL ORDER BY chunk_no",
+                "SELECT chunk_no, predicate, bounds FROM {} WHERE run_id = $1 AND done_at IS NULL ORDER BY chunk_no",
                 state.table("chunks")
             ),
             &[&run],
@@ -109,12 +115,14 @@ pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<
         .map(|r| Chunk {
             no: r.get(0),
             predicate: r.get(1),
+            bounds: Bounds::from_array(r.get(2)),
         })
         .collect())
 }
 
-/// Copies every chunk in `chunks` with `jobs` workers. Stops at the first error (the other
-/// workers finish or roll back their chunk in flight) and returns it.
+/// Copies every chunk in `chunks` with `jobs` workers, each transaction taking about
+/// `chunk_time` (None: one chunk per transaction). Stops at the first error (the other workers
+/// finish or roll back their unit in flight) and returns it.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_all(
     spec: &ConnSpec,
@@ -123,18 +131,15 @@ pub async fn copy_all(
     plan: &Plan,
     chunks: Vec<Chunk>,
     jobs: usize,
+    chunk_time: Option<Duration>,
     progress: Arc<Progress>,
     gov: &Governor,
 ) -> Result<()> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    for c in chunks {
-        tx.send(c).expect("channel open");
-    }
-    drop(tx);
+    let queue = Arc::new(Queue::new(chunks, jobs.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
     for w in 0..jobs.max(1) {
-        let rx = rx.clone();
+        let queue = queue.clone();
         let spec = spec.clone();
         let state = state.clone();
         let plan = plan.clone();
@@ -143,7 +148,11 @@ pub async fn copy_all(
         let policy = policy.clone();
         let gov = gov.clone();
         set.spawn(async move {
-            let result = worker(w, &spec, &policy, &state, &plan, rx, &progress, &stop, &gov).await;
+            let sizer = Sizer::new(chunk_time);
+            let result = worker(
+                w, &spec, &policy, &state, &plan, &queue, sizer, &progress, &stop, &gov,
+            )
+            .await;
             if result.is_err() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -170,93 +179,140 @@ async fn worker(
     policy: &crate::locking::LockPolicy,
     state: &State,
     plan: &Plan,
-    rx: crossbeam_channel::Receiver<Chunk>,
+    queue: &Queue,
+    mut sizer: Sizer,
     progress: &Progress,
     stop: &AtomicBool,
     gov: &Governor,
 ) -> Result<()> {
     let reader = conn::connect(spec, &format!("copy-read-{n}")).await?;
     let mut writer = conn::connect(spec, &format!("copy-write-{n}")).await?;
-    // A non-blocking take from the shared queue: workers never block the runtime.
-    while let Ok(chunk) = rx.try_recv() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        // Pause, throttles, windows (issue 7): wait here, between chunks, never inside one.
+    // The next run of consecutive chunks from the shared queue (a cursor under a mutex; never
+    // blocks the runtime), as many as fill --chunk-time by this worker's measure.
+    loop {
+        // Pause, throttles, windows (issue 7): wait here, between units, never inside one.
         gov.copy_permit(plan.run_id).await?;
+        let unit = queue.take(sizer.next());
+        if unit.is_empty() {
+            break;
+        }
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let started = Instant::now();
-        // A chunk waits at most lock_timeout for its locks (someone else's DDL may be queued on
+        let unit_started = Instant::now();
+        // A unit waits at most lock_timeout for its locks (someone else's DDL may be queued on
         // the table); on a timeout its transaction rolled back, so back off and copy it again.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match copy_chunk(&reader, &mut writer, state, plan, &chunk, progress).await {
-                Ok(_) => break,
+            let started = Instant::now();
+            match copy_unit(&reader, &mut writer, state, plan, &unit, progress).await {
+                Ok(_) => {
+                    sizer.record(unit.len(), started.elapsed());
+                    break;
+                }
                 Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
                     tracing::info!(
-                        chunk = chunk.no,
+                        chunk = unit[0].no,
+                        chunks = unit.len(),
                         attempt,
-                        "chunk waited too long for a lock, will retry"
+                        "chunks waited too long for a lock, will retry"
                     );
                     tokio::time::sleep(policy.backoff(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        gov.nice(started.elapsed()).await;
+        gov.nice(unit_started.elapsed()).await;
     }
     Ok(())
 }
 
-/// Copies one chunk and marks it done, in one transaction on the writing side.
-pub async fn copy_chunk(
+/// Copies a run of consecutive chunks (`batching::Queue::take`) as one key range, and marks
+/// every one of them done, in one transaction on the writing side. The unit's rows, bytes and
+/// time are recorded on its first chunk; `unit` names that first chunk on all of them.
+pub async fn copy_unit(
     reader: &Client,
     writer: &mut Client,
     state: &State,
     plan: &Plan,
-    chunk: &Chunk,
+    unit: &[Chunk],
     progress: &Progress,
 ) -> Result<(u64, u64)> {
     let started = Instant::now();
-    let what = || {
-        format!(
-            "copying chunk {} of {} ({})",
-            chunk.no,
-            plan.source.human(),
-            chunk.predicate
-        )
+    let (first, last) = match unit {
+        [] => return Ok((0, 0)),
+        [f, .., l] => (f, l),
+        [f] => (f, f),
     };
-    let (out_sql, in_sql) = copy_statements(plan, &format!("WHERE {}", chunk.predicate));
+    let predicate = chunks::covering_predicate(unit).ok_or_else(|| {
+        Error::failed(format!(
+            "internal error: chunks {}-{} of run {} are not one range",
+            first.no, last.no, plan.run_id
+        ))
+    })?;
+    let what = || {
+        let which = if unit.len() == 1 {
+            format!("chunk {}", first.no)
+        } else {
+            format!("chunks {}-{}", first.no, last.no)
+        };
+        format!("copying {which} of {} ({predicate})", plan.source.human())
+    };
+    let (out_sql, in_sql) = copy_statements(plan, &format!("WHERE {predicate}"));
     let tx = writer.transaction().await.ctx(what())?;
     let sink = tx.copy_in::<_, Bytes>(&in_sql).await.ctx(what())?;
     let stream = reader.copy_out(&out_sql).await.ctx(what())?;
     let (rows, bytes) = forward(stream, sink).await.ctx(what())?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let nos: Vec<i32> = unit.iter().map(|c| c.no).collect();
+    // One clock reading for the whole unit (an uncorrelated subquery runs once).
     let n = tx
         .execute(
             &format!(
-                "UPDATE {} SET rows = $3, bytes = $4, duration_ms = $5, done_at = clock_timestamp() \
-                  WHERE run_id = $1 AND chunk_no = $2 AND done_at IS NULL",
+                "UPDATE {} SET unit = $2, \
+                        rows = CASE WHEN chunk_no = $2 THEN $4::int8 END, \
+                        bytes = CASE WHEN chunk_no = $2 THEN $5::int8 END, \
+                        duration_ms = CASE WHEN chunk_no = $2 THEN $6::float8 END, \
+                        done_at = (SELECT clock_timestamp()) \
+                  WHERE run_id = $1 AND chunk_no = ANY($3) AND done_at IS NULL",
                 state.table("chunks")
             ),
-            &[&plan.run_id, &chunk.no, &(rows as i64), &(bytes as i64), &ms],
+            &[
+                &plan.run_id,
+                &first.no,
+                &nos,
+                &(rows as i64),
+                &(bytes as i64),
+                &ms,
+            ],
         )
         .await
         .ctx(what())?;
-    if n != 1 {
+    if n != unit.len() as u64 {
+        // Rolls back with the transaction: nothing of this unit is kept.
         return Err(Error::failed(format!(
-            "chunk {} of run {} was already marked done by someone else; refusing to copy it twice",
-            chunk.no, plan.run_id
+            "{} of chunks {}-{} of run {} were already marked done by someone else; refusing to copy them twice",
+            unit.len() as u64 - n,
+            first.no,
+            last.no,
+            plan.run_id
         )));
     }
     tx.commit().await.ctx(what())?;
     crate::failpoint::hit("copy-chunk");
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     progress.bytes.fetch_add(bytes, Ordering::Relaxed);
-    progress.chunks_done.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(chunk = chunk.no, rows, bytes, ms, "chunk copied");
+    progress
+        .chunks_done
+        .fetch_add(unit.len() as u64, Ordering::Relaxed);
+    tracing::debug!(
+        chunk = first.no,
+        chunks = unit.len(),
+        rows,
+        bytes,
+        ms,
+        "chunks copied"
+    );
     Ok((rows, bytes))
 }

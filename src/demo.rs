@@ -91,6 +91,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         drop_old: false,
         state_schema: "hotswap".into(),
         chunk_rows: 50_000,
+        chunk_time: None,
         replay_batch: 5_000,
         shadow_name: None,
         old_name: None,

@@ -1,11 +1,12 @@
 //! pg-hotswap: rewrite a large, hot PostgreSQL table into a new shape without downtime.
 //!
 //! The binary (`src/main.rs`) is a thin edge over this library. The flow lives in `migrator`;
-//! each phase has its own module (`preflight`, `shadow`, `capture`, `chunks`/`copier`, `build`,
+//! each phase has its own module (`preflight`, `shadow`, `capture`, `chunks`/`batching`/`copier`, `build`,
 //! `replay`, `swap`), state in the database lives in `state`, and every name reaches SQL through
 //! `ident`. `cluster` and `workload` serve the demo, the tests and the benchmarks.
 
 pub mod acl;
+pub mod batching;
 pub mod build;
 pub mod capture;
 pub mod catalog;

@@ -85,16 +85,18 @@ pub async fn run_ddl(
     }
 }
 
-/// Describes the sessions that hold locks on `table` (for error messages): the ones with a
+/// Describes the sessions that hold locks on `table` (for error messages; every column is
+/// non-NULL: an active session between transactions has no xact_start, a prepared transaction
+/// no pid): the ones with a
 /// transaction open for more than a second or idle in one first — those are the blockers; the
 /// application's short transactions come and go and are only counted.
 pub async fn lock_holders(client: &Client, table: Oid) -> Result<String> {
     let rows = client
         .query(
-            "SELECT l.pid, l.mode, COALESCE(a.state, '?'), \
+            "SELECT COALESCE(l.pid, 0), l.mode, COALESCE(a.state, '?'), \
                     COALESCE(round(extract(epoch FROM now() - a.xact_start))::text || ' s', '?'), \
                     left(regexp_replace(COALESCE(a.query, ''), '\\s+', ' ', 'g'), 80), \
-                    (a.state IS DISTINCT FROM 'active' OR a.xact_start < now() - interval '1 second') AS long \
+                    COALESCE(a.state IS DISTINCT FROM 'active' OR a.xact_start < now() - interval '1 second', false) AS long \
                FROM pg_catalog.pg_locks l \
                LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
               WHERE l.relation = $1 AND l.granted AND l.pid <> pg_backend_pid() \

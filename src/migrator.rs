@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub drop_old: bool,
     pub state_schema: String,
     pub chunk_rows: i64,
+    /// `--chunk-time`: about how long one copy transaction takes (None: one chunk each).
+    pub chunk_time: Option<Duration>,
     pub replay_batch: i64,
     pub shadow_name: Option<String>,
     pub old_name: Option<String>,
@@ -421,6 +423,7 @@ async fn continue_run(
             plan,
             pending,
             opts.jobs,
+            opts.chunk_time,
             progress.clone(),
             gov,
         )

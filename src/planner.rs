@@ -400,6 +400,8 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         jobs: o.jobs,
         replay_batch: o.replay_batch,
         chunk_rows: o.chunk_rows,
+        chunk_time: o.chunk_time,
+        copy_transactions: est.copy_transactions,
         drop_old: o.drop_old,
         old_name: &old_name,
         maintenance_work_mem: &o.maintenance_work_mem,
@@ -851,6 +853,8 @@ async fn measure(
 
 struct Estimated {
     estimate: Estimate,
+    /// Copy transactions expected (several chunks each with --chunk-time).
+    copy_transactions: usize,
     /// (phase, seconds, basis).
     phases: Vec<(String, Option<f64>, String)>,
     new_table: u64,
@@ -973,9 +977,25 @@ async fn estimate(
     // Per chunk and per row costs, fitted over the windows (of different sizes); a chunk of the
     // run pays the per-chunk cost once.
     let points: Vec<(f64, f64)> = s.windows.iter().map(|w| (w.rows as f64, w.secs)).collect();
+    // With --chunk-time a transaction copies several chunks: the per-transaction cost is paid
+    // as often as the sizer, played out at the measured speed of one of the jobs, starts one.
     let chunks = (n / o.chunk_rows.max(1) as f64).ceil().max(1.0);
-    let copy_secs = match fit_line(&points) {
-        Some((fixed, per_row)) => (chunks * fixed + n * per_row) / speedup,
+    let fit = fit_line(&points);
+    let per_row = match fit {
+        Some((_, per_row)) => per_row,
+        None if rate > 0.0 => 1.0 / rate,
+        None => 0.0,
+    };
+    let jobs = o.jobs.max(1) as f64;
+    let secs_per_chunk_per_job = o.chunk_rows.max(1) as f64 * per_row * jobs / speedup;
+    let transactions = crate::batching::transactions(
+        chunks as usize,
+        secs_per_chunk_per_job,
+        o.chunk_time,
+        o.jobs,
+    ) as f64;
+    let copy_secs = match fit {
+        Some((fixed, per_row)) => (transactions * fixed + n * per_row) / speedup,
         None if rate > 0.0 => n / (rate * speedup),
         None => 0.0,
     };
@@ -1046,7 +1066,7 @@ async fn estimate(
             "copy".to_string(),
             Some(copy_secs),
             format!(
-                "measured: {} rows copied at {:.0} rows/s through the binary COPY pipe{}, extrapolated to {} rows",
+                "measured: {} rows copied at {:.0} rows/s through the binary COPY pipe{}, extrapolated to {} rows in about {transactions:.0} transaction{}{}",
                 s.rows(),
                 rate,
                 if o.jobs > 1 {
@@ -1054,7 +1074,16 @@ async fn estimate(
                 } else {
                     String::new()
                 },
-                rows
+                rows,
+                if transactions == 1.0 { "" } else { "s" },
+                match o.chunk_time {
+                    Some(t) => format!(
+                        " of up to {:.1} s (--chunk-time; {chunks:.0} chunks of {} rows)",
+                        t.as_secs_f64(),
+                        o.chunk_rows
+                    ),
+                    None => format!(" (one per chunk of {} rows)", o.chunk_rows),
+                }
             ),
         ),
         (
@@ -1158,6 +1187,7 @@ async fn estimate(
     let log_bytes = (log_rows * 100.0) as u64;
     let wal_generated = new_table + new_indexes + 2 * log_bytes;
     Ok(Estimated {
+        copy_transactions: transactions as usize,
         estimate: Estimate {
             total_secs: total,
             low_secs: (total - half).max(0.0),

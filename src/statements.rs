@@ -66,6 +66,10 @@ pub struct ListInput<'a> {
     pub jobs: usize,
     pub replay_batch: i64,
     pub chunk_rows: i64,
+    /// `--chunk-time`: several consecutive chunks per copy transaction.
+    pub chunk_time: Option<std::time::Duration>,
+    /// Copy transactions the estimate expects (the chunks, with --chunk-time off).
+    pub copy_transactions: usize,
     pub drop_old: bool,
     pub old_name: &'a str,
     pub maintenance_work_mem: &'a str,
@@ -323,7 +327,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         }
         b.add(
             format!(
-                "INSERT INTO {} (run_id, chunk_no, predicate) VALUES ...",
+                "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ...",
                 i.state.table("chunks")
             ),
             vec![],
@@ -337,6 +341,25 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             .first_chunk
             .map(|c| c.predicate.clone())
             .unwrap_or_else(|| "<chunk i of N>".into());
+        // With --chunk-time a transaction copies a run of consecutive chunks as one key range
+        // (the first transaction of each worker is one chunk, as shown).
+        let (per, shown, marks) = match i.chunk_time {
+            Some(t) => (
+                format!(
+                    "per transaction (about {} for {} chunks: consecutive chunks read as one key range, as many as fill --chunk-time {:.1} s by the speed measured so far)",
+                    i.copy_transactions,
+                    i.chunks,
+                    t.as_secs_f64()
+                ),
+                "shown for the first transaction (one chunk)",
+                "chunk_no = ANY(..)",
+            ),
+            None => (
+                format!("per chunk ({})", i.chunks),
+                "shown for the first chunk",
+                "chunk_no = ..",
+            ),
+        };
         b.add(
             format!(
                 "COPY (SELECT {} FROM ONLY {source} WHERE {pred}) TO STDOUT (FORMAT binary)",
@@ -346,19 +369,19 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             false,
         )
         .repeat = Some(format!(
-            "per chunk ({}), on {} reading connection(s); shown for the first chunk",
-            i.chunks, i.jobs
+            "{per}, on {} reading connection(s); {shown}",
+            i.jobs
         ));
         b.add(
             format!(
-                "BEGIN; COPY {shadow} ({}) FROM STDIN (FORMAT binary); UPDATE {} SET rows = .., done_at = .. WHERE run_id = .. AND chunk_no = ..; COMMIT",
+                "BEGIN; COPY {shadow} ({}) FROM STDIN (FORMAT binary); UPDATE {} SET rows = .., unit = .., done_at = .. WHERE run_id = .. AND {marks} AND done_at IS NULL; COMMIT",
                 crate::ident::join_idents(plan.copy_columns()),
                 i.state.table("chunks")
             ),
             vec![lock("ROW EXCLUSIVE", shadow, false)],
             false,
         )
-        .repeat = Some(format!("per chunk ({}), on {} writing connection(s)", i.chunks, i.jobs));
+        .repeat = Some(format!("{per}, on {} writing connection(s)", i.jobs));
     });
 
     phase("build", false, &|b| {

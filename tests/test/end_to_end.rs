@@ -1169,6 +1169,9 @@ async fn chunks_stay_even_when_keys_are_skewed() {
         "skewed",
         "--chunk-rows",
         "5000",
+        // One chunk per transaction, so that `rows` is recorded per planned chunk.
+        "--chunk-time",
+        "off",
     ])
     .await;
     eprintln!("{}", describe(&out));

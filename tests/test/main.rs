@@ -3,6 +3,7 @@
 //! run in parallel under plain `cargo test`.
 
 mod carry_over;
+mod chunking;
 mod cli;
 mod cluster;
 mod end_to_end;
