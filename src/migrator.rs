@@ -648,10 +648,9 @@ async fn wait_for_cutover(
     let run = plan.run_id;
     let mut shown = false;
     while let Some(why) = gov.swap_hold(run)? {
-        if !shown {
-            gov.set_note(Some(why));
-            shown = true;
-        }
+        // The reason may change while waiting (a window closes, then the cut-over is awaited).
+        gov.set_note(Some(why));
+        shown = true;
         let b = replay::catch_up(rc, plan, opts.replay_batch, opts.replay_batch, gov).await?;
         report.replayed_log_rows += b.log_rows;
         if b.log_rows < opts.replay_batch as u64 {
