@@ -253,8 +253,9 @@ async fn pace_events(client: &Client, prefix: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_freezes_the_copy_and_resume_finishes_it() {
     let t = Loaded::new("steer_pause", "paused").await;
-    // --nice 3: a pause of three times each chunk's duration, so the copy lasts a while.
-    let run = t.run(&["--nice", "3"], &[]);
+    // --nice 50: a pause of fifty times each chunk's duration, so the copy lasts seconds even on
+    // a fast, idle machine (30 chunks of a few ms each).
+    let run = t.run(&["--nice", "50"], &[]);
     wait_for_done_chunks(&t.client, 2).await;
     t.command("pause").await;
     let s = t
@@ -371,7 +372,7 @@ async fn a_throttle_query_that_returns_true_holds_the_copy() {
             "--throttle-query",
             "SELECT now_busy FROM busy",
             "--nice",
-            "10",
+            "50",
         ],
         &[],
     );
@@ -430,7 +431,7 @@ async fn a_bad_throttle_query_or_window_is_refused_before_anything_is_created() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_from_another_terminal_stops_the_run_and_removes_it() {
     let t = Loaded::new("steer_abort", "aborted").await;
-    let run = t.run(&["--nice", "10"], &[]);
+    let run = t.run(&["--nice", "50"], &[]);
     wait_for_done_chunks(&t.client, 2).await;
     let out = t.command("abort").await;
     assert!(
@@ -566,7 +567,7 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
             "--replica-dsn",
             &standby_dsn,
             "--nice",
-            "10",
+            "50",
         ],
         &[],
     );
@@ -650,7 +651,7 @@ async fn a_burst_before_the_swap_lock_is_replayed_outside_the_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_active_sessions_hold_the_copy() {
     let t = Loaded::new("steer_active", "crowded").await;
-    let run = t.run(&["--max-active", "2", "--nice", "10"], &[]);
+    let run = t.run(&["--max-active", "2", "--nice", "50"], &[]);
     wait_for_done_chunks(&t.client, 2).await;
     // Three sessions busy in a query (the two writers are active only for moments).
     let mut sleepers = Vec::new();
