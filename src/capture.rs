@@ -226,12 +226,17 @@ pub async fn backlog_estimate(
     client: &impl tokio_postgres::GenericClient,
     plan: &Plan,
 ) -> Result<i64> {
+    backlog_estimate_of(client, &plan.capture.log).await
+}
+
+/// [`backlog_estimate`] of the change log `log`.
+pub async fn backlog_estimate_of(
+    client: &impl tokio_postgres::GenericClient,
+    log: &crate::ident::QualifiedName,
+) -> Result<i64> {
     Ok(client
         .query_one(
-            &format!(
-                "SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {}",
-                plan.capture.log
-            ),
+            &format!("SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {log}"),
             &[],
         )
         .await

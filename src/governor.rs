@@ -320,6 +320,10 @@ struct Watcher {
     backlog_warned: i64,
     last_backlog_check: Option<Instant>,
     last_lag: Option<f64>,
+    /// The run's phase, read with the operator's request (for the events recorded).
+    phase: Phase,
+    /// The run's change log, once the plan names it.
+    log: Option<crate::ident::QualifiedName>,
 }
 
 impl Watcher {
@@ -338,6 +342,8 @@ impl Watcher {
             backlog_warned: 0,
             last_backlog_check: None,
             last_lag: None,
+            phase: Phase::Preflight,
+            log: None,
         }
     }
 
@@ -380,17 +386,18 @@ impl Watcher {
         }
         let mut gate = Gate::default();
         let client = self.client.as_mut().expect("connected above");
-        let control: Option<String> = client
+        let row = client
             .query_one(
                 &format!(
-                    "SELECT control FROM {} WHERE id = $1",
+                    "SELECT control, phase FROM {} WHERE id = $1",
                     self.state.table("runs")
                 ),
                 &[&self.run],
             )
             .await
-            .ctx("reading the operator's request")?
-            .get(0);
+            .ctx("reading the operator's request")?;
+        let control: Option<String> = row.get(0);
+        self.phase = Phase::parse(row.get(1)).unwrap_or(Phase::Preflight);
         match control.as_deref() {
             Some("pause") => gate.paused = true,
             Some("abort") => gate.abort = true,
@@ -551,22 +558,6 @@ impl Watcher {
                         &[&self.run, &reason, &gate.waiting_secs.map(|s| s as f64)],
                     )
                     .await;
-                let phase: Option<String> = c
-                    .query_opt(
-                        &format!(
-                            "SELECT phase FROM {} WHERE id = $1",
-                            self.state.table("runs")
-                        ),
-                        &[&self.run],
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.get(0));
-                let phase = phase
-                    .as_deref()
-                    .and_then(Phase::parse)
-                    .unwrap_or(Phase::Preflight);
                 let msg = reason.clone().unwrap_or_else(|| {
                     format!(
                         "going on (held for {})",
@@ -575,7 +566,7 @@ impl Watcher {
                 });
                 let _ = self
                     .state
-                    .event(c, self.run, phase, "pace", &msg, None)
+                    .event(c, self.run, self.phase, "pace", &msg, None)
                     .await;
             }
             self.shown = reason;
@@ -611,36 +602,30 @@ impl Watcher {
         }
         self.last_backlog_check = Some(Instant::now());
         let Some(c) = &self.client else { return };
-        let row = c
-            .query_opt(
-                &format!(
-                    "SELECT plan #>> '{{capture,log,schema}}', plan #>> '{{capture,log,name}}' FROM {} WHERE id = $1",
-                    self.state.table("runs")
-                ),
-                &[&self.run],
-            )
-            .await
-            .ok()
-            .flatten();
-        let Some(row) = row else { return };
-        let (Some(schema), Some(name)) = (
-            row.get::<_, Option<String>>(0),
-            row.get::<_, Option<String>>(1),
-        ) else {
-            return;
-        };
-        let log = crate::ident::QualifiedName::new(&schema, &name);
-        let n: Option<i64> = c
-            .query_opt(
-                &format!(
-                    "SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {log} WHERE to_regclass($1) IS NOT NULL",
-                ),
-                &[&log.to_string()],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
+        if self.log.is_none() {
+            let row = c
+                .query_opt(
+                    &format!(
+                        "SELECT plan #>> '{{capture,log,schema}}', plan #>> '{{capture,log,name}}' FROM {} WHERE id = $1",
+                        self.state.table("runs")
+                    ),
+                    &[&self.run],
+                )
+                .await
+                .ok()
+                .flatten();
+            if let Some(row) = row {
+                if let (Some(schema), Some(name)) = (
+                    row.get::<_, Option<String>>(0),
+                    row.get::<_, Option<String>>(1),
+                ) {
+                    self.log = Some(crate::ident::QualifiedName::new(schema, name));
+                }
+            }
+        }
+        let Some(log) = &self.log else { return };
+        // Not there (yet, or any more): nothing to report.
+        let n = crate::capture::backlog_estimate_of(c, log).await.ok();
         if let Some(n) = n {
             if n >= 10_000 && n >= self.backlog_warned * 2 {
                 self.backlog_warned = n;
@@ -656,7 +641,7 @@ impl Watcher {
                     .event(
                         c,
                         self.run,
-                        Phase::Copy,
+                        self.phase,
                         "backlog",
                         &msg,
                         Some(serde_json::json!({ "backlog": n })),

@@ -44,15 +44,20 @@ struct Shared {
     last_plain: Option<Instant>,
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
-    bar_wanted: false,
-    bar: None,
-    phase: String::new(),
-    copy: None,
-    backlog: None,
-    throttle: None,
-    last_plain: None,
-});
+impl Shared {
+    /// Nothing shown yet, no bar.
+    const EMPTY: Shared = Shared {
+        bar_wanted: false,
+        bar: None,
+        phase: String::new(),
+        copy: None,
+        backlog: None,
+        throttle: None,
+        last_plain: None,
+    };
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared::EMPTY);
 
 fn shared() -> MutexGuard<'static, Shared> {
     // A panic elsewhere must not take the progress display down with it.
@@ -386,15 +391,7 @@ mod tests {
 
     #[test]
     fn plain_lines_wait_for_their_interval() {
-        let mut s = Shared {
-            bar_wanted: false,
-            bar: None,
-            phase: String::new(),
-            copy: None,
-            backlog: None,
-            throttle: None,
-            last_plain: None,
-        };
+        let mut s = Shared::EMPTY;
         assert!(!due(&mut s), "the first call only starts the clock");
         assert!(!due(&mut s));
         s.last_plain = Some(Instant::now() - PLAIN_EVERY);
