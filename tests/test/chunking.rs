@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pg_hotswap::workload::{compare, create_tables, TableSpec};
+use pg_hotswap::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, column_type, describe, hotswap_command, leftovers, start_load,
-    table_arg, TestDb,
+    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_failpoint,
+    leftovers, start_load, table_arg, TestDb,
 };
 
 /// One row of `hotswap.chunks` of the newest run.
@@ -83,28 +83,6 @@ fn units(chunks: &[ChunkRow]) -> BTreeMap<i32, Vec<ChunkRow>> {
     units
 }
 
-async fn assert_matches_ledger(client: &Client, spec: &TableSpec) {
-    let cmp = compare(client, spec).await.unwrap();
-    assert!(
-        cmp.is_identical(),
-        "{} and its ledger differ: {cmp}",
-        spec.table.human()
-    );
-}
-
-async fn run_tool(args: &[&str], failpoint: Option<&str>) -> std::process::Output {
-    let mut cmd = hotswap_command(args);
-    match failpoint {
-        Some(fp) => cmd.env("PGHOTSWAP_FAILPOINT", fp),
-        None => cmd.env_remove("PGHOTSWAP_FAILPOINT"),
-    };
-    tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
-
 /// With one job and a chunk time no chunk of this table comes near, the number of chunks per
 /// transaction grows fourfold from one, up to what is left: 1, 4, 16, 39 of 60 chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +92,7 @@ async fn chunks_per_transaction_grow_when_chunks_are_quick() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "grow");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &[
             "run",
             "--dsn",
@@ -145,7 +123,7 @@ async fn chunks_per_transaction_grow_when_chunks_are_quick() {
     // With --chunk-time off, one chunk per transaction, as before.
     let spec = TableSpec::simple("public", "fixed");
     create_tables(&client, &spec, ROWS).await.unwrap();
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &[
             "run",
             "--dsn",
@@ -179,7 +157,7 @@ async fn grouped_chunks_copy_everything_exactly_once_under_writes() {
     let load = start_load(&db.conninfo, &spec, ROWS, 2, 300);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let table = table_arg(&spec.table);
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &[
             "run",
             "--dsn",
@@ -260,7 +238,7 @@ async fn crash_between_grouped_transactions_then_resume_copies_no_chunk_twice() 
         "--chunk-time",
         "60s",
     ];
-    let out = run_tool(&args, Some("copy-chunk@3")).await;
+    let out = hotswap_failpoint(&args, Some("copy-chunk@3")).await;
     assert_eq!(
         out.status.code(),
         Some(pg_hotswap::failpoint::EXIT),
@@ -281,7 +259,7 @@ async fn crash_between_grouped_transactions_then_resume_copies_no_chunk_twice() 
     );
     assert!(units(&before).len() >= 3);
 
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &[
             "resume",
             "--dsn",

@@ -15,28 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pg_hotswap::ident::{Ident, QualifiedName};
-use pg_hotswap::workload::{self, compare, create_tables, TableSpec};
+use pg_hotswap::workload::{self, create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, column_type, describe, hotswap_async, hotswap_async_timeout,
-    leftovers, relation_exists, start_load, table_arg, TestDb,
+    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,
+    hotswap_async_timeout, leftovers, relation_exists, start_load, table_arg, TestDb,
 };
 
 const STATE_SCHEMA: &str = "hotswap";
 
 /// Asserts the table and the ledger hold the same rows.
-async fn assert_ledger_matches(client: &Client, spec: &TableSpec) {
-    let cmp = compare(client, spec)
-        .await
-        .expect("comparing with the ledger");
-    assert!(
-        cmp.is_identical(),
-        "{} and its ledger differ: {cmp}",
-        spec.table.human()
-    );
-}
-
 async fn assert_no_leftovers(client: &Client, table: &QualifiedName) {
     let found = leftovers(client, table, STATE_SCHEMA).await;
     assert!(
@@ -59,7 +48,7 @@ async fn assert_exact_after_load(load: workload::Workload, client: &Client, spec
         column_type(client, &spec.table, &spec.id_col).await,
         "bigint"
     );
-    assert_ledger_matches(client, spec).await;
+    assert_matches_ledger(client, spec).await;
     assert_no_leftovers(client, &spec.table).await;
 }
 
@@ -185,7 +174,7 @@ async fn no_write_is_lost_int_to_bigint() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "bigint"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
     assert!(
         relation_exists(&client, &spec.table.sibling("accounts_old")).await,
         "the old table is not kept as accounts_old"
@@ -195,7 +184,7 @@ async fn no_write_is_lost_int_to_bigint() {
     // The new table takes writes, including keys that only fit a bigint.
     assert_writable(&client, &spec, ROWS * 10).await;
     assert_writable(&client, &spec, 3_000_000_000).await;
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
 }
 
 /// What a probe session saw: the longest a single statement took, and its errors.
@@ -303,7 +292,7 @@ async fn swap_retries_then_stops_cleanly_when_lock_is_held() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "integer"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
     assert_writable(&client, &spec, ROWS + 1).await;
 
     let out = hotswap_async_timeout(
@@ -317,7 +306,7 @@ async fn swap_retries_then_stops_cleanly_when_lock_is_held() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "integer"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
 
     // Once the lock is gone, a new run goes through.
     blocker.batch_execute("COMMIT").await.unwrap();
@@ -336,7 +325,7 @@ async fn swap_retries_then_stops_cleanly_when_lock_is_held() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "bigint"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
     assert_no_leftovers(&client, &spec.table).await;
 }
 
@@ -382,7 +371,7 @@ async fn awkward_names_round_trip() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "bigint"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
     assert_writable(&client, &spec, 3_000_000_000).await;
     // The old table is kept next to it, under a name ending in `_old`.
     let old: Vec<String> = client
@@ -495,7 +484,7 @@ async fn abort_after_failure_leaves_source_as_it_was() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "integer"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
     assert_writable(&client, &spec, ROWS + 1).await;
 
     if code == Some(1) {
@@ -512,7 +501,7 @@ async fn abort_after_failure_leaves_source_as_it_was() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "integer"
     );
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
 }
 
 /// Issue 2, "must show" 2: a session holds a conflicting lock *during the swap* (it wrote a row
@@ -902,7 +891,7 @@ async fn concurrent_alter_of_the_source_stops_the_swap() {
     ])
     .await;
     assert_exit(&out, 0);
-    assert_ledger_matches(&client, &spec).await;
+    assert_matches_ledger(&client, &spec).await;
 }
 
 /// Ctrl-C (SIGINT) in the middle of the copy: exit 130, the table untouched and usable, the run

@@ -228,7 +228,22 @@ pub async fn hotswap_async(args: &[&str]) -> Output {
 
 /// [`hotswap`] for async tests: the child is killed (and the test fails) after `timeout`.
 pub async fn hotswap_async_timeout(args: &[&str], timeout: Duration) -> Output {
-    let child = tokio::process::Command::from(hotswap_command(args))
+    wait_async(hotswap_command(args), args, timeout).await
+}
+
+/// [`hotswap_async`] with the failpoint `failpoint` armed (`PGHOTSWAP_FAILPOINT=<name>[@n]`, see
+/// `src/failpoint.rs`), or with none even if the environment names one.
+pub async fn hotswap_failpoint(args: &[&str], failpoint: Option<&str>) -> Output {
+    let mut cmd = hotswap_command(args);
+    match failpoint {
+        Some(fp) => cmd.env("PGHOTSWAP_FAILPOINT", fp),
+        None => cmd.env_remove("PGHOTSWAP_FAILPOINT"),
+    };
+    wait_async(cmd, args, HOTSWAP_TIMEOUT).await
+}
+
+async fn wait_async(cmd: Command, args: &[&str], timeout: Duration) -> Output {
+    let child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
         .expect("spawning pg-hotswap");
@@ -237,6 +252,18 @@ pub async fn hotswap_async_timeout(args: &[&str], timeout: Duration) -> Output {
         // Dropping the future dropped the child, which kills it.
         Err(_) => panic!("pg-hotswap {args:?} did not finish within {timeout:?}"),
     }
+}
+
+/// Fails the test unless the table of `spec` equals its ledger row for row.
+pub async fn assert_matches_ledger(client: &Client, spec: &pg_hotswap::workload::TableSpec) {
+    let cmp = pg_hotswap::workload::compare(client, spec)
+        .await
+        .expect("comparing with the ledger");
+    assert!(
+        cmp.is_identical(),
+        "{} and its ledger differ: {cmp}",
+        spec.table.human()
+    );
 }
 
 /// Exit code, stdout and stderr of a run, for assertion messages.

@@ -154,17 +154,6 @@ async fn forced_row_security_without_bypassrls_is_refused() {
     assert_eq!(n, 0, "something was created");
 }
 
-/// Runs the tool with a failpoint that makes it exit abruptly: the run's objects stay in place.
-async fn run_until_failpoint(args: &[&str], failpoint: &str) -> std::process::Output {
-    let mut cmd = crate::harness::hotswap_command(args);
-    cmd.env("PGHOTSWAP_FAILPOINT", failpoint);
-    tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
-
 /// `Err` with a "permission denied" (or "must be owner") message, as the role sees it.
 async fn assert_denied(client: &tokio_postgres::Client, role: &str, sql: &str) {
     match client.batch_execute(sql).await {
@@ -267,7 +256,8 @@ async fn nothing_of_a_run_is_open_to_other_roles() {
         .await
         .unwrap();
 
-    let out = run_until_failpoint(
+    // The tool exits abruptly at the failpoint: the run's objects stay in place.
+    let out = crate::harness::hotswap_failpoint(
         &[
             "run",
             "--dsn",
@@ -277,7 +267,7 @@ async fn nothing_of_a_run_is_open_to_other_roles() {
             "--alter",
             "ALTER COLUMN id TYPE bigint",
         ],
-        "phase-replay",
+        Some("phase-replay"),
     )
     .await;
     assert_eq!(

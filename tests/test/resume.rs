@@ -7,25 +7,13 @@
 use std::time::Duration;
 
 use pg_hotswap::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::workload::{compare, create_tables, TableSpec};
+use pg_hotswap::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, column_type, describe, hotswap_command, leftovers, start_load, TestDb,
+    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_failpoint,
+    leftovers, start_load, TestDb,
 };
-
-async fn run_tool(args: &[&str], failpoint: Option<&str>) -> std::process::Output {
-    let mut cmd = hotswap_command(args);
-    match failpoint {
-        Some(fp) => cmd.env("PGHOTSWAP_FAILPOINT", fp),
-        None => cmd.env_remove("PGHOTSWAP_FAILPOINT"),
-    };
-    tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
-}
 
 /// The committed chunks of the newest run: ((run, chunk), when it was marked done).
 async fn done_chunks(client: &Client) -> Vec<((i64, i32), String)> {
@@ -48,15 +36,6 @@ async fn done_chunks(client: &Client) -> Vec<((i64, i32), String)> {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect()
-}
-
-async fn assert_matches_ledger(client: &Client, spec: &TableSpec) {
-    let cmp = compare(client, spec).await.unwrap();
-    assert!(
-        cmp.is_identical(),
-        "{} and its ledger differ: {cmp}",
-        spec.table.human()
-    );
 }
 
 /// Every failpoint, each on its own table under a write load: the crashed run leaves the table
@@ -105,7 +84,7 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
         // and --map; the others by repeating the command.
         let resume_args = ["resume", "--dsn", &db.conninfo, "--table", &table];
         let again: &[&str] = if i % 2 == 1 { &resume_args } else { &args };
-        let out = run_tool(&args, Some(point)).await;
+        let out = hotswap_failpoint(&args, Some(point)).await;
         assert_eq!(
             out.status.code(),
             Some(pg_hotswap::failpoint::EXIT),
@@ -119,7 +98,7 @@ async fn crash_at_every_point_then_the_same_command_finishes_exactly() {
             .unwrap_or_else(|e| panic!("after failpoint {point} the table is not usable: {e}"));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let done_before = done_chunks(&client).await;
-        let out = run_tool(again, None).await;
+        let out = hotswap_failpoint(again, None).await;
         if out.status.code() != Some(0) {
             panic!(
                 "after failpoint {point} the same command did not finish:\n{}",
@@ -181,7 +160,7 @@ async fn corrupted_shadow_rows_are_caught_and_repaired() {
         "ALTER COLUMN id TYPE bigint",
     ];
     // Stop right before verification, tamper with the shadow, continue.
-    let out = run_tool(&args, Some("phase-verify")).await;
+    let out = hotswap_failpoint(&args, Some("phase-verify")).await;
     assert_eq!(
         out.status.code(),
         Some(pg_hotswap::failpoint::EXIT),
@@ -199,7 +178,7 @@ async fn corrupted_shadow_rows_are_caught_and_repaired() {
         )
         .await
         .unwrap();
-    let out = run_tool(&args, None).await;
+    let out = hotswap_failpoint(&args, None).await;
     eprintln!("{}", describe(&out));
     assert_exit(&out, 0);
     let text = all_output(&out);
@@ -224,7 +203,7 @@ async fn unrepairable_difference_is_never_swapped() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "flaky");
     create_tables(&client, &spec, 500).await.unwrap();
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &[
             "run",
             "--dsn",
@@ -253,7 +232,7 @@ async fn unrepairable_difference_is_never_swapped() {
     );
     assert_matches_ledger(&client, &spec).await;
     // And with --verify off the user can accept it knowingly.
-    let out = run_tool(
+    let out = hotswap_failpoint(
         &["abort", "--dsn", &db.conninfo, "--table", "public.flaky"],
         None,
     )
@@ -295,7 +274,7 @@ async fn server_restart_mid_copy_then_resume() {
     let a2 = args.clone();
     let tool = tokio::spawn(async move {
         let a: Vec<&str> = a2.iter().map(|s| s.as_str()).collect();
-        run_tool(&a, None).await
+        hotswap_failpoint(&a, None).await
     });
     crate::harness::wait_for_done_chunks(&client, 2).await;
     let cluster = tokio::task::spawn_blocking(move || {
@@ -317,7 +296,7 @@ async fn server_restart_mid_copy_then_resume() {
         .unwrap();
     tokio::spawn(conn);
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = run_tool(&a, None).await;
+    let out = hotswap_failpoint(&a, None).await;
     eprintln!("{}", describe(&out));
     assert_exit(&out, 0);
     assert!(

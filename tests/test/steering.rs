@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::workload::{compare, create_tables, TableSpec};
+use pg_hotswap::workload::{create_tables, TableSpec};
 use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, column_type, describe, hotswap_async, hotswap_command, leftovers,
-    start_load, wait_for_done_chunks, TestDb,
+    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,
+    hotswap_command, leftovers, start_load, wait_for_done_chunks, TestDb,
 };
 
 const ROWS: i64 = 60_000;
@@ -96,12 +96,7 @@ async fn assert_rewritten_and_equal(client: &Client, spec: &TableSpec) {
         column_type(client, &spec.table, &spec.id_col).await,
         "bigint"
     );
-    let cmp = compare(client, spec).await.unwrap();
-    assert!(
-        cmp.is_identical(),
-        "{} and its ledger differ: {cmp}",
-        spec.table.human()
-    );
+    assert_matches_ledger(client, spec).await;
     let left = leftovers(client, &spec.table, "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
@@ -456,8 +451,7 @@ async fn abort_from_another_terminal_stops_the_run_and_removes_it() {
         column_type(&t.client, &t.spec.table, &t.spec.id_col).await,
         "integer"
     );
-    let cmp = compare(&t.client, &t.spec).await.unwrap();
-    assert!(cmp.is_identical(), "table and ledger differ: {cmp}");
+    assert_matches_ledger(&t.client, &t.spec).await;
     let left = leftovers(&t.client, &t.spec.table, "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:#?}");
     assert_eq!(status(&t.db, &t.table).await["status"], "aborted");
