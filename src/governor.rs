@@ -551,11 +551,13 @@ impl Watcher {
                     .execute(
                         &format!(
                             "UPDATE {} SET throttle = $2, throttle_since = CASE WHEN $2::text IS NULL THEN NULL ELSE clock_timestamp() END, \
-                                    waiting_until = clock_timestamp() + make_interval(secs => $3::float8) \
+                                    waiting_until = COALESCE($4::text::timestamptz, clock_timestamp()) + make_interval(secs => $3::float8) \
                               WHERE id = $1",
                             self.state.table("runs")
                         ),
-                        &[&self.run, &reason, &gate.waiting_secs.map(|s| s as f64)],
+                        // One clock per computation (issue 13): the wait was measured on the
+                        // test clock when one is set, so the time it ends is too.
+                        &[&self.run, &reason, &gate.waiting_secs.map(|s| s as f64), &test_clock()],
                     )
                     .await;
                 let msg = reason.clone().unwrap_or_else(|| {
