@@ -572,35 +572,11 @@ fn chunk_time_option(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// True when `sql` has a `;` outside quotes: more than one statement. `--alter` is applied as
-/// `ALTER TABLE <shadow> <actions>` and must stay exactly that one statement.
+/// True when `sql` has a `;` outside quotes and comments: more than one statement. `--alter` is
+/// applied as `ALTER TABLE <shadow> <actions>` and must stay exactly that one statement (the
+/// server refuses a second one too: the ALTER goes over the extended protocol).
 pub fn has_top_level_semicolon(sql: &str) -> bool {
-    let mut quote: Option<char> = None;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) if c == q => {
-                if chars.peek() == Some(&q) {
-                    chars.next();
-                } else {
-                    quote = None;
-                }
-            }
-            Some(_) => {}
-            None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '-' && chars.peek() == Some(&'-') => {
-                // A comment to the end of the line.
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            None if c == ';' => return true,
-            None => {}
-        }
-    }
-    false
+    crate::alter_text::has_top_level_semicolon(sql)
 }
 
 fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {

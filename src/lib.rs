@@ -6,6 +6,7 @@
 //! `ident`. `cluster` and `workload` serve the demo, the tests and the benchmarks.
 
 pub mod acl;
+pub mod alter_text;
 pub mod batching;
 pub mod build;
 pub mod capture;

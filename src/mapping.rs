@@ -3,11 +3,19 @@
 //!
 //! Same name -> the column itself, or an explicit cast when the type changed; `--map col=expr`
 //! for renamed and computed columns; new columns take their default; generated columns are
-//! computed by the server. Casts go to the type *without* its modifier (`character varying`,
-//! not `character varying(10)`), so that the binary receive function of the target column
-//! applies the modifier and rejects a value that does not fit, as ALTER TABLE would, instead of
-//! an explicit cast silently truncating it.
+//! computed by the server. Casts go to the type *without* its modifier (`pg_catalog.varchar`,
+//! not `character varying(10)`; `pg_catalog.bpchar`, never `character`, which SQL reads as
+//! `char(1)`), so that the binary receive function of the target column applies the modifier
+//! and rejects a value that does not fit, as ALTER TABLE's assignment coercion would, instead of
+//! an explicit cast silently truncating it (issue 21).
+//!
+//! `ALTER COLUMN c TYPE t USING expr` (issue 13): the column takes `CAST((expr) AS t)`, exactly
+//! the expression PostgreSQL's ALTER evaluates for each row — the expression, not a cast of the
+//! old value, even when the type stays the same. A USING on a row-identity column is refused:
+//! replay finds a changed row in the shadow by its key converted to the new type, and an
+//! arbitrary expression cannot be followed back that way.
 
+use crate::alter_text::TypeChange;
 use crate::catalog::Column;
 use crate::error::{Error, Result};
 use crate::ident::Ident;
@@ -87,7 +95,26 @@ pub fn build(
     origins: Option<&[(i32, Ident)]>,
     key: &[Ident],
     maps: &[MapArg],
+    type_changes: &[TypeChange],
 ) -> Result<Built> {
+    let using_of = |src: &Ident| {
+        type_changes
+            .iter()
+            .find(|t| &t.column == src)
+            .and_then(|t| t.using.as_deref())
+    };
+    for k in key {
+        if let Some(u) = using_of(k) {
+            return Err(Error::refused(format!(
+                "cannot rewrite table {table}: the ALTER changes row identity column {:?} with                  USING {u}; pg-hotswap finds the new row of a changed key by converting the key,                  which an arbitrary expression does not allow",
+                k.as_str()
+            ))
+            .with_state("nothing was changed")
+            .with_next(
+                "change the key's type without USING (a plain cast), or rewrite the other columns                  in this run and the key in a blocking ALTER TABLE",
+            ));
+        }
+    }
     let origin_of = |col: &Column| -> Option<Ident> {
         match origins {
             Some(o) => o
@@ -141,6 +168,15 @@ pub fn build(
                     expr: m.expr.clone(),
                 },
                 Some(format!("CAST(({}) AS {})", m.expr, col.base_type)),
+            )
+        } else if let Some((s, using)) = src.and_then(|s| using_of(&s.name).map(|u| (s, u))) {
+            (
+                ColumnSource::Using {
+                    from: s.name.as_str().to_string(),
+                    expr: using.to_string(),
+                    to: col.type_name.clone(),
+                },
+                Some(format!("CAST(({using}) AS {})", col.base_type)),
             )
         } else if let Some(s) = src {
             let cast = s.type_oid != col.type_oid;
@@ -266,7 +302,7 @@ mod tests {
             col("flags", "integer", 23),
         ];
         let maps = vec![parse_map("renamed=old").unwrap()];
-        let b = build("t", &src, &sh, None, &[Ident::new("id")], &maps).unwrap();
+        let b = build("t", &src, &sh, None, &[Ident::new("id")], &maps, &[]).unwrap();
         assert_eq!(b.columns[0].expr.as_deref(), Some("CAST(\"id\" AS bigint)"));
         // Same type, different modifier: no cast, the receive function applies the modifier.
         assert_eq!(b.columns[1].source, ColumnSource::Same);
@@ -296,7 +332,16 @@ mod tests {
             (2, Ident::new("id")),
             (3, Ident::new("gone")),
         ];
-        let built = build("t", &src, &sh, Some(&origins), &[Ident::new("id")], &[]).unwrap();
+        let built = build(
+            "t",
+            &src,
+            &sh,
+            Some(&origins),
+            &[Ident::new("id")],
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(built.columns[0].expr.as_deref(), Some("\"a\""));
         assert!(matches!(
             built.columns[0].source,
@@ -312,15 +357,65 @@ mod tests {
         let src = vec![col("id", "integer", 23)];
         let sh = vec![col("id", "integer", 23)];
         let k = [Ident::new("id")];
-        assert!(build("t", &src, &sh, None, &k, &[parse_map("id=id+1").unwrap()]).is_err());
-        assert!(build("t", &src, &sh, None, &k, &[parse_map("nope=1").unwrap()]).is_err());
+        assert!(build(
+            "t",
+            &src,
+            &sh,
+            None,
+            &k,
+            &[parse_map("id=id+1").unwrap()],
+            &[]
+        )
+        .is_err());
+        assert!(build(
+            "t",
+            &src,
+            &sh,
+            None,
+            &k,
+            &[parse_map("nope=1").unwrap()],
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
     fn dropping_a_key_column_is_refused() {
         let src = vec![col("id", "integer", 23), col("x", "integer", 23)];
         let sh = vec![col("x", "integer", 23)];
-        let e = build("t", &src, &sh, None, &[Ident::new("id")], &[]).unwrap_err();
+        let e = build("t", &src, &sh, None, &[Ident::new("id")], &[], &[]).unwrap_err();
         assert!(e.to_string().contains("row identity"));
+    }
+
+    #[test]
+    fn using_replaces_the_cast_even_for_the_same_type() {
+        let src = vec![
+            col("id", "integer", 23),
+            col("amount", "numeric(12,2)", 1700),
+            col("name", "text", 25),
+        ];
+        let mut sh = src.clone();
+        sh[1] = col("amount", "bigint", 20);
+        sh[1].base_type = "pg_catalog.int8".into();
+        let changes = crate::alter_text::type_changes(
+            "ALTER COLUMN amount TYPE bigint USING (amount * 100)::bigint, \
+             ALTER COLUMN name TYPE text USING upper(name)",
+        )
+        .unwrap();
+        let b = build("t", &src, &sh, None, &[Ident::new("id")], &[], &changes).unwrap();
+        assert_eq!(
+            b.columns[1].expr.as_deref(),
+            Some("CAST(((amount * 100)::bigint) AS pg_catalog.int8)")
+        );
+        assert_eq!(
+            b.columns[2].expr.as_deref(),
+            Some("CAST((upper(name)) AS text)")
+        );
+        assert!(matches!(b.columns[2].source, ColumnSource::Using { .. }));
+        // On the key: refused before anything is created.
+        let changes =
+            crate::alter_text::type_changes("ALTER COLUMN id TYPE bigint USING id * 10").unwrap();
+        let e = build("t", &src, &sh, None, &[Ident::new("id")], &[], &changes).unwrap_err();
+        assert!(e.to_string().contains("USING"), "{e}");
     }
 }

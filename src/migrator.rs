@@ -744,6 +744,9 @@ fn print_mapping(plan: &Plan) {
                 Some(t) => format!("renamed from {from}, cast to {t}"),
                 None => format!("renamed from {from}"),
             },
+            ColumnSource::Using { from, expr, to } => {
+                format!("from {from} as {to} USING {expr}")
+            }
             ColumnSource::Mapped { expr } => format!("computed as {expr}"),
             ColumnSource::Default => "new column, takes its default".to_string(),
             ColumnSource::Generated => "generated, computed by the server".to_string(),

@@ -17,6 +17,12 @@ pub enum ColumnSource {
         from: String,
         cast_to: Option<String>,
     },
+    /// `ALTER COLUMN ... TYPE ... USING expr`: the expression PostgreSQL's ALTER evaluates.
+    Using {
+        from: String,
+        expr: String,
+        to: String,
+    },
     /// `--map col=expr`.
     Mapped { expr: String },
     /// New column: takes its default.

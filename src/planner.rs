@@ -510,6 +510,9 @@ fn columns(plan: &Plan) -> Vec<ColumnLine> {
             ColumnSource::Renamed { from, cast_to } => {
                 line("renamed", Some(from.clone()), cast_to.clone())
             }
+            ColumnSource::Using { from, to, .. } => {
+                line("using", Some(from.clone()), Some(to.clone()))
+            }
             ColumnSource::Mapped { .. } => line("mapped", None, None),
             ColumnSource::Default => line("default", None, None),
             ColumnSource::Generated => line("generated", None, None),

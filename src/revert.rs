@@ -60,6 +60,17 @@ pub fn reverse_plan(
                 Some(format!("CAST(({}) AS {})", m.expr, o.base_type)),
                 descendant.map(|d| d.column.clone()),
             )
+        } else if let Some(d) =
+            descendant.filter(|d| matches!(d.source, ColumnSource::Using { .. }))
+        {
+            // A cast back would not undo an expression ((amount * 100)::bigint): the way back
+            // must be said, as the way there was (issue 13).
+            unsafe_reasons.push(format!(
+                "column {:?} was rewritten with USING; give --map-back {}=<expression over the new row>                  to say how the old value is computed",
+                o.name.as_str(),
+                o.name.as_str()
+            ));
+            (None, Some(d.column.clone()))
         } else if let Some(d) = descendant {
             let n = new.iter().find(|c| c.name == d.column);
             match n {

@@ -355,6 +355,16 @@ pub async fn build_in(
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
 
+    // The USING expressions of the ALTER: the empty shadow kept no trace of them (issue 13).
+    let type_changes = match req.alter {
+        Some(alter) => crate::alter_text::type_changes(alter).map_err(|e| {
+            Error::usage(format!("reading the --alter text: {e}")).with_state(format!(
+                "nothing was changed; {} is untouched",
+                table.human()
+            ))
+        })?,
+        None => Vec::new(),
+    };
     let built = mapping::build(
         &table.human(),
         &src.columns,
@@ -362,6 +372,7 @@ pub async fn build_in(
         Some(&origins),
         &src.key,
         req.maps,
+        &type_changes,
     )?;
 
     let mut indexes = Vec::new();

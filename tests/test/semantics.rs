@@ -1,0 +1,220 @@
+//! The ALTER means what PostgreSQL says it means (issues 13 and 21): for each input, the same
+//! table is rewritten by pg-hotswap and, in a twin, by PostgreSQL's own `ALTER TABLE`, and
+//! every value must come out the same (`::text`, so char padding and numeric scale count).
+//! Small tables, several chunks; the scenario corpus (`scenarios.rs`) repeats them under writes.
+
+use tokio_postgres::Client;
+
+use crate::harness::{all_output, assert_exit, describe, hotswap_async, TestDb};
+
+/// Creates `t` and its twin `t_twin` from `setup` (which creates `t`), runs pg-hotswap with
+/// `alter` on `t`, the real ALTER on `t_twin`, and asserts both hold the same rows as text.
+async fn rewrite_like_postgres(test: &str, setup: &str, alter: &str, extra: &[&str]) -> Client {
+    let db = TestDb::new(test).await;
+    let client = db.client().await;
+    client.batch_execute(setup).await.expect("setup");
+    client
+        .batch_execute(
+            "CREATE TABLE t_twin (LIKE t INCLUDING ALL); INSERT INTO t_twin SELECT * FROM t",
+        )
+        .await
+        .expect("twin");
+    let mut args = vec![
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        alter,
+        "--chunk-rows",
+        "2",
+        "--chunk-time",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    let out = hotswap_async(&args).await;
+    assert_exit(&out, 0);
+    client
+        .batch_execute(&format!("ALTER TABLE t_twin {alter}"))
+        .await
+        .expect("PostgreSQL's own ALTER on the twin");
+    let diff: Vec<String> = client
+        .query(
+            "SELECT format('%s: pg-hotswap %s, ALTER TABLE %s', coalesce(a.k, b.k), a.r, b.r) \
+               FROM (SELECT (row_to_json(t)->>'id') AS k, row_to_json(t)::text AS r FROM t) a \
+               FULL JOIN (SELECT (row_to_json(t_twin)->>'id') AS k, row_to_json(t_twin)::text AS r FROM t_twin) b \
+                 ON a.k = b.k WHERE a.r IS DISTINCT FROM b.r",
+            &[],
+        )
+        .await
+        .expect("comparing")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "rows differ from PostgreSQL's ALTER:\n{}\n{}",
+        diff.join("\n"),
+        describe(&out)
+    );
+    let types: Vec<(String, String)> = client
+        .query(
+            "SELECT format_type(a.atttypid, a.atttypmod), format_type(b.atttypid, b.atttypmod) \
+               FROM pg_attribute a JOIN pg_attribute b ON b.attrelid = 't_twin'::regclass AND b.attnum = a.attnum \
+              WHERE a.attrelid = 't'::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            &[],
+        )
+        .await
+        .expect("types")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (a, b) in types {
+        assert_eq!(a, b, "column types differ");
+    }
+    client
+}
+
+/// Issue 13, input 1: `USING` was ignored; 1.25 became 1 instead of 125, and verification
+/// passed because it verified through the same wrong mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn using_is_followed_numeric_to_bigint() {
+    let c = rewrite_like_postgres(
+        "sem_using_numeric",
+        "CREATE TABLE t (id int PRIMARY KEY, amount numeric(12,2));
+         INSERT INTO t VALUES (1, 1.25), (2, 0.01), (3, NULL), (4, -7.5), (5, 99.99), (6, 0);",
+        "ALTER COLUMN amount TYPE bigint USING (amount * 100)::bigint",
+        &[],
+    )
+    .await;
+    let v: i64 = c
+        .query_one("SELECT amount FROM t WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 125);
+}
+
+/// USING over several columns and types in one ALTER, and a USING that keeps the type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn using_over_several_types_and_columns() {
+    rewrite_like_postgres(
+        "sem_using_several",
+        "CREATE TABLE t (id int PRIMARY KEY, code text, n int, doc jsonb, at timestamp, a int, b int, name text);
+         INSERT INTO t SELECT g, (g * 7)::text, g, jsonb_build_object('k', g), timestamp '2020-01-01' + g * interval '1 hour', g, g * 2, 'Name ' || g
+           FROM generate_series(1, 9) g;",
+        "ALTER COLUMN code TYPE int USING code::int + 1, \
+         ALTER COLUMN n TYPE text USING to_char(n, 'FM0000'), \
+         ALTER COLUMN doc TYPE text USING doc->>'k', \
+         ALTER COLUMN at TYPE timestamptz USING at AT TIME ZONE 'UTC', \
+         ALTER COLUMN a TYPE bigint USING a + b, \
+         ALTER COLUMN name TYPE text USING upper(name)",
+        &[],
+    )
+    .await;
+}
+
+/// Issue 13, input 2: enum -> enum with `USING state::text::v2` was refused (exit 3, "cannot
+/// cast type order_state to order_state_v2") with a hint about a --map never given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enum_to_enum_with_using() {
+    rewrite_like_postgres(
+        "sem_enum_enum",
+        "CREATE TYPE order_state AS ENUM ('new', 'paid', 'shipped');
+         CREATE TYPE order_state_v2 AS ENUM ('new', 'paid', 'packed', 'shipped');
+         CREATE TABLE t (id int PRIMARY KEY, state order_state NOT NULL);
+         INSERT INTO t SELECT g, (ARRAY['new','paid','shipped']::order_state[])[1 + g % 3] FROM generate_series(1, 9) g;",
+        "ALTER COLUMN state TYPE order_state_v2 USING state::text::order_state_v2",
+        &[],
+    )
+    .await;
+}
+
+/// Issue 21, input 1: the cast to `character` meant char(1): 'C000123' became 'C', 42 became
+/// '4', and verification passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_n_keeps_its_length() {
+    let c = rewrite_like_postgres(
+        "sem_char_n",
+        "CREATE TABLE t (id int PRIMARY KEY, code varchar(8), n int);
+         INSERT INTO t VALUES (1, 'C000123', 42), (2, 'A', 7), (3, NULL, NULL), (4, 'ABCDEFGH', -12345);",
+        "ALTER COLUMN code TYPE char(8), ALTER COLUMN n TYPE char(10)",
+        &[],
+    )
+    .await;
+    let (code, n): (String, String) = c
+        .query_one(
+            "SELECT code::text || '|', n || '|' FROM t WHERE id = 1",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((code.as_str(), n.as_str()), ("C000123|", "42|"));
+    let padded: i32 = c
+        .query_one("SELECT octet_length(code) FROM t WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(padded, 8, "char(8) is stored padded");
+}
+
+/// Type modifiers of the neighbours of char(n): bit(n), varchar(n), numeric(p,s),
+/// timestamp(p), interval fields, arrays of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_modifiers_are_kept() {
+    rewrite_like_postgres(
+        "sem_typmods",
+        "CREATE TABLE t (id int PRIMARY KEY, b text, v text, n numeric, ts timestamp, iv interval, arr text[]);
+         INSERT INTO t VALUES
+           (1, '101', 'abc', 3.14159, '2020-01-01 12:34:56.789123', '1 day 2 hours 3 minutes 4.5 seconds', '{ab,cd}'),
+           (2, '1', 'a', -0.005, '1999-12-31 23:59:59.5', '3 years 2 mons', '{x}'),
+           (3, NULL, NULL, NULL, NULL, NULL, NULL);",
+        "ALTER COLUMN b TYPE bit(3) USING lpad(b, 3, '0')::bit(3), ALTER COLUMN v TYPE varchar(3), \
+         ALTER COLUMN n TYPE numeric(6,2), ALTER COLUMN ts TYPE timestamp(0), \
+         ALTER COLUMN iv TYPE interval day to minute, ALTER COLUMN arr TYPE char(3)[]",
+        &[],
+    )
+    .await;
+}
+
+/// A value that does not fit the new type fails the run as PostgreSQL's ALTER fails (it is
+/// never truncated), and the source is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_long_fails_instead_of_being_truncated() {
+    let db = TestDb::new("sem_too_long").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, code text);
+             INSERT INTO t SELECT g, 'abc' FROM generate_series(1, 20) g;
+             UPDATE t SET code = 'abcdef' WHERE id = 17;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ALTER COLUMN code TYPE varchar(3)",
+        "--chunk-rows",
+        "2",
+    ])
+    .await;
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("too long"),
+        "names the cause: {}",
+        describe(&out)
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t WHERE code = 'abcdef'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the source keeps its value");
+}
