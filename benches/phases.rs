@@ -281,7 +281,7 @@ async fn measure_replay(env: &Env, opts: &Opts, dup: bool, batch: i64) -> Result
             jobs: 1,
             maintenance_work_mem: "256MB".into(),
         },
-        &env.policy,
+        build::Stage::Bulk,
     )
     .await?;
     // Keys drawn at random over the table (a few repeat by chance); duplicated: HOT_KEYS keys
@@ -304,7 +304,7 @@ async fn measure_replay(env: &Env, opts: &Opts, dup: bool, batch: i64) -> Result
     let started = Instant::now();
     let mut rows = 0u64;
     loop {
-        let b = replay::replay_batch(&mut rc, &plan, batch).await?;
+        let b = replay::replay_batch(&mut rc, &plan, replay::Batching::Bounded(batch)).await?;
         rows += b.log_rows;
         if b.log_rows == 0 {
             break;
@@ -337,7 +337,7 @@ async fn measure_build(env: &Env, jobs: usize, mpmw: i32) -> Result<f64> {
             jobs,
             maintenance_work_mem: "256MB".into(),
         },
-        &env.policy,
+        build::Stage::Bulk,
     )
     .await?;
     let secs = started.elapsed().as_secs_f64();

@@ -4,14 +4,21 @@
 //!
 //! Index builds run in parallel on several connections (CREATE INDEX takes a SHARE lock, which
 //! does not conflict with itself); constraints are attached afterwards, one at a time (they need
-//! ACCESS EXCLUSIVE on the shadow, which nobody else uses). Foreign keys lock the tables they
-//! reference, so they go through the lock discipline of `locking`. Every step checks what
-//! already exists, so a resumed run continues where the last one stopped.
+//! ACCESS EXCLUSIVE on the shadow, which nobody else uses). Every step checks what already
+//! exists, so a resumed run continues where the last one stopped.
+//!
+//! Two stages (issue 13, "the shadow is consistent only after catch-up"): [`Stage::Bulk`] right
+//! after the copy builds what holds on any mix of moments — plain indexes, the row identity's
+//! own index, per-row checks; [`Stage::Consistent`] builds the constraints that compare rows
+//! (other unique indexes, exclusion constraints) at the consistency point, after a complete
+//! catch-up (`replay`). Foreign keys are not built here at all: while the application writes the
+//! tables they reference, their checks on the shadow would see rows replay has not yet
+//! removed and make the application's own statements fail; the swap adds them `NOT VALID`
+//! and validates them after it commits.
 
 use crate::conn::{self, ConnSpec};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::literal;
-use crate::locking::{self, LockPolicy};
 use crate::plan::{Plan, ShadowIndex};
 use crate::preflight::Source;
 use std::sync::Arc;
@@ -45,18 +52,50 @@ pub struct BuildOptions {
     pub maintenance_work_mem: String,
 }
 
-/// Builds every planned index and constraint that does not exist yet.
+/// Which of the planned indexes and constraints a [`build`] call makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// After the copy: everything that does not compare rows.
+    Bulk,
+    /// At the consistency point: unique indexes (but the row identity's) and exclusion
+    /// constraints.
+    Consistent,
+}
+
+impl Stage {
+    fn takes(self, ix: &ShadowIndex) -> bool {
+        ix.after_catch_up == (self == Stage::Consistent)
+    }
+}
+
+/// True when the plan has constraints for [`Stage::Consistent`].
+pub fn has_consistent_stage(plan: &Plan) -> bool {
+    plan.indexes.iter().any(|i| i.after_catch_up)
+}
+
+/// True when every index of [`Stage::Consistent`] exists on the shadow already (a resumed run).
+pub async fn consistent_stage_built(client: &Client, plan: &Plan) -> Result<bool> {
+    let existing = existing_relations(client, plan).await?;
+    Ok(plan
+        .indexes
+        .iter()
+        .filter(|i| i.after_catch_up)
+        .all(|i| existing.contains(&i.tmp_name.as_str().to_string())))
+}
+
+/// Builds every planned index and constraint of `stage` that does not exist yet.
 pub async fn build(
     client: &Client,
     spec: &ConnSpec,
     plan: &Plan,
     opts: &BuildOptions,
-    policy: &LockPolicy,
+    stage: Stage,
 ) -> Result<()> {
     let existing = existing_relations(client, plan).await?;
     let todo: Vec<ShadowIndex> = plan
         .indexes
         .iter()
+        .filter(|i| stage.takes(i))
         .filter(|i| !i.built_by_constraint && !existing.contains(&i.tmp_name.as_str().to_string()))
         .cloned()
         .collect();
@@ -113,7 +152,7 @@ pub async fn build(
 
     let cons = shadow_constraint_names(client, plan).await?;
     let shadow = &plan.shadow;
-    for ix in &plan.indexes {
+    for ix in plan.indexes.iter().filter(|i| stage.takes(i)) {
         if let Some(sql) = &ix.constraint_sql {
             if !cons.contains(&ix.tmp_name.as_str().to_string()) {
                 on_shadow(client, sql).await.ctx(format_args!(
@@ -136,57 +175,24 @@ pub async fn build(
             .ctx("copying an index comment")?;
         }
     }
-    for c in &plan.late_checks {
-        if !cons.contains(&c.name.as_str().to_string()) {
-            on_shadow(
-                client,
-                &format!(
-                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                    c.name, c.def
-                ),
-            )
-            .await
-            .ctx(format_args!(
-                "adding check constraint {} to {}",
-                c.name.as_str(),
-                shadow.human()
-            ))?;
-        }
-    }
-    for fk in &plan.foreign_keys {
-        if !cons.contains(&fk.name.as_str().to_string()) {
-            locking::run_ddl(
-                client,
-                policy,
-                &format!(
-                    "adding foreign key {} to {}",
-                    fk.name.as_str(),
+    if stage == Stage::Bulk {
+        // NOT VALID checks (per row): new rows are checked, legacy rows are not, as on the source.
+        for c in &plan.late_checks {
+            if !cons.contains(&c.name.as_str().to_string()) {
+                on_shadow(
+                    client,
+                    &format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+                        c.name, c.def
+                    ),
+                )
+                .await
+                .ctx(format_args!(
+                    "adding check constraint {} to {}",
+                    c.name.as_str(),
                     shadow.human()
-                ),
-                None,
-                &[format!(
-                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.name, fk.def
-                )],
-            )
-            .await?;
-        }
-        if fk.validate {
-            locking::run_ddl(
-                client,
-                policy,
-                &format!(
-                    "validating foreign key {} on {}",
-                    fk.name.as_str(),
-                    shadow.human()
-                ),
-                None,
-                &[format!(
-                    "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
-                    fk.name
-                )],
-            )
-            .await?;
+                ))?;
+            }
         }
     }
     Ok(())

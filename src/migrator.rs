@@ -451,8 +451,11 @@ async fn continue_run(
         };
         // Index builds are not paused midway; an abort drops them (their sessions close).
         gov.copy_permit(run).await?;
-        gov.abortable(run, build::build(ctl, &opts.conn, plan, &bo, &opts.lock))
-            .await?;
+        gov.abortable(
+            run,
+            build::build(ctl, &opts.conn, plan, &bo, build::Stage::Bulk),
+        )
+        .await?;
         say(&format!(
             "built {} index{} and constraints in {:.1} s",
             plan.indexes.len(),
@@ -471,9 +474,49 @@ async fn continue_run(
             if backlog == 1 { "" } else { "s" }
         ));
         report.replay_backlog_peak = report.replay_backlog_peak.max(backlog);
-        let b = replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch, gov).await?;
+        // Bounded batches until the consistency point; complete ones once the shadow has
+        // constraints that compare rows (already built, when a stopped run continues).
+        let consistent_stage = build::has_consistent_stage(plan);
+        let first = if consistent_stage && build::consistent_stage_built(ctl, plan).await? {
+            replay::batching_for(plan, opts.replay_batch)
+        } else {
+            replay::Batching::Bounded(opts.replay_batch)
+        };
+        let b = replay::catch_up_with(&mut rc, plan, first, opts.replay_batch, gov).await?;
         report.replayed_log_rows += b.log_rows;
         report.replay_backlog_peak = report.replay_backlog_peak.max(b.peak);
+        if consistent_stage {
+            // The consistency point (issue 13): a complete catch-up leaves the shadow equal to
+            // the source as of one snapshot; only now are the constraints that compare rows
+            // built, and from here on every replay batch is complete, which keeps them true.
+            let b = replay::catch_up_with(
+                &mut rc,
+                plan,
+                replay::Batching::Complete,
+                opts.replay_batch,
+                gov,
+            )
+            .await?;
+            report.replayed_log_rows += b.log_rows;
+            let t0 = Instant::now();
+            let bo = BuildOptions {
+                jobs: opts.jobs,
+                maintenance_work_mem: opts.maintenance_work_mem.clone(),
+            };
+            gov.copy_permit(run).await?;
+            gov.abortable(
+                run,
+                build::build(ctl, &opts.conn, plan, &bo, build::Stage::Consistent),
+            )
+            .await?;
+            let n = plan.indexes.iter().filter(|i| i.after_catch_up).count();
+            say(&format!(
+                "consistent: built {n} constraint{} that compare rows{} in {:.1} s",
+                if n == 1 { "" } else { "s" },
+                " (unique, exclusion)",
+                t0.elapsed().as_secs_f64()
+            ));
+        }
 
         timer.start(Phase::Verify);
         state.set_phase(ctl, run, Phase::Verify).await?;

@@ -66,6 +66,11 @@ pub struct ShadowIndex {
     pub constraint_sql: Option<String>,
     /// Exclusion constraints build their index themselves: no `create_sql` then.
     pub built_by_constraint: bool,
+    /// A constraint that compares rows (a unique index other than the row identity's, an
+    /// exclusion constraint): built only at the consistency point, after the catch-up, when
+    /// the shadow equals the source as of one moment (issue 13; `replay`).
+    #[serde(default)]
+    pub after_catch_up: bool,
     pub comment: Option<String>,
 }
 

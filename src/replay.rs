@@ -6,6 +6,20 @@
 //! deletes exactly the rows it read, so a transaction that commits late is replayed in a later
 //! batch; and it runs only after the whole copy, so it never races a chunk's copy. A TRUNCATE
 //! marker stops the run.
+//!
+//! Replay keeps whatever uniqueness the source keeps (issue 13, docs/how-it-works.md, "The
+//! consistency point"). Until the shadow has a constraint that compares rows (a unique index
+//! besides the row identity's, an exclusion constraint), batches are bounded
+//! ([`Batching::Bounded`]). From the consistency point on, every batch is *complete*
+//! ([`Batching::Complete`]): it runs in REPEATABLE READ and takes every log row its snapshot
+//! sees, so at its commit every key that changed since its last sync is re-read as of that one
+//! snapshot, and every other shadow row already equals the source as of it (a later change
+//! would have left a log row the snapshot sees). The shadow then equals the source as of one
+//! moment, which satisfies the source's constraints; and since the batch first deletes its keys
+//! and then inserts, every state in between is a subset of that one, so even an immediate
+//! unique index never sees a duplicate. A batch that took only some of the visible log rows
+//! could re-read one key at a newer moment than a neighbour it collides with — which is how a
+//! unique value moving between rows broke the build and replay before.
 
 use crate::capture::log_key_columns;
 use crate::error::{DbContext, Error, Result};
@@ -46,20 +60,66 @@ pub struct Batch {
     pub peak: i64,
 }
 
-/// Applies one batch of at most `limit` log rows inside the caller's transaction.
-pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Result<Batch> {
+/// How much of the change log one replay transaction takes (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// At most this many log rows, in log order: only while the shadow has no constraint that
+    /// compares rows (before the consistency point).
+    Bounded(i64),
+    /// Every log row the transaction's snapshot sees, in REPEATABLE READ.
+    Complete,
+}
+
+impl Batching {
+    fn takes_all_of(self, n: u64) -> bool {
+        match self {
+            Batching::Bounded(limit) => (n as i64) < limit,
+            Batching::Complete => true,
+        }
+    }
+}
+
+/// The batching replay must use for `plan` once its consistency point has passed: complete
+/// batches when the shadow has (or will have) constraints that compare rows, bounded ones
+/// (`limit` rows) otherwise.
+pub fn batching_for(plan: &Plan, limit: i64) -> Batching {
+    if plan.indexes.iter().any(|i| i.after_catch_up) {
+        Batching::Complete
+    } else {
+        Batching::Bounded(limit)
+    }
+}
+
+/// Applies one batch inside the caller's transaction. With [`Batching::Complete`] the caller's
+/// transaction must be REPEATABLE READ (or hold the swap lock, which stops every writer).
+pub async fn apply_batch(
+    tx: &impl GenericClient,
+    plan: &Plan,
+    batching: Batching,
+) -> Result<Batch> {
     let log = &plan.capture.log;
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
+    // Deferrable constraints of the shadow are checked at commit, as the source's were.
+    tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
+        .await
+        .ctx("deferring the shadow's deferrable constraints")?;
     // Batches within one transaction (the swap's final replay) must not see the previous ones.
     tx.execute(&format!("DELETE FROM pg_temp.{BATCH}"), &[])
         .await
         .ctx("clearing the replay batch")?;
+    // Bounded: the first `limit` log rows; complete: every row the snapshot sees.
+    let (which, limit) = match batching {
+        Batching::Bounded(limit) => (
+            format!("WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT $1)"),
+            Some(limit),
+        ),
+        Batching::Complete => ("WHERE $1::int8 IS NULL".to_string(), None),
+    };
     let taken = tx
         .execute(
             &format!(
-                "WITH d AS (DELETE FROM {log} WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT $1) \
-                           RETURNING id, truncated, {klist}) \
+                "WITH d AS (DELETE FROM {log} {which} RETURNING id, truncated, {klist}) \
                  INSERT INTO pg_temp.{BATCH} SELECT * FROM d"
             ),
             &[&limit],
@@ -131,6 +191,14 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
             "replaying changes into {}",
             plan.shadow.human()
         ))?;
+    // Checked here, at the end of the batch, where the shadow is consistent again; the swap
+    // transaction continues with DDL, which pending checks would refuse.
+    tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+        .await
+        .ctx(format_args!(
+            "checking the deferred constraints of {} after a replay batch",
+            plan.shadow.human()
+        ))?;
     Ok(Batch {
         log_rows: taken,
         keys: deleted_keys.max(inserted),
@@ -141,7 +209,7 @@ pub async fn apply_batch(tx: &impl GenericClient, plan: &Plan, limit: i64) -> Re
 /// Applies one batch in its own transaction. Its statements wait at most lock_timeout for their
 /// locks (someone else's DDL may be queued on the table); on a timeout the batch rolled back, so
 /// it backs off (0.1 s, 0.2 s, ... up to 2 s, jittered) and tries again, up to 30 times.
-pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Result<Batch> {
+pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: Batching) -> Result<Batch> {
     let policy = crate::locking::LockPolicy {
         timeout: std::time::Duration::ZERO,
         attempts: 30,
@@ -163,12 +231,19 @@ pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: i64) -> Resul
     }
 }
 
-async fn replay_batch_once(client: &mut Client, plan: &Plan, limit: i64) -> Result<Batch> {
+async fn replay_batch_once(client: &mut Client, plan: &Plan, batching: Batching) -> Result<Batch> {
+    // Complete batches read the log and the source in one snapshot (see the module header).
+    let isolation = match batching {
+        Batching::Bounded(_) => tokio_postgres::IsolationLevel::ReadCommitted,
+        Batching::Complete => tokio_postgres::IsolationLevel::RepeatableRead,
+    };
     let tx = client
-        .transaction()
+        .build_transaction()
+        .isolation_level(isolation)
+        .start()
         .await
         .ctx("starting a replay transaction")?;
-    let b = apply_batch(&tx, plan, limit).await?;
+    let b = apply_batch(&tx, plan, batching).await?;
     tx.commit().await.ctx("committing a replay batch")?;
     crate::failpoint::hit("replay-batch");
     Ok(b)
@@ -187,6 +262,18 @@ pub async fn catch_up(
     target: i64,
     gov: &Governor,
 ) -> Result<Batch> {
+    catch_up_with(client, plan, batching_for(plan, limit), target, gov).await
+}
+
+/// [`catch_up`] with explicit batching: the run's first catch-up after the copy, before the
+/// consistency point, takes bounded batches whatever the plan.
+pub async fn catch_up_with(
+    client: &mut Client,
+    plan: &Plan,
+    batching: Batching,
+    target: i64,
+    gov: &Governor,
+) -> Result<Batch> {
     let mut total = Batch::default();
     let started = Instant::now();
     let mut last_report = started;
@@ -200,10 +287,12 @@ pub async fn catch_up(
             best = None; // held: the backlog grew for a reason of our own
         }
         let t = Instant::now();
-        let b = replay_batch(client, plan, limit).await?;
+        let b = replay_batch(client, plan, batching).await?;
         total.log_rows += b.log_rows;
         total.keys += b.keys;
-        if (b.log_rows as i64) < limit.min(target.max(1)) || b.log_rows == 0 {
+        if (b.log_rows as i64) < target.max(1) && batching.takes_all_of(b.log_rows)
+            || b.log_rows == 0
+        {
             return Ok(total);
         }
         gov.nice(t.elapsed()).await;

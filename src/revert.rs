@@ -300,6 +300,9 @@ pub async fn revert(opts: &RevertOptions) -> Result<()> {
                         constraint_sql: None,
                         built_by_constraint: false,
                         comment: None,
+                        // The old table keeps all its unique indexes: replay into it must
+                        // take complete batches (replay.rs, issue 13).
+                        after_catch_up: true,
                     })
                 })
                 .collect()

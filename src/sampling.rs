@@ -229,7 +229,7 @@ async fn time_replay(
     let mut p = plan.clone();
     p.capture.log = QualifiedName::new("pg_temp", "hotswap_plan_log");
     let t = Instant::now();
-    let b = replay::apply_batch(tx, &p, n).await?;
+    let b = replay::apply_batch(tx, &p, replay::Batching::Bounded(n)).await?;
     let secs = t.elapsed().as_secs_f64();
     Ok((b.log_rows > 0).then_some((b.log_rows, secs)))
 }

@@ -375,6 +375,13 @@ pub async fn build_in(
         &type_changes,
     )?;
 
+    let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
+    // The row identity's own index is built with the bulk indexes (replay finds rows by it, and
+    // the copy cannot duplicate a key); every other unique index and every exclusion constraint
+    // compares rows, so it waits for the consistency point (issue 13).
+    let identity_index = shadow_ix
+        .iter()
+        .position(|ix| is_identity_index(ix, &shadow_key));
     let mut indexes = Vec::new();
     let mut drops = Vec::new();
     for (n, ix) in shadow_ix.iter().enumerate() {
@@ -421,6 +428,7 @@ pub async fn build_in(
             .iter()
             .find(|s| s.name == final_name)
             .and_then(|s| s.comment.clone());
+        let compares_rows = ix.unique || ix.constraint_type.as_deref() == Some("x");
         indexes.push(crate::plan::ShadowIndex {
             tmp_name: tmp,
             final_name,
@@ -429,9 +437,9 @@ pub async fn build_in(
             constraint_sql,
             built_by_constraint: by_constraint,
             comment,
+            after_catch_up: compares_rows && identity_index != Some(n),
         });
     }
-    let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
     check_identity_survives(&indexes, &shadow_ix, &shadow_key, &table.human())?;
 
     let mut late_checks = Vec::new();
@@ -575,6 +583,14 @@ fn derive_name(name: &str, shadow: &str, table: &str) -> String {
     }
 }
 
+/// A unique, non-partial index on exactly the row-identity columns.
+fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
+    ix.unique
+        && !ix.partial
+        && ix.key_columns.len() == key.len()
+        && key.iter().all(|k| ix.key_columns.contains(k))
+}
+
 /// The shadow must keep a unique, non-partial index on exactly the row-identity columns, or
 /// replay could not find rows and the swapped table would have lost its key.
 fn check_identity_survives(
@@ -583,12 +599,7 @@ fn check_identity_survives(
     key: &[Ident],
     table: &str,
 ) -> Result<()> {
-    let ok = shadow_ix.iter().any(|ix| {
-        ix.unique
-            && !ix.partial
-            && ix.key_columns.len() == key.len()
-            && key.iter().all(|k| ix.key_columns.contains(k))
-    });
+    let ok = shadow_ix.iter().any(|ix| is_identity_index(ix, key));
     if ok && !planned.is_empty() {
         Ok(())
     } else {

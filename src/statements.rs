@@ -394,7 +394,11 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             false,
         )
         .repeat = Some(format!("per index connection ({})", i.jobs));
-        for ix in plan.indexes.iter().filter(|x| !x.built_by_constraint) {
+        for ix in plan
+            .indexes
+            .iter()
+            .filter(|x| !x.built_by_constraint && !x.after_catch_up)
+        {
             b.add(
                 ix.create_sql.clone(),
                 vec![lock("SHARE", shadow, false)],
@@ -402,7 +406,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             )
             .note = Some(format!("becomes {}", ix.final_name.as_str()));
         }
-        for ix in &plan.indexes {
+        for ix in plan.indexes.iter().filter(|x| !x.after_catch_up) {
             if let Some(c) = &ix.constraint_sql {
                 b.add(
                     c.clone(),
@@ -421,41 +425,6 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
                 vec![lock("ACCESS EXCLUSIVE", shadow, false)],
                 false,
             );
-        }
-        for fk in &plan.foreign_keys {
-            let refd = referenced(src, fk.name.as_str());
-            let mut l = vec![lock("SHARE ROW EXCLUSIVE", shadow, false)];
-            if let Some(r) = &refd {
-                l.push(LockTaken {
-                    mode: "SHARE ROW EXCLUSIVE".into(),
-                    on: r.clone(),
-                    live: true,
-                });
-            }
-            b.add(
-                format!(
-                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.name, fk.def
-                ),
-                l,
-                true,
-            );
-            if fk.validate {
-                let mut l = vec![lock("SHARE UPDATE EXCLUSIVE", shadow, false)];
-                if let Some(r) = refd {
-                    l.push(LockTaken {
-                        mode: "ROW SHARE".into(),
-                        on: r,
-                        live: true,
-                    });
-                }
-                b.add(
-                    format!("ALTER TABLE {shadow} VALIDATE CONSTRAINT {}", fk.name),
-                    l,
-                    true,
-                )
-                .note = Some("scans the shadow; writes to the referenced table go on".into());
-            }
         }
         b.add(
             format!("COMMENT ON TABLE {shadow} IS ...; ALTER TABLE {shadow} REPLICA IDENTITY ... (table attributes)"),
@@ -499,6 +468,41 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             false,
         )
         .repeat = Some("per batch".into());
+        if plan.indexes.iter().any(|x| x.after_catch_up) {
+            b.add(
+                format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET CONSTRAINTS ALL DEFERRED; WITH d AS (DELETE FROM {log} RETURNING ...) ...; (then as above); SET CONSTRAINTS ALL IMMEDIATE; COMMIT"
+                ),
+                vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
+                false,
+            )
+            .note = Some("the consistency point: a complete batch (every change its snapshot sees); every later batch is complete too".into());
+            for ix in plan
+                .indexes
+                .iter()
+                .filter(|x| x.after_catch_up && !x.built_by_constraint)
+            {
+                b.add(
+                    ix.create_sql.clone(),
+                    vec![lock("SHARE", shadow, false)],
+                    false,
+                )
+                .note = Some(format!(
+                    "compares rows: built at the consistency point; becomes {}",
+                    ix.final_name.as_str()
+                ));
+            }
+            for ix in plan.indexes.iter().filter(|x| x.after_catch_up) {
+                if let Some(c) = &ix.constraint_sql {
+                    b.add(
+                        c.clone(),
+                        vec![lock("ACCESS EXCLUSIVE", shadow, false)],
+                        false,
+                    )
+                    .note = Some(format!("becomes {}", ix.final_name.as_str()));
+                }
+            }
+        }
     });
 
     phase("swap", true, &|b| {
@@ -595,6 +599,28 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
                 true,
             )
             .repeat = Some(format!("per index ({} old, {} new)", src.indexes.len(), plan.indexes.len()));
+        }
+        for fk in &plan.foreign_keys {
+            let mut l = Vec::new();
+            if let Some(r) = referenced(src, fk.name.as_str()) {
+                l.push(LockTaken {
+                    mode: "SHARE ROW EXCLUSIVE".into(),
+                    on: r,
+                    live: true,
+                });
+            }
+            b.add(
+                format!(
+                    "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                    fk.name, fk.def
+                ),
+                l,
+                true,
+            )
+            .note = Some(
+                "a foreign key of the new table; never on the shadow while the application writes"
+                    .into(),
+            );
         }
         for fk in &plan.self_foreign_keys {
             b.add(
@@ -695,7 +721,12 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
                 .note = Some("scans the referencing table; writes go on".into());
             }
         }
-        for fk in plan.self_foreign_keys.iter().filter(|f| f.validate) {
+        for fk in plan
+            .foreign_keys
+            .iter()
+            .chain(&plan.self_foreign_keys)
+            .filter(|f| f.validate)
+        {
             b.add(
                 format!("ALTER TABLE {source} VALIDATE CONSTRAINT {}", fk.name),
                 vec![lock("SHARE UPDATE EXCLUSIVE", source, true)],

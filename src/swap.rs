@@ -356,7 +356,9 @@ async fn attempt_swap(
     // The last replay: no writer can add to the log while we hold the lock.
     let mut replayed = 0;
     loop {
-        let b = replay::apply_batch(tx, plan, req.replay_limit.max(10_000)).await?;
+        // Complete: every writer is stopped by the lock, so this one batch brings the shadow
+        // to the source's final state (the pending check above keeps it short).
+        let b = replay::apply_batch(tx, plan, replay::Batching::Complete).await?;
         replayed += b.log_rows;
         if b.log_rows == 0 {
             break;
@@ -525,6 +527,36 @@ async fn attempt_swap(
     }
 
     let mut to_validate = Vec::new();
+    // Outgoing foreign keys join the new table only now, NOT VALID, validated after the commit
+    // (issue 13): on the shadow, while the application wrote the tables they reference, their
+    // checks saw child rows replay had not yet removed, and the application's own DELETE of a
+    // parent failed. A run started by an older version may have them on the shadow already.
+    let on_shadow: Vec<String> = tx
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'f'",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the foreign keys of the new table")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for fk in &plan.foreign_keys {
+        if !on_shadow.iter().any(|n| n == fk.name.as_str()) {
+            exec(
+                tx,
+                &format!(
+                    "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                    fk.name, fk.def
+                ),
+                "adding a foreign key to the new table",
+            )
+            .await?;
+        }
+        if fk.validate {
+            to_validate.push((source.clone(), fk.name.clone()));
+        }
+    }
     for fk in &plan.self_foreign_keys {
         exec(
             tx,

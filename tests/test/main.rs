@@ -6,6 +6,7 @@ mod carry_over;
 mod chunking;
 mod cli;
 mod cluster;
+mod consistency;
 mod end_to_end;
 mod errors;
 mod harness;
