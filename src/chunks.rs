@@ -148,30 +148,334 @@ pub async fn plan_chunks(
         };
         return Ok(render_integer(&k.to_string(), &bounds));
     }
-    // Any other key: every chunk_rows-th key in index order is a boundary.
+    // Any other key: every chunk_rows-th key in the key index's order is a boundary, when that
+    // order can be trusted; otherwise block ranges.
+    let order = key_order(client, plan).await?;
+    if let Some(why) = order.iter().find_map(|c| c.why.as_deref()) {
+        tracing::info!(table = %src.human(), reason = why, "chunking by block ranges");
+        return tid_chunks(client, plan, &order, chunk_rows).await;
+    }
+    match walk_bounds(client, plan, &order, chunk_rows).await? {
+        Some(bounds) => {
+            let types = order.iter().map(KeyOrder::literal_type).collect::<Vec<_>>();
+            let chunks = row_chunks(&plan.key_list(), &types, &bounds);
+            if bounds_increase(client, &types, &bounds).await? {
+                Ok(chunks)
+            } else {
+                tracing::warn!(table = %src.human(), "chunk bounds do not strictly increase; chunking by block ranges");
+                tid_chunks(client, plan, &order, chunk_rows).await
+            }
+        }
+        None => {
+            tracing::warn!(table = %src.human(), "a key value does not survive its text form; chunking by block ranges");
+            tid_chunks(client, plan, &order, chunk_rows).await
+        }
+    }
+}
+
+/// How one row-identity column is ordered by the key index (`sql/key_order.sql`).
+#[derive(Clone, Debug)]
+pub struct KeyOrder {
+    /// The column (quoted).
+    pub column: String,
+    /// Its type with modifier (`format_type`), as bounds are cast to it.
+    pub type_name: String,
+    /// The key index's collation for the column (quoted, schema-qualified), if collatable.
+    pub index_collation: Option<String>,
+    /// The column's own collation, if collatable.
+    pub column_collation: Option<String>,
+    /// Why bounds over this column cannot be trusted (None: they can).
+    pub why: Option<String>,
+}
+
+impl KeyOrder {
+    /// How a bound for this column is written: `CAST('..' AS type) COLLATE coll`, as a type
+    /// and an optional collation, for [`row_chunks`].
+    fn literal_type(&self) -> BoundType {
+        BoundType {
+            type_name: self.type_name.clone(),
+            collation: self.index_collation.clone(),
+        }
+    }
+}
+
+/// The type (and collation) a bound value is cast to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundType {
+    pub type_name: String,
+    pub collation: Option<String>,
+}
+
+impl BoundType {
+    pub fn plain(type_name: &str) -> BoundType {
+        BoundType {
+            type_name: type_name.into(),
+            collation: None,
+        }
+    }
+
+    /// `CAST('value' AS type) COLLATE collation`.
+    pub fn render(&self, value: &str) -> String {
+        match &self.collation {
+            Some(c) => format!("CAST({} AS {}) COLLATE {c}", literal(value), self.type_name),
+            None => format!("CAST({} AS {})", literal(value), self.type_name),
+        }
+    }
+}
+
+/// Reads how the key columns are ordered by the key index (see `sql/key_order.sql`).
+pub async fn key_order(client: &Client, plan: &Plan) -> Result<Vec<KeyOrder>> {
+    let names: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let rows = client
+        .query(
+            include_str!("../sql/key_order.sql"),
+            &[&plan.source_oid, &names],
+        )
+        .await
+        .ctx(format_args!(
+            "reading the key order of {}",
+            plan.source.human()
+        ))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (r, k) in rows.iter().zip(&plan.key) {
+        out.push(KeyOrder {
+            column: k.name.to_string(),
+            type_name: r.try_get(1).ctx("reading the key order")?,
+            index_collation: r.try_get(2).ctx("reading the key order")?,
+            column_collation: r.try_get(3).ctx("reading the key order")?,
+            why: r.try_get(4).ctx("reading the key order")?,
+        });
+    }
+    if out.len() != plan.key.len() {
+        // A key column vanished: chunk by blocks rather than guess.
+        return Ok(plan
+            .key
+            .iter()
+            .map(|k| KeyOrder {
+                column: k.name.to_string(),
+                type_name: k.source_type.clone(),
+                index_collation: None,
+                column_collation: None,
+                why: Some("the key columns were not found".into()),
+            })
+            .collect());
+    }
+    Ok(out)
+}
+
+/// Session settings under which bounds are rendered as text: every setting that changes the
+/// text form of a value is pinned to a form that reads back the same under any setting of the
+/// sessions that later evaluate the predicates (ISO dates with an explicit UTC offset, ISO 8601
+/// intervals, shortest exact floats, hex bytea).
+const RENDER_SETTINGS: &str =
+    "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'iso_8601'; \
+     SET LOCAL extra_float_digits = 3; SET LOCAL TimeZone = 'UTC'; SET LOCAL bytea_output = 'hex'";
+
+/// Every `chunk_rows`-th key in the key's order (the index's collation), as text; None when a
+/// bound's text form does not read back as the same value.
+async fn walk_bounds(
+    client: &Client,
+    plan: &Plan,
+    order: &[KeyOrder],
+    chunk_rows: i64,
+) -> Result<Option<Vec<Vec<String>>>> {
+    let src = &plan.source;
     let keys = plan.key_list();
-    let text_cols: Vec<String> = plan
-        .key
+    let order_by = order
         .iter()
-        .map(|k| format!("{}::text", k.name))
-        .collect();
+        .map(|c| match &c.index_collation {
+            Some(coll) => format!("{} COLLATE {coll}", c.column),
+            None => c.column.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text_cols = order
+        .iter()
+        .map(|c| format!("CAST({} AS text)", c.column))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The text form must read back as a value equal to the key (in the key's own equality).
+    let round_trip = order
+        .iter()
+        .map(|c| {
+            let back = format!(
+                "CAST(CAST({col} AS text) AS {t})",
+                col = c.column,
+                t = c.type_name
+            );
+            match &c.index_collation {
+                Some(coll) => format!("({back} COLLATE {coll} = {col})", col = c.column),
+                None => format!("({back} = {col})", col = c.column),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    client
+        .batch_execute(&format!("BEGIN READ ONLY; {RENDER_SETTINGS}"))
+        .await
+        .ctx("pinning the settings that render chunk bounds")?;
     let rows = client
         .query(
             &format!(
-                "SELECT {tc} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS hotswap_rn FROM ONLY {src}) s \
-                  WHERE hotswap_rn % $1 = 0 ORDER BY {keys}",
-                tc = text_cols.join(", ")
+                "SELECT {text_cols}, {round_trip} FROM \
+                   (SELECT {keys}, row_number() OVER (ORDER BY {order_by}) AS hotswap_rn FROM ONLY {src}) s \
+                  WHERE hotswap_rn % $1 = 0 ORDER BY hotswap_rn"
             ),
             &[&chunk_rows],
         )
+        .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e).ctx(format_args!(
+                "walking the key index of {} to plan chunks",
+                src.human()
+            ));
+        }
+    };
+    client
+        .batch_execute("COMMIT")
         .await
-        .ctx(format_args!("walking the key index of {} to plan chunks", src.human()))?;
-    let bounds: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| (0..plan.key.len()).map(|i| r.get::<_, String>(i)).collect())
+        .ctx("ending the chunk planning transaction")?;
+    let n = order.len();
+    let mut bounds = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let same: Option<bool> = r.try_get(n).ctx("reading chunk bounds")?;
+        if same != Some(true) {
+            return Ok(None);
+        }
+        let mut b = Vec::with_capacity(n);
+        for i in 0..n {
+            b.push(r.try_get::<_, String>(i).ctx("reading chunk bounds")?);
+        }
+        bounds.push(b);
+    }
+    Ok(Some(bounds))
+}
+
+/// Whether the bounds strictly increase under the same comparison the chunk predicates use
+/// (the rendered literals, in this session's settings): then the chunks are disjoint, and since
+/// each one starts where the previous one ends and the ends are open, they cover every key.
+pub async fn bounds_increase(
+    client: &Client,
+    types: &[BoundType],
+    bounds: &[Vec<String>],
+) -> Result<bool> {
+    let pairs: Vec<String> = bounds
+        .windows(2)
+        .map(|w| {
+            format!(
+                "({} < {})",
+                render_row(types, &w[0]),
+                render_row(types, &w[1])
+            )
+        })
         .collect();
-    let types: Vec<&str> = plan.key.iter().map(|k| k.source_type.as_str()).collect();
-    Ok(row_chunks(&keys, &types, &bounds))
+    for batch in pairs.chunks(500) {
+        let ok: Option<bool> = client
+            .query_one(
+                &format!(
+                    "SELECT bool_and(ok) FROM (VALUES {}) v(ok)",
+                    batch.join(", ")
+                ),
+                &[],
+            )
+            .await
+            .ctx("checking that the chunk bounds strictly increase")?
+            .try_get(0)
+            .ctx("checking that the chunk bounds strictly increase")?;
+        if ok != Some(true) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn render_row(types: &[BoundType], vals: &[String]) -> String {
+    let parts: Vec<String> = vals.iter().zip(types).map(|(v, t)| t.render(v)).collect();
+    format!("ROW({})", parts.join(", "))
+}
+
+/// Whether a chunk predicate selects rows by their physical place (block ranges) rather than
+/// by key: such a predicate means nothing on another table (the shadow).
+pub fn is_tid_range(predicate: &str) -> bool {
+    predicate.starts_with("ctid ")
+}
+
+/// Block-range chunks, for keys whose order cannot be trusted: `ctid >= '(b1,0)' AND ctid <
+/// '(b2,0)'` (a TID range scan). The first chunk starts at block 0 and the last one is open, so
+/// rows that land in new blocks during the copy are covered. Rows move between blocks when they
+/// are updated, so a row could be seen by two chunks copied at different moments: each chunk
+/// leaves out the keys that have a row in the change log (in the same snapshot), because replay
+/// writes those from the source anyway. A row without a log row has not changed since the
+/// capture began, so it has one place and is copied by exactly one chunk.
+async fn tid_chunks(
+    client: &Client,
+    plan: &Plan,
+    order: &[KeyOrder],
+    chunk_rows: i64,
+) -> Result<Vec<Chunk>> {
+    let src = &plan.source;
+    let row = client
+        .query_one(
+            "SELECT (pg_catalog.pg_relation_size($1::oid) / current_setting('block_size')::int8)::int8, \
+                    c.reltuples::float8, c.relpages::int8 \
+               FROM pg_catalog.pg_class c WHERE c.oid = $1::oid",
+            &[&plan.source_oid],
+        )
+        .await
+        .ctx(format_args!("reading the size of {}", src.human()))?;
+    let blocks: i64 = row.try_get(0).ctx("reading the table size")?;
+    let reltuples: f64 = row.try_get(1).ctx("reading the table size")?;
+    let relpages: i64 = row.try_get(2).ctx("reading the table size")?;
+    let per_block = if reltuples > 0.0 && relpages > 0 {
+        reltuples / relpages as f64
+    } else {
+        // Never analyzed: assume narrow rows, the safe side (more, smaller chunks).
+        100.0
+    };
+    let blocks_per_chunk = ((chunk_rows as f64 / per_block).floor() as i64).max(1);
+    let log_keys = crate::capture::log_key_columns(plan);
+    let matches = order
+        .iter()
+        .zip(&log_keys)
+        .map(|(c, l)| {
+            let col = format!("{src}.{}", c.column);
+            match &c.column_collation {
+                Some(coll) => format!("hotswap_l.{l} = {col} COLLATE {coll}"),
+                None => format!("hotswap_l.{l} = {col}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let unchanged = format!(
+        "NOT EXISTS (SELECT 1 FROM {log} hotswap_l WHERE NOT hotswap_l.truncated AND {matches})",
+        log = plan.capture.log
+    );
+    Ok(render_tid(blocks, blocks_per_chunk, &unchanged))
+}
+
+/// Block ranges of `per` blocks over a table of `blocks` blocks; `unchanged` is the condition
+/// that leaves out changed keys, carried by every lower bound (so that any run of consecutive
+/// chunks, lower bound of the first AND upper bound of the last, keeps it).
+pub fn render_tid(blocks: i64, per: i64, unchanged: &str) -> Vec<Chunk> {
+    let per = per.max(1);
+    if blocks <= per {
+        return vec![Chunk::from_bounds(0, None, None)];
+    }
+    let lower = |b: i64| Some(format!("ctid >= '({b},0)'::tid AND {unchanged}"));
+    let upper = |b: i64| Some(format!("ctid < '({b},0)'::tid"));
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut no = 0;
+    while start + per < blocks {
+        chunks.push(Chunk::from_bounds(no, lower(start), upper(start + per)));
+        start += per;
+        no += 1;
+    }
+    chunks.push(Chunk::from_bounds(no, lower(start), None));
+    chunks
 }
 
 /// `n` ranges over [min, max]: `k < b1`, `k >= b1 AND k < b2`, ..., `k >= bn-1`.
@@ -246,21 +550,15 @@ fn render_integer(col: &str, bounds: &[i64]) -> Vec<Chunk> {
     chunks
 }
 
-/// Ranges between boundary keys (row comparison): `(k) <= b1`, `(k) > b1 AND (k) <= b2`, ...
-pub fn row_chunks(keys: &str, types: &[&str], bounds: &[Vec<String>]) -> Vec<Chunk> {
-    let render = |vals: &Vec<String>| {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(types)
-            .map(|(v, t)| format!("CAST({} AS {t})", literal(v)))
-            .collect();
-        format!("ROW({})", parts.join(", "))
-    };
+/// Ranges between boundary keys (row comparison): `ROW(k) <= b1`, `ROW(k) > b1 AND ROW(k) <= b2`,
+/// ... Each bound value is its exact text form cast to the column's type, with the key index's
+/// collation, so it is compared in the key's own type and order, never as text.
+pub fn row_chunks(keys: &str, types: &[BoundType], bounds: &[Vec<String>]) -> Vec<Chunk> {
     if bounds.is_empty() {
         return vec![Chunk::from_bounds(0, None, None)];
     }
-    let lower = |b: &Vec<String>| Some(format!("ROW({keys}) > {}", render(b)));
-    let upper = |b: &Vec<String>| Some(format!("ROW({keys}) <= {}", render(b)));
+    let lower = |b: &Vec<String>| Some(format!("ROW({keys}) > {}", render_row(types, b)));
+    let upper = |b: &Vec<String>| Some(format!("ROW({keys}) <= {}", render_row(types, b)));
     let mut chunks = Vec::with_capacity(bounds.len() + 1);
     chunks.push(Chunk::from_bounds(0, None, upper(&bounds[0])));
     for (i, w) in bounds.windows(2).enumerate() {
@@ -328,13 +626,19 @@ mod tests {
     fn row_chunks_quote_values_as_literals() {
         let c = row_chunks(
             "\"a\", \"b\"",
-            &["text", "integer"],
+            &[
+                BoundType {
+                    type_name: "text".into(),
+                    collation: Some("pg_catalog.\"en-x-icu\"".into()),
+                },
+                BoundType::plain("integer"),
+            ],
             &[vec!["it's".into(), "3".into()]],
         );
         assert_eq!(c.len(), 2);
         assert_eq!(
             c[0].predicate,
-            "ROW(\"a\", \"b\") <= ROW(CAST('it''s' AS text), CAST('3' AS integer))"
+            "ROW(\"a\", \"b\") <= ROW(CAST('it''s' AS text) COLLATE pg_catalog.\"en-x-icu\", CAST('3' AS integer))"
         );
         assert!(c[1].predicate.starts_with("ROW(\"a\", \"b\") > "));
     }
@@ -359,11 +663,43 @@ mod tests {
         assert_eq!(covering_predicate(&[old.clone()]), Some(old.predicate));
         assert_eq!(covering_predicate(&[]), None);
         // Row comparisons likewise.
-        let r = row_chunks("k", &["text"], &[vec!["a".into()], vec!["m".into()]]);
+        let r = row_chunks(
+            "k",
+            &[BoundType::plain("text")],
+            &[vec!["a".into()], vec!["m".into()]],
+        );
         assert_eq!(
             covering_predicate(&r[1..]).unwrap(),
             "ROW(k) > ROW(CAST('a' AS text))"
         );
+    }
+
+    #[test]
+    fn block_ranges_cover_every_block_once_and_keep_the_filter() {
+        let c = render_tid(10, 3, "F");
+        let p: Vec<&str> = c.iter().map(|c| c.predicate.as_str()).collect();
+        assert_eq!(
+            p,
+            vec![
+                "ctid >= '(0,0)'::tid AND F AND ctid < '(3,0)'::tid",
+                "ctid >= '(3,0)'::tid AND F AND ctid < '(6,0)'::tid",
+                "ctid >= '(6,0)'::tid AND F AND ctid < '(9,0)'::tid",
+                "ctid >= '(9,0)'::tid AND F",
+            ]
+        );
+        assert!(c.iter().all(|c| is_tid_range(&c.predicate)));
+        // Any run of them keeps the filter and is one range.
+        assert_eq!(
+            covering_predicate(&c[1..]).unwrap(),
+            "ctid >= '(3,0)'::tid AND F"
+        );
+        assert_eq!(
+            covering_predicate(&c[..2]).unwrap(),
+            "ctid >= '(0,0)'::tid AND F AND ctid < '(6,0)'::tid"
+        );
+        // A table of one chunk's blocks is one chunk.
+        assert_eq!(render_tid(3, 3, "F")[0].predicate, "true");
+        assert!(!is_tid_range("ROW(k) > ROW(CAST('1' AS integer))"));
     }
 
     #[test]

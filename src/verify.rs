@@ -60,8 +60,52 @@ struct Sides {
     dst_keys: String,
     src_hash: String,
     dst_hash: String,
-    /// Whether the chunk predicates (written over the source's key names) work on the shadow.
-    same_key_names: bool,
+    /// Whether the chunk predicates (written over the source's key columns) select the same
+    /// rows when applied to the shadow: every key column keeps its name, collation and values
+    /// (same type, or one integer type to another), and the chunks are key ranges. Otherwise
+    /// the shadow's rows are matched through the mapped keys (see [`compare_chunk`]).
+    transparent: bool,
+    /// Per key column, the shadow column's collation (quoted), so that mapped source keys and
+    /// log keys compare with the shadow's keys in one collation.
+    dst_collations: Vec<Option<String>>,
+}
+
+fn is_integer_type(t: &str) -> bool {
+    matches!(
+        t.trim_start_matches("pg_catalog."),
+        "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"
+    )
+}
+
+/// The collations (quoted, schema-qualified) of columns `names` of table `oid`, in that order.
+async fn collations(
+    client: &impl tokio_postgres::GenericClient,
+    oid: u32,
+    names: &[&str],
+) -> Result<Vec<Option<String>>> {
+    let rows = client
+        .query(
+            "SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(c.collname) \
+               FROM unnest($2::text[]) WITH ORDINALITY AS n(name, ord) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname = n.name AND NOT a.attisdropped \
+               LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation AND a.attcollation <> 0 \
+               LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = c.collnamespace \
+              ORDER BY n.ord",
+            &[&oid, &names],
+        )
+        .await
+        .ctx("reading the collations of the key columns")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(
+            r.try_get(0)
+                .ctx("reading the collations of the key columns")?,
+        );
+    }
+    if out.len() != names.len() {
+        return Err(Error::failed("a key column vanished while verifying"));
+    }
+    Ok(out)
 }
 
 /// Whether values of the type can be hashed by `hash_record_extended`: after looking through
@@ -124,13 +168,34 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
         }
     }
     let kcols = log_key_columns(plan);
+    let src_names: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let dst_names: Vec<&str> = plan.key.iter().map(|k| k.shadow_name.as_str()).collect();
+    let src_collations = collations(client, plan.source_oid, &src_names).await?;
+    let dst_collations = collations(client, plan.shadow_oid, &dst_names).await?;
+    let transparent = plan
+        .key
+        .iter()
+        .zip(src_collations.iter().zip(&dst_collations))
+        .all(|(k, (sc, dc))| {
+            k.name == k.shadow_name
+                && sc == dc
+                && match &k.shadow_cast {
+                    None => true,
+                    Some(t) => is_integer_type(&k.source_type) && is_integer_type(t),
+                }
+        });
     let src_keys = plan
         .key
         .iter()
         .zip(&kcols)
-        .map(|(k, a)| match &k.shadow_cast {
-            Some(t) => format!("CAST({} AS {t}) AS {a}", k.name),
-            None => format!("{} AS {a}", k.name),
+        .zip(&dst_collations)
+        .map(|((k, a), dc)| match (&k.shadow_cast, dc) {
+            (Some(t), Some(c)) if !transparent => {
+                format!("CAST({} AS {t}) COLLATE {c} AS {a}", k.name)
+            }
+            (Some(t), _) => format!("CAST({} AS {t}) AS {a}", k.name),
+            (None, Some(c)) if !transparent => format!("{} COLLATE {c} AS {a}", k.name),
+            (None, _) => format!("{} AS {a}", k.name),
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -155,7 +220,8 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
         dst_keys,
         src_hash: hash(&src_exprs),
         dst_hash: hash(&dst_exprs),
-        same_key_names: plan.key.iter().all(|k| k.name == k.shadow_name),
+        transparent,
+        dst_collations,
     })
 }
 
@@ -198,14 +264,20 @@ pub async fn time_sample(
 
 /// The change log's keys (table alias `l`) in the shadow's types, to compare with either side;
 /// `aliased` names them k1..kn.
-fn log_keys_as_shadow(plan: &Plan, aliased: bool) -> String {
+fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
     log_key_columns(plan)
         .iter()
         .zip(&plan.key)
-        .map(|(a, k)| {
+        .zip(&s.dst_collations)
+        .map(|((a, k), coll)| {
             let e = match &k.shadow_cast {
                 Some(t) => format!("CAST(l.{a} AS {t})"),
                 None => format!("l.{a}"),
+            };
+            // The log's columns have their type's default collation; compare in the shadow's.
+            let e = match coll {
+                Some(c) => format!("{e} COLLATE {c}"),
+                None => e,
             };
             if aliased {
                 format!("{e} AS {a}")
@@ -228,9 +300,37 @@ async fn compare_chunk(
 ) -> Result<(u64, bool)> {
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
-    let dst_pred = if s.same_key_names { predicate } else { "true" };
-    let log_keys = log_keys_as_shadow(plan, true);
+    let log_keys = log_keys_as_shadow(plan, s, true);
     let first = &kcols[0];
+    if !s.transparent {
+        // The source's predicate means nothing on the shadow: take the chunk's source rows and
+        // look each one up in the shadow by its mapped key (the shadow's key index).
+        let sql = format!(
+            "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
+                  q AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}) \
+             SELECT count(*), count(*) FILTER (WHERE p.{first} IS NULL AND d.h IS DISTINCT FROM q.h) = 0 \
+               FROM q LEFT JOIN (SELECT {dk}, {dh} AS h FROM ONLY {shadow}) d USING ({klist}) \
+                      LEFT JOIN p USING ({klist})",
+            log = plan.capture.log,
+            sk = s.src_keys,
+            sh = s.src_hash,
+            src = plan.source,
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow,
+        );
+        let row = client.query_one(&sql, &[]).await.ctx(format_args!(
+            "verifying {} against {}",
+            plan.shadow.human(),
+            plan.source.human()
+        ))?;
+        return Ok((
+            row.try_get::<_, i64>(0)
+                .ctx("reading a verification result")? as u64,
+            row.try_get(1).ctx("reading a verification result")?,
+        ));
+    }
+    let dst_pred = predicate;
     let sql = format!(
         "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
               s AS (SELECT count(*) AS n, count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
@@ -265,10 +365,9 @@ async fn diff_chunk(
 ) -> Result<(u64, Vec<(Vec<Option<String>>, bool)>)> {
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
-    let dst_pred = if s.same_key_names { predicate } else { "true" };
     let log = &plan.capture.log;
     // Log keys in the shadow's types, to compare with either side.
-    let log_keys = log_keys_as_shadow(plan, false);
+    let log_keys = log_keys_as_shadow(plan, s, false);
     let text_keys = kcols
         .iter()
         .map(|k| format!("COALESCE(s.{k}, d.{k})::text"))
@@ -279,9 +378,28 @@ async fn diff_chunk(
         .map(|k| format!("COALESCE(s.{k}, d.{k})"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Transparent: both sides by the predicate, so rows the shadow has and the source lacks
+    // show up too. Otherwise the shadow's rows of the source's mapped keys (extra shadow rows
+    // are found by `extra_shadow_rows`).
+    let d = if s.transparent {
+        format!(
+            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {predicate}",
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow
+        )
+    } else {
+        format!(
+            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE ({dcols}) IN (SELECT {klist} FROM s)",
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow,
+            dcols = plan.shadow_key_list(),
+        )
+    };
     let sql = format!(
         "WITH s AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}), \
-              d AS (SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {dst_pred}), \
+              d AS ({d}), \
               x AS (SELECT {text_keys}, ({coalesced}) IN (SELECT {log_keys} FROM {log} l WHERE NOT l.truncated) AS pending \
                       FROM s FULL JOIN d USING ({klist}) WHERE s.h IS DISTINCT FROM d.h) \
          SELECT (SELECT count(*) FROM s), x.* FROM x \
@@ -289,9 +407,6 @@ async fn diff_chunk(
         sk = s.src_keys,
         sh = s.src_hash,
         src = plan.source,
-        dk = s.dst_keys,
-        dh = s.dst_hash,
-        shadow = plan.shadow,
         nulls = vec!["NULL::text"; kcols.len()].join(", "),
     );
     let rows = client.query(&sql, &[]).await.ctx(format_args!(
@@ -312,6 +427,60 @@ async fn diff_chunk(
         }
     }
     Ok((count, diffs))
+}
+
+/// Keys of shadow rows that no source row maps to and that have no pending change (as text):
+/// with key columns that the ALTER changes, the chunks select source rows only, so rows that
+/// only the shadow has are looked for here, in one statement over both tables' keys (one
+/// snapshot). At most `MAX_REPAIR + 1` keys.
+async fn extra_shadow_rows(
+    client: &Client,
+    plan: &Plan,
+    s: &Sides,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let kcols = log_key_columns(plan);
+    let same = |a: &str, b: &str| {
+        kcols
+            .iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let text_keys = kcols
+        .iter()
+        .map(|k| format!("CAST(d.{k} AS text)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
+              s AS (SELECT {sk} FROM ONLY {src}) \
+         SELECT {text_keys} FROM (SELECT {dk} FROM ONLY {shadow}) d \
+          WHERE NOT EXISTS (SELECT 1 FROM s WHERE {sd}) AND NOT EXISTS (SELECT 1 FROM p WHERE {pd}) \
+          LIMIT {limit}",
+        log_keys = log_keys_as_shadow(plan, s, true),
+        log = plan.capture.log,
+        sk = s.src_keys,
+        src = plan.source,
+        dk = s.dst_keys,
+        shadow = plan.shadow,
+        sd = same("s", "d"),
+        pd = same("p", "d"),
+        limit = MAX_REPAIR + 1,
+    );
+    let rows = client.query(&sql, &[]).await.ctx(format_args!(
+        "looking for rows of {} that {} lacks",
+        plan.shadow.human(),
+        plan.source.human()
+    ))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut k = Vec::with_capacity(kcols.len());
+        for i in 0..kcols.len() {
+            k.push(r.try_get(i).ctx("reading a verification result")?);
+        }
+        out.push(k);
+    }
+    Ok(out)
 }
 
 /// Queues keys for replay by writing them into the change log (1,000 keys a statement).
@@ -373,16 +542,15 @@ pub async fn verify(
     if mode == Mode::Off {
         return Ok(report);
     }
-    let s = sides(client, plan).await?;
+    let mut s = sides(client, plan).await?;
+    // Block-range chunks select rows by their place in the source: never apply them to the
+    // shadow.
+    if chunks.iter().any(|p| crate::chunks::is_tid_range(p)) {
+        s.transparent = false;
+    }
     let picked: Vec<&String> = match mode {
         Mode::Sample => chunks.iter().step_by(10).collect(),
         _ => chunks.iter().collect(),
-    };
-    let whole_table = ["true".to_string()];
-    let picked: Vec<&String> = if s.same_key_names {
-        picked
-    } else {
-        whole_table.iter().collect()
     };
     // The ranges are checked on `jobs` sessions at once; each takes the next range from a
     // shared queue without blocking the runtime.
@@ -417,14 +585,16 @@ pub async fn verify(
                     if pending {
                         out.2 += 1;
                     } else {
-                        out.3.push((pred.clone(), keys));
+                        out.3.push((Some(pred.clone()), keys));
                     }
                 }
             }
             Ok::<_, Error>(out)
         });
     }
-    let mut to_repair: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    // Differing keys, with the chunk predicate they were found by (None: by the check for rows
+    // only the shadow has).
+    let mut to_repair: Vec<(Option<String>, Vec<Option<String>>)> = Vec::new();
     while let Some(j) = set.join_next().await {
         let (rows, chunks_done, pending, diffs) =
             j.map_err(|e| Error::failed(format!("a verification worker panicked: {e}")))??;
@@ -432,6 +602,11 @@ pub async fn verify(
         report.chunks_verified += chunks_done;
         report.pending += pending;
         to_repair.extend(diffs);
+    }
+    if !s.transparent {
+        for k in extra_shadow_rows(client, plan, &s).await? {
+            to_repair.push((None, k));
+        }
     }
     if to_repair.is_empty() {
         return Ok(report);
@@ -457,13 +632,20 @@ pub async fn verify(
     crate::replay::prepare_session(client, plan).await?;
     crate::replay::catch_up(client, plan, replay_batch, replay_batch, gov).await?;
     // Check the repaired ranges again.
-    let mut preds: Vec<&String> = to_repair.iter().map(|(p, _)| p).collect();
+    let mut preds: Vec<&Option<String>> = to_repair.iter().map(|(p, _)| p).collect();
     preds.dedup();
     let mut still = Vec::new();
     for pred in preds {
-        let (_, diffs) = diff_chunk(client, plan, &s, pred).await?;
+        let diffs = match pred {
+            Some(pred) => diff_chunk(client, plan, &s, pred).await?.1,
+            None => extra_shadow_rows(client, plan, &s)
+                .await?
+                .into_iter()
+                .map(|k| (k, false))
+                .collect(),
+        };
         for (k, pending) in diffs {
-            if !pending && keys.contains(&k) {
+            if !pending && keys.contains(&k) && !still.contains(&k) {
                 still.push(k);
             }
         }

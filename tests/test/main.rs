@@ -11,6 +11,7 @@ mod end_to_end;
 mod errors;
 mod harness;
 mod hostile;
+mod keys;
 mod plan;
 mod privileges;
 mod resume;
