@@ -18,6 +18,7 @@ pub mod conn;
 pub mod control;
 pub mod copier;
 pub mod demo;
+pub mod dependents;
 pub mod error;
 pub mod failpoint;
 pub mod governor;

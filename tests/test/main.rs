@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod plan;
 mod privileges;
+mod refusals;
 mod resume;
 mod revert;
 mod soak;
