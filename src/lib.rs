@@ -35,6 +35,7 @@ pub mod replay;
 pub mod revert;
 pub mod sampling;
 pub mod shadow;
+pub mod snapshots;
 pub mod state;
 pub mod statements;
 pub mod status;

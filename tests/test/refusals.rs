@@ -10,6 +10,8 @@
 //! - Old snapshots: a REPEATABLE READ transaction whose snapshot predates the shadow's rows is
 //!   waited for before the swap, and named when it outlives the wait.
 
+use std::time::{Duration, Instant};
+
 use tokio_postgres::Client;
 
 use crate::harness::{all_output, assert_exit, describe, hotswap_async, leftovers, TestDb};
@@ -284,4 +286,206 @@ async fn views_over_retyped_columns_are_probed_not_refused() {
         .unwrap()
         .get(0);
     assert_eq!(ty, "bigint");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Old snapshots (issue 21, input 6).
+
+/// `conninfo` with another application_name (key=value or URL).
+fn with_app(conninfo: &str, app: &str) -> String {
+    if conninfo.starts_with("postgres") {
+        let sep = if conninfo.contains('?') { '&' } else { '?' };
+        format!("{conninfo}{sep}application_name={app}")
+    } else {
+        format!("{conninfo} application_name={app}")
+    }
+}
+
+const ACCT: &str = "CREATE TABLE acct_rr (id int PRIMARY KEY, v int NOT NULL);
+     INSERT INTO acct_rr SELECT g, g FROM generate_series(1, 2000) g;
+     CREATE TABLE other_rr (x int); INSERT INTO other_rr VALUES (1);";
+
+/// A REPEATABLE READ transaction of the application that took its snapshot (reading another
+/// table) before the run started; returns its client and its pid.
+async fn old_snapshot_session(db: &TestDb, app: &str) -> (Client, i32) {
+    let s = crate::harness::connect(&with_app(&db.conninfo, app)).await;
+    exec(
+        &s,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM other_rr;",
+    )
+    .await;
+    let pid: i32 = s
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (s, pid)
+}
+
+async fn run_phase(client: &Client) -> Option<String> {
+    client
+        .query_opt(
+            "SELECT CASE WHEN to_regclass('hotswap.runs') IS NOT NULL THEN \
+               (xpath('/row/p/text()', query_to_xml('SELECT phase AS p FROM hotswap.runs \
+                 ORDER BY id DESC LIMIT 1', false, true, '')))[1]::text END",
+            &[],
+        )
+        .await
+        .unwrap()
+        .and_then(|r| r.get(0))
+}
+
+/// The run reaches the swap while an old REPEATABLE READ transaction is open: it waits for it
+/// instead of swapping, so the transaction's `UPDATE ... WHERE id = 5` updates the row (before
+/// the fix: the swap happened at once and the UPDATE reported 0 rows and was lost), and the
+/// write is in the new table.
+#[tokio::test]
+async fn the_swap_waits_for_an_old_repeatable_read_transaction() {
+    let db = TestDb::new("snapshots_wait").await;
+    let client = db.client().await;
+    exec(&client, ACCT).await;
+    let (s, pid) = old_snapshot_session(&db, "rr_writer").await;
+    let conninfo = db.conninfo.clone();
+    let run = tokio::spawn(async move {
+        run_alter(
+            &conninfo,
+            "public.acct_rr",
+            "ALTER COLUMN v TYPE bigint",
+            &["--wait-old-snapshots", "120s"],
+        )
+        .await
+    });
+    let t0 = Instant::now();
+    while run_phase(&client).await.as_deref() != Some("swap") {
+        assert!(!run.is_finished(), "the run ended before its swap phase");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never got to the swap"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let swapped =
+        crate::harness::relation_exists(&client, &QualifiedName::new("public", "acct_rr_old"))
+            .await;
+    // The application's transaction touches the table only now.
+    let n = s
+        .execute("UPDATE acct_rr SET v = -5 WHERE id = 5", &[])
+        .await
+        .unwrap();
+    exec(&s, "COMMIT").await;
+    let out = run.await.unwrap();
+    assert_eq!(
+        (swapped, n),
+        (false, 1),
+        "the swap did not wait for the old snapshot: the transaction's UPDATE saw {n} rows\n{}",
+        describe(&out)
+    );
+    assert_exit(&out, 0);
+    let said = all_output(&out);
+    assert!(
+        said.contains(&format!("pid {pid}")) && said.contains("rr_writer"),
+        "the wait does not name the session\n{said}"
+    );
+    assert_eq!(
+        one_i64(&client, "SELECT v FROM acct_rr WHERE id = 5").await,
+        -5,
+        "the transaction's write is not in the new table"
+    );
+}
+
+/// `--old-snapshots stop`: the transaction outlives the wait, the run stops before the swap
+/// naming it (pid, application_name), the table is unchanged, and the same command continues
+/// once the transaction has ended.
+#[tokio::test]
+async fn stop_names_the_old_snapshot_and_a_rerun_continues() {
+    let db = TestDb::new("snapshots_stop").await;
+    let client = db.client().await;
+    exec(&client, ACCT).await;
+    let (s, pid) = old_snapshot_session(&db, "rr_stuck").await;
+    let args = ["--wait-old-snapshots", "1s", "--old-snapshots", "stop"];
+    let out = run_alter(
+        &db.conninfo,
+        "public.acct_rr",
+        "ALTER COLUMN v TYPE bigint",
+        &args,
+    )
+    .await;
+    assert_exit(&out, 1);
+    let said = all_output(&out);
+    for needle in [
+        format!("pid {pid}"),
+        "\"rr_stuck\"".to_string(),
+        "not swapping public.acct_rr".to_string(),
+        "run the same command again".to_string(),
+    ] {
+        assert!(said.contains(&needle), "no {needle:?} in\n{said}");
+    }
+    assert!(
+        !crate::harness::relation_exists(&client, &QualifiedName::new("public", "acct_rr_old"))
+            .await
+    );
+    let n = s
+        .execute("UPDATE acct_rr SET v = -5 WHERE id = 5", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    exec(&s, "COMMIT").await;
+    let out = run_alter(
+        &db.conninfo,
+        "public.acct_rr",
+        "ALTER COLUMN v TYPE bigint",
+        &args,
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        one_i64(&client, "SELECT v FROM acct_rr WHERE id = 5").await,
+        -5
+    );
+    let ty: String = client
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'acct_rr'::regclass AND attname = 'v'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ty, "bigint");
+}
+
+/// The default after the wait is to proceed, as PostgreSQL's ALTER TABLE does, but not
+/// silently: the warning names the session. What the application then sees is what
+/// docs/how-it-works.md describes: its UPDATE finds no row.
+#[tokio::test]
+async fn proceed_warns_naming_the_session_and_the_old_snapshot_misses_the_rows() {
+    let db = TestDb::new("snapshots_proceed").await;
+    let client = db.client().await;
+    exec(&client, ACCT).await;
+    let (s, pid) = old_snapshot_session(&db, "rr_late").await;
+    let out = run_alter(
+        &db.conninfo,
+        "public.acct_rr",
+        "ALTER COLUMN v TYPE bigint",
+        &["--wait-old-snapshots", "1s"],
+    )
+    .await;
+    assert_exit(&out, 0);
+    let said = all_output(&out);
+    assert!(
+        said.contains("warning: swapping public.acct_rr while 1 transaction")
+            && said.contains(&format!("pid {pid}"))
+            && said.contains("\"rr_late\""),
+        "no warning naming the session\n{said}"
+    );
+    let n = s
+        .execute("UPDATE acct_rr SET v = -5 WHERE id = 5", &[])
+        .await
+        .unwrap();
+    exec(&s, "COMMIT").await;
+    assert_eq!(
+        n, 0,
+        "documented behaviour: the old snapshot does not see the new rows"
+    );
 }
