@@ -31,6 +31,7 @@ pub mod planner;
 pub mod preflight;
 pub mod probe;
 pub mod progress;
+pub mod publications;
 pub mod replay;
 pub mod revert;
 pub mod sampling;

@@ -489,3 +489,276 @@ async fn proceed_warns_naming_the_session_and_the_old_snapshot_misses_the_rows()
         "documented behaviour: the old snapshot does not see the new rows"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logical replication (issue 13, input 7). A dedicated cluster: the shared one runs with the
+// default wal_level (replica); a second database on it subscribes to the first.
+
+struct Logical {
+    cluster: Option<pg_hotswap::cluster::Cluster>,
+}
+
+impl Logical {
+    async fn start() -> Logical {
+        let cluster = tokio::task::spawn_blocking(|| {
+            pg_hotswap::cluster::Cluster::start(&pg_hotswap::cluster::ClusterOptions {
+                settings: vec![("wal_level".into(), "logical".into())],
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap()
+        .expect("starting a cluster with wal_level=logical");
+        Logical {
+            cluster: Some(cluster),
+        }
+    }
+
+    fn conninfo(&self, db: &str) -> String {
+        self.cluster.as_ref().expect("cluster").conninfo(db)
+    }
+
+    /// Creates database `name` and connects to it.
+    async fn database(&self, name: &str) -> Client {
+        let admin = crate::harness::connect(&self.conninfo("postgres")).await;
+        exec(&admin, &format!("CREATE DATABASE {name}")).await;
+        crate::harness::connect(&self.conninfo(name)).await
+    }
+
+    /// Database `sub` subscribes to publication `publication` of database `publisher` through
+    /// slot `slot` (created first: on one cluster, CREATE SUBSCRIPTION cannot create it).
+    async fn subscribe(
+        &self,
+        publisher: &Client,
+        pubdb: &str,
+        sub: &Client,
+        publication: &str,
+        slot: &str,
+    ) {
+        exec(
+            publisher,
+            &format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+        )
+        .await;
+        exec(
+            sub,
+            &format!(
+                "CREATE SUBSCRIPTION {slot} CONNECTION {} PUBLICATION {publication} \
+                 WITH (create_slot = false, slot_name = '{slot}')",
+                pg_hotswap::ident::literal(&self.conninfo(pubdb))
+            ),
+        )
+        .await;
+    }
+
+    async fn stop(mut self) {
+        let c = self.cluster.take();
+        tokio::task::spawn_blocking(move || drop(c)).await.unwrap();
+    }
+}
+
+const PUBLISHED: &str = "CREATE TABLE person (id int PRIMARY KEY, full_name text, nickname text)";
+
+/// Waits until `sql` gives the same number on both databases (the subscriber caught up).
+async fn replicated(publisher: &Client, sub: &Client, sql: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (a, b) = (one_i64(publisher, sql).await, one_i64(sub, sql).await);
+        if a == b {
+            return true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("{sql}: publisher {a}, subscriber {b}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn apply_errors(sub: &Client) -> i64 {
+    one_i64(
+        sub,
+        "SELECT COALESCE(sum(apply_error_count), 0)::int8 FROM pg_stat_subscription_stats",
+    )
+    .await
+}
+
+/// A `FOR ALL TABLES` publication with a subscriber: the run is refused before anything is
+/// created, naming the publication and the subscriber's slot (before the fix: the run
+/// succeeded and the subscriber's apply worker failed over and over on hotswap.runs). A
+/// publication `FOR TABLES IN SCHEMA` the state schema is refused too, with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_of_the_tools_tables_with_a_subscriber_is_refused_before_anything_is_created()
+{
+    let lc = Logical::start().await;
+    let publisher = lc.database("pubdb").await;
+    let sub = lc.database("subdb").await;
+    exec(
+        &publisher,
+        &format!(
+            "{PUBLISHED}; INSERT INTO person SELECT g, 'n' || g, 'k' || g FROM generate_series(1, 500) g;
+             CREATE PUBLICATION p_all FOR ALL TABLES;"
+        ),
+    )
+    .await;
+    exec(&sub, PUBLISHED).await;
+    lc.subscribe(&publisher, "pubdb", &sub, "p_all", "sub_all")
+        .await;
+    assert!(replicated(&publisher, &sub, "SELECT count(*) FROM person").await);
+
+    let out = run_alter(
+        &lc.conninfo("pubdb"),
+        "public.person",
+        "ALTER COLUMN id TYPE bigint",
+        &[],
+    )
+    .await;
+    assert_exit(&out, 3);
+    let said = all_output(&out);
+    for needle in [
+        "publications:",
+        "\"p_all\" (FOR ALL TABLES)",
+        "slot \"sub_all\"",
+        "docs/operations.md",
+        "nothing was changed",
+    ] {
+        assert!(
+            said.contains(needle),
+            "no {needle:?} in\n{}",
+            describe(&out)
+        );
+    }
+    let created: i64 = one_i64(
+        &publisher,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'hotswap'",
+    )
+    .await
+        + one_i64(
+            &publisher,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'person\\_new%'",
+        )
+        .await;
+    assert_eq!(created, 0, "the refused run created objects");
+    // A schema publication of the state schema: refused, with --state-schema as the way out.
+    exec(
+        &publisher,
+        "DROP PUBLICATION p_all; CREATE SCHEMA hotswap_pub; CREATE PUBLICATION p_state FOR TABLES IN SCHEMA hotswap_pub;",
+    )
+    .await;
+    let out = run_alter(
+        &lc.conninfo("pubdb"),
+        "public.person",
+        "ALTER COLUMN id TYPE bigint",
+        &["--state-schema", "hotswap_pub"],
+    )
+    .await;
+    assert_exit(&out, 3);
+    let said = all_output(&out);
+    assert!(
+        said.contains("\"p_state\" (FOR TABLES IN SCHEMA hotswap_pub)")
+            && said.contains("--state-schema"),
+        "{said}"
+    );
+    // plan shows the same blocking check (with the schema publication: under FOR ALL TABLES,
+    // plan's sample table has no replica identity and its replay fails, see the report).
+    let out = hotswap_async(&[
+        "plan",
+        "--dsn",
+        &lc.conninfo("pubdb"),
+        "--table",
+        "public.person",
+        "--output",
+        "json",
+        "--observe",
+        "200ms",
+        "--state-schema",
+        "hotswap_pub",
+    ])
+    .await;
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("plan JSON: {e}\n{}", describe(&out)));
+    let check = plan["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "publications"))
+        .unwrap_or_else(|| panic!("no publications check in {plan:#}"));
+    assert_eq!(check["verdict"], "blocking", "{check:#}");
+
+    exec(&sub, "DROP SUBSCRIPTION sub_all").await;
+    lc.stop().await;
+}
+
+/// The allowed configurations: a `FOR ALL TABLES` publication nobody consumes (a warning), and
+/// a publication of a table list with a subscriber: the run succeeds and the subscription keeps
+/// replicating (rows written after the run arrive; its apply worker has no errors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_succeed_and_replication_goes_on_where_the_tools_tables_are_not_published() {
+    let lc = Logical::start().await;
+    // No consumer.
+    let lonely = lc.database("lonelydb").await;
+    exec(
+        &lonely,
+        &format!(
+            "{PUBLISHED}; INSERT INTO person SELECT g, 'n' || g, 'k' || g FROM generate_series(1, 500) g;
+             CREATE PUBLICATION p_nobody FOR ALL TABLES;"
+        ),
+    )
+    .await;
+    let out = run_alter(
+        &lc.conninfo("lonelydb"),
+        "public.person",
+        "ALTER COLUMN id TYPE bigint",
+        &[],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("warning: publications:"),
+        "no warning about p_nobody\n{}",
+        describe(&out)
+    );
+
+    // A table list with a subscriber.
+    let publisher = lc.database("listdb").await;
+    let sub = lc.database("listsub").await;
+    exec(
+        &publisher,
+        &format!(
+            "{PUBLISHED}; INSERT INTO person SELECT g, 'n' || g, 'k' || g FROM generate_series(1, 2000) g;
+             CREATE PUBLICATION p_list FOR TABLE person;"
+        ),
+    )
+    .await;
+    exec(&sub, PUBLISHED).await;
+    lc.subscribe(&publisher, "listdb", &sub, "p_list", "sub_list")
+        .await;
+    assert!(replicated(&publisher, &sub, "SELECT count(*) FROM person").await);
+    let out = run_alter(
+        &lc.conninfo("listdb"),
+        "public.person",
+        "ALTER COLUMN id TYPE bigint",
+        &["--chunk-rows", "500"],
+    )
+    .await;
+    assert_exit(&out, 0);
+    exec(
+        &publisher,
+        "INSERT INTO person VALUES (100001, 'after', 'the run'); UPDATE person SET nickname = 'moved' WHERE id = 7;",
+    )
+    .await;
+    assert!(
+        replicated(
+            &publisher,
+            &sub,
+            "SELECT count(*) FROM person WHERE id = 100001 OR nickname = 'moved'"
+        )
+        .await,
+        "rows written after the run did not reach the subscriber"
+    );
+    assert_eq!(
+        apply_errors(&sub).await,
+        0,
+        "the subscriber's apply worker failed"
+    );
+    exec(&sub, "DROP SUBSCRIPTION sub_list").await;
+    lc.stop().await;
+}
