@@ -134,6 +134,13 @@ pub async fn run_all(client: &Client, input: &CheckInput<'_>) -> (Vec<Check>, Ve
             .await
             .unwrap_or_else(|e| Check::unknown("replication_slots", &e)),
     );
+    // --- publications (issue 13, input 7): src/publications.rs
+    out.push(
+        crate::publications::check(client, input.state_schema, input.table.schema.as_str())
+            .await
+            .unwrap_or_else(|e| Check::unknown("publications", &e)),
+    );
+    // --- end publications
     out.push(
         pooler(client, input.conn)
             .await

@@ -298,6 +298,8 @@ pub struct RunArgs {
     pub lock: LockArgs,
     #[command(flatten)]
     pub pace: PaceArgs,
+    #[command(flatten)]
+    pub old_snapshots: OldSnapshotArgs,
     /// Drop the old table after the swap instead of keeping it as <table>_old.
     #[arg(long)]
     pub drop_old: bool,
@@ -352,6 +354,28 @@ pub struct RunArgs {
     /// (COPY ... FROM PROGRAM, in a rolled-back transaction). Off unless asked.
     #[arg(long)]
     pub df_on_server: bool,
+}
+
+/// Old snapshots before the swap (issue 21, input 6; src/snapshots.rs).
+#[derive(Args, Debug)]
+pub struct OldSnapshotArgs {
+    /// Before the swap, wait up to this long for transactions whose snapshot is older than the
+    /// new table's rows (after the swap they would see the table without them).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub wait_old_snapshots: Duration,
+    /// When such transactions outlive the wait: swap anyway with a warning naming them
+    /// (proceed), or stop before the swap, resumable (stop).
+    #[arg(long, value_enum, default_value_t = crate::snapshots::OldSnapshotPolicy::Proceed)]
+    pub old_snapshots: crate::snapshots::OldSnapshotPolicy,
+}
+
+impl OldSnapshotArgs {
+    fn options(&self) -> crate::snapshots::OldSnapshotOptions {
+        crate::snapshots::OldSnapshotOptions {
+            wait: self.wait_old_snapshots,
+            policy: self.old_snapshots,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -416,6 +440,8 @@ pub struct ResumeArgs {
     pub lock: LockArgs,
     #[command(flatten)]
     pub pace: PaceArgs,
+    #[command(flatten)]
+    pub old_snapshots: OldSnapshotArgs,
     /// Drop the old table after the swap instead of keeping it.
     #[arg(long)]
     pub drop_old: bool,
@@ -454,6 +480,7 @@ impl ResumeArgs {
             verify: self.verify,
             revertible: false,
             map_back: Vec::new(),
+            old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
         })
     }
@@ -674,6 +701,7 @@ impl RunArgs {
             verify: self.verify,
             revertible: self.revertible,
             map_back: self.map_back,
+            old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
         })
     }
@@ -745,6 +773,33 @@ mod tests {
         let run = String::from_utf8(man_page(Some("run")).unwrap()).unwrap();
         assert!(run.contains("lock\\-timeout"), "{run}");
         assert!(man_page(Some("nonsense")).is_err());
+    }
+
+    #[test]
+    fn old_snapshot_flags() {
+        use crate::snapshots::{OldSnapshotOptions, OldSnapshotPolicy};
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["pg-hotswap", "run", "--dsn", "host=h", "--table", "t"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args) {
+                Ok(Cli {
+                    command: Command::Run(r),
+                    ..
+                }) => Ok(r.old_snapshots.options()),
+                Ok(_) => panic!("not a run"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(parse(&[]).unwrap(), OldSnapshotOptions::default());
+        assert_eq!(
+            parse(&["--wait-old-snapshots", "5s", "--old-snapshots", "stop"]).unwrap(),
+            OldSnapshotOptions {
+                wait: Duration::from_secs(5),
+                policy: OldSnapshotPolicy::Stop
+            }
+        );
+        assert!(parse(&["--old-snapshots", "sometimes"]).is_err());
+        assert!(parse(&["--wait-old-snapshots", "soon"]).is_err());
     }
 
     #[test]

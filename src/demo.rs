@@ -100,6 +100,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         revertible: false,
         map_back: Vec::new(),
         pace: Default::default(),
+        old_snapshots: Default::default(),
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub map_back: Vec<MapArg>,
     /// Throttling, windows, start time, cut-over mode (not recorded: a resume may change them).
     pub pace: PaceOptions,
+    /// `--wait-old-snapshots`, `--old-snapshots` (issue 21; not recorded either).
+    pub old_snapshots: crate::snapshots::OldSnapshotOptions,
 }
 
 impl RunOptions {
@@ -590,6 +592,15 @@ async fn continue_run(
             replay_limit: opts.replay_batch,
             old_name: opts.old_name.as_deref(),
         };
+        // --- old snapshots (issue 21, input 6): wait for transactions that could not see the
+        // new table's rows, within --wait-old-snapshots; proceed with a warning or stop.
+        let w = crate::snapshots::wait_for_old_snapshots(ctl, &opts.old_snapshots, &plan.source)
+            .await?;
+        for x in &w {
+            say(&format!("warning: {x}"));
+        }
+        report.warnings.extend(w);
+        // --- end old snapshots
         let out = swap::swap(&mut rc, ctl, state, plan, src, &req).await?;
         report.lock_attempts = out.attempts;
         report.lock_held_ms = out.held.as_secs_f64() * 1000.0;

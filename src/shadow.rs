@@ -375,6 +375,32 @@ pub async fn build_in(
         &type_changes,
     )?;
 
+    // --- dependents (issue 13, input 6): refuse what PostgreSQL's ALTER refuses because of a
+    // view, rule, policy, trigger... on a dropped or retyped column, before anything is copied;
+    // and probe the views the swap re-creates over retyped or renamed columns.
+    {
+        let mut retyped = Vec::new();
+        let mut renamed = Vec::new();
+        for c in &shadow_cols {
+            let Some((_, origin)) = origins.iter().find(|(n, _)| *n == c.num) else {
+                continue;
+            };
+            let Some(s) = src.columns.iter().find(|s| &s.name == origin) else {
+                continue;
+            };
+            if s.type_oid != c.type_oid {
+                retyped.push(s.name.clone());
+            } else if s.name != c.name {
+                renamed.push(s.name.clone());
+            }
+        }
+        crate::dependents::refuse_dependents(tx, t.oid, &built.dropped, &retyped, &table.human())
+            .await?;
+        retyped.extend(renamed);
+        crate::dependents::probe_views(tx, t.oid, &retyped, shadow, table).await?;
+    }
+    // --- end dependents
+
     let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
     // The row identity's own index is built with the bulk indexes (replay finds rows by it, and
     // the copy cannot duplicate a key); every other unique index and every exclusion constraint

@@ -14,6 +14,7 @@ mod hostile;
 mod keys;
 mod plan;
 mod privileges;
+mod refusals;
 mod resume;
 mod revert;
 mod semantics;
