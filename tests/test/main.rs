@@ -17,4 +17,5 @@ mod revert;
 mod soak;
 mod steering;
 mod tls;
+mod versions;
 mod workload;
