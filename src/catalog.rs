@@ -871,14 +871,14 @@ pub async fn rowtype_dependents(client: &impl GenericClient, oid: Oid) -> Result
 
 /// Comment of a relation (sequence, index...), if any.
 pub async fn relation_comment(client: &impl GenericClient, oid: Oid) -> Result<Option<String>> {
-    Ok(client
+    client
         .query_one("SELECT pg_catalog.obj_description($1, 'pg_class')", &[&oid])
         .await
         .ctx("reading a comment")?
         .col(
             0,
             &format_args!("reading the comment of relation oid {oid}"),
-        )?)
+        )
 }
 
 /// Objects that depend on the table that a swap cannot carry over (see sql/other_dependents.sql).
