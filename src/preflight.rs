@@ -4,7 +4,7 @@
 //! do; warnings are returned for the caller to print and record.
 
 use crate::catalog::{self, Column, Constraint, IncomingForeignKey, Index, Table, Trigger, View};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::Ident;
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
@@ -185,8 +185,8 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         .await
         .ctx("looking for long-running transactions")?;
     for r in &long {
-        let pid: i32 = r.get(0);
-        let state: Option<String> = r.get(2);
+        let pid: i32 = r.col(0, &"looking for long-running transactions")?;
+        let state: Option<String> = r.col(2, &"looking for long-running transactions")?;
         warnings.push(format!(
             "session pid {pid} has had a transaction open for over a minute (state {}); \
              if it holds a lock on {name}, installing the capture trigger and the swap will wait \
@@ -253,8 +253,12 @@ async fn check_privileges(client: &Client, table: &Table) -> Result<()> {
         )
         .await
         .ctx("checking privileges")?;
-    let (superuser, member, me, bypassrls): (bool, bool, String, bool) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (superuser, member, me, bypassrls): (bool, bool, String, bool) = (
+        row.col(0, &"checking privileges")?,
+        row.col(1, &"checking privileges")?,
+        row.col(2, &"checking privileges")?,
+        row.col(3, &"checking privileges")?,
+    );
     let rls_applies = table.row_security
         && (table.force_row_security || me != table.owner.as_str())
         && !superuser
