@@ -1,6 +1,8 @@
 -- Used by catalog::indexes: every index of a table, with the constraint it backs (if any).
 -- $1: the table's oid. `prefix` is the exact text pg_get_indexdef starts with up to and including
 -- " USING ", so the rest of the definition can be re-targeted at another table without parsing.
+-- attstattarget is NULL for the default since PostgreSQL 17 (-1 before): `>= 0` skips both.
+-- `temporal`: conperiod exists from PostgreSQL 18 on; catalog::for_version reads `false` before.
 SELECT i.indexrelid AS oid,
        ic.relname::text AS name,
        pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
@@ -32,7 +34,8 @@ SELECT i.indexrelid AS oid,
        ARRAY(SELECT a.attnum::text || ':' || a.attstattarget::text
                FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0
-              ORDER BY a.attnum) AS column_stats
+              ORDER BY a.attnum) AS column_stats,
+       COALESCE(con.conperiod, false) AS temporal
   FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
   JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid

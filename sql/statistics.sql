@@ -1,11 +1,12 @@
 -- Used by catalog::statistics: extended statistics objects on a table. $1: the table's oid.
 -- `def` is CREATE STATISTICS text naming the table; it is read before the swap and executed
--- after the renames, so it then means the new table.
+-- after the renames, so it then means the new table. stxstattarget is a nullable int2 since
+-- PostgreSQL 17 (NULL: the default), an int4 -1 before; both read as -1 for the default.
 SELECT s.oid,
        n.nspname::text,
        s.stxname::text,
        pg_catalog.pg_get_statisticsobjdef(s.oid) AS def,
-       s.stxstattarget::int4,
+       COALESCE(s.stxstattarget::int4, -1) AS stat_target,
        pg_catalog.pg_get_userbyid(s.stxowner)::text AS owner,
        pg_catalog.obj_description(s.oid, 'pg_statistic_ext') AS comment
   FROM pg_catalog.pg_statistic_ext s

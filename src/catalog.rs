@@ -4,7 +4,7 @@
 //! struct so the rest of the crate never touches catalog rows. Names come back raw (unquoted)
 //! and are wrapped in [`Ident`]s, so they are quoted wherever they reach SQL.
 
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::{Ident, QualifiedName};
 use tokio_postgres::types::Oid;
 use tokio_postgres::GenericClient;
@@ -59,6 +59,25 @@ impl Column {
     pub fn is_generated(&self) -> bool {
         !self.generated.is_empty()
     }
+
+    /// A row of sql/columns.sql; a row of another shape (a catalog that changed) is an error
+    /// naming `what`, the column and the server version, not a panic (issue 14).
+    pub fn from_row(r: &tokio_postgres::Row, what: &dyn std::fmt::Display) -> Result<Column> {
+        Ok(Column {
+            num: r.col(0, what)?,
+            name: Ident::new(r.col::<String>(1, what)?),
+            type_name: r.col(2, what)?,
+            base_type: r.col(3, what)?,
+            type_oid: r.col(4, what)?,
+            not_null: r.col(5, what)?,
+            generated: r.col(6, what)?,
+            identity: r.col(7, what)?,
+            default_expr: r.col(8, what)?,
+            comment: r.col(9, what)?,
+            stat_target: r.col(10, what)?,
+            options: r.col::<Option<Vec<String>>>(11, what)?.unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +107,9 @@ pub struct Index {
     pub clustered: bool,
     /// Per-column statistics targets of the index: (column number, target).
     pub column_stats: Vec<(i32, i32)>,
+    /// A temporal key (PostgreSQL 18, `WITHOUT OVERLAPS`): a GiST index that only its
+    /// constraint can create (`CREATE UNIQUE INDEX ... USING gist` is refused).
+    pub temporal: bool,
 }
 
 impl Index {
@@ -100,6 +122,12 @@ impl Index {
                 self.def
             ))
         })
+    }
+
+    /// Whether the index is created by adding its constraint (`ADD CONSTRAINT <def>`): exclusion
+    /// constraints and temporal keys, whose indexes `CREATE INDEX` cannot make.
+    pub fn built_by_constraint(&self) -> bool {
+        self.constraint_type.as_deref() == Some("x") || self.temporal
     }
 
     /// True when the index can serve as the row identity: unique, valid, immediate, not partial,
@@ -233,6 +261,133 @@ pub struct OwnedSequence {
     pub deptype: String,
 }
 
+/// `server_version_num` of the server (also noted for error messages, see
+/// [`crate::error::RowExt`]).
+pub async fn server_version(client: &impl GenericClient) -> Result<i32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .ctx("reading the server version")?;
+    let version: i32 = row.col(0, &"reading the server version")?;
+    crate::error::note_server_version(version);
+    Ok(version)
+}
+
+/// The oldest PostgreSQL pg-hotswap runs on, and the versions the CI matrix tests (.ci/run).
+pub const MIN_SERVER_VERSION: i32 = 150_000;
+pub const TESTED_MAJORS: [i32; 4] = [15, 16, 17, 18];
+
+/// `PostgreSQL 18.4 (tested)` / `(not tested: ...)` for `--version` and `plan`.
+pub fn describe_server_version(version: i32) -> String {
+    let major = version / 10_000;
+    let tested = if version < MIN_SERVER_VERSION {
+        "not supported: pg-hotswap needs PostgreSQL 15 or newer"
+    } else if TESTED_MAJORS.contains(&major) {
+        "tested"
+    } else {
+        "not tested: the CI tests 15, 16, 17 and 18"
+    };
+    format!("PostgreSQL {major}.{} ({tested})", version % 10_000)
+}
+
+/// What `pg-hotswap --version` prints: the client's version, the versions the CI tests, and the
+/// server's version when a connection resolves (`--dsn`, `DATABASE_URL`, `PG*` variables).
+/// Never prompts (no password prompt exists) and gives up on the server after 5 seconds.
+pub async fn version_report(dsn: Option<&str>) -> String {
+    let mut out = format!(
+        "pg-hotswap {}
+tested with PostgreSQL {}
+",
+        env!("CARGO_PKG_VERSION"),
+        TESTED_MAJORS.map(|m| m.to_string()).join(", ")
+    );
+    let from_env = [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGSERVICE",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if dsn.is_none() && !from_env {
+        out.push_str("server: no connection given (--dsn, DATABASE_URL or PG* variables)\n");
+        return out;
+    }
+    let server = async {
+        let spec = crate::conn::resolve_spec(dsn, std::time::Duration::from_secs(5))?;
+        let client = crate::conn::connect(&spec, "version").await?;
+        server_version(&client).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(v)) => out.push_str(&format!("server: {}\n", describe_server_version(v))),
+        Ok(Err(e)) => out.push_str(&format!(
+            "server: not reached: {}\n",
+            e.message().lines().next().unwrap_or_default()
+        )),
+        Err(_) => out.push_str("server: not reached within 5 s\n"),
+    }
+    out
+}
+
+/// Catalog columns that exist only from some version on: `(since, the text in sql/*.sql, what
+/// older servers get instead)`. The files are written for the newest catalog; [`for_version`]
+/// rewrites them for older servers, so every difference between versions is listed here.
+const VERSIONED_SQL: &[(i32, &str, &str)] = &[
+    // PostgreSQL 18: temporal primary and unique keys (WITHOUT OVERLAPS).
+    (180_000, "COALESCE(con.conperiod, false)", "false"),
+    // PostgreSQL 18: NOT NULL constraints are pg_constraint rows (contype 'n').
+    (180_000, "con.contype = 'n'", "false"),
+];
+
+/// `sql` for a server of `version` (see [`VERSIONED_SQL`]).
+pub fn for_version(sql: &'static str, version: i32) -> std::borrow::Cow<'static, str> {
+    let mut out = std::borrow::Cow::Borrowed(sql);
+    for (since, new, old) in VERSIONED_SQL {
+        if version < *since && out.contains(new) {
+            out = std::borrow::Cow::Owned(out.replace(new, old));
+        }
+    }
+    out
+}
+
+/// A NOT NULL constraint as a row of pg_constraint (PostgreSQL 18; none before).
+#[derive(Clone, Debug)]
+pub struct NotNull {
+    pub name: Ident,
+    pub column: Ident,
+    pub validated: bool,
+    pub no_inherit: bool,
+}
+
+/// The table's NOT NULL constraints (PostgreSQL 18 keeps them as named pg_constraint rows that
+/// may be NOT VALID or NO INHERIT; older servers return none, their NOT NULLs are attnotnull).
+pub async fn not_null_constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<NotNull>> {
+    let version = server_version(client).await?;
+    let sql = for_version(
+        "SELECT con.conname::text, a.attname::text, con.convalidated, con.connoinherit \
+           FROM pg_catalog.pg_constraint con \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1] \
+          WHERE con.conrelid = $1 AND con.contype = 'n' ORDER BY 1",
+        version,
+    );
+    let rows = client.query(&*sql, &[&oid]).await.ctx(format_args!(
+        "reading the NOT NULL constraints of table oid {oid}"
+    ))?;
+    let what = format!("reading the NOT NULL constraints of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(NotNull {
+                name: Ident::new(r.col::<String>(0, &what)?),
+                column: Ident::new(r.col::<String>(1, &what)?),
+                validated: r.col(2, &what)?,
+                no_inherit: r.col(3, &what)?,
+            })
+        })
+        .collect()
+}
+
 /// Resolves `--table` like PostgreSQL does (quoted parts kept, unquoted folded to lower case,
 /// no schema: search_path). Returns the oid, or a refusal naming the table.
 pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oid> {
@@ -252,7 +407,7 @@ pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oi
                 .await
                 .ok();
             let (schema, me): (String, String) = who
-                .map(|r| (r.get(0), r.get(1)))
+                .and_then(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
                 .unwrap_or_else(|| ("<schema>".into(), "<role>".into()));
             return Err(Error::db(
                 format_args!(
@@ -272,7 +427,7 @@ pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oi
                 .with_next("write --table as schema.table; quote names with capitals or spaces like \"App\".\"My Table\""))
         }
     };
-    let oid: Option<Oid> = row.get(0);
+    let oid: Option<Oid> = row.col(0, &format_args!("looking up table {spec:?}"))?;
     if let Some(oid) = oid {
         return Ok(oid);
     }
@@ -286,7 +441,7 @@ pub async fn resolve_table(client: &impl GenericClient, spec: &str) -> Result<Oi
         )
         .await
         .ok()
-        .and_then(|r| r.get(0));
+        .and_then(|r| r.try_get(0).ok().flatten());
     let message = match missing_schema {
         Some(schema) => format!(
             "table {spec:?}: schema \"{}\" does not exist",
@@ -304,25 +459,26 @@ pub async fn table(client: &impl GenericClient, oid: Oid) -> Result<Table> {
         .query_one(include_str!("../sql/table.sql"), &[&oid])
         .await
         .ctx(format_args!("reading the catalog entry of table oid {oid}"))?;
+    let what = format!("reading the catalog entry of table oid {oid}");
     Ok(Table {
         oid,
-        name: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-        relkind: r.get(2),
-        persistence: r.get(3),
-        is_partition: r.get(4),
-        has_inheritance: r.get(5),
-        owner: Ident::new(r.get::<_, String>(6)),
-        replica_identity: r.get(7),
-        reloptions: r.get::<_, Option<Vec<String>>>(8).unwrap_or_default(),
-        toast_options: r.get::<_, Option<Vec<String>>>(9).unwrap_or_default(),
-        tablespace: r.get::<_, Option<String>>(10).map(Ident::new),
-        row_security: r.get(11),
-        force_row_security: r.get(12),
-        comment: r.get(13),
-        reltuples: r.get(14),
-        heap_bytes: r.get(15),
-        total_bytes: r.get(16),
-        has_acl: r.get(17),
+        name: QualifiedName::new(r.col::<String>(0, &what)?, r.col::<String>(1, &what)?),
+        relkind: r.col(2, &what)?,
+        persistence: r.col(3, &what)?,
+        is_partition: r.col(4, &what)?,
+        has_inheritance: r.col(5, &what)?,
+        owner: Ident::new(r.col::<String>(6, &what)?),
+        replica_identity: r.col(7, &what)?,
+        reloptions: r.col::<Option<Vec<String>>>(8, &what)?.unwrap_or_default(),
+        toast_options: r.col::<Option<Vec<String>>>(9, &what)?.unwrap_or_default(),
+        tablespace: r.col::<Option<String>>(10, &what)?.map(Ident::new),
+        row_security: r.col(11, &what)?,
+        force_row_security: r.col(12, &what)?,
+        comment: r.col(13, &what)?,
+        reltuples: r.col(14, &what)?,
+        heap_bytes: r.col(15, &what)?,
+        total_bytes: r.col(16, &what)?,
+        has_acl: r.col(17, &what)?,
     })
 }
 
@@ -331,67 +487,59 @@ pub async fn columns(client: &impl GenericClient, oid: Oid) -> Result<Vec<Column
         .query(include_str!("../sql/columns.sql"), &[&oid])
         .await
         .ctx(format_args!("reading the columns of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Column {
-            num: r.get(0),
-            name: Ident::new(r.get::<_, String>(1)),
-            type_name: r.get(2),
-            base_type: r.get(3),
-            type_oid: r.get(4),
-            not_null: r.get(5),
-            generated: r.get(6),
-            identity: r.get(7),
-            default_expr: r.get(8),
-            comment: r.get(9),
-            stat_target: r.get(10),
-            options: r.get::<_, Option<Vec<String>>>(11).unwrap_or_default(),
-        })
-        .collect())
+    let what = format!("reading the columns of table oid {oid}");
+    rows.iter().map(|r| Column::from_row(r, &what)).collect()
 }
 
 pub async fn indexes(client: &impl GenericClient, oid: Oid) -> Result<Vec<Index>> {
+    let version = server_version(client).await?;
     let rows = client
-        .query(include_str!("../sql/indexes.sql"), &[&oid])
+        .query(
+            &*for_version(include_str!("../sql/indexes.sql"), version),
+            &[&oid],
+        )
         .await
         .ctx(format_args!("reading the indexes of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Index {
-            oid: r.get(0),
-            name: Ident::new(r.get::<_, String>(1)),
-            def: r.get(2),
-            prefix: r.get(3),
-            unique: r.get(4),
-            primary: r.get(5),
-            usable: r.get(6),
-            immediate: r.get(7),
-            partial: r.get(8),
-            nkeys: r.get(9),
-            key_columns: r
-                .get::<_, Vec<String>>(10)
-                .into_iter()
-                .map(Ident::new)
-                .collect(),
-            constraint_name: r.get::<_, Option<String>>(11).map(Ident::new),
-            constraint_type: r.get(12),
-            constraint_def: r.get(13),
-            tablespace: r.get::<_, Option<String>>(14).map(Ident::new),
-            deferrable: r.get(15),
-            deferred: r.get(16),
-            comment: r.get(17),
-            constraint_comment: r.get(18),
-            clustered: r.get(19),
-            column_stats: r
-                .get::<_, Vec<String>>(20)
-                .iter()
-                .filter_map(|x| {
-                    let (a, b) = x.split_once(':')?;
-                    Some((a.parse().ok()?, b.parse().ok()?))
-                })
-                .collect(),
+    let what = format!("reading the indexes of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Index {
+                oid: r.col(0, &what)?,
+                name: Ident::new(r.col::<String>(1, &what)?),
+                def: r.col(2, &what)?,
+                prefix: r.col(3, &what)?,
+                unique: r.col(4, &what)?,
+                primary: r.col(5, &what)?,
+                usable: r.col(6, &what)?,
+                immediate: r.col(7, &what)?,
+                partial: r.col(8, &what)?,
+                nkeys: r.col(9, &what)?,
+                key_columns: r
+                    .get::<_, Vec<String>>(10)
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
+                constraint_name: r.col::<Option<String>>(11, &what)?.map(Ident::new),
+                constraint_type: r.col(12, &what)?,
+                constraint_def: r.col(13, &what)?,
+                tablespace: r.col::<Option<String>>(14, &what)?.map(Ident::new),
+                deferrable: r.col(15, &what)?,
+                deferred: r.col(16, &what)?,
+                comment: r.col(17, &what)?,
+                constraint_comment: r.col(18, &what)?,
+                clustered: r.col(19, &what)?,
+                column_stats: r
+                    .get::<_, Vec<String>>(20)
+                    .iter()
+                    .filter_map(|x| {
+                        let (a, b) = x.split_once(':')?;
+                        Some((a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .collect(),
+                temporal: r.col(21, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Constraint>> {
@@ -399,23 +547,25 @@ pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Co
         .query(include_str!("../sql/constraints.sql"), &[&oid])
         .await
         .ctx(format_args!("reading the constraints of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Constraint {
-            oid: r.get(0),
-            name: Ident::new(r.get::<_, String>(1)),
-            kind: r.get(2),
-            def: r.get(3),
-            validated: r.get(4),
-            references: r.get(5),
-            columns: r
-                .get::<_, Vec<String>>(6)
-                .into_iter()
-                .map(Ident::new)
-                .collect(),
-            comment: r.get(7),
+    let what = format!("reading the constraints of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Constraint {
+                oid: r.col(0, &what)?,
+                name: Ident::new(r.col::<String>(1, &what)?),
+                kind: r.col(2, &what)?,
+                def: r.col(3, &what)?,
+                validated: r.col(4, &what)?,
+                references: r.col(5, &what)?,
+                columns: r
+                    .get::<_, Vec<String>>(6)
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
+                comment: r.col(7, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn incoming_foreign_keys(
@@ -428,17 +578,19 @@ pub async fn incoming_foreign_keys(
         .ctx(format_args!(
             "reading foreign keys that reference table oid {oid}"
         ))?;
-    Ok(rows
-        .iter()
-        .map(|r| IncomingForeignKey {
-            name: Ident::new(r.get::<_, String>(0)),
-            table_oid: r.get(1),
-            table: QualifiedName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
-            def: r.get(4),
-            validated: r.get(5),
-            comment: r.get(6),
+    let what = format!("reading foreign keys that reference table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(IncomingForeignKey {
+                name: Ident::new(r.col::<String>(0, &what)?),
+                table_oid: r.col(1, &what)?,
+                table: QualifiedName::new(r.col::<String>(2, &what)?, r.col::<String>(3, &what)?),
+                def: r.col(4, &what)?,
+                validated: r.col(5, &what)?,
+                comment: r.col(6, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// User triggers (internal ones, like those behind foreign keys, are left out).
@@ -453,15 +605,17 @@ pub async fn triggers(client: &impl GenericClient, oid: Oid) -> Result<Vec<Trigg
         )
         .await
         .ctx(format_args!("reading the triggers of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Trigger {
-            name: Ident::new(r.get::<_, String>(0)),
-            def: r.get(1),
-            enabled: r.get(2),
-            comment: r.get(3),
+    let what = format!("reading the triggers of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Trigger {
+                name: Ident::new(r.col::<String>(0, &what)?),
+                def: r.col(1, &what)?,
+                enabled: r.col(2, &what)?,
+                comment: r.col(3, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn grants(client: &impl GenericClient, oid: Oid) -> Result<Vec<Grant>> {
@@ -469,15 +623,17 @@ pub async fn grants(client: &impl GenericClient, oid: Oid) -> Result<Vec<Grant>>
         .query(include_str!("../sql/grants.sql"), &[&oid])
         .await
         .ctx(format_args!("reading the privileges on relation oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Grant {
-            privilege: r.get(0),
-            column: r.get::<_, Option<String>>(1).map(Ident::new),
-            grantee: r.get(2),
-            grantable: r.get(3),
+    let what = format!("reading the privileges on relation oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Grant {
+                privilege: r.col(0, &what)?,
+                column: r.col::<Option<String>>(1, &what)?.map(Ident::new),
+                grantee: r.col(2, &what)?,
+                grantable: r.col(3, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn policies(client: &impl GenericClient, oid: Oid) -> Result<Vec<Policy>> {
@@ -485,17 +641,19 @@ pub async fn policies(client: &impl GenericClient, oid: Oid) -> Result<Vec<Polic
         .query(include_str!("../sql/policies.sql"), &[&oid])
         .await
         .ctx(format_args!("reading the policies of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Policy {
-            name: Ident::new(r.get::<_, String>(0)),
-            kind: r.get(1),
-            command: r.get(2),
-            roles: r.get(3),
-            using_expr: r.get(4),
-            check_expr: r.get(5),
+    let what = format!("reading the policies of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Policy {
+                name: Ident::new(r.col::<String>(0, &what)?),
+                kind: r.col(1, &what)?,
+                command: r.col(2, &what)?,
+                roles: r.col(3, &what)?,
+                using_expr: r.col(4, &what)?,
+                check_expr: r.col(5, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<OwnedSequence>> {
@@ -505,15 +663,17 @@ pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<Owne
         .ctx(format_args!(
             "reading the sequences owned by table oid {oid}"
         ))?;
-    Ok(rows
-        .iter()
-        .map(|r| OwnedSequence {
-            oid: r.get(0),
-            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            column: Ident::new(r.get::<_, String>(3)),
-            deptype: r.get(4),
+    let what = format!("reading the sequences owned by table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(OwnedSequence {
+                oid: r.col(0, &what)?,
+                name: QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
+                column: Ident::new(r.col::<String>(3, &what)?),
+                deptype: r.col(4, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Vec<View>> {
@@ -523,9 +683,10 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
         .ctx(format_args!(
             "reading the views that depend on table oid {oid}"
         ))?;
+    let what = format!("reading the views that depend on table oid {oid}");
     let mut views = Vec::with_capacity(rows.len());
     for r in &rows {
-        let voids: Oid = r.get(0);
+        let voids: Oid = r.col(0, &what)?;
         let column_comments = client
             .query(
                 "SELECT a.attname::text, d.description FROM pg_catalog.pg_attribute a \
@@ -537,8 +698,14 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             .await
             .ctx("reading view column comments")?
             .iter()
-            .map(|c| (Ident::new(c.get::<_, String>(0)), c.get::<_, String>(1)))
-            .collect();
+            .map(|c| {
+                let what = format_args!("reading the column comments of view oid {voids}");
+                Ok((
+                    Ident::new(c.col::<String>(0, &what)?),
+                    c.col::<String>(1, &what)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
         let column_defaults = client
             .query(
                 "SELECT a.attname::text, pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
@@ -550,8 +717,14 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             .await
             .ctx("reading view column defaults")?
             .iter()
-            .map(|c| (Ident::new(c.get::<_, String>(0)), c.get::<_, String>(1)))
-            .collect();
+            .map(|c| {
+                let what = format_args!("reading the column defaults of view oid {voids}");
+                Ok((
+                    Ident::new(c.col::<String>(0, &what)?),
+                    c.col::<String>(1, &what)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
         let rules = client
             .query(
                 "SELECT pg_catalog.pg_get_ruledef(oid) FROM pg_catalog.pg_rewrite \
@@ -561,8 +734,8 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             .await
             .ctx("reading view rules")?
             .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect();
+            .map(|r| r.col::<String>(0, &format_args!("reading the rules of view oid {voids}")))
+            .collect::<Result<_>>()?;
         let extra = client
             .query_one(
                 "SELECT c.relispopulated, ts.spcname::text, pg_catalog.pg_total_relation_size(c.oid) \
@@ -572,26 +745,26 @@ pub async fn dependent_views(client: &impl GenericClient, oid: Oid) -> Result<Ve
             )
             .await
             .ctx("reading a dependent view")?;
-        let relkind: String = r.get(3);
+        let relkind: String = r.col(3, &what)?;
         views.push(View {
             indexes: if relkind == "m" {
                 indexes(client, voids).await?
             } else {
                 Vec::new()
             },
-            populated: extra.get(0),
-            tablespace: extra.get::<_, Option<String>>(1).map(Ident::new),
-            bytes: extra.get(2),
+            populated: extra.col(0, &what)?,
+            tablespace: extra.col::<Option<String>>(1, &what)?.map(Ident::new),
+            bytes: extra.col(2, &what)?,
             column_defaults,
             rules,
             triggers: triggers(client, voids).await?,
             oid: voids,
-            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            relkind: r.get(3),
-            def: r.get(5),
-            reloptions: r.get::<_, Option<Vec<String>>>(6).unwrap_or_default(),
-            owner: Ident::new(r.get::<_, String>(7)),
-            comment: r.get(8),
+            name: QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
+            relkind: r.col(3, &what)?,
+            def: r.col(5, &what)?,
+            reloptions: r.col::<Option<Vec<String>>>(6, &what)?.unwrap_or_default(),
+            owner: Ident::new(r.col::<String>(7, &what)?),
+            comment: r.col(8, &what)?,
             grants: grants(client, voids).await?,
             column_comments,
         });
@@ -625,14 +798,16 @@ pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<P
         )
         .await
         .ctx(format_args!("reading the publications of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Publication {
-            name: Ident::new(r.get::<_, String>(0)),
-            columns: r.get(1),
-            filter: r.get(2),
+    let what = format!("reading the publications of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Publication {
+                name: Ident::new(r.col::<String>(0, &what)?),
+                columns: r.col(1, &what)?,
+                filter: r.col(2, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// An extended statistics object on the table.
@@ -652,16 +827,18 @@ pub async fn statistics(client: &impl GenericClient, oid: Oid) -> Result<Vec<Sta
         .ctx(format_args!(
             "reading the extended statistics of table oid {oid}"
         ))?;
-    Ok(rows
-        .iter()
-        .map(|r| Statistics {
-            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-            def: r.get(3),
-            target: r.get(4),
-            owner: Ident::new(r.get::<_, String>(5)),
-            comment: r.get(6),
+    let what = format!("reading the extended statistics of table oid {oid}");
+    rows.iter()
+        .map(|r| {
+            Ok(Statistics {
+                name: QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
+                def: r.col(3, &what)?,
+                target: r.col(4, &what)?,
+                owner: Ident::new(r.col::<String>(5, &what)?),
+                comment: r.col(6, &what)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Rules on the table: (name, CREATE RULE text).
@@ -674,10 +851,10 @@ pub async fn rules(client: &impl GenericClient, oid: Oid) -> Result<Vec<(Ident, 
         )
         .await
         .ctx(format_args!("reading the rules of table oid {oid}"))?;
-    Ok(rows
-        .iter()
-        .map(|r| (Ident::new(r.get::<_, String>(0)), r.get(1)))
-        .collect())
+    let what = format!("reading the rules of table oid {oid}");
+    rows.iter()
+        .map(|r| Ok((Ident::new(r.col::<String>(0, &what)?), r.col(1, &what)?)))
+        .collect()
 }
 
 /// Objects that use the table's row type (see sql/rowtype_dependents.sql).
@@ -688,16 +865,20 @@ pub async fn rowtype_dependents(client: &impl GenericClient, oid: Oid) -> Result
         .ctx(format_args!(
             "reading the objects that use the row type of table oid {oid}"
         ))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let what = format!("reading the objects that use the row type of table oid {oid}");
+    rows.iter().map(|r| r.col(0, &what)).collect()
 }
 
 /// Comment of a relation (sequence, index...), if any.
 pub async fn relation_comment(client: &impl GenericClient, oid: Oid) -> Result<Option<String>> {
-    Ok(client
+    client
         .query_one("SELECT pg_catalog.obj_description($1, 'pg_class')", &[&oid])
         .await
         .ctx("reading a comment")?
-        .get(0))
+        .col(
+            0,
+            &format_args!("reading the comment of relation oid {oid}"),
+        )
 }
 
 /// Objects that depend on the table that a swap cannot carry over (see sql/other_dependents.sql).
@@ -708,7 +889,8 @@ pub async fn other_dependents(client: &impl GenericClient, oid: Oid) -> Result<V
         .ctx(format_args!(
             "reading the objects that depend on table oid {oid}"
         ))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let what = format!("reading the objects that depend on table oid {oid}");
+    rows.iter().map(|r| r.col(0, &what)).collect()
 }
 
 /// A fingerprint of the table's definition (columns, indexes, constraints, triggers, foreign keys
@@ -737,7 +919,8 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
         )
         .await
         .ctx(format_args!("fingerprinting the definition of table oid {oid}"))?;
-    Ok(row.get(0))
+    let what = format!("fingerprinting the definition of table oid {oid}");
+    row.col(0, &what)
 }
 
 /// Whether `name` still names the relation `oid` (false when it is gone or another relation took
@@ -747,14 +930,14 @@ pub async fn names_relation(
     name: &QualifiedName,
     oid: Oid,
 ) -> Result<bool> {
-    Ok(client
+    client
         .query_one(
             "SELECT to_regclass($1::text)::oid IS NOT DISTINCT FROM $2::oid",
             &[&name.to_string(), &oid],
         )
         .await
         .ctx(format_args!("looking up {}", name.human()))?
-        .get(0))
+        .col(0, &format_args!("looking up {}", name.human()))
 }
 
 /// Whether a relation with this name exists in the schema (any kind: tables, indexes, views...).
@@ -772,7 +955,7 @@ pub async fn relation_exists(
         )
         .await
         .ctx("looking up a relation name")?;
-    Ok(row.get(0))
+    row.col(0, &"looking up a relation name")
 }
 
 /// The first of `base`, `base2`, `base3`... (each fitted to 63 bytes) that no relation in the

@@ -12,7 +12,7 @@
 //! warning saying so; it never fails the command.
 
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::{literal, Ident, QualifiedName};
 use crate::preflight::Source;
 use crate::ui;
@@ -269,7 +269,11 @@ pub async fn wal_retained(client: &Client, generated: u64) -> Result<u64> {
         )
         .await
         .ctx("reading max_wal_size")?;
-    let (max_wal, archiving, slots): (i64, bool, bool) = (r.get(0), r.get(1), r.get(2));
+    let (max_wal, archiving, slots): (i64, bool, bool) = (
+        r.col(0, &"reading max_wal_size")?,
+        r.col(1, &"reading max_wal_size")?,
+        r.col(2, &"reading max_wal_size")?,
+    );
     Ok(if archiving || slots {
         generated
     } else {
@@ -304,15 +308,15 @@ async fn sessions(client: &Client, table: Oid) -> Result<Check> {
     let mut check = Check::new("sessions", Verdict::Ok, "");
     let mut short = 0;
     for r in &rows {
-        let pid: i32 = r.get(0);
-        let modes: String = r.get(1);
-        let granted: bool = r.get(2);
-        let state: Option<String> = r.get(3);
-        let xact_secs: f64 = r.get(4);
-        let state_secs: f64 = r.get(5);
-        let user: String = r.get(6);
-        let app: String = r.get(7);
-        let query: String = r.get(8);
+        let pid: i32 = r.col(0, &"looking for sessions holding locks on the table")?;
+        let modes: String = r.col(1, &"looking for sessions holding locks on the table")?;
+        let granted: bool = r.col(2, &"looking for sessions holding locks on the table")?;
+        let state: Option<String> = r.col(3, &"looking for sessions holding locks on the table")?;
+        let xact_secs: f64 = r.col(4, &"looking for sessions holding locks on the table")?;
+        let state_secs: f64 = r.col(5, &"looking for sessions holding locks on the table")?;
+        let user: String = r.col(6, &"looking for sessions holding locks on the table")?;
+        let app: String = r.col(7, &"looking for sessions holding locks on the table")?;
+        let query: String = r.col(8, &"looking for sessions holding locks on the table")?;
         let idle_in_tx = state
             .as_deref()
             .is_some_and(|s| s.starts_with("idle in transaction"));
@@ -384,11 +388,11 @@ async fn replication_slots(client: &Client) -> Result<Check> {
     let far = 1e9; // 1 GB behind
     let mut bad = 0;
     for r in &rows {
-        let name: String = r.get(0);
-        let kind: String = r.get(1);
-        let active: bool = r.get(2);
-        let status: Option<String> = r.get(3);
-        let behind: Option<f64> = r.get(4);
+        let name: String = r.col(0, &"reading pg_replication_slots")?;
+        let kind: String = r.col(1, &"reading pg_replication_slots")?;
+        let active: bool = r.col(2, &"reading pg_replication_slots")?;
+        let status: Option<String> = r.col(3, &"reading pg_replication_slots")?;
+        let behind: Option<f64> = r.col(4, &"reading pg_replication_slots")?;
         let behind_s = behind
             .map(|b| ui::bytes(b.max(0.0) as u64))
             .unwrap_or_else(|| "?".into());
@@ -499,7 +503,10 @@ async fn pooler(client: &Client, spec: &ConnSpec) -> Result<Check> {
         )
         .await
         .ctx("reading the server's port")?;
-    let (pid_before, server_port): (i32, i32) = (r.get(0), r.get(1));
+    let (pid_before, server_port): (i32, i32) = (
+        r.col(0, &"reading the server's port")?,
+        r.col(1, &"reading the server's port")?,
+    );
     let other = conn::connect(spec, "preflight-pooler").await?;
     let other_pid = match other
         .batch_execute("BEGIN; SELECT pg_catalog.pg_backend_pid()")
@@ -571,8 +578,12 @@ async fn privileges(client: &Client, input: &CheckInput<'_>) -> Result<Check> {
         )
         .await
         .ctx("checking privileges")?;
-    let (superuser, owner, me, table_owner): (bool, bool, String, String) =
-        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let (superuser, owner, me, table_owner): (bool, bool, String, String) = (
+        r.col(0, &"checking privileges")?,
+        r.col(1, &"checking privileges")?,
+        r.col(2, &"checking privileges")?,
+        r.col(3, &"checking privileges")?,
+    );
     let (schema_create, db_create, state_ok, read_stats, temp): (
         bool,
         bool,
@@ -580,7 +591,7 @@ async fn privileges(client: &Client, input: &CheckInput<'_>) -> Result<Check> {
         bool,
         bool,
     ) = (r.get(4), r.get(5), r.get(6), r.get(7), r.get(8));
-    let db = Ident::new(r.get::<_, String>(9));
+    let db = Ident::new(r.col::<String>(9, &"checking privileges")?);
     let me_q = Ident::new(me.clone());
     let state = Ident::new(input.state_schema);
     let table_schema = &input.table.schema;
@@ -724,7 +735,10 @@ async fn state_tables(client: &Client, schema: &str, me: &Ident) -> Result<Vec<M
     let mut out = Vec::new();
     let mut names = Vec::new();
     for r in rows {
-        let (name, lacking): (String, String) = (r.get(0), r.get(1));
+        let (name, lacking): (String, String) = (
+            r.col(0, &"checking privileges on the state tables")?,
+            r.col(1, &"checking privileges on the state tables")?,
+        );
         if !lacking.is_empty() {
             out.push(format!("{lacking} on {name}"));
             names.push(name);
@@ -769,19 +783,19 @@ async fn tablespaces(client: &Client, src: &Source, me: &Ident) -> Result<Vec<Mi
         )
         .await
         .ctx("checking privileges on tablespaces")?;
-    Ok(rows
+    rows
         .iter()
         .map(|r| {
-            let ts = Ident::new(r.get::<_, String>(0));
-            Missing {
+            let ts = Ident::new(r.col::<String>(0, &"checking privileges on tablespaces")?);
+            Ok(Missing {
                 what: format!(
                     "no CREATE on tablespace {:?}, where the table or one of its indexes lives and the new one is created",
                     ts.as_str()
                 ),
                 fix: format!("GRANT CREATE ON TABLESPACE {ts} TO {me} (as its owner or a superuser)"),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Tables the source's foreign keys point at, where `me` lacks REFERENCES (the keys are created
@@ -805,18 +819,18 @@ async fn referenced_tables(client: &Client, src: &Source, me: &Ident) -> Result<
         )
         .await
         .ctx("checking REFERENCES on the tables foreign keys point at")?;
-    Ok(rows
+    rows
         .iter()
         .map(|r| {
-            let t: String = r.get(0);
-            Missing {
+            let t: String = r.col(0, &"checking REFERENCES on the tables foreign keys point at")?;
+            Ok(Missing {
                 what: format!(
                     "no REFERENCES on {t}, which a foreign key of the table points at (it is created again on the new table)"
                 ),
                 fix: format!("GRANT REFERENCES ON {t} TO {me} (as its owner or a superuser)"),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Objects the swap alters that `me` must own: tables whose foreign keys point at the table,
@@ -835,7 +849,7 @@ async fn dependent_owners(client: &Client, src: &Source, me: &str) -> Result<Vec
             .await
             .ctx("checking ownership of dependent objects")?;
         for r in rows {
-            let name: String = r.get(0);
+            let name: String = r.col(0, &"checking ownership of dependent objects")?;
             missing.push(Missing {
                 what: format!(
                     "{me:?} does not own {name} (a view over the table or a table whose foreign key points at it), \
@@ -864,7 +878,8 @@ async fn dependent_owners(client: &Client, src: &Source, me: &str) -> Result<Vec
             .await
             .ctx("checking ownership of publications")?;
         for r in rows {
-            let publication = Ident::new(r.get::<_, String>(0));
+            let publication =
+                Ident::new(r.col::<String>(0, &"checking ownership of publications")?);
             missing.push(Missing {
                 what: format!(
                     "{me:?} does not own publication {:?}, whose membership the swap moves to the new table",
@@ -956,14 +971,14 @@ async fn connections(client: &Client, jobs: usize) -> Result<Check> {
         .await
         .ctx("reading connection limits")?;
     let l = ConnLimits {
-        max_connections: r.get(0),
-        reserved: r.get(1),
-        in_use: r.get(2),
-        superuser: r.get(3),
-        db_limit: r.get(4),
-        db_in_use: r.get(5),
-        role_limit: r.get(6),
-        role_in_use: r.get(7),
+        max_connections: r.col(0, &"reading connection limits")?,
+        reserved: r.col(1, &"reading connection limits")?,
+        in_use: r.col(2, &"reading connection limits")?,
+        superuser: r.col(3, &"reading connection limits")?,
+        db_limit: r.col(4, &"reading connection limits")?,
+        db_in_use: r.col(5, &"reading connection limits")?,
+        role_limit: r.col(6, &"reading connection limits")?,
+        role_in_use: r.col(7, &"reading connection limits")?,
     };
     let (verdict, _, summary) = connections_verdict(&l, jobs);
     let mut check = Check::new("connections", verdict, summary);
@@ -1000,10 +1015,10 @@ async fn timeouts(client: &Client) -> Result<Check> {
     let mut overridden = Vec::new();
     let mut not_overridden = Vec::new();
     for r in &rows {
-        let name: String = r.get(0);
-        let val: String = r.get(1);
-        let unit: String = r.get(2);
-        let from: Option<String> = r.get(3);
+        let name: String = r.col(0, &"reading timeout settings")?;
+        let val: String = r.col(1, &"reading timeout settings")?;
+        let unit: String = r.col(2, &"reading timeout settings")?;
+        let from: Option<String> = r.col(3, &"reading timeout settings")?;
         if val == "0" {
             continue;
         }
@@ -1088,12 +1103,15 @@ async fn vacuum(client: &Client, table: Oid) -> Result<Check> {
         .ctx("looking for vacuums on the table")?;
     let mut check = Check::new("wraparound_vacuum", Verdict::Ok, "");
     for r in &rows {
-        let pid: i32 = r.get(0);
-        let kind: String = r.get(1);
-        let query: String = r.get(2);
-        let granted: bool = r.get(3);
-        let phase: Option<String> = r.get(4);
-        let progress = match (r.get::<_, Option<i64>>(5), r.get::<_, Option<i64>>(6)) {
+        let pid: i32 = r.col(0, &"looking for vacuums on the table")?;
+        let kind: String = r.col(1, &"looking for vacuums on the table")?;
+        let query: String = r.col(2, &"looking for vacuums on the table")?;
+        let granted: bool = r.col(3, &"looking for vacuums on the table")?;
+        let phase: Option<String> = r.col(4, &"looking for vacuums on the table")?;
+        let progress = match (
+            r.col::<Option<i64>>(5, &"looking for vacuums on the table")?,
+            r.col::<Option<i64>>(6, &"looking for vacuums on the table")?,
+        ) {
             (Some(t), Some(s)) if t > 0 => format!(", {:.0}% scanned", 100.0 * s as f64 / t as f64),
             _ => String::new(),
         };
@@ -1140,7 +1158,10 @@ async fn vacuum(client: &Client, table: Oid) -> Result<Check> {
         )
         .await
         .ctx("reading the table's transaction id age")?;
-    let (xid_age, max_age): (i64, i64) = (age.get(0), age.get(1));
+    let (xid_age, max_age): (i64, i64) = (
+        age.col(0, &"reading the table's transaction id age")?,
+        age.col(1, &"reading the table's transaction id age")?,
+    );
     let near = xid_age as f64 > 0.9 * max_age as f64;
     check.summary = match check.verdict {
         Verdict::Blocking => {
@@ -1204,7 +1225,7 @@ async fn disk(
         )
         .await
         .ctx("reading the data directory")?;
-    let superuser: bool = r.get(0);
+    let superuser: bool = r.col(0, &"reading the data directory")?;
     let need_total = need.data_bytes + need.wal_bytes;
     let need_text = format!(
         "needs about {} ({} for the new table, its indexes and the log, {} of WAL)",
@@ -1230,7 +1251,7 @@ async fn disk(
         );
         return Ok((check, Vec::new()));
     }
-    let data_dir: String = r.get(1);
+    let data_dir: String = r.col(1, &"reading the data directory")?;
     let data_path = r
         .get::<_, Option<String>>(2)
         .unwrap_or_else(|| data_dir.clone());

@@ -6,7 +6,9 @@
 //! codes (`SqlState::LOCK_NOT_AVAILABLE`), never on message text.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
 
 /// What kind of failure this is; decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +199,77 @@ impl<T> DbContext<T> for std::result::Result<T, tokio_postgres::Error> {
     fn ctx(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|e| Error::db(what, e))
     }
+}
+
+/// `server_version_num` of the server this process talks to, once read (0: not yet). Only for
+/// error messages: a catalog row of an unexpected shape names the server's version.
+static SERVER_VERSION: AtomicI32 = AtomicI32::new(0);
+
+/// Records the server's `server_version_num` for error messages (see [`RowExt::col`]).
+pub fn note_server_version(num: i32) {
+    SERVER_VERSION.store(num, Ordering::Relaxed);
+}
+
+/// The `server_version_num` noted by [`note_server_version`], if any.
+pub fn noted_server_version() -> Option<i32> {
+    match SERVER_VERSION.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+/// `PostgreSQL 18.4`, or a phrase saying the version was not read.
+pub fn server_version_label() -> String {
+    match SERVER_VERSION.load(Ordering::Relaxed) {
+        0 => "a server whose version was not read".to_string(),
+        n => format!("PostgreSQL {}.{}", n / 10_000, n % 10_000),
+    }
+}
+
+/// Typed, checked reads of result rows (issue 14): a column whose type or NULL-ness is not what
+/// the code expects (a catalog that changed in a newer PostgreSQL: `attstattarget` became a
+/// nullable `int2` in 17) becomes an [`Error`] naming the object read, the column, its server
+/// type and the server's version, never a panic (`Row::get` panics, exit 101).
+pub trait RowExt {
+    /// Column `idx` as `T`; `what` names what the row describes ("the columns of table oid 16390").
+    fn col<'a, T: FromSql<'a>>(&'a self, idx: usize, what: &dyn fmt::Display) -> Result<T>;
+}
+
+impl RowExt for tokio_postgres::Row {
+    fn col<'a, T: FromSql<'a>>(&'a self, idx: usize, what: &dyn fmt::Display) -> Result<T> {
+        self.try_get(idx).map_err(|e| {
+            let column = match self.columns().get(idx) {
+                Some(c) => format!("column {idx} ({} {})", c.name(), c.type_()),
+                None => format!("column {idx} (absent: the row has {})", self.len()),
+            };
+            shape_error(what, &column, std::any::type_name::<T>(), &e)
+        })
+    }
+}
+
+/// The error for a row that does not have the shape the code reads.
+fn shape_error(
+    what: &dyn fmt::Display,
+    column: &str,
+    rust_type: &str,
+    cause: &dyn std::error::Error,
+) -> Error {
+    let mut cause_text = cause.to_string();
+    let mut src = cause.source();
+    while let Some(s) = src {
+        cause_text.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    Error::failed(format!(
+        "unexpected catalog shape on {} while {what}: {column} cannot be read as {rust_type} \
+         ({cause_text})",
+        server_version_label()
+    ))
+    .with_state("nothing was changed by this read")
+    .with_next(
+        "this PostgreSQL version's catalog differs from what pg-hotswap reads (PostgreSQL 15 to \
+         18 are tested, see `pg-hotswap --version`); report it with this message",
+    )
 }
 
 #[cfg(test)]

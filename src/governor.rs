@@ -18,7 +18,7 @@
 //! backlog is measured and reported as it grows, so it never grows unnoticed.
 
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::state::{Phase, State};
 use crate::ui::say;
 use crate::window::{self, Verdict, Window};
@@ -396,7 +396,7 @@ impl Watcher {
             )
             .await
             .ctx("reading the operator's request")?;
-        let control: Option<String> = row.get(0);
+        let control: Option<String> = row.col(0, &"reading the operator's request")?;
         self.phase = Phase::parse(row.get(1)).unwrap_or(Phase::Preflight);
         match control.as_deref() {
             Some("pause") => gate.paused = true,

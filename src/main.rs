@@ -10,6 +10,32 @@ use pg_hotswap::{demo, migrator, progress, ui};
 use std::io::{IsTerminal, Write};
 
 fn main() {
+    // `--version` / `-V` [--dsn <conninfo>]: the client's version and, when a connection
+    // resolves, the server's and whether it is tested (issue 14). Before clap, whose own
+    // version flag cannot reach a server.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
+        let dsn = match args.get(1..).unwrap_or_default() {
+            [] => None,
+            [flag, dsn] if flag == "--dsn" => Some(dsn.clone()),
+            [one] if one.starts_with("--dsn=") => Some(one["--dsn=".len()..].to_string()),
+            _ => {
+                eprintln!("usage: pg-hotswap --version [--dsn <conninfo>]");
+                std::process::exit(2);
+            }
+        };
+        let report = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(pg_hotswap::catalog::version_report(dsn.as_deref())));
+        std::process::exit(match report {
+            Ok(text) => print_out(text.as_bytes()),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                1
+            }
+        });
+    }
     let cli = Cli::parse();
     let json = cli.log_format == LogFormat::Json;
     let tty = std::io::stderr().is_terminal();

@@ -49,6 +49,8 @@ pub const FORMAT: u32 = 1;
 pub struct PlanReport {
     pub format: u32,
     pub table: String,
+    /// The server's version and whether the CI tests it (`PostgreSQL 18.4 (tested)`).
+    pub server: Option<String>,
     /// The worst verdict: `blocking` means `run` would refuse (and `plan` exits with 3).
     pub verdict: Verdict,
     pub exit_code: i32,
@@ -194,6 +196,7 @@ fn report(table: String) -> PlanReport {
     PlanReport {
         format: FORMAT,
         table,
+        server: crate::error::noted_server_version().map(catalog::describe_server_version),
         verdict: Verdict::Ok,
         exit_code: 0,
         refused: None,
@@ -1270,6 +1273,9 @@ pub fn render_text(r: &PlanReport) -> String {
     };
     line(format!("pg-hotswap plan for {} — {verdict}", r.table));
     line("nothing was changed: everything was tried in transactions that were rolled back".into());
+    if let Some(server) = &r.server {
+        line(format!("server: {server}"));
+    }
     if let Some(why) = &r.refused {
         line(String::new());
         line(format!("REFUSED: {why}"));

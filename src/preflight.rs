@@ -4,7 +4,7 @@
 //! do; warnings are returned for the caller to print and record.
 
 use crate::catalog::{self, Column, Constraint, IncomingForeignKey, Index, Table, Trigger, View};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::Ident;
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
@@ -71,12 +71,8 @@ pub fn is_capture_trigger(t: &Trigger) -> bool {
 /// Reads the source table and checks that it can be rewritten. `Err` with `Kind::Refused` names
 /// the table and the reason; the Vec holds warnings.
 pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .ctx("reading the server version")?
-        .get(0);
-    if version < 150_000 {
+    let version = catalog::server_version(client).await?;
+    if version < catalog::MIN_SERVER_VERSION {
         return Err(Error::refused(format!(
             "this server runs PostgreSQL {}.{}; pg-hotswap needs PostgreSQL 15 or newer",
             version / 10_000,
@@ -125,6 +121,25 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
     check_privileges(client, &table).await?;
 
     let columns = catalog::columns(client, oid).await?;
+    // PostgreSQL 18: a NOT NULL constraint may be NOT VALID (rows with NULLs may remain). The
+    // shadow (CREATE TABLE ... LIKE) would get it validated, so the copy would fail on those
+    // rows, or the new table would be stricter than the old one (issue 14).
+    if let Some(nn) = catalog::not_null_constraints(client, oid)
+        .await?
+        .into_iter()
+        .find(|nn| !nn.validated)
+    {
+        return Err(refuse(format!(
+            "its NOT NULL constraint {} on column {} is NOT VALID (PostgreSQL 18), which the \
+             new table cannot be given as it is",
+            nn.name.as_str(),
+            nn.column.as_str()
+        ))
+        .with_next(format!(
+            "validate it first (ALTER TABLE {} VALIDATE CONSTRAINT {}), or drop it, then run again",
+            table.name, nn.name
+        )));
+    }
     let indexes = catalog::indexes(client, oid).await?;
     let (key_index, key) = row_identity(&indexes, &columns).ok_or_else(|| {
         refuse(
@@ -170,8 +185,8 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         .await
         .ctx("looking for long-running transactions")?;
     for r in &long {
-        let pid: i32 = r.get(0);
-        let state: Option<String> = r.get(2);
+        let pid: i32 = r.col(0, &"looking for long-running transactions")?;
+        let state: Option<String> = r.col(2, &"looking for long-running transactions")?;
         warnings.push(format!(
             "session pid {pid} has had a transaction open for over a minute (state {}); \
              if it holds a lock on {name}, installing the capture trigger and the swap will wait \
@@ -238,8 +253,12 @@ async fn check_privileges(client: &Client, table: &Table) -> Result<()> {
         )
         .await
         .ctx("checking privileges")?;
-    let (superuser, member, me, bypassrls): (bool, bool, String, bool) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (superuser, member, me, bypassrls): (bool, bool, String, bool) = (
+        row.col(0, &"checking privileges")?,
+        row.col(1, &"checking privileges")?,
+        row.col(2, &"checking privileges")?,
+        row.col(3, &"checking privileges")?,
+    );
     let rls_applies = table.row_security
         && (table.force_row_security || me != table.owner.as_str())
         && !superuser
@@ -322,6 +341,7 @@ mod tests {
             constraint_comment: None,
             clustered: false,
             column_stats: Vec::new(),
+            temporal: false,
         }
     }
 

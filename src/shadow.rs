@@ -285,12 +285,12 @@ pub async fn build_in(
     for (n, ix) in src.indexes.iter().enumerate() {
         let tmp = Ident::new(tmp_index_name(run, n));
         original_names.push((tmp.clone(), ix.name.clone()));
-        if ix.constraint_type.as_deref() == Some("x") {
+        if ix.built_by_constraint() {
             let def = ix.constraint_def.as_deref().unwrap_or_default();
             tx.batch_execute(&format!("ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {def}"))
                 .await
                 .ctx(format_args!(
-                    "adding exclusion constraint {} to the shadow",
+                    "adding constraint {} to the shadow",
                     ix.name.as_str()
                 ))?;
             continue;
@@ -421,7 +421,9 @@ pub async fn build_in(
         };
         let tmp = Ident::new(tmp_index_name(run, n));
         let (create_sql, constraint_sql, by_constraint) = match ix.constraint_type.as_deref() {
-            Some("x") => (
+            // Exclusion constraints and temporal keys (issue 14): only their constraint makes
+            // their index.
+            _ if ix.built_by_constraint() => (
                 String::new(),
                 Some(format!(
                     "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {}",

@@ -3,7 +3,7 @@
 //! the error of a run that stopped. Reads only.
 
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Result, RowExt};
 use crate::state::State;
 use serde::Serialize;
 
@@ -91,7 +91,7 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
         .ctx("reading the runs")?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let status: String = r.get(3);
+        let status: String = r.col(3, &"reading the runs")?;
         let finished = status == "succeeded" || status == "aborted";
         let log: Option<crate::ident::QualifiedName> = match (
             r.get::<_, Option<String>>(11),
@@ -120,9 +120,13 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
                 );
             }
         }
-        let table_oid: u32 = r.get(15);
-        let rate: Option<f64> = if finished { None } else { r.get(19) };
-        let rows_left: Option<f64> = r.get(20);
+        let table_oid: u32 = r.col(15, &"reading the runs")?;
+        let rate: Option<f64> = if finished {
+            None
+        } else {
+            r.col(19, &"reading the runs")?
+        };
+        let rows_left: Option<f64> = r.col(20, &"reading the runs")?;
         let active_pid = if finished {
             None
         } else {

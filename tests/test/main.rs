@@ -21,4 +21,5 @@ mod semantics;
 mod soak;
 mod steering;
 mod tls;
+mod versions;
 mod workload;
