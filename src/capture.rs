@@ -46,13 +46,21 @@ pub async fn create_log(client: &mut Client, state: &State, plan: &Plan, kind: &
         .collect();
     let klist = crate::ident::join_idents(&kcols);
     let keys = plan.key_list();
+    // An UPDATE logs its old and its new keys. UNION folds the two when the source holds them
+    // equal; where the shadow compares keys otherwise (citext -> text: 'A@x' and 'a@x' are one
+    // key in the source, two in the shadow), both spellings must reach replay (issue 21).
+    let union = if plan.key.iter().any(|k| k.equality_changes()) {
+        "UNION ALL"
+    } else {
+        "UNION"
+    };
     let body = format!(
         "
 BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO {log} ({klist}) SELECT {keys} FROM hotswap_new;
   ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO {log} ({klist}) SELECT {keys} FROM hotswap_new UNION SELECT {keys} FROM hotswap_old;
+    INSERT INTO {log} ({klist}) SELECT {keys} FROM hotswap_new {union} SELECT {keys} FROM hotswap_old;
   ELSE
     INSERT INTO {log} ({klist}) SELECT {keys} FROM hotswap_old;
   END IF;

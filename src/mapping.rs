@@ -237,6 +237,7 @@ pub fn build(
             shadow_name: t.name.clone(),
             source_type: s.type_name.clone(),
             shadow_cast: (s.type_oid != t.type_oid).then(|| t.base_type.clone()),
+            shadow_collation: None,
         });
     }
     let dropped = source

@@ -51,6 +51,19 @@ pub struct KeyColumn {
     pub shadow_name: Ident,
     pub source_type: String,
     pub shadow_cast: Option<String>,
+    /// The shadow column's collation (quoted, qualified) when it differs from the source's: a
+    /// logged key is then compared with the shadow's keys in it.
+    #[serde(default)]
+    pub shadow_collation: Option<String>,
+}
+
+impl KeyColumn {
+    /// True when the shadow compares this key column otherwise than the source (another type
+    /// or collation): two spellings the source holds equal ('A@x' and 'a@x' in citext) can then
+    /// be two keys in the shadow, so the capture must log both (issue 21).
+    pub fn equality_changes(&self) -> bool {
+        self.shadow_cast.is_some() || self.shadow_collation.is_some()
+    }
 }
 
 /// An index to build on the shadow after the copy. `create_sql` creates it under its temporary

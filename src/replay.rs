@@ -151,9 +151,15 @@ pub async fn apply_batch(
     let shadow_keys: Vec<String> = kcols
         .iter()
         .zip(&plan.key)
-        .map(|(k, key)| match &key.shadow_cast {
-            Some(t) => format!("CAST({k} AS {t})"),
-            None => k.to_string(),
+        .map(|(k, key)| {
+            let e = match &key.shadow_cast {
+                Some(t) => format!("CAST({k} AS {t})"),
+                None => k.to_string(),
+            };
+            match &key.shadow_collation {
+                Some(c) => format!("{e} COLLATE {c}"),
+                None => e,
+            }
         })
         .collect();
     let keys = plan.key_list();

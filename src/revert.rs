@@ -131,6 +131,8 @@ pub fn reverse_plan(
                 shadow_name: k.name.clone(),
                 source_type: new_type,
                 shadow_cast: cast,
+                // Not followed on the way back (a collation change of a key column).
+                shadow_collation: None,
             }
         })
         .collect();

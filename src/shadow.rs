@@ -365,7 +365,7 @@ pub async fn build_in(
         })?,
         None => Vec::new(),
     };
-    let built = mapping::build(
+    let mut built = mapping::build(
         &table.human(),
         &src.columns,
         &shadow_cols,
@@ -374,6 +374,16 @@ pub async fn build_in(
         req.maps,
         &type_changes,
     )?;
+    // Key columns whose collation the ALTER changes are compared in the shadow's (issue 21).
+    let src_names: Vec<&str> = built.key.iter().map(|k| k.name.as_str()).collect();
+    let dst_names: Vec<&str> = built.key.iter().map(|k| k.shadow_name.as_str()).collect();
+    let src_coll = crate::verify::collations(tx, t.oid, &src_names).await?;
+    let dst_coll = crate::verify::collations(tx, shadow_oid, &dst_names).await?;
+    for ((k, sc), dc) in built.key.iter_mut().zip(src_coll).zip(dst_coll) {
+        if sc != dc {
+            k.shadow_collation = dc;
+        }
+    }
 
     // --- dependents (issue 13, input 6): refuse what PostgreSQL's ALTER refuses because of a
     // view, rule, policy, trigger... on a dropped or retyped column, before anything is copied;

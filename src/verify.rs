@@ -78,7 +78,7 @@ fn is_integer_type(t: &str) -> bool {
 }
 
 /// The collations (quoted, schema-qualified) of columns `names` of table `oid`, in that order.
-async fn collations(
+pub async fn collations(
     client: &impl tokio_postgres::GenericClient,
     oid: u32,
     names: &[&str],
