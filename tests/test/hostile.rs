@@ -345,7 +345,10 @@ async fn option_values_with_sql_are_refused_or_plain_names() {
         "ADD COLUMN z text /* ' */; DROP TABLE public.canary; --'",
         "ADD COLUMN \"z\"\"\" text DEFAULT $x$ ' $x$; DROP TABLE public.canary; --'",
     ] {
-        refused(&db, &client, &with(&["--alter", alter]), 3, "").await;
+        // Each hides its `;` from a naive scan; the lexer of alter_text sees it (exit 2), and
+        // the server would refuse a second statement anyway (the ALTER goes over the extended
+        // protocol).
+        refused(&db, &client, &with(&["--alter", alter]), 2, "without ';'").await;
     }
     refused(
         &db,
