@@ -14,6 +14,7 @@ mod plan;
 mod privileges;
 mod resume;
 mod revert;
+mod scenarios;
 mod soak;
 mod steering;
 mod tls;
