@@ -17,6 +17,7 @@ mod privileges;
 mod refusals;
 mod resume;
 mod revert;
+mod scenarios;
 mod semantics;
 mod soak;
 mod steering;

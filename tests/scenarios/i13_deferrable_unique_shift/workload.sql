@@ -1,0 +1,4 @@
+-- tx
+UPDATE {t} SET pos = pos + 1;
+-- tx
+UPDATE {t} SET pos = pos - 1;

@@ -1,0 +1,2 @@
+-- tx
+UPDATE {t} SET nickname = 'n' || $10 WHERE id = $1;
