@@ -10,6 +10,7 @@ mod end_to_end;
 mod errors;
 mod harness;
 mod hostile;
+mod oracle;
 mod plan;
 mod privileges;
 mod resume;
