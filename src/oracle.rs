@@ -982,19 +982,33 @@ fn alter_fails(plan: &Plan, clone: &QualifiedName, rows: u64, e: &Error) -> Erro
     )
 }
 
-/// The refusal for a mapping that fails on rows where the ALTER succeeds.
+/// The refusal for a mapping that fails on rows where the ALTER succeeds: the copy would stop
+/// there.
 fn mapping_fails(plan: &Plan, rows: u64, nulled: Option<&str>, e: &Error) -> Error {
+    let maps: Vec<&str> = plan
+        .columns
+        .iter()
+        .filter(|c| matches!(c.source, ColumnSource::Mapped { .. }))
+        .map(|c| c.column.as_str())
+        .collect();
+    let next = if maps.is_empty() {
+        "please report it (the table's definition and the --alter)".to_string()
+    } else {
+        format!(
+            "fix the --map expression of {} (SQL over the old row; it must work on every row), \
+             or report it if the --map is not the cause",
+            maps.join(", ")
+        )
+    };
     Error::refused(format!(
-        "the column mapping of {} fails {} where PostgreSQL's own ALTER TABLE succeeds: {}",
+        "the column mapping of {} fails {} where PostgreSQL's own ALTER TABLE succeeds, so the \
+         copy would stop on such a row: {}",
         plan.source.human(),
         rows_phrase(plan, rows, nulled),
         e.message()
     ))
     .with_state(nothing_changed(plan))
-    .with_next(
-        "if a --map expression fails, fix it; otherwise please report it (the table's \
-         definition and the --alter)",
-    )
+    .with_next(next)
 }
 
 #[cfg(test)]

@@ -261,6 +261,26 @@ async fn an_alter_that_fails_on_the_rows_is_refused_early() {
     .await;
 }
 
+/// A `--map` that fails on a sampled row (here the last by key) is refused before anything is
+/// created, instead of stopping the copy halfway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_that_fails_on_a_sampled_row_is_refused_early() {
+    let (db, client) = setup("oracle_map_fails", "(1, 1.25), (2, 2), (3, 7)").await;
+    let before = snapshot(&client).await;
+    let out = run(
+        &db,
+        &["--alter", "ADD COLUMN n int", "--map", "n = 1 / (id - 3)"],
+    )
+    .await;
+    assert_refused(
+        &client,
+        &before,
+        &out,
+        &["division by zero", "fix the --map expression of n"],
+    )
+    .await;
+}
+
 /// `plan` shows the check's outcome: agreement with the rows and columns compared, and a
 /// refusal with both values (exit 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
