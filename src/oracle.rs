@@ -745,7 +745,7 @@ async fn map_rows(
     let (out_sql, in_sql) = crate::copier::copy_statements(&p, &format!("AS {}", plan.source.name));
     let what = || {
         format!(
-            "sample check: the mapping of {} over the sampled rows",
+            "the mapping of {} over the sampled rows",
             plan.source.human()
         )
     };
@@ -791,9 +791,7 @@ async fn trial(
         // The extended protocol, as on the shadow: one statement, whatever the text hides.
         let sql = format!("ALTER TABLE {clone} {alter}");
         let altered = step(tx, async {
-            tx.execute(&sql, &[])
-                .await
-                .ctx("PostgreSQL's own ALTER TABLE on the sampled rows")
+            tx.execute(&sql, &[]).await.ctx("PostgreSQL says")
         })
         .await?;
         if let Err(e) = altered {
@@ -830,7 +828,8 @@ async fn trial(
 }
 
 /// For each column of `cols` whose `::text` differs between `left` and `right` on some row
-/// (rows matched by `row`): the first such row with its key (`key`, read from `left`), and how
+/// (rows matched by `row`): the first such row with its key (`key`, read from `right`, the
+/// mapping's side: the source's key through its cast, even where a `USING` changes it), and how
 /// many rows differ.
 async fn differences(
     tx: &Transaction<'_>,
@@ -851,7 +850,7 @@ async fn differences(
         .join(", ");
     let key_array = key
         .iter()
-        .map(|k| format!("l.{k}::text"))
+        .map(|k| format!("r.{k}::text"))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
