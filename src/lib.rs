@@ -27,6 +27,7 @@ pub mod ident;
 pub mod locking;
 pub mod mapping;
 pub mod migrator;
+pub mod oracle;
 pub mod plan;
 pub mod planner;
 pub mod preflight;

@@ -807,6 +807,9 @@ fn print_mapping(plan: &Plan) {
         };
         say(&format!("column {}: {how}", c.column.as_str()));
     }
+    if let Some(s) = &plan.sample_check {
+        say(&s.summary());
+    }
     for d in &plan.dropped {
         say(&format!(
             "column {}: DROPPED — its data is not carried into the new table",

@@ -132,6 +132,9 @@ pub struct Plan {
     /// the swap installs on the new table. See `revert.rs`.
     #[serde(default)]
     pub reverse: Option<Box<ReversePlan>>,
+    /// What the sample oracle found when the shadow was created (issue 13; `oracle.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_check: Option<crate::oracle::SampleCheck>,
 }
 
 /// The way back, decided when the shadow is created; completed with the names the swap chose

@@ -58,6 +58,8 @@ pub struct PlanReport {
     pub refused: Option<String>,
     pub source: Option<SourceSummary>,
     pub columns: Vec<ColumnLine>,
+    /// PostgreSQL's own ALTER on sampled rows against the mapping (issue 13, `oracle.rs`).
+    pub sample_check: Option<crate::oracle::SampleCheck>,
     pub carried_over: Option<CarriedOver>,
     /// Preflight warnings (as `run` prints them).
     pub warnings: Vec<String>,
@@ -202,6 +204,7 @@ fn report(table: String) -> PlanReport {
         refused: None,
         source: None,
         columns: Vec::new(),
+        sample_check: None,
         carried_over: None,
         warnings: Vec::new(),
         checks: Vec::new(),
@@ -295,6 +298,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
             Err(e) => return Err(e),
         };
     r.columns = columns(&plan);
+    r.sample_check = plan.sample_check.clone();
     r.carried_over = Some(carried_over(&plan, &src, &table));
 
     // Rows: the catalog's estimate, or a count when the table was never analyzed.
@@ -1325,6 +1329,10 @@ pub fn render_text(r: &PlanReport) -> String {
             };
             line(format!("  {:<24} {how}", c.column));
         }
+    }
+    if let Some(s) = &r.sample_check {
+        line(String::new());
+        line(s.summary());
     }
     if let Some(c) = &r.carried_over {
         line(String::new());

@@ -181,6 +181,7 @@ pub fn reverse_plan(
         fingerprint: String::new(),
         dropped_indexes: Vec::new(),
         reverse: None,
+        sample_check: None,
     };
     ReversePlan {
         plan,

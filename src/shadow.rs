@@ -592,7 +592,12 @@ pub async fn build_in(
         fingerprint: src.fingerprint.clone(),
         dropped_indexes,
         reverse: None,
+        sample_check: None,
     };
+    // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
+    // mapping gives them, or nothing is created (`oracle.rs`; rolled back inside).
+    let mut plan = plan;
+    plan.sample_check = Some(crate::oracle::check_sample(tx, src, &plan, req.alter).await?);
     Ok(plan)
 }
 

@@ -225,7 +225,10 @@ async fn map_expression_that_fails() {
     )
     .await;
     // Fails on the data: only the copy finds it. The run stops with its objects in place;
-    // the message names the column and says to abort and fix the expression.
+    // the message names the column and says to abort and fix the expression. (Row 1500 is
+    // outside the sample oracle's rows, issue 13: the first 1,000 in scan order, the first and
+    // last by key; a failing row inside it is refused before anything is created, see
+    // oracle::a_map_that_fails_on_a_sampled_row_is_refused_early.)
     let before = snapshot(&client).await;
     let out = hotswap_async(&[
         "run",
@@ -236,7 +239,7 @@ async fn map_expression_that_fails() {
         "--alter",
         "ADD COLUMN n int",
         "--map",
-        "n=1 / (id - 1000)",
+        "n=1 / (id - 1500)",
     ])
     .await;
     assert_failure(

@@ -12,6 +12,7 @@ mod errors;
 mod harness;
 mod hostile;
 mod keys;
+mod oracle;
 mod plan;
 mod privileges;
 mod refusals;
