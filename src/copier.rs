@@ -104,10 +104,11 @@ impl RawCast {
     }
 }
 
-/// The server-side copy of the rows matching `predicate` (see [`CopyForm::insert_select`]).
-pub fn insert_select_statement(plan: &Plan, predicate: &str) -> String {
+/// The server-side copy of the rows `filter` selects (`WHERE ...`, or nothing) through the
+/// mapping (see [`CopyForm::insert_select`]).
+pub fn insert_select_statement(plan: &Plan, filter: &str) -> String {
     format!(
-        "INSERT INTO {} ({}){} SELECT {} FROM ONLY {} WHERE {predicate}",
+        "INSERT INTO {} ({}){} SELECT {} FROM ONLY {} {filter}",
         plan.shadow,
         crate::ident::join_idents(plan.copy_columns()),
         if plan.overriding {
@@ -169,7 +170,10 @@ SELECT w.attname, \
  GROUP BY w.attname";
 
 /// What `typ` is after looking through domains: (oid, array element type or 0).
-async fn domain_base(client: &Client, mut typ: u32) -> Result<(u32, u32)> {
+async fn domain_base(
+    client: &impl tokio_postgres::GenericClient,
+    mut typ: u32,
+) -> Result<(u32, u32)> {
     for _ in 0..32 {
         let row = client
             .query_one(
@@ -197,7 +201,10 @@ async fn domain_base(client: &Client, mut typ: u32) -> Result<(u32, u32)> {
 }
 
 /// Decides the copy's form for the shadow of `plan` (see the module comment).
-pub async fn copy_form(client: &Client, plan: &Plan) -> Result<CopyForm> {
+pub async fn copy_form(
+    client: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+) -> Result<CopyForm> {
     const XML: u32 = 142;
     let what = || {
         format!(
@@ -499,7 +506,10 @@ pub async fn copy_unit(
         forward(stream, sink).await.ctx(what())?
     } else {
         let rows = tx
-            .execute(&insert_select_statement(plan, &predicate), &[])
+            .execute(
+                &insert_select_statement(plan, &format!("WHERE {predicate}")),
+                &[],
+            )
             .await
             .ctx(what())?;
         (rows, 0)

@@ -721,8 +721,8 @@ async fn create_mapped(
     ))
 }
 
-/// Sends the rows of `from` through the mapping into `into` with the copy's own statements
-/// (`copier::copy_statements`), the row number riding along as one more column. One connection
+/// Sends the rows of `from` through the mapping into `into` with the copy's own statements in
+/// the copy's own form (`copier::copy_form`), the row number riding along as one more column. One connection
 /// cannot stream a COPY out into a COPY in, so the bytes are held in memory in between (the
 /// sample is bounded).
 async fn map_rows(
@@ -741,14 +741,33 @@ async fn map_rows(
         source: ColumnSource::Same,
         expr: Some(row.to_string()),
     });
-    // The clone answers to the table's name, as the mapping's expressions expect.
-    let (out_sql, in_sql) = crate::copier::copy_statements(&p, &format!("AS {}", plan.source.name));
     let what = || {
         format!(
             "the mapping of {} over the sampled rows",
             plan.source.human()
         )
     };
+    // The clone answers to the table's name, as the mapping's expressions expect.
+    let alias = format!("AS {}", plan.source.name);
+    // The very form the copy will use for this shadow (binary, text for xml, or INSERT ...
+    // SELECT for a domain with a NOT VALID constraint), or the check tests another path.
+    let form = crate::copier::copy_form(tx, plan).await?;
+    if !form.insert_select.is_empty() {
+        return tx
+            .execute(&crate::copier::insert_select_statement(&p, &alias), &[])
+            .await
+            .ctx(what());
+    }
+    if form.text {
+        // As the copy's workers pin them (copier.rs); undone with the check's savepoint.
+        tx.batch_execute(
+            "SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; \
+             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL bytea_output = 'hex'",
+        )
+        .await
+        .ctx(what())?;
+    }
+    let (out_sql, in_sql) = crate::copier::copy_statements_in(&p, &form, &alias);
     let stream = tx.copy_out(&out_sql).await.ctx(what())?;
     pin_mut!(stream);
     let mut data: Vec<Bytes> = Vec::new();

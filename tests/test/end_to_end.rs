@@ -112,6 +112,9 @@ async fn no_write_is_lost_int_to_bigint() {
         "ALTER COLUMN id TYPE bigint",
         "--jobs",
         "2",
+        // At least 20 chunks, as a big table has (issue 21): 40 of 5,000 rows.
+        "--chunk-rows",
+        "5000",
         "--output",
         "json",
     ])
@@ -133,6 +136,7 @@ async fn no_write_is_lost_int_to_bigint() {
         json["rows_copied"].as_u64().unwrap_or(0) >= ROWS as u64,
         "{json}"
     );
+    assert!(json["chunks"].as_u64().unwrap_or(0) >= 20, "{json}");
     assert!(json["lock_attempts"].as_u64().unwrap_or(0) >= 1, "{json}");
     assert!(json["lock_held_ms"].as_f64().is_some(), "{json}");
     assert!(
