@@ -269,7 +269,7 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
                 }
                 0
             }
-            Err(e) => fail(&advise(e, &opts.table)),
+            Err(e) => fail(&advise(e, &opts)),
         },
         sig = shutdown_signal() => {
             let phase = migrator::mark_interrupted(&opts.conn, &opts.state_schema, &opts.table).await;
@@ -287,19 +287,30 @@ async fn run(opts: migrator::RunOptions, output: OutputFormat) -> i32 {
     }
 }
 
-/// A run that failed on the data itself (a cast or `--map` expression that fails for some row,
-/// a constraint the new rows break) fails the same way when run again: say so.
-fn advise(e: Error, table: &str) -> Error {
-    if e.is_data_error() {
-        let next = format!(
-            "the rows do not fit the new shape: `pg-hotswap abort --table {table}`, then change \
-             the --alter (a USING clause) or the --map expressions so that they work for every \
-             row, and run again"
-        );
-        e.with_next(next)
-    } else {
-        e
+/// A run that failed on the data itself (a cast, `USING` or `--map` expression that fails for
+/// some row, a constraint the new rows break) fails the same way when run again: say so, and
+/// point at what the user wrote — a USING or a --map only when there is one (issue 13).
+fn advise(e: Error, opts: &migrator::RunOptions) -> Error {
+    if !e.is_data_error() {
+        return e;
     }
+    let table = &opts.table;
+    let has_using = opts
+        .alter
+        .as_deref()
+        .and_then(|a| pg_hotswap::alter_text::type_changes(a).ok())
+        .is_some_and(|t| t.iter().any(|c| c.using.is_some()));
+    let what = match (has_using, !opts.maps.is_empty()) {
+        (true, true) => "the --alter's USING expressions or the --map expressions so that they work",
+        (true, false) => "the --alter's USING expressions so that they work",
+        (false, true) => "the --map expressions so that they work",
+        (false, false) => "the rows (or the --alter) so that the new shape holds",
+    };
+    e.with_next(format!(
+        "the rows do not fit the new shape, and PostgreSQL's own ALTER TABLE would fail on them too: \
+         `pg-hotswap abort --table {table}` removes what the run created; then change {what} \
+         for every row, and run again"
+    ))
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming the signal.

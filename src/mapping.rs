@@ -106,12 +106,12 @@ pub fn build(
     for k in key {
         if let Some(u) = using_of(k) {
             return Err(Error::refused(format!(
-                "cannot rewrite table {table}: the ALTER changes row identity column {:?} with                  USING {u}; pg-hotswap finds the new row of a changed key by converting the key,                  which an arbitrary expression does not allow",
+                "cannot rewrite table {table}: the ALTER changes row identity column {:?} with USING {u}; pg-hotswap finds the new row of a changed key by converting the key, which an arbitrary expression does not allow",
                 k.as_str()
             ))
             .with_state("nothing was changed")
             .with_next(
-                "change the key's type without USING (a plain cast), or rewrite the other columns                  in this run and the key in a blocking ALTER TABLE",
+                "change the key's type without USING (a plain cast), or rewrite the other columns in this run and the key in a blocking ALTER TABLE",
             ));
         }
     }

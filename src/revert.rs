@@ -66,7 +66,7 @@ pub fn reverse_plan(
             // A cast back would not undo an expression ((amount * 100)::bigint): the way back
             // must be said, as the way there was (issue 13).
             unsafe_reasons.push(format!(
-                "column {:?} was rewritten with USING; give --map-back {}=<expression over the new row>                  to say how the old value is computed",
+                "column {:?} was rewritten with USING; give --map-back {}=<expression over the new row> to say how the old value is computed",
                 o.name.as_str(),
                 o.name.as_str()
             ));
