@@ -301,7 +301,9 @@ fn advise(e: Error, opts: &migrator::RunOptions) -> Error {
         .and_then(|a| pg_hotswap::alter_text::type_changes(a).ok())
         .is_some_and(|t| t.iter().any(|c| c.using.is_some()));
     let what = match (has_using, !opts.maps.is_empty()) {
-        (true, true) => "the --alter's USING expressions or the --map expressions so that they work",
+        (true, true) => {
+            "the --alter's USING expressions or the --map expressions so that they work"
+        }
         (true, false) => "the --alter's USING expressions so that they work",
         (false, true) => "the --map expressions so that they work",
         (false, false) => "the rows (or the --alter) so that the new shape holds",
