@@ -143,10 +143,16 @@ pub async fn plan_chunks(
             .ctx(format_args!("reading the key histogram of {}", src.human()))?
             .and_then(|r| r.get(0));
         let bounds = match hist {
-            Some(h) if h.len() >= 3 => histogram_bounds(&h, n),
-            _ => arithmetic_bounds(min, max, n),
+            Some(h) if h.len() >= 3 => Some(histogram_bounds(&h, n)),
+            _ if estimated_rows > 0.0 => Some(arithmetic_bounds(min, max, n)),
+            // Never analyzed: neither a histogram nor a row count. Arithmetic ranges over
+            // min..max would be one per `chunk_rows` *key values* — 83,337 chunks for a 600-row
+            // table whose new ids start at 1,000,001 — so walk the key index instead (below).
+            _ => None,
         };
-        return Ok(render_integer(&k.to_string(), &bounds));
+        if let Some(bounds) = bounds {
+            return Ok(render_integer(&k.to_string(), &bounds));
+        }
     }
     // Any other key: every chunk_rows-th key in the key index's order is a boundary, when that
     // order can be trusted; otherwise block ranges.

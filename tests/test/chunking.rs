@@ -301,3 +301,47 @@ async fn crash_between_grouped_transactions_then_resume_copies_no_chunk_twice() 
     );
     assert_matches_ledger(&client, &spec).await;
 }
+
+/// A table never analyzed (no histogram, no row estimate) with sparse integer keys: the chunks
+/// follow the rows, not the span of key values (the scenario corpus planned 83,337 chunks for
+/// a 600-row table whose newest ids start at 1,000,001, and the run took minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_keys_of_a_table_never_analyzed_make_few_chunks() {
+    let db = TestDb::new("chunks_never_analyzed").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = off);
+             INSERT INTO t SELECT g, 'v' FROM generate_series(1, 600) g;
+             INSERT INTO t SELECT g, 'w' FROM generate_series(1000001, 1000050) g;",
+        )
+        .await
+        .unwrap();
+    let out = crate::harness::hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--chunk-rows",
+        "12",
+        "--chunk-time",
+        "off",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let (chunks, rows): (i64, i64) = client
+        .query_one(
+            "SELECT count(*), sum(rows)::int8 FROM hotswap.chunks WHERE run_id = (SELECT max(id) FROM hotswap.runs)",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(rows, 650, "every row copied once");
+    assert!(
+        (50..=70).contains(&chunks),
+        "{chunks} chunks for 650 rows of 12 per chunk\n{}",
+        describe(&out)
+    );
+}
