@@ -23,6 +23,9 @@
 //!   cannot compare, e.g. a new column with a volatile default).
 //! - `check.sql` (optional): queries run after the run, each must return one `true`.
 //!
+//! Writers whose drawn `$1`..`$8` share a value take turns (transaction advisory locks), so the
+//! table and its ledger see the same interleaving; others run concurrently.
+//!
 //! The ledger is a plain copy of the table made right after `setup.sql`: `LIKE` with defaults,
 //! generated columns, identity, indexes (so ON CONFLICT and unique keys behave the same) and
 //! storage, the rows copied, then the table's CHECK constraints added as they are (NOT VALID stays
@@ -471,6 +474,18 @@ async fn run_template(
         .batch_execute(begin)
         .await
         .map_err(|e| tx_error(begin, e))?;
+    // Writers that touch the same keys take turns (advisory locks on the drawn values, in order:
+    // no deadlock). Without it two writers could mirror differently: a DELETE that waited for a
+    // concurrent delete-and-reinsert of the same unique value finds 0 rows on the table (the row
+    // it waited for is gone, the new one is not in its snapshot) and then 1 on the ledger (a new
+    // statement, a new snapshot) — an application race, not a lost write. Writers on different
+    // keys still run concurrently, so log ids still commit out of order.
+    let keys: Vec<i64> = params[..8].to_vec();
+    let lock = "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest($1::int8[]) AS k ORDER BY 1) s";
+    client
+        .execute(lock, &[&keys])
+        .await
+        .map_err(|e| tx_error(lock, e))?;
     for stmt in &template.statements {
         let sql = substitute(stmt, params);
         if sql.contains("{t}") {
