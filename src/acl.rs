@@ -12,7 +12,7 @@
 //! table's privileges. The state schema does the same for its own tables when it is created
 //! (sql/state_schema.sql).
 
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Result, RowExt};
 use crate::ident::QualifiedName;
 use tokio_postgres::GenericClient;
 
@@ -33,6 +33,10 @@ pub async fn keep_to_owner(
 ) -> Result<Vec<String>> {
     let mut stmts = Vec::new();
     for object in objects {
+        let what = match object {
+            Object::Table(t) => format!("reading the privileges on {}", t.human()),
+            Object::Function(f) => format!("reading the privileges on {}()", f.human()),
+        };
         let rows = match object {
             Object::Table(t) => client
                 .query(
@@ -40,17 +44,18 @@ pub async fn keep_to_owner(
                     &[&t.to_string()],
                 )
                 .await
-                .ctx(format_args!("reading the privileges on {}", t.human()))?,
+                .ctx(&what)?,
             Object::Function(f) => client
                 .query(
                     include_str!("../sql/foreign_grants_function.sql"),
                     &[&format!("{f}()")],
                 )
                 .await
-                .ctx(format_args!("reading the privileges on {}()", f.human()))?,
+                .ctx(&what)?,
         };
         for r in rows {
-            let (kind, name, grantees): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let (kind, name, grantees): (String, String, String) =
+                (r.col(0, &what)?, r.col(1, &what)?, r.col(2, &what)?);
             stmts.push(format!("REVOKE ALL ON {kind} {name} FROM {grantees}"));
         }
     }

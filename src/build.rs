@@ -17,7 +17,7 @@
 //! and validates them after it commits.
 
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::literal;
 use crate::plan::{Plan, ShadowIndex};
 use crate::preflight::Source;
@@ -295,7 +295,7 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
 }
 
 async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
-    Ok(client
+    client
         .query_opt(
             "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
               WHERE i.indrelid = $1 AND i.indisreplident",
@@ -303,11 +303,12 @@ async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<St
         )
         .await
         .ctx("reading the replica identity index")?
-        .map(|r| r.get(0)))
+        .map(|r| r.col(0, &"reading the replica identity index"))
+        .transpose()
 }
 
 async fn existing_relations(client: &Client, plan: &Plan) -> Result<Vec<String>> {
-    Ok(client
+    client
         .query(
             "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
               WHERE i.indrelid = $1",
@@ -316,12 +317,12 @@ async fn existing_relations(client: &Client, plan: &Plan) -> Result<Vec<String>>
         .await
         .ctx("reading the shadow's indexes")?
         .iter()
-        .map(|r| r.get(0))
-        .collect())
+        .map(|r| r.col(0, &"reading the shadow's indexes"))
+        .collect()
 }
 
 async fn shadow_constraint_names(client: &Client, plan: &Plan) -> Result<Vec<String>> {
-    Ok(client
+    client
         .query(
             "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
             &[&plan.shadow_oid],
@@ -329,6 +330,6 @@ async fn shadow_constraint_names(client: &Client, plan: &Plan) -> Result<Vec<Str
         .await
         .ctx("reading the shadow's constraints")?
         .iter()
-        .map(|r| r.get(0))
-        .collect())
+        .map(|r| r.col(0, &"reading the shadow's constraints"))
+        .collect()
 }

@@ -18,7 +18,7 @@
 //! EXCLUSIVE on the live table, so it runs under the lock discipline of `locking`.
 
 use crate::acl::Object;
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Result, RowExt};
 use crate::ident::{dollar_quote, Ident};
 use crate::locking::{self, LockPolicy};
 use crate::plan::Plan;
@@ -242,21 +242,21 @@ pub async fn backlog_estimate_of(
     client: &impl tokio_postgres::GenericClient,
     log: &crate::ident::QualifiedName,
 ) -> Result<i64> {
-    Ok(client
+    client
         .query_one(
             &format!("SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {log}"),
             &[],
         )
         .await
         .ctx("measuring the change log")?
-        .get(0))
+        .col(0, &"measuring the change log")
 }
 
 /// Number of log rows waiting to be replayed.
 pub async fn backlog(client: &Client, plan: &Plan) -> Result<i64> {
-    Ok(client
+    client
         .query_one(&format!("SELECT count(*) FROM {}", plan.capture.log), &[])
         .await
         .ctx("counting the change log")?
-        .get(0))
+        .col(0, &"counting the change log")
 }

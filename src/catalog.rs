@@ -515,7 +515,7 @@ pub async fn indexes(client: &impl GenericClient, oid: Oid) -> Result<Vec<Index>
                 partial: r.col(8, &what)?,
                 nkeys: r.col(9, &what)?,
                 key_columns: r
-                    .get::<_, Vec<String>>(10)
+                    .col::<Vec<String>>(10, &what)?
                     .into_iter()
                     .map(Ident::new)
                     .collect(),
@@ -529,7 +529,7 @@ pub async fn indexes(client: &impl GenericClient, oid: Oid) -> Result<Vec<Index>
                 constraint_comment: r.col(18, &what)?,
                 clustered: r.col(19, &what)?,
                 column_stats: r
-                    .get::<_, Vec<String>>(20)
+                    .col::<Vec<String>>(20, &what)?
                     .iter()
                     .filter_map(|x| {
                         let (a, b) = x.split_once(':')?;
@@ -558,7 +558,7 @@ pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Co
                 validated: r.col(4, &what)?,
                 references: r.col(5, &what)?,
                 columns: r
-                    .get::<_, Vec<String>>(6)
+                    .col::<Vec<String>>(6, &what)?
                     .into_iter()
                     .map(Ident::new)
                     .collect(),

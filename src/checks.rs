@@ -517,7 +517,7 @@ async fn pooler(client: &Client, spec: &ConnSpec) -> Result<Check> {
                 .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
                 .await
                 .ctx("probing for a pooler")?
-                .get::<_, i32>(0),
+                .col::<i32>(0, &"probing for a pooler")?,
         ),
         Err(_) => None,
     };
@@ -525,7 +525,7 @@ async fn pooler(client: &Client, spec: &ConnSpec) -> Result<Check> {
         .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
         .await
         .ctx("probing for a pooler")?
-        .get(0);
+        .col(0, &"probing for a pooler")?;
     let _ = other.batch_execute("ROLLBACK").await;
     drop(other);
     let (verdict, summary) = pooler_verdict(&PoolerProbe {
@@ -590,7 +590,13 @@ async fn privileges(client: &Client, input: &CheckInput<'_>) -> Result<Check> {
         Option<bool>,
         bool,
         bool,
-    ) = (r.get(4), r.get(5), r.get(6), r.get(7), r.get(8));
+    ) = (
+        r.col(4, &"checking privileges")?,
+        r.col(5, &"checking privileges")?,
+        r.col(6, &"checking privileges")?,
+        r.col(7, &"checking privileges")?,
+        r.col(8, &"checking privileges")?,
+    );
     let db = Ident::new(r.col::<String>(9, &"checking privileges")?);
     let me_q = Ident::new(me.clone());
     let state = Ident::new(input.state_schema);
@@ -1253,7 +1259,7 @@ async fn disk(
     }
     let data_dir: String = r.col(1, &"reading the data directory")?;
     let data_path = r
-        .get::<_, Option<String>>(2)
+        .col::<Option<String>>(2, &"reading the data directory")?
         .unwrap_or_else(|| data_dir.clone());
     let wal_path = format!("{data_dir}/pg_wal");
     let lines = match df(client, &[&data_path, &wal_path]).await {
@@ -1356,7 +1362,9 @@ async fn df(client: &Client, paths: &[&str]) -> Result<Vec<String>> {
             .query("SELECT line FROM hotswap_df", &[])
             .await
             .ctx("reading df's output")?;
-        Ok::<_, Error>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        rows.iter()
+            .map(|r| r.col::<String>(0, &"reading df's output"))
+            .collect::<Result<Vec<_>>>()
     }
     .await;
     let _ = client.batch_execute("ROLLBACK").await;

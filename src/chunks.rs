@@ -15,7 +15,7 @@
 //! `batching`): the chunks partition the key space in order, so chunks i..j together are exactly
 //! "lower bound of i AND upper bound of j".
 
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Result, RowExt};
 use crate::ident::literal;
 use crate::plan::Plan;
 use tokio_postgres::Client;
@@ -123,7 +123,8 @@ pub async fn plan_chunks(
             )
             .await
             .ctx(format_args!("reading the key range of {}", src.human()))?;
-        let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        let what = format_args!("reading the key range of {}", src.human());
+        let (min, max): (Option<i64>, Option<i64>) = (row.col(0, &what)?, row.col(1, &what)?);
         let (Some(min), Some(max)) = (min, max) else {
             return Ok(vec![Chunk::from_bounds(0, None, None)]);
         };
@@ -141,7 +142,14 @@ pub async fn plan_chunks(
             )
             .await
             .ctx(format_args!("reading the key histogram of {}", src.human()))?
-            .and_then(|r| r.get(0));
+            .map(|r| {
+                r.col::<Option<Vec<i64>>>(
+                    0,
+                    &format_args!("reading the key histogram of {}", src.human()),
+                )
+            })
+            .transpose()?
+            .flatten();
         let bounds = match hist {
             Some(h) if h.len() >= 3 => Some(histogram_bounds(&h, n)),
             _ if estimated_rows > 0.0 => Some(arithmetic_bounds(min, max, n)),

@@ -11,7 +11,7 @@
 
 use crate::catalog;
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::state::{State, UnfinishedRun};
 use crate::ui::say;
 use std::time::{Duration, Instant};
@@ -114,7 +114,7 @@ pub async fn wait_aborted(opts: &ControlOptions, run: i64, timeout: Duration) ->
             )
             .await
             .ctx("watching the run stop")?
-            .get(0);
+            .col(0, &"watching the run stop")?;
         if status != "running" {
             if status == "aborted" {
                 say(&format!(

@@ -34,7 +34,7 @@
 use crate::batching::{Queue, Sizer};
 use crate::chunks::{self, Bounds, Chunk};
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::governor::Governor;
 use crate::plan::Plan;
 use crate::state::State;
@@ -317,14 +317,16 @@ pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<
         )
         .await
         .ctx("reading pending chunks")?;
-    Ok(rows
-        .iter()
-        .map(|r| Chunk {
-            no: r.get(0),
-            predicate: r.get(1),
-            bounds: Bounds::from_array(r.get(2)),
+    let what = format_args!("reading the pending chunks of run {run}");
+    rows.iter()
+        .map(|r| {
+            Ok(Chunk {
+                no: r.col(0, &what)?,
+                predicate: r.col(1, &what)?,
+                bounds: Bounds::from_array(r.col(2, &what)?),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Copies every chunk in `chunks` with `jobs` workers, each transaction taking about

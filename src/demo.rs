@@ -8,7 +8,7 @@
 use crate::cli::DemoArgs;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::conn;
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::locking::LockPolicy;
 use crate::migrator::{self, RunOptions};
 use crate::ui::say;
@@ -118,7 +118,7 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
         )
         .await
         .ctx("reading the new type")?
-        .get(0);
+        .col(0, &"reading the new type")?;
     let cmp = workload::compare(&db, &spec)
         .await
         .ctx("comparing with the ledger")?;

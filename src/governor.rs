@@ -397,7 +397,8 @@ impl Watcher {
             .await
             .ctx("reading the operator's request")?;
         let control: Option<String> = row.col(0, &"reading the operator's request")?;
-        self.phase = Phase::parse(row.get(1)).unwrap_or(Phase::Preflight);
+        self.phase = Phase::parse(row.col(1, &"reading the operator's request")?)
+            .unwrap_or(Phase::Preflight);
         match control.as_deref() {
             Some("pause") => gate.paused = true,
             Some("abort") => gate.abort = true,
@@ -413,7 +414,7 @@ impl Watcher {
                 )
                 .await
                 .ctx("checking --start-at")?
-                .get(0);
+                .col(0, &"checking --start-at")?;
             if wait > 0.0 {
                 gate.waiting_secs = Some(wait.ceil() as i64);
                 gate.not_yet = Some(format!("waiting for --start-at {at}"));
@@ -430,7 +431,7 @@ impl Watcher {
                     )
                     .await
                     .ctx("reading the time for --window")?
-                    .get(0);
+                    .col(0, &"reading the time for --window")?;
                 local.push(s);
             }
             let verdict = window::verdict(self.opts.windows.iter().zip(local));
@@ -461,7 +462,7 @@ impl Watcher {
                 )
                 .await
                 .ctx("reading replication lag from pg_stat_replication")?
-                .get(0);
+                .col(0, &"reading replication lag from pg_stat_replication")?;
             let mut worst = Some((primary, "the primary's pg_stat_replication".to_string()));
             for (i, spec) in self.opts.replicas.iter().enumerate() {
                 let lag = replica_lag(&mut self.replicas[i], spec).await;
@@ -508,7 +509,7 @@ impl Watcher {
                 )
                 .await
                 .ctx("counting active sessions")?
-                .get(0);
+                .col(0, &"counting active sessions")?;
             if active > max && gate.throttle.is_none() {
                 gate.throttle = Some(format!(
                     "throttled: {active} active sessions exceed --max-active {max}"
@@ -617,9 +618,11 @@ impl Watcher {
                 .ok()
                 .flatten();
             if let Some(row) = row {
-                if let (Some(schema), Some(name)) = (
-                    row.get::<_, Option<String>>(0),
-                    row.get::<_, Option<String>>(1),
+                // A row of another shape is skipped like a failed query: no backlog reported.
+                let what = "reading the run's change log";
+                if let (Ok(Some(schema)), Ok(Some(name))) = (
+                    row.col::<Option<String>>(0, &what),
+                    row.col::<Option<String>>(1, &what),
                 ) {
                     self.log = Some(crate::ident::QualifiedName::new(schema, name));
                 }
@@ -667,7 +670,7 @@ async fn replica_lag(slot: &mut Option<Client>, spec: &ConnSpec) -> Result<f64> 
         )
         .await;
     match r {
-        Ok(row) => Ok(row.get(0)),
+        Ok(row) => row.col(0, &"reading replica lag"),
         Err(e) => {
             *slot = None;
             Err(Error::db("reading replica lag", e))
@@ -751,13 +754,15 @@ pub async fn validate(client: &mut Client, opts: &mut PaceOptions) -> Result<Vec
                 )
                 .await
                 .ok()
-                .map(|r| r.get(0))
+                .map(|r| r.col(0, &"resolving --start-at"))
+                .transpose()?
         } else {
             client
                 .query_one("SELECT $1::text::timestamptz::text", &[&at])
                 .await
                 .ok()
-                .map(|r| r.get(0))
+                .map(|r| r.col(0, &"resolving --start-at"))
+                .transpose()?
         };
         let resolved = resolved.ok_or_else(|| {
             Error::usage(format!("--start-at {at:?} is not a time the server understands"))
@@ -781,7 +786,7 @@ pub async fn validate(client: &mut Client, opts: &mut PaceOptions) -> Result<Vec
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
             .ctx("checking --replica-dsn")?
-            .get(0);
+            .col(0, &"checking --replica-dsn")?;
         if !standby {
             return Err(Error::usage(format!(
                 "--replica-dsn {} is not a standby (pg_is_in_recovery() is false)",
@@ -799,7 +804,7 @@ pub async fn validate(client: &mut Client, opts: &mut PaceOptions) -> Result<Vec
             )
             .await
             .ctx("checking what this role sees of pg_stat_activity")?
-            .get(0);
+            .col(0, &"checking what this role sees of pg_stat_activity")?;
         if !sees_all {
             warnings.push(
                 "this role is not a member of pg_read_all_stats: --max-lag and --max-active see only its own sessions and walsenders; \

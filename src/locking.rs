@@ -7,7 +7,7 @@
 //! the application at most that much per attempt (DESIGN.md, "Every DDL on the live table").
 
 use crate::conn::pg_millis;
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use rand::Rng;
 use std::time::Duration;
 use tokio_postgres::types::Oid;
@@ -108,25 +108,25 @@ pub async fn lock_holders(client: &Client, table: Oid) -> Result<String> {
     if rows.is_empty() {
         return Ok(String::new());
     }
-    let long: Vec<_> = rows
-        .iter()
-        .filter(|r| r.get::<_, bool>(5))
-        .take(3)
-        .collect();
+    let what = "looking up the sessions holding locks";
+    let mut long = Vec::new();
+    for r in &rows {
+        if long.len() < 3 && r.col::<bool>(5, &what)? {
+            long.push(r);
+        }
+    }
     let short = rows.len() - long.len();
-    let mut list: Vec<String> = long
-        .iter()
-        .map(|r| {
-            format!(
-                "pid {} holds {} ({}, transaction open {}, last query: {:?})",
-                r.get::<_, i32>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2),
-                r.get::<_, String>(3),
-                r.get::<_, String>(4),
-            )
-        })
-        .collect();
+    let mut list = Vec::with_capacity(long.len() + 1);
+    for r in long {
+        list.push(format!(
+            "pid {} holds {} ({}, transaction open {}, last query: {:?})",
+            r.col::<i32>(0, &what)?,
+            r.col::<String>(1, &what)?,
+            r.col::<String>(2, &what)?,
+            r.col::<String>(3, &what)?,
+            r.col::<String>(4, &what)?,
+        ));
+    }
     if short > 0 {
         list.push(format!("{short} session(s) with short transactions"));
     }

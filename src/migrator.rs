@@ -11,7 +11,7 @@ use crate::catalog;
 use crate::chunks;
 use crate::conn::{self, ConnSpec};
 use crate::copier::{self, Progress};
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::governor::{Governor, PaceOptions};
 use crate::locking::{self, LockPolicy};
 use crate::mapping::MapArg;
@@ -403,7 +403,7 @@ async fn continue_run(
             )
             .await
             .ctx("counting chunks")?
-            .get(0);
+            .col(0, &"counting chunks")?;
         // Rows still to copy, estimated: the table's share of the chunks not done yet.
         let total_est =
             (src.table.reltuples.max(0.0) * pending.len() as f64 / all_chunks.max(1) as f64) as u64;
@@ -533,8 +533,8 @@ async fn continue_run(
             .await
             .ctx("reading the chunks to verify")?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| r.col(0, &"reading the chunks to verify"))
+            .collect::<Result<_>>()?;
         let v = gov
             .abortable(
                 run,
@@ -581,7 +581,7 @@ async fn continue_run(
                 )
                 .await
                 .ctx("looking for the reverse log")?
-                .get(0);
+                .col(0, &"looking for the reverse log")?;
             if !exists {
                 capture::create_log(ctl, state, &rev.plan, "r").await?;
             }
@@ -651,7 +651,7 @@ async fn continue_run(
         )
         .await
         .ctx("reading the old table's name")?
-        .get(0);
+        .col(0, &"reading the old table's name")?;
     if let Some(old) = &old_name {
         let old_q = plan.source.sibling(old.clone());
         report.old_table = Some(old_q.human());
@@ -681,9 +681,10 @@ async fn continue_run(
         )
         .await
         .ctx("reading the copy totals")?;
-    report.chunks = totals.get::<_, i64>(0) as usize;
-    report.rows_copied = totals.get::<_, i64>(1) as u64;
-    report.bytes_copied = totals.get::<_, i64>(2) as u64;
+    let what = "reading the copy totals";
+    report.chunks = totals.col::<i64>(0, &what)? as usize;
+    report.rows_copied = totals.col::<i64>(1, &what)? as u64;
+    report.bytes_copied = totals.col::<i64>(2, &what)? as u64;
     Ok(())
 }
 
@@ -764,7 +765,10 @@ async fn wal_position(ctl: &Client) -> Option<String> {
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
     {
-        Ok(row) => row.get(0),
+        Ok(row) => row.col(0, &"reading the WAL position").unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "unexpected WAL position; no WAL figure in the report");
+            None
+        }),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the WAL position; no WAL figure in the report");
             None
@@ -781,7 +785,13 @@ async fn wal_since(ctl: &Client, start: &str) -> Option<u64> {
         )
         .await
     {
-        Ok(row) => row.get::<_, Option<i64>>(0).map(|b| b.max(0) as u64),
+        Ok(row) => row
+            .col::<Option<i64>>(0, &"reading the WAL written by the run")
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "unexpected WAL figure; none in the report");
+                None
+            })
+            .map(|b| b.max(0) as u64),
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the WAL position at the end of the run");
             None
@@ -865,7 +875,7 @@ pub async fn cleanup(
             .query_one("SELECT (SELECT $1::oid::regclass::text WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = $1))", &[table_oid])
             .await
             .ctx("looking up the table of a capture trigger")?
-            .get(0);
+            .col(0, &"looking up the table of a capture trigger")?;
         if let Some(t) = table {
             locking::run_ddl(
                 ctl,

@@ -13,7 +13,7 @@ use crate::catalog;
 use crate::checks::{self, Check, CheckInput, DiskNeed, FreeSpace, Verdict};
 use crate::chunks::{self, Chunk};
 use crate::conn;
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::QualifiedName;
 use crate::locking::LockPolicy;
 use crate::migrator::RunOptions;
@@ -309,7 +309,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
             .query_one(&format!("SELECT count(*) FROM ONLY {table}"), &[])
             .await
             .ctx(format_args!("counting the rows of {}", table.human()))?
-            .get(0);
+            .col(0, &format_args!("counting the rows of {}", table.human()))?;
         (n, "counted")
     };
     let index_bytes: i64 = ctl
@@ -319,7 +319,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         )
         .await
         .ctx("reading the size of the indexes")?
-        .get(0);
+        .col(0, &"reading the size of the indexes")?;
     let old_name = match &o.old_name {
         Some(n) => n.clone(),
         None => catalog::free_name(&ctl, &table.schema, table.name.as_str(), "_old", &[]).await?,
@@ -458,7 +458,8 @@ async fn write_counter(client: &Client, oid: u32) -> Result<i64> {
         )
         .await
         .ctx("reading the table's write counters")?
-        .map(|r| r.get(0))
+        .map(|r| r.col(0, &"reading the table's write counters"))
+        .transpose()?
         .unwrap_or(0))
 }
 
@@ -733,7 +734,10 @@ async fn measure(
             )
             .await
             .ctx("reading the key range")?;
-        match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
+        match (
+            row.col::<Option<i64>>(0, &"reading the key range")?,
+            row.col::<Option<i64>>(1, &"reading the key range")?,
+        ) {
             (Some(a), Some(b)) => Some((a, b)),
             _ => None,
         }
@@ -844,7 +848,7 @@ async fn measure(
         )
         .await
         .ctx("reading default_statistics_target")?
-        .get(0);
+        .col(0, &"reading default_statistics_target")?;
     Ok(Measured {
         method,
         fraction_planned: if whole {

@@ -22,7 +22,7 @@
 //! unique value moving between rows broke the build and replay before.
 
 use crate::capture::log_key_columns;
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::governor::Governor;
 use crate::ident::join_idents;
 use crate::plan::Plan;
@@ -136,7 +136,7 @@ pub async fn apply_batch(
         )
         .await
         .ctx("reading a batch of the change log")?
-        .get(0);
+        .col(0, &"reading a batch of the change log")?;
     if truncated {
         return Err(Error::failed(format!(
             "{} was truncated while pg-hotswap was rewriting it; the copy no longer matches it",

@@ -15,7 +15,7 @@
 use crate::capture::log_key_columns;
 use crate::catalog::{self, Column};
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::{Ident, QualifiedName};
 use crate::locking::{self, LockPolicy};
 use crate::mapping::MapArg;
@@ -224,12 +224,13 @@ async fn revertible_run(
             ))
             .with_state("nothing was changed")
         })?;
-    let plan: Plan = serde_json::from_value(row.get(1))
+    let what = "reading the revertible run";
+    let plan: Plan = serde_json::from_value(row.col(1, &what)?)
         .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
-    let old: Option<String> = row.get(2);
-    let swap: Option<serde_json::Value> = row.get(3);
+    let old: Option<String> = row.col(2, &what)?;
+    let swap: Option<serde_json::Value> = row.col(3, &what)?;
     Ok((
-        row.get(0),
+        row.col(0, &what)?,
         plan,
         old.unwrap_or_default(),
         swap.unwrap_or_default(),
@@ -390,8 +391,8 @@ async fn revert_run(
         .await
         .ctx("reading the old table's constraints")?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col(0, &"reading the old table's constraints"))
+        .collect::<Result<_>>()?;
     let mut to_validate = Vec::new();
     for fk in &rev.foreign_keys {
         if !existing.iter().any(|n| n == fk.name.as_str()) {
@@ -541,11 +542,12 @@ pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
         say(&format!("{} has no rewrite to finish", opts.table));
         return Ok(None);
     };
-    let run: i64 = row.get(0);
-    let plan: Plan = serde_json::from_value(row.get(1))
+    let what = "reading the table's last rewrite";
+    let run: i64 = row.col(0, &what)?;
+    let plan: Plan = serde_json::from_value(row.col(1, &what)?)
         .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
-    let old_name: Option<String> = row.get(2);
-    let reverse: Option<String> = row.get(3);
+    let old_name: Option<String> = row.col(2, &what)?;
+    let reverse: Option<String> = row.col(3, &what)?;
     if reverse.as_deref() == Some("active") {
         if let Some(rev) = &plan.reverse {
             let c = &rev.plan.capture;

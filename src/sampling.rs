@@ -14,7 +14,7 @@
 
 use crate::capture::log_key_columns;
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::{join_idents, literal, QualifiedName};
 use crate::mapping::MapArg;
 use crate::plan::Plan;
@@ -117,7 +117,10 @@ pub async fn existing_locks(tx: &impl GenericClient) -> Result<Vec<(String, Stri
         )
         .await
         .ctx("reading the locks of the shadow transaction")?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let what = "reading the locks of the shadow transaction";
+    rows.iter()
+        .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
+        .collect()
 }
 
 /// Streams one window of the source into the shadow (inside `tx`) over binary COPY.
@@ -168,7 +171,7 @@ async fn build_indexes(tx: &Transaction<'_>, plan: &Plan) -> Result<Vec<(String,
             )
             .await
             .ctx("reading an index size")?
-            .get(0);
+            .col(0, &"reading an index size")?;
         out.push((
             ix.final_name.as_str().to_string(),
             secs,
@@ -349,7 +352,7 @@ async fn table_size(tx: &Transaction<'_>, plan: &Plan) -> Result<u64> {
         )
         .await
         .ctx("reading the sample's size")?
-        .get(0);
+        .col(0, &"reading the sample's size")?;
     Ok(b.max(0) as u64)
 }
 

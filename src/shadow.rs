@@ -10,7 +10,7 @@
 //! the fastest). If anything fails, the transaction rolls back and nothing is left.
 
 use crate::catalog;
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::{fit_name, literal, Ident, QualifiedName};
 use crate::locking::LockPolicy;
 use crate::mapping::{self, MapArg};
@@ -222,16 +222,17 @@ pub async fn build_in(
             )
             .await
             .ctx("reading an identity sequence")?;
-        let new_seq: Option<String> = row.get(0);
+        let what = "reading an identity sequence";
+        let new_seq: Option<String> = row.col(0, &what)?;
         if let Some(new_seq) = new_seq {
             let (ty, start, inc, min, max, cache, cycle): (String, i64, i64, i64, i64, i64, bool) = (
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-                row.get(5),
-                row.get(6),
-                row.get(7),
+                row.col(1, &what)?,
+                row.col(2, &what)?,
+                row.col(3, &what)?,
+                row.col(4, &what)?,
+                row.col(5, &what)?,
+                row.col(6, &what)?,
+                row.col(7, &what)?,
             );
             tx.batch_execute(&format!(
                 "ALTER SEQUENCE {new_seq} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} \
@@ -324,7 +325,7 @@ pub async fn build_in(
         .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
         .await
         .ctx("looking up the shadow")?
-        .get(0);
+        .col(0, &"looking up the shadow")?;
     let origins: Vec<(i32, Ident)> = catalog::columns(tx, before_oid)
         .await?
         .into_iter()
@@ -350,7 +351,7 @@ pub async fn build_in(
         .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
         .await
         .ctx("looking up the shadow")?
-        .get(0);
+        .col(0, &"looking up the shadow")?;
     let shadow_cols = catalog::columns(tx, shadow_oid).await?;
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
@@ -602,11 +603,10 @@ pub async fn build_in(
 }
 
 async fn current_user(tx: &tokio_postgres::Transaction<'_>) -> Result<String> {
-    Ok(tx
-        .query_one("SELECT current_user::text", &[])
+    tx.query_one("SELECT current_user::text", &[])
         .await
         .ctx("reading current_user")?
-        .get(0))
+        .col(0, &"reading current_user")
 }
 
 fn deferrable_clause(deferrable: bool, deferred: bool) -> &'static str {

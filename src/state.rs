@@ -4,7 +4,7 @@
 //! Invariant kept here: every object the tool creates is recorded in `objects` in the same
 //! transaction that creates it (DESIGN.md, "Nothing the tool creates is left behind unknown").
 
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::{Ident, QualifiedName};
 use tokio_postgres::types::Oid;
 use tokio_postgres::{Client, GenericClient};
@@ -121,7 +121,7 @@ impl State {
             )
             .await
             .ctx("looking for the state schema")?;
-        Ok(row.get(0))
+        row.col(0, &"looking for the state schema")
     }
 
     /// Takes the per-table advisory lock on this session; false if another session holds it.
@@ -138,7 +138,7 @@ impl State {
                 )
                 .await
                 .ctx("taking the per-table advisory lock")?;
-            if row.get::<_, bool>(0) {
+            if row.col::<bool>(0, &"taking the per-table advisory lock")? {
                 return Ok(true);
             }
             if std::time::Instant::now() >= deadline {
@@ -158,7 +158,13 @@ impl State {
             )
             .await
             .ctx("looking for the session that runs pg-hotswap on this table")?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| {
+            r.col(
+                0,
+                &"looking for the session that runs pg-hotswap on this table",
+            )
+        })
+        .transpose()
     }
 
     pub async fn unfinished_run(&self, client: &Client, oid: Oid) -> Result<Option<UnfinishedRun>> {
@@ -173,14 +179,18 @@ impl State {
             .query_opt(&sql, &[&oid])
             .await
             .ctx("looking for an unfinished run")?;
-        Ok(row.map(|r| UnfinishedRun {
-            id: r.get(0),
-            phase: Phase::parse(r.get::<_, &str>(1)).unwrap_or(Phase::Preflight),
-            status: r.get(2),
-            args: r.get(3),
-            plan: r.get(4),
-            error: r.get(5),
-        }))
+        let what = "reading an unfinished run";
+        row.map(|r| {
+            Ok(UnfinishedRun {
+                id: r.col(0, &what)?,
+                phase: Phase::parse(r.col::<&str>(1, &what)?).unwrap_or(Phase::Preflight),
+                status: r.col(2, &what)?,
+                args: r.col(3, &what)?,
+                plan: r.col(4, &what)?,
+                error: r.col(5, &what)?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn create_run(
@@ -199,7 +209,7 @@ impl State {
             .query_one(&sql, &[&oid, &table.human(), &alter, args])
             .await
             .ctx("recording the run")?;
-        Ok(row.get(0))
+        row.col(0, &"recording the run")
     }
 
     pub async fn set_phase(&self, client: &Client, run: i64, phase: Phase) -> Result<()> {
@@ -379,16 +389,16 @@ impl State {
             .query(&sql, &[&run])
             .await
             .ctx("reading the objects of the run")?;
-        Ok(rows
-            .iter()
+        let what = format_args!("reading the objects of run {run}");
+        rows.iter()
             .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-                    r.get::<_, Option<Oid>>(3),
-                )
+                Ok((
+                    r.col::<String>(0, &what)?,
+                    QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
+                    r.col::<Option<Oid>>(3, &what)?,
+                ))
             })
-            .collect())
+            .collect()
     }
 }
 

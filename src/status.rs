@@ -92,10 +92,11 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let status: String = r.col(3, &"reading the runs")?;
+        let phase: String = r.col(2, &"reading the runs")?;
         let finished = status == "succeeded" || status == "aborted";
         let log: Option<crate::ident::QualifiedName> = match (
-            r.get::<_, Option<String>>(11),
-            r.get::<_, Option<String>>(12),
+            r.col::<Option<String>>(11, &"reading the runs")?,
+            r.col::<Option<String>>(12, &"reading the runs")?,
         ) {
             (Some(s), Some(n)) => Some(crate::ident::QualifiedName::new(s, n)),
             _ => None,
@@ -109,14 +110,14 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
                 )
                 .await
                 .ctx("looking for a change log")?
-                .get(0);
+                .col(0, &"looking for a change log")?;
             if exists {
                 backlog = Some(
                     client
                         .query_one(&format!("SELECT count(*) FROM {log}"), &[])
                         .await
                         .ctx("counting a change log")?
-                        .get(0),
+                        .col(0, &"counting a change log")?,
                 );
             }
         }
@@ -133,36 +134,50 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
             state.lock_holder(&client, table_oid).await?
         };
         out.push(RunStatus {
-            id: r.get(0),
-            table: r.get(1),
-            phase: r.get(2),
+            id: r.col(0, &"reading the runs")?,
+            table: r.col(1, &"reading the runs")?,
+            phase: phase.clone(),
             status,
-            alter: r.get(4),
-            started_at: r.get(5),
-            updated_at: r.get(6),
-            finished_at: r.get(7),
-            chunks_done: r.get(8),
-            chunks_total: r.get(9),
-            rows_copied: r.get(10),
+            alter: r.col(4, &"reading the runs")?,
+            started_at: r.col(5, &"reading the runs")?,
+            updated_at: r.col(6, &"reading the runs")?,
+            finished_at: r.col(7, &"reading the runs")?,
+            chunks_done: r.col(8, &"reading the runs")?,
+            chunks_total: r.col(9, &"reading the runs")?,
+            rows_copied: r.col(10, &"reading the runs")?,
             backlog,
-            lock_attempts: r.get(13),
-            longest_lock_ms: r.get(14),
+            lock_attempts: r.col(13, &"reading the runs")?,
+            longest_lock_ms: r.col(14, &"reading the runs")?,
             active_pid,
-            old_table: r.get(16),
-            reverse: r.get(17),
-            error: r.get(18),
+            old_table: r.col(16, &"reading the runs")?,
+            reverse: r.col(17, &"reading the runs")?,
+            error: r.col(18, &"reading the runs")?,
             rows_per_sec: rate,
             copy_eta_secs: match (rate, rows_left) {
-                (Some(rate), Some(left)) if rate > 0.0 && r.get::<_, String>(2) == "copy" => {
-                    Some(left / rate)
-                }
+                (Some(rate), Some(left)) if rate > 0.0 && phase == "copy" => Some(left / rate),
                 _ => None,
             },
-            held_by: if finished { None } else { r.get(21) },
-            held_since: if finished { None } else { r.get(22) },
-            held_until: if finished { None } else { r.get(23) },
-            control: if finished { None } else { r.get(24) },
-            lag_secs: r.get(25),
+            held_by: if finished {
+                None
+            } else {
+                r.col(21, &"reading the runs")?
+            },
+            held_since: if finished {
+                None
+            } else {
+                r.col(22, &"reading the runs")?
+            },
+            held_until: if finished {
+                None
+            } else {
+                r.col(23, &"reading the runs")?
+            },
+            control: if finished {
+                None
+            } else {
+                r.col(24, &"reading the runs")?
+            },
+            lag_secs: r.col(25, &"reading the runs")?,
         });
     }
     Ok(out)

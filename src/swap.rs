@@ -12,7 +12,7 @@ use crate::build;
 use crate::capture;
 use crate::catalog;
 use crate::conn::pg_millis;
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::{literal, Ident, QualifiedName};
 use crate::locking::{self, LockPolicy};
 use crate::plan::Plan;
@@ -63,7 +63,7 @@ async fn free_statistics_name(client: &Client, name: &QualifiedName) -> Result<S
             )
             .await
             .ctx("looking up a statistics name")?
-            .get(0);
+            .col(0, &"looking up a statistics name")?;
         if !taken {
             return Ok(candidate);
         }
@@ -391,7 +391,7 @@ async fn attempt_swap(
             )
             .await
             .ctx("looking up the new identity sequence")?
-            .get(0);
+            .col(0, &"looking up the new identity sequence")?;
         let Some(new_seq) = new_seq else { continue };
         exec(
             tx,
@@ -539,8 +539,8 @@ async fn attempt_swap(
         .await
         .ctx("reading the foreign keys of the new table")?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col(0, &"reading the foreign keys of the new table"))
+        .collect::<Result<_>>()?;
     for fk in &plan.foreign_keys {
         if !on_shadow.iter().any(|n| n == fk.name.as_str()) {
             exec(
@@ -721,8 +721,8 @@ async fn attempt_swap(
         .await
         .ctx("reading the new table's constraints")?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col(0, &"reading the new table's constraints"))
+        .collect::<Result<_>>()?;
     let comments = src
         .indexes
         .iter()

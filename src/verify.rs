@@ -13,7 +13,7 @@
 
 use crate::capture::log_key_columns;
 use crate::catalog;
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::{join_idents, literal};
 use crate::plan::Plan;
 use tokio_postgres::Client;
@@ -112,7 +112,7 @@ pub async fn collations(
 /// domains and arrays, every type must have a default hash operator class with an extended hash
 /// function. Others (json, point, enums...) are hashed through their text form.
 async fn hashable(client: &impl tokio_postgres::GenericClient, type_oid: u32) -> Result<bool> {
-    Ok(client
+    client
         .query_one(
             "WITH RECURSIVE b(t) AS ( \
                  SELECT $1::oid \
@@ -131,7 +131,7 @@ async fn hashable(client: &impl tokio_postgres::GenericClient, type_oid: u32) ->
         )
         .await
         .ctx("checking how to hash a column type")?
-        .get(0))
+        .col(0, &"checking how to hash a column type")
 }
 
 async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Result<Sides> {
@@ -144,7 +144,7 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
         )
         .await
         .ctx("reading the server version")?
-        .get(0);
+        .col(0, &"reading the server version")?;
     let mut src_exprs = Vec::new();
     let mut dst_exprs = Vec::new();
     for c in plan.columns.iter() {
@@ -248,7 +248,7 @@ pub async fn time_sample(
             )
             .await
             .ctx("timing verification on the sample")?
-            .get::<_, i64>(0);
+            .col::<i64>(0, &"timing verification on the sample")?;
     }
     tx.query_one(
         &format!(
@@ -353,7 +353,12 @@ async fn compare_chunk(
         plan.shadow.human(),
         plan.source.human()
     ))?;
-    Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+    let what = format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    );
+    Ok((row.col::<i64>(0, &what)? as u64, row.col(1, &what)?))
 }
 
 /// Differences in one key range: (keys as text, whether a change to the key is pending).
@@ -414,15 +419,20 @@ async fn diff_chunk(
         plan.shadow.human(),
         plan.source.human()
     ))?;
+    let what = format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    );
     let mut count = 0u64;
     let mut diffs = Vec::new();
     for r in &rows {
-        count = r.get::<_, i64>(0) as u64;
-        let pending: Option<bool> = r.get(kcols.len() + 1);
+        count = r.col::<i64>(0, &what)? as u64;
+        let pending: Option<bool> = r.col(kcols.len() + 1, &what)?;
         if let Some(p) = pending {
             let keys = (0..kcols.len())
-                .map(|i| r.get::<_, Option<String>>(i + 1))
-                .collect();
+                .map(|i| r.col::<Option<String>>(i + 1, &what))
+                .collect::<Result<_>>()?;
             diffs.push((keys, p));
         }
     }

@@ -707,11 +707,14 @@ impl Writer {
                 &[],
             )
             .await?;
-        keys.live = rows
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .filter(|k| owner_of(*k, self.initial_rows, self.writers) == self.index)
-            .collect();
+        let mut live = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let k = r.try_get::<_, i64>(0)?;
+            if owner_of(k, self.initial_rows, self.writers) == self.index {
+                live.push(k);
+            }
+        }
+        keys.live = live;
         Ok(())
     }
 }
@@ -814,12 +817,12 @@ pub async fn compare(
     );
     let row = client.query_one(&sql, &[]).await?;
     Ok(CompareResult {
-        table_rows: row.get(0),
-        ledger_rows: row.get(1),
-        only_in_table: row.get(2),
-        only_in_ledger: row.get(3),
-        sample_only_in_table: row.get(4),
-        sample_only_in_ledger: row.get(5),
+        table_rows: row.try_get(0)?,
+        ledger_rows: row.try_get(1)?,
+        only_in_table: row.try_get(2)?,
+        only_in_ledger: row.try_get(3)?,
+        sample_only_in_table: row.try_get(4)?,
+        sample_only_in_ledger: row.try_get(5)?,
     })
 }
 
