@@ -218,3 +218,68 @@ async fn a_value_too_long_fails_instead_of_being_truncated() {
         .get(0);
     assert_eq!(n, 1, "the source keeps its value");
 }
+
+/// Found by a new user: a type change to a domain over varchar(5) / char(3) / bit(4) (or an
+/// array of one) cut longer values short, exit 0, where PostgreSQL's ALTER fails. The row is
+/// outside the sample check's rows, so only the copy meets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_long_for_a_domain_fails_instead_of_being_cut() {
+    let db = TestDb::new("sem_domain_too_long").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE DOMAIN dom5 AS varchar(5); CREATE DOMAIN bit4 AS bit(4);
+             CREATE TABLE t (id int PRIMARY KEY, c text, b varbit, arr text[]);
+             INSERT INTO t SELECT g, 'v' || (g % 100), B'1011', ARRAY['ab'] FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    for (col, alter, bad) in [
+        ("c", "ALTER COLUMN c TYPE dom5", "'abcdefgh'"),
+        ("b", "ALTER COLUMN b TYPE bit4", "B'10110111'"),
+        ("arr", "ALTER COLUMN arr TYPE dom5[]", "ARRAY['abcdefgh']"),
+    ] {
+        client
+            .batch_execute(&format!("UPDATE t SET {col} = {bad} WHERE id = 2500"))
+            .await
+            .unwrap();
+        let out = hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            alter,
+        ])
+        .await;
+        assert_ne!(out.status.code(), Some(0), "{alter}: {}", describe(&out));
+        let text = all_output(&out);
+        assert!(
+            text.contains("too long") || text.contains("does not match type"),
+            "{alter}: names the cause\n{text}"
+        );
+        let abort = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.t"]).await;
+        assert_exit(&abort, 0);
+        client
+            .batch_execute(&format!(
+                "UPDATE t SET {col} = (SELECT {col} FROM t WHERE id = 1) WHERE id = 2500"
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// The same domains where every value fits: equal to PostgreSQL's ALTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_over_length_limited_types() {
+    rewrite_like_postgres(
+        "sem_domains",
+        "CREATE DOMAIN dom5 AS varchar(5) CHECK (VALUE <> 'zzz'); CREATE DOMAIN bpc3 AS char(3);
+         CREATE TABLE t (id int PRIMARY KEY, c text, b text, arr text[]);
+         INSERT INTO t SELECT g, 'v' || (g % 100), 'ab', ARRAY['x' || g % 10] FROM generate_series(1, 9) g;",
+        "ALTER COLUMN c TYPE dom5, ALTER COLUMN b TYPE bpc3, ALTER COLUMN arr TYPE dom5[]",
+        &[],
+    )
+    .await;
+}
