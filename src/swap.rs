@@ -339,6 +339,8 @@ async fn attempt_swap(
         .with_next(format!("run `pg-hotswap abort --table {source}` and start the rewrite again")));
     }
 
+    check_capture_untouched(tx, state, plan).await?;
+
     // The last replay must be short: it runs while every reader and writer of the table waits.
     // A burst of writes between the catch-up and the lock can leave more than one batch; then
     // roll back, catch up outside the lock and try again rather than hold the lock through it.
@@ -991,6 +993,72 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
 /// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
 /// EXCLUSIVE), each under the lock discipline. A failure is a warning: the constraint stays
 /// NOT VALID and still checks every new write.
+/// Under the swap lock: the capture triggers are still the ones the run installed, untouched —
+/// every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
+/// that installed it (the one that recorded it in `objects`). `ALTER TABLE ... DISABLE TRIGGER`
+/// then `ENABLE [ALWAYS] TRIGGER` leaves the trigger looking as before but writes its row again;
+/// the writes made in between (or under `session_replication_role = replica` while it fired
+/// only on origin) were never logged, and swapping would lose them (found by a fresh tester).
+async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Plan) -> Result<()> {
+    let names: Vec<String> = capture::trigger_names(&plan.capture)
+        .iter()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    let what = "checking the capture triggers under the swap lock";
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT n.name, t.tgenabled::text, t.xmin::text = o.xmin::text \
+                   FROM unnest($3::text[]) AS n(name) \
+                   LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = $2 AND t.tgname = n.name \
+                   LEFT JOIN {} o ON o.run_id = $1 AND o.kind = 'trigger' AND o.name = n.name",
+                state.table("objects")
+            ),
+            &[&plan.run_id, &plan.source_oid, &names],
+        )
+        .await
+        .ctx(what)?;
+    let mut problems = Vec::new();
+    for r in &rows {
+        let name: String = r.col(0, &what)?;
+        let enabled: Option<String> = r.col(1, &what)?;
+        let same: Option<bool> = r.col(2, &what)?;
+        match (enabled.as_deref(), same) {
+            (None, _) => problems.push(format!("{name} is gone")),
+            (Some(e), _) if e != "A" => problems.push(format!(
+                "{name} fires {} instead of always",
+                match e {
+                    "D" => "never (disabled)",
+                    "O" => "only on origin",
+                    "R" => "only on replica",
+                    _ => "otherwise",
+                }
+            )),
+            (Some(_), Some(true)) => {}
+            (Some(_), _) => problems.push(format!(
+                "{name} was altered after it was installed (disabled and enabled again?)"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "the capture triggers of {} were changed during the run: {}; writes made while they did \
+         not fire were not captured, and swapping would lose them",
+        plan.source.human(),
+        problems.join("; ")
+    ))
+    .with_state(format!(
+        "the swap was rolled back; {} is unchanged and usable",
+        plan.source.human()
+    ))
+    .with_next(format!(
+        "run `pg-hotswap abort --table {}` and start the rewrite again (and leave the hotswap_capture triggers alone while it runs)",
+        plan.source
+    )))
+}
+
 pub async fn validate_foreign_keys(
     client: &Client,
     to_validate: &[(QualifiedName, Ident)],

@@ -672,3 +672,48 @@ async fn too_many_active_sessions_hold_the_copy() {
     }
     t.finish(run, "--max-active").await;
 }
+
+/// Found by a fresh tester: while a manual cut-over waited, `ALTER TABLE ... DISABLE TRIGGER
+/// ALL`, writes, `ENABLE TRIGGER ALL` lost those writes (exit 0); so did `ENABLE TRIGGER ALL`
+/// alone followed by writes under `session_replication_role = replica`. The swap must see that
+/// its capture was tampered with and stop, leaving the table as it is — even when the triggers
+/// are put back exactly as they were (ENABLE ALWAYS), as here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_triggers_disabled_and_enabled_stop_the_swap() {
+    let t = Loaded::new("steer_trigger_tamper", "tampered").await;
+    let run = t.run(&["--cutover", "manual"], &[]);
+    t.wait_status("waiting for the cut-over", |s| {
+        held_by(s).contains("cut-over")
+    })
+    .await;
+    t.client
+        .batch_execute(&format!(
+            "ALTER TABLE {0} DISABLE TRIGGER USER;
+             DO $$ DECLARE r record; BEGIN
+               FOR r IN SELECT tgname FROM pg_trigger WHERE tgrelid = '{0}'::regclass AND NOT tgisinternal LOOP
+                 EXECUTE format('ALTER TABLE {0} ENABLE ALWAYS TRIGGER %I', r.tgname);
+               END LOOP;
+             END $$",
+            t.spec.table
+        ))
+        .await
+        .unwrap();
+    t.command("cutover").await;
+    let out = run.await.unwrap();
+    assert_exit(&out, 1);
+    let text = all_output(&out);
+    assert!(
+        text.contains("capture triggers") && text.contains("abort"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&t.client, &t.spec.table, &t.spec.id_col).await,
+        "integer",
+        "not swapped"
+    );
+    let report = t.load.stop().await;
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let abort = hotswap_async(&["abort", "--dsn", &t.db.conninfo, "--table", &t.table]).await;
+    assert_exit(&abort, 0);
+}
