@@ -760,12 +760,9 @@ async fn map_rows(
     }
     if form.text {
         // As the copy's workers pin them (copier.rs); undone with the check's savepoint.
-        tx.batch_execute(
-            "SET LOCAL extra_float_digits = 3; SET LOCAL DateStyle = 'ISO, YMD'; \
-             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL bytea_output = 'hex'",
-        )
-        .await
-        .ctx(what())?;
+        tx.batch_execute("SET LOCAL extra_float_digits = 3")
+            .await
+            .ctx(what())?;
     }
     let (out_sql, in_sql) = crate::copier::copy_statements_in(&p, &form, &alias);
     let stream = tx.copy_out(&out_sql).await.ctx(what())?;

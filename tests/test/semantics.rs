@@ -283,3 +283,26 @@ async fn domains_over_length_limited_types() {
     )
     .await;
 }
+
+/// Found by a fresh tester: a table with an xml column is copied in the text format, whose
+/// sessions pinned DateStyle and IntervalStyle, so `d TYPE text` printed dates otherwise than
+/// PostgreSQL's ALTER does under the database's settings (and the run failed verification).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casts_to_text_follow_the_database_settings_in_a_text_format_copy() {
+    rewrite_like_postgres(
+        "sem_text_copy_settings",
+        "DO $$ BEGIN
+           EXECUTE format('ALTER DATABASE %I SET DateStyle = %L', current_database(), 'SQL, DMY');
+           EXECUTE format('ALTER DATABASE %I SET IntervalStyle = %L', current_database(), 'sql_standard');
+         END $$;
+         SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard';
+         CREATE TABLE t (id int PRIMARY KEY, d date, iv interval, x xml, ts timestamp);
+         INSERT INTO t SELECT g, date '2024-01-02' + g, g * interval '1 hour 3 seconds',
+                              ('<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>' || g || '</a>')::xml,
+                              timestamp '2024-01-02 03:04:05' + g * interval '1 day'
+           FROM generate_series(1, 9) g;",
+        "ALTER COLUMN d TYPE text, ALTER COLUMN iv TYPE text, ALTER COLUMN ts TYPE text",
+        &[],
+    )
+    .await;
+}
