@@ -307,3 +307,58 @@ async fn casts_to_text_follow_the_database_settings_in_a_text_format_copy() {
     )
     .await;
 }
+
+/// Found by a fresh tester: `ADD COLUMN loaded_at timestamptz NOT NULL DEFAULT now()` gave the
+/// existing rows one value per copy transaction (12 values); PostgreSQL's ADD COLUMN evaluates a
+/// non-volatile default once for all of them. A volatile default stays per row, and the column
+/// keeps its default for new rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stable_default_of_a_new_column_is_one_value() {
+    let db = TestDb::new("sem_stable_default").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 400) g;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN loaded_at timestamptz NOT NULL DEFAULT now(), ADD COLUMN day date DEFAULT current_date, \
+         ADD COLUMN r float8 DEFAULT random()",
+        "--chunk-rows",
+        "10",
+        "--chunk-time",
+        "off",
+        "--nice",
+        "3",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let (loaded, days, randoms): (i64, i64, i64) = client
+        .query_one(
+            "SELECT count(DISTINCT loaded_at), count(DISTINCT day), count(DISTINCT r) FROM t",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!((loaded, days), (1, 1), "{}", describe(&out));
+    assert!(randoms > 300, "random() stays per row: {randoms} values");
+    let default: String = client
+        .query_one(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 't'::regclass \
+              AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'loaded_at')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, "now()", "new rows still take now()");
+}
