@@ -155,6 +155,16 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if !state.exists(&ctl).await? {
+        // A first run on this database: what the shadow step would refuse is refused before
+        // the state schema is created (later runs find it in place anyway).
+        let req = ShadowRequest {
+            alter: opts.alter.as_deref(),
+            maps: &opts.maps,
+            shadow_name: opts.shadow_name.as_deref(),
+        };
+        shadow::dry_run(&mut ctl, &state, &src, &req, &opts.lock).await?;
+    }
     state.ensure_schema(&ctl).await?;
     if !state.try_lock_table(&ctl, oid).await? {
         let pid = state.lock_holder(&ctl, oid).await?;

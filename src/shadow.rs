@@ -100,6 +100,56 @@ pub async fn create(
     }
 }
 
+/// Builds the shadow in a transaction that is always rolled back, creating nothing: what the
+/// shadow step would refuse (the ALTER, the mapping, dependent objects, the sample check) is
+/// refused before the state schema exists (DESIGN.md, "refuse before creating anything"; found
+/// by a fresh tester, who was left a `hotswap` schema after an exit 3).
+pub async fn dry_run(
+    client: &mut Client,
+    state: &State,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    policy: &LockPolicy,
+) -> Result<()> {
+    let table = &src.table.name;
+    let name = catalog::free_name(client, &table.schema, table.name.as_str(), "_new", &[]).await?;
+    let shadow = table.sibling(name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tx = client
+            .transaction()
+            .await
+            .ctx("starting the shadow's trial transaction")?;
+        let result = async {
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{}'",
+                crate::conn::pg_millis(policy.timeout)
+            ))
+            .await
+            .ctx("setting lock_timeout")?;
+            build_in(&tx, state, 0, src, req, &shadow).await
+        }
+        .await;
+        tx.rollback()
+            .await
+            .ctx("rolling the shadow's trial transaction back")?;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
+                tokio::time::sleep(policy.backoff(attempt)).await;
+            }
+            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
+            Err(e) => {
+                return Err(e.or_state(
+                    format!("nothing was changed; {} is untouched", table.human()),
+                    "fix the cause and run again",
+                ))
+            }
+        }
+    }
+}
+
 async fn create_once(
     client: &mut Client,
     state: &State,

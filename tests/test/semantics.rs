@@ -362,3 +362,39 @@ async fn a_stable_default_of_a_new_column_is_one_value() {
         .get(0);
     assert_eq!(default, "now()", "new rows still take now()");
 }
+
+/// Found by a fresh tester: an ALTER refused at the shadow step (exit 3, "nothing was
+/// changed") left the `hotswap` state schema behind on a database that had none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_on_a_fresh_database_creates_no_state_schema() {
+    let db = TestDb::new("sem_refusal_no_schema").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, q int, g int GENERATED ALWAYS AS (q * 2) STORED);
+             INSERT INTO t (id, q) SELECT g, g FROM generate_series(1, 10) g;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ALTER COLUMN q TYPE bigint",
+    ])
+    .await;
+    assert_exit(&out, 3);
+    let schema: bool = client
+        .query_one("SELECT to_regnamespace('hotswap') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        schema,
+        "a refused run created the state schema\n{}",
+        describe(&out)
+    );
+}
