@@ -355,6 +355,33 @@ pub fn type_changes(alter: &str) -> Result<Vec<TypeChange>, LexError> {
     Ok(out)
 }
 
+/// Functions and SQL value functions whose result depends on when they are evaluated (the
+/// transaction's start, or the clock).
+const TIME_DEPENDENT: [&str; 10] = [
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtime",
+    "localtimestamp",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "clock_timestamp",
+    "timeofday",
+];
+
+/// The first word of `expr` (outside quotes and comments) that names a time-dependent function
+/// (`now()`, `current_timestamp`...), lower-cased. PostgreSQL's ALTER evaluates such an
+/// expression at one moment for every row; an online copy spread over many transactions cannot
+/// (issue 13, found by a fresh tester).
+pub fn time_dependent_word(expr: &str) -> Option<String> {
+    let toks = tokens(expr).ok()?;
+    toks.iter()
+        .filter(|t| t.kind == Kind::Word)
+        .map(|t| expr[t.start..t.end].to_lowercase())
+        .find(|w| TIME_DEPENDENT.contains(&w.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +454,20 @@ mod tests {
         assert!(!has_top_level_semicolon(
             "ADD COLUMN n int -- ; not a statement"
         ));
+    }
+
+    #[test]
+    fn time_dependent_expressions_are_found() {
+        assert_eq!(
+            time_dependent_word("coalesce(created, NOW())").as_deref(),
+            Some("now")
+        );
+        assert_eq!(
+            time_dependent_word("created AT TIME ZONE 'UTC' + (CURRENT_DATE - d)").as_deref(),
+            Some("current_date")
+        );
+        assert_eq!(time_dependent_word("'now'::text || x -- now()"), None);
+        assert_eq!(time_dependent_word("(amount * 100)::bigint"), None);
     }
 
     #[test]

@@ -103,6 +103,24 @@ pub fn build(
             .find(|t| &t.column == src)
             .and_then(|t| t.using.as_deref())
     };
+    for t in type_changes {
+        let Some(u) = t.using.as_deref() else {
+            continue;
+        };
+        if let Some(word) = crate::alter_text::time_dependent_word(u) {
+            return Err(Error::refused(format!(
+                "cannot rewrite table {table}: the USING expression of column {:?} calls {word}; \
+                 PostgreSQL's ALTER evaluates it at one moment for every row, while pg-hotswap \
+                 copies in many transactions and replays changes later, so the values would differ",
+                t.column.as_str()
+            ))
+            .with_state("nothing was changed")
+            .with_next(
+                "write the moment as a literal in the USING expression (e.g. \
+                 coalesce(created, '2026-01-01 00:00:00+00')), or run this change as a blocking ALTER TABLE",
+            ));
+        }
+    }
     for k in key {
         if let Some(u) = using_of(k) {
             return Err(Error::refused(format!(

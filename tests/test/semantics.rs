@@ -398,3 +398,45 @@ async fn a_refusal_on_a_fresh_database_creates_no_state_schema() {
         describe(&out)
     );
 }
+
+/// Found by a fresh tester: `USING coalesce(created, now())` copied the whole table, then failed
+/// verification blaming a --map that was never given. PostgreSQL evaluates now() once for every
+/// row; an online copy cannot, so it is refused before anything is created, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_using_that_depends_on_the_time_is_refused_early() {
+    let db = TestDb::new("sem_using_now").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ev (id int PRIMARY KEY, created timestamp);
+             INSERT INTO ev SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE timestamp '2020-01-01' + g * interval '1 min' END
+               FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.ev",
+        "--alter",
+        "ALTER COLUMN created TYPE timestamptz USING coalesce(created, now())",
+    ])
+    .await;
+    assert_exit(&out, 3);
+    let text = all_output(&out);
+    assert!(
+        text.contains("now") && text.contains("literal") && !text.contains("--map"),
+        "{text}"
+    );
+    let clean: bool = client
+        .query_one(
+            "SELECT to_regclass('ev_new') IS NULL AND to_regnamespace('hotswap') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(clean, "a refused run created something\n{text}");
+}
