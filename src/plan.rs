@@ -95,6 +95,11 @@ pub struct LateConstraint {
     pub def: String,
     /// Validate after adding (false keeps a NOT VALID constraint NOT VALID).
     pub validate: bool,
+    /// For a foreign key the ALTER adds: a query over the shadow that returns the key of a row
+    /// the constraint would reject (none: none). Run before the swap, since PostgreSQL's ALTER
+    /// fails on such a row while the NOT VALID key added in the swap would not.
+    #[serde(default)]
+    pub orphan_check: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

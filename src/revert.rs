@@ -148,6 +148,7 @@ pub fn reverse_plan(
         .iter()
         .filter(|c| c.kind == "f" && c.references != src.table.oid)
         .map(|c| LateConstraint {
+            orphan_check: None,
             name: c.name.clone(),
             def: c
                 .def

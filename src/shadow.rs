@@ -538,6 +538,7 @@ pub async fn build_in(
         match c.kind.as_str() {
             "c" if !c.validated => {
                 late_checks.push(LateConstraint {
+                    orphan_check: None,
                     name: c.name.clone(),
                     def: strip_not_valid(&c.def),
                     validate: false,
@@ -545,13 +546,16 @@ pub async fn build_in(
                 drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name));
             }
             "f" => {
-                let was_valid = src
-                    .constraints
-                    .iter()
-                    .find(|s| s.name == c.name)
-                    .map(|s| s.validated)
-                    .unwrap_or(c.validated);
+                let on_source = src.constraints.iter().find(|s| s.name == c.name);
+                let was_valid = on_source.map(|s| s.validated).unwrap_or(c.validated);
+                // A foreign key the ALTER adds (and validates) must hold on the rows before
+                // the swap, as PostgreSQL's ALTER would refuse them.
+                let orphan_check = match on_source {
+                    None if c.validated => Some(orphan_check(tx, c.oid, shadow).await?),
+                    _ => None,
+                };
                 foreign_keys.push(LateConstraint {
+                    orphan_check,
                     name: c.name.clone(),
                     def: strip_not_valid(&c.def),
                     validate: was_valid,
@@ -572,6 +576,7 @@ pub async fn build_in(
             .all(|col| shadow_cols.iter().any(|s| &s.name == col))
         {
             self_foreign_keys.push(LateConstraint {
+                orphan_check: None,
                 name: c.name.clone(),
                 def: strip_not_valid(&c.def),
                 validate: c.validated,
@@ -710,6 +715,63 @@ async fn fix_stable_defaults(
         });
     }
     Ok(())
+}
+
+/// The query that finds a row of `shadow` the foreign key `con_oid` would reject (MATCH SIMPLE:
+/// a row with a NULL in the key is not checked), returning its key as text.
+async fn orphan_check(
+    tx: &tokio_postgres::Transaction<'_>,
+    con_oid: u32,
+    shadow: &QualifiedName,
+) -> Result<String> {
+    use crate::error::RowExt;
+    let what = "reading a foreign key the ALTER adds";
+    let rows = tx
+        .query(
+            "SELECT pg_catalog.quote_ident(a.attname), pg_catalog.quote_ident(b.attname), \
+                    c.confrelid::pg_catalog.regclass::text \
+               FROM pg_catalog.pg_constraint c \
+              CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(ck, fk, n) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.ck \
+               JOIN pg_catalog.pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.fk \
+              WHERE c.oid = $1 ORDER BY k.n",
+            &[&con_oid],
+        )
+        .await
+        .ctx(what)?;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    let mut parent = String::new();
+    for r in &rows {
+        mine.push(r.col::<String>(0, &what)?);
+        theirs.push(r.col::<String>(1, &what)?);
+        parent = r.col(2, &what)?;
+    }
+    if mine.is_empty() {
+        return Err(Error::failed(format!(
+            "{what}: constraint oid {con_oid} has no columns"
+        )));
+    }
+    let not_null = mine
+        .iter()
+        .map(|c| format!("s.{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let joined = mine
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| format!("p.{b} = s.{a}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key = mine
+        .iter()
+        .map(|c| format!("s.{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT concat_ws(', ', {key}) FROM ONLY {shadow} s WHERE {not_null} \
+           AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {joined}) LIMIT 1"
+    ))
 }
 
 async fn current_user(tx: &tokio_postgres::Transaction<'_>) -> Result<String> {

@@ -440,3 +440,67 @@ async fn a_using_that_depends_on_the_time_is_refused_early() {
         .get(0);
     assert!(clean, "a refused run created something\n{text}");
 }
+
+/// Found by a fresh tester: `ADD CONSTRAINT ... FOREIGN KEY` over a row that references nothing
+/// was swapped in NOT VALID with exit 0 (a warning after the swap); PostgreSQL's ALTER fails.
+/// Now the run stops before the swap naming the key; without such a row the key is validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_the_alter_adds_must_hold_before_the_swap() {
+    let db = TestDb::new("sem_new_fk").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE parent (pid int PRIMARY KEY);
+             INSERT INTO parent SELECT generate_series(1, 100);
+             CREATE TABLE t (id int PRIMARY KEY, pid int);
+             INSERT INTO t SELECT g, 1 + g % 100 FROM generate_series(1, 3000) g;
+             UPDATE t SET pid = 777 WHERE id = 2500;",
+        )
+        .await
+        .unwrap();
+    let alter = "ADD CONSTRAINT fk_p FOREIGN KEY (pid) REFERENCES parent";
+    let run = |db: TestDb| async move {
+        hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            alter,
+        ])
+        .await
+    };
+    let out = run(db.clone()).await;
+    assert_exit(&out, 1);
+    let text = all_output(&out);
+    assert!(text.contains("fk_p") && text.contains("777"), "{text}");
+    let swapped: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 't'::regclass AND conname = 'fk_p')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!swapped, "swapped with a violated key\n{text}");
+    assert_exit(
+        &hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.t"]).await,
+        0,
+    );
+    client
+        .batch_execute("UPDATE t SET pid = 7 WHERE id = 2500")
+        .await
+        .unwrap();
+    let out = run(db.clone()).await;
+    assert_exit(&out, 0);
+    let valid: bool = client
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conrelid = 't'::regclass AND conname = 'fk_p'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid, "{}", describe(&out));
+}
