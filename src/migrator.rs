@@ -457,21 +457,11 @@ async fn continue_run(
         timer.start(Phase::Build);
         state.set_phase(ctl, run, Phase::Build).await?;
         let t0 = Instant::now();
-        let bo = BuildOptions {
-            jobs: opts.jobs,
-            maintenance_work_mem: opts.maintenance_work_mem.clone(),
-        };
-        // Index builds are not paused midway; an abort drops them (their sessions close).
-        gov.copy_permit(run).await?;
-        gov.abortable(
-            run,
-            build::build(ctl, &opts.conn, plan, &bo, build::Stage::Bulk),
-        )
-        .await?;
+        build_stage(ctl, opts, plan, gov, build::Stage::Bulk).await?;
+        let n = plan.indexes.iter().filter(|i| !i.after_catch_up).count();
         say(&format!(
-            "built {} index{} and constraints in {:.1} s",
-            plan.indexes.len(),
-            if plan.indexes.len() == 1 { "" } else { "es" },
+            "built {n} index{} and constraints in {:.1} s",
+            if n == 1 { "" } else { "es" },
             t0.elapsed().as_secs_f64()
         ));
     }
@@ -511,16 +501,7 @@ async fn continue_run(
             .await?;
             report.replayed_log_rows += b.log_rows;
             let t0 = Instant::now();
-            let bo = BuildOptions {
-                jobs: opts.jobs,
-                maintenance_work_mem: opts.maintenance_work_mem.clone(),
-            };
-            gov.copy_permit(run).await?;
-            gov.abortable(
-                run,
-                build::build(ctl, &opts.conn, plan, &bo, build::Stage::Consistent),
-            )
-            .await?;
+            build_stage(ctl, opts, plan, gov, build::Stage::Consistent).await?;
             let n = plan.indexes.iter().filter(|i| i.after_catch_up).count();
             say(&format!(
                 "consistent: built {n} constraint{} that compare rows{} in {:.1} s",
@@ -697,6 +678,24 @@ async fn continue_run(
     report.rows_copied = totals.col::<i64>(1, &what)? as u64;
     report.bytes_copied = totals.col::<i64>(2, &what)? as u64;
     Ok(())
+}
+
+/// Builds one stage of the shadow's indexes and constraints. Index builds are not paused
+/// midway; an abort drops them (their sessions close).
+async fn build_stage(
+    ctl: &Client,
+    opts: &RunOptions,
+    plan: &Plan,
+    gov: &Governor,
+    stage: build::Stage,
+) -> Result<()> {
+    let bo = BuildOptions {
+        jobs: opts.jobs,
+        maintenance_work_mem: opts.maintenance_work_mem.clone(),
+    };
+    gov.copy_permit(plan.run_id).await?;
+    gov.abortable(plan.run_id, build::build(ctl, &opts.conn, plan, &bo, stage))
+        .await
 }
 
 /// Foreign keys the ALTER adds must hold on the rows before the swap: PostgreSQL's ALTER would
