@@ -996,7 +996,8 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
 /// Under the swap lock: the capture triggers are still the ones the run installed, untouched —
 /// every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
 /// that installed it (the one that recorded it in `objects` as kind `trigger`; the reverse
-/// capture of a revert, recorded otherwise, is checked for presence and mode only).
+/// capture of a revert, recorded otherwise, is checked for presence and mode only; so is a row
+/// that vacuum has frozen, whose xmin then reads as 2, after some 50 million transactions).
 /// `ALTER TABLE ... DISABLE TRIGGER`
 /// then `ENABLE [ALWAYS] TRIGGER` leaves the trigger looking as before but writes its row again;
 /// the writes made in between (or under `session_replication_role = replica` while it fired
@@ -1010,7 +1011,8 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
     let rows = tx
         .query(
             &format!(
-                "SELECT n.name, t.tgenabled::text, o.xmin IS NULL OR t.xmin::text = o.xmin::text \
+                "SELECT n.name, t.tgenabled::text, \
+                        o.xmin IS NULL OR t.xmin::text = o.xmin::text OR '2' IN (t.xmin::text, o.xmin::text) \
                    FROM unnest($3::text[]) AS n(name) \
                    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = $2 AND t.tgname = n.name \
                    LEFT JOIN {} o ON o.run_id = $1 AND o.kind = 'trigger' AND o.name = n.name",
