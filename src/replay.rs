@@ -100,10 +100,6 @@ pub async fn apply_batch(
     let log = &plan.capture.log;
     let kcols = log_key_columns(plan);
     let klist = join_idents(&kcols);
-    // Deferrable constraints of the shadow are checked at commit, as the source's were.
-    tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
-        .await
-        .ctx("deferring the shadow's deferrable constraints")?;
     // Batches within one transaction (the swap's final replay) must not see the previous ones.
     tx.execute(&format!("DELETE FROM pg_temp.{BATCH}"), &[])
         .await
@@ -163,6 +159,11 @@ pub async fn apply_batch(
         })
         .collect();
     let keys = plan.key_list();
+    // Deferrable constraints of the shadow are checked at the end of the batch, as the source's
+    // were at the end of its transactions (and set back to immediate there).
+    tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
+        .await
+        .ctx("deferring the shadow's deferrable constraints")?;
     let deleted_keys = tx
         .execute(
             &format!(
