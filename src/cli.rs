@@ -360,8 +360,9 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct OldSnapshotArgs {
     /// Before the swap, wait up to this long for transactions whose snapshot is older than the
-    /// new table's rows (after the swap they would see the table without them).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// new table's rows (after the swap they would see the table without them); 0 or off: do
+    /// not wait, only warn (or stop, with --old-snapshots stop).
+    #[arg(long, default_value = "60s", value_parser = parse_wait)]
     pub wait_old_snapshots: Duration,
     /// When such transactions outlive the wait: swap anyway with a warning naming them
     /// (proceed), or stop before the swap, resumable (stop).
@@ -587,6 +588,21 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_micros((ms * 1000.0) as u64))
 }
 
+/// A wait that may be zero: "0", "0s" or "off" mean do not wait; otherwise a duration.
+fn parse_wait(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim() {
+        "0" | "off" => Ok(Duration::ZERO),
+        t if t
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<f64>()
+            == Ok(0.0) =>
+        {
+            Ok(Duration::ZERO)
+        }
+        t => parse_duration(t),
+    }
+}
+
 /// `--chunk-time`: a duration, or "off" / "0" (zero: one chunk per transaction).
 pub fn parse_chunk_time(s: &str) -> std::result::Result<Duration, String> {
     match s.trim() {
@@ -800,6 +816,14 @@ mod tests {
         );
         assert!(parse(&["--old-snapshots", "sometimes"]).is_err());
         assert!(parse(&["--wait-old-snapshots", "soon"]).is_err());
+        // Zero means do not wait (found by a fresh tester: 0s was refused).
+        for zero in ["0", "0s", "off", "0ms"] {
+            assert_eq!(
+                parse(&["--wait-old-snapshots", zero]).unwrap().wait,
+                Duration::ZERO,
+                "{zero}"
+            );
+        }
     }
 
     #[test]
