@@ -33,7 +33,6 @@ pub mod planner;
 pub mod preflight;
 pub mod probe;
 pub mod progress;
-pub mod publications;
 pub mod replay;
 pub mod revert;
 pub mod sampling;

@@ -1,5 +1,5 @@
-//! Publications that would publish the tool's own objects (issue 13, input 7): a preflight check
-//! shared by `run` and `plan` (registered in `checks::run_all`).
+//! The `publications` check: publications that would publish the tool's own objects (issue 13,
+//! input 7), a preflight check shared by `run` and `plan` (listed in the registry, `checks::CHECKS`).
 //!
 //! Invariant kept here (DESIGN.md): the tool's objects are never published to a subscriber that
 //! lacks them. A run creates tables a subscriber does not have: the state tables and the change
@@ -28,9 +28,12 @@
 //! pg_repack (since 2026) refuses whenever a `FOR ALL TABLES` publication exists; this refuses
 //! only when the tool's objects would really reach a consumer, and also sees schema publications.
 
-use crate::checks::{Check, Verdict};
+use super::{Check, CheckInput, Verdict};
 use crate::error::{DbContext, Result};
 use tokio_postgres::Client;
+
+/// The check's name (docs/plan.md).
+pub(super) const NAME: &str = "publications";
 
 /// A publication whose tables include objects the run creates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,14 +153,11 @@ pub fn verdict(
     state_schema: &str,
     table_schema: &str,
 ) -> Check {
-    let mut check = Check {
-        name: "publications",
-        verdict: Verdict::Ok,
-        summary: "no publication would publish the tool's own tables".into(),
-        details: Vec::new(),
-        action: None,
-        pids: Vec::new(),
-    };
+    let mut check = Check::new(
+        NAME,
+        Verdict::Ok,
+        "no publication would publish the tool's own tables",
+    );
     if pubs.is_empty() {
         return check;
     }
@@ -211,8 +211,10 @@ pub fn verdict(
     check
 }
 
-/// The `publications` check.
-pub async fn check(client: &Client, state_schema: &str, table_schema: &str) -> Result<Check> {
+/// The `publications` check: the covering publications, then (only if there are any) their
+/// consumers.
+pub(super) async fn check(client: &Client, input: &CheckInput<'_>) -> Result<Check> {
+    let (state_schema, table_schema) = (input.state_schema, input.table.schema.as_str());
     let pubs = covering(client, state_schema, table_schema).await?;
     if pubs.is_empty() {
         return Ok(verdict(&pubs, &[], state_schema, table_schema));
