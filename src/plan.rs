@@ -137,9 +137,9 @@ pub struct Plan {
     /// the swap installs on the new table. See `revert.rs`.
     #[serde(default)]
     pub reverse: Option<Box<ReversePlan>>,
-    /// What the sample oracle found when the shadow was created (issue 13; `oracle.rs`).
+    /// What the sample oracle found when the shadow was created (issue 13; `oracle/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_check: Option<crate::oracle::SampleCheck>,
+    pub sample_check: Option<SampleCheck>,
 }
 
 /// The way back, decided when the shadow is created; completed with the names the swap chose
@@ -192,4 +192,30 @@ impl Plan {
     pub fn key_list(&self) -> String {
         crate::ident::join_idents(self.key.iter().map(|k| &k.name))
     }
+}
+
+/// What the sample check (the oracle, `oracle/`) did, for `plan` (in full) and `run` (one line:
+/// `SampleCheck::summary`, in `oracle/report.rs`). Recorded in the plan; the oracle fills it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SampleCheck {
+    /// False when the check could not be carried out (the reason is in `notes`).
+    pub done: bool,
+    /// Rows of the table that went through both the ALTER and the mapping.
+    pub rows: u64,
+    /// Rows with NULLs put in that went through both.
+    pub edge_rows: u64,
+    /// Columns set to NULL in those rows.
+    pub edge_nulls: u64,
+    /// Shadow columns compared.
+    pub compared: Vec<String>,
+    /// Shadow columns not compared, and why.
+    pub skipped: Vec<SkippedColumn>,
+    pub notes: Vec<String>,
+    pub millis: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SkippedColumn {
+    pub column: String,
+    pub reason: String,
 }
