@@ -139,7 +139,7 @@ pub struct CheckInput<'a> {
 
 /// One check of the registry: its stable name (documented in docs/plan.md; the name of its
 /// [`Check`]) and the function that makes it.
-pub struct Entry {
+pub(crate) struct Entry {
     pub name: &'static str,
     pub run: for<'a> fn(&'a Client, &'a CheckInput<'a>) -> BoxFuture<'a, Result<Check>>,
 }
@@ -156,7 +156,7 @@ macro_rules! entry {
 
 /// Every check [`run_all`] makes, in the order they are shown. The disk check comes last, apart:
 /// `plan` makes it again once the sizes are measured ([`disk_check`]).
-pub const CHECKS: &[Entry] = &[
+pub(crate) const CHECKS: &[Entry] = &[
     entry!(sessions),
     entry!(replication_slots),
     entry!(publications),
