@@ -17,6 +17,7 @@ use crate::mapping::{self, MapArg};
 use crate::plan::{CapturePlan, LateConstraint, Plan, ShadowIndex};
 use crate::preflight::Source;
 use crate::state::State;
+use crate::step::Step;
 use tokio_postgres::Client;
 
 pub struct ShadowRequest<'a> {
@@ -172,7 +173,7 @@ async fn create_once(
     state
         .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;
-    let plan = build_in(&tx, state, run, src, req, shadow).await?;
+    let (plan, _) = build_in(&tx, state, run, src, req, shadow).await?;
     // Default privileges may have granted the shadow to other roles: nobody may write into it
     // during the run, and the swap grants exactly the old table's privileges (acl.rs).
     crate::acl::keep_to_owner(&tx, &[crate::acl::Object::Table(shadow)]).await?;
@@ -194,7 +195,132 @@ pub async fn build_in(
     src: &Source,
     req: &ShadowRequest<'_>,
     shadow: &QualifiedName,
-) -> Result<Plan> {
+) -> Result<(Plan, Vec<Step>)> {
+    let table = &src.table.name;
+    let t = &src.table;
+    let mut done = Vec::new();
+    for s in definition_steps(src, shadow)? {
+        run_step(tx, s, &mut done).await?;
+    }
+    for s in identity_sequence_steps(tx, src, shadow).await? {
+        run_step(tx, s, &mut done).await?;
+    }
+    if t.owner.as_str() != current_user(tx).await? {
+        let s = Step::new(
+            format!("ALTER TABLE {shadow} OWNER TO {}", t.owner),
+            format!(
+                "giving the shadow to the table's owner {}",
+                t.owner.as_str()
+            ),
+        );
+        run_step(tx, s, &mut done).await?;
+    }
+    for s in constraint_steps(src, shadow) {
+        run_step(tx, s, &mut done).await?;
+    }
+    let (index_steps, original_names) = index_steps(src, run, shadow)?;
+    for s in index_steps {
+        run_step(tx, s, &mut done).await?;
+    }
+
+    // The columns before the ALTER, by attnum: renames and type changes keep the attnum.
+    let before_oid = relation_oid(tx, shadow).await?;
+    let origins: Vec<(i32, Ident)> = catalog::columns(tx, before_oid)
+        .await?
+        .into_iter()
+        .map(|c| (c.num, c.name))
+        .collect();
+
+    if let Some(alter) = req.alter {
+        run_step(tx, alter_step(shadow, alter), &mut done)
+            .await
+            .map_err(|e| {
+                e.with_kind(Kind::Refused)
+                    .with_state(format!("nothing was changed; {} is untouched", table.human()))
+                    .with_next("fix the --alter text (it takes the actions of ALTER TABLE, e.g. \"ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0\")")
+            })?;
+    }
+
+    // Read back what the ALTER produced.
+    let shadow_oid = relation_oid(tx, shadow).await?;
+    let shadow_cols = catalog::columns(tx, shadow_oid).await?;
+    let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
+    let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
+
+    let built = map_columns(tx, src, req, &origins, shadow_oid, &shadow_cols).await?;
+    refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
+
+    let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
+    let (indexes, mut drops) =
+        plan_indexes(src, run, shadow, &shadow_ix, &shadow_key, &original_names)?;
+    check_identity_survives(&indexes, &shadow_ix, &shadow_key, &table.human())?;
+    let late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
+    drops.extend(late.drops);
+    for s in drops {
+        run_step(tx, s, &mut done).await?;
+    }
+    compile_mapping(tx, table, &built.columns).await?;
+
+    let dropped_indexes = src
+        .indexes
+        .iter()
+        .filter(|s| !indexes.iter().any(|i| i.final_name == s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    let capture = CapturePlan {
+        log: state.table(&format!("log_{run}")),
+        function: state.table(&format!("capture_{run}")),
+        truncate_function: state.table(&format!("capture_truncate_{run}")),
+        trigger: Ident::new(format!("hotswap_capture_{run}")),
+        truncate_trigger: Ident::new(format!("hotswap_truncate_{run}")),
+    };
+    let mut plan = Plan {
+        run_id: run,
+        source: table.clone(),
+        source_oid: t.oid,
+        shadow: shadow.clone(),
+        shadow_oid,
+        key: built.key,
+        columns: built.columns,
+        dropped: built.dropped,
+        overriding: built.overriding,
+        indexes,
+        late_checks: late.checks,
+        foreign_keys: late.foreign_keys,
+        self_foreign_keys: late.self_foreign_keys,
+        capture,
+        fingerprint: src.fingerprint.clone(),
+        dropped_indexes,
+        reverse: None,
+        sample_check: None,
+    };
+    // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
+    // mapping gives them, or nothing is created (`oracle.rs`; rolled back inside).
+    plan.sample_check = Some(crate::oracle::check_sample(tx, src, &plan, req.alter).await?);
+    Ok((plan, done))
+}
+
+/// Executes `step` in the shadow's transaction and keeps it in `done` (what `plan` lists).
+async fn run_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    step: Step,
+    done: &mut Vec<Step>,
+) -> Result<()> {
+    crate::step::exec(tx, &step).await?;
+    done.push(step);
+    Ok(())
+}
+
+async fn relation_oid(tx: &tokio_postgres::Transaction<'_>, rel: &QualifiedName) -> Result<u32> {
+    tx.query_one("SELECT $1::text::regclass::oid", &[&rel.to_string()])
+        .await
+        .ctx("looking up the shadow")?
+        .col(0, &"looking up the shadow")
+}
+
+/// The shadow's table with the source's definition: `LIKE`, the storage options, autovacuum off
+/// until the swap, and the per-column settings `LIKE` does not copy.
+fn definition_steps(src: &Source, shadow: &QualifiedName) -> Result<Vec<Step>> {
     let table = &src.table.name;
     let t = &src.table;
     let unlogged = if t.persistence == "u" {
@@ -207,13 +333,14 @@ pub async fn build_in(
         .as_ref()
         .map(|ts| format!(" TABLESPACE {ts}"))
         .unwrap_or_default();
-    tx.batch_execute(&format!(
-        "CREATE {unlogged}TABLE {shadow} (LIKE {table} INCLUDING DEFAULTS INCLUDING GENERATED \
-         INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS){tablespace}"
-    ))
-    .await
-    .ctx(format_args!("creating the shadow table {}", shadow.human()))?;
-
+    let mut steps = vec![Step::new(
+        format!(
+            "CREATE {unlogged}TABLE {shadow} (LIKE {table} INCLUDING DEFAULTS INCLUDING GENERATED \
+             INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS){tablespace}"
+        ),
+        format!("creating the shadow table {}", shadow.human()),
+    )
+    .locks("ACCESS SHARE", table, true)];
     let mut opts = Vec::new();
     for o in &t.reloptions {
         opts.push(reloption_sql(o, "")?);
@@ -222,27 +349,30 @@ pub async fn build_in(
         opts.push(reloption_sql(o, "toast.")?);
     }
     if !opts.is_empty() {
-        tx.batch_execute(&format!("ALTER TABLE {shadow} SET ({})", opts.join(", ")))
-            .await
-            .ctx("copying the table's storage options to the shadow")?;
+        steps.push(Step::new(
+            format!("ALTER TABLE {shadow} SET ({})", opts.join(", ")),
+            "copying the table's storage options to the shadow",
+        ));
     }
     // No autovacuum on the shadow until the swap (which restores the source's setting): a
     // freshly loaded table attracts it, and it yields to a waiting lock only after
     // deadlock_timeout, longer than the build's and the swap's lock timeouts.
-    tx.batch_execute(&format!(
-        "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
-    ))
-    .await
-    .ctx("keeping autovacuum off the shadow until the swap")?;
+    steps.push(Step::new(
+        format!(
+            "ALTER TABLE {shadow} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+        ),
+        "keeping autovacuum off the shadow until the swap",
+    ));
     // Per-column settings LIKE does not copy: statistics targets and options (n_distinct...).
     for c in &src.columns {
         if c.stat_target >= 0 {
-            tx.batch_execute(&format!(
-                "ALTER TABLE {shadow} ALTER COLUMN {} SET STATISTICS {}",
-                c.name, c.stat_target
-            ))
-            .await
-            .ctx("copying a column's statistics target")?;
+            steps.push(Step::new(
+                format!(
+                    "ALTER TABLE {shadow} ALTER COLUMN {} SET STATISTICS {}",
+                    c.name, c.stat_target
+                ),
+                "copying a column's statistics target",
+            ));
         }
         if !c.options.is_empty() {
             let opts = c
@@ -250,19 +380,30 @@ pub async fn build_in(
                 .iter()
                 .map(|o| reloption_sql(o, ""))
                 .collect::<Result<Vec<_>>>()?;
-            tx.batch_execute(&format!(
-                "ALTER TABLE {shadow} ALTER COLUMN {} SET ({})",
-                c.name,
-                opts.join(", ")
-            ))
-            .await
-            .ctx("copying a column's options")?;
+            steps.push(Step::new(
+                format!(
+                    "ALTER TABLE {shadow} ALTER COLUMN {} SET ({})",
+                    c.name,
+                    opts.join(", ")
+                ),
+                "copying a column's options",
+            ));
         }
     }
-    // Identity sequences: LIKE gives the new one the right options but not always the right
-    // type; make it the old one's twin before the ALTER, so a type change then does to it exactly
-    // what ALTER TABLE would.
+    Ok(steps)
+}
+
+/// Identity sequences: LIKE gives the new one the right options but not always the right type;
+/// make it the old one's twin before the ALTER, so a type change then does to it exactly what
+/// ALTER TABLE would. Reads the new sequence's name (it exists once the shadow does).
+async fn identity_sequence_steps(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
     for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let what = "reading an identity sequence";
         let row = tx
             .query_one(
                 "SELECT pg_catalog.pg_get_serial_sequence($1, $2), \
@@ -271,141 +412,130 @@ pub async fn build_in(
                 &[&shadow.to_string(), &s.column.as_str(), &s.oid],
             )
             .await
-            .ctx("reading an identity sequence")?;
-        let what = "reading an identity sequence";
+            .ctx(what)?;
         let new_seq: Option<String> = row.col(0, &what)?;
-        if let Some(new_seq) = new_seq {
-            let (ty, start, inc, min, max, cache, cycle): (String, i64, i64, i64, i64, i64, bool) = (
-                row.col(1, &what)?,
-                row.col(2, &what)?,
-                row.col(3, &what)?,
-                row.col(4, &what)?,
-                row.col(5, &what)?,
-                row.col(6, &what)?,
-                row.col(7, &what)?,
-            );
-            tx.batch_execute(&format!(
+        let Some(new_seq) = new_seq else { continue };
+        let (ty, start, inc, min, max, cache, cycle): (String, i64, i64, i64, i64, i64, bool) = (
+            row.col(1, &what)?,
+            row.col(2, &what)?,
+            row.col(3, &what)?,
+            row.col(4, &what)?,
+            row.col(5, &what)?,
+            row.col(6, &what)?,
+            row.col(7, &what)?,
+        );
+        steps.push(Step::new(
+            format!(
                 "ALTER SEQUENCE {new_seq} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} \
                  START WITH {start} CACHE {cache} {}",
                 if cycle { "CYCLE" } else { "NO CYCLE" }
-            ))
-            .await
-            .ctx("copying an identity sequence's options")?;
-        }
+            ),
+            "copying an identity sequence's options",
+        ));
     }
-    if t.owner.as_str() != current_user(tx).await? {
-        tx.batch_execute(&format!("ALTER TABLE {shadow} OWNER TO {}", t.owner))
-            .await
-            .ctx(format_args!(
-                "giving the shadow to the table's owner {}",
-                t.owner.as_str()
-            ))?;
-    }
+    Ok(steps)
+}
 
-    // Check constraints keep their names (they are per table); foreign keys to other tables
-    // too. Self-referencing foreign keys are added at the swap, when the name means the new table.
+/// Check constraints keep their names (they are per table); foreign keys to other tables too.
+/// Self-referencing foreign keys are added at the swap, when the name means the new table.
+fn constraint_steps(src: &Source, shadow: &QualifiedName) -> Vec<Step> {
+    let mut steps = Vec::new();
     for c in src.constraints.iter().filter(|c| c.kind == "c") {
-        tx.batch_execute(&format!(
-            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
-            c.name, c.def
-        ))
-        .await
-        .ctx(format_args!(
-            "adding check constraint {} to the shadow",
-            c.name.as_str()
-        ))?;
+        steps.push(Step::new(
+            format!("ALTER TABLE {shadow} ADD CONSTRAINT {} {}", c.name, c.def),
+            format!("adding check constraint {} to the shadow", c.name.as_str()),
+        ));
     }
     for c in src
         .constraints
         .iter()
-        .filter(|c| c.kind == "f" && c.references != t.oid)
+        .filter(|c| c.kind == "f" && c.references != src.table.oid)
     {
-        tx.batch_execute(&format!(
-            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
-            c.name, c.def
-        ))
-        .await
-        .ctx(format_args!(
-            "adding foreign key {} to the shadow",
-            c.name.as_str()
-        ))?;
+        let mut s = Step::new(
+            format!("ALTER TABLE {shadow} ADD CONSTRAINT {} {}", c.name, c.def),
+            format!("adding foreign key {} to the shadow", c.name.as_str()),
+        )
+        .note("locks the referenced table SHARE ROW EXCLUSIVE (blocking its writes) until the shadow transaction commits, in milliseconds");
+        if let Some(r) = referenced_table(c) {
+            s.locks.push(crate::step::LockTaken {
+                mode: "SHARE ROW EXCLUSIVE".into(),
+                on: r,
+                live: true,
+            });
+        }
+        steps.push(s);
     }
+    steps
+}
 
-    // Every index under a temporary name, constraints attached the way the source has them.
+/// (temporary name on the shadow, original name on the source) of an index.
+type NamePair = (Ident, Ident);
+
+/// Every index under a temporary name, constraints attached the way the source has them.
+/// Returns the steps and (temporary name, original name) of each.
+fn index_steps(
+    src: &Source,
+    run: i64,
+    shadow: &QualifiedName,
+) -> Result<(Vec<Step>, Vec<NamePair>)> {
+    let mut steps = Vec::new();
     let mut original_names = Vec::new();
     for (n, ix) in src.indexes.iter().enumerate() {
         let tmp = Ident::new(tmp_index_name(run, n));
         original_names.push((tmp.clone(), ix.name.clone()));
         if ix.built_by_constraint() {
             let def = ix.constraint_def.as_deref().unwrap_or_default();
-            tx.batch_execute(&format!("ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {def}"))
-                .await
-                .ctx(format_args!(
-                    "adding constraint {} to the shadow",
-                    ix.name.as_str()
-                ))?;
+            steps.push(Step::new(
+                format!("ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {def}"),
+                format!("adding constraint {} to the shadow", ix.name.as_str()),
+            ));
             continue;
         }
         let unique = if ix.unique { "UNIQUE " } else { "" };
-        tx.batch_execute(&format!(
-            "CREATE {unique}INDEX {tmp} ON {shadow} USING {}",
-            ix.body()?
-        ))
-        .await
-        .ctx(format_args!(
-            "creating index {} on the shadow",
-            ix.name.as_str()
-        ))?;
+        steps.push(Step::new(
+            format!(
+                "CREATE {unique}INDEX {tmp} ON {shadow} USING {}",
+                ix.body()?
+            ),
+            format!("creating index {} on the shadow", ix.name.as_str()),
+        ));
         if let Some(kind) = ix.constraint_type.as_deref() {
-            tx.batch_execute(&format!(
-                "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {} USING INDEX {tmp}{}",
-                if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" },
-                deferrable_clause(ix.deferrable, ix.deferred)
-            ))
-            .await
-            .ctx(format_args!(
-                "attaching constraint {} on the shadow",
-                ix.name.as_str()
-            ))?;
+            steps.push(Step::new(
+                format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {} USING INDEX {tmp}{}",
+                    if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                    deferrable_clause(ix.deferrable, ix.deferred)
+                ),
+                format!("attaching constraint {} on the shadow", ix.name.as_str()),
+            ));
         }
     }
+    Ok((steps, original_names))
+}
 
-    // The columns before the ALTER, by attnum: renames and type changes keep the attnum.
-    let before_oid: u32 = tx
-        .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
-        .await
-        .ctx("looking up the shadow")?
-        .col(0, &"looking up the shadow")?;
-    let origins: Vec<(i32, Ident)> = catalog::columns(tx, before_oid)
-        .await?
-        .into_iter()
-        .map(|c| (c.num, c.name))
-        .collect();
+/// The user's ALTER, against the empty shadow. Sent over the extended protocol (`single`): the
+/// server itself refuses a second statement, whatever quoting, dollar quote or comment hides its
+/// `;` from the client-side check in cli.rs (issue 9, hostile input).
+fn alter_step(shadow: &QualifiedName, alter: &str) -> Step {
+    Step::new(
+        format!("ALTER TABLE {shadow} {alter}"),
+        format!("the ALTER failed on the shadow {}", shadow.human()),
+    )
+    .note("run against the empty shadow only")
+    .single()
+}
 
-    if let Some(alter) = req.alter {
-        // The extended protocol (`execute`, not `batch_execute`): the server itself refuses a
-        // second statement, whatever quoting, dollar quote or comment hides its `;` from the
-        // client-side check in cli.rs (issue 9, hostile input).
-        tx.execute(&format!("ALTER TABLE {shadow} {alter}"), &[])
-            .await
-            .map_err(|e| {
-                Error::db(format_args!("the ALTER failed on the shadow of {}", table.human()), e)
-                    .with_kind(Kind::Refused)
-                    .with_state(format!("nothing was changed; {} is untouched", table.human()))
-                    .with_next("fix the --alter text (it takes the actions of ALTER TABLE, e.g. \"ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0\")")
-            })?;
-    }
-
-    // Read back what the ALTER produced.
-    let shadow_oid: u32 = tx
-        .query_one("SELECT $1::text::regclass::oid", &[&shadow.to_string()])
-        .await
-        .ctx("looking up the shadow")?
-        .col(0, &"looking up the shadow")?;
-    let shadow_cols = catalog::columns(tx, shadow_oid).await?;
-    let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
-    let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
-
+/// The column mapping of the ALTER (with its USING expressions, issue 13), stable defaults
+/// evaluated once, and the key columns whose collation the ALTER changes (issue 21).
+async fn map_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    origins: &[(i32, Ident)],
+    shadow_oid: u32,
+    shadow_cols: &[catalog::Column],
+) -> Result<mapping::Built> {
+    let table = &src.table.name;
     // The USING expressions of the ALTER: the empty shadow kept no trace of them (issue 13).
     let type_changes = match req.alter {
         Some(alter) => crate::alter_text::type_changes(alter).map_err(|e| {
@@ -419,57 +549,75 @@ pub async fn build_in(
     let mut built = mapping::build(
         &table.human(),
         &src.columns,
-        &shadow_cols,
-        Some(&origins),
+        shadow_cols,
+        Some(origins),
         &src.key,
         req.maps,
         &type_changes,
     )?;
-    fix_stable_defaults(tx, shadow_oid, &shadow_cols, &mut built.columns).await?;
+    fix_stable_defaults(tx, shadow_oid, shadow_cols, &mut built.columns).await?;
     // Key columns whose collation the ALTER changes are compared in the shadow's (issue 21).
     let src_names: Vec<&str> = built.key.iter().map(|k| k.name.as_str()).collect();
     let dst_names: Vec<&str> = built.key.iter().map(|k| k.shadow_name.as_str()).collect();
-    let src_coll = crate::verify::collations(tx, t.oid, &src_names).await?;
+    let src_coll = crate::verify::collations(tx, src.table.oid, &src_names).await?;
     let dst_coll = crate::verify::collations(tx, shadow_oid, &dst_names).await?;
     for ((k, sc), dc) in built.key.iter_mut().zip(src_coll).zip(dst_coll) {
         if sc != dc {
             k.shadow_collation = dc;
         }
     }
+    Ok(built)
+}
 
-    // --- dependents (issue 13, input 6): refuse what PostgreSQL's ALTER refuses because of a
-    // view, rule, policy, trigger... on a dropped or retyped column, before anything is copied;
-    // and probe the views the swap re-creates over retyped or renamed columns.
-    {
-        let mut retyped = Vec::new();
-        let mut renamed = Vec::new();
-        for c in &shadow_cols {
-            let Some((_, origin)) = origins.iter().find(|(n, _)| *n == c.num) else {
-                continue;
-            };
-            let Some(s) = src.columns.iter().find(|s| &s.name == origin) else {
-                continue;
-            };
-            if s.type_oid != c.type_oid {
-                retyped.push(s.name.clone());
-            } else if s.name != c.name {
-                renamed.push(s.name.clone());
-            }
+/// Issue 13, input 6: refuses what PostgreSQL's ALTER refuses because of a view, rule, policy,
+/// trigger... on a dropped or retyped column, before anything is copied; and probes the views
+/// the swap re-creates over retyped or renamed columns.
+async fn refuse_dependents(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    origins: &[(i32, Ident)],
+    shadow_cols: &[catalog::Column],
+    dropped: &[Ident],
+) -> Result<()> {
+    let table = &src.table.name;
+    let mut retyped = Vec::new();
+    let mut renamed = Vec::new();
+    for c in shadow_cols {
+        let Some((_, origin)) = origins.iter().find(|(n, _)| *n == c.num) else {
+            continue;
+        };
+        let Some(s) = src.columns.iter().find(|s| &s.name == origin) else {
+            continue;
+        };
+        if s.type_oid != c.type_oid {
+            retyped.push(s.name.clone());
+        } else if s.name != c.name {
+            renamed.push(s.name.clone());
         }
-        crate::dependents::refuse_dependents(tx, t.oid, &built.dropped, &retyped, &table.human())
-            .await?;
-        retyped.extend(renamed);
-        crate::dependents::probe_views(tx, t.oid, &retyped, shadow, table).await?;
     }
-    // --- end dependents
+    crate::dependents::refuse_dependents(tx, src.table.oid, dropped, &retyped, &table.human())
+        .await?;
+    retyped.extend(renamed);
+    crate::dependents::probe_views(tx, src.table.oid, &retyped, shadow, table).await
+}
 
-    let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
-    // The row identity's own index is built with the bulk indexes (replay finds rows by it, and
-    // the copy cannot duplicate a key); every other unique index and every exclusion constraint
-    // compares rows, so it waits for the consistency point (issue 13).
+/// The indexes the ALTER left on the shadow, planned for the build (issue 13: the row
+/// identity's own index is built with the bulk indexes — replay finds rows by it, and the copy
+/// cannot duplicate a key; every other unique index and every exclusion constraint compares
+/// rows, so it waits for the consistency point), and the steps that drop them for the copy.
+fn plan_indexes(
+    src: &Source,
+    run: i64,
+    shadow: &QualifiedName,
+    shadow_ix: &[catalog::Index],
+    shadow_key: &[Ident],
+    original_names: &[NamePair],
+) -> Result<(Vec<ShadowIndex>, Vec<Step>)> {
+    let table = &src.table.name;
     let identity_index = shadow_ix
         .iter()
-        .position(|ix| is_identity_index(ix, &shadow_key));
+        .position(|ix| is_identity_index(ix, shadow_key));
     let mut indexes = Vec::new();
     let mut drops = Vec::new();
     for (n, ix) in shadow_ix.iter().enumerate() {
@@ -509,17 +657,20 @@ pub async fn build_in(
                 (create, cons, false)
             }
         };
-        match &ix.constraint_name {
-            Some(c) => drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {c}")),
-            None => drops.push(format!("DROP INDEX {}", shadow.sibling(ix.name.as_str()))),
-        }
+        drops.push(Step::new(
+            match &ix.constraint_name {
+                Some(c) => format!("ALTER TABLE {shadow} DROP CONSTRAINT {c}"),
+                None => format!("DROP INDEX {}", shadow.sibling(ix.name.as_str())),
+            },
+            "removing indexes from the shadow for the bulk copy",
+        ));
         let comment = src
             .indexes
             .iter()
             .find(|s| s.name == final_name)
             .and_then(|s| s.comment.clone());
         let compares_rows = ix.unique || ix.constraint_type.as_deref() == Some("x");
-        indexes.push(crate::plan::ShadowIndex {
+        indexes.push(ShadowIndex {
             tmp_name: tmp,
             final_name,
             create_sql,
@@ -530,20 +681,47 @@ pub async fn build_in(
             after_catch_up: compares_rows && identity_index != Some(n),
         });
     }
-    check_identity_survives(&indexes, &shadow_ix, &shadow_key, &table.human())?;
+    Ok((indexes, drops))
+}
 
-    let mut late_checks = Vec::new();
-    let mut foreign_keys = Vec::new();
-    for c in &shadow_cons {
+/// Constraints the shadow gets only later: NOT VALID checks (after the copy), foreign keys and
+/// self-referencing foreign keys (in the swap); with the steps that remove them for the copy.
+struct LatePlan {
+    checks: Vec<LateConstraint>,
+    foreign_keys: Vec<LateConstraint>,
+    self_foreign_keys: Vec<LateConstraint>,
+    drops: Vec<Step>,
+}
+
+async fn plan_constraints(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    shadow_cons: &[catalog::Constraint],
+    shadow_cols: &[catalog::Column],
+) -> Result<LatePlan> {
+    let mut late = LatePlan {
+        checks: Vec::new(),
+        foreign_keys: Vec::new(),
+        self_foreign_keys: Vec::new(),
+        drops: Vec::new(),
+    };
+    let drop = |c: &catalog::Constraint| {
+        Step::new(
+            format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name),
+            "removing indexes from the shadow for the bulk copy",
+        )
+    };
+    for c in shadow_cons {
         match c.kind.as_str() {
             "c" if !c.validated => {
-                late_checks.push(LateConstraint {
+                late.checks.push(LateConstraint {
                     orphan_check: None,
                     name: c.name.clone(),
                     def: strip_not_valid(&c.def),
                     validate: false,
                 });
-                drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name));
+                late.drops.push(drop(c));
             }
             "f" => {
                 let on_source = src.constraints.iter().find(|s| s.name == c.name);
@@ -554,28 +732,27 @@ pub async fn build_in(
                     None if c.validated => Some(orphan_check(tx, c.oid, shadow).await?),
                     _ => None,
                 };
-                foreign_keys.push(LateConstraint {
+                late.foreign_keys.push(LateConstraint {
                     orphan_check,
                     name: c.name.clone(),
                     def: strip_not_valid(&c.def),
                     validate: was_valid,
                 });
-                drops.push(format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name));
+                late.drops.push(drop(c));
             }
             _ => {}
         }
     }
-    let mut self_foreign_keys = Vec::new();
     for c in src
         .constraints
         .iter()
-        .filter(|c| c.kind == "f" && c.references == t.oid)
+        .filter(|c| c.kind == "f" && c.references == src.table.oid)
     {
         if c.columns
             .iter()
             .all(|col| shadow_cols.iter().any(|s| &s.name == col))
         {
-            self_foreign_keys.push(LateConstraint {
+            late.self_foreign_keys.push(LateConstraint {
                 orphan_check: None,
                 name: c.name.clone(),
                 def: strip_not_valid(&c.def),
@@ -583,79 +760,43 @@ pub async fn build_in(
             });
         }
     }
-    for d in &drops {
-        tx.batch_execute(d)
-            .await
-            .ctx("removing indexes from the shadow for the bulk copy")?;
-    }
+    Ok(late)
+}
 
-    // The mapping must compile against the source before anything is copied.
-    let select_list = built
-        .columns
+/// The mapping must compile against the source before anything is copied. Prepared, not
+/// executed, and over the extended protocol: a `--map` expression that closes the CAST around
+/// it and appends `; DROP ...` is refused by the server as a second statement.
+async fn compile_mapping(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &QualifiedName,
+    columns: &[crate::plan::MappedColumn],
+) -> Result<()> {
+    let select_list = columns
         .iter()
         .filter_map(|c| c.expr.as_deref())
         .collect::<Vec<_>>()
         .join(", ");
-    // Prepared, not executed, and over the extended protocol: a `--map` expression that closes
-    // the CAST around it and appends `; DROP ...` is refused by the server as a second statement.
-    if !select_list.is_empty() {
-        tx.prepare(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
-            .await
-            .map_err(|e| {
-                Error::db(
-                    format_args!(
-                        "the column mapping of {} does not work on its rows (check the --map expressions)",
-                        table.human()
-                    ),
-                    e,
-                )
-                .with_kind(Kind::Refused)
-                .with_state(format!(
-                    "nothing was changed; {} is untouched",
-                    table.human()
-                ))
-                .with_next("fix the --map expression; it is SQL over the old row's columns")
-            })?;
+    if select_list.is_empty() {
+        return Ok(());
     }
-    let dropped_indexes = src
-        .indexes
-        .iter()
-        .filter(|s| !indexes.iter().any(|i| i.final_name == s.name))
-        .map(|s| s.name.clone())
-        .collect();
-
-    let capture = CapturePlan {
-        log: state.table(&format!("log_{run}")),
-        function: state.table(&format!("capture_{run}")),
-        truncate_function: state.table(&format!("capture_truncate_{run}")),
-        trigger: Ident::new(format!("hotswap_capture_{run}")),
-        truncate_trigger: Ident::new(format!("hotswap_truncate_{run}")),
-    };
-    let plan = Plan {
-        run_id: run,
-        source: table.clone(),
-        source_oid: t.oid,
-        shadow: shadow.clone(),
-        shadow_oid,
-        key: built.key,
-        columns: built.columns,
-        dropped: built.dropped,
-        overriding: built.overriding,
-        indexes,
-        late_checks,
-        foreign_keys,
-        self_foreign_keys,
-        capture,
-        fingerprint: src.fingerprint.clone(),
-        dropped_indexes,
-        reverse: None,
-        sample_check: None,
-    };
-    // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
-    // mapping gives them, or nothing is created (`oracle.rs`; rolled back inside).
-    let mut plan = plan;
-    plan.sample_check = Some(crate::oracle::check_sample(tx, src, &plan, req.alter).await?);
-    Ok(plan)
+    tx.prepare(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
+        .await
+        .map_err(|e| {
+            Error::db(
+                format_args!(
+                    "the column mapping of {} does not work on its rows (check the --map expressions)",
+                    table.human()
+                ),
+                e,
+            )
+            .with_kind(Kind::Refused)
+            .with_state(format!(
+                "nothing was changed; {} is untouched",
+                table.human()
+            ))
+            .with_next("fix the --map expression; it is SQL over the old row's columns")
+        })?;
+    Ok(())
 }
 
 /// A new column whose default is not volatile (`now()`, `current_date`, a constant) gets one
@@ -779,6 +920,13 @@ async fn current_user(tx: &tokio_postgres::Transaction<'_>) -> Result<String> {
         .await
         .ctx("reading current_user")?
         .col(0, &"reading current_user")
+}
+
+/// The table an outgoing foreign key references, `schema.name` as its definition's text shows it
+/// (for people: `plan`'s list of locks).
+pub fn referenced_table(c: &catalog::Constraint) -> Option<String> {
+    let rest = c.def.split(" REFERENCES ").nth(1)?;
+    Some(rest.split('(').next()?.trim().to_string())
 }
 
 fn deferrable_clause(deferrable: bool, deferred: bool) -> &'static str {

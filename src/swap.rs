@@ -19,8 +19,9 @@ use crate::plan::Plan;
 use crate::preflight::Source;
 use crate::replay;
 use crate::state::{Phase, State};
+use crate::step::{self, Step};
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 pub struct SwapOutcome {
     pub attempts: u32,
@@ -35,8 +36,8 @@ pub struct SwapOutcome {
 }
 
 /// Names decided before the first attempt (so every attempt uses the same ones).
-struct Names {
-    old: QualifiedName,
+pub struct Names {
+    pub old: QualifiedName,
     /// (current name of a source index, its name on the old table).
     old_indexes: Vec<(Ident, String)>,
     /// (identity sequence of the source, its name once it belongs to the old table).
@@ -74,7 +75,7 @@ async fn free_statistics_name(client: &Client, name: &QualifiedName) -> Result<S
     )))
 }
 
-async fn decide_names(
+pub async fn decide_names(
     client: &Client,
     plan: &Plan,
     src: &Source,
@@ -308,8 +309,6 @@ async fn attempt_swap(
     req: &SwapRequest<'_>,
 ) -> Result<(Instant, u64, Vec<(QualifiedName, Ident)>)> {
     let source = &plan.source;
-    let shadow = &plan.shadow;
-    let revertible = plan.reverse.is_some();
     exec(
         tx,
         &format!(
@@ -319,12 +318,7 @@ async fn attempt_swap(
         "setting lock_timeout",
     )
     .await?;
-    exec(
-        tx,
-        &format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
-        &format!("locking {}", source.human()),
-    )
-    .await?;
+    step::exec(tx, &lock_step(plan)).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
 
@@ -367,404 +361,15 @@ async fn attempt_swap(
         }
     }
 
-    exec(
-        tx,
-        &autovacuum_restore(shadow, &src.table.reloptions, &src.table.toast_options)?,
-        "giving the new table the autovacuum settings of the old one",
-    )
-    .await?;
-
-    let schema = &source.schema;
-    for s in capture::drop_trigger_statements(
-        &plan.capture.trigger,
-        &plan.capture.truncate_trigger,
-        source,
-    ) {
-        exec(tx, &s, "removing the capture trigger").await?;
-    }
-
-    // Identity sequences: the new table's sequence continues from the old one's position and
-    // takes its name.
-    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
-        let new_seq: Option<String> = tx
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
-                &[&shadow.to_string(), &s.column.as_str()],
-            )
-            .await
-            .ctx("looking up the new identity sequence")?
-            .col(0, &"looking up the new identity sequence")?;
-        let Some(new_seq) = new_seq else { continue };
-        exec(
-            tx,
-            &format!(
-                "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {}",
-                literal(&new_seq),
-                s.name
-            ),
-            "carrying the identity sequence position over",
-        )
-        .await?;
-        let old_name = &names
-            .old_sequences
-            .iter()
-            .find(|(q, _)| q == &s.name)
-            .expect("named")
-            .1;
-        exec(
-            tx,
-            &format!(
-                "ALTER SEQUENCE {} RENAME TO {}",
-                s.name,
-                Ident::new(old_name.clone())
-            ),
-            "renaming the old identity sequence",
-        )
-        .await?;
-        exec(
-            tx,
-            &format!("ALTER SEQUENCE {new_seq} RENAME TO {}", s.name.name),
-            "renaming the new identity sequence",
-        )
-        .await?;
-        // Its privileges and comment follow.
-        for g in catalog::grants(tx, s.oid).await? {
-            exec(
-                tx,
-                &format!(
-                    "GRANT {} ON SEQUENCE {} TO {}{}",
-                    g.privilege,
-                    s.name,
-                    g.grantee,
-                    if g.grantable {
-                        " WITH GRANT OPTION"
-                    } else {
-                        ""
-                    }
-                ),
-                "carrying an identity sequence's privileges over",
-            )
-            .await?;
-        }
-        if let Some(c) = catalog::relation_comment(tx, s.oid).await? {
-            exec(
-                tx,
-                &format!("COMMENT ON SEQUENCE {} IS {}", s.name, literal(&c)),
-                "carrying an identity sequence's comment over",
-            )
-            .await?;
-        }
-    }
-    // Serial sequences: hand them to the new table's column, so dropping the old table later
-    // does not drop the sequence the new table's default uses.
-    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
-        if let Some(col) = plan.shadow_column_of(&s.column) {
-            exec(
-                tx,
-                &format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
-                "handing the serial sequence to the new table",
-            )
-            .await?;
-        }
-    }
-
-    // Outgoing foreign keys leave the old table: it must not block deletes in the tables it
-    // references (nor cascade into them) while it is kept.
-    for c in src
-        .constraints
-        .iter()
-        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
-    {
-        exec(
-            tx,
-            &format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
-            "removing a foreign key from the old table",
-        )
-        .await?;
-    }
-    // Incoming foreign keys: dropped now, re-added after the rename (their text names the table).
-    for fk in &src.incoming {
-        exec(
-            tx,
-            &format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
-            "detaching a foreign key that references the table",
-        )
-        .await?;
-    }
-
-    exec(
-        tx,
-        &format!("ALTER TABLE {source} RENAME TO {}", names.old.name),
-        "renaming the source table",
-    )
-    .await?;
-    exec(
-        tx,
-        &format!("ALTER TABLE {shadow} RENAME TO {}", source.name),
-        "renaming the shadow table",
-    )
-    .await?;
-    for (cur, old) in &names.old_indexes {
-        exec(
-            tx,
-            &format!(
-                "ALTER INDEX {}.{cur} RENAME TO {}",
-                schema,
-                Ident::new(old.clone())
-            ),
-            "renaming an index of the old table",
-        )
-        .await?;
-    }
-    for ix in &plan.indexes {
-        exec(
-            tx,
-            &format!(
-                "ALTER INDEX {}.{} RENAME TO {}",
-                schema, ix.tmp_name, ix.final_name
-            ),
-            "giving an index its original name",
-        )
-        .await?;
-    }
-
-    let mut to_validate = Vec::new();
-    // Outgoing foreign keys join the new table only now, NOT VALID, validated after the commit
-    // (issue 13): on the shadow, while the application wrote the tables they reference, their
-    // checks saw child rows replay had not yet removed, and the application's own DELETE of a
-    // parent failed. A run started by an older version may have them on the shadow already.
-    let on_shadow: Vec<String> = tx
-        .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'f'",
-            &[&plan.shadow_oid],
-        )
-        .await
-        .ctx("reading the foreign keys of the new table")?
-        .iter()
-        .map(|r| r.col(0, &"reading the foreign keys of the new table"))
-        .collect::<Result<_>>()?;
-    for fk in &plan.foreign_keys {
-        if !on_shadow.iter().any(|n| n == fk.name.as_str()) {
-            exec(
-                tx,
-                &format!(
-                    "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.name, fk.def
-                ),
-                "adding a foreign key to the new table",
-            )
-            .await?;
-        }
-        if fk.validate {
-            to_validate.push((source.clone(), fk.name.clone()));
-        }
-    }
-    for fk in &plan.self_foreign_keys {
-        exec(
-            tx,
-            &format!(
-                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
-                fk.name, fk.def
-            ),
-            "re-adding a self-referencing foreign key",
-        )
-        .await?;
-        if fk.validate {
-            to_validate.push((source.clone(), fk.name.clone()));
-        }
-    }
-    for fk in &src.incoming {
-        let def = fk.def.strip_suffix(" NOT VALID").unwrap_or(&fk.def);
-        exec(
-            tx,
-            &format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {def} NOT VALID",
-                fk.table, fk.name
-            ),
-            "re-pointing a foreign key at the new table",
-        )
-        .await?;
-        if fk.validated {
-            to_validate.push((fk.table.clone(), fk.name.clone()));
-        }
-    }
+    let facts = read_facts(tx, plan, src).await?;
+    let ddl = ddl_steps(plan, src, names, &facts)?;
+    step::exec_all(tx, &ddl.before_views).await?;
     recreate_views(tx, src).await?;
-    for stmt in build::security_statements(src, source) {
-        exec(tx, &stmt, "carrying row level security over").await?;
-    }
-    if revertible {
-        // Replay into the old table must not fire its triggers or be filtered by its policies;
-        // a revert creates them again from the new table's.
-        for t in src.user_triggers() {
-            exec(
-                tx,
-                &format!("DROP TRIGGER {} ON {}", t.name, names.old),
-                "removing a trigger from the old table",
-            )
-            .await?;
-        }
-        for p in &src.policies {
-            exec(
-                tx,
-                &format!("DROP POLICY {} ON {}", p.name, names.old),
-                "removing a policy from the old table",
-            )
-            .await?;
-        }
-    }
-    for t in src.user_triggers() {
-        exec(
-            tx,
-            &t.def,
-            &format!("re-creating trigger {}", t.name.as_str()),
-        )
-        .await?;
-        let mode = match t.enabled.as_str() {
-            "D" => Some("DISABLE TRIGGER"),
-            "R" => Some("ENABLE REPLICA TRIGGER"),
-            "A" => Some("ENABLE ALWAYS TRIGGER"),
-            _ => None,
-        };
-        if let Some(c) = &t.comment {
-            exec(
-                tx,
-                &format!(
-                    "COMMENT ON TRIGGER {} ON {source} IS {}",
-                    t.name,
-                    literal(c)
-                ),
-                "carrying a trigger comment over",
-            )
-            .await?;
-        }
-        if let Some(m) = mode {
-            exec(
-                tx,
-                &format!("ALTER TABLE {source} {m} {}", t.name),
-                "restoring a trigger's enabled state",
-            )
-            .await?;
-        }
-    }
-    for p in &src.publications {
-        let what = "moving publication membership";
-        exec(
-            tx,
-            &format!("ALTER PUBLICATION {} DROP TABLE {}", p.name, names.old),
-            what,
-        )
-        .await?;
-        exec(
-            tx,
-            &format!(
-                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
-                p.name, p.columns, p.filter
-            ),
-            what,
-        )
-        .await?;
-    }
-    for (name, def) in &src.rules {
-        if revertible {
-            // The old table is kept in sync by replay, which must not fire its rules.
-            exec(
-                tx,
-                &format!("DROP RULE {name} ON {}", names.old),
-                "removing a rule from the old table",
-            )
-            .await?;
-        }
-        exec(tx, def, "re-creating a rule on the table").await?;
-    }
-    // Extended statistics: the old table's move out of the way, the new table's take the names.
-    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
-        let what = format!("re-creating statistics {}", st.name.human());
-        let move_away = if revertible {
-            // A revert creates them again from the new table's definitions.
-            format!("DROP STATISTICS {}", st.name)
-        } else {
-            format!(
-                "ALTER STATISTICS {} RENAME TO {}",
-                st.name,
-                Ident::new(old_name.clone())
-            )
-        };
-        exec(tx, &move_away, &what).await?;
-        exec(tx, &st.def, &what).await?;
-        if st.target >= 0 {
-            exec(
-                tx,
-                &format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
-                &what,
-            )
-            .await?;
-        }
-        exec(
-            tx,
-            &format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
-            &what,
-        )
-        .await?;
-        if let Some(c) = &st.comment {
-            exec(
-                tx,
-                &format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
-                &what,
-            )
-            .await?;
-        }
-    }
-    // Constraint comments (constraints keep their names on the new table).
-    let new_constraints: Vec<String> = tx
-        .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
-            &[&plan.shadow_oid],
-        )
-        .await
-        .ctx("reading the new table's constraints")?
-        .iter()
-        .map(|r| r.col(0, &"reading the new table's constraints"))
-        .collect::<Result<_>>()?;
-    let comments = src
-        .indexes
-        .iter()
-        .filter_map(|i| Some((i.constraint_name.as_ref()?, i.constraint_comment.as_ref()?)))
-        .chain(
-            src.constraints
-                .iter()
-                .filter_map(|c| Some((&c.name, c.comment.as_ref()?))),
-        );
-    for (name, comment) in comments {
-        if new_constraints.iter().any(|n| n == name.as_str()) {
-            exec(
-                tx,
-                &format!(
-                    "COMMENT ON CONSTRAINT {name} ON {source} IS {}",
-                    literal(comment)
-                ),
-                "carrying a constraint comment over",
-            )
-            .await?;
-        }
-    }
-    for fk in src.incoming.iter().filter(|f| f.comment.is_some()) {
-        exec(
-            tx,
-            &format!(
-                "COMMENT ON CONSTRAINT {} ON {} IS {}",
-                fk.name,
-                fk.table,
-                literal(fk.comment.as_deref().unwrap_or_default())
-            ),
-            "carrying a foreign key comment over",
-        )
-        .await?;
-    }
-    for stmt in build::grant_statements(plan, src, source) {
-        exec(tx, &stmt, "carrying privileges over").await?;
-    }
+    step::exec_all(tx, &ddl.after_views).await?;
+    let to_validate = to_validate(plan, src);
     if let Some(rev) = &plan.reverse {
-        // The way back: every write to the new table from now on is recorded for `revert`.
+        // The way back: every write to the new table from now on is recorded for `revert`
+        // (its triggers are the last of the steps above).
         let objects = state.table("objects");
         for t in capture::trigger_names(&rev.plan.capture) {
             tx.execute(
@@ -776,9 +381,6 @@ async fn attempt_swap(
             .await
             .ctx("recording the reverse capture")?;
         }
-        for stmt in capture::trigger_statements(&rev.plan, source) {
-            exec(tx, &stmt, "installing the reverse capture on the new table").await?;
-        }
     }
     let swap_names = serde_json::json!({
         "old": names.old.name.as_str(),
@@ -789,7 +391,7 @@ async fn attempt_swap(
             "UPDATE {} SET swap = $2, reverse = CASE WHEN $3 THEN 'active' END WHERE id = $1",
             state.table("runs")
         ),
-        &[&plan.run_id, &swap_names, &revertible],
+        &[&plan.run_id, &swap_names, &plan.reverse.is_some()],
     )
     .await
     .ctx("recording the swap")?;
@@ -806,6 +408,514 @@ async fn attempt_swap(
     .await
     .ctx("recording the swap")?;
     Ok((locked_at, replayed, to_validate))
+}
+
+/// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the
+/// transaction's `lock_timeout`.
+pub fn lock_step(plan: &Plan) -> Step {
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    Step::new(
+        format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+        format!("locking {}", source.human()),
+    )
+    .locks("ACCESS EXCLUSIVE", source, true)
+    .locks("ACCESS EXCLUSIVE", shadow, false)
+    .note("blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds")
+}
+
+/// What the swap's statements depend on besides the plan, the source and the names: read from
+/// the catalog in the swap transaction (and by `plan` in its trial transaction, where the shadow
+/// exists too).
+pub struct SwapFacts {
+    /// Per identity sequence of the source: the shadow's sequence for the same column, and the
+    /// old sequence's privileges and comment, which follow its name.
+    sequences: Vec<SequenceFacts>,
+    /// Foreign keys already on the shadow (a run started by an older version added them there).
+    fks_on_shadow: Vec<String>,
+    /// The new table's constraints once the swap has renamed them.
+    constraints: Vec<String>,
+}
+
+struct SequenceFacts {
+    old: QualifiedName,
+    new: Option<String>,
+    grants: Vec<catalog::Grant>,
+    comment: Option<String>,
+}
+
+/// Reads [`SwapFacts`].
+pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> Result<SwapFacts> {
+    let mut sequences = Vec::new();
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let new: Option<String> = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
+                &[&plan.shadow.to_string(), &s.column.as_str()],
+            )
+            .await
+            .ctx("looking up the new identity sequence")?
+            .col(0, &"looking up the new identity sequence")?;
+        sequences.push(SequenceFacts {
+            old: s.name.clone(),
+            new,
+            grants: catalog::grants(tx, s.oid).await?,
+            comment: catalog::relation_comment(tx, s.oid).await?,
+        });
+    }
+    let what = "reading the constraints of the new table";
+    let on_shadow: Vec<(String, String)> = tx
+        .query(
+            "SELECT conname::text, contype::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
+        .collect::<Result<_>>()?;
+    let fks_on_shadow: Vec<String> = on_shadow
+        .iter()
+        .filter(|(_, k)| k == "f")
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Constraints that come with an index carry its temporary name until the swap renames the
+    // index; the build and the swap add the others the plan names (present already, or not yet
+    // when `plan` reads its trial shadow).
+    let mut constraints: Vec<String> = on_shadow
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !plan.indexes.iter().any(|i| i.tmp_name.as_str() == n))
+        .collect();
+    let planned = plan
+        .indexes
+        .iter()
+        .filter(|i| i.constraint_sql.is_some())
+        .map(|i| &i.final_name)
+        .chain(plan.late_checks.iter().map(|c| &c.name))
+        .chain(plan.foreign_keys.iter().map(|c| &c.name))
+        .chain(plan.self_foreign_keys.iter().map(|c| &c.name));
+    for n in planned {
+        if !constraints.iter().any(|c| c == n.as_str()) {
+            constraints.push(n.as_str().to_string());
+        }
+    }
+    Ok(SwapFacts {
+        sequences,
+        fks_on_shadow,
+        constraints,
+    })
+}
+
+/// The swap's DDL after the last replay, in order: around the views, which are replaced in place
+/// or, when that is refused, dropped and created again ([`view_steps`]).
+pub struct SwapDdl {
+    pub before_views: Vec<Step>,
+    pub after_views: Vec<Step>,
+}
+
+/// Every statement the swap runs after the last replay: the shadow takes the source's name and
+/// everything attached to it. The one place these statements are written; `plan` lists them.
+pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) -> Result<SwapDdl> {
+    let mut before = Vec::new();
+    before.push(Step::new(
+        autovacuum_restore(
+            &plan.shadow,
+            &src.table.reloptions,
+            &src.table.toast_options,
+        )?,
+        "giving the new table the autovacuum settings of the old one",
+    ));
+    for s in capture::drop_trigger_statements(
+        &plan.capture.trigger,
+        &plan.capture.truncate_trigger,
+        &plan.source,
+    ) {
+        before.push(Step::new(s, "removing the capture trigger"));
+    }
+    sequence_steps(plan, src, names, facts, &mut before)?;
+    detach_steps(plan, src, &mut before);
+    rename_steps(plan, names, &mut before);
+    attach_foreign_key_steps(plan, src, facts, &mut before);
+    let mut after = Vec::new();
+    carry_over_steps(plan, src, names, facts, &mut after);
+    if let Some(rev) = &plan.reverse {
+        for stmt in capture::trigger_statements(&rev.plan, &plan.source) {
+            after.push(Step::new(
+                stmt,
+                "installing the reverse capture on the new table",
+            ));
+        }
+    }
+    Ok(SwapDdl {
+        before_views: before,
+        after_views: after,
+    })
+}
+
+/// Identity sequences: the new table's sequence continues from the old one's position and takes
+/// its name, privileges and comment. Serial sequences are handed to the new table's column, so
+/// dropping the old table later does not drop the sequence the new table's default uses.
+fn sequence_steps(
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    facts: &SwapFacts,
+    out: &mut Vec<Step>,
+) -> Result<()> {
+    let shadow = &plan.shadow;
+    for f in &facts.sequences {
+        let Some(new_seq) = &f.new else { continue };
+        let old = &f.old;
+        let lock = |s: Step| s.locks("ACCESS EXCLUSIVE", old, true);
+        out.push(lock(Step::new(
+            format!(
+                "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
+                literal(new_seq)
+            ),
+            "carrying the identity sequence position over",
+        )));
+        let old_name = names
+            .old_sequences
+            .iter()
+            .find(|(q, _)| q == old)
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| Error::failed(format!("no name decided for {}", old.human())))?;
+        out.push(lock(Step::new(
+            format!("ALTER SEQUENCE {old} RENAME TO {}", Ident::new(old_name)),
+            "renaming the old identity sequence",
+        )));
+        out.push(Step::new(
+            format!("ALTER SEQUENCE {new_seq} RENAME TO {}", old.name),
+            "renaming the new identity sequence",
+        ));
+        for g in &f.grants {
+            out.push(Step::new(
+                format!(
+                    "GRANT {} ON SEQUENCE {old} TO {}{}",
+                    g.privilege,
+                    g.grantee,
+                    if g.grantable {
+                        " WITH GRANT OPTION"
+                    } else {
+                        ""
+                    }
+                ),
+                "carrying an identity sequence's privileges over",
+            ));
+        }
+        if let Some(c) = &f.comment {
+            out.push(Step::new(
+                format!("COMMENT ON SEQUENCE {old} IS {}", literal(c)),
+                "carrying an identity sequence's comment over",
+            ));
+        }
+    }
+    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
+        if let Some(col) = plan.shadow_column_of(&s.column) {
+            out.push(
+                Step::new(
+                    format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
+                    "handing the serial sequence to the new table",
+                )
+                .locks("ACCESS EXCLUSIVE", &s.name, true),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Outgoing foreign keys leave the old table: it must not block deletes in the tables it
+/// references (nor cascade into them) while it is kept. Incoming foreign keys are dropped now
+/// and re-added after the rename (their text names the table).
+fn detach_steps(plan: &Plan, src: &Source, out: &mut Vec<Step>) {
+    let source = &plan.source;
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
+    {
+        let mut s = Step::new(
+            format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
+            "removing a foreign key from the old table",
+        )
+        .note("the old table lets go of its outgoing foreign keys");
+        if let Some(r) = crate::shadow::referenced_table(c) {
+            s.locks.push(crate::step::LockTaken {
+                mode: "ACCESS EXCLUSIVE".into(),
+                on: r,
+                live: true,
+            });
+        }
+        out.push(s);
+    }
+    for fk in &src.incoming {
+        out.push(
+            Step::new(
+                format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
+                "detaching a foreign key that references the table",
+            )
+            .locks("ACCESS EXCLUSIVE", &fk.table, true),
+        );
+    }
+}
+
+/// The names: the source becomes the old table, the shadow takes the source's name, and the
+/// indexes follow.
+fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    let schema = &source.schema;
+    out.push(Step::new(
+        format!("ALTER TABLE {source} RENAME TO {}", names.old.name),
+        "renaming the source table",
+    ));
+    out.push(Step::new(
+        format!("ALTER TABLE {shadow} RENAME TO {}", source.name),
+        "renaming the shadow table",
+    ));
+    for (cur, old) in &names.old_indexes {
+        out.push(Step::new(
+            format!(
+                "ALTER INDEX {schema}.{cur} RENAME TO {}",
+                Ident::new(old.clone())
+            ),
+            "renaming an index of the old table",
+        ));
+    }
+    for ix in &plan.indexes {
+        out.push(Step::new(
+            format!(
+                "ALTER INDEX {schema}.{} RENAME TO {}",
+                ix.tmp_name, ix.final_name
+            ),
+            "giving an index its original name",
+        ));
+    }
+}
+
+/// Outgoing foreign keys join the new table only now, NOT VALID, validated after the commit
+/// (issue 13): on the shadow, while the application wrote the tables they reference, their
+/// checks saw child rows replay had not yet removed, and the application's own DELETE of a
+/// parent failed. Then self-references, and the incoming foreign keys, re-pointed.
+fn attach_foreign_key_steps(plan: &Plan, src: &Source, facts: &SwapFacts, out: &mut Vec<Step>) {
+    let source = &plan.source;
+    for fk in &plan.foreign_keys {
+        if facts.fks_on_shadow.iter().any(|n| n == fk.name.as_str()) {
+            continue;
+        }
+        let mut s = Step::new(
+            format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                fk.name, fk.def
+            ),
+            "adding a foreign key to the new table",
+        )
+        .note("a foreign key of the new table; never on the shadow while the application writes");
+        if let Some(r) = src
+            .constraints
+            .iter()
+            .find(|c| c.name == fk.name)
+            .and_then(crate::shadow::referenced_table)
+        {
+            s.locks.push(crate::step::LockTaken {
+                mode: "SHARE ROW EXCLUSIVE".into(),
+                on: r,
+                live: true,
+            });
+        }
+        out.push(s);
+    }
+    for fk in &plan.self_foreign_keys {
+        out.push(Step::new(
+            format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                fk.name, fk.def
+            ),
+            "re-adding a self-referencing foreign key",
+        ));
+    }
+    for fk in &src.incoming {
+        let def = fk.def.strip_suffix(" NOT VALID").unwrap_or(&fk.def);
+        out.push(
+            Step::new(
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {def} NOT VALID",
+                    fk.table, fk.name
+                ),
+                "re-pointing a foreign key at the new table",
+            )
+            .locks("SHARE ROW EXCLUSIVE", &fk.table, true),
+        );
+    }
+}
+
+/// Foreign keys to validate after the commit: (table, constraint).
+fn to_validate(plan: &Plan, src: &Source) -> Vec<(QualifiedName, Ident)> {
+    let source = &plan.source;
+    plan.foreign_keys
+        .iter()
+        .chain(&plan.self_foreign_keys)
+        .filter(|fk| fk.validate)
+        .map(|fk| (source.clone(), fk.name.clone()))
+        .chain(
+            src.incoming
+                .iter()
+                .filter(|fk| fk.validated)
+                .map(|fk| (fk.table.clone(), fk.name.clone())),
+        )
+        .collect()
+}
+
+/// What the old table had besides its definition, on the new one (after the views): row level
+/// security, triggers, publications, rules, extended statistics, comments, privileges.
+fn carry_over_steps(
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    facts: &SwapFacts,
+    out: &mut Vec<Step>,
+) {
+    let source = &plan.source;
+    let revertible = plan.reverse.is_some();
+    for stmt in build::security_statements(src, source) {
+        out.push(Step::new(stmt, "carrying row level security over"));
+    }
+    if revertible {
+        // Replay into the old table must not fire its triggers or be filtered by its policies;
+        // a revert creates them again from the new table's.
+        for t in src.user_triggers() {
+            out.push(Step::new(
+                format!("DROP TRIGGER {} ON {}", t.name, names.old),
+                "removing a trigger from the old table",
+            ));
+        }
+        for p in &src.policies {
+            out.push(Step::new(
+                format!("DROP POLICY {} ON {}", p.name, names.old),
+                "removing a policy from the old table",
+            ));
+        }
+    }
+    for t in src.user_triggers() {
+        out.push(Step::new(
+            t.def.clone(),
+            format!("re-creating trigger {}", t.name.as_str()),
+        ));
+        if let Some(c) = &t.comment {
+            out.push(Step::new(
+                format!(
+                    "COMMENT ON TRIGGER {} ON {source} IS {}",
+                    t.name,
+                    literal(c)
+                ),
+                "carrying a trigger comment over",
+            ));
+        }
+        let mode = match t.enabled.as_str() {
+            "D" => Some("DISABLE TRIGGER"),
+            "R" => Some("ENABLE REPLICA TRIGGER"),
+            "A" => Some("ENABLE ALWAYS TRIGGER"),
+            _ => None,
+        };
+        if let Some(m) = mode {
+            out.push(Step::new(
+                format!("ALTER TABLE {source} {m} {}", t.name),
+                "restoring a trigger's enabled state",
+            ));
+        }
+    }
+    for p in &src.publications {
+        let what = "moving publication membership";
+        out.push(Step::new(
+            format!("ALTER PUBLICATION {} DROP TABLE {}", p.name, names.old),
+            what,
+        ));
+        out.push(Step::new(
+            format!(
+                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
+                p.name, p.columns, p.filter
+            ),
+            what,
+        ));
+    }
+    for (name, def) in &src.rules {
+        if revertible {
+            // The old table is kept in sync by replay, which must not fire its rules.
+            out.push(Step::new(
+                format!("DROP RULE {name} ON {}", names.old),
+                "removing a rule from the old table",
+            ));
+        }
+        out.push(Step::new(def.clone(), "re-creating a rule on the table"));
+    }
+    // Extended statistics: the old table's move out of the way, the new table's take the names.
+    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
+        let what = format!("re-creating statistics {}", st.name.human());
+        out.push(Step::new(
+            if revertible {
+                // A revert creates them again from the new table's definitions.
+                format!("DROP STATISTICS {}", st.name)
+            } else {
+                format!(
+                    "ALTER STATISTICS {} RENAME TO {}",
+                    st.name,
+                    Ident::new(old_name.clone())
+                )
+            },
+            what.clone(),
+        ));
+        out.push(Step::new(st.def.clone(), what.clone()));
+        if st.target >= 0 {
+            out.push(Step::new(
+                format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
+                what.clone(),
+            ));
+        }
+        out.push(Step::new(
+            format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
+            what.clone(),
+        ));
+        if let Some(c) = &st.comment {
+            out.push(Step::new(
+                format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
+                what,
+            ));
+        }
+    }
+    // Constraint comments (constraints keep their names on the new table).
+    let comments = src
+        .indexes
+        .iter()
+        .filter_map(|i| Some((i.constraint_name.as_ref()?, i.constraint_comment.as_ref()?)))
+        .chain(
+            src.constraints
+                .iter()
+                .filter_map(|c| Some((&c.name, c.comment.as_ref()?))),
+        );
+    for (name, comment) in comments {
+        if facts.constraints.iter().any(|n| n == name.as_str()) {
+            out.push(Step::new(
+                format!(
+                    "COMMENT ON CONSTRAINT {name} ON {source} IS {}",
+                    literal(comment)
+                ),
+                "carrying a constraint comment over",
+            ));
+        }
+    }
+    for fk in src.incoming.iter().filter(|f| f.comment.is_some()) {
+        out.push(Step::new(
+            format!(
+                "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                fk.name,
+                fk.table,
+                literal(fk.comment.as_deref().unwrap_or_default())
+            ),
+            "carrying a foreign key comment over",
+        ));
+    }
+    for stmt in build::grant_statements(plan, src, source) {
+        out.push(Step::new(stmt, "carrying privileges over"));
+    }
 }
 
 fn view_sql(v: &catalog::View, replace: bool) -> String {
@@ -861,23 +971,10 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
     .await?;
     // Materialized views cannot be replaced in place: with one among them, everything is
     // dropped and created again (the materialized view with its data, built here).
-    let has_matview = src.views.iter().any(|v| v.relkind == "m");
-    let mut replaced = if has_matview {
-        Err(Error::failed("a materialized view depends on the table"))
-    } else {
-        Ok(())
+    let replaced = match view_replace_steps(src) {
+        Some(steps) => step::exec_all(tx, &steps).await,
+        None => Err(Error::failed("a materialized view depends on the table")),
     };
-    for v in src.views.iter().filter(|_| !has_matview) {
-        replaced = exec(
-            tx,
-            &view_sql(v, true),
-            &format!("replacing view {}", v.name.human()),
-        )
-        .await;
-        if replaced.is_err() {
-            break;
-        }
-    }
     match replaced {
         Ok(()) => return exec(tx, "RELEASE SAVEPOINT hotswap_views", "replacing views").await,
         Err(e) if e.is_lock_timeout() => return Err(e),
@@ -886,113 +983,106 @@ async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result<()> {
             exec(tx, "ROLLBACK TO SAVEPOINT hotswap_views", "replacing views").await?;
         }
     }
+    step::exec_all(tx, &view_recreate_steps(src)).await
+}
+
+/// The dependent views replaced in place (`CREATE OR REPLACE VIEW`, which keeps everything
+/// attached to a view); `None` when a materialized view is among them.
+pub fn view_replace_steps(src: &Source) -> Option<Vec<Step>> {
+    if src.views.iter().any(|v| v.relkind == "m") {
+        return None;
+    }
+    Some(
+        src.views
+            .iter()
+            .map(|v| {
+                Step::new(
+                    view_sql(v, true),
+                    format!("replacing view {}", v.name.human()),
+                )
+                .locks("ACCESS EXCLUSIVE", &v.name, true)
+            })
+            .collect(),
+    )
+}
+
+/// The dependent views dropped and created again, with their owner, privileges, comments,
+/// defaults, rules and triggers (when replacing in place is refused).
+pub fn view_recreate_steps(src: &Source) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mat = |v: &catalog::View| {
+        if v.relkind == "m" {
+            "MATERIALIZED "
+        } else {
+            ""
+        }
+    };
     for v in src.views.iter().rev() {
-        exec(
-            tx,
-            &format!(
-                "DROP {}VIEW {}",
-                if v.relkind == "m" {
-                    "MATERIALIZED "
-                } else {
-                    ""
-                },
-                v.name
-            ),
-            &format!("dropping dependent view {}", v.name.human()),
-        )
-        .await?;
+        out.push(
+            Step::new(
+                format!("DROP {}VIEW {}", mat(v), v.name),
+                format!("dropping dependent view {}", v.name.human()),
+            )
+            .locks("ACCESS EXCLUSIVE", &v.name, true),
+        );
     }
     for v in &src.views {
         let what = format!("re-creating view {}", v.name.human());
-        exec(tx, &view_sql(v, false), &what).await?;
+        let mut add = |sql: String| out.push(Step::new(sql, what.clone()));
+        add(view_sql(v, false));
         // A materialized view's indexes (their names are free again: the old one is dropped).
         for ix in &v.indexes {
-            exec(tx, &ix.def, &what).await?;
+            add(ix.def.clone());
             if let Some(c) = &ix.comment {
-                exec(
-                    tx,
-                    &format!(
-                        "COMMENT ON INDEX {} IS {}",
-                        v.name.sibling(ix.name.as_str()),
-                        literal(c)
-                    ),
-                    &what,
-                )
-                .await?;
+                add(format!(
+                    "COMMENT ON INDEX {} IS {}",
+                    v.name.sibling(ix.name.as_str()),
+                    literal(c)
+                ));
             }
         }
-        exec(
-            tx,
-            &format!(
-                "ALTER {}VIEW {} OWNER TO {}",
-                if v.relkind == "m" {
-                    "MATERIALIZED "
-                } else {
-                    ""
-                },
-                v.name,
-                v.owner
-            ),
-            &what,
-        )
-        .await?;
+        add(format!(
+            "ALTER {}VIEW {} OWNER TO {}",
+            mat(v),
+            v.name,
+            v.owner
+        ));
         for g in &v.grants {
-            exec(tx, &g.sql(&v.name), &what).await?;
+            add(g.sql(&v.name));
         }
         if let Some(c) = &v.comment {
-            exec(
-                tx,
-                &format!(
-                    "COMMENT ON {}VIEW {} IS {}",
-                    if v.relkind == "m" {
-                        "MATERIALIZED "
-                    } else {
-                        ""
-                    },
-                    v.name,
-                    literal(c)
-                ),
-                &what,
-            )
-            .await?;
+            add(format!(
+                "COMMENT ON {}VIEW {} IS {}",
+                mat(v),
+                v.name,
+                literal(c)
+            ));
         }
         for (col, c) in &v.column_comments {
-            exec(
-                tx,
-                &format!("COMMENT ON COLUMN {}.{col} IS {}", v.name, literal(c)),
-                &what,
-            )
-            .await?;
+            add(format!(
+                "COMMENT ON COLUMN {}.{col} IS {}",
+                v.name,
+                literal(c)
+            ));
         }
         for (col, d) in &v.column_defaults {
-            exec(
-                tx,
-                &format!("ALTER VIEW {} ALTER COLUMN {col} SET DEFAULT {d}", v.name),
-                &what,
-            )
-            .await?;
+            add(format!(
+                "ALTER VIEW {} ALTER COLUMN {col} SET DEFAULT {d}",
+                v.name
+            ));
         }
         for r in &v.rules {
-            exec(tx, r, &what).await?;
+            add(r.clone());
         }
         for t in &v.triggers {
-            exec(tx, &t.def, &what).await?;
+            add(t.def.clone());
             if t.enabled == "D" {
-                exec(
-                    tx,
-                    &format!("ALTER TABLE {} DISABLE TRIGGER {}", v.name, t.name),
-                    &what,
-                )
-                .await?;
+                add(format!("ALTER TABLE {} DISABLE TRIGGER {}", v.name, t.name));
             }
         }
     }
-    Ok(())
+    out
 }
-
-/// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
-/// EXCLUSIVE), each under the lock discipline. A failure is a warning: the constraint stays
-/// NOT VALID and still checks every new write.
 /// Under the swap lock: the capture triggers are still the ones the run installed, untouched —
 /// every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
 /// that installed it (the one that recorded it in `objects` as kind `trigger`; the reverse
@@ -1063,6 +1153,9 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
     )))
 }
 
+/// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
+/// EXCLUSIVE), each under the lock discipline. A failure is a warning: the constraint stays
+/// NOT VALID and still checks every new write.
 pub async fn validate_foreign_keys(
     client: &Client,
     to_validate: &[(QualifiedName, Ident)],
@@ -1070,25 +1163,56 @@ pub async fn validate_foreign_keys(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for (table, name) in to_validate {
-        let r = locking::run_ddl(
-            client,
-            policy,
-            &format!(
-                "validating foreign key {} on {}",
-                name.as_str(),
-                table.human()
-            ),
-            None,
-            &[format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
-        )
-        .await;
-        if let Err(e) = r {
+        let s = validate_step(table, name);
+        if let Err(e) =
+            step::exec_locked(client, policy, &s.what, None, std::slice::from_ref(&s)).await
+        {
             warnings.push(format!(
                 "{e}; the constraint stays NOT VALID (it still checks new writes); validate it later with ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
             ));
         }
     }
     warnings
+}
+
+/// `VALIDATE CONSTRAINT` of a foreign key re-pointed or added NOT VALID by the swap: scans the
+/// referencing table under SHARE UPDATE EXCLUSIVE, so writes go on.
+pub fn validate_step(table: &QualifiedName, name: &Ident) -> Step {
+    Step::new(
+        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"),
+        format!(
+            "validating foreign key {} on {}",
+            name.as_str(),
+            table.human()
+        ),
+    )
+    .locks("SHARE UPDATE EXCLUSIVE", table, true)
+    .note("scans the referencing table; writes go on")
+}
+
+/// What runs after the swap commits, each under the lock discipline: `ANALYZE` of the new table
+/// when the swap created extended statistics on it (writes go on), then the validation of the
+/// foreign keys the swap added NOT VALID.
+pub fn after_swap_steps(plan: &Plan, src: &Source) -> Vec<Step> {
+    let mut out = Vec::new();
+    if let Some(s) = analyze_step(plan, src) {
+        out.push(s);
+    }
+    for (t, n) in to_validate(plan, src) {
+        out.push(validate_step(&t, &n));
+    }
+    out
+}
+
+/// `ANALYZE` of the new table, when the swap created extended statistics objects on it.
+pub fn analyze_step(plan: &Plan, src: &Source) -> Option<Step> {
+    (!src.statistics.is_empty()).then(|| {
+        Step::new(
+            format!("ANALYZE {}", plan.source),
+            format!("analyzing {}", plan.source.human()),
+        )
+        .locks("SHARE UPDATE EXCLUSIVE", &plan.source, true)
+    })
 }
 
 #[cfg(test)]
