@@ -21,6 +21,7 @@ use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::literal;
 use crate::plan::{Plan, ShadowIndex};
 use crate::preflight::Source;
+use crate::step::{self, Step};
 use std::sync::Arc;
 use tokio_postgres::Client;
 
@@ -31,19 +32,22 @@ use tokio_postgres::Client;
 /// statements failed the run instead (found by the soak test, issue 9).
 const SHADOW_LOCK_TIMEOUT: &str = "30s";
 
-/// Runs `sql` (statements on the shadow only) in one transaction that may wait up to
+/// Runs `step` (statements on the shadow only) in one transaction that may wait up to
 /// [`SHADOW_LOCK_TIMEOUT`] for its locks.
-async fn on_shadow(client: &Client, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+async fn on_shadow(client: &Client, step: &Step) -> Result<()> {
     let r = client
         .batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; {sql}; COMMIT",
-            literal(SHADOW_LOCK_TIMEOUT)
+            "BEGIN; SET LOCAL lock_timeout = {}; {}; COMMIT",
+            literal(SHADOW_LOCK_TIMEOUT),
+            step.sql
         ))
         .await;
     if r.is_err() {
         let _ = client.batch_execute("ROLLBACK").await;
     }
-    r
+    r.ctx(&step.what)?;
+    step::record(std::slice::from_ref(step));
+    Ok(())
 }
 
 pub struct BuildOptions {
@@ -92,46 +96,28 @@ pub async fn build(
     stage: Stage,
 ) -> Result<()> {
     let existing = existing_relations(client, plan).await?;
-    let todo: Vec<ShadowIndex> = plan
-        .indexes
-        .iter()
-        .filter(|i| stage.takes(i))
-        .filter(|i| !i.built_by_constraint && !existing.contains(&i.tmp_name.as_str().to_string()))
-        .cloned()
+    let todo: Vec<Step> = index_steps(plan, stage)
+        .into_iter()
+        .filter(|(name, _)| !existing.contains(name))
+        .map(|(_, s)| s)
         .collect();
     let queue = Arc::new(std::sync::Mutex::new(todo));
     let mut set = tokio::task::JoinSet::new();
     for w in 0..opts.jobs.max(1) {
         let queue = queue.clone();
         let spec = spec.clone();
-        let mwm = opts.maintenance_work_mem.clone();
-        let shadow = plan.shadow.human();
+        let session = session_step(&opts.maintenance_work_mem);
         set.spawn(async move {
             let c = conn::connect(&spec, &format!("index-{w}")).await?;
             // This session builds indexes on the shadow only (see SHADOW_LOCK_TIMEOUT).
-            c.batch_execute(&format!(
-                "SET maintenance_work_mem = {}; SET lock_timeout = {}",
-                literal(&mwm),
-                literal(SHADOW_LOCK_TIMEOUT)
-            ))
-            .await
-            .ctx("setting maintenance_work_mem")?;
+            step::exec(&c, &session).await?;
             loop {
-                let next = queue.lock().expect("queue lock").pop();
-                let Some(ix) = next else { break };
-                let ts = match &ix.tablespace {
-                    Some(t) => format!("SET default_tablespace = {}", literal(t.as_str())),
-                    None => "SET default_tablespace = ''".to_string(),
-                };
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some(s) = next else { break };
                 let started = std::time::Instant::now();
-                c.batch_execute(&format!("{ts}; {}", ix.create_sql))
-                    .await
-                    .ctx(format_args!(
-                        "building index {} on {shadow}",
-                        ix.final_name.as_str()
-                    ))?;
+                step::exec(&c, &s).await?;
                 tracing::info!(
-                    index = ix.final_name.as_str(),
+                    step = s.what.as_str(),
                     secs = started.elapsed().as_secs_f64(),
                     "index built"
                 );
@@ -151,51 +137,109 @@ pub async fn build(
     }
 
     let cons = shadow_constraint_names(client, plan).await?;
-    let shadow = &plan.shadow;
-    for ix in plan.indexes.iter().filter(|i| stage.takes(i)) {
-        if let Some(sql) = &ix.constraint_sql {
-            if !cons.contains(&ix.tmp_name.as_str().to_string()) {
-                on_shadow(client, sql).await.ctx(format_args!(
-                    "adding constraint {} to {}",
-                    ix.final_name.as_str(),
-                    shadow.human()
-                ))?;
-            }
+    for (name, s) in constraint_steps(plan, stage) {
+        if name.is_some_and(|n| cons.contains(&n)) {
+            continue;
         }
-        if let Some(c) = &ix.comment {
-            on_shadow(
-                client,
-                &format!(
-                    "COMMENT ON INDEX {} IS {}",
-                    shadow.sibling(ix.tmp_name.as_str()),
-                    literal(c)
+        on_shadow(client, &s).await?;
+    }
+    Ok(())
+}
+
+/// The setting of each index connection (`maintenance_work_mem`, and the shadow's lock wait).
+pub fn session_step(maintenance_work_mem: &str) -> Step {
+    Step::new(
+        format!(
+            "SET maintenance_work_mem = {}; SET lock_timeout = {}",
+            literal(maintenance_work_mem),
+            literal(SHADOW_LOCK_TIMEOUT)
+        ),
+        "setting maintenance_work_mem",
+    )
+}
+
+/// The index builds of `stage`, each with the temporary name of the index it creates (skipped
+/// when it exists: a resumed run). They run in parallel on the index connections.
+pub fn index_steps(plan: &Plan, stage: Stage) -> Vec<(String, Step)> {
+    plan.indexes
+        .iter()
+        .filter(|i| stage.takes(i) && !i.built_by_constraint)
+        .map(|ix| {
+            let ts = match &ix.tablespace {
+                Some(t) => format!("SET default_tablespace = {}", literal(t.as_str())),
+                None => "SET default_tablespace = ''".to_string(),
+            };
+            let step = Step::new(
+                format!("{ts}; {}", ix.create_sql),
+                format!(
+                    "building index {} on {}",
+                    ix.final_name.as_str(),
+                    plan.shadow.human()
                 ),
             )
-            .await
-            .ctx("copying an index comment")?;
+            .locks("SHARE", &plan.shadow, false)
+            .note(format!("becomes {}", ix.final_name.as_str()));
+            (ix.tmp_name.as_str().to_string(), step)
+        })
+        .collect()
+}
+
+/// The constraints of `stage`, one at a time after the index builds, each with the name of the
+/// constraint it adds (skipped when it exists), and the index comments (no name: always run).
+pub fn constraint_steps(plan: &Plan, stage: Stage) -> Vec<(Option<String>, Step)> {
+    let shadow = &plan.shadow;
+    let mut out = Vec::new();
+    for ix in plan.indexes.iter().filter(|i| stage.takes(i)) {
+        if let Some(sql) = &ix.constraint_sql {
+            out.push((
+                Some(ix.tmp_name.as_str().to_string()),
+                Step::new(
+                    sql.clone(),
+                    format!(
+                        "adding constraint {} to {}",
+                        ix.final_name.as_str(),
+                        shadow.human()
+                    ),
+                )
+                .locks("ACCESS EXCLUSIVE", shadow, false)
+                .note(format!("becomes {}", ix.final_name.as_str())),
+            ));
+        }
+        if let Some(c) = &ix.comment {
+            out.push((
+                None,
+                Step::new(
+                    format!(
+                        "COMMENT ON INDEX {} IS {}",
+                        shadow.sibling(ix.tmp_name.as_str()),
+                        literal(c)
+                    ),
+                    "copying an index comment",
+                ),
+            ));
         }
     }
     if stage == Stage::Bulk {
         // NOT VALID checks (per row): new rows are checked, legacy rows are not, as on the source.
         for c in &plan.late_checks {
-            if !cons.contains(&c.name.as_str().to_string()) {
-                on_shadow(
-                    client,
-                    &format!(
+            out.push((
+                Some(c.name.as_str().to_string()),
+                Step::new(
+                    format!(
                         "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
                         c.name, c.def
                     ),
+                    format!(
+                        "adding check constraint {} to {}",
+                        c.name.as_str(),
+                        shadow.human()
+                    ),
                 )
-                .await
-                .ctx(format_args!(
-                    "adding check constraint {} to {}",
-                    c.name.as_str(),
-                    shadow.human()
-                ))?;
-            }
+                .locks("ACCESS EXCLUSIVE", shadow, false),
+            ));
         }
     }
-    Ok(())
+    out
 }
 
 /// Privileges for the new table, exactly as the source has them: when the source has explicit
@@ -245,6 +289,21 @@ pub fn security_statements(src: &Source, target: &crate::ident::QualifiedName) -
 
 /// Puts the table-level attributes of the source on the shadow and analyzes it.
 pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
+    let ri = replica_identity_index(client, src.table.oid).await?;
+    for s in attribute_steps(plan, src, ri.as_deref()) {
+        on_shadow(client, &s).await?;
+    }
+    Ok(())
+}
+
+/// The table-level attributes of the source for the shadow (comment, per-index statistics
+/// targets, CLUSTER ON, replica identity), then `ANALYZE`. `replica_identity_index` is the
+/// source's replica identity index ([`replica_identity_index`]).
+pub fn attribute_steps(
+    plan: &Plan,
+    src: &Source,
+    replica_identity_index: Option<&str>,
+) -> Vec<Step> {
     let shadow = &plan.shadow;
     let t = &src.table;
     let mut stmts = Vec::new();
@@ -271,30 +330,34 @@ pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
         "f" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY FULL")),
         "n" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY NOTHING")),
         "i" => {
-            if let Some(ri) = replica_identity_index(client, t.oid).await? {
-                if let Some(ix) = plan.indexes.iter().find(|i| i.final_name.as_str() == ri) {
-                    stmts.push(format!(
-                        "ALTER TABLE {shadow} REPLICA IDENTITY USING INDEX {}",
-                        ix.tmp_name
-                    ));
-                }
+            if let Some(ix) = replica_identity_index
+                .and_then(|ri| plan.indexes.iter().find(|i| i.final_name.as_str() == ri))
+            {
+                stmts.push(format!(
+                    "ALTER TABLE {shadow} REPLICA IDENTITY USING INDEX {}",
+                    ix.tmp_name
+                ));
             }
         }
         _ => {}
     }
-    for s in &stmts {
-        on_shadow(client, s).await.ctx(format_args!(
-            "carrying table attributes over to {}",
-            shadow.human()
-        ))?;
-    }
-    on_shadow(client, &format!("ANALYZE {shadow}"))
-        .await
-        .ctx(format_args!("analyzing {}", shadow.human()))?;
-    Ok(())
+    let what = format!("carrying table attributes over to {}", shadow.human());
+    let mut steps: Vec<Step> = stmts
+        .into_iter()
+        .map(|s| Step::new(s, what.clone()).locks("ACCESS EXCLUSIVE", shadow, false))
+        .collect();
+    steps.push(
+        Step::new(
+            format!("ANALYZE {shadow}"),
+            format!("analyzing {}", shadow.human()),
+        )
+        .locks("SHARE UPDATE EXCLUSIVE", shadow, false),
+    );
+    steps
 }
 
-async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
+/// The name of `table`'s replica identity index, if it has one.
+pub async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
     client
         .query_opt(
             "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \

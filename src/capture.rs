@@ -144,16 +144,33 @@ pub async fn install_triggers(
             plan.source_oid
         )
     };
+    let triggers = trigger_steps(plan, src);
     let mut stmts: Vec<String> = trigger_names(c).iter().map(rec).collect();
-    stmts.extend(trigger_statements(plan, src));
-    locking::run_ddl(
+    stmts.extend(triggers.iter().map(|s| s.sql.clone()));
+    let attempts = locking::run_ddl(
         client,
         policy,
         &format!("installing the capture trigger on {}", src.human()),
         Some(plan.source_oid),
         &stmts,
     )
-    .await
+    .await?;
+    crate::step::record(&triggers);
+    Ok(attempts)
+}
+
+/// [`trigger_statements`] as steps, with the lock they take on the live table.
+pub fn trigger_steps(plan: &Plan, table: &crate::ident::QualifiedName) -> Vec<crate::step::Step> {
+    trigger_statements(plan, table)
+        .into_iter()
+        .map(|s| {
+            crate::step::Step::new(
+                s,
+                format!("installing the capture trigger on {}", table.human()),
+            )
+            .locks("SHARE ROW EXCLUSIVE", table, true)
+        })
+        .collect()
 }
 
 /// Statements that install `plan`'s capture triggers on `table` (for the reverse capture,

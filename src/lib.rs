@@ -41,6 +41,7 @@ pub mod snapshots;
 pub mod state;
 pub mod statements;
 pub mod status;
+pub mod step;
 pub mod swap;
 pub mod tls;
 pub mod ui;

@@ -20,6 +20,7 @@ use crate::preflight::{self, Source};
 use crate::replay;
 use crate::shadow::{self, ShadowRequest};
 use crate::state::{Phase, State, UnfinishedRun};
+use crate::step::{self, Step};
 use crate::swap::{self, SwapRequest};
 use crate::ui::{self, say};
 use crate::verify;
@@ -615,17 +616,9 @@ async fn continue_run(
                 opts.table
             ));
         }
-        if !src.statistics.is_empty() {
-            // The extended statistics objects were created in the swap; fill them now
-            // (SHARE UPDATE EXCLUSIVE: writes go on).
-            locking::run_ddl(
-                ctl,
-                &opts.lock,
-                &format!("analyzing {}", plan.source.human()),
-                None,
-                &[format!("ANALYZE {}", plan.source)],
-            )
-            .await?;
+        if let Some(s) = swap::analyze_step(plan, src) {
+            // The extended statistics objects were created in the swap; fill them now.
+            step::exec_locked(ctl, &opts.lock, &s.what, None, std::slice::from_ref(&s)).await?;
         }
         let w = swap::validate_foreign_keys(ctl, &out.to_validate, &opts.lock).await;
         for x in &w {
@@ -648,14 +641,8 @@ async fn continue_run(
         let old_q = plan.source.sibling(old.clone());
         report.old_table = Some(old_q.human());
         if opts.drop_old {
-            locking::run_ddl(
-                ctl,
-                &opts.lock,
-                &format!("dropping the old table {}", old_q.human()),
-                None,
-                &[format!("DROP TABLE IF EXISTS {old_q}")],
-            )
-            .await?;
+            let s = drop_old_step(&old_q);
+            step::exec_locked(ctl, &opts.lock, &s.what, None, std::slice::from_ref(&s)).await?;
             report.old_table_dropped = true;
             say(&format!("dropped the old table {}", old_q.human()));
         }
@@ -877,12 +864,26 @@ fn print_mapping(plan: &Plan) {
     }
 }
 
+/// `DROP TABLE` of the old table after the swap (`--drop-old`).
+pub fn drop_old_step(old: &crate::ident::QualifiedName) -> Step {
+    Step::new(
+        format!("DROP TABLE IF EXISTS {old}"),
+        format!("dropping the old table {}", old.human()),
+    )
+    .locks("ACCESS EXCLUSIVE", old, false)
+}
+
+/// Dropping the change log and the trigger functions (the triggers are gone with the swap).
+pub fn drop_capture_step(plan: &Plan) -> Step {
+    Step::new(
+        capture::drop_log_statement(&plan.capture),
+        "removing the change log and trigger functions",
+    )
+}
+
 /// Drops the log and the trigger functions (the triggers are gone with the swap).
 async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Plan) -> Result<()> {
-    let c = &plan.capture;
-    ctl.batch_execute(&capture::drop_log_statement(c))
-        .await
-        .ctx("removing the change log and trigger functions")?;
+    step::exec(ctl, &drop_capture_step(plan)).await?;
     for k in ["log", "function", "trigger"] {
         state.mark_dropped(ctl, plan.run_id, k).await?;
     }

@@ -288,18 +288,19 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         maps: &o.maps,
         shadow_name: o.shadow_name.as_deref(),
     };
-    let (plan, shadow_locks, shadow_secs) =
-        match validate(&mut ctl, &state, &src, &req, &shadow, &o.lock).await {
-            Ok(x) => x,
-            Err(e) if e.kind() == Kind::Refused => {
-                r.refused = Some(e.message().to_string());
-                return Ok(r.finish());
-            }
-            Err(e) => return Err(e),
-        };
-    r.columns = columns(&plan);
+    let trial = match validate(&mut ctl, &state, &src, &req, &shadow, o).await {
+        Ok(x) => x,
+        Err(e) if e.kind() == Kind::Refused => {
+            r.refused = Some(e.message().to_string());
+            return Ok(r.finish());
+        }
+        Err(e) => return Err(e),
+    };
+    let plan = &trial.plan;
+    let shadow_secs = trial.secs;
+    r.columns = columns(plan);
     r.sample_check = plan.sample_check.clone();
-    r.carried_over = Some(carried_over(&plan, &src, &table));
+    r.carried_over = Some(carried_over(plan, &src, &table));
 
     // Rows: the catalog's estimate, or a count when the table was never analyzed.
     let (rows, rows_basis) = if src.table.reltuples > 0.0 {
@@ -320,10 +321,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         .await
         .ctx("reading the size of the indexes")?
         .col(0, &"reading the size of the indexes")?;
-    let old_name = match &o.old_name {
-        Some(n) => n.clone(),
-        None => catalog::free_name(&ctl, &table.schema, table.name.as_str(), "_old", &[]).await?,
-    };
+    let swap_names = crate::swap::decide_names(&ctl, plan, &src, o.old_name.as_deref()).await?;
     r.source = Some(SourceSummary {
         rows,
         rows_basis,
@@ -333,11 +331,11 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         row_identity_index: src.key_index.as_str().to_string(),
         row_identity: src.key.iter().map(|k| k.as_str().to_string()).collect(),
         shadow: shadow.human(),
-        old_name: table.sibling(old_name.clone()).human(),
+        old_name: swap_names.old.human(),
     });
 
     // Measure on a sample.
-    let measured = match measure(opts, &ctl, &src, &plan, rows).await {
+    let measured = match measure(opts, &ctl, &src, plan, rows).await {
         Ok(m) => m,
         Err(e) if e.code().is_some() && e.kind() != Kind::LockTimeout && is_data_error(&e) => {
             r.refused = Some(format!(
@@ -358,7 +356,7 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
     let est = estimate(
         opts,
         &ctl,
-        &plan,
+        plan,
         rows,
         shadow_secs,
         &measured,
@@ -394,10 +392,10 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
     });
 
     // Statements, phase by phase, with the estimate of each.
-    let chunk_list = plan_chunk_list(&ctl, &plan, &src, o.chunk_rows).await?;
+    let chunk_list = plan_chunk_list(&ctl, plan, &src, o.chunk_rows).await?;
     let state_exists = state.exists(&ctl).await?;
     let listing = statements::list(&ListInput {
-        plan: &plan,
+        plan,
         src: &src,
         state: &state,
         policy: &o.lock,
@@ -410,9 +408,14 @@ pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
         chunk_time: o.chunk_time,
         copy_transactions: est.copy_transactions,
         drop_old: o.drop_old,
-        old_name: &old_name,
         maintenance_work_mem: &o.maintenance_work_mem,
-        shadow_locks: &shadow_locks,
+        shadow_locks: &trial.locks,
+        shadow_steps: &trial.steps,
+        swap_facts: &trial.swap_facts,
+        swap_names: &swap_names,
+        replica_identity_index: crate::build::replica_identity_index(&ctl, oid)
+            .await?
+            .as_deref(),
     });
     r.phases = merge(listing, &est.phases);
     r.estimate = Some(est.estimate);
@@ -463,6 +466,16 @@ async fn write_counter(client: &Client, oid: u32) -> Result<i64> {
         .unwrap_or(0))
 }
 
+/// What `plan`'s trial transaction found: the plan, the statements the shadow step executed,
+/// the locks it held, what the swap would read from the catalog, and how long it took.
+struct Trial {
+    plan: Plan,
+    steps: Vec<crate::step::Step>,
+    locks: Vec<(String, String)>,
+    swap_facts: crate::swap::SwapFacts,
+    secs: f64,
+}
+
 /// Creates the shadow in a transaction, reads the plan and the locks it took, rolls back.
 async fn validate(
     client: &mut Client,
@@ -470,8 +483,9 @@ async fn validate(
     src: &Source,
     req: &ShadowRequest<'_>,
     shadow: &QualifiedName,
-    policy: &LockPolicy,
-) -> Result<(Plan, Vec<(String, String)>, f64)> {
+    o: &RunOptions,
+) -> Result<Trial> {
+    let policy = &o.lock;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -481,9 +495,16 @@ async fn validate(
             .await
             .ctx("starting the plan's shadow transaction")?;
         let result = async {
-            let plan = shadow::build_in(&tx, state, 0, src, req, shadow).await?;
+            let (mut plan, steps) = shadow::build_in(&tx, state, 0, src, req, shadow).await?;
             let locks = sampling::existing_locks(&tx).await?;
-            Ok::<_, Error>((plan, locks))
+            if o.revertible {
+                // As `run --revertible` decides it when the shadow is created.
+                let new_cols = catalog::columns(&tx, plan.shadow_oid).await?;
+                let rev = crate::revert::reverse_plan(&plan, src, &new_cols, &o.map_back, state);
+                plan.reverse = Some(Box::new(rev));
+            }
+            let swap_facts = crate::swap::read_facts(&tx, &plan, src).await?;
+            Ok::<_, Error>((plan, steps, locks, swap_facts))
         }
         .await;
         let secs = started.elapsed().as_secs_f64();
@@ -491,7 +512,15 @@ async fn validate(
             .await
             .ctx("rolling the plan's shadow transaction back")?;
         match result {
-            Ok((p, l)) => return Ok((p, l, secs)),
+            Ok((plan, steps, locks, swap_facts)) => {
+                return Ok(Trial {
+                    plan,
+                    steps,
+                    locks,
+                    swap_facts,
+                    secs,
+                })
+            }
             Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
                 tokio::time::sleep(policy.backoff(attempt)).await;
             }

@@ -253,7 +253,7 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         .await
         .ctx("starting the sample transaction")?;
     let prepared = async {
-        let plan = shadow::build_in(&tx, &state, job.run, &job.src, &req, &job.shadow).await?;
+        let (plan, _) = shadow::build_in(&tx, &state, job.run, &job.src, &req, &job.shadow).await?;
         let locks: Vec<(String, String)> = existing_locks(&tx)
             .await?
             .into_iter()

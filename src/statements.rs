@@ -1,34 +1,29 @@
 //! The statements a run would execute, phase by phase, with the lock each takes on which table
 //! and the most it waits for it — for `plan` (issue 6).
 //!
-//! The list mirrors the code of each phase (`shadow`, `capture`, `chunks`/`copier`, `build`,
-//! `replay`, `swap`, `migrator`'s finish); statements repeated per chunk, per batch or per
-//! object are shown once with how often they repeat. Every tool session runs with
+//! The DDL of the shadow, the capture triggers, the build, the swap, what follows the swap and
+//! the finish is not written here: it comes as [`Step`] values from the functions the phases
+//! execute (`shadow::build_in` run in `plan`'s trial transaction, `capture::trigger_steps`,
+//! `build::index_steps`..., `swap::ddl_steps`...), so the list cannot drift from what `run` does
+//! (issue 17); those entries are marked `exact`, and a test compares them with what a run
+//! executes. The rest is described: the tool's own bookkeeping, and the statements repeated per
+//! chunk or per replay batch, shown once with how often they repeat. Every tool session runs with
 //! `lock_timeout` = `--lock-timeout` (`conn::connect`), so no statement waits longer than that
 //! for a lock; statements run under the lock discipline (`locking::run_ddl`, the shadow and the
-//! swap) are tried again up to `--max-lock-attempts` times with backoff. Keep this file in step
-//! with those modules when they change.
+//! swap) are tried again up to `--max-lock-attempts` times with backoff.
 
+use crate::build::{self, Stage};
 use crate::capture;
 use crate::chunks::Chunk;
-use crate::ident::{literal, QualifiedName};
+use crate::ident::QualifiedName;
 use crate::locking::LockPolicy;
 use crate::plan::Plan;
 use crate::preflight::Source;
 use crate::state::State;
+pub use crate::step::LockTaken;
+use crate::step::Step;
+use crate::swap::{self, Names, SwapFacts};
 use serde::Serialize;
-
-/// A lock a statement takes.
-#[derive(Clone, Debug, Serialize)]
-pub struct LockTaken {
-    /// PostgreSQL's name of the mode: `ACCESS EXCLUSIVE`, `SHARE ROW EXCLUSIVE`...
-    pub mode: String,
-    /// `schema.name` (unquoted, for people).
-    pub on: String,
-    /// Whether the application uses the object (the live table, a referenced table...), so
-    /// waiting for or holding the lock affects it.
-    pub live: bool,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Statement {
@@ -43,6 +38,9 @@ pub struct Statement {
     pub repeat: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The statement exactly as `run` sends it (built by the phase's own code); otherwise a
+    /// description of the tool's bookkeeping or of a statement repeated with other values.
+    pub exact: bool,
 }
 
 /// The statements of one phase.
@@ -71,18 +69,21 @@ pub struct ListInput<'a> {
     /// Copy transactions the estimate expects (the chunks, with --chunk-time off).
     pub copy_transactions: usize,
     pub drop_old: bool,
-    pub old_name: &'a str,
     pub maintenance_work_mem: &'a str,
     /// Locks the shadow transaction took on existing relations, as measured in `plan`.
     pub shadow_locks: &'a [(String, String)],
+    /// The statements `shadow::build_in` executed in `plan`'s trial transaction.
+    pub shadow_steps: &'a [Step],
+    /// What the swap reads from the catalog, as read in the trial transaction.
+    pub swap_facts: &'a SwapFacts,
+    /// The names the swap would give the old table, its indexes, sequences and statistics.
+    pub swap_names: &'a Names,
+    /// The source's replica identity index, if any.
+    pub replica_identity_index: Option<&'a str>,
 }
 
 fn lock(mode: &str, on: &QualifiedName, live: bool) -> LockTaken {
-    LockTaken {
-        mode: mode.to_string(),
-        on: on.human(),
-        live,
-    }
+    LockTaken::new(mode, on, live)
 }
 
 /// `AccessShareLock` -> `ACCESS SHARE`.
@@ -118,8 +119,24 @@ impl Builder<'_> {
             attempts: if retried { self.attempts } else { 1 },
             repeat: None,
             note: None,
+            exact: false,
         });
-        self.out.last_mut().expect("just pushed")
+        let i = self.out.len() - 1;
+        &mut self.out[i]
+    }
+
+    /// Adds a step as the phase's code builds it (an exact statement).
+    fn step(&mut self, s: &Step, retried: bool) -> &mut Statement {
+        let e = self.add(s.sql.clone(), s.locks.clone(), retried);
+        e.note = s.note.clone();
+        e.exact = true;
+        e
+    }
+
+    fn steps(&mut self, steps: &[Step], retried: bool) {
+        for s in steps {
+            self.step(s, retried);
+        }
     }
 }
 
@@ -175,73 +192,19 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
 
     phase("shadow", true, &|b| {
         b.add(
+            format!("BEGIN; SET LOCAL lock_timeout = '{wait}ms'"),
+            vec![],
+            true,
+        );
+        b.add(
             format!(
-                "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY \
-                 INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS)"
+                "INSERT INTO {} (run_id, kind, ...) VALUES (.., 'table', ..)",
+                i.state.table("objects")
             ),
-            vec![lock("ACCESS SHARE", source, true)],
-            true,
-        );
-        if !src.table.reloptions.is_empty() || !src.table.toast_options.is_empty() {
-            b.add(
-                format!("ALTER TABLE {shadow} SET (<storage options>)"),
-                vec![],
-                true,
-            );
-        }
-        for c in src.constraints.iter().filter(|c| c.kind == "c") {
-            b.add(
-                format!("ALTER TABLE {shadow} ADD CONSTRAINT {} {}", c.name, c.def),
-                vec![],
-                true,
-            );
-        }
-        for c in src
-            .constraints
-            .iter()
-            .filter(|c| c.kind == "f" && c.references != src.table.oid)
-        {
-            let l = referenced(src, c.name.as_str())
-                .map(|r| {
-                    vec![LockTaken {
-                        mode: "SHARE ROW EXCLUSIVE".into(),
-                        on: r,
-                        live: true,
-                    }]
-                })
-                .unwrap_or_default();
-            b.add(
-                format!("ALTER TABLE {shadow} ADD CONSTRAINT {} {}", c.name, c.def),
-                l,
-                true,
-            )
-            .note = Some("locks the referenced table SHARE ROW EXCLUSIVE (blocking its writes) until the shadow transaction commits, in milliseconds".into());
-        }
-        if !src.indexes.is_empty() {
-            b.add(
-                format!("CREATE [UNIQUE] INDEX hotswap_<run>_i<n> ON {shadow} USING ... (every index of the source)"),
-                vec![],
-                true,
-            )
-            .repeat = Some(format!("per index ({})", src.indexes.len()));
-        }
-        b.add(
-            "ALTER TABLE <shadow> <your --alter>".to_string(),
-            vec![],
-            true,
-        )
-        .note = Some("run against the empty shadow only".into());
-        b.add(
-            format!("DROP INDEX / ALTER TABLE {shadow} DROP CONSTRAINT (indexes and foreign keys again, for a bare bulk load)"),
             vec![],
             true,
         );
-        b.add(
-            format!("SELECT {} FROM ONLY {source} LIMIT 0", plan.select_list()),
-            vec![lock("ACCESS SHARE", source, true)],
-            true,
-        )
-        .note = Some("compiles the column mapping".into());
+        b.steps(i.shadow_steps, true);
         let held: Vec<String> = i
             .shadow_locks
             .iter()
@@ -289,15 +252,14 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             vec![],
             false,
         );
-        let trig = vec![lock("SHARE ROW EXCLUSIVE", source, true)];
-        let stmts = crate::capture::trigger_statements(plan, source);
-        let n = stmts.len();
-        for (i, stmt) in stmts.into_iter().enumerate() {
-            let entry = b.add(stmt, trig.clone(), true);
-            if i == 0 {
+        let trig = crate::capture::trigger_steps(plan, source);
+        let n = trig.len();
+        for (k, s) in trig.iter().enumerate() {
+            let entry = b.step(s, true);
+            if k == 0 {
                 entry.note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
             }
-            if i + 1 == n {
+            if k + 1 == n {
                 entry.note = Some(format!("the {n} trigger statements are one transaction"));
             }
         }
@@ -385,55 +347,11 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("build", false, &|b| {
-        b.add(
-            format!(
-                "SET maintenance_work_mem = {}",
-                literal(i.maintenance_work_mem)
-            ),
-            vec![],
-            false,
-        )
-        .repeat = Some(format!("per index connection ({})", i.jobs));
-        for ix in plan
-            .indexes
-            .iter()
-            .filter(|x| !x.built_by_constraint && !x.after_catch_up)
-        {
-            b.add(
-                ix.create_sql.clone(),
-                vec![lock("SHARE", shadow, false)],
-                false,
-            )
-            .note = Some(format!("becomes {}", ix.final_name.as_str()));
-        }
-        for ix in plan.indexes.iter().filter(|x| !x.after_catch_up) {
-            if let Some(c) = &ix.constraint_sql {
-                b.add(
-                    c.clone(),
-                    vec![lock("ACCESS EXCLUSIVE", shadow, false)],
-                    false,
-                )
-                .note = Some(format!("becomes {}", ix.final_name.as_str()));
-            }
-        }
-        for c in &plan.late_checks {
-            b.add(
-                format!(
-                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                    c.name, c.def
-                ),
-                vec![lock("ACCESS EXCLUSIVE", shadow, false)],
-                false,
-            );
-        }
-        b.add(
-            format!("COMMENT ON TABLE {shadow} IS ...; ALTER TABLE {shadow} REPLICA IDENTITY ... (table attributes)"),
-            vec![lock("ACCESS EXCLUSIVE", shadow, false)],
-            false,
-        );
-        b.add(
-            format!("ANALYZE {shadow}"),
-            vec![lock("SHARE UPDATE EXCLUSIVE", shadow, false)],
+        b.step(&build::session_step(i.maintenance_work_mem), false)
+            .repeat = Some(format!("per index connection ({})", i.jobs));
+        build_stage(b, plan, Stage::Bulk, None);
+        b.steps(
+            &build::attribute_steps(plan, src, i.replica_identity_index),
             false,
         );
     });
@@ -477,31 +395,12 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
                 false,
             )
             .note = Some("the consistency point: a complete batch (every change its snapshot sees); every later batch is complete too".into());
-            for ix in plan
-                .indexes
-                .iter()
-                .filter(|x| x.after_catch_up && !x.built_by_constraint)
-            {
-                b.add(
-                    ix.create_sql.clone(),
-                    vec![lock("SHARE", shadow, false)],
-                    false,
-                )
-                .note = Some(format!(
-                    "compares rows: built at the consistency point; becomes {}",
-                    ix.final_name.as_str()
-                ));
-            }
-            for ix in plan.indexes.iter().filter(|x| x.after_catch_up) {
-                if let Some(c) = &ix.constraint_sql {
-                    b.add(
-                        c.clone(),
-                        vec![lock("ACCESS EXCLUSIVE", shadow, false)],
-                        false,
-                    )
-                    .note = Some(format!("becomes {}", ix.final_name.as_str()));
-                }
-            }
+            build_stage(
+                b,
+                plan,
+                Stage::Consistent,
+                Some("compares rows: built at the consistency point"),
+            );
         }
     });
 
@@ -511,189 +410,36 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
             vec![],
             true,
         );
+        b.step(&swap::lock_step(plan), true);
         b.add(
-            format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
-            vec![lock("ACCESS EXCLUSIVE", source, true), lock("ACCESS EXCLUSIVE", shadow, false)],
-            true,
-        )
-        .note = Some("blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds".into());
-        b.add(
-            "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start)",
+            "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
             vec![],
             true,
         );
         b.add("<replay batches until the log is empty>", vec![], true);
-        b.add(
-            crate::capture::drop_trigger_statements(
-                &plan.capture.trigger,
-                &plan.capture.truncate_trigger,
-                source,
-            )
-            .join("; "),
-            vec![],
-            true,
-        );
-        for s in &src.sequences {
-            if s.deptype == "i" {
+        match swap::ddl_steps(plan, src, i.swap_names, i.swap_facts) {
+            Ok(ddl) => {
+                b.steps(&ddl.before_views, true);
+                match swap::view_replace_steps(src) {
+                    Some(v) => {
+                        for s in &v {
+                            b.step(s, true).note = Some("when PostgreSQL refuses to replace a view in place (a column it shows changed type), the views are dropped and created again with their owner, grants, comments, rules and triggers".into());
+                        }
+                    }
+                    None => b.steps(&swap::view_recreate_steps(src), true),
+                }
+                b.steps(&ddl.after_views, true);
+            }
+            Err(e) => {
                 b.add(
-                    format!(
-                        "SELECT setval(<new identity sequence>, last_value, is_called) FROM {}; ALTER SEQUENCE ... RENAME (old to _old, new to {})",
-                        s.name,
-                        s.name.name
-                    ),
-                    vec![lock("ACCESS EXCLUSIVE", &s.name, true)],
-                    true,
-                );
-            } else {
-                b.add(
-                    format!("ALTER SEQUENCE {} OWNED BY {shadow}.<column>", s.name),
-                    vec![lock("ACCESS EXCLUSIVE", &s.name, true)],
+                    format!("<the swap's statements cannot be listed: {e}>"),
+                    vec![],
                     true,
                 );
             }
         }
-        for c in src
-            .constraints
-            .iter()
-            .filter(|c| c.kind == "f" && c.references != plan.source_oid)
-        {
-            b.add(
-                format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
-                referenced(src, c.name.as_str())
-                    .map(|r| {
-                        vec![LockTaken {
-                            mode: "ACCESS EXCLUSIVE".into(),
-                            on: r,
-                            live: true,
-                        }]
-                    })
-                    .unwrap_or_default(),
-                true,
-            )
-            .note = Some("the old table lets go of its outgoing foreign keys".into());
-        }
-        for fk in &src.incoming {
-            b.add(
-                format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
-                vec![lock("ACCESS EXCLUSIVE", &fk.table, true)],
-                true,
-            );
-        }
         b.add(
-            format!(
-                "ALTER TABLE {source} RENAME TO {}",
-                crate::ident::Ident::new(i.old_name)
-            ),
-            vec![],
-            true,
-        );
-        b.add(
-            format!("ALTER TABLE {shadow} RENAME TO {}", source.name),
-            vec![],
-            true,
-        );
-        if !src.indexes.is_empty() || !plan.indexes.is_empty() {
-            b.add(
-                "ALTER INDEX <old index> RENAME TO <name>_old; ALTER INDEX hotswap_<run>_i<n> RENAME TO <original name>",
-                vec![],
-                true,
-            )
-            .repeat = Some(format!("per index ({} old, {} new)", src.indexes.len(), plan.indexes.len()));
-        }
-        for fk in &plan.foreign_keys {
-            let mut l = Vec::new();
-            if let Some(r) = referenced(src, fk.name.as_str()) {
-                l.push(LockTaken {
-                    mode: "SHARE ROW EXCLUSIVE".into(),
-                    on: r,
-                    live: true,
-                });
-            }
-            b.add(
-                format!(
-                    "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.name, fk.def
-                ),
-                l,
-                true,
-            )
-            .note = Some(
-                "a foreign key of the new table; never on the shadow while the application writes"
-                    .into(),
-            );
-        }
-        for fk in &plan.self_foreign_keys {
-            b.add(
-                format!(
-                    "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.name, fk.def
-                ),
-                vec![],
-                true,
-            );
-        }
-        for fk in &src.incoming {
-            let def = fk.def.strip_suffix(" NOT VALID").unwrap_or(&fk.def);
-            b.add(
-                format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} {def} NOT VALID",
-                    fk.table, fk.name
-                ),
-                vec![lock("SHARE ROW EXCLUSIVE", &fk.table, true)],
-                true,
-            );
-        }
-        for v in &src.views {
-            b.add(
-                format!("CREATE OR REPLACE VIEW {} AS ... (or DROP VIEW and CREATE VIEW, with owner, grants, comments)", v.name),
-                vec![lock("ACCESS EXCLUSIVE", &v.name, true)],
-                true,
-            );
-        }
-        if src.table.row_security || !src.policies.is_empty() {
-            b.add(
-                format!(
-                    "ALTER TABLE {source} ENABLE ROW LEVEL SECURITY; CREATE POLICY ... ON {source}"
-                ),
-                vec![],
-                true,
-            )
-            .repeat = Some(format!("policies ({})", src.policies.len()));
-        }
-        for t in src.user_triggers() {
-            b.add(t.def.clone(), vec![], true);
-        }
-        for p in &src.publications {
-            b.add(
-                format!(
-                    "ALTER PUBLICATION {} DROP TABLE <old>; ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
-                    p.name, p.name, p.columns, p.filter
-                ),
-                vec![],
-                true,
-            );
-        }
-        for (_, r) in &src.rules {
-            b.add(r.clone(), vec![], true);
-        }
-        for st in &src.statistics {
-            b.add(
-                format!(
-                    "ALTER STATISTICS {} RENAME TO <name>_old; {}",
-                    st.name, st.def
-                ),
-                vec![],
-                true,
-            );
-        }
-        b.add(
-            format!("COMMENT ON CONSTRAINT ...; REVOKE/GRANT ... ON {source} (privileges as on the old table)"),
-            vec![],
-            true,
-        )
-        .repeat = Some(format!("grants ({})", src.grants.len()));
-        b.add(
-            format!("UPDATE {} SET phase = 'finish', old_name = .. WHERE id = ..; COMMIT", i.state.table("runs")),
+            format!("UPDATE {} SET swap = .., phase = 'finish', old_name = .. WHERE id = ..; COMMIT", i.state.table("runs")),
             vec![],
             true,
         )
@@ -701,50 +447,13 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("after swap", false, &|b| {
-        if !src.statistics.is_empty() {
-            b.add(
-                format!("ANALYZE {source}"),
-                vec![lock("SHARE UPDATE EXCLUSIVE", source, true)],
-                true,
-            );
-        }
-        for fk in &src.incoming {
-            if fk.validated {
-                b.add(
-                    format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", fk.table, fk.name),
-                    vec![
-                        lock("SHARE UPDATE EXCLUSIVE", &fk.table, true),
-                        lock("ROW SHARE", source, true),
-                    ],
-                    true,
-                )
-                .note = Some("scans the referencing table; writes go on".into());
-            }
-        }
-        for fk in plan
-            .foreign_keys
-            .iter()
-            .chain(&plan.self_foreign_keys)
-            .filter(|f| f.validate)
-        {
-            b.add(
-                format!("ALTER TABLE {source} VALIDATE CONSTRAINT {}", fk.name),
-                vec![lock("SHARE UPDATE EXCLUSIVE", source, true)],
-                true,
-            );
-        }
+        b.steps(&swap::after_swap_steps(plan, src), true);
     });
 
     phase("finish", false, &|b| {
-        let c = &plan.capture;
-        b.add(crate::capture::drop_log_statement(c), vec![], false);
+        b.step(&crate::migrator::drop_capture_step(plan), false);
         if i.drop_old {
-            let old = source.sibling(i.old_name);
-            b.add(
-                format!("DROP TABLE IF EXISTS {old}"),
-                vec![lock("ACCESS EXCLUSIVE", &old, false)],
-                true,
-            );
+            b.step(&crate::migrator::drop_old_step(&i.swap_names.old), true);
         }
         b.add(
             format!(
@@ -758,11 +467,17 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     phases
 }
 
-/// The table an outgoing foreign key of the source references (from its definition's text).
-fn referenced(src: &Source, name: &str) -> Option<String> {
-    let c = src.constraints.iter().find(|c| c.name.as_str() == name)?;
-    let rest = c.def.split(" REFERENCES ").nth(1)?;
-    Some(rest.split('(').next()?.trim().to_string())
+/// The index builds and constraints of one build stage, as `build::build` runs them.
+fn build_stage(b: &mut Builder, plan: &Plan, stage: Stage, note: Option<&str>) {
+    for (_, s) in build::index_steps(plan, stage) {
+        let e = b.step(&s, false);
+        if let Some(n) = note {
+            e.note = Some(format!("{n}; {}", s.note.as_deref().unwrap_or_default()));
+        }
+    }
+    for (_, s) in build::constraint_steps(plan, stage) {
+        b.step(&s, false);
+    }
 }
 
 #[cfg(test)]

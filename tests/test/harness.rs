@@ -242,6 +242,13 @@ pub async fn hotswap_failpoint(args: &[&str], failpoint: Option<&str>) -> Output
     wait_async(cmd, args, HOTSWAP_TIMEOUT).await
 }
 
+/// [`hotswap_async`] with extra environment variables.
+pub async fn hotswap_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = hotswap_command(args);
+    cmd.envs(env.iter().copied());
+    wait_async(cmd, args, HOTSWAP_TIMEOUT).await
+}
+
 async fn wait_async(cmd: Command, args: &[&str], timeout: Duration) -> Output {
     let child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)

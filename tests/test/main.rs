@@ -21,6 +21,7 @@ mod revert;
 mod scenarios;
 mod semantics;
 mod soak;
+mod statements;
 mod steering;
 mod tls;
 mod versions;
