@@ -40,18 +40,12 @@ use crate::plan::Plan;
 use crate::state::State;
 use bytes::Bytes;
 use futures_util::{pin_mut, SinkExt, StreamExt};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
-/// Counters shared by the workers and the progress reporter.
-#[derive(Default, Debug)]
-pub struct Progress {
-    pub rows: AtomicU64,
-    pub bytes: AtomicU64,
-    pub chunks_done: AtomicU64,
-}
+use crate::progress::CopyCounters;
 
 /// The two COPY statements that move the source rows selected by `filter` (a `WHERE ...` or
 /// `TABLESAMPLE ...` clause, or nothing) through the mapping into the shadow, in the binary
@@ -341,7 +335,7 @@ pub async fn copy_all(
     chunks: Vec<Chunk>,
     jobs: usize,
     chunk_time: Option<Duration>,
-    progress: Arc<Progress>,
+    progress: Arc<CopyCounters>,
     gov: &Governor,
 ) -> Result<()> {
     let queue = Arc::new(Queue::new(chunks, jobs.max(1)));
@@ -390,7 +384,7 @@ async fn worker(
     plan: &Plan,
     queue: &Queue,
     mut sizer: Sizer,
-    progress: &Progress,
+    progress: &CopyCounters,
     stop: &AtomicBool,
     gov: &Governor,
 ) -> Result<()> {
@@ -481,7 +475,7 @@ pub async fn copy_unit(
     plan: &Plan,
     form: &CopyForm,
     unit: &[Chunk],
-    progress: &Progress,
+    progress: &CopyCounters,
 ) -> Result<(u64, u64)> {
     let started = Instant::now();
     let (first, last) = match unit {

@@ -10,13 +10,14 @@ use crate::capture;
 use crate::catalog;
 use crate::chunks;
 use crate::conn::{self, ConnSpec};
-use crate::copier::{self, Progress};
+use crate::copier;
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::governor::{Governor, PaceOptions};
 use crate::locking::{self, LockPolicy};
 use crate::mapping::MapArg;
 use crate::plan::{ColumnSource, Plan};
 use crate::preflight::{self, Source};
+use crate::progress::CopyCounters;
 use crate::replay;
 use crate::shadow::{self, ShadowRequest};
 use crate::state::{Phase, State, UnfinishedRun};
@@ -426,7 +427,7 @@ async fn continue_run(
             if opts.jobs == 1 { "" } else { "s" },
             total_est
         ));
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(CopyCounters::default());
         let watch = crate::progress::watch_copy(progress.clone(), pending.len() as u64, total_est);
         let t0 = Instant::now();
         let r = copier::copy_all(

@@ -57,6 +57,14 @@ impl Shared {
     };
 }
 
+/// Counters the copy workers add to and the progress display reads.
+#[derive(Default, Debug)]
+pub struct CopyCounters {
+    pub rows: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub chunks_done: std::sync::atomic::AtomicU64,
+}
+
 static SHARED: Mutex<Shared> = Mutex::new(Shared::EMPTY);
 
 fn shared() -> MutexGuard<'static, Shared> {
@@ -81,6 +89,7 @@ pub fn phase(name: &str) {
     if s.bar_wanted && s.bar.is_none() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.enable_steady_tick(Duration::from_millis(120));
+        ui::set_bar(Some(bar.clone()));
         s.bar = Some(bar);
     }
     redraw(&s);
@@ -171,6 +180,7 @@ pub fn throttle(reason: Option<String>) {
 pub fn finish() {
     let mut s = shared();
     if let Some(bar) = s.bar.take() {
+        ui::set_bar(None);
         bar.finish_and_clear();
     }
     s.phase.clear();
@@ -178,24 +188,6 @@ pub fn finish() {
     s.backlog = None;
     s.throttle = None;
     s.last_plain = None;
-}
-
-/// Prints a line to stderr, above the bar if there is one.
-pub fn println(line: &str) {
-    let bar = shared().bar.clone();
-    match bar {
-        Some(b) => b.println(line),
-        None => eprintln!("{line}"),
-    }
-}
-
-/// Runs `f` (which writes to stderr) with the bar hidden meanwhile.
-pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    let bar = shared().bar.clone();
-    match bar {
-        Some(b) => b.suspend(f),
-        None => f(),
-    }
 }
 
 /// Reads the copy workers' counters into [`copy`] until dropped, then once more.
@@ -212,7 +204,7 @@ impl Drop for CopyWatch {
 }
 
 /// Starts watching the copy's counters (`chunks` chunks to copy, about `est_rows` rows).
-pub fn watch_copy(counters: Arc<crate::copier::Progress>, chunks: u64, est_rows: u64) -> CopyWatch {
+pub fn watch_copy(counters: Arc<CopyCounters>, chunks: u64, est_rows: u64) -> CopyWatch {
     let read: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         copy(
             counters.rows.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -119,7 +120,35 @@ pub fn error(message: &str, state: Option<&str>, next: Option<&str>, exit_code: 
         emit("ERROR", &text, message, fields);
     } else {
         // The message already says "error:"; no timestamp, as before.
-        crate::progress::println(&text);
+        println(&text);
+    }
+}
+
+/// The live progress bar while `progress` draws one: every line goes above it.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Called by `progress` when it draws or removes its bar.
+pub fn set_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+fn bar() -> Option<indicatif::ProgressBar> {
+    BAR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Prints a line to stderr, above the bar if there is one.
+pub fn println(line: &str) {
+    match bar() {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// Runs `f` (which writes to stderr) with the bar hidden meanwhile.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    match bar() {
+        Some(b) => b.suspend(f),
+        None => f(),
     }
 }
 
@@ -139,7 +168,7 @@ fn emit(
         // Seconds are enough in a text log: 2026-11-21T15:06:11Z.
         format!("{}Z  {text}", &full[..19])
     };
-    crate::progress::println(&line);
+    println(&line);
 }
 
 fn json_line(
@@ -172,7 +201,7 @@ pub struct StderrWriter;
 impl Write for StderrWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // tracing writes one whole event per call.
-        crate::progress::suspend(|| std::io::stderr().write_all(buf))?;
+        suspend(|| std::io::stderr().write_all(buf))?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
