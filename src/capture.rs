@@ -134,14 +134,12 @@ pub async fn install_triggers(
 ) -> Result<u32> {
     let c = &plan.capture;
     let src = &plan.source;
-    let objects = state.table("objects");
     let rec = |name: &Ident| {
-        format!(
-            "INSERT INTO {objects} (run_id, kind, schema_name, name, on_table) VALUES ({}, 'trigger', {}, {}, {}) ON CONFLICT DO NOTHING",
+        state.record_object_statement(
             plan.run_id,
-            crate::ident::literal(src.schema.as_str()),
-            crate::ident::literal(name.as_str()),
-            plan.source_oid
+            "trigger",
+            &src.sibling(name.as_str()),
+            Some(plan.source_oid),
         )
     };
     let triggers = trigger_steps(plan, src);
@@ -251,22 +249,7 @@ pub async fn backlog_estimate(
     client: &impl tokio_postgres::GenericClient,
     plan: &Plan,
 ) -> Result<i64> {
-    backlog_estimate_of(client, &plan.capture.log).await
-}
-
-/// [`backlog_estimate`] of the change log `log`.
-pub async fn backlog_estimate_of(
-    client: &impl tokio_postgres::GenericClient,
-    log: &crate::ident::QualifiedName,
-) -> Result<i64> {
-    client
-        .query_one(
-            &format!("SELECT COALESCE(max(id) - min(id) + 1, 0)::int8 FROM {log}"),
-            &[],
-        )
-        .await
-        .ctx("measuring the change log")?
-        .col(0, &"measuring the change log")
+    crate::state::backlog_estimate_of(client, &plan.capture.log).await
 }
 
 /// Number of log rows waiting to be replayed.

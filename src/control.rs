@@ -11,7 +11,7 @@
 
 use crate::catalog;
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result, RowExt};
+use crate::error::{Error, Result};
 use crate::state::{State, UnfinishedRun};
 use crate::ui::say;
 use std::time::{Duration, Instant};
@@ -70,18 +70,8 @@ pub async fn send(opts: &ControlOptions, req: Request) -> Result<Option<i64>> {
     let Some((run, Some(pid))) = find(&client, &state, &opts.table).await? else {
         return Ok(None);
     };
-    let n = client
-        .execute(
-            &format!(
-                "UPDATE {} SET control = $2 WHERE id = $1 AND status = 'running' \
-                   AND control IS DISTINCT FROM 'abort'",
-                state.table("runs")
-            ),
-            &[&run.id, &req.value()],
-        )
-        .await
-        .ctx("recording the request for the running process")?;
-    if n == 0 {
+    let recorded = state.request(&client, run.id, req.value()).await?;
+    if !recorded {
         return Err(Error::failed(format!(
             "run {} of {} is being aborted or is no longer running; the request was not recorded",
             run.id, opts.table
@@ -107,14 +97,7 @@ pub async fn wait_aborted(opts: &ControlOptions, run: i64, timeout: Duration) ->
     let client = conn::connect(&opts.conn, "control").await?;
     let started = Instant::now();
     loop {
-        let status: String = client
-            .query_one(
-                &format!("SELECT status FROM {} WHERE id = $1", state.table("runs")),
-                &[&run],
-            )
-            .await
-            .ctx("watching the run stop")?
-            .col(0, &"watching the run stop")?;
+        let status = state.run_status(&client, run).await?;
         if status != "running" {
             if status == "aborted" {
                 say(&format!(

@@ -34,10 +34,10 @@
 use crate::batching::{Queue, Sizer};
 use crate::chunks::{self, Bounds, Chunk};
 use crate::conn::{self, ConnSpec};
-use crate::error::{DbContext, Error, Result, RowExt};
+use crate::error::{DbContext, Error, Result};
 use crate::governor::Governor;
 use crate::plan::Plan;
-use crate::state::State;
+use crate::state::{ChunkRecord, State, UnitDone};
 use bytes::Bytes;
 use futures_util::{pin_mut, SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -281,46 +281,29 @@ pub async fn record_chunks(
     run: i64,
     chunks: &[Chunk],
 ) -> Result<()> {
-    let tx = client.transaction().await.ctx("recording chunks")?;
-    let stmt = tx
-        .prepare(&format!(
-            "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            state.table("chunks")
-        ))
-        .await
-        .ctx("recording chunks")?;
-    for c in chunks {
-        let bounds = c.bounds.as_ref().map(Bounds::to_array);
-        tx.execute(&stmt, &[&run, &c.no, &c.predicate, &bounds])
-            .await
-            .ctx("recording a chunk")?;
-    }
-    tx.commit().await.ctx("recording chunks")?;
-    Ok(())
+    let records: Vec<ChunkRecord> = chunks
+        .iter()
+        .map(|c| ChunkRecord {
+            no: c.no,
+            predicate: c.predicate.clone(),
+            bounds: c.bounds.as_ref().map(Bounds::to_array),
+        })
+        .collect();
+    state.record_chunks(client, run, &records).await
 }
 
 /// The chunks of the run not yet done, in order.
 pub async fn pending_chunks(client: &Client, state: &State, run: i64) -> Result<Vec<Chunk>> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT chunk_no, predicate, bounds FROM {} WHERE run_id = $1 AND done_at IS NULL ORDER BY chunk_no",
-                state.table("chunks")
-            ),
-            &[&run],
-        )
-        .await
-        .ctx("reading pending chunks")?;
-    let what = format_args!("reading the pending chunks of run {run}");
-    rows.iter()
-        .map(|r| {
-            Ok(Chunk {
-                no: r.col(0, &what)?,
-                predicate: r.col(1, &what)?,
-                bounds: Bounds::from_array(r.col(2, &what)?),
-            })
+    Ok(state
+        .pending_chunks(client, run)
+        .await?
+        .into_iter()
+        .map(|c| Chunk {
+            no: c.no,
+            predicate: c.predicate,
+            bounds: Bounds::from_array(c.bounds),
         })
-        .collect()
+        .collect())
 }
 
 /// Copies every chunk in `chunks` with `jobs` workers, each transaction taking about
@@ -515,29 +498,16 @@ pub async fn copy_unit(
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let nos: Vec<i32> = unit.iter().map(|c| c.no).collect();
-    // One clock reading for the whole unit (an uncorrelated subquery runs once).
-    let n = tx
-        .execute(
-            &format!(
-                "UPDATE {} SET unit = $2, \
-                        rows = CASE WHEN chunk_no = $2 THEN $4::int8 END, \
-                        bytes = CASE WHEN chunk_no = $2 THEN $5::int8 END, \
-                        duration_ms = CASE WHEN chunk_no = $2 THEN $6::float8 END, \
-                        done_at = (SELECT clock_timestamp()) \
-                  WHERE run_id = $1 AND chunk_no = ANY($3) AND done_at IS NULL",
-                state.table("chunks")
-            ),
-            &[
-                &plan.run_id,
-                &first.no,
-                &nos,
-                &(rows as i64),
-                &(bytes as i64),
-                &ms,
-            ],
-        )
-        .await
-        .ctx(what())?;
+    let done = UnitDone {
+        unit: first.no,
+        nos: &nos,
+        rows: rows as i64,
+        bytes: bytes as i64,
+        duration_ms: ms,
+    };
+    let n = state
+        .mark_chunks_done(&tx, plan.run_id, &done, &what())
+        .await?;
     if n != unit.len() as u64 {
         // Rolls back with the transaction: nothing of this unit is kept.
         return Err(Error::failed(format!(

@@ -243,17 +243,8 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport> {
     let (run, plan, from, gov) = match resume {
         Some((run, plan, phase)) => {
             // A pause was meant for the process that stopped; continuing is the new intent.
-            let cleared = ctl
-                .execute(
-                    &format!(
-                        "UPDATE {} SET control = NULL WHERE id = $1 AND control = 'pause'",
-                        state.table("runs")
-                    ),
-                    &[&run],
-                )
-                .await
-                .ctx("clearing a pause left by the stopped process")?;
-            if cleared > 0 {
+            let cleared = state.clear_request(&ctl, run, "pause").await?;
+            if cleared {
                 say(&format!(
                     "run {run} was paused when it stopped; continuing unpaused"
                 ));
@@ -405,17 +396,7 @@ async fn continue_run(
         state.set_phase(ctl, run, Phase::Copy).await?;
         let pending = copier::pending_chunks(ctl, state, run).await?;
         report.chunks = pending.len();
-        let all_chunks: i64 = ctl
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {} WHERE run_id = $1",
-                    state.table("chunks")
-                ),
-                &[&run],
-            )
-            .await
-            .ctx("counting chunks")?
-            .col(0, &"counting chunks")?;
+        let all_chunks = state.chunk_count(&*ctl, run).await?;
         // Rows still to copy, estimated: the table's share of the chunks not done yet.
         let total_est =
             (src.table.reltuples.max(0.0) * pending.len() as f64 / all_chunks.max(1) as f64) as u64;
@@ -515,19 +496,7 @@ async fn continue_run(
 
         timer.start(Phase::Verify);
         state.set_phase(ctl, run, Phase::Verify).await?;
-        let predicates: Vec<String> = ctl
-            .query(
-                &format!(
-                    "SELECT predicate FROM {} WHERE run_id = $1 ORDER BY chunk_no",
-                    state.table("chunks")
-                ),
-                &[&run],
-            )
-            .await
-            .ctx("reading the chunks to verify")?
-            .iter()
-            .map(|r| r.col(0, &"reading the chunks to verify"))
-            .collect::<Result<_>>()?;
+        let predicates = state.chunk_predicates(&*ctl, run).await?;
         let v = gov
             .abortable(
                 run,
@@ -630,14 +599,7 @@ async fn continue_run(
     // Finish: the tool's objects go; the old table stays unless asked to drop it.
     timer.start(Phase::Finish);
     drop_capture_objects(ctl, state, plan).await?;
-    let old_name: Option<String> = ctl
-        .query_one(
-            &format!("SELECT old_name FROM {} WHERE id = $1", state.table("runs")),
-            &[&run],
-        )
-        .await
-        .ctx("reading the old table's name")?
-        .col(0, &"reading the old table's name")?;
+    let old_name = state.old_name(&*ctl, run).await?;
     if let Some(old) = &old_name {
         let old_q = plan.source.sibling(old.clone());
         report.old_table = Some(old_q.human());
@@ -651,20 +613,10 @@ async fn continue_run(
     state.mark_dropped(&*ctl, run, "table").await?;
     state.finish(ctl, run, "succeeded", None).await?;
     // Totals over the whole run, also the parts a previous process did before it stopped.
-    let totals = ctl
-        .query_one(
-            &format!(
-                "SELECT count(*), COALESCE(sum(rows), 0)::int8, COALESCE(sum(bytes), 0)::int8 FROM {} WHERE run_id = $1",
-                state.table("chunks")
-            ),
-            &[&run],
-        )
-        .await
-        .ctx("reading the copy totals")?;
-    let what = "reading the copy totals";
-    report.chunks = totals.col::<i64>(0, &what)? as usize;
-    report.rows_copied = totals.col::<i64>(1, &what)? as u64;
-    report.bytes_copied = totals.col::<i64>(2, &what)? as u64;
+    let totals = state.copy_totals(&*ctl, run).await?;
+    report.chunks = totals.chunks as usize;
+    report.rows_copied = totals.rows as u64;
+    report.bytes_copied = totals.bytes as u64;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use crate::plan::{
     ShadowIndex,
 };
 use crate::preflight::{self, Source};
-use crate::state::{Phase, State};
+use crate::state::{Phase, State, Swapped};
 use crate::swap::{self, SwapRequest};
 use crate::ui::say;
 
@@ -207,17 +207,9 @@ async fn revertible_run(
     oid: u32,
     table: &str,
 ) -> Result<(i64, Plan, String, serde_json::Value)> {
-    let row = ctl
-        .query_opt(
-            &format!(
-                "SELECT id, plan, old_name, swap FROM {} WHERE (plan->>'shadow_oid')::oid = $1 \
-                   AND status = 'succeeded' AND reverse = 'active' ORDER BY id DESC LIMIT 1",
-                state.table("runs")
-            ),
-            &[&oid],
-        )
-        .await
-        .ctx("looking for the revertible run")?
+    let run = state
+        .swapped_run(ctl, oid, Swapped::Revertible)
+        .await?
         .ok_or_else(|| {
             Error::refused(format!(
                 "{table} has no revertible rewrite: only a run with --revertible keeps the old table in sync, \
@@ -225,16 +217,13 @@ async fn revertible_run(
             ))
             .with_state("nothing was changed")
         })?;
-    let what = "reading the revertible run";
-    let plan: Plan = serde_json::from_value(row.col(1, &what)?)
+    let plan: Plan = serde_json::from_value(run.plan)
         .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
-    let old: Option<String> = row.col(2, &what)?;
-    let swap: Option<serde_json::Value> = row.col(3, &what)?;
     Ok((
-        row.col(0, &what)?,
+        run.id,
         plan,
-        old.unwrap_or_default(),
-        swap.unwrap_or_default(),
+        run.old_name.unwrap_or_default(),
+        run.swap.unwrap_or_default(),
     ))
 }
 
@@ -464,15 +453,7 @@ async fn revert_run(
     for k in ["rlog", "rfunction", "rtrigger"] {
         state.mark_dropped(&*ctl, fwd_run, k).await?;
     }
-    ctl.execute(
-        &format!(
-            "UPDATE {} SET reverse = 'reverted' WHERE id = $1",
-            state.table("runs")
-        ),
-        &[&fwd_run],
-    )
-    .await
-    .ctx("recording the revert")?;
+    state.set_reverse(&*ctl, fwd_run, "reverted").await?;
     state.finish(ctl, plan.run_id, "succeeded", None).await?;
     Ok(())
 }
@@ -528,27 +509,15 @@ pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
                 .with_state("nothing was changed"),
         );
     }
-    let row = ctl
-        .query_opt(
-            &format!(
-                "SELECT id, plan, old_name, reverse FROM {} WHERE (plan->>'shadow_oid')::oid = $1 \
-                   AND status = 'succeeded' AND COALESCE(reverse, '') <> 'finished' ORDER BY id DESC LIMIT 1",
-                state.table("runs")
-            ),
-            &[&oid],
-        )
-        .await
-        .ctx("looking for the table's last rewrite")?;
-    let Some(row) = row else {
+    let Some(last) = state.swapped_run(&ctl, oid, Swapped::Unfinished).await? else {
         say(&format!("{} has no rewrite to finish", opts.table));
         return Ok(None);
     };
-    let what = "reading the table's last rewrite";
-    let run: i64 = row.col(0, &what)?;
-    let plan: Plan = serde_json::from_value(row.col(1, &what)?)
+    let run = last.id;
+    let plan: Plan = serde_json::from_value(last.plan)
         .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
-    let old_name: Option<String> = row.col(2, &what)?;
-    let reverse: Option<String> = row.col(3, &what)?;
+    let old_name = last.old_name;
+    let reverse = last.reverse;
     if reverse.as_deref() == Some("active") {
         if let Some(rev) = &plan.reverse {
             let c = &rev.plan.capture;
@@ -586,14 +555,6 @@ pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
             dropped = Some(old_q);
         }
     }
-    ctl.execute(
-        &format!(
-            "UPDATE {} SET reverse = 'finished' WHERE id = $1",
-            state.table("runs")
-        ),
-        &[&run],
-    )
-    .await
-    .ctx("recording the finish")?;
+    state.set_reverse(&ctl, run, "finished").await?;
     Ok(dropped)
 }

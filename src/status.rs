@@ -61,48 +61,12 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
         Some(t) => Some(crate::catalog::resolve_table(&client, t).await?),
         None => None,
     };
-    let rows = client
-        .query(
-            &format!(
-                "SELECT r.id, r.table_name, r.phase, r.status, r.alter_text, \
-                        to_char(r.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                        to_char(r.updated_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                        to_char(r.finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                        (SELECT count(*) FILTER (WHERE done_at IS NOT NULL) FROM {chunks} c WHERE c.run_id = r.id), \
-                        (SELECT count(*) FROM {chunks} c WHERE c.run_id = r.id), \
-                        (SELECT COALESCE(sum(rows), 0)::int8 FROM {chunks} c WHERE c.run_id = r.id), \
-                        r.plan #>> '{{capture,log,schema}}', r.plan #>> '{{capture,log,name}}', \
-                        r.lock_attempts, r.max_lock_ms, r.table_oid, r.old_name, r.reverse, r.error, \
-                        (SELECT sum(rows)::float8 / 60 FROM {chunks} c WHERE c.run_id = r.id AND c.done_at > clock_timestamp() - interval '60 s'), \
-                        (SELECT CASE WHEN count(*) FILTER (WHERE done_at IS NOT NULL) > 0 \
-                                     THEN (sum(rows) / count(*) FILTER (WHERE done_at IS NOT NULL)) * count(*) FILTER (WHERE done_at IS NULL) END::float8 \
-                           FROM {chunks} c WHERE c.run_id = r.id), \
-                        r.throttle, to_char(r.throttle_since, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                        to_char(r.waiting_until, 'YYYY-MM-DD HH24:MI:SS TZ'), r.control, r.lag_s \
-                   FROM {runs} r \
-                  WHERE $1::oid IS NULL OR r.table_oid = $1 OR (r.plan->>'shadow_oid')::oid = $1 \
-                  ORDER BY r.id DESC LIMIT 50",
-                chunks = state.table("chunks"),
-                runs = state.table("runs"),
-            ),
-            &[&oid],
-        )
-        .await
-        .ctx("reading the runs")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let status: String = r.col(3, &"reading the runs")?;
-        let phase: String = r.col(2, &"reading the runs")?;
-        let finished = status == "succeeded" || status == "aborted";
-        let log: Option<crate::ident::QualifiedName> = match (
-            r.col::<Option<String>>(11, &"reading the runs")?,
-            r.col::<Option<String>>(12, &"reading the runs")?,
-        ) {
-            (Some(s), Some(n)) => Some(crate::ident::QualifiedName::new(s, n)),
-            _ => None,
-        };
+    let runs = state.runs_overview(&client, oid).await?;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let finished = r.status == "succeeded" || r.status == "aborted";
         let mut backlog = None;
-        if let (false, Some(log)) = (finished, log) {
+        if let (false, Some(log)) = (finished, &r.log) {
             let exists: bool = client
                 .query_one(
                     "SELECT to_regclass($1::text) IS NOT NULL",
@@ -121,63 +85,43 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
                 );
             }
         }
-        let table_oid: u32 = r.col(15, &"reading the runs")?;
-        let rate: Option<f64> = if finished {
-            None
-        } else {
-            r.col(19, &"reading the runs")?
-        };
-        let rows_left: Option<f64> = r.col(20, &"reading the runs")?;
+        let rate = if finished { None } else { r.rows_per_sec };
         let active_pid = if finished {
             None
         } else {
-            state.lock_holder(&client, table_oid).await?
+            state.lock_holder(&client, r.table_oid).await?
         };
+        // What holds the run and the operator's request mean nothing once it is over.
+        let live = |v: Option<String>| if finished { None } else { v };
         out.push(RunStatus {
-            id: r.col(0, &"reading the runs")?,
-            table: r.col(1, &"reading the runs")?,
-            phase: phase.clone(),
-            status,
-            alter: r.col(4, &"reading the runs")?,
-            started_at: r.col(5, &"reading the runs")?,
-            updated_at: r.col(6, &"reading the runs")?,
-            finished_at: r.col(7, &"reading the runs")?,
-            chunks_done: r.col(8, &"reading the runs")?,
-            chunks_total: r.col(9, &"reading the runs")?,
-            rows_copied: r.col(10, &"reading the runs")?,
+            id: r.id,
+            table: r.table,
+            status: r.status,
+            alter: r.alter,
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
+            chunks_done: r.chunks_done,
+            chunks_total: r.chunks_total,
+            rows_copied: r.rows_copied,
             backlog,
-            lock_attempts: r.col(13, &"reading the runs")?,
-            longest_lock_ms: r.col(14, &"reading the runs")?,
+            lock_attempts: r.lock_attempts,
+            longest_lock_ms: r.longest_lock_ms,
             active_pid,
-            old_table: r.col(16, &"reading the runs")?,
-            reverse: r.col(17, &"reading the runs")?,
-            error: r.col(18, &"reading the runs")?,
+            old_table: r.old_name,
+            reverse: r.reverse,
+            error: r.error,
             rows_per_sec: rate,
-            copy_eta_secs: match (rate, rows_left) {
-                (Some(rate), Some(left)) if rate > 0.0 && phase == "copy" => Some(left / rate),
+            copy_eta_secs: match (rate, r.rows_left) {
+                (Some(rate), Some(left)) if rate > 0.0 && r.phase == "copy" => Some(left / rate),
                 _ => None,
             },
-            held_by: if finished {
-                None
-            } else {
-                r.col(21, &"reading the runs")?
-            },
-            held_since: if finished {
-                None
-            } else {
-                r.col(22, &"reading the runs")?
-            },
-            held_until: if finished {
-                None
-            } else {
-                r.col(23, &"reading the runs")?
-            },
-            control: if finished {
-                None
-            } else {
-                r.col(24, &"reading the runs")?
-            },
-            lag_secs: r.col(25, &"reading the runs")?,
+            phase: r.phase,
+            held_by: live(r.held_by),
+            held_since: live(r.held_since),
+            held_until: live(r.held_until),
+            control: live(r.control),
+            lag_secs: r.lag_secs,
         });
     }
     Ok(out)

@@ -352,43 +352,26 @@ async fn attempt_swap(
     if let Some(rev) = &plan.reverse {
         // The way back: every write to the new table from now on is recorded for `revert`
         // (its triggers are the last of the steps above).
-        let objects = state.table("objects");
         for t in capture::trigger_names(&rev.plan.capture) {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {objects} (run_id, kind, schema_name, name, on_table) VALUES ($1, 'rtrigger', $2, $3, $4) ON CONFLICT DO NOTHING"
-                ),
-                &[&plan.run_id, &source.schema.as_str(), &t.as_str(), &plan.shadow_oid],
-            )
-            .await
-            .ctx("recording the reverse capture")?;
+            let name = source.sibling(t.as_str());
+            state
+                .record_object(tx, plan.run_id, "rtrigger", &name, Some(plan.shadow_oid))
+                .await?;
         }
     }
     let swap_names = serde_json::json!({
         "old": names.old.name.as_str(),
         "old_indexes": names.old_indexes.iter().map(|(orig, now)| [orig.as_str(), now.as_str()]).collect::<Vec<_>>(),
     });
-    tx.execute(
-        &format!(
-            "UPDATE {} SET swap = $2, reverse = CASE WHEN $3 THEN 'active' END WHERE id = $1",
-            state.table("runs")
-        ),
-        &[&plan.run_id, &swap_names, &plan.reverse.is_some()],
-    )
-    .await
-    .ctx("recording the swap")?;
     state
-        .set_old_name(tx, plan.run_id, names.old.name.as_str())
+        .record_swap(
+            tx,
+            plan.run_id,
+            &swap_names,
+            plan.reverse.is_some(),
+            names.old.name.as_str(),
+        )
         .await?;
-    tx.execute(
-        &format!(
-            "UPDATE {} SET phase = 'finish', updated_at = now() WHERE id = $1",
-            state.table("runs")
-        ),
-        &[&plan.run_id],
-    )
-    .await
-    .ctx("recording the swap")?;
     Ok((locked_at, replayed, to_validate))
 }
 
@@ -419,27 +402,13 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
         .iter()
         .map(|n| n.as_str().to_string())
         .collect();
-    let what = "checking the capture triggers under the swap lock";
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT n.name, t.tgenabled::text, \
-                        o.xmin IS NULL OR t.xmin::text = o.xmin::text OR '2' IN (t.xmin::text, o.xmin::text) \
-                   FROM unnest($3::text[]) AS n(name) \
-                   LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = $2 AND t.tgname = n.name \
-                   LEFT JOIN {} o ON o.run_id = $1 AND o.kind = 'trigger' AND o.name = n.name",
-                state.table("objects")
-            ),
-            &[&plan.run_id, &plan.source_oid, &names],
-        )
-        .await
-        .ctx(what)?;
+    let rows = state
+        .recorded_triggers(tx, plan.run_id, plan.source_oid, &names)
+        .await?;
     let mut problems = Vec::new();
     for r in &rows {
-        let name: String = r.col(0, &what)?;
-        let enabled: Option<String> = r.col(1, &what)?;
-        let same: Option<bool> = r.col(2, &what)?;
-        match (enabled.as_deref(), same) {
+        let name = &r.name;
+        match (r.enabled.as_deref(), r.same_row) {
             (None, _) => problems.push(format!("{name} is gone")),
             (Some(e), _) if e != "A" => problems.push(format!(
                 "{name} fires {} instead of always",
