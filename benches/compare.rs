@@ -18,7 +18,7 @@
 //! For each rewrite it measures the wall time, the longest ACCESS EXCLUSIVE hold, the longest
 //! stall of a probe that reads the table every 10 ms, the WAL written, the peak RSS and CPU time
 //! of the client process (pg-hotswap, pg_repack), and, under a concurrent write load
-//! ([`pg_hotswap::workload`]), the writers' latency. Medians over the runs and ratios to the
+//! ([`pg_hotswap::demo::workload`]), the writers' latency. Medians over the runs and ratios to the
 //! blocking `ALTER TABLE` are printed as markdown on stdout; progress goes to stderr. The bench
 //! writes nothing into the repository.
 
@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::workload::{self, TableSpec, WorkloadConfig};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::workload::{self, TableSpec, WorkloadConfig};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::{Client, NoTls};
 

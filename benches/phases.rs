@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pg_hotswap::build::{self, BuildOptions};
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
 use pg_hotswap::conn::{self, ConnSpec};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
 use pg_hotswap::locking::LockPolicy;
 use pg_hotswap::plan::Plan;
 use pg_hotswap::shadow::{self, ShadowRequest};

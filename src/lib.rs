@@ -3,7 +3,9 @@
 //! The binary (`src/main.rs`) is a thin edge over this library. The flow lives in `migrator`;
 //! each phase has its own module (`preflight`, `shadow`, `capture`, `chunks`/`batching`/`copier`, `build`,
 //! `replay`, `swap`), state in the database lives in `state`, and every name reaches SQL through
-//! `ident`. `cluster` and `workload` serve the demo, the tests and the benchmarks.
+//! `ident`. `commands` is the command line (flags, the target resolved once, each command);
+//! `demo` holds the demo with its throwaway cluster and workload (`demo::cluster`,
+//! `demo::workload`), which also serve the tests and the benchmarks, never the engine.
 
 pub mod acl;
 pub mod alter_text;
@@ -13,10 +15,8 @@ pub mod capture;
 pub mod catalog;
 pub mod checks;
 pub mod chunks;
-pub mod cli;
-pub mod cluster;
+pub mod commands;
 pub mod conn;
-pub mod control;
 pub mod copier;
 pub mod demo;
 pub mod dependents;
@@ -40,11 +40,10 @@ pub mod shadow;
 pub mod snapshots;
 pub mod state;
 pub mod statements;
-pub mod status;
 pub mod step;
 pub mod swap;
+pub mod target;
 pub mod tls;
 pub mod ui;
 pub mod verify;
 pub mod window;
-pub mod workload;

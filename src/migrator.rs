@@ -23,6 +23,7 @@ use crate::shadow::{self, ShadowRequest};
 use crate::state::{Phase, State, UnfinishedRun};
 use crate::step::{self, Step};
 use crate::swap::{self, SwapRequest};
+use crate::target::Target;
 use crate::ui::{self, say};
 use crate::verify;
 use serde::Serialize;
@@ -124,14 +125,17 @@ impl Timer {
     }
 }
 
-/// Runs (or continues) the rewrite of one table.
-pub async fn run(opts: &RunOptions) -> Result<RunReport> {
+/// Runs (or continues) the rewrite of one table, on the target's control session.
+pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     crate::progress::phase("preflight");
-    let state = State::new(&opts.state_schema);
-    let mut ctl = conn::connect(&opts.conn, "control").await?;
+    let Target {
+        state,
+        client: mut ctl,
+        oid,
+        ..
+    } = target;
     let wal_start = wal_position(&ctl).await;
-    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
     let (src, mut warnings) = preflight::inspect(&ctl, oid).await?;
     // The checks `plan` shows (issue 6): refuses (exit 3, nothing created) on a blocking one.
     warnings.extend(
@@ -917,146 +921,6 @@ pub async fn cleanup(
         .finish(ctl, u.id, "aborted", u.error.as_deref())
         .await?;
     Ok(())
-}
-
-/// Options of `abort`.
-pub struct AbortOptions {
-    pub conn: ConnSpec,
-    pub table: String,
-    pub state_schema: String,
-    pub lock: LockPolicy,
-    /// How long to wait for a running run to stop after the request.
-    pub wait: Duration,
-}
-
-/// `pg-hotswap abort`: removes what an unfinished run of the table created.
-pub async fn abort(opts: &AbortOptions) -> Result<Option<i64>> {
-    let state = State::new(&opts.state_schema);
-    let ctl = conn::connect(&opts.conn, "abort").await?;
-    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
-    if !state.exists(&ctl).await? {
-        say(&format!(
-            "no state schema {}: nothing to abort",
-            state.schema.as_str()
-        ));
-        return Ok(None);
-    }
-    // A process is working on it: ask it to stop and clean up itself (from any terminal).
-    let copts = crate::control::ControlOptions {
-        conn: opts.conn.clone(),
-        table: opts.table.clone(),
-        state_schema: opts.state_schema.clone(),
-    };
-    if let Some(run) = crate::control::send(&copts, crate::control::Request::Abort).await? {
-        crate::control::wait_aborted(&copts, run, opts.wait).await?;
-        return Ok(Some(run));
-    }
-    if !state.try_lock_table(&ctl, oid).await? {
-        let pid = state.lock_holder(&ctl, oid).await?;
-        return Err(Error::failed(format!(
-            "a pg-hotswap process (session pid {}) holds {} but no running run of it is recorded",
-            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            opts.table
-        ))
-        .with_state("nothing was changed")
-        .with_next("stop that process (Ctrl-C), then run abort again"));
-    }
-    let Some(u) = state.unfinished_run(&ctl, oid).await? else {
-        say(&format!(
-            "no unfinished run for {}: nothing to abort",
-            opts.table
-        ));
-        return Ok(None);
-    };
-    cleanup(&ctl, &state, &u, &opts.lock).await?;
-    say(&format!(
-        "aborted run {}: everything it created is removed; {} is as it was",
-        u.id, opts.table
-    ));
-    Ok(Some(u.id))
-}
-
-/// After Ctrl-C: records the interruption of the table's running run (from a fresh session;
-/// the run's own sessions are gone and their transactions rolled back).
-pub async fn mark_interrupted(
-    conn: &ConnSpec,
-    state_schema: &str,
-    table: &str,
-) -> Result<Option<Phase>> {
-    let state = State::new(state_schema);
-    let ctl = conn::connect(conn, "interrupt").await?;
-    let oid = catalog::resolve_table(&ctl, table).await?;
-    if !state.exists(&ctl).await? {
-        return Ok(None);
-    }
-    if let Some(u) = state.unfinished_run(&ctl, oid).await? {
-        state
-            .finish(
-                &ctl,
-                u.id,
-                "interrupted",
-                Some("interrupted by the operator"),
-            )
-            .await?;
-        state
-            .event(
-                &ctl,
-                u.id,
-                u.phase,
-                "interrupted",
-                "interrupted by the operator",
-                None,
-            )
-            .await?;
-        return Ok(Some(u.phase));
-    }
-    Ok(None)
-}
-
-/// `resume`: fills in the arguments that decide the result (ALTER, maps, shadow name,
-/// revertible, map-back) from the table's unfinished run.
-pub async fn recorded_options(mut base: RunOptions) -> Result<RunOptions> {
-    let state = State::new(&base.state_schema);
-    let ctl = conn::connect(&base.conn, "resume").await?;
-    let oid = catalog::resolve_table(&ctl, &base.table).await?;
-    let nothing = || {
-        Error::usage(format!("{} has no unfinished run to resume", base.table))
-            .with_state("nothing was changed")
-            .with_next("start one with `pg-hotswap run`")
-    };
-    if !state.exists(&ctl).await? {
-        return Err(nothing());
-    }
-    let u = state.unfinished_run(&ctl, oid).await?.ok_or_else(nothing)?;
-    let a = &u.args;
-    let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let maps = |k: &str| -> Result<Vec<MapArg>> {
-        a.get(k)
-            .and_then(|v| v.as_array())
-            .map(|arr| {
-                arr.iter()
-                    .filter_map(|m| m.as_str())
-                    .map(|m| crate::mapping::parse_map(m).map_err(Error::failed))
-                    .collect()
-            })
-            .unwrap_or_else(|| Ok(Vec::new()))
-    };
-    base.alter = text("alter");
-    base.maps = maps("maps")?;
-    base.shadow_name = text("shadow_name");
-    base.revertible = a
-        .get("revertible")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    base.map_back = maps("map_back")?;
-    say(&format!(
-        "resuming run {} of {} (stopped in phase {}, {})",
-        u.id,
-        base.table,
-        u.phase.as_str(),
-        u.status
-    ));
-    Ok(base)
 }
 
 /// Maps errors that mean "the lock was not available" to the documented exit status.

@@ -12,7 +12,6 @@
 use crate::catalog;
 use crate::checks::{self, Check, CheckInput, DiskNeed, FreeSpace, Verdict};
 use crate::chunks::{self, Chunk};
-use crate::conn;
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::QualifiedName;
 use crate::locking::LockPolicy;
@@ -23,6 +22,7 @@ use crate::sampling::{self, Extras, SessionJob, SessionResult, Window};
 use crate::shadow::{self, ShadowRequest};
 use crate::state::State;
 use crate::statements::{self, ListInput, PhaseStatements, Statement};
+use crate::target::Target;
 use crate::ui;
 use serde::Serialize;
 use std::sync::Arc;
@@ -231,11 +231,14 @@ impl PlanReport {
 
 /// Makes the plan. `Err` only for failures to plan at all (connection, an unknown table); a
 /// table or ALTER that cannot be rewritten gives a report with `refused` and exit code 3.
-pub async fn plan(opts: &PlanOptions) -> Result<PlanReport> {
+pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     let o = &opts.run;
-    let state = State::new(&o.state_schema);
-    let mut ctl = conn::connect(&o.conn, "plan").await?;
-    let oid = catalog::resolve_table(&ctl, &o.table).await?;
+    let Target {
+        state,
+        client: mut ctl,
+        oid,
+        ..
+    } = target;
     let observe_from = Instant::now();
     let writes_before = write_counter(&ctl, oid).await?;
 

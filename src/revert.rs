@@ -26,6 +26,7 @@ use crate::plan::{
 use crate::preflight::{self, Source};
 use crate::state::{Phase, State, Swapped};
 use crate::swap::{self, SwapRequest};
+use crate::target::Target;
 use crate::ui::say;
 
 /// Decides the way back when the shadow is created: `old` are the source's columns, `new` the
@@ -228,10 +229,13 @@ async fn revertible_run(
 }
 
 /// `pg-hotswap revert`: swaps the old table back in, with every write made since the swap.
-pub async fn revert(opts: &RevertOptions) -> Result<()> {
-    let state = State::new(&opts.state_schema);
-    let mut ctl = conn::connect(&opts.conn, "revert").await?;
-    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
+pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
+    let Target {
+        state,
+        client: mut ctl,
+        oid,
+        ..
+    } = target;
     if !state.exists(&ctl).await? {
         return Err(Error::refused(format!(
             "{} has no revertible rewrite (no state schema)",
@@ -495,10 +499,13 @@ pub struct FinishOptions {
 
 /// `pg-hotswap finish`: drops the kept old table and the reverse capture of the table's last
 /// rewrite. Returns the name of the table dropped.
-pub async fn finish(opts: &FinishOptions) -> Result<Option<QualifiedName>> {
-    let state = State::new(&opts.state_schema);
-    let ctl = conn::connect(&opts.conn, "finish").await?;
-    let oid = catalog::resolve_table(&ctl, &opts.table).await?;
+pub async fn finish(target: Target, opts: &FinishOptions) -> Result<Option<QualifiedName>> {
+    let Target {
+        state,
+        client: ctl,
+        oid,
+        ..
+    } = target;
     if !state.exists(&ctl).await? {
         say(&format!("{} has no rewrite to finish", opts.table));
         return Ok(None);

@@ -212,7 +212,7 @@ impl DumpDiff {
 }
 
 async fn pg_dump(db: &TestDb, set_aside: &[QualifiedName]) -> String {
-    let bindir = tokio::task::spawn_blocking(pg_hotswap::cluster::find_bindir)
+    let bindir = tokio::task::spawn_blocking(pg_hotswap::demo::cluster::find_bindir)
         .await
         .expect("finding the PostgreSQL binaries")
         .expect("PostgreSQL binaries (for pg_dump)");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pg_hotswap::workload::{create_tables, TableSpec};
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{

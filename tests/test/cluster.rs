@@ -1,4 +1,4 @@
-//! The throwaway cluster (`pg_hotswap::cluster`): it starts, it stops and cleans up, and it never
+//! The throwaway cluster (`pg_hotswap::demo::cluster`): it starts, it stops and cleans up, and it never
 //! outlives the process that started it, even one killed with SIGKILL.
 
 use std::io::{BufRead, BufReader};
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
 
 /// Set in the environment of the child process that [`cluster_dies_with_its_owner`] starts.
 const CHILD_ENV: &str = "PGHOTSWAP_CLUSTER_OWNER_CHILD";

@@ -8,14 +8,14 @@
 //! 130 interrupted.
 //!
 //! Each test proves one invariant of DESIGN.md under a concurrent write load whose ledger shows
-//! any lost write (`pg_hotswap::workload`).
+//! any lost write (`pg_hotswap::demo::workload`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pg_hotswap::demo::workload::{self, create_tables, TableSpec};
 use pg_hotswap::ident::{Ident, QualifiedName};
-use pg_hotswap::workload::{self, create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{

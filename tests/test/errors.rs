@@ -8,7 +8,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
 use pg_hotswap::ident::QualifiedName;
 use tokio_postgres::Client;
 

@@ -2,7 +2,7 @@
 //! `pg-hotswap` binary with a timeout, and catalog checks shared by the tests.
 //!
 //! The server is one throwaway cluster per test run, kept in a `static` (never dropped: the
-//! cluster's watchdog stops it when the test process exits, see `pg_hotswap::cluster`), or, when
+//! cluster's watchdog stops it when the test process exits, see `pg_hotswap::demo::cluster`), or, when
 //! `PGHOTSWAP_TEST_DSN` holds a superuser connection string, that server.
 
 use std::io::Read;
@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
 use pg_hotswap::ident::{Ident, QualifiedName};
 use tokio_postgres::{Client, NoTls};
 
@@ -262,8 +262,8 @@ async fn wait_async(cmd: Command, args: &[&str], timeout: Duration) -> Output {
 }
 
 /// Fails the test unless the table of `spec` equals its ledger row for row.
-pub async fn assert_matches_ledger(client: &Client, spec: &pg_hotswap::workload::TableSpec) {
-    let cmp = pg_hotswap::workload::compare(client, spec)
+pub async fn assert_matches_ledger(client: &Client, spec: &pg_hotswap::demo::workload::TableSpec) {
+    let cmp = pg_hotswap::demo::workload::compare(client, spec)
         .await
         .expect("comparing with the ledger");
     assert!(
@@ -320,12 +320,12 @@ pub async fn column_type(client: &Client, table: &QualifiedName, column: &Ident)
 /// `rate` transactions per second in all.
 pub fn start_load(
     conninfo: &str,
-    spec: &pg_hotswap::workload::TableSpec,
+    spec: &pg_hotswap::demo::workload::TableSpec,
     rows: i64,
     writers: usize,
     rate: u32,
-) -> pg_hotswap::workload::Workload {
-    pg_hotswap::workload::start(pg_hotswap::workload::WorkloadConfig {
+) -> pg_hotswap::demo::workload::Workload {
+    pg_hotswap::demo::workload::start(pg_hotswap::demo::workload::WorkloadConfig {
         conninfo: conninfo.to_string(),
         spec: spec.clone(),
         writers,

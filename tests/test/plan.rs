@@ -34,7 +34,7 @@ async fn fixture(client: &Client, rows: i64) {
 
 /// `pg_dump` of the whole database (schema and data), without the random `\restrict` keys.
 async fn dump(db: &TestDb) -> String {
-    let bindir = tokio::task::spawn_blocking(pg_hotswap::cluster::find_bindir)
+    let bindir = tokio::task::spawn_blocking(pg_hotswap::demo::cluster::find_bindir)
         .await
         .expect("finding the PostgreSQL binaries")
         .expect("PostgreSQL binaries (for pg_dump)");

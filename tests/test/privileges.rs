@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pg_hotswap::workload::{compare, create_tables, TableSpec};
+use pg_hotswap::demo::workload::{compare, create_tables, TableSpec};
 
 use crate::harness::{
     all_output, assert_exit, column_type, connect, describe, hotswap_async, TestDb,

@@ -504,13 +504,13 @@ async fn proceed_warns_naming_the_session_and_the_old_snapshot_misses_the_rows()
 // default wal_level (replica); a second database on it subscribes to the first.
 
 struct Logical {
-    cluster: Option<pg_hotswap::cluster::Cluster>,
+    cluster: Option<pg_hotswap::demo::cluster::Cluster>,
 }
 
 impl Logical {
     async fn start() -> Logical {
         let cluster = tokio::task::spawn_blocking(|| {
-            pg_hotswap::cluster::Cluster::start(&pg_hotswap::cluster::ClusterOptions {
+            pg_hotswap::demo::cluster::Cluster::start(&pg_hotswap::demo::cluster::ClusterOptions {
                 settings: vec![("wal_level".into(), "logical".into())],
                 ..Default::default()
             })

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::workload::{create_tables, TableSpec};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{

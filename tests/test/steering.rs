@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::workload::{create_tables, TableSpec};
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -150,7 +150,7 @@ struct Loaded {
     db: TestDb,
     client: Client,
     spec: TableSpec,
-    load: pg_hotswap::workload::Workload,
+    load: pg_hotswap::demo::workload::Workload,
     table: String,
 }
 
@@ -538,7 +538,7 @@ async fn replay_that_cannot_keep_up_is_reported_and_never_swapped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
-    use pg_hotswap::cluster::{Cluster, ClusterOptions};
+    use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
     // A private primary with a streaming standby (the shared test server stays untouched).
     let (primary, standby) = tokio::task::spawn_blocking(|| {
         let primary = Cluster::start(&ClusterOptions::default()).expect("starting a primary");

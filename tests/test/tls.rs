@@ -3,7 +3,7 @@
 //! sessions are encrypted, and `sslmode` / `sslrootcert` behave as in libpq (also in not
 //! applying to Unix-domain sockets).
 
-use pg_hotswap::cluster::{Cluster, ClusterOptions};
+use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
 
 use crate::harness::{all_output, assert_exit, connect, describe, hotswap_async};
 

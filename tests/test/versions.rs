@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use pg_hotswap::catalog::Column;
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use pg_hotswap::ident::QualifiedName;
-use pg_hotswap::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{

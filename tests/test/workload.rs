@@ -1,10 +1,10 @@
-//! The workload and its ledger (`pg_hotswap::workload`) checked without the tool: the writers
+//! The workload and its ledger (`pg_hotswap::demo::workload`) checked without the tool: the writers
 //! keep table and ledger equal, survive a table swap with a type change done by hand, and
 //! `compare` sees a divergence. So when an end-to-end test finds a lost write, the tool lost it.
 
 use std::time::Duration;
 
-use pg_hotswap::workload::{self, compare, create_tables, OpKind, TableSpec, WorkloadConfig};
+use pg_hotswap::demo::workload::{self, compare, create_tables, OpKind, TableSpec, WorkloadConfig};
 
 use crate::harness::{column_type, TestDb};
 

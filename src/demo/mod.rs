@@ -4,19 +4,37 @@
 //! sample table with an `int` primary key, runs concurrent writers that record every change in a
 //! ledger table in the same transaction, rewrites the table `int` -> `bigint` online, and then
 //! compares the table with the ledger row by row. The cluster is removed at the end.
+//!
+//! The throwaway cluster (`cluster`) and the write load with its ledger (`workload`) live here
+//! too: they serve the demo, the integration tests and the benchmarks, never the engine (nothing
+//! outside this folder imports them).
 
-use crate::cli::DemoArgs;
-use crate::cluster::{Cluster, ClusterOptions};
+pub mod cluster;
+pub mod workload;
+
 use crate::conn;
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::locking::LockPolicy;
 use crate::migrator::{self, RunOptions};
+use crate::target::TargetSpec;
 use crate::ui::say;
-use crate::workload::{self, TableSpec, WorkloadConfig};
+use cluster::{Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
+use workload::{TableSpec, WorkloadConfig};
 
-pub async fn run(args: &DemoArgs) -> Result<()> {
+/// `pg-hotswap demo`'s flags.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoOptions {
+    /// Rows in the sample table.
+    pub rows: i64,
+    /// Concurrent writers during the rewrite.
+    pub writers: u32,
+    /// Copy jobs.
+    pub jobs: u32,
+}
+
+pub async fn run(args: &DemoOptions) -> Result<()> {
     say("starting a throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory)");
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(&ClusterOptions::default()))
         .await
@@ -43,7 +61,7 @@ async fn client(conninfo: &str) -> Result<tokio_postgres::Client> {
     Ok(c)
 }
 
-async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
+async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
     let admin = client(&cluster.conninfo("postgres")).await?;
     admin
         .batch_execute("CREATE DATABASE hotswap_demo")
@@ -104,7 +122,11 @@ async fn run_in(cluster: &Cluster, args: &DemoArgs) -> Result<()> {
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();
-    let report = migrator::run(&opts).await;
+    let target = TargetSpec::new(&opts.conn, &opts.table, &opts.state_schema);
+    let report = match target.resolve("control").await {
+        Ok(target) => migrator::run(target, &opts).await,
+        Err(e) => Err(e),
+    };
     let secs = t0.elapsed().as_secs_f64();
     let during = load.transactions() - before;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -2,16 +2,57 @@
 //! status, copy progress, replay backlog, lock attempts, whether a process is working on it, and
 //! the error of a run that stopped. Reads only.
 
+use super::flags::{check_schema_name, check_table, ConnArgs, OutputFormat};
 use crate::conn::{self, ConnSpec};
 use crate::error::{DbContext, Result, RowExt};
-use crate::state::State;
+use crate::target::Session;
+use clap::Args;
 use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Only the runs of this table.
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
 
 pub struct StatusOptions {
     pub conn: ConnSpec,
     pub state_schema: String,
     /// Only this table's runs (as the user writes it: resolved like `--table`).
     pub table: Option<String>,
+}
+
+impl StatusArgs {
+    pub fn into_options(self) -> Result<StatusOptions> {
+        check_schema_name("--state-schema", &self.state_schema)?;
+        if let Some(t) = &self.table {
+            check_table(t)?;
+        }
+        Ok(StatusOptions {
+            conn: conn::resolve_spec(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
+            state_schema: self.state_schema,
+            table: self.table,
+        })
+    }
+}
+
+/// The command: the runs printed as text or JSON.
+pub(super) async fn command(args: StatusArgs) -> Result<i32> {
+    let output = args.output;
+    let runs = status(&args.into_options()?).await?;
+    match output {
+        OutputFormat::Json => super::print_json(&runs),
+        OutputFormat::Text => print!("{}", render(&runs)),
+    }
+    Ok(0)
 }
 
 #[derive(Debug, Serialize)]
@@ -52,16 +93,16 @@ pub struct RunStatus {
 }
 
 pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
-    let state = State::new(&opts.state_schema);
-    let client = conn::connect(&opts.conn, "status").await?;
-    if !state.exists(&client).await? {
+    let session = Session::open(&opts.conn, &opts.state_schema, "status").await?;
+    if !session.state_exists().await? {
         return Ok(Vec::new());
     }
     let oid = match &opts.table {
-        Some(t) => Some(crate::catalog::resolve_table(&client, t).await?),
+        Some(t) => Some(session.oid_of(t).await?),
         None => None,
     };
-    let runs = state.runs_overview(&client, oid).await?;
+    let (client, state) = (&session.client, &session.state);
+    let runs = state.runs_overview(client, oid).await?;
     let mut out = Vec::with_capacity(runs.len());
     for r in runs {
         let finished = r.status == "succeeded" || r.status == "aborted";
@@ -89,7 +130,7 @@ pub async fn status(opts: &StatusOptions) -> Result<Vec<RunStatus>> {
         let active_pid = if finished {
             None
         } else {
-            state.lock_holder(&client, r.table_oid).await?
+            state.lock_holder(client, r.table_oid).await?
         };
         // What holds the run and the operator's request mean nothing once it is over.
         let live = |v: Option<String>| if finished { None } else { v };

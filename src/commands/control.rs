@@ -9,19 +9,51 @@
 //! A request goes only to a run that a process is working on (the per-table advisory lock is
 //! held); a stopped run is continued with `pg-hotswap resume` and removed with `abort`.
 
-use crate::catalog;
-use crate::conn::{self, ConnSpec};
+use super::flags::{target_spec, ConnArgs};
 use crate::error::{Error, Result};
-use crate::state::{State, UnfinishedRun};
+use crate::state::UnfinishedRun;
+use crate::target::{Session, Target};
 use crate::ui::say;
+use clap::Args;
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
 
-/// The table whose running run a request goes to.
-pub struct ControlOptions {
-    pub conn: ConnSpec,
+/// `pause` and `cutover`: the table whose running run to steer.
+#[derive(Args, Debug)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table whose running run to steer.
+    #[arg(long)]
     pub table: String,
+    #[arg(long, default_value = "hotswap")]
     pub state_schema: String,
+}
+
+/// `pause` and `cutover`: a request to the table's running run; a usage error (exit 2) when no
+/// process is working on it.
+pub(super) async fn command(args: ControlArgs, req: Request) -> Result<i32> {
+    let spec = target_spec(
+        &args.conn,
+        &args.table,
+        &args.state_schema,
+        Duration::from_millis(100),
+    )?;
+    let session = Session::open(&spec.conn, &spec.state_schema, "control").await?;
+    // Without a state schema no run was ever recorded: the table is not even looked up.
+    let sent = if session.state_exists().await? {
+        send(&session.resolve(&spec).await?, req).await?
+    } else {
+        None
+    };
+    match sent {
+        Some(_) => Ok(0),
+        None => Err(Error::usage(format!(
+            "no pg-hotswap process is working on {} now",
+            spec.table
+        ))
+        .with_state("nothing was changed")
+        .with_next("see `pg-hotswap status`; a stopped run is continued with `pg-hotswap resume`")),
+    }
 }
 
 /// What the operator asks of a running run.
@@ -45,36 +77,28 @@ impl Request {
 }
 
 /// The table's unfinished run and whether a process is working on it (pid of its session).
-async fn find(
-    client: &Client,
-    state: &State,
-    table: &str,
-) -> Result<Option<(UnfinishedRun, Option<i32>)>> {
-    if !state.exists(client).await? {
-        return Ok(None);
-    }
-    let oid = catalog::resolve_table(client, table).await?;
-    let Some(u) = state.unfinished_run(client, oid).await? else {
+async fn find(target: &Target) -> Result<Option<(UnfinishedRun, Option<i32>)>> {
+    let (client, state) = (&target.client, &target.state);
+    let Some(u) = state.unfinished_run(client, target.oid).await? else {
         return Ok(None);
     };
-    let pid = state.lock_holder(client, oid).await?;
+    let pid = state.lock_holder(client, target.oid).await?;
     Ok(Some((u, pid)))
 }
 
 /// Sends `req` to the table's running run. Returns the run id, or None when no process is
 /// working on the table (the caller decides: `resume` then continues the stopped run itself,
-/// `abort` removes it).
-pub async fn send(opts: &ControlOptions, req: Request) -> Result<Option<i64>> {
-    let state = State::new(&opts.state_schema);
-    let client = conn::connect(&opts.conn, "control").await?;
-    let Some((run, Some(pid))) = find(&client, &state, &opts.table).await? else {
+/// `abort` removes it). The caller has checked that the state schema exists.
+pub(super) async fn send(target: &Target, req: Request) -> Result<Option<i64>> {
+    let (client, state) = (&target.client, &target.state);
+    let Some((run, Some(pid))) = find(target).await? else {
         return Ok(None);
     };
-    let recorded = state.request(&client, run.id, req.value()).await?;
+    let recorded = state.request(client, run.id, req.value()).await?;
     if !recorded {
         return Err(Error::failed(format!(
             "run {} of {} is being aborted or is no longer running; the request was not recorded",
-            run.id, opts.table
+            run.id, target.table
         ))
         .with_next("see `pg-hotswap status`"));
     }
@@ -86,23 +110,22 @@ pub async fn send(opts: &ControlOptions, req: Request) -> Result<Option<i64>> {
     };
     say(&format!(
         "run {} of {} (process session {pid}): {what}",
-        run.id, opts.table
+        run.id, target.table
     ));
     Ok(Some(run.id))
 }
 
 /// After `abort` was sent: waits until the running process has stopped and cleaned up.
-pub async fn wait_aborted(opts: &ControlOptions, run: i64, timeout: Duration) -> Result<()> {
-    let state = State::new(&opts.state_schema);
-    let client = conn::connect(&opts.conn, "control").await?;
+pub(super) async fn wait_aborted(target: &Target, run: i64, timeout: Duration) -> Result<()> {
+    let (client, state) = (&target.client, &target.state);
     let started = Instant::now();
     loop {
-        let status = state.run_status(&client, run).await?;
+        let status = state.run_status(client, run).await?;
         if status != "running" {
             if status == "aborted" {
                 say(&format!(
                     "run {run} aborted: everything it created is removed; {} is as it was",
-                    opts.table
+                    target.table
                 ));
                 return Ok(());
             }

@@ -1,0 +1,427 @@
+//! The command line's definition: the subcommands, the flags they share (connection, lock
+//! policy, output), and the value parsers every flag goes through (durations, names, `--table`).
+//! Flags become plain, validated values here; each command's own flags sit next to the command
+//! (`run.rs`, `abort.rs`...). Each flag's parsing has a unit test next to it.
+
+use super::abort::AbortArgs;
+use super::control::ControlArgs;
+use super::resume::ResumeArgs;
+use super::revert::{FinishArgs, RevertArgs};
+use super::run::RunArgs;
+use super::status::StatusArgs;
+use crate::conn::{self, ConnSpec};
+use crate::error::{Error, Result};
+use crate::locking::LockPolicy;
+use crate::mapping::{self, MapArg};
+use crate::target::TargetSpec;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pg-hotswap",
+    version,
+    about = "Rewrite large, hot PostgreSQL tables into a new shape without downtime",
+    long_about = "Rewrite large, hot PostgreSQL tables into a new shape without downtime: a shadow \
+                  table, triggers that capture every write, a parallel binary COPY, replay of the \
+                  captured changes, and a name swap under a short lock timeout."
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors and the final result.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Format of the log on stderr: text lines (a live progress bar on a terminal), or one JSON
+    /// object per line (timestamp, level, message, fields) for log collectors.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, env = "PGHOTSWAP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Rewrite a table online (continues an interrupted run of the same table and arguments).
+    Run(RunArgs),
+    /// Continue a paused run, or continue the table's stopped run with the arguments it was
+    /// started with (after Ctrl-C, a crash, lock attempts exhausted...; the same as repeating the
+    /// original `run` command).
+    Resume(ResumeArgs),
+    /// Show what a run would do, the locks it takes, the disk it needs and how long it takes
+    /// (measured on a sample), changing nothing. Same options as run.
+    Plan(RunArgs),
+    /// Remove everything a run created; the table is left as it was. A running run is asked to
+    /// stop (from any terminal) and removes its objects itself.
+    Abort(AbortArgs),
+    /// Pause a running run from any terminal: copying, replay and the swap stop within a second
+    /// (writes are still captured). `pg-hotswap resume` continues it.
+    Pause(ControlArgs),
+    /// Tell a running run to swap as soon as the shadow is ready (for `--cutover manual`; also
+    /// overrides a closed `--window` for the swap).
+    Cutover(ControlArgs),
+    /// Show every recorded run: phase, status, progress, replay backlog, whether a process is
+    /// working on it, and the error of a run that stopped.
+    Status(StatusArgs),
+    /// Start a throwaway PostgreSQL, load a sample table, and rewrite it int -> bigint online
+    /// under a write load.
+    Demo(DemoArgs),
+    /// Swap the old table of a `--revertible` run back in, with every write made since the swap.
+    Revert(RevertArgs),
+    /// Drop the old table kept by the table's last rewrite, and its reverse capture.
+    Finish(FinishArgs),
+    /// Print a shell completion script to stdout, e.g.
+    /// `pg-hotswap completions bash > /etc/bash_completion.d/pg-hotswap`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `pg-hotswap man | man -l -`; with a
+    /// subcommand, its own page (`pg-hotswap man run > pg-hotswap-run.1`).
+    Man {
+        /// A subcommand (run, plan, status...): print its page instead.
+        subcommand: Option<String>,
+    },
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The completion script for `shell`, generated from the flags' definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pg-hotswap", &mut out);
+    out
+}
+
+/// The manual page (roff), generated from the flags' definitions: the main page (which lists
+/// every subcommand), or with `subcommand` that subcommand's page (`pg-hotswap-run(1)`).
+pub fn man_page(subcommand: Option<&str>) -> Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .filter(|s| s.get_name() != "help")
+                .ok_or_else(|| Error::usage(format!("no subcommand {name:?}")))?;
+            let full = format!("pg-hotswap-{}", sub.get_name());
+            sub.clone()
+                .name(full)
+                .bin_name(format!("pg-hotswap {}", sub.get_name()))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| Error::failed(format!("rendering the manual page: {e}")))?;
+    Ok(out)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// libpq URI or key=value connection string. Falls back to DATABASE_URL and PG* variables.
+    #[arg(long)]
+    pub dsn: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    /// The most any statement that locks the live table may wait for its lock.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// How many times to try taking a lock (for the swap, the capture trigger...) before stopping.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_lock_attempts: u32,
+    /// Base pause between lock attempts (grows exponentially, with jitter).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub retry_delay: Duration,
+}
+
+impl LockArgs {
+    pub(super) fn policy(&self) -> LockPolicy {
+        LockPolicy {
+            timeout: self.lock_timeout,
+            attempts: self.max_lock_attempts,
+            delay: self.retry_delay,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Rows in the sample table.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub rows: i64,
+    /// Concurrent writers during the rewrite.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writers: u32,
+    /// Copy jobs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+}
+
+impl DemoArgs {
+    pub fn options(&self) -> crate::demo::DemoOptions {
+        crate::demo::DemoOptions {
+            rows: self.rows,
+            writers: self.writers,
+            jobs: self.jobs,
+        }
+    }
+}
+
+/// `--version` / `-V` [--dsn <conninfo>], read before clap, whose own version flag cannot reach
+/// a server (issue 14): None when the arguments are not a version request, `Some(Err(()))` for a
+/// version request with other arguments (usage), else the `--dsn` given, if any.
+#[allow(clippy::result_unit_err)]
+pub fn version_flag(args: &[String]) -> Option<std::result::Result<Option<String>, ()>> {
+    if !matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
+        return None;
+    }
+    Some(match args.get(1..).unwrap_or_default() {
+        [] => Ok(None),
+        [flag, dsn] if flag == "--dsn" => Ok(Some(dsn.clone())),
+        [one] if one.starts_with("--dsn=") => Ok(Some(one["--dsn=".len()..].to_string())),
+        _ => Err(()),
+    })
+}
+
+/// Durations: `100ms`, `2s`, `1m`, `1.5s`; a bare number is milliseconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "ms"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 100ms, 2s, 1m)"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" | "min" => n * 60_000.0,
+        "h" => n * 3_600_000.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if ms < 1.0 {
+        return Err(format!("{s:?} is shorter than 1 ms"));
+    }
+    // PostgreSQL's timeouts take at most INT_MAX milliseconds (about 24.8 days); nothing the tool
+    // waits for needs longer.
+    if ms > f64::from(i32::MAX) {
+        return Err(format!("{s:?} is longer than PostgreSQL accepts (24 days)"));
+    }
+    Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
+/// A wait that may be zero: "0", "0s" or "off" mean do not wait; otherwise a duration.
+pub(crate) fn parse_wait(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim() {
+        "0" | "off" => Ok(Duration::ZERO),
+        t if t
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<f64>()
+            == Ok(0.0) =>
+        {
+            Ok(Duration::ZERO)
+        }
+        t => parse_duration(t),
+    }
+}
+
+/// `--chunk-time`: a duration, or "off" / "0" (zero: one chunk per transaction).
+pub fn parse_chunk_time(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim() {
+        "off" | "0" => Ok(Duration::ZERO),
+        other => parse_duration(other),
+    }
+}
+
+pub(crate) fn chunk_time_option(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// True when `sql` has a `;` outside quotes and comments: more than one statement. `--alter` is
+/// applied as `ALTER TABLE <shadow> <actions>` and must stay exactly that one statement (the
+/// server refuses a second one too: the ALTER goes over the extended protocol).
+pub fn has_top_level_semicolon(sql: &str) -> bool {
+    crate::alter_text::has_top_level_semicolon(sql)
+}
+
+pub(crate) fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {
+    mapping::parse_map(s)
+}
+
+/// `--state-schema`: a name PostgreSQL lets a user create (not `pg_...`, reserved for system
+/// schemas), checked here rather than failing later.
+pub(crate) fn check_schema_name(what: &str, v: &str) -> Result<()> {
+    check_name(what, v)?;
+    if v.starts_with("pg_") {
+        return Err(Error::usage(format!(
+            "{what} {v:?}: names starting with pg_ are reserved for system schemas"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_name(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::usage(format!("{what} is empty")));
+    }
+    if v.len() > crate::ident::MAX_IDENT_BYTES {
+        return Err(Error::usage(format!(
+            "{what} {v:?} is longer than 63 bytes"
+        )));
+    }
+    if v.contains('\0') {
+        return Err(Error::usage(format!("{what} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+pub(crate) fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
+    conn::resolve_spec(c.dsn.as_deref(), lock.lock_timeout)
+}
+
+pub(crate) fn check_table(t: &str) -> Result<()> {
+    if t.trim().is_empty() {
+        return Err(Error::usage("--table is empty"));
+    }
+    if t.contains('\0') {
+        return Err(Error::usage("--table contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// `--dsn`, `--table` and `--state-schema` checked and made into the command's target
+/// (`lock_timeout` bounds the connection's statements, as `--lock-timeout` does).
+pub(crate) fn target_spec(
+    c: &ConnArgs,
+    table: &str,
+    state_schema: &str,
+    lock_timeout: Duration,
+) -> Result<TargetSpec> {
+    check_table(table)?;
+    check_schema_name("--state-schema", state_schema)?;
+    let conn = conn::resolve_spec(c.dsn.as_deref(), lock_timeout)?;
+    Ok(TargetSpec::new(&conn, table, state_schema))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_pages_name_the_subcommands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            for sub in [
+                "run", "plan", "resume", "abort", "status", "revert", "finish",
+            ] {
+                assert!(script.contains(sub), "{shell:?} completions lack {sub}");
+            }
+            assert!(script.contains("lock-timeout"), "{shell:?}");
+        }
+        let man = String::from_utf8(man_page(None).unwrap()).unwrap();
+        assert!(man.contains(".TH pg-hotswap 1"), "{man}");
+        assert!(man.contains(".SH SUBCOMMANDS"), "{man}");
+        for sub in [
+            "run", "plan", "resume", "abort", "status", "revert", "finish",
+        ] {
+            // roff escapes the dashes: pg\-hotswap\-run(1)
+            let entry = format!("pg\\-hotswap\\-{sub}(1)");
+            assert!(man.contains(&entry), "the man page lacks {entry}");
+        }
+        let run = String::from_utf8(man_page(Some("run")).unwrap()).unwrap();
+        assert!(run.contains("lock\\-timeout"), "{run}");
+        assert!(man_page(Some("nonsense")).is_err());
+    }
+
+    #[test]
+    fn log_format_is_global() {
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "status",
+            "--dsn",
+            "host=h",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["pg-hotswap", "-q", "man"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert!(cli.quiet);
+        assert!(Cli::try_parse_from(["pg-hotswap", "--log-format", "xml", "man"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("10parsecs").is_err());
+        assert!(parse_duration("-5ms").is_err());
+        assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("1; DROP TABLE t").is_err());
+        assert!(parse_duration("1e400s").is_err());
+        assert!(parse_duration("99999999999h").is_err());
+        assert!(parse_duration("596h").is_ok());
+    }
+
+    #[test]
+    fn state_schema_names_are_checked() {
+        assert!(check_schema_name("--state-schema", "hotswap").is_ok());
+        assert!(check_schema_name("--state-schema", "x; DROP TABLE t").is_ok());
+        assert!(check_schema_name("--state-schema", "").is_err());
+        assert!(check_schema_name("--state-schema", "pg_evil").is_err());
+        assert!(check_schema_name("--state-schema", &"s".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn version_flag_takes_an_optional_dsn() {
+        let v = |a: &[&str]| version_flag(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&["run", "--version"]), None);
+        assert_eq!(v(&[]), None);
+        assert_eq!(v(&["--version"]), Some(Ok(None)));
+        assert_eq!(
+            v(&["-V", "--dsn", "host=h"]),
+            Some(Ok(Some("host=h".into())))
+        );
+        assert_eq!(v(&["-V", "--dsn=host=h"]), Some(Ok(Some("host=h".into()))));
+        assert_eq!(v(&["--version", "--dsn"]), Some(Err(())));
+        assert_eq!(v(&["--version", "extra", "x"]), Some(Err(())));
+    }
+}

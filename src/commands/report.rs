@@ -1,0 +1,67 @@
+//! The run's summary on stdout (`--output text`): rows, bytes, replay, the swap lock, the old
+//! table, phases, verification, WAL and the read probe. `--output json` serializes the same
+//! report instead.
+
+use crate::migrator::RunReport;
+use crate::ui;
+
+/// Prints the summary of a finished run.
+pub(super) fn print(r: &RunReport) {
+    println!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
+    println!("  rows copied:        {}", r.rows_copied);
+    println!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
+    println!(
+        "  changes replayed:   {} (largest backlog measured: {})",
+        r.replayed_log_rows, r.replay_backlog_peak
+    );
+    println!(
+        "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
+        r.lock_held_ms, r.lock_attempts, r.longest_lock_ms
+    );
+    match (&r.old_table, r.old_table_dropped) {
+        (Some(o), false) => println!(
+            "  old table:          kept as {o} (drop it when you no longer need a way back)"
+        ),
+        (Some(o), true) => println!("  old table:          {o} dropped"),
+        _ => {}
+    }
+    if !r.dropped_columns.is_empty() {
+        println!("  dropped columns:    {}", r.dropped_columns.join(", "));
+    }
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|(p, s)| format!("{p} {s:.1}s"))
+        .collect();
+    println!("  phases:             {}", phases.join(", "));
+    if let Some(v) = &r.verify {
+        if v.chunks_verified > 0 {
+            println!(
+                "  verified:           {} rows in {} of {} chunks ({}), {} repaired",
+                v.rows_verified, v.chunks_verified, v.chunks_total, v.mode, v.repaired
+            );
+        } else {
+            println!("  verified:           no (--verify off)");
+        }
+    }
+    if let Some(w) = r.wal_bytes {
+        println!(
+            "  WAL written:        {} (by the whole server during the run)",
+            ui::bytes(w)
+        );
+    }
+    if let Some(p) = &r.read_probe {
+        println!(
+            "  reads of the table: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} reads every 100 ms{}",
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms,
+            p.reads,
+            if p.errors > 0 { format!(" ({} failed)", p.errors) } else { String::new() }
+        );
+    }
+    println!("  total:              {:.1} s", r.total_secs);
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}

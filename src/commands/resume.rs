@@ -1,0 +1,147 @@
+//! `pg-hotswap resume`: a paused run with its process still attached is told to go on; a
+//! stopped run is continued here with the arguments it was started with (those that decide the
+//! result are read from its record), the others from this command's flags.
+
+use super::control::{self, Request};
+use super::flags::{
+    check_schema_name, check_table, chunk_time_option, conn_spec, parse_chunk_time, ConnArgs,
+    LockArgs, OutputFormat,
+};
+use super::pace::{OldSnapshotArgs, PaceArgs};
+use super::run::{rewrite, target_of};
+use crate::error::{Error, Result};
+use crate::mapping::MapArg;
+use crate::migrator::RunOptions;
+use crate::target::Target;
+use crate::ui::say;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table whose unfinished run to continue.
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    /// Parallel copy workers and index builds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
+    #[command(flatten)]
+    pub old_snapshots: OldSnapshotArgs,
+    /// Drop the old table after the swap instead of keeping it.
+    #[arg(long)]
+    pub drop_old: bool,
+    /// Verify the shadow against the source before the swap (full, sample, off).
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
+    pub verify: crate::verify::Mode,
+    /// About how long one copy transaction takes ("off": one chunk each).
+    #[arg(long, default_value = "2s", value_parser = parse_chunk_time)]
+    pub chunk_time: Duration,
+    /// Format of the final report on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl ResumeArgs {
+    /// The options of the resumed run, except the ones that decide its result, which
+    /// [`recorded_options`] takes from the recorded run.
+    pub fn into_options(self) -> Result<RunOptions> {
+        check_table(&self.table)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
+        Ok(RunOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            alter: None,
+            maps: Vec::new(),
+            jobs: self.jobs as usize,
+            drop_old: self.drop_old,
+            state_schema: self.state_schema,
+            chunk_rows: 100_000,
+            chunk_time: chunk_time_option(self.chunk_time),
+            replay_batch: 5_000,
+            shadow_name: None,
+            old_name: None,
+            maintenance_work_mem: "256MB".into(),
+            verify: self.verify,
+            revertible: false,
+            map_back: Vec::new(),
+            old_snapshots: self.old_snapshots.options(),
+            pace: self.pace.into_options(&self.lock)?,
+        })
+    }
+}
+
+/// The command: tells a paused run to go on, or continues the stopped run here.
+pub(super) async fn command(args: ResumeArgs) -> Result<i32> {
+    let output = args.output;
+    let base = args.into_options()?;
+    let spec = target_of(&base);
+    let target = spec.resolve("control").await?;
+    let has_state = target.state_exists().await?;
+    // A paused run with its process still attached is told to go on; a stopped run is
+    // continued here.
+    if has_state && control::send(&target, Request::Resume).await?.is_some() {
+        return Ok(0);
+    }
+    let opts = recorded_options(&target, has_state, base).await?;
+    rewrite(Some(target), &spec, opts, output).await
+}
+
+/// Fills in the arguments that decide the result (ALTER, maps, shadow name, revertible,
+/// map-back) from the table's unfinished run.
+async fn recorded_options(
+    target: &Target,
+    has_state: bool,
+    mut base: RunOptions,
+) -> Result<RunOptions> {
+    let nothing = || {
+        Error::usage(format!("{} has no unfinished run to resume", base.table))
+            .with_state("nothing was changed")
+            .with_next("start one with `pg-hotswap run`")
+    };
+    if !has_state {
+        return Err(nothing());
+    }
+    let u = target
+        .state
+        .unfinished_run(&target.client, target.oid)
+        .await?
+        .ok_or_else(nothing)?;
+    let a = &u.args;
+    let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let maps = |k: &str| -> Result<Vec<MapArg>> {
+        a.get(k)
+            .and_then(|v| v.as_array())
+            .map(|arr| {
+                arr.iter()
+                    .filter_map(|m| m.as_str())
+                    .map(|m| crate::mapping::parse_map(m).map_err(Error::failed))
+                    .collect()
+            })
+            .unwrap_or_else(|| Ok(Vec::new()))
+    };
+    base.alter = text("alter");
+    base.maps = maps("maps")?;
+    base.shadow_name = text("shadow_name");
+    base.revertible = a
+        .get("revertible")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    base.map_back = maps("map_back")?;
+    say(&format!(
+        "resuming run {} of {} (stopped in phase {}, {})",
+        u.id,
+        base.table,
+        u.phase.as_str(),
+        u.status
+    ));
+    Ok(base)
+}

@@ -1,0 +1,421 @@
+//! `pg-hotswap run`: its flags, and the rewrite as a command (shared with `resume`): the target
+//! resolved once, the run interruptible by Ctrl-C / SIGTERM (the interruption recorded from a
+//! fresh session), the report printed, and a data error explained (issue 13).
+
+use super::flags::{
+    check_name, check_schema_name, check_table, chunk_time_option, conn_spec,
+    has_top_level_semicolon, parse_chunk_time, parse_duration, parse_map_arg, ConnArgs, LockArgs,
+    OutputFormat,
+};
+use super::pace::{OldSnapshotArgs, PaceArgs};
+use crate::error::{Error, Kind, Result};
+use crate::mapping::MapArg;
+use crate::migrator::{self, RunOptions};
+use crate::state::Phase;
+use crate::target::{Target, TargetSpec};
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The table: schema.table (quote mixed-case names: '"App"."My Table"'); without a schema,
+    /// resolved through search_path.
+    #[arg(long)]
+    pub table: String,
+    /// ALTER TABLE actions applied to the new table, without the ALTER TABLE prefix, e.g.
+    /// "ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0". Without it the
+    /// table is rebuilt as it is (an online VACUUM FULL).
+    #[arg(long)]
+    pub alter: Option<String>,
+    /// col=<SQL expression over the old row> for a renamed or computed column (repeatable).
+    #[arg(long = "map", value_parser = parse_map_arg)]
+    pub maps: Vec<MapArg>,
+    /// Parallel copy workers (each uses two connections) and index builds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
+    #[command(flatten)]
+    pub old_snapshots: OldSnapshotArgs,
+    /// Drop the old table after the swap instead of keeping it as <table>_old.
+    #[arg(long)]
+    pub drop_old: bool,
+    /// Schema for the tool's state tables and change logs.
+    #[arg(long, default_value = "hotswap")]
+    pub state_schema: String,
+    /// Target rows per planned copy chunk: the unit of resume and of verification. With
+    /// --chunk-time off also the rows of one copy transaction.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub chunk_rows: i64,
+    /// About how long one copy transaction takes: each copies as many consecutive chunks as fill
+    /// it, by the rate measured so far (first one chunk). "off" (or 0): one chunk each.
+    #[arg(long, default_value = "2s", value_parser = parse_chunk_time)]
+    pub chunk_time: Duration,
+    /// Change-log rows replayed per transaction.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub replay_batch: i64,
+    /// Name of the shadow table (default <table>_new, or the first free <table>_newN).
+    #[arg(long)]
+    pub shadow_name: Option<String>,
+    /// Name for the old table after the swap (default <table>_old, or the first free one).
+    #[arg(long)]
+    pub old_name: Option<String>,
+    /// maintenance_work_mem for the index builds.
+    #[arg(long, default_value = "256MB")]
+    pub maintenance_work_mem: String,
+    /// Verify the shadow against the source before the swap: every chunk (full), about one
+    /// chunk in ten (sample), or not at all (off).
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
+    pub verify: crate::verify::Mode,
+    /// Keep the old table in sync after the swap (a reverse capture on the new table), so that
+    /// `pg-hotswap revert` can swap back without losing writes, until `pg-hotswap finish`.
+    #[arg(long, conflicts_with = "drop_old")]
+    pub revertible: bool,
+    /// col=<SQL expression over the new row>: how an old column is computed on revert where it
+    /// cannot be derived (a dropped or reshaped column). Repeatable.
+    #[arg(long = "map-back", value_parser = parse_map_arg, requires = "revertible")]
+    pub map_back: Vec<MapArg>,
+    /// Format of the final report on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Plan only: how long to watch the table's write rate (for the replay estimate).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub observe: Duration,
+    /// Plan only: rows to copy as a sample (default 2% of the table, 20,000 to 200,000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub sample_rows: Option<i64>,
+    /// Plan only, superuser only: read free disk by running `df` on the database server
+    /// (COPY ... FROM PROGRAM, in a rolled-back transaction). Off unless asked.
+    #[arg(long)]
+    pub df_on_server: bool,
+}
+
+impl RunArgs {
+    pub fn into_options(self) -> Result<RunOptions> {
+        check_table(&self.table)?;
+        check_schema_name("--state-schema", &self.state_schema)?;
+        if let Some(n) = &self.shadow_name {
+            check_name("--shadow-name", n)?;
+        }
+        if let Some(n) = &self.old_name {
+            check_name("--old-name", n)?;
+        }
+        if let Some(a) = &self.alter {
+            if a.trim().is_empty() {
+                return Err(Error::usage(
+                    "--alter is empty; leave it out to rebuild the table as it is",
+                ));
+            }
+            if a.contains('\0') {
+                return Err(Error::usage("--alter contains a NUL byte"));
+            }
+            if has_top_level_semicolon(a) {
+                return Err(Error::usage(
+                    "--alter must be the actions of one ALTER TABLE (comma-separated), without ';' \
+                     (a RENAME COLUMN has to be its own run, as in PostgreSQL)",
+                ));
+            }
+        }
+        let mwm = self.maintenance_work_mem.trim();
+        if mwm.is_empty() || !mwm.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::usage(format!(
+                "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
+            )));
+        }
+        Ok(RunOptions {
+            conn: conn_spec(&self.conn, &self.lock)?,
+            lock: self.lock.policy(),
+            table: self.table,
+            alter: self.alter,
+            maps: self.maps,
+            jobs: self.jobs as usize,
+            drop_old: self.drop_old,
+            state_schema: self.state_schema,
+            chunk_rows: self.chunk_rows,
+            chunk_time: chunk_time_option(self.chunk_time),
+            replay_batch: self.replay_batch,
+            shadow_name: self.shadow_name,
+            old_name: self.old_name,
+            maintenance_work_mem: mwm.to_string(),
+            verify: self.verify,
+            revertible: self.revertible,
+            map_back: self.map_back,
+            old_snapshots: self.old_snapshots.options(),
+            pace: self.pace.into_options(&self.lock)?,
+        })
+    }
+}
+
+/// The target named by the run's options (which keep `--table` as typed for their messages).
+pub(super) fn target_of(o: &RunOptions) -> TargetSpec {
+    TargetSpec::new(&o.conn, &o.table, &o.state_schema)
+}
+
+/// The command (`run` without `--dry-run`).
+pub(super) async fn command(args: RunArgs) -> Result<i32> {
+    let output = args.output;
+    let opts = args.into_options()?;
+    rewrite(None, &target_of(&opts), opts, output).await
+}
+
+/// `run` and `resume`: the rewrite on `target` (resolved here when `None`), interruptible by
+/// Ctrl-C / SIGTERM; the report printed on success.
+pub(super) async fn rewrite(
+    target: Option<Target>,
+    spec: &TargetSpec,
+    opts: RunOptions,
+    output: OutputFormat,
+) -> Result<i32> {
+    let work = async {
+        let target = match target {
+            Some(t) => t,
+            None => spec.resolve("control").await?,
+        };
+        migrator::run(target, &opts).await
+    };
+    tokio::select! {
+        r = work => match r {
+            Ok(report) => {
+                crate::progress::finish();
+                match output {
+                    OutputFormat::Json => super::print_json(&report),
+                    OutputFormat::Text => super::report::print(&report),
+                }
+                Ok(0)
+            }
+            Err(e) => Err(advise(e, &opts)),
+        },
+        sig = super::shutdown_signal() => Err(interrupted(spec, sig).await),
+    }
+}
+
+/// After Ctrl-C / SIGTERM: the interruption recorded, and the error that says what is left.
+async fn interrupted(spec: &TargetSpec, sig: &str) -> Error {
+    let table = &spec.table;
+    let state = match mark_interrupted(spec).await {
+        Ok(Some(p)) if p >= Phase::Finish =>
+            "the swap had already committed; the new table is in place and only clean-up is left".to_string(),
+        Ok(_) => format!("{table} is unchanged and usable; the open transactions of the run were rolled back, and its capture trigger (if installed) keeps recording writes"),
+        Err(e) => format!("could not record the interruption ({e})"),
+    };
+    Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
+        .with_state(state)
+        .with_next(format!("`pg-hotswap resume --table {table}` (or the same command again) continues, `pg-hotswap abort --table {table}` removes everything the run created"))
+}
+
+/// Records the interruption of the table's running run, from a fresh session (the run's own
+/// sessions are gone and their transactions rolled back); the table is resolved again there.
+async fn mark_interrupted(spec: &TargetSpec) -> Result<Option<Phase>> {
+    let target = spec.resolve("interrupt").await?;
+    if !target.state_exists().await? {
+        return Ok(None);
+    }
+    let (ctl, state) = (&target.client, &target.state);
+    if let Some(u) = state.unfinished_run(ctl, target.oid).await? {
+        state
+            .finish(
+                ctl,
+                u.id,
+                "interrupted",
+                Some("interrupted by the operator"),
+            )
+            .await?;
+        state
+            .event(
+                ctl,
+                u.id,
+                u.phase,
+                "interrupted",
+                "interrupted by the operator",
+                None,
+            )
+            .await?;
+        return Ok(Some(u.phase));
+    }
+    Ok(None)
+}
+
+/// A run that failed on the data itself (a cast, `USING` or `--map` expression that fails for
+/// some row, a constraint the new rows break) fails the same way when run again: say so, and
+/// point at what the user wrote — a USING or a --map only when there is one (issue 13).
+fn advise(e: Error, opts: &RunOptions) -> Error {
+    if !e.is_data_error() {
+        return e;
+    }
+    let table = &opts.table;
+    let has_using = opts
+        .alter
+        .as_deref()
+        .and_then(|a| crate::alter_text::type_changes(a).ok())
+        .is_some_and(|t| t.iter().any(|c| c.using.is_some()));
+    let what = match (has_using, !opts.maps.is_empty()) {
+        (true, true) => {
+            "the --alter's USING expressions or the --map expressions so that they work"
+        }
+        (true, false) => "the --alter's USING expressions so that they work",
+        (false, true) => "the --map expressions so that they work",
+        (false, false) => "the rows (or the --alter) so that the new shape holds",
+    };
+    e.with_next(format!(
+        "the rows do not fit the new shape, and PostgreSQL's own ALTER TABLE would fail on them too: \
+         `pg-hotswap abort --table {table}` removes what the run created; then change {what} \
+         for every row, and run again"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::flags::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn chunk_time_is_a_duration_or_off() {
+        let opts = |extra: &[&str]| {
+            let mut a = vec!["pg-hotswap", "run", "--dsn", "host=h", "--table", "t"];
+            a.extend_from_slice(extra);
+            let Command::Run(args) = Cli::try_parse_from(a).unwrap().command else {
+                panic!("not run")
+            };
+            args.into_options().unwrap().chunk_time
+        };
+        assert_eq!(opts(&[]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            opts(&["--chunk-time", "500ms"]),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(opts(&["--chunk-time", "off"]), None);
+        assert_eq!(opts(&["--chunk-time", "0"]), None);
+        assert!(parse_chunk_time("soon").is_err());
+        let Command::Resume(r) = Cli::try_parse_from([
+            "pg-hotswap",
+            "resume",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--chunk-time",
+            "off",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not resume")
+        };
+        assert_eq!(r.into_options().unwrap().chunk_time, None);
+    }
+
+    #[test]
+    fn run_flags_parse_into_options() {
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h dbname=d user=u",
+            "--table",
+            "app.t",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--map",
+            "b=a+1",
+            "--jobs",
+            "3",
+            "--lock-timeout",
+            "50ms",
+            "--max-lock-attempts",
+            "5",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let o = args.into_options().unwrap();
+        assert_eq!(o.jobs, 3);
+        assert_eq!(o.lock.timeout, Duration::from_millis(50));
+        assert_eq!(o.lock.attempts, 5);
+        assert_eq!(o.maps[0].column.as_str(), "b");
+        assert_eq!(o.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn alter_is_one_statement() {
+        assert!(!has_top_level_semicolon(
+            "ALTER COLUMN id TYPE bigint, ADD COLUMN n text DEFAULT ';'"
+        ));
+        assert!(!has_top_level_semicolon("ADD COLUMN \"a;b\" int"));
+        assert!(!has_top_level_semicolon(
+            "ADD COLUMN s text DEFAULT 'it''s;'"
+        ));
+        assert!(has_top_level_semicolon(
+            "ADD COLUMN a int; DROP TABLE users"
+        ));
+        assert!(has_top_level_semicolon(
+            "ADD COLUMN a int -- x\n; DROP TABLE users"
+        ));
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN a int; DROP TABLE t",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            a.into_options().unwrap_err().kind(),
+            crate::error::Kind::Usage
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["pg-hotswap", "run", "--table", "t", "--jobs", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["pg-hotswap", "run", "--table", "t", "--map", "nonsense"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["pg-hotswap", "run"]).is_err());
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--alter",
+            "  ",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.into_options().is_err());
+        let cli = Cli::try_parse_from([
+            "pg-hotswap",
+            "run",
+            "--dsn",
+            "host=h",
+            "--table",
+            "t",
+            "--maintenance-work-mem",
+            "1GB'; DROP TABLE x; --",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.into_options().is_err());
+    }
+}
