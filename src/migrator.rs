@@ -5,6 +5,13 @@
 //! Invariant kept here (DESIGN.md): any failure leaves the source fully usable and the run
 //! either resumable or cleanly removable; the error says which, and what to do next.
 
+mod cleanup;
+mod figures;
+
+use cleanup::{abandon, drop_capture_objects};
+pub use cleanup::{cleanup, drop_capture_step, drop_old_step};
+use figures::{print_mapping, wal_position, wal_since};
+
 use crate::build::{self, BuildOptions};
 use crate::capture;
 use crate::catalog;
@@ -13,15 +20,15 @@ use crate::conn::{self, ConnSpec};
 use crate::copier;
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::governor::{Governor, PaceOptions};
-use crate::locking::{self, LockPolicy};
+use crate::locking::LockPolicy;
 use crate::mapping::MapArg;
-use crate::plan::{ColumnSource, Plan};
+use crate::plan::Plan;
 use crate::preflight::{self, Source};
 use crate::progress::CopyCounters;
 use crate::replay;
 use crate::shadow::{self, ShadowRequest};
-use crate::state::{Phase, State, UnfinishedRun};
-use crate::step::{self, Step};
+use crate::state::{Phase, State};
+use crate::step::{self};
 use crate::swap::{self, SwapRequest};
 use crate::target::Target;
 use crate::ui::{self, say};
@@ -707,219 +714,6 @@ async fn wait_for_cutover(
         gov.cutover_taken(ctl, state, run).await?;
         say("cut-over: going ahead with the swap");
     }
-    Ok(())
-}
-
-/// The run stopped before its swap on the operator's abort (or could not start): removes what
-/// it created, and returns the error to report.
-async fn abandon(
-    ctl: &Client,
-    state: &State,
-    oid: tokio_postgres::types::Oid,
-    policy: &LockPolicy,
-    table: &crate::ident::QualifiedName,
-    e: Error,
-) -> Error {
-    if e.kind() != Kind::Aborted {
-        return e;
-    }
-    let cleaned = match state.unfinished_run(ctl, oid).await {
-        Ok(Some(u)) if u.phase < Phase::Finish => cleanup(ctl, state, &u, policy).await,
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    };
-    match cleaned {
-        Ok(()) => e
-            .with_state(format!(
-                "everything the run created is removed; {} is as it was",
-                table.human()
-            ))
-            .with_next("start again with `pg-hotswap run` when you want to"),
-        Err(c) => e
-            .with_state(format!(
-                "{} is unchanged and usable, but removing the run's objects failed: {}",
-                table.human(),
-                c.message()
-            ))
-            .with_next(format!(
-                "run `pg-hotswap abort --table {}` again",
-                table.human()
-            )),
-    }
-}
-
-/// The server's current WAL insert position, as text; `None` on a standby (recovery is in
-/// progress) or where the function is not allowed.
-async fn wal_position(ctl: &Client) -> Option<String> {
-    match ctl
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-    {
-        Ok(row) => row.col(0, &"reading the WAL position").unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "unexpected WAL position; no WAL figure in the report");
-            None
-        }),
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read the WAL position; no WAL figure in the report");
-            None
-        }
-    }
-}
-
-/// Bytes of WAL written since `start` (a position from [`wal_position`]).
-async fn wal_since(ctl: &Client, start: &str) -> Option<u64> {
-    match ctl
-        .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8",
-            &[&start],
-        )
-        .await
-    {
-        Ok(row) => row
-            .col::<Option<i64>>(0, &"reading the WAL written by the run")
-            .unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "unexpected WAL figure; none in the report");
-                None
-            })
-            .map(|b| b.max(0) as u64),
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read the WAL position at the end of the run");
-            None
-        }
-    }
-}
-
-fn print_mapping(plan: &Plan) {
-    for c in &plan.columns {
-        let how = match &c.source {
-            ColumnSource::Same => continue,
-            ColumnSource::Cast { from, to } => format!("cast from {from} to {to}"),
-            ColumnSource::Renamed { from, cast_to } => match cast_to {
-                Some(t) => format!("renamed from {from}, cast to {t}"),
-                None => format!("renamed from {from}"),
-            },
-            ColumnSource::Using { from, expr, to } => {
-                format!("from {from} as {to} USING {expr}")
-            }
-            ColumnSource::Mapped { expr } => format!("computed as {expr}"),
-            ColumnSource::Default => "new column, takes its default".to_string(),
-            ColumnSource::Generated => "generated, computed by the server".to_string(),
-        };
-        say(&format!("column {}: {how}", c.column.as_str()));
-    }
-    if let Some(s) = &plan.sample_check {
-        say(&s.summary());
-    }
-    for d in &plan.dropped {
-        say(&format!(
-            "column {}: DROPPED — its data is not carried into the new table",
-            d.as_str()
-        ));
-    }
-    for i in &plan.dropped_indexes {
-        say(&format!("index {}: dropped by the ALTER", i.as_str()));
-    }
-}
-
-/// `DROP TABLE` of the old table after the swap (`--drop-old`).
-pub fn drop_old_step(old: &crate::ident::QualifiedName) -> Step {
-    Step::new(
-        format!("DROP TABLE IF EXISTS {old}"),
-        format!("dropping the old table {}", old.human()),
-    )
-    .locks("ACCESS EXCLUSIVE", old, false)
-}
-
-/// Dropping the change log and the trigger functions (the triggers are gone with the swap).
-pub fn drop_capture_step(plan: &Plan) -> Step {
-    Step::new(
-        capture::drop_log_statement(&plan.capture),
-        "removing the change log and trigger functions",
-    )
-}
-
-/// Drops the log and the trigger functions (the triggers are gone with the swap).
-async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Plan) -> Result<()> {
-    step::exec(ctl, &drop_capture_step(plan)).await?;
-    for k in ["log", "function", "trigger"] {
-        state.mark_dropped(ctl, plan.run_id, k).await?;
-    }
-    Ok(())
-}
-
-/// Removes everything an unfinished run created and marks it aborted. The source is left
-/// exactly as it was. If the run had already swapped, only the clean-up is completed.
-pub async fn cleanup(
-    ctl: &Client,
-    state: &State,
-    u: &UnfinishedRun,
-    policy: &LockPolicy,
-) -> Result<()> {
-    let plan: Option<Plan> = u.plan.clone().and_then(|p| serde_json::from_value(p).ok());
-    if u.phase >= Phase::Finish {
-        if let Some(plan) = &plan {
-            drop_capture_objects(ctl, state, plan).await?;
-        }
-        state.mark_dropped(ctl, u.id, "table").await?;
-        state.finish(ctl, u.id, "succeeded", None).await?;
-        say(&format!(
-            "run {} had already swapped; completed its clean-up",
-            u.id
-        ));
-        return Ok(());
-    }
-    let objects = state.live_objects(ctl, u.id).await?;
-    // Triggers first, so the application stops writing the log.
-    for (kind, name, on_table) in &objects {
-        if kind != "trigger" {
-            continue;
-        }
-        let Some(table_oid) = on_table else { continue };
-        let table: Option<String> = ctl
-            .query_one("SELECT (SELECT $1::oid::regclass::text WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = $1))", &[table_oid])
-            .await
-            .ctx("looking up the table of a capture trigger")?
-            .col(0, &"looking up the table of a capture trigger")?;
-        if let Some(t) = table {
-            locking::run_ddl(
-                ctl,
-                policy,
-                &format!("removing capture trigger {} from {t}", name.name.as_str()),
-                Some(*table_oid),
-                &[format!("DROP TRIGGER IF EXISTS {} ON {t}", name.name)],
-            )
-            .await?;
-        }
-    }
-    for (kind, name, _) in &objects {
-        match kind.as_str() {
-            "function" => ctl
-                .batch_execute(&format!("DROP FUNCTION IF EXISTS {name}()"))
-                .await
-                .ctx(format_args!("dropping function {}", name.human()))?,
-            "log" => ctl
-                .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
-                .await
-                .ctx(format_args!("dropping the change log {}", name.human()))?,
-            "table" => {
-                // Only the very table this run created (by oid), never one that took its name.
-                let Some(plan) = &plan else { continue };
-                let same = catalog::names_relation(ctl, name, plan.shadow_oid).await?;
-                if same {
-                    ctl.batch_execute(&format!("DROP TABLE {name}"))
-                        .await
-                        .ctx(format_args!("dropping the shadow table {}", name.human()))?;
-                }
-            }
-            _ => {}
-        }
-    }
-    for k in ["trigger", "function", "log", "table"] {
-        state.mark_dropped(ctl, u.id, k).await?;
-    }
-    state
-        .finish(ctl, u.id, "aborted", u.error.as_deref())
-        .await?;
     Ok(())
 }
 
