@@ -9,6 +9,7 @@
 //! their result (stdout) and progress (stderr), never their own error.
 
 mod abort;
+mod cli;
 mod control;
 pub mod flags;
 mod pace;
@@ -19,7 +20,8 @@ mod revert;
 mod run;
 mod status;
 
-pub use flags::{completions, man_page, version_flag, Cli, Command, LogFormat, OutputFormat};
+pub use cli::{completions, man_page, Cli, Command, LogFormat};
+pub use flags::{version_flag, OutputFormat};
 
 use crate::error::Result;
 use control::Request;

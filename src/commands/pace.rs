@@ -132,7 +132,7 @@ impl OldSnapshotArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::flags::{Cli, Command};
+    use crate::commands::{Cli, Command};
     use clap::Parser;
 
     #[test]

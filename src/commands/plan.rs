@@ -51,7 +51,7 @@ pub(super) async fn command(args: RunArgs) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use crate::commands::flags::{Cli, Command};
+    use crate::commands::{Cli, Command};
     use clap::Parser;
     use std::time::Duration;
 

@@ -273,7 +273,7 @@ fn advise(e: Error, opts: &RunOptions) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::flags::{Cli, Command};
+    use crate::commands::{Cli, Command};
     use clap::Parser;
 
     #[test]

@@ -141,7 +141,7 @@ pub(super) async fn differences(
         let key_text = key
             .iter()
             .zip(keys)
-            .map(|(k, v)| format!("{}={}", k.as_str(), super::report::shown(&v)))
+            .map(|(k, v)| format!("{}={}", k.as_str(), shown(&v)))
             .collect::<Vec<_>>()
             .join(", ");
         out.push(Diff {
@@ -156,4 +156,15 @@ pub(super) async fn differences(
         });
     }
     Ok(out)
+}
+
+/// A value for a message: NULL, or its text cut to 100 characters.
+pub(super) fn shown(v: &Option<String>) -> String {
+    match v {
+        None => "NULL".to_string(),
+        Some(s) if s.chars().count() > 100 => {
+            format!("{}...", s.chars().take(100).collect::<String>())
+        }
+        Some(s) => s.clone(),
+    }
 }

@@ -3,7 +3,7 @@
 //! disagree, an ALTER that fails on the rows, and a mapping that fails where the ALTER does not.
 //! Each says what was changed (nothing) and what to do next.
 
-use super::compare::Diff;
+use super::compare::{shown, Diff};
 use crate::error::Error;
 use crate::ident::QualifiedName;
 use crate::plan::{ColumnSource, Plan, SampleCheck};
@@ -54,17 +54,6 @@ impl SampleCheck {
             s.push_str(&format!("; {n}"));
         }
         s
-    }
-}
-
-/// A value for a message: NULL, or its text cut to 100 characters.
-pub(super) fn shown(v: &Option<String>) -> String {
-    match v {
-        None => "NULL".to_string(),
-        Some(s) if s.chars().count() > 100 => {
-            format!("{}...", s.chars().take(100).collect::<String>())
-        }
-        Some(s) => s.clone(),
     }
 }
 
