@@ -367,11 +367,6 @@ fn only_unix_sockets(config: &Config) -> bool {
             .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
 }
 
-/// Renders a duration for `SET lock_timeout` and friends (milliseconds).
-pub fn pg_millis(d: Duration) -> String {
-    format!("{}ms", d.as_millis().max(1))
-}
-
 /// What to do about a failed connection attempt. Password problems get their own advice; the
 /// driver reports a password the server asked for and nobody gave as a configuration error
 /// without a code, so that one is recognised by its text.
@@ -452,9 +447,8 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
     client
         .batch_execute(&format!(
             "SET jit = off; SET statement_timeout = 0; \
-             SET idle_in_transaction_session_timeout = 0; SET row_security = off; \
-             SET lock_timeout = '{}'",
-            pg_millis(spec.lock_timeout)
+             SET idle_in_transaction_session_timeout = 0; SET row_security = off; {}",
+            crate::locking::session_timeout_sql(spec.lock_timeout)
         ))
         .await
         .ctx("configuring the session")?;
@@ -590,11 +584,5 @@ mod tests {
             None
         );
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn millis_rendering() {
-        assert_eq!(pg_millis(Duration::from_millis(100)), "100ms");
-        assert_eq!(pg_millis(Duration::from_micros(10)), "1ms");
     }
 }

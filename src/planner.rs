@@ -472,9 +472,9 @@ async fn validate(
     shadow: &QualifiedName,
     policy: &LockPolicy,
 ) -> Result<(Plan, Vec<(String, String)>, f64)> {
-    let mut attempt = 0;
+    let mut tries = crate::locking::Retry::new(policy, "creating the shadow for the plan");
     loop {
-        attempt += 1;
+        tries.start();
         let started = Instant::now();
         let tx = client
             .transaction()
@@ -490,13 +490,8 @@ async fn validate(
         tx.rollback()
             .await
             .ctx("rolling the plan's shadow transaction back")?;
-        match result {
-            Ok((p, l)) => return Ok((p, l, secs)),
-            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
-            Err(e) => return Err(e),
+        if let Some((p, l)) = tries.settle(result).await? {
+            return Ok((p, l, secs));
         }
     }
 }

@@ -154,7 +154,10 @@ async fn replay_stops_after_max_lock_attempts() {
     let locked = Instant::now();
     let out = t.run.await.unwrap();
     let took = locked.elapsed();
-    eprintln!("stopped {took:?} after the log was locked\n{}", describe(&out));
+    eprintln!(
+        "stopped {took:?} after the log was locked\n{}",
+        describe(&out)
+    );
     assert_exit(&out, 4);
     assert_eq!(
         retries(&out),
