@@ -211,7 +211,7 @@ impl PaceArgs {
         let replicas = self
             .replica_dsns
             .iter()
-            .map(|d| conn::resolve_spec(Some(d), lock.lock_timeout))
+            .map(|d| resolve_conn(Some(d), lock.lock_timeout))
             .collect::<Result<Vec<_>>>()?;
         Ok(crate::governor::PaceOptions {
             max_lag: self.max_lag,
@@ -262,7 +262,7 @@ impl ControlArgs {
         check_table(&self.table)?;
         check_schema_name("--state-schema", &self.state_schema)?;
         Ok(crate::control::ControlOptions {
-            conn: conn::resolve_spec(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
+            conn: resolve_conn(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
             table: self.table,
             state_schema: self.state_schema,
         })
@@ -415,7 +415,7 @@ impl StatusArgs {
             check_table(t)?;
         }
         Ok(crate::status::StatusOptions {
-            conn: conn::resolve_spec(
+            conn: resolve_conn(
                 self.conn.dsn.as_deref(),
                 std::time::Duration::from_millis(100),
             )?,
@@ -653,8 +653,18 @@ fn check_name(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Resolves the connection and says what resolving noticed (a password file ignored): `conn`
+/// returns its warnings instead of printing them (issue 17).
+fn resolve_conn(dsn: Option<&str>, lock_timeout: Duration) -> Result<ConnSpec> {
+    let spec = conn::resolve_spec(dsn, lock_timeout)?;
+    for w in &spec.warnings {
+        crate::ui::say(w);
+    }
+    Ok(spec)
+}
+
 fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
-    conn::resolve_spec(c.dsn.as_deref(), lock.lock_timeout)
+    resolve_conn(c.dsn.as_deref(), lock.lock_timeout)
 }
 
 fn check_table(t: &str) -> Result<()> {
