@@ -174,10 +174,10 @@ pub async fn swap(
                     ),
                 ));
             }
+            // Too many changes to replay under the lock: catch up again, then retry at once.
             Ok(Attempt::BacklogTooBig { pending, most }) => {
                 longest = longest.max(waited(started, req.policy));
                 drop(tx); // rolls back: the source is untouched
-                          // Too many changes to replay under the lock: catch up again, then retry.
                 let why = format!(
                     "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
                 );
