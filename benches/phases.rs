@@ -304,7 +304,13 @@ async fn measure_replay(env: &Env, opts: &Opts, dup: bool, batch: i64) -> Result
     let started = Instant::now();
     let mut rows = 0u64;
     loop {
-        let b = replay::replay_batch(&mut rc, &plan, replay::Batching::Bounded(batch)).await?;
+        let b = replay::replay_batch(
+            &mut rc,
+            &plan,
+            replay::Batching::Bounded(batch),
+            &env.policy,
+        )
+        .await?;
         rows += b.log_rows;
         if b.log_rows == 0 {
             break;

@@ -19,26 +19,20 @@
 use crate::conn::{self, ConnSpec};
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::ident::literal;
+use crate::locking;
 use crate::plan::{Plan, ShadowIndex};
 use crate::preflight::Source;
 use crate::step::{self, Step};
 use std::sync::Arc;
 use tokio_postgres::Client;
 
-/// How long a statement that locks only the shadow may wait for its lock. Nobody else uses the
-/// shadow, so waiting queues no application query; the one other session that takes its locks is
-/// autovacuum, which a freshly loaded shadow attracts, and which gives way to a waiting lock
-/// after `deadlock_timeout` (1 s by default). With the live table's short lock_timeout, these
-/// statements failed the run instead (found by the soak test, issue 9).
-const SHADOW_LOCK_TIMEOUT: &str = "30s";
-
 /// Runs `step` (statements on the shadow only) in one transaction that may wait up to
-/// [`SHADOW_LOCK_TIMEOUT`] for its locks.
+/// [`locking::SHADOW_WAIT`] for its locks.
 async fn on_shadow(client: &Client, step: &Step) -> Result<()> {
     let r = client
         .batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; {}; COMMIT",
-            literal(SHADOW_LOCK_TIMEOUT),
+            "BEGIN; {}; {}; COMMIT",
+            locking::local_timeout_sql(locking::SHADOW_WAIT),
             step.sql
         ))
         .await;
@@ -109,7 +103,7 @@ pub async fn build(
         let session = session_step(&opts.maintenance_work_mem);
         set.spawn(async move {
             let c = conn::connect(&spec, &format!("index-{w}")).await?;
-            // This session builds indexes on the shadow only (see SHADOW_LOCK_TIMEOUT).
+            // This session builds indexes on the shadow only (see locking::SHADOW_WAIT).
             step::exec(&c, &session).await?;
             loop {
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -150,9 +144,9 @@ pub async fn build(
 pub fn session_step(maintenance_work_mem: &str) -> Step {
     Step::new(
         format!(
-            "SET maintenance_work_mem = {}; SET lock_timeout = {}",
+            "SET maintenance_work_mem = {}; {}",
             literal(maintenance_work_mem),
-            literal(SHADOW_LOCK_TIMEOUT)
+            locking::session_timeout_sql(locking::SHADOW_WAIT)
         ),
         "setting maintenance_work_mem",
     )

@@ -25,24 +25,34 @@ pub struct ConnSpec {
     pub lock_timeout: Duration,
     /// `sslmode` / `sslrootcert`, with libpq's meaning (see `tls.rs`).
     pub tls: crate::tls::TlsSettings,
+    /// What resolving noticed and the operator should be told (a password file that was
+    /// ignored, or could not be read), each a line starting `warning: `. This layer prints
+    /// nothing (issue 17: no import of the output layer here); the command that resolved the
+    /// spec says them.
+    pub warnings: Vec<String>,
 }
 
 /// Resolves the connection (string, environment, TLS options) into a [`ConnSpec`].
 pub fn resolve_spec(dsn: Option<&str>, lock_timeout: Duration) -> Result<ConnSpec> {
-    let (config, tls) = resolve_with_tls(dsn)?;
+    let mut warnings = Vec::new();
+    let (config, tls) = resolve_with_tls(dsn, &mut warnings)?;
     Ok(ConnSpec {
         config,
         lock_timeout,
         tls,
+        warnings,
     })
 }
 
 /// Resolves the connection configuration like libpq: explicit string first, then the environment.
 pub fn resolve(dsn: Option<&str>) -> Result<Config> {
-    resolve_with_tls(dsn).map(|(c, _)| c)
+    resolve_with_tls(dsn, &mut Vec::new()).map(|(c, _)| c)
 }
 
-fn resolve_with_tls(dsn: Option<&str>) -> Result<(Config, crate::tls::TlsSettings)> {
+fn resolve_with_tls(
+    dsn: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<(Config, crate::tls::TlsSettings)> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let text = match dsn {
         Some(d) => Some(d.to_string()),
@@ -102,7 +112,7 @@ fn resolve_with_tls(dsn: Option<&str>) -> Result<(Config, crate::tls::TlsSetting
     if config.get_password().is_none() {
         if let Some(p) = env("PGPASSWORD") {
             config.password(p);
-        } else if let Some(p) = pgpass::lookup(&config, env("PGPASSFILE")) {
+        } else if let Some(p) = pgpass::lookup(&config, env("PGPASSFILE"), warnings) {
             config.password(p);
         }
     }
@@ -295,20 +305,25 @@ pub mod pgpass {
     }
 
     /// The password for `config` from the password file, if the file exists, may be used and
-    /// has a matching line. Tries the hosts in order (one password serves all of them).
-    pub fn lookup(config: &Config, pgpassfile: Option<String>) -> Option<String> {
+    /// has a matching line. Tries the hosts in order (one password serves all of them). Why a
+    /// file that exists is not used goes to `warnings`.
+    pub fn lookup(
+        config: &Config,
+        pgpassfile: Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Option<String> {
         let path = path(pgpassfile)?;
         if !path.exists() {
             return None;
         }
         if let Some(why) = unsafe_permissions(&path) {
-            crate::ui::say(&format!("warning: {why}"));
+            warnings.push(format!("warning: {why}"));
             return None;
         }
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                crate::ui::say(&format!(
+                warnings.push(format!(
                     "warning: cannot read password file {}: {e}",
                     path.display()
                 ));
@@ -365,11 +380,6 @@ fn only_unix_sockets(config: &Config) -> bool {
         && hosts
             .iter()
             .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
-}
-
-/// Renders a duration for `SET lock_timeout` and friends (milliseconds).
-pub fn pg_millis(d: Duration) -> String {
-    format!("{}ms", d.as_millis().max(1))
 }
 
 /// What to do about a failed connection attempt. Password problems get their own advice; the
@@ -452,9 +462,8 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
     client
         .batch_execute(&format!(
             "SET jit = off; SET statement_timeout = 0; \
-             SET idle_in_transaction_session_timeout = 0; SET row_security = off; \
-             SET lock_timeout = '{}'",
-            pg_millis(spec.lock_timeout)
+             SET idle_in_transaction_session_timeout = 0; SET row_security = off; {}",
+            crate::locking::session_timeout_sql(spec.lock_timeout)
         ))
         .await
         .ctx("configuring the session")?;
@@ -570,31 +579,38 @@ mod tests {
         let config = |dsn: &str| Config::from_str(dsn).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = config("host=db1 port=6543 dbname=app user=alice");
-        assert_eq!(pgpass::lookup(&c, f.clone()), Some("s3cret".into()));
+        assert_eq!(
+            pgpass::lookup(&c, f.clone(), &mut Vec::new()),
+            Some("s3cret".into())
+        );
         assert_eq!(
             pgpass::lookup(
                 &config("host=db1 port=6543 dbname=other user=alice"),
-                f.clone()
+                f.clone(),
+                &mut Vec::new()
             ),
             None
         );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(pgpass::unsafe_permissions(&file).is_some());
+        let mut warnings = Vec::new();
         assert_eq!(
-            pgpass::lookup(&c, f.clone()),
+            pgpass::lookup(&c, f.clone(), &mut warnings),
             None,
             "a readable file is ignored"
         );
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("group or world access"),
+            "the reason is returned: {warnings:?}"
+        );
         assert_eq!(
-            pgpass::lookup(&c, Some(dir.join("missing").display().to_string())),
+            pgpass::lookup(
+                &c,
+                Some(dir.join("missing").display().to_string()),
+                &mut Vec::new()
+            ),
             None
         );
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn millis_rendering() {
-        assert_eq!(pg_millis(Duration::from_millis(100)), "100ms");
-        assert_eq!(pg_millis(Duration::from_micros(10)), "1ms");
     }
 }

@@ -422,25 +422,19 @@ async fn worker(
         let unit_started = Instant::now();
         // A unit waits at most lock_timeout for its locks (someone else's DDL may be queued on
         // the table); on a timeout its transaction rolled back, so back off and copy it again.
-        let mut attempt = 0;
+        let what = format!(
+            "copying chunks {} to {}",
+            unit[0].no,
+            unit[unit.len() - 1].no
+        );
+        let mut tries = crate::locking::Retry::new(policy, &what);
         loop {
-            attempt += 1;
+            tries.start();
             let started = Instant::now();
-            match copy_unit(&reader, &mut writer, state, plan, &form, &unit, progress).await {
-                Ok(_) => {
-                    sizer.record(unit.len(), started.elapsed());
-                    break;
-                }
-                Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                    tracing::info!(
-                        chunk = unit[0].no,
-                        chunks = unit.len(),
-                        attempt,
-                        "chunks waited too long for a lock, will retry"
-                    );
-                    tokio::time::sleep(policy.backoff(attempt)).await;
-                }
-                Err(e) => return Err(e),
+            let r = copy_unit(&reader, &mut writer, state, plan, &form, &unit, progress).await;
+            if tries.settle(r).await?.is_some() {
+                sizer.record(unit.len(), started.elapsed());
+                break;
             }
         }
         gov.nice(unit_started.elapsed()).await;

@@ -173,6 +173,14 @@ impl Error {
     pub fn is_lock_timeout(&self) -> bool {
         self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
     }
+
+    /// A lock timeout as the server reports it, for unit tests of the retry (`locking`).
+    #[cfg(test)]
+    pub(crate) fn lock_timeout_for_tests() -> Error {
+        let mut e = Error::failed("canceling statement due to lock timeout");
+        e.code = Some(SqlState::LOCK_NOT_AVAILABLE);
+        e
+    }
 }
 
 impl fmt::Display for Error {

@@ -81,6 +81,14 @@ pub fn literal(value: &str) -> String {
     postgres_protocol::escape::escape_literal(value)
 }
 
+/// Renders a duration as a setting's value in milliseconds (`100ms`; at least `1ms`, since `0`
+/// would mean "no limit"), for `SET lock_timeout` and friends, which take no bind parameter.
+/// Here, next to [`literal`], because this file is the one place values are rendered into SQL
+/// text (issue 17 moved it from `conn`, which made `locking` depend on connections).
+pub fn pg_millis(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
 /// Joins identifiers as a comma-separated, quoted list: `"a", "b"`.
 pub fn join_idents<'a>(idents: impl IntoIterator<Item = &'a Ident>) -> String {
     idents
@@ -137,6 +145,14 @@ mod tests {
     fn literal_escapes_quotes_and_backslashes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("a\\b"), " E'a\\\\b'");
+    }
+
+    #[test]
+    fn millis_rendering() {
+        use std::time::Duration;
+        assert_eq!(pg_millis(Duration::from_millis(100)), "100ms");
+        assert_eq!(pg_millis(Duration::from_micros(10)), "1ms");
+        assert_eq!(pg_millis(Duration::from_secs(30)), "30000ms");
     }
 
     #[test]

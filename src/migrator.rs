@@ -478,7 +478,8 @@ async fn continue_run(
         } else {
             replay::Batching::Bounded(opts.replay_batch)
         };
-        let b = replay::catch_up_with(&mut rc, plan, first, opts.replay_batch, gov).await?;
+        let b =
+            replay::catch_up_with(&mut rc, plan, first, opts.replay_batch, gov, &opts.lock).await?;
         report.replayed_log_rows += b.log_rows;
         report.replay_backlog_peak = report.replay_backlog_peak.max(b.peak);
         if consistent_stage {
@@ -491,6 +492,7 @@ async fn continue_run(
                 replay::Batching::Complete,
                 opts.replay_batch,
                 gov,
+                &opts.lock,
             )
             .await?;
             report.replayed_log_rows += b.log_rows;
@@ -520,6 +522,7 @@ async fn continue_run(
                     opts.verify,
                     opts.replay_batch,
                     gov,
+                    &opts.lock,
                 ),
             )
             .await?;
@@ -703,7 +706,15 @@ async fn wait_for_cutover(
         // The reason may change while waiting (a window closes, then the cut-over is awaited).
         gov.set_note(Some(why));
         shown = true;
-        let b = replay::catch_up(rc, plan, opts.replay_batch, opts.replay_batch, gov).await?;
+        let b = replay::catch_up(
+            rc,
+            plan,
+            opts.replay_batch,
+            opts.replay_batch,
+            gov,
+            &opts.lock,
+        )
+        .await?;
         report.replayed_log_rows += b.log_rows;
         if b.log_rows < opts.replay_batch as u64 {
             tokio::time::sleep(Duration::from_millis(500)).await;

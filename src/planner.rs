@@ -304,10 +304,9 @@ async fn validate(
     shadow: &QualifiedName,
     o: &RunOptions,
 ) -> Result<Trial> {
-    let policy = &o.lock;
-    let mut attempt = 0;
+    let mut tries = crate::locking::Retry::new(&o.lock, "creating the shadow for the plan");
     loop {
-        attempt += 1;
+        tries.start();
         let started = Instant::now();
         let tx = client
             .transaction()
@@ -330,21 +329,14 @@ async fn validate(
         tx.rollback()
             .await
             .ctx("rolling the plan's shadow transaction back")?;
-        match result {
-            Ok((plan, steps, locks, swap_facts)) => {
-                return Ok(Trial {
-                    plan,
-                    steps,
-                    locks,
-                    swap_facts,
-                    secs,
-                })
-            }
-            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
-            Err(e) => return Err(e),
+        if let Some((plan, steps, locks, swap_facts)) = tries.settle(result).await? {
+            return Ok(Trial {
+                plan,
+                steps,
+                locks,
+                swap_facts,
+                secs,
+            });
         }
     }
 }

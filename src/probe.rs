@@ -32,10 +32,7 @@ pub struct Probe {
 /// Starts probing `table` (by name, so after the swap it reads the new table).
 pub async fn start(spec: &ConnSpec, table: &QualifiedName) -> Result<Probe> {
     let client = conn::connect(spec, "probe").await?;
-    client
-        .batch_execute("SET lock_timeout = 0")
-        .await
-        .map_err(|e| crate::error::Error::db("setting up the read probe", e))?;
+    crate::locking::unbounded(&client).await?;
     let sql = format!("SELECT 1 FROM {table} LIMIT 1");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

@@ -25,6 +25,7 @@ use crate::capture::log_key_columns;
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::governor::Governor;
 use crate::ident::join_idents;
+use crate::locking::{LockPolicy, Retry};
 use crate::plan::Plan;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, GenericClient};
@@ -215,25 +216,20 @@ pub async fn apply_batch(
 
 /// Applies one batch in its own transaction. Its statements wait at most lock_timeout for their
 /// locks (someone else's DDL may be queued on the table); on a timeout the batch rolled back, so
-/// it backs off (0.1 s, 0.2 s, ... up to 2 s, jittered) and tries again, up to 30 times.
-pub async fn replay_batch(client: &mut Client, plan: &Plan, limit: Batching) -> Result<Batch> {
-    let policy = crate::locking::LockPolicy {
-        timeout: std::time::Duration::ZERO,
-        attempts: 30,
-        delay: std::time::Duration::from_millis(100),
-    };
-    let mut attempt = 0;
+/// it is tried again under the run's lock policy (`--max-lock-attempts`, `--retry-delay`:
+/// `locking::Retry`), like every other statement of the tool.
+pub async fn replay_batch(
+    client: &mut Client,
+    plan: &Plan,
+    limit: Batching,
+    policy: &LockPolicy,
+) -> Result<Batch> {
+    let mut tries = Retry::new(policy, "a replay batch");
     loop {
-        attempt += 1;
-        match replay_batch_once(client, plan, limit).await {
-            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                tracing::info!(
-                    attempt,
-                    "a replay batch waited too long for a lock, will retry"
-                );
-                tokio::time::sleep(policy.backoff(attempt.min(5))).await;
-            }
-            other => return other,
+        tries.start();
+        let r = replay_batch_once(client, plan, limit).await;
+        if let Some(b) = tries.settle(r).await? {
+            return Ok(b);
         }
     }
 }
@@ -268,8 +264,9 @@ pub async fn catch_up(
     limit: i64,
     target: i64,
     gov: &Governor,
+    policy: &LockPolicy,
 ) -> Result<Batch> {
-    catch_up_with(client, plan, batching_for(plan, limit), target, gov).await
+    catch_up_with(client, plan, batching_for(plan, limit), target, gov, policy).await
 }
 
 /// [`catch_up`] with explicit batching: the run's first catch-up after the copy, before the
@@ -280,6 +277,7 @@ pub async fn catch_up_with(
     batching: Batching,
     target: i64,
     gov: &Governor,
+    policy: &LockPolicy,
 ) -> Result<Batch> {
     let mut total = Batch::default();
     let started = Instant::now();
@@ -294,7 +292,7 @@ pub async fn catch_up_with(
             best = None; // held: the backlog grew for a reason of our own
         }
         let t = Instant::now();
-        let b = replay_batch(client, plan, batching).await?;
+        let b = replay_batch(client, plan, batching, policy).await?;
         total.log_rows += b.log_rows;
         total.keys += b.keys;
         if (b.log_rows as i64) < target.max(1) && batching.takes_all_of(b.log_rows)

@@ -420,7 +420,15 @@ async fn revert_run(
     ));
     // Revert has no pace options; it still gives up rather than chase a write load forever.
     let gov = crate::governor::Governor::inert(Default::default());
-    crate::replay::catch_up(&mut rc, plan, opts.replay_batch, opts.replay_batch, &gov).await?;
+    crate::replay::catch_up(
+        &mut rc,
+        plan,
+        opts.replay_batch,
+        opts.replay_batch,
+        &gov,
+        &opts.lock,
+    )
+    .await?;
     state.set_phase(ctl, plan.run_id, Phase::Swap).await?;
     // The rewritten table is kept as <table>_rewritten (`finish` drops it).
     let kept = catalog::free_name(

@@ -14,7 +14,7 @@ mod derive;
 use crate::catalog;
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::ident::{literal, Ident, QualifiedName};
-use crate::locking::LockPolicy;
+use crate::locking::{self, LockPolicy};
 use crate::mapping::MapArg;
 use crate::plan::{CapturePlan, Plan};
 use crate::preflight::Source;
@@ -89,20 +89,12 @@ pub async fn create(
     };
     let shadow = table.sibling(shadow_name.clone());
 
-    let mut attempt = 0;
+    let mut tries = locking::Retry::new(policy, "creating the shadow");
     loop {
-        attempt += 1;
+        tries.start();
         let result = create_once(client, state, run, src, req, &shadow, policy).await;
-        match result {
-            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                tracing::info!(
-                    attempt,
-                    "lock not available while creating the shadow, will retry"
-                );
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
-            other => return other,
+        if let Some(plan) = tries.settle(result).await? {
+            return Ok(plan);
         }
     }
 }
@@ -121,32 +113,25 @@ pub async fn dry_run(
     let table = &src.table.name;
     let name = catalog::free_name(client, &table.schema, table.name.as_str(), "_new", &[]).await?;
     let shadow = table.sibling(name);
-    let mut attempt = 0;
+    let mut tries = locking::Retry::new(policy, "trying the shadow");
     loop {
-        attempt += 1;
+        tries.start();
         let tx = client
             .transaction()
             .await
             .ctx("starting the shadow's trial transaction")?;
         let result = async {
-            tx.batch_execute(&format!(
-                "SET LOCAL lock_timeout = '{}'",
-                crate::conn::pg_millis(policy.timeout)
-            ))
-            .await
-            .ctx("setting lock_timeout")?;
+            locking::set_local_timeout(&tx, policy.timeout).await?;
             build_in(&tx, state, 0, src, req, &shadow).await
         }
         .await;
         tx.rollback()
             .await
             .ctx("rolling the shadow's trial transaction back")?;
-        match result {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_lock_timeout() && attempt < policy.attempts => {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-            Err(e) if e.is_lock_timeout() => return Err(e.with_kind(Kind::LockTimeout)),
+        match tries.settle(result).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) if e.is_lock_timeout() => return Err(e),
             Err(e) => {
                 return Err(e.or_state(
                     format!("nothing was changed; {} is untouched", table.human()),
@@ -170,12 +155,7 @@ async fn create_once(
         .transaction()
         .await
         .ctx("starting the shadow transaction")?;
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '{}'",
-        crate::conn::pg_millis(policy.timeout)
-    ))
-    .await
-    .ctx("setting lock_timeout")?;
+    locking::set_local_timeout(&tx, policy.timeout).await?;
     state
         .record_object(&tx, run, "table", shadow, Some(src.table.oid))
         .await?;

@@ -9,8 +9,8 @@
 //! executes. The rest is described: the tool's own bookkeeping, and the statements repeated per
 //! chunk or per replay batch, shown once with how often they repeat. Every tool session runs with
 //! `lock_timeout` = `--lock-timeout` (`conn::connect`), so no statement waits longer than that
-//! for a lock; statements run under the lock discipline (`locking::run_ddl`, the shadow and the
-//! swap) are tried again up to `--max-lock-attempts` times with backoff.
+//! for a lock; statements run under the lock discipline (`locking`: `run_ddl`, `retry`; the shadow and
+//! the swap) are tried again up to `--max-lock-attempts` times with backoff.
 
 use crate::build::{self, Stage};
 use crate::capture;
@@ -192,7 +192,10 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
 
     phase("shadow", true, &|b| {
         b.add(
-            format!("BEGIN; SET LOCAL lock_timeout = '{wait}ms'"),
+            format!(
+                "BEGIN; {}",
+                crate::locking::local_timeout_sql(i.policy.timeout)
+            ),
             vec![],
             true,
         );
@@ -406,7 +409,10 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
 
     phase("swap", true, &|b| {
         b.add(
-            format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", wait),
+            format!(
+                "BEGIN; {}",
+                crate::locking::local_timeout_sql(i.policy.timeout)
+            ),
             vec![],
             true,
         );

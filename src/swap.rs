@@ -18,9 +18,8 @@ pub use views::{view_recreate_steps, view_replace_steps};
 
 use crate::capture;
 use crate::catalog;
-use crate::conn::pg_millis;
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
-use crate::ident::{Ident, QualifiedName};
+use crate::ident::{pg_millis, Ident, QualifiedName};
 use crate::locking::{self, LockPolicy};
 use crate::plan::Plan;
 use crate::preflight::Source;
@@ -146,97 +145,78 @@ pub async fn swap(
     let names = decide_names(ctl, plan, src, req.old_name).await?;
     replay::prepare_session(client, plan).await?;
     let mut longest = Duration::ZERO;
-    let mut attempt = 0u32;
+    let mut tries = locking::Retry::new(req.policy, "swap");
     loop {
-        attempt += 1;
-        replay::catch_up(client, plan, req.replay_limit, req.replay_limit, req.gov).await?;
+        let attempt = tries.start();
+        replay::catch_up(
+            client,
+            plan,
+            req.replay_limit,
+            req.replay_limit,
+            req.gov,
+            req.policy,
+        )
+        .await?;
         crate::failpoint::hold("before-swap-lock").await;
         let started = Instant::now();
         let tx = client
             .transaction()
             .await
             .ctx("starting the swap transaction")?;
-        match attempt_swap(&tx, state, plan, src, &names, req).await {
-            Ok((locked_at, replayed, to_validate)) => {
-                tx.commit().await.ctx("committing the swap")?;
-                crate::failpoint::hit("swapped");
-                let held = locked_at.elapsed();
-                longest = longest.max(held);
-                state
-                    .record_lock(
-                        ctl,
-                        plan.run_id,
-                        attempt as i32,
-                        Some(held.as_secs_f64() * 1000.0),
-                    )
-                    .await?;
+        let outcome = match attempt_swap(&tx, state, plan, src, &names, req).await {
+            Err(e) if e.is_lock_timeout() => Ok(Attempt::LockNotGranted(e)),
+            other => other,
+        };
+        let swapped = match outcome {
+            Ok(Attempt::Swapped(s)) => s,
+            Err(e) => {
+                drop(tx); // rolls back: the source is untouched
+                return Err(e.or_state(
+                    format!(
+                        "the swap was rolled back; {} is unchanged and usable, and its capture trigger keeps recording writes for the run",
+                        plan.source.human()
+                    ),
+                    format!(
+                        "fix the cause and run the same command again (or `pg-hotswap resume`) to continue, or `pg-hotswap abort --table {}` to remove the run",
+                        plan.source
+                    ),
+                ));
+            }
+            // Too many changes to replay under the lock: catch up again, then retry at once.
+            Ok(Attempt::BacklogTooBig { pending, most }) => {
+                longest = longest.max(waited(started, req.policy));
+                drop(tx); // rolls back: the source is untouched
+                let why = format!(
+                    "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
+                );
                 state
                     .event(
                         ctl,
                         plan.run_id,
                         Phase::Swap,
-                        "swap",
-                        &format!(
-                            "swapped on attempt {attempt}; ACCESS EXCLUSIVE held {:.1} ms",
-                            held.as_secs_f64() * 1000.0
-                        ),
+                        "swap_backlog",
+                        &format!("swap attempt {attempt}: {why}"),
                         None,
                     )
                     .await?;
-                return Ok(SwapOutcome {
-                    attempts: attempt,
-                    held,
-                    longest_lock: longest,
-                    old: names.old,
-                    replayed_under_lock: replayed,
-                    to_validate,
-                });
-            }
-            Err(e) => {
-                let waited = started.elapsed();
-                longest = longest.max(waited.min(req.policy.timeout + Duration::from_millis(50)));
-                drop(tx); // rolls back: the source is untouched
-                          // Too many changes to replay under the lock: catch up again, then retry.
-                let backlog_retry = e.kind() == Kind::LockTimeout && !e.is_lock_timeout();
-                if backlog_retry {
-                    state
-                        .event(
-                            ctl,
-                            plan.run_id,
-                            Phase::Swap,
-                            "swap_backlog",
-                            &format!("swap attempt {attempt}: {}", e.message()),
-                            None,
-                        )
-                        .await?;
-                    crate::ui::say(&format!(
-                        "swap attempt {attempt}/{}: {}; rolled back to catch up first",
-                        req.policy.attempts,
-                        e.message()
-                    ));
-                    if attempt >= req.policy.attempts {
-                        return Err(Error::new(
-                            Kind::LockTimeout,
-                            format!(
-                                "could not swap {}: at each of {attempt} attempts the writes left more changes than can be replayed under the lock",
-                                plan.source.human()
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                if !e.is_lock_timeout() {
-                    return Err(e.or_state(
+                crate::ui::say(&format!(
+                    "swap attempt {attempt}/{}: {why}; rolled back to catch up first",
+                    req.policy.attempts,
+                ));
+                if !tries.may_retry() {
+                    return Err(Error::new(
+                        Kind::LockTimeout,
                         format!(
-                            "the swap was rolled back; {} is unchanged and usable, and its capture trigger keeps recording writes for the run",
+                            "could not swap {}: at each of {attempt} attempts the writes left more changes than can be replayed under the lock",
                             plan.source.human()
                         ),
-                        format!(
-                            "fix the cause and run the same command again (or `pg-hotswap resume`) to continue, or `pg-hotswap abort --table {}` to remove the run",
-                            plan.source
-                        ),
                     ));
                 }
+                continue;
+            }
+            Ok(Attempt::LockNotGranted(e)) => {
+                longest = longest.max(waited(started, req.policy));
+                drop(tx); // rolls back: the source is untouched
                 let holders = locking::lock_holders(ctl, plan.source_oid)
                     .await
                     .unwrap_or_default();
@@ -262,7 +242,7 @@ pub async fn swap(
                     req.policy.attempts,
                     pg_millis(req.policy.timeout)
                 ));
-                if attempt >= req.policy.attempts {
+                if !tries.may_retry() {
                     return Err(Error::new(
                         Kind::LockTimeout,
                         format!(
@@ -272,10 +252,71 @@ pub async fn swap(
                         ),
                     ));
                 }
-                tokio::time::sleep(req.policy.backoff(attempt)).await;
+                tries.back_off().await;
+                continue;
             }
-        }
+        };
+        tx.commit().await.ctx("committing the swap")?;
+        crate::failpoint::hit("swapped");
+        let held = swapped.locked_at.elapsed();
+        longest = longest.max(held);
+        state
+            .record_lock(
+                ctl,
+                plan.run_id,
+                attempt as i32,
+                Some(held.as_secs_f64() * 1000.0),
+            )
+            .await?;
+        state
+            .event(
+                ctl,
+                plan.run_id,
+                Phase::Swap,
+                "swap",
+                &format!(
+                    "swapped on attempt {attempt}; ACCESS EXCLUSIVE held {:.1} ms",
+                    held.as_secs_f64() * 1000.0
+                ),
+                None,
+            )
+            .await?;
+        return Ok(SwapOutcome {
+            attempts: attempt,
+            held,
+            longest_lock: longest,
+            old: names.old,
+            replayed_under_lock: swapped.replayed,
+            to_validate: swapped.to_validate,
+        });
     }
+}
+
+/// How long a failed attempt counts as waiting for (or holding) the lock: its time, but at most
+/// about one lock timeout.
+fn waited(started: Instant, policy: &LockPolicy) -> Duration {
+    started
+        .elapsed()
+        .min(policy.timeout + Duration::from_millis(50))
+}
+
+/// What one swap attempt came to (issue 17: the backlog case is an outcome, not an error).
+enum Attempt {
+    /// The shadow is in the source's place inside the attempt's transaction: commit it.
+    Swapped(Swapped),
+    /// A lock was not granted within `lock_timeout` (the SQLSTATE 55P03 error): roll back, back
+    /// off, catch up and try again.
+    LockNotGranted(Error),
+    /// More changes arrived between the catch-up and the lock than may be replayed under it:
+    /// roll back, catch up and try again at once.
+    BacklogTooBig { pending: i64, most: i64 },
+}
+
+/// A successful attempt, not yet committed.
+struct Swapped {
+    locked_at: Instant,
+    replayed: u64,
+    to_validate: Vec<(QualifiedName, Ident)>,
 }
 
 async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
@@ -289,17 +330,9 @@ async fn attempt_swap(
     src: &Source,
     names: &Names,
     req: &SwapRequest<'_>,
-) -> Result<(Instant, u64, Vec<(QualifiedName, Ident)>)> {
+) -> Result<Attempt> {
     let source = &plan.source;
-    exec(
-        tx,
-        &format!(
-            "SET LOCAL lock_timeout = '{}'",
-            pg_millis(req.policy.timeout)
-        ),
-        "setting lock_timeout",
-    )
-    .await?;
+    locking::set_local_timeout(tx, req.policy.timeout).await?;
     step::exec(tx, &lock_step(plan)).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
@@ -323,12 +356,7 @@ async fn attempt_swap(
     let pending = capture::backlog_estimate(tx, plan).await?;
     let most = req.replay_limit.max(1_000);
     if pending > most {
-        return Err(Error::new(
-            Kind::LockTimeout,
-            format!(
-                "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
-            ),
-        ));
+        return Ok(Attempt::BacklogTooBig { pending, most });
     }
 
     // The last replay: no writer can add to the log while we hold the lock.
@@ -372,7 +400,11 @@ async fn attempt_swap(
             names.old.name.as_str(),
         )
         .await?;
-    Ok((locked_at, replayed, to_validate))
+    Ok(Attempt::Swapped(Swapped {
+        locked_at,
+        replayed,
+        to_validate,
+    }))
 }
 
 /// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the

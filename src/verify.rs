@@ -543,6 +543,7 @@ pub async fn verify(
     mode: Mode,
     replay_batch: i64,
     gov: &crate::governor::Governor,
+    policy: &crate::locking::LockPolicy,
 ) -> Result<Report> {
     let mut report = Report {
         mode: format!("{mode:?}").to_lowercase(),
@@ -640,7 +641,7 @@ pub async fn verify(
     let keys: Vec<Vec<Option<String>>> = to_repair.iter().map(|(_, k)| k.clone()).collect();
     queue_for_replay(client, plan, &keys).await?;
     crate::replay::prepare_session(client, plan).await?;
-    crate::replay::catch_up(client, plan, replay_batch, replay_batch, gov).await?;
+    crate::replay::catch_up(client, plan, replay_batch, replay_batch, gov, policy).await?;
     // Check the repaired ranges again.
     let mut preds: Vec<&Option<String>> = to_repair.iter().map(|(p, _)| p).collect();
     preds.dedup();

@@ -184,7 +184,17 @@ pub(crate) fn check_name(what: &str, v: &str) -> Result<()> {
 }
 
 pub(crate) fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
-    conn::resolve_spec(c.dsn.as_deref(), lock.lock_timeout)
+    resolve_conn(c.dsn.as_deref(), lock.lock_timeout)
+}
+
+/// Resolves a connection string and says what resolving noticed (a password file ignored):
+/// `conn` returns its warnings instead of printing them (issue 17: the db layer prints nothing).
+pub(crate) fn resolve_conn(dsn: Option<&str>, lock_timeout: Duration) -> Result<ConnSpec> {
+    let spec = conn::resolve_spec(dsn, lock_timeout)?;
+    for w in &spec.warnings {
+        crate::ui::say(w);
+    }
+    Ok(spec)
 }
 
 pub(crate) fn check_table(t: &str) -> Result<()> {
@@ -207,7 +217,7 @@ pub(crate) fn target_spec(
 ) -> Result<TargetSpec> {
     check_table(table)?;
     check_schema_name("--state-schema", state_schema)?;
-    let conn = conn::resolve_spec(c.dsn.as_deref(), lock_timeout)?;
+    let conn = resolve_conn(c.dsn.as_deref(), lock_timeout)?;
     Ok(TargetSpec::new(&conn, table, state_schema))
 }
 

@@ -3,7 +3,6 @@
 //! changes the result, so a resumed run may use others.
 
 use super::flags::{parse_duration, parse_wait, LockArgs};
-use crate::conn;
 use crate::error::{Error, Result};
 use clap::{Args, ValueEnum};
 use std::time::Duration;
@@ -71,7 +70,7 @@ impl PaceArgs {
         let replicas = self
             .replica_dsns
             .iter()
-            .map(|d| conn::resolve_spec(Some(d), lock.lock_timeout))
+            .map(|d| super::flags::resolve_conn(Some(d), lock.lock_timeout))
             .collect::<Result<Vec<_>>>()?;
         Ok(crate::governor::PaceOptions {
             max_lag: self.max_lag,

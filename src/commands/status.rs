@@ -3,7 +3,7 @@
 //! the error of a run that stopped. Reads only.
 
 use super::flags::{check_schema_name, check_table, ConnArgs, OutputFormat};
-use crate::conn::{self, ConnSpec};
+use crate::conn::ConnSpec;
 use crate::error::{DbContext, Result, RowExt};
 use crate::target::Session;
 use clap::Args;
@@ -37,7 +37,7 @@ impl StatusArgs {
             check_table(t)?;
         }
         Ok(StatusOptions {
-            conn: conn::resolve_spec(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
+            conn: super::flags::resolve_conn(self.conn.dsn.as_deref(), Duration::from_millis(100))?,
             state_schema: self.state_schema,
             table: self.table,
         })
