@@ -12,7 +12,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::workload::{create_tables, TableSpec};
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use serde_json::Value;
 use tokio_postgres::Client;
 
