@@ -7,8 +7,8 @@
 //! - literal rendering of 1,000 strings (the workload and the COPY predicates use it).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use pg_hotswap::chunks::integer_chunks;
-use pg_hotswap::ident::{literal, Ident, QualifiedName};
+use pg_hotswap::db::ident::{literal, Ident, QualifiedName};
+use pg_hotswap::rewrite::chunks::integer_chunks;
 use std::fmt::Write;
 use std::time::Duration;
 

@@ -20,14 +20,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::build::{self, BuildOptions};
-use pg_hotswap::conn::{self, ConnSpec};
+use pg_hotswap::db::conn::{self, ConnSpec};
+use pg_hotswap::db::locking::LockPolicy;
 use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::locking::LockPolicy;
-use pg_hotswap::plan::Plan;
-use pg_hotswap::shadow::{self, ShadowRequest};
+use pg_hotswap::rewrite::build::{self, BuildOptions};
+use pg_hotswap::rewrite::plan::Plan;
+use pg_hotswap::rewrite::shadow::{self, ShadowRequest};
 use pg_hotswap::state::State;
-use pg_hotswap::{capture, catalog, preflight, replay};
+use pg_hotswap::{db::catalog, rewrite::capture, rewrite::preflight, rewrite::replay};
 use tokio_postgres::{Client, NoTls};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -258,7 +258,7 @@ async fn fresh_run(env: &Env) -> Result<(Plan, Client)> {
     ctl.batch_execute(&format!(
         "INSERT INTO {} ({}) SELECT {} FROM ONLY {}",
         plan.shadow,
-        pg_hotswap::ident::join_idents(plan.copy_columns()),
+        pg_hotswap::db::ident::join_idents(plan.copy_columns()),
         plan.select_list(),
         plan.source,
     ))

@@ -6,7 +6,7 @@
 use clap::Parser;
 use pg_hotswap::commands::{self, Cli, LogFormat};
 use pg_hotswap::error::Error;
-use pg_hotswap::{progress, ui};
+use pg_hotswap::{output::progress, output::ui};
 use std::io::{IsTerminal, Write};
 
 fn main() {
@@ -60,7 +60,7 @@ fn version(dsn: Option<String>) -> i32 {
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map(|rt| rt.block_on(pg_hotswap::catalog::version_report(dsn.as_deref())));
+        .map(|rt| rt.block_on(pg_hotswap::db::catalog::version_report(dsn.as_deref())));
     match report {
         Ok(text) => print_out(text.as_bytes()),
         Err(e) => {

@@ -4,11 +4,11 @@
 
 use super::control::{self, Request};
 use super::flags::{parse_duration, target_spec, ConnArgs, LockArgs};
+use crate::db::locking::LockPolicy;
 use crate::error::{Error, Result};
-use crate::locking::LockPolicy;
-use crate::migrator::cleanup;
-use crate::target::{Target, TargetSpec};
-use crate::ui::say;
+use crate::output::ui::say;
+use crate::rewrite::migrator::cleanup;
+use crate::state::target::{Target, TargetSpec};
 use clap::Args;
 use std::time::Duration;
 

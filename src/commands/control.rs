@@ -11,9 +11,9 @@
 
 use super::flags::{target_spec, ConnArgs};
 use crate::error::{Error, Result};
+use crate::output::ui::say;
+use crate::state::target::{Session, Target};
 use crate::state::UnfinishedRun;
-use crate::target::{Session, Target};
-use crate::ui::say;
 use clap::Args;
 use std::time::{Duration, Instant};
 

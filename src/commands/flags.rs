@@ -3,11 +3,11 @@
 //! each command's own flags sit next to the command (`run.rs`, `abort.rs`...), the subcommands in
 //! `cli.rs`. Each flag's parsing has a unit test next to it.
 
-use crate::conn::{self, ConnSpec};
+use crate::db::conn::{self, ConnSpec};
+use crate::db::locking::LockPolicy;
 use crate::error::{Error, Result};
-use crate::locking::LockPolicy;
-use crate::mapping::{self, MapArg};
-use crate::target::TargetSpec;
+use crate::rewrite::mapping::{self, MapArg};
+use crate::state::target::TargetSpec;
 use clap::{Args, ValueEnum};
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ pub(crate) fn chunk_time_option(d: Duration) -> Option<Duration> {
 /// applied as `ALTER TABLE <shadow> <actions>` and must stay exactly that one statement (the
 /// server refuses a second one too: the ALTER goes over the extended protocol).
 pub fn has_top_level_semicolon(sql: &str) -> bool {
-    crate::alter_text::has_top_level_semicolon(sql)
+    crate::rewrite::alter_text::has_top_level_semicolon(sql)
 }
 
 pub(crate) fn parse_map_arg(s: &str) -> std::result::Result<MapArg, String> {
@@ -172,7 +172,7 @@ pub(crate) fn check_name(what: &str, v: &str) -> Result<()> {
     if v.is_empty() {
         return Err(Error::usage(format!("{what} is empty")));
     }
-    if v.len() > crate::ident::MAX_IDENT_BYTES {
+    if v.len() > crate::db::ident::MAX_IDENT_BYTES {
         return Err(Error::usage(format!(
             "{what} {v:?} is longer than 63 bytes"
         )));
@@ -192,7 +192,7 @@ pub(crate) fn conn_spec(c: &ConnArgs, lock: &LockArgs) -> Result<ConnSpec> {
 pub(crate) fn resolve_conn(dsn: Option<&str>, lock_timeout: Duration) -> Result<ConnSpec> {
     let spec = conn::resolve_spec(dsn, lock_timeout)?;
     for w in &spec.warnings {
-        crate::ui::say(w);
+        crate::output::ui::say(w);
     }
     Ok(spec)
 }

@@ -1,5 +1,5 @@
 //! The command line: flags parsed into plain, validated values (`flags`, and each command's own
-//! flags next to it), the table resolved once per command into a [`crate::target::Target`], and
+//! flags next to it), the table resolved once per command into a [`crate::state::target::Target`], and
 //! the commands themselves: `run`, `plan`, `resume`, `abort`, `pause` / `cutover`, `status`,
 //! `revert` / `finish`, `demo`. The engine never sees clap (ripgrep's low-level flags ->
 //! high-level values, `crates/core/flags/hiargs.rs`).

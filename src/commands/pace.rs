@@ -32,7 +32,7 @@ pub struct PaceArgs {
     /// "Mon-Fri 01:00-05:00 Europe/Berlin" (repeatable; default time zone: the server's). Replay
     /// goes on outside it. A run may span several windows.
     #[arg(long = "window", value_parser = parse_window)]
-    pub windows: Vec<crate::window::Window>,
+    pub windows: Vec<crate::pacing::window::Window>,
     /// Do not start before this time: HH:MM (the next time the server's clock shows it) or a
     /// timestamp ('2026-11-22 01:00 Europe/Berlin').
     #[arg(long)]
@@ -54,7 +54,10 @@ pub enum CutoverArg {
 }
 
 impl PaceArgs {
-    pub(super) fn into_options(self, lock: &LockArgs) -> Result<crate::governor::PaceOptions> {
+    pub(super) fn into_options(
+        self,
+        lock: &LockArgs,
+    ) -> Result<crate::pacing::governor::PaceOptions> {
         if let Some(q) = &self.throttle_query {
             if q.trim().is_empty() || q.contains('\0') {
                 return Err(Error::usage(
@@ -72,7 +75,7 @@ impl PaceArgs {
             .iter()
             .map(|d| super::flags::resolve_conn(Some(d), lock.lock_timeout))
             .collect::<Result<Vec<_>>>()?;
-        Ok(crate::governor::PaceOptions {
+        Ok(crate::pacing::governor::PaceOptions {
             max_lag: self.max_lag,
             replicas,
             max_active: self.max_active,
@@ -81,11 +84,11 @@ impl PaceArgs {
             windows: self.windows,
             start_at: self.start_at,
             cutover: match self.cutover {
-                CutoverArg::Auto => crate::governor::Cutover::Auto,
-                CutoverArg::Manual => crate::governor::Cutover::Manual,
+                CutoverArg::Auto => crate::pacing::governor::Cutover::Auto,
+                CutoverArg::Manual => crate::pacing::governor::Cutover::Manual,
             },
             converge_timeout: self.converge_timeout,
-            ..crate::governor::PaceOptions::default()
+            ..crate::pacing::governor::PaceOptions::default()
         })
     }
 }
@@ -101,11 +104,11 @@ pub(crate) fn parse_nice(s: &str) -> std::result::Result<f64, String> {
     Ok(v)
 }
 
-pub(crate) fn parse_window(s: &str) -> std::result::Result<crate::window::Window, String> {
-    crate::window::Window::parse(s)
+pub(crate) fn parse_window(s: &str) -> std::result::Result<crate::pacing::window::Window, String> {
+    crate::pacing::window::Window::parse(s)
 }
 
-/// Old snapshots before the swap (issue 21, input 6; src/snapshots.rs).
+/// Old snapshots before the swap (issue 21, input 6; src/rewrite/snapshots.rs).
 #[derive(Args, Debug)]
 pub struct OldSnapshotArgs {
     /// Before the swap, wait up to this long for transactions whose snapshot is older than the
@@ -115,13 +118,13 @@ pub struct OldSnapshotArgs {
     pub wait_old_snapshots: Duration,
     /// When such transactions outlive the wait: swap anyway with a warning naming them
     /// (proceed), or stop before the swap, resumable (stop).
-    #[arg(long, value_enum, default_value_t = crate::snapshots::OldSnapshotPolicy::Proceed)]
-    pub old_snapshots: crate::snapshots::OldSnapshotPolicy,
+    #[arg(long, value_enum, default_value_t = crate::rewrite::snapshots::OldSnapshotPolicy::Proceed)]
+    pub old_snapshots: crate::rewrite::snapshots::OldSnapshotPolicy,
 }
 
 impl OldSnapshotArgs {
-    pub(super) fn options(&self) -> crate::snapshots::OldSnapshotOptions {
-        crate::snapshots::OldSnapshotOptions {
+    pub(super) fn options(&self) -> crate::rewrite::snapshots::OldSnapshotOptions {
+        crate::rewrite::snapshots::OldSnapshotOptions {
             wait: self.wait_old_snapshots,
             policy: self.old_snapshots,
         }
@@ -136,7 +139,7 @@ mod tests {
 
     #[test]
     fn old_snapshot_flags() {
-        use crate::snapshots::{OldSnapshotOptions, OldSnapshotPolicy};
+        use crate::rewrite::snapshots::{OldSnapshotOptions, OldSnapshotPolicy};
         let parse = |extra: &[&str]| {
             let mut args = vec!["pg-hotswap", "run", "--dsn", "host=h", "--table", "t"];
             args.extend_from_slice(extra);

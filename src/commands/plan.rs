@@ -3,15 +3,15 @@
 
 use super::flags::OutputFormat;
 use super::run::{target_of, RunArgs};
+use crate::dryrun;
 use crate::error::{Error, Kind, Result};
-use crate::planner;
 
 impl RunArgs {
     /// The options of `plan` (and `run --dry-run`).
-    pub fn into_plan_options(self) -> Result<planner::PlanOptions> {
+    pub fn into_plan_options(self) -> Result<dryrun::PlanOptions> {
         let (observe, sample_rows, df_on_server) =
             (self.observe, self.sample_rows, self.df_on_server);
-        Ok(planner::PlanOptions {
+        Ok(dryrun::PlanOptions {
             run: self.into_options()?,
             observe,
             sample_rows,
@@ -28,14 +28,14 @@ pub(super) async fn command(args: RunArgs) -> Result<i32> {
     let spec = target_of(&opts.run);
     let work = async {
         let target = spec.resolve("plan").await?;
-        planner::plan(target, &opts).await
+        dryrun::plan(target, &opts).await
     };
     tokio::select! {
         r = work => {
             let report = r.map_err(|e| e.or_state("nothing was changed", "fix the cause and plan again"))?;
             match output {
                 OutputFormat::Json => super::print_json(&report),
-                OutputFormat::Text => print!("{}", planner::render_text(&report)),
+                OutputFormat::Text => print!("{}", dryrun::render_text(&report)),
             }
             match &report.refused {
                 Some(why) => Err(Error::new(Kind::Refused, why.clone()).with_state("nothing was changed")),

@@ -2,8 +2,8 @@
 //! table, phases, verification, WAL and the read probe. `--output json` serializes the same
 //! report instead.
 
-use crate::migrator::RunReport;
-use crate::ui;
+use crate::output::ui;
+use crate::rewrite::migrator::RunReport;
 
 /// Prints the summary of a finished run.
 pub(super) fn print(r: &RunReport) {

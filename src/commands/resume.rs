@@ -10,10 +10,10 @@ use super::flags::{
 use super::pace::{OldSnapshotArgs, PaceArgs};
 use super::run::{rewrite, target_of};
 use crate::error::{Error, Result};
-use crate::mapping::MapArg;
-use crate::migrator::RunOptions;
-use crate::target::Target;
-use crate::ui::say;
+use crate::output::ui::say;
+use crate::rewrite::mapping::MapArg;
+use crate::rewrite::migrator::RunOptions;
+use crate::state::target::Target;
 use clap::Args;
 use std::time::Duration;
 
@@ -39,8 +39,8 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub drop_old: bool,
     /// Verify the shadow against the source before the swap (full, sample, off).
-    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
-    pub verify: crate::verify::Mode,
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::rewrite::verify::Mode))]
+    pub verify: crate::rewrite::verify::Mode,
     /// About how long one copy transaction takes ("off": one chunk each).
     #[arg(long, default_value = "2s", value_parser = parse_chunk_time)]
     pub chunk_time: Duration,
@@ -123,7 +123,7 @@ async fn recorded_options(
             .map(|arr| {
                 arr.iter()
                     .filter_map(|m| m.as_str())
-                    .map(|m| crate::mapping::parse_map(m).map_err(Error::failed))
+                    .map(|m| crate::rewrite::mapping::parse_map(m).map_err(Error::failed))
                     .collect()
             })
             .unwrap_or_else(|| Ok(Vec::new()))

@@ -1,10 +1,10 @@
 //! `pg-hotswap revert` and `finish`: their flags, and both commands on the target resolved once
-//! (the way back itself is `crate::revert`).
+//! (the way back itself is `crate::rewrite::revert`).
 
 use super::flags::{check_schema_name, check_table, conn_spec, ConnArgs, LockArgs};
 use crate::error::Result;
-use crate::revert::{self, FinishOptions, RevertOptions};
-use crate::target::TargetSpec;
+use crate::rewrite::revert::{self, FinishOptions, RevertOptions};
+use crate::state::target::TargetSpec;
 use clap::Args;
 
 #[derive(Args, Debug)]

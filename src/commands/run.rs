@@ -9,10 +9,10 @@ use super::flags::{
 };
 use super::pace::{OldSnapshotArgs, PaceArgs};
 use crate::error::{Error, Kind, Result};
-use crate::mapping::MapArg;
-use crate::migrator::{self, RunOptions};
+use crate::rewrite::mapping::MapArg;
+use crate::rewrite::migrator::{self, RunOptions};
+use crate::state::target::{Target, TargetSpec};
 use crate::state::Phase;
-use crate::target::{Target, TargetSpec};
 use clap::Args;
 use std::time::Duration;
 
@@ -69,8 +69,8 @@ pub struct RunArgs {
     pub maintenance_work_mem: String,
     /// Verify the shadow against the source before the swap: every chunk (full), about one
     /// chunk in ten (sample), or not at all (off).
-    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::verify::Mode))]
-    pub verify: crate::verify::Mode,
+    #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::rewrite::verify::Mode))]
+    pub verify: crate::rewrite::verify::Mode,
     /// Keep the old table in sync after the swap (a reverse capture on the new table), so that
     /// `pg-hotswap revert` can swap back without losing writes, until `pg-hotswap finish`.
     #[arg(long, conflicts_with = "drop_old")]
@@ -183,7 +183,7 @@ pub(super) async fn rewrite(
     tokio::select! {
         r = work => match r {
             Ok(report) => {
-                crate::progress::finish();
+                crate::output::progress::finish();
                 match output {
                     OutputFormat::Json => super::print_json(&report),
                     OutputFormat::Text => super::report::print(&report),
@@ -253,7 +253,7 @@ fn advise(e: Error, opts: &RunOptions) -> Error {
     let has_using = opts
         .alter
         .as_deref()
-        .and_then(|a| crate::alter_text::type_changes(a).ok())
+        .and_then(|a| crate::rewrite::alter_text::type_changes(a).ok())
         .is_some_and(|t| t.iter().any(|c| c.using.is_some()));
     let what = match (has_using, !opts.maps.is_empty()) {
         (true, true) => {

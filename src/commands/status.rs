@@ -3,9 +3,9 @@
 //! the error of a run that stopped. Reads only.
 
 use super::flags::{check_schema_name, check_table, ConnArgs, OutputFormat};
-use crate::conn::ConnSpec;
+use crate::db::conn::ConnSpec;
 use crate::error::{DbContext, Result, RowExt};
-use crate::target::Session;
+use crate::state::target::Session;
 use clap::Args;
 use serde::Serialize;
 use std::time::Duration;
@@ -211,7 +211,10 @@ pub fn render(runs: &[RunStatus]) -> String {
                     .map(|x| format!(", {x:.0} rows/s over the last minute"))
                     .unwrap_or_default(),
                 r.copy_eta_secs
-                    .map(|x| format!(", about {} left", crate::window::human_secs(x as i64)))
+                    .map(|x| format!(
+                        ", about {} left",
+                        crate::pacing::window::human_secs(x as i64)
+                    ))
                     .unwrap_or_default()
             ));
         }

@@ -12,12 +12,12 @@
 pub mod cluster;
 pub mod workload;
 
-use crate::conn;
+use crate::db::conn;
+use crate::db::locking::LockPolicy;
 use crate::error::{DbContext, Error, Result, RowExt};
-use crate::locking::LockPolicy;
-use crate::migrator::{self, RunOptions};
-use crate::target::TargetSpec;
-use crate::ui::say;
+use crate::output::ui::say;
+use crate::rewrite::migrator::{self, RunOptions};
+use crate::state::target::TargetSpec;
 use cluster::{Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -114,7 +114,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         shadow_name: None,
         old_name: None,
         maintenance_work_mem: "256MB".into(),
-        verify: crate::verify::Mode::Full,
+        verify: crate::rewrite::verify::Mode::Full,
         revertible: false,
         map_back: Vec::new(),
         pace: Default::default(),

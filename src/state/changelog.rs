@@ -6,8 +6,8 @@
 //! make it an over-estimate, never an under-estimate.
 
 use super::State;
+use crate::db::ident::QualifiedName;
 use crate::error::{DbContext, Result, RowExt};
-use crate::ident::QualifiedName;
 use tokio_postgres::GenericClient;
 
 /// About how many rows of the change log `log` wait to be replayed, from the ends of its key.

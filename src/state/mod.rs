@@ -17,6 +17,7 @@ mod events;
 mod objects;
 mod overview;
 mod runs;
+pub mod target;
 
 pub use changelog::backlog_estimate_of;
 pub use chunks::{ChunkRecord, CopyTotals, UnitDone};
@@ -24,8 +25,8 @@ pub use objects::TriggerRecord;
 pub use overview::RunOverview;
 pub use runs::{Swapped, SwappedRun, UnfinishedRun};
 
+use crate::db::ident::{Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result, RowExt};
-use crate::ident::{Ident, QualifiedName};
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 

@@ -7,8 +7,8 @@
 //! deleted, only marked dropped.
 
 use super::State;
+use crate::db::ident::{literal, QualifiedName};
 use crate::error::{DbContext, Result, RowExt};
-use crate::ident::{literal, QualifiedName};
 use tokio_postgres::types::Oid;
 use tokio_postgres::{Client, GenericClient};
 

@@ -5,8 +5,8 @@
 //! counts agree with each other.
 
 use super::State;
+use crate::db::ident::QualifiedName;
 use crate::error::{DbContext, Result, RowExt};
-use crate::ident::QualifiedName;
 use tokio_postgres::types::Oid;
 use tokio_postgres::GenericClient;
 

@@ -7,8 +7,8 @@
 //! crash leaves either the old names and phase or the new ones.
 
 use super::{Phase, State};
+use crate::db::ident::QualifiedName;
 use crate::error::{DbContext, Result, RowExt};
-use crate::ident::QualifiedName;
 use tokio_postgres::types::Oid;
 use tokio_postgres::{Client, GenericClient};
 

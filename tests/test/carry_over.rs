@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Instant;
 
-use pg_hotswap::ident::{fit_name, Ident, QualifiedName};
+use pg_hotswap::db::ident::{fit_name, Ident, QualifiedName};
 use tokio_postgres::Client;
 
 use crate::harness::{all_output, describe, hotswap_async, relation_exists, table_arg, TestDb};
@@ -301,7 +301,7 @@ async fn snapshot(db: &TestDb, client: &Client, set_aside: &[QualifiedName]) -> 
     let mut sequences = BTreeMap::new();
     for row in seqs {
         let name: String = row.get(0);
-        let lit = pg_hotswap::ident::literal(&name);
+        let lit = pg_hotswap::db::ident::literal(&name);
         let sql = format!(
             "SELECT last_value::text || CASE WHEN is_called THEN ' called' \
                     ELSE ' not called' END || \

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pg_hotswap::db::ident::{Ident, QualifiedName};
 use pg_hotswap::demo::workload::{self, create_tables, TableSpec};
-use pg_hotswap::ident::{Ident, QualifiedName};
 use tokio_postgres::Client;
 
 use crate::harness::{

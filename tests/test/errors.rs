@@ -8,8 +8,8 @@
 use std::process::Output;
 use std::time::Duration;
 
+use pg_hotswap::db::ident::QualifiedName;
 use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::ident::QualifiedName;
 use tokio_postgres::Client;
 
 use crate::harness::{

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pg_hotswap::db::ident::{Ident, QualifiedName};
 use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
-use pg_hotswap::ident::{Ident, QualifiedName};
 use tokio_postgres::{Client, NoTls};
 
 /// How long one `pg-hotswap` invocation may take before the test kills it and fails.
@@ -375,7 +375,7 @@ pub async fn relation_exists(client: &Client, table: &QualifiedName) -> bool {
 /// have none of their own), any trigger named `hotswap%` anywhere, and capture functions in the
 /// state schema. Returns one line per leftover.
 pub async fn leftovers(client: &Client, table: &QualifiedName, state_schema: &str) -> Vec<String> {
-    let shadow = table.sibling(pg_hotswap::ident::fit_name(table.name.as_str(), "_new"));
+    let shadow = table.sibling(pg_hotswap::db::ident::fit_name(table.name.as_str(), "_new"));
     let mut found = Vec::new();
     if relation_exists(client, &shadow).await {
         found.push(format!("shadow table {} exists", shadow.human()));

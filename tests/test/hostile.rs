@@ -4,7 +4,7 @@
 //! plain name: the run succeeds, the data is intact, and nothing else changed — a canary table
 //! that several attempts try to drop must survive every one of them.
 
-use pg_hotswap::ident::{Ident, QualifiedName};
+use pg_hotswap::db::ident::{Ident, QualifiedName};
 use tokio_postgres::Client;
 
 use crate::harness::{all_output, column_type, describe, hotswap_async, leftovers, TestDb};

@@ -1,6 +1,6 @@
 //! Issue 17, "One lock rule": replay's batches wait for their locks under the run's own lock
 //! policy, `--lock-timeout`, `--max-lock-attempts` and `--retry-delay`, like every other
-//! statement of the tool (`src/locking.rs`). Replay used to build its own policy (30 attempts,
+//! statement of the tool (`src/db/locking.rs`). Replay used to build its own policy (30 attempts,
 //! 100 ms apart), so the flags did not bound it.
 //!
 //! How the tests make replay wait: the run is held before its swap (`--cutover manual`), where

@@ -12,6 +12,7 @@ mod errors;
 mod harness;
 mod hostile;
 mod keys;
+mod layout;
 mod locking;
 mod oracle;
 mod plan;

@@ -1,4 +1,4 @@
-//! The sample oracle (issue 13, "An oracle inside the tool", `src/oracle.rs`): PostgreSQL's own
+//! The sample oracle (issue 13, "An oracle inside the tool", `src/rewrite/oracle/`): PostgreSQL's own
 //! ALTER on sampled rows against the mapping, before anything is created. Each test runs the
 //! real binary on a fresh database and checks the exit code, what it said (both values of a
 //! difference), and that a refusal left the table and the schema as they were.

@@ -36,7 +36,7 @@ async fn owner_without_superuser_and_a_dml_only_role_under_rls() {
         .batch_execute(&format!(
             "GRANT CREATE ON DATABASE {} TO hsp_owner;
              CREATE SCHEMA app AUTHORIZATION hsp_owner;",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();
@@ -127,7 +127,7 @@ async fn forced_row_security_without_bypassrls_is_refused() {
         .batch_execute(&format!(
             "GRANT CREATE ON DATABASE {} TO hsp_owner2;
              CREATE SCHEMA app2 AUTHORIZATION hsp_owner2;",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();
@@ -235,7 +235,7 @@ async fn nothing_of_a_run_is_open_to_other_roles() {
              CREATE SCHEMA app3 AUTHORIZATION hsp_owner3;
              CREATE SCHEMA own_app3 AUTHORIZATION hsp_app3;
              CREATE SCHEMA own_nobody3 AUTHORIZATION hsp_nobody3;",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();
@@ -380,7 +380,7 @@ async fn owner_with_table(db: &TestDb, role: &str, schema: &str) -> tokio_postgr
         .batch_execute(&format!(
             "GRANT CREATE ON DATABASE {} TO {role};
              CREATE SCHEMA {schema} AUTHORIZATION {role};",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();
@@ -517,7 +517,7 @@ async fn refused_without_create_on_the_database() {
     admin
         .batch_execute(&format!(
             "REVOKE CREATE ON DATABASE {} FROM hsp_own_d",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();
@@ -543,7 +543,7 @@ async fn refused_without_temporary_on_the_database() {
     admin
         .batch_execute(&format!(
             "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC",
-            pg_hotswap::ident::Ident::new(db.name.clone())
+            pg_hotswap::db::ident::Ident::new(db.name.clone())
         ))
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::harness::{all_output, assert_exit, describe, hotswap_async, leftovers, TestDb};
-use pg_hotswap::ident::QualifiedName;
+use pg_hotswap::db::ident::QualifiedName;
 
 async fn exec(client: &Client, sql: &str) {
     client
@@ -554,7 +554,7 @@ impl Logical {
             &format!(
                 "CREATE SUBSCRIPTION {slot} CONNECTION {} PUBLICATION {publication} \
                  WITH (create_slot = false, slot_name = '{slot}')",
-                pg_hotswap::ident::literal(&self.conninfo(pubdb))
+                pg_hotswap::db::ident::literal(&self.conninfo(pubdb))
             ),
         )
         .await;

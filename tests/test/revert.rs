@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use pg_hotswap::db::ident::{Ident, QualifiedName};
 use pg_hotswap::demo::workload::{create_tables, TableSpec};
-use pg_hotswap::ident::{Ident, QualifiedName};
 
 use crate::harness::{
     all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_hotswap::ident::{fit_name, Ident, QualifiedName};
+use pg_hotswap::db::ident::{fit_name, Ident, QualifiedName};
 use rand::Rng;
 use tokio_postgres::Client;
 

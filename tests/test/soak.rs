@@ -17,8 +17,8 @@
 
 use std::time::{Duration, Instant};
 
+use pg_hotswap::db::ident::Ident;
 use pg_hotswap::demo::workload::{compare, create_tables, TableSpec};
-use pg_hotswap::ident::Ident;
 
 use crate::harness::{connect, describe, hotswap_async, start_load, TestDb};
 

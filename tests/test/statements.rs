@@ -3,7 +3,7 @@
 //! The DDL of the shadow, the capture triggers, the build, the swap, what follows the swap and
 //! the finish is built once, as values, by the phases' own functions. `plan` marks those entries
 //! `exact`; a debug build of the tool appends every such statement it executes to the file named
-//! by `PGHOTSWAP_RECORD_SQL` (src/step.rs). The two sets are compared, both ways, on a table with
+//! by `PGHOTSWAP_RECORD_SQL` (src/rewrite/step.rs). The two sets are compared, both ways, on a table with
 //! something of everything the swap carries over: a quoted schema and name, an identity key, a
 //! unique index built at the consistency point, a commented index, a NOT VALID check, foreign
 //! keys both ways, a view, a trigger, extended statistics, privileges and comments.

@@ -516,8 +516,8 @@ async fn replay_that_cannot_keep_up_is_reported_and_never_swapped() {
     assert_eq!(
         column_type(
             &client,
-            &pg_hotswap::ident::QualifiedName::new("public", "hot"),
-            &pg_hotswap::ident::Ident::new("id")
+            &pg_hotswap::db::ident::QualifiedName::new("public", "hot"),
+            &pg_hotswap::db::ident::Ident::new("id")
         )
         .await,
         "integer",
@@ -635,9 +635,9 @@ async fn a_burst_before_the_swap_lock_is_replayed_outside_the_lock() {
         .unwrap()
         .get(0);
     assert_eq!(sum, 5000, "the burst is in the new table");
-    let t = pg_hotswap::ident::QualifiedName::new("public", "burst");
+    let t = pg_hotswap::db::ident::QualifiedName::new("public", "burst");
     assert_eq!(
-        column_type(&client, &t, &pg_hotswap::ident::Ident::new("id")).await,
+        column_type(&client, &t, &pg_hotswap::db::ident::Ident::new("id")).await,
         "bigint"
     );
 }

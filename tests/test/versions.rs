@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use pg_hotswap::catalog::Column;
+use pg_hotswap::db::catalog::Column;
+use pg_hotswap::db::ident::QualifiedName;
 use pg_hotswap::demo::workload::{create_tables, TableSpec};
-use pg_hotswap::ident::QualifiedName;
 use tokio_postgres::Client;
 
 use crate::harness::{

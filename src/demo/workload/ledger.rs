@@ -1,7 +1,7 @@
 //! The table under test and its ledger: creating both with the same rows, and comparing them
 //! row for row after a run (the proof that no write was lost). Part of the workload (`super`).
 
-use crate::ident::{Ident, QualifiedName};
+use crate::db::ident::{Ident, QualifiedName};
 use std::fmt;
 use tokio_postgres::Client;
 
@@ -21,7 +21,7 @@ impl TableSpec {
     pub fn simple(schema: &str, table: &str) -> TableSpec {
         TableSpec {
             table: QualifiedName::new(schema, table),
-            ledger: QualifiedName::new(schema, crate::ident::fit_name(table, "_ledger")),
+            ledger: QualifiedName::new(schema, crate::db::ident::fit_name(table, "_ledger")),
             id_col: Ident::new("id"),
             val_col: Ident::new("val"),
             note_col: Ident::new("note"),

@@ -11,7 +11,7 @@
 //! of the same name, its columns' types changed). So writers address it by name in plain SQL, keep
 //! no prepared statements (a cached plan fails with "cached plan must not change result type"
 //! after `int` -> `bigint`) and send values as untyped string literals (rendered by
-//! [`crate::ident::literal`]), which take whatever type the column has at that moment. Values are
+//! [`crate::db::ident::literal`]), which take whatever type the column has at that moment. Values are
 //! numbers and hex strings this module generates, never outside input. Each transaction is one
 //! simple-protocol message holding both statements: one round trip, and PostgreSQL runs a
 //! multi-statement message as one implicit transaction (all or nothing).
@@ -40,7 +40,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::ident::literal;
+use crate::db::ident::literal;
 
 /// Errors kept per writer; later ones are only counted ([`WorkloadReport::error_count`]).
 const MAX_KEPT_ERRORS: usize = 50;

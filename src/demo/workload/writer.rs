@@ -398,7 +398,7 @@ pub(super) fn describe_error(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::{Ident, QualifiedName};
+    use crate::db::ident::{Ident, QualifiedName};
 
     #[test]
     fn statements_quote_names_and_render_values_as_untyped_literals() {

@@ -1,0 +1,502 @@
+//! The statements a run would execute, phase by phase, with the lock each takes on which table
+//! and the most it waits for it — for `plan` (issue 6).
+//!
+//! The DDL of the shadow, the capture triggers, the build, the swap, what follows the swap and
+//! the finish is not written here: it comes as [`Step`] values from the functions the phases
+//! execute (`shadow::build_in` run in `plan`'s trial transaction, `capture::trigger_steps`,
+//! `build::index_steps`..., `swap::ddl_steps`...), so the list cannot drift from what `run` does
+//! (issue 17); those entries are marked `exact`, and a test compares them with what a run
+//! executes. The rest is described: the tool's own bookkeeping, and the statements repeated per
+//! chunk or per replay batch, shown once with how often they repeat. Every tool session runs with
+//! `lock_timeout` = `--lock-timeout` (`conn::connect`), so no statement waits longer than that
+//! for a lock; statements run under the lock discipline (`locking`: `run_ddl`, `retry`; the shadow and
+//! the swap) are tried again up to `--max-lock-attempts` times with backoff.
+
+use crate::db::ident::QualifiedName;
+use crate::db::locking::LockPolicy;
+use crate::rewrite::build::{self, Stage};
+use crate::rewrite::capture;
+use crate::rewrite::chunks::Chunk;
+use crate::rewrite::plan::Plan;
+use crate::rewrite::preflight::Source;
+pub use crate::rewrite::step::LockTaken;
+use crate::rewrite::step::Step;
+use crate::rewrite::swap::{self, Names, SwapFacts};
+use crate::state::State;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Statement {
+    pub sql: String,
+    pub locks: Vec<LockTaken>,
+    /// The most it waits for each lock, per attempt (the tool sessions' lock_timeout).
+    pub max_wait_ms: u64,
+    /// Attempts before the run stops (1: a lock timeout fails the step).
+    pub attempts: u32,
+    /// How often it runs, when not once ("per chunk (12)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The statement exactly as `run` sends it (built by the phase's own code); otherwise a
+    /// description of the tool's bookkeeping or of a statement repeated with other values.
+    pub exact: bool,
+}
+
+/// The statements of one phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseStatements {
+    pub phase: String,
+    /// One transaction for the whole phase (true for the shadow and the swap).
+    pub single_transaction: bool,
+    pub statements: Vec<Statement>,
+}
+
+/// What the listing needs besides the plan.
+pub struct ListInput<'a> {
+    pub plan: &'a Plan,
+    pub src: &'a Source,
+    pub state: &'a State,
+    pub policy: &'a LockPolicy,
+    pub state_exists: bool,
+    pub chunks: usize,
+    pub first_chunk: Option<&'a Chunk>,
+    pub jobs: usize,
+    pub replay_batch: i64,
+    pub chunk_rows: i64,
+    /// `--chunk-time`: several consecutive chunks per copy transaction.
+    pub chunk_time: Option<std::time::Duration>,
+    /// Copy transactions the estimate expects (the chunks, with --chunk-time off).
+    pub copy_transactions: usize,
+    pub drop_old: bool,
+    pub maintenance_work_mem: &'a str,
+    /// Locks the shadow transaction took on existing relations, as measured in `plan`.
+    pub shadow_locks: &'a [(String, String)],
+    /// The statements `shadow::build_in` executed in `plan`'s trial transaction.
+    pub shadow_steps: &'a [Step],
+    /// What the swap reads from the catalog, as read in the trial transaction.
+    pub swap_facts: &'a SwapFacts,
+    /// The names the swap would give the old table, its indexes, sequences and statistics.
+    pub swap_names: &'a Names,
+    /// The source's replica identity index, if any.
+    pub replica_identity_index: Option<&'a str>,
+}
+
+fn lock(mode: &str, on: &QualifiedName, live: bool) -> LockTaken {
+    LockTaken::new(mode, on, live)
+}
+
+/// `AccessShareLock` -> `ACCESS SHARE`.
+pub fn mode_name(pg: &str) -> String {
+    let base = pg.strip_suffix("Lock").unwrap_or(pg);
+    let mut out = String::new();
+    for (i, c) in base.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+struct Builder<'a> {
+    wait: u64,
+    attempts: u32,
+    out: &'a mut Vec<Statement>,
+}
+
+impl Builder<'_> {
+    fn add(
+        &mut self,
+        sql: impl Into<String>,
+        locks: Vec<LockTaken>,
+        retried: bool,
+    ) -> &mut Statement {
+        self.out.push(Statement {
+            sql: sql.into(),
+            locks,
+            max_wait_ms: self.wait,
+            attempts: if retried { self.attempts } else { 1 },
+            repeat: None,
+            note: None,
+            exact: false,
+        });
+        let i = self.out.len() - 1;
+        &mut self.out[i]
+    }
+
+    /// Adds a step as the phase's code builds it (an exact statement).
+    fn step(&mut self, s: &Step, retried: bool) -> &mut Statement {
+        let e = self.add(s.sql.clone(), s.locks.clone(), retried);
+        e.note = s.note.clone();
+        e.exact = true;
+        e
+    }
+
+    fn steps(&mut self, steps: &[Step], retried: bool) {
+        for s in steps {
+            self.step(s, retried);
+        }
+    }
+}
+
+pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
+    let plan = i.plan;
+    let src = i.src;
+    let source = &plan.source;
+    let shadow = &plan.shadow;
+    let wait = i.policy.timeout.as_millis() as u64;
+    let mut phases = Vec::new();
+    let mut phase = |name: &str, single: bool, f: &dyn Fn(&mut Builder)| {
+        let mut out = Vec::new();
+        let mut b = Builder {
+            wait,
+            attempts: i.policy.attempts,
+            out: &mut out,
+        };
+        f(&mut b);
+        phases.push(PhaseStatements {
+            phase: name.to_string(),
+            single_transaction: single,
+            statements: out,
+        });
+    };
+
+    phase("preflight", false, &|b| {
+        if !i.state_exists {
+            b.add(
+                format!(
+                    "CREATE SCHEMA IF NOT EXISTS {} (and its tables runs, chunks, events, objects)",
+                    i.state.schema
+                ),
+                vec![],
+                false,
+            )
+            .note = Some("the state schema does not exist yet".into());
+        }
+        b.add(
+            "SELECT pg_try_advisory_lock(<hswp>, <table oid>)",
+            vec![],
+            false,
+        )
+        .note = Some("one run per table; held by the control session for the whole run".into());
+        b.add(
+            format!(
+                "INSERT INTO {} (...) VALUES (...) RETURNING id",
+                i.state.table("runs")
+            ),
+            vec![],
+            false,
+        );
+    });
+
+    phase("shadow", true, &|b| {
+        b.add(
+            format!(
+                "BEGIN; {}",
+                crate::db::locking::local_timeout_sql(i.policy.timeout)
+            ),
+            vec![],
+            true,
+        );
+        b.add(
+            format!(
+                "INSERT INTO {} (run_id, kind, ...) VALUES (.., 'table', ..)",
+                i.state.table("objects")
+            ),
+            vec![],
+            true,
+        );
+        b.steps(i.shadow_steps, true);
+        let held: Vec<String> = i
+            .shadow_locks
+            .iter()
+            .map(|(rel, mode)| format!("{} on {rel}", mode_name(mode)))
+            .collect();
+        b.add(
+            format!(
+                "UPDATE {} SET plan = $2 WHERE id = $1; COMMIT",
+                i.state.table("runs")
+            ),
+            vec![],
+            true,
+        )
+        .note = Some(if held.is_empty() {
+            "measured in a rolled-back transaction: no lock on an existing relation".into()
+        } else {
+            format!(
+                "measured in a rolled-back transaction: until this COMMIT it holds {}",
+                held.join(", ")
+            )
+        });
+    });
+
+    phase("capture", false, &|b| {
+        let c = &plan.capture;
+        b.add(
+            format!(
+                "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, truncated boolean, {})",
+                c.log,
+                capture::log_key_columns(plan)
+                    .iter()
+                    .zip(&plan.key)
+                    .map(|(k, key)| format!("{k} {}", key.source_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            vec![],
+            false,
+        );
+        b.add(
+            format!(
+                "CREATE FUNCTION {}() ... SECURITY DEFINER SET search_path = pg_catalog, pg_temp; CREATE FUNCTION {}() ...; REVOKE ALL ... FROM PUBLIC",
+                c.function, c.truncate_function
+            ),
+            vec![],
+            false,
+        );
+        let trig = crate::rewrite::capture::trigger_steps(plan, source);
+        let n = trig.len();
+        for (k, s) in trig.iter().enumerate() {
+            let entry = b.step(s, true);
+            if k == 0 {
+                entry.note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
+            }
+            if k + 1 == n {
+                entry.note = Some(format!("the {n} trigger statements are one transaction"));
+            }
+        }
+        if plan.key.len() == 1
+            && ["smallint", "integer", "bigint"].contains(&plan.key[0].source_type.as_str())
+        {
+            b.add(
+                format!(
+                    "SELECT min({k})::int8, max({k})::int8 FROM ONLY {source}",
+                    k = plan.key[0].name
+                ),
+                vec![lock("ACCESS SHARE", source, true)],
+                false,
+            )
+            .note = Some("plans the chunks arithmetically".into());
+        } else {
+            b.add(
+                format!(
+                    "SELECT ... FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) ... FROM ONLY {source}) WHERE rn % {n} = 0",
+                    keys = plan.key_list(),
+                    n = i.chunk_rows
+                ),
+                vec![lock("ACCESS SHARE", source, true)],
+                false,
+            )
+            .note = Some("walks the key index once to plan the chunks".into());
+        }
+        b.add(
+            format!(
+                "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ...",
+                i.state.table("chunks")
+            ),
+            vec![],
+            false,
+        )
+        .repeat = Some(format!("per chunk ({})", i.chunks));
+    });
+
+    phase("copy", false, &|b| {
+        let pred = i
+            .first_chunk
+            .map(|c| c.predicate.clone())
+            .unwrap_or_else(|| "<chunk i of N>".into());
+        // With --chunk-time a transaction copies a run of consecutive chunks as one key range
+        // (the first transaction of each worker is one chunk, as shown).
+        let (per, shown, marks) = match i.chunk_time {
+            Some(t) => (
+                format!(
+                    "per transaction (about {} for {} chunks: consecutive chunks read as one key range, as many as fill --chunk-time {:.1} s by the speed measured so far)",
+                    i.copy_transactions,
+                    i.chunks,
+                    t.as_secs_f64()
+                ),
+                "shown for the first transaction (one chunk)",
+                "chunk_no = ANY(..)",
+            ),
+            None => (
+                format!("per chunk ({})", i.chunks),
+                "shown for the first chunk",
+                "chunk_no = ..",
+            ),
+        };
+        b.add(
+            format!(
+                "COPY (SELECT {} FROM ONLY {source} WHERE {pred}) TO STDOUT (FORMAT binary)",
+                plan.select_list()
+            ),
+            vec![lock("ACCESS SHARE", source, true)],
+            false,
+        )
+        .repeat = Some(format!(
+            "{per}, on {} reading connection(s); {shown}",
+            i.jobs
+        ));
+        b.add(
+            format!(
+                "BEGIN; COPY {shadow} ({}) FROM STDIN (FORMAT binary); UPDATE {} SET rows = .., unit = .., done_at = .. WHERE run_id = .. AND {marks} AND done_at IS NULL; COMMIT",
+                crate::db::ident::join_idents(plan.copy_columns()),
+                i.state.table("chunks")
+            ),
+            vec![lock("ROW EXCLUSIVE", shadow, false)],
+            false,
+        )
+        .repeat = Some(format!("{per}, on {} writing connection(s)", i.jobs));
+    });
+
+    phase("build", false, &|b| {
+        b.step(&build::session_step(i.maintenance_work_mem), false)
+            .repeat = Some(format!("per index connection ({})", i.jobs));
+        build_stage(b, plan, Stage::Bulk, None);
+        b.steps(
+            &build::attribute_steps(plan, src, i.replica_identity_index),
+            false,
+        );
+    });
+
+    phase("replay", false, &|b| {
+        let log = &plan.capture.log;
+        b.add(
+            format!(
+                "BEGIN; WITH d AS (DELETE FROM {log} WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT {}) RETURNING ...) INSERT INTO pg_temp.hotswap_replay_batch SELECT * FROM d",
+                i.replay_batch
+            ),
+            vec![],
+            false,
+        )
+        .repeat = Some("per batch, until a batch comes back less than full".into());
+        b.add(
+            format!(
+                "DELETE FROM {shadow} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch)",
+                plan.shadow_key_list()
+            ),
+            vec![lock("ROW EXCLUSIVE", shadow, false)],
+            false,
+        )
+        .repeat = Some("per batch".into());
+        b.add(
+            format!(
+                "INSERT INTO {shadow} (...) SELECT {} FROM ONLY {source} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch); COMMIT",
+                plan.select_list(),
+                plan.key_list()
+            ),
+            vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
+            false,
+        )
+        .repeat = Some("per batch".into());
+        if plan.indexes.iter().any(|x| x.after_catch_up) {
+            b.add(
+                format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET CONSTRAINTS ALL DEFERRED; WITH d AS (DELETE FROM {log} RETURNING ...) ...; (then as above); SET CONSTRAINTS ALL IMMEDIATE; COMMIT"
+                ),
+                vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
+                false,
+            )
+            .note = Some("the consistency point: a complete batch (every change its snapshot sees); every later batch is complete too".into());
+            build_stage(
+                b,
+                plan,
+                Stage::Consistent,
+                Some("compares rows: built at the consistency point"),
+            );
+        }
+    });
+
+    phase("swap", true, &|b| {
+        b.add(
+            format!(
+                "BEGIN; {}",
+                crate::db::locking::local_timeout_sql(i.policy.timeout)
+            ),
+            vec![],
+            true,
+        );
+        b.step(&swap::lock_step(plan), true);
+        b.add(
+            "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
+            vec![],
+            true,
+        );
+        b.add("<replay batches until the log is empty>", vec![], true);
+        match swap::ddl_steps(plan, src, i.swap_names, i.swap_facts) {
+            Ok(ddl) => {
+                b.steps(&ddl.before_views, true);
+                match swap::view_replace_steps(src) {
+                    Some(v) => {
+                        for s in &v {
+                            b.step(s, true).note = Some("when PostgreSQL refuses to replace a view in place (a column it shows changed type), the views are dropped and created again with their owner, grants, comments, rules and triggers".into());
+                        }
+                    }
+                    None => b.steps(&swap::view_recreate_steps(src), true),
+                }
+                b.steps(&ddl.after_views, true);
+            }
+            Err(e) => {
+                b.add(
+                    format!("<the swap's statements cannot be listed: {e}>"),
+                    vec![],
+                    true,
+                );
+            }
+        }
+        b.add(
+            format!("UPDATE {} SET swap = .., phase = 'finish', old_name = .. WHERE id = ..; COMMIT", i.state.table("runs")),
+            vec![],
+            true,
+        )
+        .note = Some("on a lock timeout the transaction rolls back, replay catches up, and it is tried again after a jittered backoff".into());
+    });
+
+    phase("after swap", false, &|b| {
+        b.steps(&swap::after_swap_steps(plan, src), true);
+    });
+
+    phase("finish", false, &|b| {
+        b.step(&crate::rewrite::migrator::drop_capture_step(plan), false);
+        if i.drop_old {
+            b.step(
+                &crate::rewrite::migrator::drop_old_step(&i.swap_names.old),
+                true,
+            );
+        }
+        b.add(
+            format!(
+                "UPDATE {} SET status = 'succeeded' ...",
+                i.state.table("runs")
+            ),
+            vec![],
+            false,
+        );
+    });
+    phases
+}
+
+/// The index builds and constraints of one build stage, as `build::build` runs them.
+fn build_stage(b: &mut Builder, plan: &Plan, stage: Stage, note: Option<&str>) {
+    for (_, s) in build::index_steps(plan, stage) {
+        let e = b.step(&s, false);
+        if let Some(n) = note {
+            e.note = Some(format!("{n}; {}", s.note.as_deref().unwrap_or_default()));
+        }
+    }
+    for (_, s) in build::constraint_steps(plan, stage) {
+        b.step(&s, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_mode_names() {
+        assert_eq!(mode_name("AccessShareLock"), "ACCESS SHARE");
+        assert_eq!(mode_name("ShareRowExclusiveLock"), "SHARE ROW EXCLUSIVE");
+        assert_eq!(mode_name("ShareLock"), "SHARE");
+    }
+}

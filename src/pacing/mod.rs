@@ -1,0 +1,7 @@
+//! Pacing of a running run: the `governor` (pause, throttles, lag, windows, the operator's
+//! requests), low-traffic `window`s, and the read `probe` that measures what the run costs the
+//! application.
+
+pub mod governor;
+pub mod probe;
+pub mod window;

@@ -1,0 +1,479 @@
+//! The text of `--alter`: a lexer that knows PostgreSQL's quoting rules, the split into actions,
+//! and the `ALTER COLUMN ... TYPE ... USING <expr>` actions whose expressions the mapping must
+//! follow.
+//!
+//! Why the tool reads the text at all (issue 13): the ALTER runs on the *empty* shadow, where a
+//! `USING` expression has no row to act on, and PostgreSQL keeps no trace of it in the catalog.
+//! Without it the mapping fell back to a plain cast and wrote other values than PostgreSQL's own
+//! ALTER would (`numeric 1.25 USING (amount * 100)::bigint` became 1, not 125). The server is
+//! still the judge of the SQL: the ALTER is executed as written on the shadow (and on a sampled
+//! clone by `oracle`), this module only finds the pieces; anything it misreads shows up as a
+//! difference in the sample check, never as a silent wrong value.
+//!
+//! The lexer follows the lexical rules of PostgreSQL's scanner (scan.l) for what can hide a
+//! comma, a `;` or a keyword: `'...'` strings with `''` (and `E'...'` with backslash escapes),
+//! `"..."` identifiers with `""`, dollar quotes `$tag$...$tag$`, `--` and nested `/* */`
+//! comments, and parentheses / brackets.
+
+use crate::db::ident::Ident;
+
+/// One lexical token, as a byte range of the input and its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An unquoted word: keyword or identifier (case-folded when compared).
+    Word,
+    /// A `"quoted identifier"`.
+    QuotedIdent,
+    /// A string literal or dollar-quoted string.
+    Str,
+    /// A number.
+    Number,
+    /// `(` `[`
+    Open,
+    /// `)` `]`
+    Close,
+    Comma,
+    Semicolon,
+    /// Any other operator or punctuation.
+    Other,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Why a text could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LexError(pub String);
+
+impl std::fmt::Display for LexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_' || !c.is_ascii()
+}
+
+fn is_ident_cont(c: char) -> bool {
+    is_ident_start(c) || c.is_ascii_digit() || c == '$'
+}
+
+/// Splits `sql` into tokens, skipping white space and comments.
+pub fn tokens(sql: &str) -> Result<Vec<Token>, LexError> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let at = |i: usize| -> Option<char> { sql.get(i..).and_then(|s| s.chars().next()) };
+    while let Some(c) = at(i) {
+        let start = i;
+        if c.is_whitespace() {
+            i += c.len_utf8();
+            continue;
+        }
+        if sql[i..].starts_with("--") {
+            i = sql[i..].find('\n').map(|n| i + n + 1).unwrap_or(sql.len());
+            continue;
+        }
+        if sql[i..].starts_with("/*") {
+            let mut depth = 0usize;
+            loop {
+                if sql[i..].starts_with("/*") {
+                    depth += 1;
+                    i += 2;
+                } else if sql[i..].starts_with("*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else if let Some(c) = at(i) {
+                    i += c.len_utf8();
+                } else {
+                    return Err(LexError("unterminated /* comment".into()));
+                }
+            }
+            continue;
+        }
+        // E'...' (backslash escapes), U&'...', B'...', X'...', N'...': a prefix, then a string.
+        let prefixed = matches!(c, 'e' | 'E' | 'b' | 'B' | 'x' | 'X' | 'n' | 'N')
+            && b.get(i + 1) == Some(&b'\'');
+        let unicode = matches!(c, 'u' | 'U')
+            && b.get(i + 1) == Some(&b'&')
+            && matches!(b.get(i + 2), Some(b'\'') | Some(b'"'));
+        if c == '\'' || prefixed || (unicode && b.get(i + 2) == Some(&b'\'')) {
+            let backslash = matches!(c, 'e' | 'E');
+            i += if c == '\'' {
+                0
+            } else if prefixed {
+                1
+            } else {
+                2
+            };
+            i = end_of_quoted(sql, i, '\'', backslash)
+                .ok_or_else(|| LexError("unterminated string literal".into()))?;
+            out.push(Token {
+                kind: Kind::Str,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        if c == '"' || unicode {
+            if unicode {
+                i += 2;
+            }
+            i = end_of_quoted(sql, i, '"', false)
+                .ok_or_else(|| LexError("unterminated quoted identifier".into()))?;
+            out.push(Token {
+                kind: Kind::QuotedIdent,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        if c == '$' {
+            // $tag$ ... $tag$ (tag: identifier characters but no leading digit, or empty).
+            let rest = &sql[i + 1..];
+            let tag_len = rest
+                .char_indices()
+                .take_while(|(n, ch)| {
+                    if *n == 0 {
+                        is_ident_start(*ch)
+                    } else {
+                        is_ident_start(*ch) || ch.is_ascii_digit()
+                    }
+                })
+                .map(|(n, ch)| n + ch.len_utf8())
+                .last()
+                .unwrap_or(0);
+            if rest[tag_len..].starts_with('$') {
+                let delim = &sql[i..i + tag_len + 2];
+                let body = i + delim.len();
+                let close = sql[body..]
+                    .find(delim)
+                    .ok_or_else(|| LexError(format!("unterminated dollar quote {delim}")))?;
+                i = body + close + delim.len();
+                out.push(Token {
+                    kind: Kind::Str,
+                    start,
+                    end: i,
+                });
+                continue;
+            }
+            // $1: a parameter; treat as a word.
+            i += 1;
+            while at(i).is_some_and(|ch| ch.is_ascii_digit()) {
+                i += 1;
+            }
+            out.push(Token {
+                kind: Kind::Other,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        if is_ident_start(c) {
+            while let Some(ch) = at(i) {
+                if is_ident_cont(ch) {
+                    i += ch.len_utf8();
+                } else {
+                    break;
+                }
+            }
+            out.push(Token {
+                kind: Kind::Word,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        if c.is_ascii_digit() || (c == '.' && at(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+            while let Some(ch) = at(i) {
+                if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            out.push(Token {
+                kind: Kind::Number,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        let kind = match c {
+            '(' | '[' => Kind::Open,
+            ')' | ']' => Kind::Close,
+            ',' => Kind::Comma,
+            ';' => Kind::Semicolon,
+            _ => Kind::Other,
+        };
+        i += c.len_utf8();
+        out.push(Token {
+            kind,
+            start,
+            end: i,
+        });
+    }
+    Ok(out)
+}
+
+/// The index just past the closing `quote` of a quoted token whose opening quote is at `i`.
+fn end_of_quoted(sql: &str, i: usize, quote: char, backslash: bool) -> Option<usize> {
+    let mut chars = sql[i + 1..].char_indices().peekable();
+    while let Some((n, c)) = chars.next() {
+        if backslash && c == '\\' {
+            chars.next();
+        } else if c == quote {
+            if chars.peek().map(|(_, c)| *c) == Some(quote) {
+                chars.next();
+            } else {
+                return Some(i + 1 + n + 1);
+            }
+        }
+    }
+    None
+}
+
+/// True when `sql` has a `;` outside quotes and comments: more than one statement.
+pub fn has_top_level_semicolon(sql: &str) -> bool {
+    match tokens(sql) {
+        Ok(t) => t.iter().any(|t| t.kind == Kind::Semicolon),
+        // Unreadable text is refused by the server later; a `;` inside an unterminated quote
+        // does not separate statements either.
+        Err(_) => false,
+    }
+}
+
+/// The actions of an ALTER TABLE (the text after `ALTER TABLE name`), split at the commas
+/// outside parentheses, each as its token list and its text.
+pub fn actions(sql: &str) -> Result<Vec<(Vec<Token>, &str)>, LexError> {
+    let toks = tokens(sql)?;
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut current: Vec<Token> = Vec::new();
+    let mut flush = |current: &mut Vec<Token>| {
+        if let (Some(a), Some(z)) = (current.first().copied(), current.last().copied()) {
+            out.push((std::mem::take(current), &sql[a.start..z.end]));
+        }
+    };
+    for t in toks {
+        match t.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth -= 1,
+            Kind::Comma if depth == 0 => {
+                flush(&mut current);
+                continue;
+            }
+            _ => {}
+        }
+        current.push(t);
+    }
+    flush(&mut current);
+    Ok(out)
+}
+
+/// A column name as PostgreSQL reads it: unquoted names fold to lower case, quoted ones keep
+/// their spelling with `""` undoubled.
+fn ident_of(sql: &str, t: &Token) -> Option<Ident> {
+    let text = &sql[t.start..t.end];
+    match t.kind {
+        Kind::Word => Some(Ident::new(text.to_lowercase())),
+        Kind::QuotedIdent if text.starts_with('"') => {
+            Some(Ident::new(text[1..text.len() - 1].replace("\"\"", "\"")))
+        }
+        _ => None,
+    }
+}
+
+fn is_word(sql: &str, t: Option<&Token>, word: &str) -> bool {
+    t.is_some_and(|t| t.kind == Kind::Word && sql[t.start..t.end].eq_ignore_ascii_case(word))
+}
+
+/// An `ALTER [COLUMN] c [SET DATA] TYPE t [COLLATE x] [USING expr]` action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeChange {
+    pub column: Ident,
+    /// The `USING` expression as written, or None (then PostgreSQL casts the column itself).
+    pub using: Option<String>,
+}
+
+/// Every column type change among the actions of `alter`, with its `USING` expression.
+pub fn type_changes(alter: &str) -> Result<Vec<TypeChange>, LexError> {
+    let mut out = Vec::new();
+    for (toks, _) in actions(alter)? {
+        let t = |i: usize| toks.get(i);
+        if !is_word(alter, t(0), "alter") {
+            continue;
+        }
+        // ALTER [COLUMN] name
+        // COLUMN is optional: "ALTER COLUMN type TYPE int" alters a column named "type", and
+        // "ALTER column TYPE int" one named "column". The word after the name tells.
+        let i = if is_word(alter, t(1), "column")
+            && (is_word(alter, t(3), "type") || is_word(alter, t(3), "set"))
+        {
+            2
+        } else {
+            1
+        };
+        let Some(column) = t(i).and_then(|x| ident_of(alter, x)) else {
+            continue;
+        };
+        let mut i = i + 1;
+        if is_word(alter, t(i), "set") && is_word(alter, t(i + 1), "data") {
+            i += 2;
+        }
+        if !is_word(alter, t(i), "type") {
+            continue;
+        }
+        // USING at depth 0 after TYPE: the rest of the action is the expression.
+        let mut depth = 0;
+        let mut using = None;
+        for (n, x) in toks.iter().enumerate().skip(i + 1) {
+            match x.kind {
+                Kind::Open => depth += 1,
+                Kind::Close => depth -= 1,
+                Kind::Word if depth == 0 && is_word(alter, Some(x), "using") => {
+                    let first = toks.get(n + 1).ok_or_else(|| {
+                        LexError(format!("USING without an expression for column {column}"))
+                    })?;
+                    let last = toks.last().expect("non-empty: holds `first`");
+                    using = Some(alter[first.start..last.end].to_string());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push(TypeChange { column, using });
+    }
+    Ok(out)
+}
+
+/// Functions and SQL value functions whose result depends on when they are evaluated (the
+/// transaction's start, or the clock).
+const TIME_DEPENDENT: [&str; 10] = [
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtime",
+    "localtimestamp",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "clock_timestamp",
+    "timeofday",
+];
+
+/// The first word of `expr` (outside quotes and comments) that names a time-dependent function
+/// (`now()`, `current_timestamp`...), lower-cased. PostgreSQL's ALTER evaluates such an
+/// expression at one moment for every row; an online copy spread over many transactions cannot
+/// (issue 13, found by a fresh tester).
+pub fn time_dependent_word(expr: &str) -> Option<String> {
+    let toks = tokens(expr).ok()?;
+    toks.iter()
+        .filter(|t| t.kind == Kind::Word)
+        .map(|t| expr[t.start..t.end].to_lowercase())
+        .find(|w| TIME_DEPENDENT.contains(&w.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tc(c: &str, u: Option<&str>) -> TypeChange {
+        TypeChange {
+            column: Ident::new(c),
+            using: u.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn using_expressions_are_found_per_column() {
+        let a = "ALTER COLUMN amount TYPE bigint USING (amount * 100)::bigint, \
+                 ALTER state SET DATA TYPE order_state_v2 USING state::text::order_state_v2, \
+                 ALTER COLUMN \"Odd, \"\"Col\"\"\" TYPE numeric(10, 2), ADD COLUMN n int DEFAULT 0";
+        assert_eq!(
+            type_changes(a).unwrap(),
+            vec![
+                tc("amount", Some("(amount * 100)::bigint")),
+                tc("state", Some("state::text::order_state_v2")),
+                tc("Odd, \"Col\"", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_comments_and_dollar_quotes_hide_commas_and_keywords() {
+        let a = "ALTER COLUMN c TYPE text USING c || ', USING ' || $x$a, b; c$x$ -- , ALTER COLUMN d TYPE int\n \
+                 /* , ALTER d TYPE int /* nested */ */ , ALTER \"D\" TYPE int USING E'\\', x'::int";
+        assert_eq!(
+            type_changes(a).unwrap(),
+            vec![
+                tc("c", Some("c || ', USING ' || $x$a, b; c$x$")),
+                tc("D", Some("E'\\', x'::int")),
+            ]
+        );
+    }
+
+    #[test]
+    fn collate_and_casts_in_using_stay_in_the_expression() {
+        let a = "ALTER COLUMN Name TYPE text COLLATE \"C\" USING lower(Name) COLLATE \"C\"";
+        assert_eq!(
+            type_changes(a).unwrap(),
+            vec![tc("name", Some("lower(Name) COLLATE \"C\""))]
+        );
+        // A column named "column" or "type".
+        assert_eq!(
+            type_changes("ALTER COLUMN type TYPE bigint").unwrap(),
+            vec![tc("type", None)]
+        );
+        assert_eq!(
+            type_changes("ALTER column TYPE bigint").unwrap(),
+            vec![tc("column", None)]
+        );
+    }
+
+    #[test]
+    fn semicolons_only_count_outside_quotes() {
+        assert!(!has_top_level_semicolon(
+            "ALTER COLUMN id TYPE bigint, ADD COLUMN n text DEFAULT ';'"
+        ));
+        assert!(!has_top_level_semicolon(
+            "ADD COLUMN n text DEFAULT $$a;b$$, ADD COLUMN m text DEFAULT E'\\';'"
+        ));
+        assert!(has_top_level_semicolon("ADD COLUMN n int; DROP TABLE x"));
+        assert!(has_top_level_semicolon(
+            "ADD COLUMN n text DEFAULT E'\\''; DROP TABLE x"
+        ));
+        assert!(!has_top_level_semicolon(
+            "ADD COLUMN n int -- ; not a statement"
+        ));
+    }
+
+    #[test]
+    fn time_dependent_expressions_are_found() {
+        assert_eq!(
+            time_dependent_word("coalesce(created, NOW())").as_deref(),
+            Some("now")
+        );
+        assert_eq!(
+            time_dependent_word("created AT TIME ZONE 'UTC' + (CURRENT_DATE - d)").as_deref(),
+            Some("current_date")
+        );
+        assert_eq!(time_dependent_word("'now'::text || x -- now()"), None);
+        assert_eq!(time_dependent_word("(amount * 100)::bigint"), None);
+    }
+
+    #[test]
+    fn unterminated_quotes_are_errors() {
+        assert!(tokens("ALTER COLUMN a TYPE text USING 'x").is_err());
+        assert!(tokens("ALTER COLUMN a TYPE text USING $q$x").is_err());
+        assert!(tokens("/* open").is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! Indexes and constraints on the shadow after the bulk copy, then the table-level attributes
+//! (comment, grants, replica identity) and `ANALYZE`, so the new table has good
+//! plans the moment it goes live.
+//!
+//! Index builds run in parallel on several connections (CREATE INDEX takes a SHARE lock, which
+//! does not conflict with itself); constraints are attached afterwards, one at a time (they need
+//! ACCESS EXCLUSIVE on the shadow, which nobody else uses). Every step checks what already
+//! exists, so a resumed run continues where the last one stopped.
+//!
+//! Two stages (issue 13, "the shadow is consistent only after catch-up"): [`Stage::Bulk`] right
+//! after the copy builds what holds on any mix of moments — plain indexes, the row identity's
+//! own index, per-row checks; [`Stage::Consistent`] builds the constraints that compare rows
+//! (other unique indexes, exclusion constraints) at the consistency point, after a complete
+//! catch-up (`replay`). Foreign keys are not built here at all: while the application writes the
+//! tables they reference, their checks on the shadow would see rows replay has not yet
+//! removed and make the application's own statements fail; the swap adds them `NOT VALID`
+//! and validates them after it commits.
+
+use crate::db::conn::{self, ConnSpec};
+use crate::db::ident::literal;
+use crate::db::locking;
+use crate::error::{DbContext, Error, Result, RowExt};
+use crate::rewrite::plan::{Plan, ShadowIndex};
+use crate::rewrite::preflight::Source;
+use crate::rewrite::step::{self, Step};
+use std::sync::Arc;
+use tokio_postgres::Client;
+
+/// Runs `step` (statements on the shadow only) in one transaction that may wait up to
+/// [`locking::SHADOW_WAIT`] for its locks.
+async fn on_shadow(client: &Client, step: &Step) -> Result<()> {
+    let r = client
+        .batch_execute(&format!(
+            "BEGIN; {}; {}; COMMIT",
+            locking::local_timeout_sql(locking::SHADOW_WAIT),
+            step.sql
+        ))
+        .await;
+    if r.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    r.ctx(&step.what)?;
+    step::record(std::slice::from_ref(step));
+    Ok(())
+}
+
+pub struct BuildOptions {
+    pub jobs: usize,
+    /// `maintenance_work_mem` for index builds, e.g. "256MB".
+    pub maintenance_work_mem: String,
+}
+
+/// Which of the planned indexes and constraints a [`build`] call makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// After the copy: everything that does not compare rows.
+    Bulk,
+    /// At the consistency point: unique indexes (but the row identity's) and exclusion
+    /// constraints.
+    Consistent,
+}
+
+impl Stage {
+    fn takes(self, ix: &ShadowIndex) -> bool {
+        ix.after_catch_up == (self == Stage::Consistent)
+    }
+}
+
+/// True when the plan has constraints for [`Stage::Consistent`].
+pub fn has_consistent_stage(plan: &Plan) -> bool {
+    plan.indexes.iter().any(|i| i.after_catch_up)
+}
+
+/// True when every index of [`Stage::Consistent`] exists on the shadow already (a resumed run).
+pub async fn consistent_stage_built(client: &Client, plan: &Plan) -> Result<bool> {
+    let existing = existing_relations(client, plan).await?;
+    Ok(plan
+        .indexes
+        .iter()
+        .filter(|i| i.after_catch_up)
+        .all(|i| existing.contains(&i.tmp_name.as_str().to_string())))
+}
+
+/// Builds every planned index and constraint of `stage` that does not exist yet.
+pub async fn build(
+    client: &Client,
+    spec: &ConnSpec,
+    plan: &Plan,
+    opts: &BuildOptions,
+    stage: Stage,
+) -> Result<()> {
+    let existing = existing_relations(client, plan).await?;
+    let todo: Vec<Step> = index_steps(plan, stage)
+        .into_iter()
+        .filter(|(name, _)| !existing.contains(name))
+        .map(|(_, s)| s)
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(todo));
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..opts.jobs.max(1) {
+        let queue = queue.clone();
+        let spec = spec.clone();
+        let session = session_step(&opts.maintenance_work_mem);
+        set.spawn(async move {
+            let c = conn::connect(&spec, &format!("index-{w}")).await?;
+            // This session builds indexes on the shadow only (see locking::SHADOW_WAIT).
+            step::exec(&c, &session).await?;
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some(s) = next else { break };
+                let started = std::time::Instant::now();
+                step::exec(&c, &s).await?;
+                tracing::info!(
+                    step = s.what.as_str(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "index built"
+                );
+            }
+            Ok::<(), Error>(())
+        });
+    }
+    let mut first_err = None;
+    while let Some(j) = set.join_next().await {
+        let r = j.map_err(|e| Error::failed(format!("an index worker panicked: {e}")))?;
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    let cons = shadow_constraint_names(client, plan).await?;
+    for (name, s) in constraint_steps(plan, stage) {
+        if name.is_some_and(|n| cons.contains(&n)) {
+            continue;
+        }
+        on_shadow(client, &s).await?;
+    }
+    Ok(())
+}
+
+/// The setting of each index connection (`maintenance_work_mem`, and the shadow's lock wait).
+pub fn session_step(maintenance_work_mem: &str) -> Step {
+    Step::new(
+        format!(
+            "SET maintenance_work_mem = {}; {}",
+            literal(maintenance_work_mem),
+            locking::session_timeout_sql(locking::SHADOW_WAIT)
+        ),
+        "setting maintenance_work_mem",
+    )
+}
+
+/// The index builds of `stage`, each with the temporary name of the index it creates (skipped
+/// when it exists: a resumed run). They run in parallel on the index connections.
+pub fn index_steps(plan: &Plan, stage: Stage) -> Vec<(String, Step)> {
+    plan.indexes
+        .iter()
+        .filter(|i| stage.takes(i) && !i.built_by_constraint)
+        .map(|ix| {
+            let ts = match &ix.tablespace {
+                Some(t) => format!("SET default_tablespace = {}", literal(t.as_str())),
+                None => "SET default_tablespace = ''".to_string(),
+            };
+            let step = Step::new(
+                format!("{ts}; {}", ix.create_sql),
+                format!(
+                    "building index {} on {}",
+                    ix.final_name.as_str(),
+                    plan.shadow.human()
+                ),
+            )
+            .locks("SHARE", &plan.shadow, false)
+            .note(format!("becomes {}", ix.final_name.as_str()));
+            (ix.tmp_name.as_str().to_string(), step)
+        })
+        .collect()
+}
+
+/// The constraints of `stage`, one at a time after the index builds, each with the name of the
+/// constraint it adds (skipped when it exists), and the index comments (no name: always run).
+pub fn constraint_steps(plan: &Plan, stage: Stage) -> Vec<(Option<String>, Step)> {
+    let shadow = &plan.shadow;
+    let mut out = Vec::new();
+    for ix in plan.indexes.iter().filter(|i| stage.takes(i)) {
+        if let Some(sql) = &ix.constraint_sql {
+            out.push((
+                Some(ix.tmp_name.as_str().to_string()),
+                Step::new(
+                    sql.clone(),
+                    format!(
+                        "adding constraint {} to {}",
+                        ix.final_name.as_str(),
+                        shadow.human()
+                    ),
+                )
+                .locks("ACCESS EXCLUSIVE", shadow, false)
+                .note(format!("becomes {}", ix.final_name.as_str())),
+            ));
+        }
+        if let Some(c) = &ix.comment {
+            out.push((
+                None,
+                Step::new(
+                    format!(
+                        "COMMENT ON INDEX {} IS {}",
+                        shadow.sibling(ix.tmp_name.as_str()),
+                        literal(c)
+                    ),
+                    "copying an index comment",
+                ),
+            ));
+        }
+    }
+    if stage == Stage::Bulk {
+        // NOT VALID checks (per row): new rows are checked, legacy rows are not, as on the source.
+        for c in &plan.late_checks {
+            out.push((
+                Some(c.name.as_str().to_string()),
+                Step::new(
+                    format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+                        c.name, c.def
+                    ),
+                    format!(
+                        "adding check constraint {} to {}",
+                        c.name.as_str(),
+                        shadow.human()
+                    ),
+                )
+                .locks("ACCESS EXCLUSIVE", shadow, false),
+            ));
+        }
+    }
+    out
+}
+
+/// Privileges for the new table, exactly as the source has them: when the source has explicit
+/// privileges, the owner's implicit ones are revoked first and every entry granted again (so an
+/// owner that revoked some of its own privileges stays that way). Column privileges follow their
+/// column through a rename. They go into the swap, after the last replay: an owner that revoked
+/// its own INSERT could otherwise not replay into the shadow.
+pub fn grant_statements(
+    plan: &Plan,
+    src: &Source,
+    target: &crate::db::ident::QualifiedName,
+) -> Vec<String> {
+    let mut stmts = Vec::new();
+    if src.table.has_acl {
+        stmts.push(format!("REVOKE ALL ON {target} FROM {}", src.table.owner));
+    }
+    for g in &src.grants {
+        match &g.column {
+            None => stmts.push(g.sql(target)),
+            Some(c) => {
+                if let Some(col) = plan.shadow_column_of(c) {
+                    let mut g = g.clone();
+                    g.column = Some(col.clone());
+                    stmts.push(g.sql(target));
+                }
+            }
+        }
+    }
+    stmts
+}
+
+/// Row level security and policies for the new table. They go into the swap transaction, not
+/// onto the shadow earlier: with FORCE ROW LEVEL SECURITY they would apply to replay's inserts.
+pub fn security_statements(src: &Source, target: &crate::db::ident::QualifiedName) -> Vec<String> {
+    let mut stmts = Vec::new();
+    if src.table.row_security {
+        stmts.push(format!("ALTER TABLE {target} ENABLE ROW LEVEL SECURITY"));
+    }
+    if src.table.force_row_security {
+        stmts.push(format!("ALTER TABLE {target} FORCE ROW LEVEL SECURITY"));
+    }
+    for p in &src.policies {
+        stmts.push(p.sql(target));
+    }
+    stmts
+}
+
+/// Puts the table-level attributes of the source on the shadow and analyzes it.
+pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
+    let ri = replica_identity_index(client, src.table.oid).await?;
+    for s in attribute_steps(plan, src, ri.as_deref()) {
+        on_shadow(client, &s).await?;
+    }
+    Ok(())
+}
+
+/// The table-level attributes of the source for the shadow (comment, per-index statistics
+/// targets, CLUSTER ON, replica identity), then `ANALYZE`. `replica_identity_index` is the
+/// source's replica identity index ([`replica_identity_index`]).
+pub fn attribute_steps(
+    plan: &Plan,
+    src: &Source,
+    replica_identity_index: Option<&str>,
+) -> Vec<Step> {
+    let shadow = &plan.shadow;
+    let t = &src.table;
+    let mut stmts = Vec::new();
+    stmts.push(match &t.comment {
+        Some(c) => format!("COMMENT ON TABLE {shadow} IS {}", literal(c)),
+        None => format!("COMMENT ON TABLE {shadow} IS NULL"),
+    });
+    // Index settings that live outside the index definition.
+    for ix in &plan.indexes {
+        let Some(orig) = src.indexes.iter().find(|s| s.name == ix.final_name) else {
+            continue;
+        };
+        let target = shadow.sibling(ix.tmp_name.as_str());
+        for (col, stat) in &orig.column_stats {
+            stmts.push(format!(
+                "ALTER INDEX {target} ALTER COLUMN {col} SET STATISTICS {stat}"
+            ));
+        }
+        if orig.clustered {
+            stmts.push(format!("ALTER TABLE {shadow} CLUSTER ON {}", ix.tmp_name));
+        }
+    }
+    match t.replica_identity.as_str() {
+        "f" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY FULL")),
+        "n" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY NOTHING")),
+        "i" => {
+            if let Some(ix) = replica_identity_index
+                .and_then(|ri| plan.indexes.iter().find(|i| i.final_name.as_str() == ri))
+            {
+                stmts.push(format!(
+                    "ALTER TABLE {shadow} REPLICA IDENTITY USING INDEX {}",
+                    ix.tmp_name
+                ));
+            }
+        }
+        _ => {}
+    }
+    let what = format!("carrying table attributes over to {}", shadow.human());
+    let mut steps: Vec<Step> = stmts
+        .into_iter()
+        .map(|s| Step::new(s, what.clone()).locks("ACCESS EXCLUSIVE", shadow, false))
+        .collect();
+    steps.push(
+        Step::new(
+            format!("ANALYZE {shadow}"),
+            format!("analyzing {}", shadow.human()),
+        )
+        .locks("SHARE UPDATE EXCLUSIVE", shadow, false),
+    );
+    steps
+}
+
+/// The name of `table`'s replica identity index, if it has one.
+pub async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
+    client
+        .query_opt(
+            "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = $1 AND i.indisreplident",
+            &[&table],
+        )
+        .await
+        .ctx("reading the replica identity index")?
+        .map(|r| r.col(0, &"reading the replica identity index"))
+        .transpose()
+}
+
+async fn existing_relations(client: &Client, plan: &Plan) -> Result<Vec<String>> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the shadow's indexes")?
+        .iter()
+        .map(|r| r.col(0, &"reading the shadow's indexes"))
+        .collect()
+}
+
+async fn shadow_constraint_names(client: &Client, plan: &Plan) -> Result<Vec<String>> {
+    client
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the shadow's constraints")?
+        .iter()
+        .map(|r| r.col(0, &"reading the shadow's constraints"))
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! Removing what a run created: the capture objects after a successful swap (finish), everything
+//! after an abort (the source left exactly as it was), and what a run that could not start left.
+//! Only objects recorded in the state's `objects` table are touched, and a table only by its oid.
+
+use crate::db::catalog;
+use crate::db::locking::{self, LockPolicy};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
+use crate::output::ui::say;
+use crate::rewrite::capture;
+use crate::rewrite::plan::Plan;
+use crate::rewrite::step::{self, Step};
+use crate::state::{Phase, State, UnfinishedRun};
+use tokio_postgres::Client;
+
+/// The run stopped before its swap on the operator's abort (or could not start): removes what
+/// it created, and returns the error to report.
+pub(super) async fn abandon(
+    ctl: &Client,
+    state: &State,
+    oid: tokio_postgres::types::Oid,
+    policy: &LockPolicy,
+    table: &crate::db::ident::QualifiedName,
+    e: Error,
+) -> Error {
+    if e.kind() != Kind::Aborted {
+        return e;
+    }
+    let cleaned = match state.unfinished_run(ctl, oid).await {
+        Ok(Some(u)) if u.phase < Phase::Finish => cleanup(ctl, state, &u, policy).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match cleaned {
+        Ok(()) => e
+            .with_state(format!(
+                "everything the run created is removed; {} is as it was",
+                table.human()
+            ))
+            .with_next("start again with `pg-hotswap run` when you want to"),
+        Err(c) => e
+            .with_state(format!(
+                "{} is unchanged and usable, but removing the run's objects failed: {}",
+                table.human(),
+                c.message()
+            ))
+            .with_next(format!(
+                "run `pg-hotswap abort --table {}` again",
+                table.human()
+            )),
+    }
+}
+
+/// `DROP TABLE` of the old table after the swap (`--drop-old`).
+pub fn drop_old_step(old: &crate::db::ident::QualifiedName) -> Step {
+    Step::new(
+        format!("DROP TABLE IF EXISTS {old}"),
+        format!("dropping the old table {}", old.human()),
+    )
+    .locks("ACCESS EXCLUSIVE", old, false)
+}
+
+/// Dropping the change log and the trigger functions (the triggers are gone with the swap).
+pub fn drop_capture_step(plan: &Plan) -> Step {
+    Step::new(
+        capture::drop_log_statement(&plan.capture),
+        "removing the change log and trigger functions",
+    )
+}
+
+/// Drops the log and the trigger functions (the triggers are gone with the swap).
+pub(super) async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Plan) -> Result<()> {
+    step::exec(ctl, &drop_capture_step(plan)).await?;
+    for k in ["log", "function", "trigger"] {
+        state.mark_dropped(ctl, plan.run_id, k).await?;
+    }
+    Ok(())
+}
+
+/// Removes everything an unfinished run created and marks it aborted. The source is left
+/// exactly as it was. If the run had already swapped, only the clean-up is completed.
+pub async fn cleanup(
+    ctl: &Client,
+    state: &State,
+    u: &UnfinishedRun,
+    policy: &LockPolicy,
+) -> Result<()> {
+    let plan: Option<Plan> = u.plan.clone().and_then(|p| serde_json::from_value(p).ok());
+    if u.phase >= Phase::Finish {
+        if let Some(plan) = &plan {
+            drop_capture_objects(ctl, state, plan).await?;
+        }
+        state.mark_dropped(ctl, u.id, "table").await?;
+        state.finish(ctl, u.id, "succeeded", None).await?;
+        say(&format!(
+            "run {} had already swapped; completed its clean-up",
+            u.id
+        ));
+        return Ok(());
+    }
+    let objects = state.live_objects(ctl, u.id).await?;
+    // Triggers first, so the application stops writing the log.
+    for (kind, name, on_table) in &objects {
+        if kind != "trigger" {
+            continue;
+        }
+        let Some(table_oid) = on_table else { continue };
+        let table: Option<String> = ctl
+            .query_one("SELECT (SELECT $1::oid::regclass::text WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = $1))", &[table_oid])
+            .await
+            .ctx("looking up the table of a capture trigger")?
+            .col(0, &"looking up the table of a capture trigger")?;
+        if let Some(t) = table {
+            locking::run_ddl(
+                ctl,
+                policy,
+                &format!("removing capture trigger {} from {t}", name.name.as_str()),
+                Some(*table_oid),
+                &[format!("DROP TRIGGER IF EXISTS {} ON {t}", name.name)],
+            )
+            .await?;
+        }
+    }
+    for (kind, name, _) in &objects {
+        match kind.as_str() {
+            "function" => ctl
+                .batch_execute(&format!("DROP FUNCTION IF EXISTS {name}()"))
+                .await
+                .ctx(format_args!("dropping function {}", name.human()))?,
+            "log" => ctl
+                .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                .await
+                .ctx(format_args!("dropping the change log {}", name.human()))?,
+            "table" => {
+                // Only the very table this run created (by oid), never one that took its name.
+                let Some(plan) = &plan else { continue };
+                let same = catalog::names_relation(ctl, name, plan.shadow_oid).await?;
+                if same {
+                    ctl.batch_execute(&format!("DROP TABLE {name}"))
+                        .await
+                        .ctx(format_args!("dropping the shadow table {}", name.human()))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    for k in ["trigger", "function", "log", "table"] {
+        state.mark_dropped(ctl, u.id, k).await?;
+    }
+    state
+        .finish(ctl, u.id, "aborted", u.error.as_deref())
+        .await?;
+    Ok(())
+}

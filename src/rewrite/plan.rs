@@ -1,0 +1,221 @@
+//! The plan of a run: every name and statement the later phases need, decided once when the
+//! shadow is created and stored in `runs.plan` (JSON), so that a later process can continue the
+//! run from what is recorded.
+
+use crate::db::ident::{Ident, QualifiedName};
+use serde::{Deserialize, Serialize};
+
+/// How a shadow column gets its value from a source row.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ColumnSource {
+    /// Same name, same type.
+    Same,
+    /// Same name, explicit cast to the new type.
+    Cast { from: String, to: String },
+    /// Renamed by the ALTER (`RENAME COLUMN`), with a cast when its type changed too.
+    Renamed {
+        from: String,
+        cast_to: Option<String>,
+    },
+    /// `ALTER COLUMN ... TYPE ... USING expr`: the expression PostgreSQL's ALTER evaluates.
+    Using {
+        from: String,
+        expr: String,
+        to: String,
+    },
+    /// `--map col=expr`.
+    Mapped { expr: String },
+    /// New column: takes its default.
+    Default,
+    /// Generated column: computed by the server, never copied.
+    Generated,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MappedColumn {
+    pub column: Ident,
+    /// The source column this one descends from (same attnum), if any.
+    pub origin: Option<Ident>,
+    pub source: ColumnSource,
+    /// The SQL expression over the source row (`None` for Default/Generated).
+    pub expr: Option<String>,
+}
+
+/// A row-identity column: its source type, and the cast that turns a logged key into the
+/// shadow's type (None when the type is unchanged).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyColumn {
+    /// The column's name in the source.
+    pub name: Ident,
+    /// Its name in the shadow (differs after `RENAME COLUMN`).
+    pub shadow_name: Ident,
+    pub source_type: String,
+    pub shadow_cast: Option<String>,
+    /// The shadow column's collation (quoted, qualified) when it differs from the source's: a
+    /// logged key is then compared with the shadow's keys in it.
+    #[serde(default)]
+    pub shadow_collation: Option<String>,
+}
+
+impl KeyColumn {
+    /// True when the shadow compares this key column otherwise than the source (another type
+    /// or collation): two spellings the source holds equal ('A@x' and 'a@x' in citext) can then
+    /// be two keys in the shadow, so the capture must log both (issue 21).
+    pub fn equality_changes(&self) -> bool {
+        self.shadow_cast.is_some() || self.shadow_collation.is_some()
+    }
+}
+
+/// An index to build on the shadow after the copy. `create_sql` creates it under its temporary
+/// name; the swap renames it to `final_name`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowIndex {
+    pub tmp_name: Ident,
+    pub final_name: Ident,
+    pub create_sql: String,
+    pub tablespace: Option<Ident>,
+    /// For indexes that back a constraint: the `ALTER TABLE ... ADD CONSTRAINT` that attaches
+    /// it (PRIMARY KEY / UNIQUE ... USING INDEX) or, for exclusion constraints, builds it.
+    pub constraint_sql: Option<String>,
+    /// Exclusion constraints build their index themselves: no `create_sql` then.
+    pub built_by_constraint: bool,
+    /// A constraint that compares rows (a unique index other than the row identity's, an
+    /// exclusion constraint): built only at the consistency point, after the catch-up, when
+    /// the shadow equals the source as of one moment (issue 13; `replay`).
+    #[serde(default)]
+    pub after_catch_up: bool,
+    pub comment: Option<String>,
+}
+
+/// A constraint added to the shadow after the copy (NOT VALID checks, foreign keys).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LateConstraint {
+    pub name: Ident,
+    /// Definition as pg_get_constraintdef prints it, without a trailing NOT VALID.
+    pub def: String,
+    /// Validate after adding (false keeps a NOT VALID constraint NOT VALID).
+    pub validate: bool,
+    /// For a foreign key the ALTER adds: a query over the shadow that returns the key of a row
+    /// the constraint would reject (none: none). Run before the swap, since PostgreSQL's ALTER
+    /// fails on such a row while the NOT VALID key added in the swap would not.
+    #[serde(default)]
+    pub orphan_check: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CapturePlan {
+    pub log: QualifiedName,
+    pub function: QualifiedName,
+    pub truncate_function: QualifiedName,
+    pub trigger: Ident,
+    pub truncate_trigger: Ident,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: i64,
+    pub source: QualifiedName,
+    pub source_oid: u32,
+    pub shadow: QualifiedName,
+    pub shadow_oid: u32,
+    pub key: Vec<KeyColumn>,
+    pub columns: Vec<MappedColumn>,
+    /// Source columns that no shadow column of the same name receives.
+    pub dropped: Vec<Ident>,
+    /// Needs `OVERRIDING SYSTEM VALUE` to insert into the shadow (identity ALWAYS columns).
+    pub overriding: bool,
+    pub indexes: Vec<ShadowIndex>,
+    pub late_checks: Vec<LateConstraint>,
+    pub foreign_keys: Vec<LateConstraint>,
+    /// Foreign keys of the table that reference the table itself: added at the swap.
+    pub self_foreign_keys: Vec<LateConstraint>,
+    pub capture: CapturePlan,
+    pub fingerprint: String,
+    /// Indexes of the source dropped by the ALTER (reported, not built).
+    pub dropped_indexes: Vec<Ident>,
+    /// With `--revertible`: the plan of the way back (new table -> old table), whose capture
+    /// the swap installs on the new table. See `revert.rs`.
+    #[serde(default)]
+    pub reverse: Option<Box<ReversePlan>>,
+    /// What the sample oracle found when the shadow was created (issue 13; `oracle/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_check: Option<SampleCheck>,
+}
+
+/// The way back, decided when the shadow is created; completed with the names the swap chose
+/// when `revert` runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReversePlan {
+    /// Same shape as a forward plan: source = the new table, shadow = the old table.
+    pub plan: Plan,
+    /// The old table's outgoing foreign keys (dropped at the swap), to add back before reverting.
+    pub foreign_keys: Vec<LateConstraint>,
+    /// Why reverting would not be safe (empty when it is).
+    pub unsafe_reasons: Vec<String>,
+    /// New columns whose values a revert gives up.
+    pub lost_columns: Vec<Ident>,
+}
+
+impl Plan {
+    /// Columns the copy writes, in order.
+    pub fn copy_columns(&self) -> Vec<&Ident> {
+        self.columns
+            .iter()
+            .filter(|c| c.expr.is_some())
+            .map(|c| &c.column)
+            .collect()
+    }
+
+    /// Expressions the copy reads from the source, in the order of [`Plan::copy_columns`].
+    pub fn select_list(&self) -> String {
+        self.columns
+            .iter()
+            .filter_map(|c| c.expr.as_deref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The shadow column that descends from source column `src`, if any.
+    pub fn shadow_column_of(&self, src: &Ident) -> Option<&Ident> {
+        self.columns
+            .iter()
+            .find(|c| c.origin.as_ref() == Some(src))
+            .map(|c| &c.column)
+    }
+
+    /// `"k1", "k2"` over the shadow.
+    pub fn shadow_key_list(&self) -> String {
+        crate::db::ident::join_idents(self.key.iter().map(|k| &k.shadow_name))
+    }
+
+    /// `"k1", "k2"` over the source.
+    pub fn key_list(&self) -> String {
+        crate::db::ident::join_idents(self.key.iter().map(|k| &k.name))
+    }
+}
+
+/// What the sample check (the oracle, `oracle/`) did, for `plan` (in full) and `run` (one line:
+/// `SampleCheck::summary`, in `oracle/report.rs`). Recorded in the plan; the oracle fills it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SampleCheck {
+    /// False when the check could not be carried out (the reason is in `notes`).
+    pub done: bool,
+    /// Rows of the table that went through both the ALTER and the mapping.
+    pub rows: u64,
+    /// Rows with NULLs put in that went through both.
+    pub edge_rows: u64,
+    /// Columns set to NULL in those rows.
+    pub edge_nulls: u64,
+    /// Shadow columns compared.
+    pub compared: Vec<String>,
+    /// Shadow columns not compared, and why.
+    pub skipped: Vec<SkippedColumn>,
+    pub notes: Vec<String>,
+    pub millis: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SkippedColumn {
+    pub column: String,
+    pub reason: String,
+}

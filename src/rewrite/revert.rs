@@ -1,0 +1,579 @@
+//! The way back (`run --revertible`, `revert`, `finish`).
+//!
+//! With `--revertible`, the swap installs a reverse capture on the new table: every write to it
+//! records its key in a reverse log, so the old table (kept under `<table>_old`) can be brought
+//! back in sync at any time. `revert` replays the reverse log into the old table through the
+//! inverse mapping and swaps back with the same swap as the forward run (same lock discipline,
+//! final replay under the lock), so writes made after the forward swap are not lost. `finish`
+//! drops the old table and the reverse capture.
+//!
+//! Before doing anything, `revert` refuses what cannot be reverted safely: a column of the old
+//! table that the new table no longer has (its values for rows written since the swap would be
+//! lost; `--map-back col=expr` supplies them), and a row written since the swap whose values do
+//! not fit the old table (checked by running the inverse mapping over exactly those rows).
+
+use crate::db::catalog::{self, Column};
+use crate::db::conn::{self, ConnSpec};
+use crate::db::ident::{Ident, QualifiedName};
+use crate::db::locking::{self, LockPolicy};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
+use crate::output::ui::say;
+use crate::rewrite::capture::log_key_columns;
+use crate::rewrite::mapping::MapArg;
+use crate::rewrite::plan::{
+    CapturePlan, ColumnSource, KeyColumn, LateConstraint, MappedColumn, Plan, ReversePlan,
+    ShadowIndex,
+};
+use crate::rewrite::preflight::{self, Source};
+use crate::rewrite::swap::{self, SwapRequest};
+use crate::state::target::Target;
+use crate::state::{Phase, State, Swapped};
+
+/// Decides the way back when the shadow is created: `old` are the source's columns, `new` the
+/// shadow's (after the ALTER).
+pub fn reverse_plan(
+    fwd: &Plan,
+    src: &Source,
+    new: &[Column],
+    map_back: &[MapArg],
+    state: &State,
+) -> ReversePlan {
+    let run = fwd.run_id;
+    let mut unsafe_reasons = Vec::new();
+    let mut columns = Vec::new();
+    let mut overriding = false;
+    for o in src.columns.iter() {
+        if o.is_generated() {
+            columns.push(MappedColumn {
+                column: o.name.clone(),
+                origin: None,
+                source: ColumnSource::Generated,
+                expr: None,
+            });
+            continue;
+        }
+        let descendant = fwd
+            .columns
+            .iter()
+            .find(|c| c.origin.as_ref() == Some(&o.name));
+        let (expr, origin) = if let Some(m) = map_back.iter().find(|m| m.column == o.name) {
+            (
+                Some(format!("CAST(({}) AS {})", m.expr, o.base_type)),
+                descendant.map(|d| d.column.clone()),
+            )
+        } else if let Some(d) =
+            descendant.filter(|d| matches!(d.source, ColumnSource::Using { .. }))
+        {
+            // A cast back would not undo an expression ((amount * 100)::bigint): the way back
+            // must be said, as the way there was (issue 13).
+            unsafe_reasons.push(format!(
+                "column {:?} was rewritten with USING; give --map-back {}=<expression over the new row> to say how the old value is computed",
+                o.name.as_str(),
+                o.name.as_str()
+            ));
+            (None, Some(d.column.clone()))
+        } else if let Some(d) = descendant {
+            let n = new.iter().find(|c| c.name == d.column);
+            match n {
+                Some(n) if n.is_generated() => {
+                    unsafe_reasons.push(format!(
+                        "column {:?} became a generated column; give --map-back {}=<expression>",
+                        o.name.as_str(),
+                        o.name.as_str()
+                    ));
+                    (None, None)
+                }
+                Some(n) if n.type_oid == o.type_oid => {
+                    (Some(n.name.to_string()), Some(n.name.clone()))
+                }
+                Some(n) => (
+                    Some(format!("CAST({} AS {})", n.name, o.base_type)),
+                    Some(n.name.clone()),
+                ),
+                None => (None, None),
+            }
+        } else {
+            unsafe_reasons.push(format!(
+                "column {:?} was dropped: rows written after the swap have no value for it \
+                 (give --map-back {}=<expression over the new row>)",
+                o.name.as_str(),
+                o.name.as_str()
+            ));
+            (None, None)
+        };
+        if expr.is_some() && o.identity == "a" {
+            overriding = true;
+        }
+        columns.push(MappedColumn {
+            column: o.name.clone(),
+            origin,
+            source: match &expr {
+                Some(e) => ColumnSource::Mapped { expr: e.clone() },
+                None => ColumnSource::Default,
+            },
+            expr,
+        });
+    }
+    let key = fwd
+        .key
+        .iter()
+        .map(|k| {
+            let n = new.iter().find(|c| c.name == k.shadow_name);
+            let o = src.column(&k.name);
+            let (new_type, cast) = match (n, o) {
+                (Some(n), Some(o)) => (
+                    n.type_name.clone(),
+                    (n.type_oid != o.type_oid).then(|| o.base_type.clone()),
+                ),
+                _ => (k.source_type.clone(), None),
+            };
+            KeyColumn {
+                name: k.shadow_name.clone(),
+                shadow_name: k.name.clone(),
+                source_type: new_type,
+                shadow_cast: cast,
+                // Not followed on the way back (a collation change of a key column).
+                shadow_collation: None,
+            }
+        })
+        .collect();
+    let lost_columns = fwd
+        .columns
+        .iter()
+        .filter(|c| c.expr.is_some() || c.source == ColumnSource::Default)
+        .filter(|c| !columns.iter().any(|o| o.origin.as_ref() == Some(&c.column)))
+        .map(|c| c.column.clone())
+        .collect();
+    let foreign_keys = src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != src.table.oid)
+        .map(|c| LateConstraint {
+            orphan_check: None,
+            name: c.name.clone(),
+            def: c
+                .def
+                .strip_suffix(" NOT VALID")
+                .unwrap_or(&c.def)
+                .to_string(),
+            validate: c.validated,
+        })
+        .collect();
+    let plan = Plan {
+        run_id: run,
+        source: fwd.source.clone(),
+        source_oid: fwd.shadow_oid,
+        shadow: fwd.source.clone(), // the old table's name is decided at the swap
+        shadow_oid: fwd.source_oid,
+        key,
+        columns,
+        dropped: Vec::new(),
+        overriding,
+        indexes: Vec::new(),
+        late_checks: Vec::new(),
+        foreign_keys: Vec::new(),
+        self_foreign_keys: Vec::new(),
+        capture: CapturePlan {
+            log: state.table(&format!("rlog_{run}")),
+            function: state.table(&format!("rcapture_{run}")),
+            truncate_function: state.table(&format!("rcapture_truncate_{run}")),
+            trigger: Ident::new(format!("hotswap_rcapture_{run}")),
+            truncate_trigger: Ident::new(format!("hotswap_rtruncate_{run}")),
+        },
+        fingerprint: String::new(),
+        dropped_indexes: Vec::new(),
+        reverse: None,
+        sample_check: None,
+    };
+    ReversePlan {
+        plan,
+        foreign_keys,
+        unsafe_reasons,
+        lost_columns,
+    }
+}
+
+pub struct RevertOptions {
+    pub conn: ConnSpec,
+    pub table: String,
+    pub state_schema: String,
+    pub lock: LockPolicy,
+    pub replay_batch: i64,
+}
+
+/// The revertible run of `oid` (the new table): (run id, forward plan, old table name, swap names).
+async fn revertible_run(
+    ctl: &tokio_postgres::Client,
+    state: &State,
+    oid: u32,
+    table: &str,
+) -> Result<(i64, Plan, String, serde_json::Value)> {
+    let run = state
+        .swapped_run(ctl, oid, Swapped::Revertible)
+        .await?
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "{table} has no revertible rewrite: only a run with --revertible keeps the old table in sync, \
+                 and only until `finish`"
+            ))
+            .with_state("nothing was changed")
+        })?;
+    let plan: Plan = serde_json::from_value(run.plan)
+        .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
+    Ok((
+        run.id,
+        plan,
+        run.old_name.unwrap_or_default(),
+        run.swap.unwrap_or_default(),
+    ))
+}
+
+/// `pg-hotswap revert`: swaps the old table back in, with every write made since the swap.
+pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
+    let Target {
+        state,
+        client: mut ctl,
+        oid,
+        ..
+    } = target;
+    if !state.exists(&ctl).await? {
+        return Err(Error::refused(format!(
+            "{} has no revertible rewrite (no state schema)",
+            opts.table
+        )));
+    }
+    if !state.try_lock_table(&ctl, oid).await? {
+        return Err(
+            Error::failed(format!("a pg-hotswap run is active on {}", opts.table))
+                .with_state("nothing was changed"),
+        );
+    }
+    let (fwd_run, fwd, old_name, swap_names) =
+        revertible_run(&ctl, &state, oid, &opts.table).await?;
+    let rev = fwd
+        .reverse
+        .as_ref()
+        .ok_or_else(|| Error::failed("the recorded run has no reverse plan"))?;
+    if !rev.unsafe_reasons.is_empty() {
+        return Err(Error::refused(format!(
+            "cannot revert {} safely: {}",
+            opts.table,
+            rev.unsafe_reasons.join("; ")
+        ))
+        .with_state("nothing was changed")
+        .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", opts.table)));
+    }
+    let old = fwd.source.sibling(old_name.clone());
+    if !catalog::names_relation(&ctl, &old, fwd.source_oid).await? {
+        return Err(Error::refused(format!(
+            "cannot revert {}: the old table {} is gone or was replaced",
+            opts.table,
+            old.human()
+        ))
+        .with_state("nothing was changed"));
+    }
+    let src = {
+        let (s, warnings) = preflight::inspect(&ctl, oid).await?;
+        for w in warnings {
+            say(&format!("warning: {w}"));
+        }
+        s
+    };
+    let mut plan = rev.plan.clone();
+    plan.shadow = old.clone();
+    plan.fingerprint = src.fingerprint.clone();
+    plan.indexes = swap_names
+        .get("old_indexes")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|pair| {
+                    let orig = pair.get(0)?.as_str()?;
+                    let now = pair.get(1)?.as_str()?;
+                    Some(ShadowIndex {
+                        tmp_name: Ident::new(now),
+                        final_name: Ident::new(orig),
+                        create_sql: String::new(),
+                        tablespace: None,
+                        constraint_sql: None,
+                        built_by_constraint: false,
+                        comment: None,
+                        // The old table keeps all its unique indexes: replay into it must
+                        // take complete batches (replay.rs, issue 13).
+                        after_catch_up: true,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Rows written since the swap must fit the old table: run the inverse mapping over them.
+    check_fits(&mut ctl, &plan, &opts.table).await?;
+    if !rev.lost_columns.is_empty() {
+        say(&format!(
+            "warning: reverting gives up the new columns {}",
+            rev.lost_columns
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    let args = serde_json::json!({ "revert_of": fwd_run });
+    let run = state
+        .create_run(&ctl, fwd.shadow_oid, &fwd.source, Some("revert"), &args)
+        .await?;
+    plan.run_id = run;
+    // Recorded like a forward run's plan, so that `finish` can drop the table kept afterwards.
+    let json = serde_json::to_value(&plan)
+        .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
+    state.set_plan(&ctl, run, &json).await?;
+    let result = revert_run(opts, &state, &mut ctl, &src, &plan, rev, fwd_run).await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = state.finish(&ctl, run, "aborted", Some(e.message())).await;
+            // If the swap did not happen, the old table must not keep the foreign keys added
+            // back for the revert: with stale rows they could block deletes in other tables.
+            let swapped = catalog::names_relation(&ctl, &fwd.source, fwd.source_oid)
+                .await
+                .unwrap_or(false);
+            if !swapped {
+                for fk in &rev.foreign_keys {
+                    let _ = locking::run_ddl(
+                        &ctl,
+                        &opts.lock,
+                        "removing a foreign key added for the revert",
+                        None,
+                        &[format!(
+                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                            old, fk.name
+                        )],
+                    )
+                    .await;
+                }
+            }
+            Err(e.or_state(
+                format!(
+                    "{} is unchanged (the new table) and the old table is still kept in sync",
+                    opts.table
+                ),
+                "fix the cause and run `pg-hotswap revert` again",
+            ))
+        }
+    }
+}
+
+async fn revert_run(
+    opts: &RevertOptions,
+    state: &State,
+    ctl: &mut tokio_postgres::Client,
+    src: &Source,
+    plan: &Plan,
+    rev: &ReversePlan,
+    fwd_run: i64,
+) -> Result<()> {
+    state.set_phase(ctl, plan.run_id, Phase::Replay).await?;
+    // The old table's foreign keys come back NOT VALID (replay's inserts are checked by them),
+    // and are validated after the swap.
+    let existing: Vec<String> = ctl
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx("reading the old table's constraints")?
+        .iter()
+        .map(|r| r.col(0, &"reading the old table's constraints"))
+        .collect::<Result<_>>()?;
+    let mut to_validate = Vec::new();
+    for fk in &rev.foreign_keys {
+        if !existing.iter().any(|n| n == fk.name.as_str()) {
+            locking::run_ddl(
+                ctl,
+                &opts.lock,
+                &format!(
+                    "adding foreign key {} back to {}",
+                    fk.name.as_str(),
+                    plan.shadow.human()
+                ),
+                None,
+                &[format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
+                    plan.shadow, fk.name, fk.def
+                )],
+            )
+            .await?;
+        }
+        if fk.validate {
+            to_validate.push((plan.source.clone(), fk.name.clone()));
+        }
+    }
+    let mut rc = conn::connect(&opts.conn, "revert-replay").await?;
+    crate::rewrite::replay::prepare_session(&rc, plan).await?;
+    let backlog = crate::rewrite::capture::backlog(&rc, plan).await?;
+    say(&format!(
+        "replaying {backlog} change{} made since the swap into {}",
+        if backlog == 1 { "" } else { "s" },
+        plan.shadow.human()
+    ));
+    // Revert has no pace options; it still gives up rather than chase a write load forever.
+    let gov = crate::pacing::governor::Governor::inert(Default::default());
+    crate::rewrite::replay::catch_up(
+        &mut rc,
+        plan,
+        opts.replay_batch,
+        opts.replay_batch,
+        &gov,
+        &opts.lock,
+    )
+    .await?;
+    state.set_phase(ctl, plan.run_id, Phase::Swap).await?;
+    // The rewritten table is kept as <table>_rewritten (`finish` drops it).
+    let kept = catalog::free_name(
+        &*ctl,
+        &plan.source.schema,
+        plan.source.name.as_str(),
+        "_rewritten",
+        &[],
+    )
+    .await?;
+    let req = SwapRequest {
+        policy: &opts.lock,
+        gov: &gov,
+        replay_limit: opts.replay_batch,
+        old_name: Some(&kept),
+    };
+    let out = swap::swap(&mut rc, ctl, state, plan, src, &req).await?;
+    say(&format!(
+        "reverted: {} is the original table again (ACCESS EXCLUSIVE held {:.1} ms); the rewritten one is kept as {} (`pg-hotswap finish` drops it)",
+        plan.source.human(),
+        out.held.as_secs_f64() * 1000.0,
+        out.old.human()
+    ));
+    let mut all = out.to_validate.clone();
+    // The old table's own foreign keys now live on the table under its original name.
+    all.extend(to_validate);
+    for w in swap::validate_foreign_keys(ctl, &all, &opts.lock).await {
+        say(&format!("warning: {w}"));
+    }
+    let c = &plan.capture;
+    ctl.batch_execute(&crate::rewrite::capture::drop_log_statement(c))
+        .await
+        .ctx("removing the reverse log")?;
+    for k in ["rlog", "rfunction", "rtrigger"] {
+        state.mark_dropped(&*ctl, fwd_run, k).await?;
+    }
+    state.set_reverse(&*ctl, fwd_run, "reverted").await?;
+    state.finish(ctl, plan.run_id, "succeeded", None).await?;
+    Ok(())
+}
+
+/// Runs the inverse mapping over the rows written since the swap, in a transaction that is
+/// rolled back: a value that no longer fits (a bigint beyond the old int, a longer string)
+/// fails here, before anything is changed.
+async fn check_fits(ctl: &mut tokio_postgres::Client, plan: &Plan, table: &str) -> Result<()> {
+    let kcols = log_key_columns(plan);
+    let tx = ctl
+        .transaction()
+        .await
+        .ctx("checking the rows written since the swap")?;
+    let sql = format!(
+        // count(<row>) makes the server evaluate every mapped value (a bare count(*) would not).
+        "SELECT count(ROW({})::text) FROM ONLY {} WHERE ({}) IN (SELECT {} FROM {} WHERE NOT truncated)",
+        plan.select_list(),
+        plan.source,
+        plan.key_list(),
+        crate::db::ident::join_idents(&kcols),
+        plan.capture.log
+    );
+    let r = tx.query_one(&sql, &[]).await;
+    drop(tx);
+    r.map(|_| ()).map_err(|e| {
+        Error::db(format_args!("cannot revert {table}: a row written since the swap does not fit the old table"), e)
+            .with_kind(Kind::Refused)
+            .with_state("nothing was changed")
+            .with_next("the new table keeps its data; run `pg-hotswap finish` to drop the old table once you are sure")
+    })
+}
+
+pub struct FinishOptions {
+    pub conn: ConnSpec,
+    pub table: String,
+    pub state_schema: String,
+    pub lock: LockPolicy,
+}
+
+/// `pg-hotswap finish`: drops the kept old table and the reverse capture of the table's last
+/// rewrite. Returns the name of the table dropped.
+pub async fn finish(target: Target, opts: &FinishOptions) -> Result<Option<QualifiedName>> {
+    let Target {
+        state,
+        client: ctl,
+        oid,
+        ..
+    } = target;
+    if !state.exists(&ctl).await? {
+        say(&format!("{} has no rewrite to finish", opts.table));
+        return Ok(None);
+    }
+    if !state.try_lock_table(&ctl, oid).await? {
+        return Err(
+            Error::failed(format!("a pg-hotswap run is active on {}", opts.table))
+                .with_state("nothing was changed"),
+        );
+    }
+    let Some(last) = state.swapped_run(&ctl, oid, Swapped::Unfinished).await? else {
+        say(&format!("{} has no rewrite to finish", opts.table));
+        return Ok(None);
+    };
+    let run = last.id;
+    let plan: Plan = serde_json::from_value(last.plan)
+        .map_err(|e| Error::failed(format!("reading the recorded plan: {e}")))?;
+    let old_name = last.old_name;
+    let reverse = last.reverse;
+    if reverse.as_deref() == Some("active") {
+        if let Some(rev) = &plan.reverse {
+            let c = &rev.plan.capture;
+            let table = plan.source.clone();
+            locking::run_ddl(
+                &ctl,
+                &opts.lock,
+                &format!("removing the reverse capture from {}", table.human()),
+                Some(oid),
+                &crate::rewrite::capture::drop_trigger_statements(
+                    &c.trigger,
+                    &c.truncate_trigger,
+                    &table,
+                ),
+            )
+            .await?;
+            ctl.batch_execute(&crate::rewrite::capture::drop_log_statement(c))
+                .await
+                .ctx("removing the reverse log")?;
+            for k in ["rlog", "rfunction", "rtrigger"] {
+                state.mark_dropped(&ctl, run, k).await?;
+            }
+        }
+    }
+    let mut dropped = None;
+    if let Some(old) = old_name {
+        let old_q = plan.source.sibling(old);
+        let same = catalog::names_relation(&ctl, &old_q, plan.source_oid).await?;
+        if same {
+            locking::run_ddl(
+                &ctl,
+                &opts.lock,
+                &format!("dropping the old table {}", old_q.human()),
+                None,
+                &[format!("DROP TABLE {old_q}")],
+            )
+            .await?;
+            say(&format!("dropped the old table {}", old_q.human()));
+            dropped = Some(old_q);
+        }
+    }
+    state.set_reverse(&ctl, run, "finished").await?;
+    Ok(dropped)
+}

@@ -1,0 +1,453 @@
+//! What the shadow's catalog says after the ALTER, turned into the plan: the column mapping
+//! (with the ALTER's USING expressions and stable defaults evaluated once), the indexes to build
+//! after the copy and at the consistency point, the constraints added later (NOT VALID checks,
+//! foreign keys in the swap), and the refusals that must come before anything is copied
+//! (dependent objects, a lost row identity, a mapping that does not compile).
+
+use super::{deferrable_clause, strip_not_valid, tmp_index_name, ShadowRequest};
+use crate::db::catalog;
+use crate::db::ident::{fit_name, literal, Ident, QualifiedName};
+use crate::error::{DbContext, Error, Kind, Result};
+use crate::rewrite::mapping;
+use crate::rewrite::plan::{LateConstraint, ShadowIndex};
+use crate::rewrite::preflight::Source;
+use crate::rewrite::step::Step;
+
+/// (temporary name on the shadow, original name on the source) of an index.
+pub(super) type NamePair = (Ident, Ident);
+
+/// The column mapping of the ALTER (with its USING expressions, issue 13), stable defaults
+/// evaluated once, and the key columns whose collation the ALTER changes (issue 21).
+pub(super) async fn map_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    origins: &[(i32, Ident)],
+    shadow_oid: u32,
+    shadow_cols: &[catalog::Column],
+) -> Result<mapping::Built> {
+    let table = &src.table.name;
+    // The USING expressions of the ALTER: the empty shadow kept no trace of them (issue 13).
+    let type_changes = match req.alter {
+        Some(alter) => crate::rewrite::alter_text::type_changes(alter).map_err(|e| {
+            Error::usage(format!("reading the --alter text: {e}")).with_state(format!(
+                "nothing was changed; {} is untouched",
+                table.human()
+            ))
+        })?,
+        None => Vec::new(),
+    };
+    let mut built = mapping::build(
+        &table.human(),
+        &src.columns,
+        shadow_cols,
+        Some(origins),
+        &src.key,
+        req.maps,
+        &type_changes,
+    )?;
+    fix_stable_defaults(tx, shadow_oid, shadow_cols, &mut built.columns).await?;
+    // Key columns whose collation the ALTER changes are compared in the shadow's (issue 21).
+    let src_names: Vec<&str> = built.key.iter().map(|k| k.name.as_str()).collect();
+    let dst_names: Vec<&str> = built.key.iter().map(|k| k.shadow_name.as_str()).collect();
+    let src_coll = crate::rewrite::verify::collations(tx, src.table.oid, &src_names).await?;
+    let dst_coll = crate::rewrite::verify::collations(tx, shadow_oid, &dst_names).await?;
+    for ((k, sc), dc) in built.key.iter_mut().zip(src_coll).zip(dst_coll) {
+        if sc != dc {
+            k.shadow_collation = dc;
+        }
+    }
+    Ok(built)
+}
+
+/// Issue 13, input 6: refuses what PostgreSQL's ALTER refuses because of a view, rule, policy,
+/// trigger... on a dropped or retyped column, before anything is copied; and probes the views
+/// the swap re-creates over retyped or renamed columns.
+pub(super) async fn refuse_dependents(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    origins: &[(i32, Ident)],
+    shadow_cols: &[catalog::Column],
+    dropped: &[Ident],
+) -> Result<()> {
+    let table = &src.table.name;
+    let mut retyped = Vec::new();
+    let mut renamed = Vec::new();
+    for c in shadow_cols {
+        let Some((_, origin)) = origins.iter().find(|(n, _)| *n == c.num) else {
+            continue;
+        };
+        let Some(s) = src.columns.iter().find(|s| &s.name == origin) else {
+            continue;
+        };
+        if s.type_oid != c.type_oid {
+            retyped.push(s.name.clone());
+        } else if s.name != c.name {
+            renamed.push(s.name.clone());
+        }
+    }
+    crate::rewrite::dependents::refuse_dependents(
+        tx,
+        src.table.oid,
+        dropped,
+        &retyped,
+        &table.human(),
+    )
+    .await?;
+    retyped.extend(renamed);
+    crate::rewrite::dependents::probe_views(tx, src.table.oid, &retyped, shadow, table).await
+}
+
+/// The indexes the ALTER left on the shadow, planned for the build (issue 13: the row
+/// identity's own index is built with the bulk indexes — replay finds rows by it, and the copy
+/// cannot duplicate a key; every other unique index and every exclusion constraint compares
+/// rows, so it waits for the consistency point), and the steps that drop them for the copy.
+pub(super) fn plan_indexes(
+    src: &Source,
+    run: i64,
+    shadow: &QualifiedName,
+    shadow_ix: &[catalog::Index],
+    shadow_key: &[Ident],
+    original_names: &[NamePair],
+) -> Result<(Vec<ShadowIndex>, Vec<Step>)> {
+    let table = &src.table.name;
+    let identity_index = shadow_ix
+        .iter()
+        .position(|ix| is_identity_index(ix, shadow_key));
+    let mut indexes = Vec::new();
+    let mut drops = Vec::new();
+    for (n, ix) in shadow_ix.iter().enumerate() {
+        let final_name = match original_names.iter().find(|(tmp, _)| tmp == &ix.name) {
+            Some((_, orig)) => orig.clone(),
+            None => Ident::new(derive_name(
+                ix.name.as_str(),
+                shadow.name.as_str(),
+                table.name.as_str(),
+            )),
+        };
+        let tmp = Ident::new(tmp_index_name(run, n));
+        let (create_sql, constraint_sql, by_constraint) = match ix.constraint_type.as_deref() {
+            // Exclusion constraints and temporal keys (issue 14): only their constraint makes
+            // their index.
+            _ if ix.built_by_constraint() => (
+                String::new(),
+                Some(format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {}",
+                    ix.constraint_def.as_deref().unwrap_or_default()
+                )),
+                true,
+            ),
+            kind => {
+                let unique = if ix.unique { "UNIQUE " } else { "" };
+                let create = format!(
+                    "CREATE {unique}INDEX {tmp} ON {shadow} USING {}",
+                    ix.body()?
+                );
+                let cons = kind.map(|k| {
+                    format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {} USING INDEX {tmp}{}",
+                        if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                        deferrable_clause(ix.deferrable, ix.deferred)
+                    )
+                });
+                (create, cons, false)
+            }
+        };
+        drops.push(Step::new(
+            match &ix.constraint_name {
+                Some(c) => format!("ALTER TABLE {shadow} DROP CONSTRAINT {c}"),
+                None => format!("DROP INDEX {}", shadow.sibling(ix.name.as_str())),
+            },
+            "removing indexes from the shadow for the bulk copy",
+        ));
+        let comment = src
+            .indexes
+            .iter()
+            .find(|s| s.name == final_name)
+            .and_then(|s| s.comment.clone());
+        let compares_rows = ix.unique || ix.constraint_type.as_deref() == Some("x");
+        indexes.push(ShadowIndex {
+            tmp_name: tmp,
+            final_name,
+            create_sql,
+            tablespace: ix.tablespace.clone(),
+            constraint_sql,
+            built_by_constraint: by_constraint,
+            comment,
+            after_catch_up: compares_rows && identity_index != Some(n),
+        });
+    }
+    Ok((indexes, drops))
+}
+
+/// Constraints the shadow gets only later: NOT VALID checks (after the copy), foreign keys and
+/// self-referencing foreign keys (in the swap); with the steps that remove them for the copy.
+pub(super) struct LatePlan {
+    pub checks: Vec<LateConstraint>,
+    pub foreign_keys: Vec<LateConstraint>,
+    pub self_foreign_keys: Vec<LateConstraint>,
+    pub drops: Vec<Step>,
+}
+
+pub(super) async fn plan_constraints(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    shadow_cons: &[catalog::Constraint],
+    shadow_cols: &[catalog::Column],
+) -> Result<LatePlan> {
+    let mut late = LatePlan {
+        checks: Vec::new(),
+        foreign_keys: Vec::new(),
+        self_foreign_keys: Vec::new(),
+        drops: Vec::new(),
+    };
+    let drop = |c: &catalog::Constraint| {
+        Step::new(
+            format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", c.name),
+            "removing indexes from the shadow for the bulk copy",
+        )
+    };
+    for c in shadow_cons {
+        match c.kind.as_str() {
+            "c" if !c.validated => {
+                late.checks.push(LateConstraint {
+                    orphan_check: None,
+                    name: c.name.clone(),
+                    def: strip_not_valid(&c.def),
+                    validate: false,
+                });
+                late.drops.push(drop(c));
+            }
+            "f" => {
+                let on_source = src.constraints.iter().find(|s| s.name == c.name);
+                let was_valid = on_source.map(|s| s.validated).unwrap_or(c.validated);
+                // A foreign key the ALTER adds (and validates) must hold on the rows before
+                // the swap, as PostgreSQL's ALTER would refuse them.
+                let orphan_check = match on_source {
+                    None if c.validated => Some(orphan_check(tx, c.oid, shadow).await?),
+                    _ => None,
+                };
+                late.foreign_keys.push(LateConstraint {
+                    orphan_check,
+                    name: c.name.clone(),
+                    def: strip_not_valid(&c.def),
+                    validate: was_valid,
+                });
+                late.drops.push(drop(c));
+            }
+            _ => {}
+        }
+    }
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references == src.table.oid)
+    {
+        if c.columns
+            .iter()
+            .all(|col| shadow_cols.iter().any(|s| &s.name == col))
+        {
+            late.self_foreign_keys.push(LateConstraint {
+                orphan_check: None,
+                name: c.name.clone(),
+                def: strip_not_valid(&c.def),
+                validate: c.validated,
+            });
+        }
+    }
+    Ok(late)
+}
+
+/// The mapping must compile against the source before anything is copied. Prepared, not
+/// executed, and over the extended protocol: a `--map` expression that closes the CAST around
+/// it and appends `; DROP ...` is refused by the server as a second statement.
+pub(super) async fn compile_mapping(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &QualifiedName,
+    columns: &[crate::rewrite::plan::MappedColumn],
+) -> Result<()> {
+    let select_list = columns
+        .iter()
+        .filter_map(|c| c.expr.as_deref())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if select_list.is_empty() {
+        return Ok(());
+    }
+    tx.prepare(&format!("SELECT {select_list} FROM ONLY {table} LIMIT 0"))
+        .await
+        .map_err(|e| {
+            Error::db(
+                format_args!(
+                    "the column mapping of {} does not work on its rows (check the --map expressions)",
+                    table.human()
+                ),
+                e,
+            )
+            .with_kind(Kind::Refused)
+            .with_state(format!(
+                "nothing was changed; {} is untouched",
+                table.human()
+            ))
+            .with_next("fix the --map expression; it is SQL over the old row's columns")
+        })?;
+    Ok(())
+}
+
+/// A new column whose default is not volatile (`now()`, `current_date`, a constant) gets one
+/// value for every existing row from PostgreSQL's `ADD COLUMN` — the default is evaluated once
+/// (the "fast default"). The copy runs in many transactions, where `now()` would differ from
+/// chunk to chunk, so such a default is evaluated once here, in the shadow's transaction, and
+/// the column is copied as that constant (found by a fresh tester: 12 different `loaded_at`
+/// values for one `ADD COLUMN loaded_at timestamptz DEFAULT now()`). Volatile defaults
+/// (`random()`, `nextval()`, `clock_timestamp()`) are evaluated per row by both, and identity
+/// columns number rows; both keep taking their default.
+pub(super) async fn fix_stable_defaults(
+    tx: &tokio_postgres::Transaction<'_>,
+    shadow_oid: u32,
+    shadow_cols: &[catalog::Column],
+    columns: &mut [crate::rewrite::plan::MappedColumn],
+) -> Result<()> {
+    use crate::error::RowExt;
+    use crate::rewrite::plan::ColumnSource;
+    if !columns.iter().any(|c| c.source == ColumnSource::Default) {
+        return Ok(());
+    }
+    let what = "reading the defaults of the new columns";
+    let rows = tx
+        .query(
+            include_str!("../../../sql/oracle_defaults.sql"),
+            &[&shadow_oid],
+        )
+        .await
+        .ctx(what)?;
+    for r in &rows {
+        let name: String = r.col(0, &what)?;
+        let identity: bool = r.col(1, &what)?;
+        let volatile: bool = r.col(2, &what)?;
+        if identity || volatile {
+            continue;
+        }
+        let Some(m) = columns
+            .iter_mut()
+            .find(|c| c.column.as_str() == name && c.source == ColumnSource::Default)
+        else {
+            continue;
+        };
+        let Some(col) = shadow_cols.iter().find(|c| c.name == m.column) else {
+            continue;
+        };
+        let Some(default) = col.default_expr.as_deref() else {
+            continue;
+        };
+        let value: Option<String> = tx
+            .query_one(&format!("SELECT (({default}))::text"), &[])
+            .await
+            .ctx(format_args!(
+                "evaluating the default of new column {}",
+                col.name.as_str()
+            ))?
+            .col(0, &what)?;
+        m.expr = Some(match value {
+            Some(v) => format!("CAST({} AS {})", literal(&v), col.base_type),
+            None => format!("CAST(NULL AS {})", col.base_type),
+        });
+    }
+    Ok(())
+}
+
+/// The query that finds a row of `shadow` the foreign key `con_oid` would reject (MATCH SIMPLE:
+/// a row with a NULL in the key is not checked), returning its key as text.
+pub(super) async fn orphan_check(
+    tx: &tokio_postgres::Transaction<'_>,
+    con_oid: u32,
+    shadow: &QualifiedName,
+) -> Result<String> {
+    use crate::error::RowExt;
+    let what = "reading a foreign key the ALTER adds";
+    let rows = tx
+        .query(
+            "SELECT pg_catalog.quote_ident(a.attname), pg_catalog.quote_ident(b.attname), \
+                    c.confrelid::pg_catalog.regclass::text \
+               FROM pg_catalog.pg_constraint c \
+              CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(ck, fk, n) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.ck \
+               JOIN pg_catalog.pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.fk \
+              WHERE c.oid = $1 ORDER BY k.n",
+            &[&con_oid],
+        )
+        .await
+        .ctx(what)?;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    let mut parent = String::new();
+    for r in &rows {
+        mine.push(r.col::<String>(0, &what)?);
+        theirs.push(r.col::<String>(1, &what)?);
+        parent = r.col(2, &what)?;
+    }
+    if mine.is_empty() {
+        return Err(Error::failed(format!(
+            "{what}: constraint oid {con_oid} has no columns"
+        )));
+    }
+    let not_null = mine
+        .iter()
+        .map(|c| format!("s.{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let joined = mine
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| format!("p.{b} = s.{a}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key = mine
+        .iter()
+        .map(|c| format!("s.{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT concat_ws(', ', {key}) FROM ONLY {shadow} s WHERE {not_null} \
+           AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {joined}) LIMIT 1"
+    ))
+}
+
+/// A name PostgreSQL chose for an index the ALTER added on the shadow (`t_new_email_key`),
+/// turned into the name it would have chosen on the table (`t_email_key`).
+pub(super) fn derive_name(name: &str, shadow: &str, table: &str) -> String {
+    match name.strip_prefix(shadow) {
+        Some(rest) if rest.starts_with('_') => fit_name(table, rest),
+        _ => name.to_string(),
+    }
+}
+
+/// A unique, non-partial index on exactly the row-identity columns.
+pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
+    ix.unique
+        && !ix.partial
+        && ix.key_columns.len() == key.len()
+        && key.iter().all(|k| ix.key_columns.contains(k))
+}
+
+/// The shadow must keep a unique, non-partial index on exactly the row-identity columns, or
+/// replay could not find rows and the swapped table would have lost its key.
+pub(super) fn check_identity_survives(
+    planned: &[ShadowIndex],
+    shadow_ix: &[catalog::Index],
+    key: &[Ident],
+    table: &str,
+) -> Result<()> {
+    let ok = shadow_ix.iter().any(|ix| is_identity_index(ix, key));
+    if ok && !planned.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::refused(format!(
+            "cannot rewrite table {table}: after the ALTER the table would have no unique index on its row identity ({}); pg-hotswap needs it to match rows",
+            key.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+        .with_state("nothing was changed"))
+    }
+}

@@ -1,0 +1,477 @@
+//! The swap: in one transaction under a short `lock_timeout`, lock the source and the shadow,
+//! replay what is left, and put the shadow in the source's place with everything attached to it.
+//!
+//! On a lock timeout the transaction rolls back (the source is untouched), replay catches up,
+//! and the swap is tried again after a jittered backoff, up to `--max-lock-attempts`; then the
+//! run stops cleanly. Invariants kept here (DESIGN.md): the final replay runs under the lock,
+//! when no writer can add more; the source's definition is fingerprinted again under the lock,
+//! so a concurrent ALTER by someone else stops the run; sequences continue where they were;
+//! incoming foreign keys are re-pointed NOT VALID and validated after commit.
+
+mod after;
+mod ddl;
+mod views;
+
+pub use after::{after_swap_steps, analyze_step, validate_foreign_keys, validate_step};
+pub use ddl::{ddl_steps, read_facts, SwapDdl, SwapFacts};
+pub use views::{view_recreate_steps, view_replace_steps};
+
+use crate::db::catalog;
+use crate::db::ident::{pg_millis, Ident, QualifiedName};
+use crate::db::locking::{self, LockPolicy};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
+use crate::rewrite::capture;
+use crate::rewrite::plan::Plan;
+use crate::rewrite::preflight::Source;
+use crate::rewrite::replay;
+use crate::rewrite::step::{self, Step};
+use crate::state::{Phase, State};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, Transaction};
+
+pub struct SwapOutcome {
+    pub attempts: u32,
+    /// How long the ACCESS EXCLUSIVE lock was held by the successful attempt.
+    pub held: Duration,
+    /// The longest any attempt waited for, or held, the lock.
+    pub longest_lock: Duration,
+    pub old: QualifiedName,
+    pub replayed_under_lock: u64,
+    /// Foreign keys to validate after commit: (table, constraint).
+    pub to_validate: Vec<(QualifiedName, Ident)>,
+}
+
+/// Names decided before the first attempt (so every attempt uses the same ones).
+pub struct Names {
+    pub old: QualifiedName,
+    /// (current name of a source index, its name on the old table).
+    old_indexes: Vec<(Ident, String)>,
+    /// (identity sequence of the source, its name once it belongs to the old table).
+    old_sequences: Vec<(QualifiedName, String)>,
+    /// (extended statistics of the source, its name once it belongs to the old table).
+    old_statistics: Vec<(QualifiedName, String)>,
+}
+
+/// The first of `<base>_old`, `<base>_old2`... that no statistics object in the schema uses.
+async fn free_statistics_name(client: &Client, name: &QualifiedName) -> Result<String> {
+    for n in 0..1000 {
+        let suffix = if n == 0 {
+            "_old".to_string()
+        } else {
+            format!("_old{}", n + 1)
+        };
+        let candidate = crate::db::ident::fit_name(name.name.as_str(), &suffix);
+        let taken: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace \
+                  WHERE n.nspname = $1 AND s.stxname = $2)",
+                &[&name.schema.as_str(), &candidate],
+            )
+            .await
+            .ctx("looking up a statistics name")?
+            .col(0, &"looking up a statistics name")?;
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::failed(format!(
+        "no free name like {}_old",
+        name.human()
+    )))
+}
+
+pub async fn decide_names(
+    client: &Client,
+    plan: &Plan,
+    src: &Source,
+    old_name: Option<&str>,
+) -> Result<Names> {
+    let schema = &plan.source.schema;
+    let old = match old_name {
+        Some(n) => n.to_string(),
+        None => catalog::free_name(client, schema, plan.source.name.as_str(), "_old", &[]).await?,
+    };
+    let mut taken = vec![old.clone()];
+    // Final names of the new indexes are taken once the old ones move out of the way.
+    for ix in &plan.indexes {
+        taken.push(ix.final_name.as_str().to_string());
+    }
+    let mut old_indexes = Vec::new();
+    for ix in &src.indexes {
+        let n = catalog::free_name(client, schema, ix.name.as_str(), "_old", &taken).await?;
+        taken.push(n.clone());
+        old_indexes.push((ix.name.clone(), n));
+    }
+    let mut old_sequences = Vec::new();
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let n = catalog::free_name(client, &s.name.schema, s.name.name.as_str(), "_old", &taken)
+            .await?;
+        taken.push(n.clone());
+        old_sequences.push((s.name.clone(), n));
+    }
+    let mut old_statistics = Vec::new();
+    for st in &src.statistics {
+        old_statistics.push((
+            st.name.clone(),
+            free_statistics_name(client, &st.name).await?,
+        ));
+    }
+    Ok(Names {
+        old: plan.source.sibling(old),
+        old_indexes,
+        old_sequences,
+        old_statistics,
+    })
+}
+
+pub struct SwapRequest<'a> {
+    pub policy: &'a LockPolicy,
+    /// Paces the replay between attempts (pause, throttles).
+    pub gov: &'a crate::pacing::governor::Governor,
+    pub replay_limit: i64,
+    pub old_name: Option<&'a str>,
+}
+
+/// Swaps the shadow in. `client` does the swap; `ctl` records events.
+pub async fn swap(
+    client: &mut Client,
+    ctl: &Client,
+    state: &State,
+    plan: &Plan,
+    src: &Source,
+    req: &SwapRequest<'_>,
+) -> Result<SwapOutcome> {
+    let names = decide_names(ctl, plan, src, req.old_name).await?;
+    replay::prepare_session(client, plan).await?;
+    let mut longest = Duration::ZERO;
+    let mut tries = locking::Retry::new(req.policy, "swap");
+    loop {
+        let attempt = tries.start();
+        replay::catch_up(
+            client,
+            plan,
+            req.replay_limit,
+            req.replay_limit,
+            req.gov,
+            req.policy,
+        )
+        .await?;
+        crate::failpoint::hold("before-swap-lock").await;
+        let started = Instant::now();
+        let tx = client
+            .transaction()
+            .await
+            .ctx("starting the swap transaction")?;
+        let outcome = match attempt_swap(&tx, state, plan, src, &names, req).await {
+            Err(e) if e.is_lock_timeout() => Ok(Attempt::LockNotGranted(e)),
+            other => other,
+        };
+        let swapped = match outcome {
+            Ok(Attempt::Swapped(s)) => s,
+            Err(e) => {
+                drop(tx); // rolls back: the source is untouched
+                return Err(e.or_state(
+                    format!(
+                        "the swap was rolled back; {} is unchanged and usable, and its capture trigger keeps recording writes for the run",
+                        plan.source.human()
+                    ),
+                    format!(
+                        "fix the cause and run the same command again (or `pg-hotswap resume`) to continue, or `pg-hotswap abort --table {}` to remove the run",
+                        plan.source
+                    ),
+                ));
+            }
+            // Too many changes to replay under the lock: catch up again, then retry at once.
+            Ok(Attempt::BacklogTooBig { pending, most }) => {
+                longest = longest.max(waited(started, req.policy));
+                drop(tx); // rolls back: the source is untouched
+                let why = format!(
+                    "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
+                );
+                state
+                    .event(
+                        ctl,
+                        plan.run_id,
+                        Phase::Swap,
+                        "swap_backlog",
+                        &format!("swap attempt {attempt}: {why}"),
+                        None,
+                    )
+                    .await?;
+                crate::output::ui::say(&format!(
+                    "swap attempt {attempt}/{}: {why}; rolled back to catch up first",
+                    req.policy.attempts,
+                ));
+                if !tries.may_retry() {
+                    return Err(Error::new(
+                        Kind::LockTimeout,
+                        format!(
+                            "could not swap {}: at each of {attempt} attempts the writes left more changes than can be replayed under the lock",
+                            plan.source.human()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            Ok(Attempt::LockNotGranted(e)) => {
+                longest = longest.max(waited(started, req.policy));
+                drop(tx); // rolls back: the source is untouched
+                let holders = locking::lock_holders(ctl, plan.source_oid)
+                    .await
+                    .unwrap_or_default();
+                state
+                    .record_lock(ctl, plan.run_id, attempt as i32, None)
+                    .await?;
+                state
+                    .event(
+                        ctl,
+                        plan.run_id,
+                        Phase::Swap,
+                        "lock_timeout",
+                        &format!("swap attempt {attempt}: {}{holders}", e.message()),
+                        None,
+                    )
+                    .await?;
+                tracing::warn!(
+                    attempt,
+                    "swap: lock not available within lock_timeout{holders}"
+                );
+                crate::output::ui::say(&format!(
+                    "swap attempt {attempt}/{} could not get the lock within {}{holders}",
+                    req.policy.attempts,
+                    pg_millis(req.policy.timeout)
+                ));
+                if !tries.may_retry() {
+                    return Err(Error::new(
+                        Kind::LockTimeout,
+                        format!(
+                            "could not swap {}: the ACCESS EXCLUSIVE lock was not granted within {} in {attempt} attempts{holders}",
+                            plan.source.human(),
+                            pg_millis(req.policy.timeout)
+                        ),
+                    ));
+                }
+                tries.back_off().await;
+                continue;
+            }
+        };
+        tx.commit().await.ctx("committing the swap")?;
+        crate::failpoint::hit("swapped");
+        let held = swapped.locked_at.elapsed();
+        longest = longest.max(held);
+        state
+            .record_lock(
+                ctl,
+                plan.run_id,
+                attempt as i32,
+                Some(held.as_secs_f64() * 1000.0),
+            )
+            .await?;
+        state
+            .event(
+                ctl,
+                plan.run_id,
+                Phase::Swap,
+                "swap",
+                &format!(
+                    "swapped on attempt {attempt}; ACCESS EXCLUSIVE held {:.1} ms",
+                    held.as_secs_f64() * 1000.0
+                ),
+                None,
+            )
+            .await?;
+        return Ok(SwapOutcome {
+            attempts: attempt,
+            held,
+            longest_lock: longest,
+            old: names.old,
+            replayed_under_lock: swapped.replayed,
+            to_validate: swapped.to_validate,
+        });
+    }
+}
+
+/// How long a failed attempt counts as waiting for (or holding) the lock: its time, but at most
+/// about one lock timeout.
+fn waited(started: Instant, policy: &LockPolicy) -> Duration {
+    started
+        .elapsed()
+        .min(policy.timeout + Duration::from_millis(50))
+}
+
+/// What one swap attempt came to (issue 17: the backlog case is an outcome, not an error).
+enum Attempt {
+    /// The shadow is in the source's place inside the attempt's transaction: commit it.
+    Swapped(Swapped),
+    /// A lock was not granted within `lock_timeout` (the SQLSTATE 55P03 error): roll back, back
+    /// off, catch up and try again.
+    LockNotGranted(Error),
+    /// More changes arrived between the catch-up and the lock than may be replayed under it:
+    /// roll back, catch up and try again at once.
+    BacklogTooBig { pending: i64, most: i64 },
+}
+
+/// A successful attempt, not yet committed.
+struct Swapped {
+    locked_at: Instant,
+    replayed: u64,
+    to_validate: Vec<(QualifiedName, Ident)>,
+}
+
+async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
+    tx.batch_execute(sql).await.ctx(what)
+}
+
+async fn attempt_swap(
+    tx: &Transaction<'_>,
+    state: &State,
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    req: &SwapRequest<'_>,
+) -> Result<Attempt> {
+    let source = &plan.source;
+    locking::set_local_timeout(tx, req.policy.timeout).await?;
+    step::exec(tx, &lock_step(plan)).await?;
+    let locked_at = Instant::now();
+    crate::failpoint::hit("swap-locked");
+
+    let now = catalog::fingerprint(tx, plan.source_oid).await?;
+    if now != plan.fingerprint {
+        return Err(Error::failed(format!(
+            "the definition of {} changed while pg-hotswap was rewriting it (someone ran ALTER TABLE, CREATE INDEX or similar); \
+             swapping would lose that change",
+            source.human()
+        ))
+        .with_state(format!("the swap was rolled back; {} is unchanged and usable", source.human()))
+        .with_next(format!("run `pg-hotswap abort --table {source}` and start the rewrite again")));
+    }
+
+    check_capture_untouched(tx, state, plan).await?;
+
+    // The last replay must be short: it runs while every reader and writer of the table waits.
+    // A burst of writes between the catch-up and the lock can leave more than one batch; then
+    // roll back, catch up outside the lock and try again rather than hold the lock through it.
+    let pending = capture::backlog_estimate(tx, plan).await?;
+    let most = req.replay_limit.max(1_000);
+    if pending > most {
+        return Ok(Attempt::BacklogTooBig { pending, most });
+    }
+
+    // The last replay: no writer can add to the log while we hold the lock.
+    let mut replayed = 0;
+    loop {
+        // Complete: every writer is stopped by the lock, so this one batch brings the shadow
+        // to the source's final state (the pending check above keeps it short).
+        let b = replay::apply_batch(tx, plan, replay::Batching::Complete).await?;
+        replayed += b.log_rows;
+        if b.log_rows == 0 {
+            break;
+        }
+    }
+
+    let facts = read_facts(tx, plan, src).await?;
+    let ddl = ddl_steps(plan, src, names, &facts)?;
+    step::exec_all(tx, &ddl.before_views).await?;
+    views::recreate_views(tx, src).await?;
+    step::exec_all(tx, &ddl.after_views).await?;
+    let to_validate = ddl::to_validate(plan, src);
+    if let Some(rev) = &plan.reverse {
+        // The way back: every write to the new table from now on is recorded for `revert`
+        // (its triggers are the last of the steps above).
+        for t in capture::trigger_names(&rev.plan.capture) {
+            let name = source.sibling(t.as_str());
+            state
+                .record_object(tx, plan.run_id, "rtrigger", &name, Some(plan.shadow_oid))
+                .await?;
+        }
+    }
+    let swap_names = serde_json::json!({
+        "old": names.old.name.as_str(),
+        "old_indexes": names.old_indexes.iter().map(|(orig, now)| [orig.as_str(), now.as_str()]).collect::<Vec<_>>(),
+    });
+    state
+        .record_swap(
+            tx,
+            plan.run_id,
+            &swap_names,
+            plan.reverse.is_some(),
+            names.old.name.as_str(),
+        )
+        .await?;
+    Ok(Attempt::Swapped(Swapped {
+        locked_at,
+        replayed,
+        to_validate,
+    }))
+}
+
+/// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the
+/// transaction's `lock_timeout`.
+pub fn lock_step(plan: &Plan) -> Step {
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    Step::new(
+        format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+        format!("locking {}", source.human()),
+    )
+    .locks("ACCESS EXCLUSIVE", source, true)
+    .locks("ACCESS EXCLUSIVE", shadow, false)
+    .note("blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds")
+}
+
+/// Under the swap lock: the capture triggers are still the ones the run installed, untouched —
+/// every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
+/// that installed it (the one that recorded it in `objects` as kind `trigger`; the reverse
+/// capture of a revert, recorded otherwise, is checked for presence and mode only; so is a row
+/// that vacuum has frozen, whose xmin then reads as 2, after some 50 million transactions).
+/// `ALTER TABLE ... DISABLE TRIGGER`
+/// then `ENABLE [ALWAYS] TRIGGER` leaves the trigger looking as before but writes its row again;
+/// the writes made in between (or under `session_replication_role = replica` while it fired
+/// only on origin) were never logged, and swapping would lose them (found by a fresh tester).
+async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Plan) -> Result<()> {
+    let names: Vec<String> = capture::trigger_names(&plan.capture)
+        .iter()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    let rows = state
+        .recorded_triggers(tx, plan.run_id, plan.source_oid, &names)
+        .await?;
+    let mut problems = Vec::new();
+    for r in &rows {
+        let name = &r.name;
+        match (r.enabled.as_deref(), r.same_row) {
+            (None, _) => problems.push(format!("{name} is gone")),
+            (Some(e), _) if e != "A" => problems.push(format!(
+                "{name} fires {} instead of always",
+                match e {
+                    "D" => "never (disabled)",
+                    "O" => "only on origin",
+                    "R" => "only on replica",
+                    _ => "otherwise",
+                }
+            )),
+            (Some(_), Some(true)) => {}
+            (Some(_), _) => problems.push(format!(
+                "{name} was altered after it was installed (disabled and enabled again?)"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "the capture triggers of {} were changed during the run: {}; writes made while they did \
+         not fire were not captured, and swapping would lose them",
+        plan.source.human(),
+        problems.join("; ")
+    ))
+    .with_state(format!(
+        "the swap was rolled back; {} is unchanged and usable",
+        plan.source.human()
+    ))
+    .with_next(format!(
+        "run `pg-hotswap abort --table {}` and start the rewrite again (and leave the hotswap_capture triggers alone while it runs)",
+        plan.source
+    )))
+}

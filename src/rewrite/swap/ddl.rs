@@ -1,0 +1,561 @@
+//! The swap's statements after the last replay, built as values (issue 17): the shadow takes the
+//! source's name and everything attached to it — sequences, foreign keys both ways, indexes'
+//! names, triggers, publications, rules, statistics, comments, privileges. The one place these
+//! statements are written; the swap executes them and `plan` lists them.
+//!
+//! What they depend on besides the plan and the source ([`SwapFacts`]) is read from the catalog
+//! in the swap transaction, and by `plan` in its trial transaction, where the shadow exists too.
+
+use super::Names;
+use crate::db::catalog;
+use crate::db::ident::{literal, Ident, QualifiedName};
+use crate::error::{DbContext, Error, Result, RowExt};
+use crate::rewrite::build;
+use crate::rewrite::capture;
+use crate::rewrite::plan::Plan;
+use crate::rewrite::preflight::Source;
+use crate::rewrite::step::Step;
+use tokio_postgres::GenericClient;
+
+/// The statements that give the shadow back the source's storage options after
+/// `autovacuum_enabled` was turned off on it while it was loaded: reset that, then set the
+/// source's options again in their order (a SET moves the options it names to the end, and
+/// `pg_dump` shows them in stored order).
+fn autovacuum_restore(
+    shadow: &QualifiedName,
+    reloptions: &[String],
+    toast: &[String],
+) -> Result<String> {
+    let mut sql = vec![format!(
+        "ALTER TABLE {shadow} RESET (autovacuum_enabled, toast.autovacuum_enabled)"
+    )];
+    let mut set = Vec::new();
+    for o in reloptions {
+        set.push(crate::rewrite::shadow::reloption_sql(o, "")?);
+    }
+    for o in toast {
+        set.push(crate::rewrite::shadow::reloption_sql(o, "toast.")?);
+    }
+    if !set.is_empty() {
+        sql.push(format!("ALTER TABLE {shadow} SET ({})", set.join(", ")));
+    }
+    Ok(sql.join("; "))
+}
+
+/// What the swap's statements depend on besides the plan, the source and the names: read from
+/// the catalog in the swap transaction (and by `plan` in its trial transaction, where the shadow
+/// exists too).
+pub struct SwapFacts {
+    /// Per identity sequence of the source: the shadow's sequence for the same column, and the
+    /// old sequence's privileges and comment, which follow its name.
+    sequences: Vec<SequenceFacts>,
+    /// Foreign keys already on the shadow (a run started by an older version added them there).
+    fks_on_shadow: Vec<String>,
+    /// The new table's constraints once the swap has renamed them.
+    constraints: Vec<String>,
+}
+
+struct SequenceFacts {
+    old: QualifiedName,
+    new: Option<String>,
+    grants: Vec<catalog::Grant>,
+    comment: Option<String>,
+}
+
+/// Reads [`SwapFacts`].
+pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> Result<SwapFacts> {
+    let mut sequences = Vec::new();
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        let new: Option<String> = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
+                &[&plan.shadow.to_string(), &s.column.as_str()],
+            )
+            .await
+            .ctx("looking up the new identity sequence")?
+            .col(0, &"looking up the new identity sequence")?;
+        sequences.push(SequenceFacts {
+            old: s.name.clone(),
+            new,
+            grants: catalog::grants(tx, s.oid).await?,
+            comment: catalog::relation_comment(tx, s.oid).await?,
+        });
+    }
+    let what = "reading the constraints of the new table";
+    let on_shadow: Vec<(String, String)> = tx
+        .query(
+            "SELECT conname::text, contype::text FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            &[&plan.shadow_oid],
+        )
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
+        .collect::<Result<_>>()?;
+    let fks_on_shadow: Vec<String> = on_shadow
+        .iter()
+        .filter(|(_, k)| k == "f")
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Constraints that come with an index carry its temporary name until the swap renames the
+    // index; the build and the swap add the others the plan names (present already, or not yet
+    // when `plan` reads its trial shadow).
+    let mut constraints: Vec<String> = on_shadow
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !plan.indexes.iter().any(|i| i.tmp_name.as_str() == n))
+        .collect();
+    let planned = plan
+        .indexes
+        .iter()
+        .filter(|i| i.constraint_sql.is_some())
+        .map(|i| &i.final_name)
+        .chain(plan.late_checks.iter().map(|c| &c.name))
+        .chain(plan.foreign_keys.iter().map(|c| &c.name))
+        .chain(plan.self_foreign_keys.iter().map(|c| &c.name));
+    for n in planned {
+        if !constraints.iter().any(|c| c == n.as_str()) {
+            constraints.push(n.as_str().to_string());
+        }
+    }
+    Ok(SwapFacts {
+        sequences,
+        fks_on_shadow,
+        constraints,
+    })
+}
+
+/// The swap's DDL after the last replay, in order: around the views, which are replaced in place
+/// or, when that is refused, dropped and created again ([`view_steps`]).
+pub struct SwapDdl {
+    pub before_views: Vec<Step>,
+    pub after_views: Vec<Step>,
+}
+
+/// Every statement the swap runs after the last replay: the shadow takes the source's name and
+/// everything attached to it. The one place these statements are written; `plan` lists them.
+pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) -> Result<SwapDdl> {
+    let mut before = Vec::new();
+    before.push(Step::new(
+        autovacuum_restore(
+            &plan.shadow,
+            &src.table.reloptions,
+            &src.table.toast_options,
+        )?,
+        "giving the new table the autovacuum settings of the old one",
+    ));
+    for s in capture::drop_trigger_statements(
+        &plan.capture.trigger,
+        &plan.capture.truncate_trigger,
+        &plan.source,
+    ) {
+        before.push(Step::new(s, "removing the capture trigger"));
+    }
+    sequence_steps(plan, src, names, facts, &mut before)?;
+    detach_steps(plan, src, &mut before);
+    rename_steps(plan, names, &mut before);
+    attach_foreign_key_steps(plan, src, facts, &mut before);
+    let mut after = Vec::new();
+    carry_over_steps(plan, src, names, facts, &mut after);
+    if let Some(rev) = &plan.reverse {
+        for stmt in capture::trigger_statements(&rev.plan, &plan.source) {
+            after.push(Step::new(
+                stmt,
+                "installing the reverse capture on the new table",
+            ));
+        }
+    }
+    Ok(SwapDdl {
+        before_views: before,
+        after_views: after,
+    })
+}
+
+/// Identity sequences: the new table's sequence continues from the old one's position and takes
+/// its name, privileges and comment. Serial sequences are handed to the new table's column, so
+/// dropping the old table later does not drop the sequence the new table's default uses.
+fn sequence_steps(
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    facts: &SwapFacts,
+    out: &mut Vec<Step>,
+) -> Result<()> {
+    let shadow = &plan.shadow;
+    for f in &facts.sequences {
+        let Some(new_seq) = &f.new else { continue };
+        let old = &f.old;
+        let lock = |s: Step| s.locks("ACCESS EXCLUSIVE", old, true);
+        out.push(lock(Step::new(
+            format!(
+                "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
+                literal(new_seq)
+            ),
+            "carrying the identity sequence position over",
+        )));
+        let old_name = names
+            .old_sequences
+            .iter()
+            .find(|(q, _)| q == old)
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| Error::failed(format!("no name decided for {}", old.human())))?;
+        out.push(lock(Step::new(
+            format!("ALTER SEQUENCE {old} RENAME TO {}", Ident::new(old_name)),
+            "renaming the old identity sequence",
+        )));
+        out.push(Step::new(
+            format!("ALTER SEQUENCE {new_seq} RENAME TO {}", old.name),
+            "renaming the new identity sequence",
+        ));
+        for g in &f.grants {
+            out.push(Step::new(
+                format!(
+                    "GRANT {} ON SEQUENCE {old} TO {}{}",
+                    g.privilege,
+                    g.grantee,
+                    if g.grantable {
+                        " WITH GRANT OPTION"
+                    } else {
+                        ""
+                    }
+                ),
+                "carrying an identity sequence's privileges over",
+            ));
+        }
+        if let Some(c) = &f.comment {
+            out.push(Step::new(
+                format!("COMMENT ON SEQUENCE {old} IS {}", literal(c)),
+                "carrying an identity sequence's comment over",
+            ));
+        }
+    }
+    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
+        if let Some(col) = plan.shadow_column_of(&s.column) {
+            out.push(
+                Step::new(
+                    format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
+                    "handing the serial sequence to the new table",
+                )
+                .locks("ACCESS EXCLUSIVE", &s.name, true),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Outgoing foreign keys leave the old table: it must not block deletes in the tables it
+/// references (nor cascade into them) while it is kept. Incoming foreign keys are dropped now
+/// and re-added after the rename (their text names the table).
+fn detach_steps(plan: &Plan, src: &Source, out: &mut Vec<Step>) {
+    let source = &plan.source;
+    for c in src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
+    {
+        let mut s = Step::new(
+            format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
+            "removing a foreign key from the old table",
+        )
+        .note("the old table lets go of its outgoing foreign keys");
+        if let Some(r) = crate::rewrite::shadow::referenced_table(c) {
+            s.locks.push(crate::rewrite::step::LockTaken {
+                mode: "ACCESS EXCLUSIVE".into(),
+                on: r,
+                live: true,
+            });
+        }
+        out.push(s);
+    }
+    for fk in &src.incoming {
+        out.push(
+            Step::new(
+                format!("ALTER TABLE {} DROP CONSTRAINT {}", fk.table, fk.name),
+                "detaching a foreign key that references the table",
+            )
+            .locks("ACCESS EXCLUSIVE", &fk.table, true),
+        );
+    }
+}
+
+/// The names: the source becomes the old table, the shadow takes the source's name, and the
+/// indexes follow.
+fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    let schema = &source.schema;
+    out.push(Step::new(
+        format!("ALTER TABLE {source} RENAME TO {}", names.old.name),
+        "renaming the source table",
+    ));
+    out.push(Step::new(
+        format!("ALTER TABLE {shadow} RENAME TO {}", source.name),
+        "renaming the shadow table",
+    ));
+    for (cur, old) in &names.old_indexes {
+        out.push(Step::new(
+            format!(
+                "ALTER INDEX {schema}.{cur} RENAME TO {}",
+                Ident::new(old.clone())
+            ),
+            "renaming an index of the old table",
+        ));
+    }
+    for ix in &plan.indexes {
+        out.push(Step::new(
+            format!(
+                "ALTER INDEX {schema}.{} RENAME TO {}",
+                ix.tmp_name, ix.final_name
+            ),
+            "giving an index its original name",
+        ));
+    }
+}
+
+/// Outgoing foreign keys join the new table only now, NOT VALID, validated after the commit
+/// (issue 13): on the shadow, while the application wrote the tables they reference, their
+/// checks saw child rows replay had not yet removed, and the application's own DELETE of a
+/// parent failed. Then self-references, and the incoming foreign keys, re-pointed.
+fn attach_foreign_key_steps(plan: &Plan, src: &Source, facts: &SwapFacts, out: &mut Vec<Step>) {
+    let source = &plan.source;
+    for fk in &plan.foreign_keys {
+        if facts.fks_on_shadow.iter().any(|n| n == fk.name.as_str()) {
+            continue;
+        }
+        let mut s = Step::new(
+            format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                fk.name, fk.def
+            ),
+            "adding a foreign key to the new table",
+        )
+        .note("a foreign key of the new table; never on the shadow while the application writes");
+        if let Some(r) = src
+            .constraints
+            .iter()
+            .find(|c| c.name == fk.name)
+            .and_then(crate::rewrite::shadow::referenced_table)
+        {
+            s.locks.push(crate::rewrite::step::LockTaken {
+                mode: "SHARE ROW EXCLUSIVE".into(),
+                on: r,
+                live: true,
+            });
+        }
+        out.push(s);
+    }
+    for fk in &plan.self_foreign_keys {
+        out.push(Step::new(
+            format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                fk.name, fk.def
+            ),
+            "re-adding a self-referencing foreign key",
+        ));
+    }
+    for fk in &src.incoming {
+        let def = fk.def.strip_suffix(" NOT VALID").unwrap_or(&fk.def);
+        out.push(
+            Step::new(
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {def} NOT VALID",
+                    fk.table, fk.name
+                ),
+                "re-pointing a foreign key at the new table",
+            )
+            .locks("SHARE ROW EXCLUSIVE", &fk.table, true),
+        );
+    }
+}
+
+/// Foreign keys to validate after the commit: (table, constraint).
+pub(super) fn to_validate(plan: &Plan, src: &Source) -> Vec<(QualifiedName, Ident)> {
+    let source = &plan.source;
+    plan.foreign_keys
+        .iter()
+        .chain(&plan.self_foreign_keys)
+        .filter(|fk| fk.validate)
+        .map(|fk| (source.clone(), fk.name.clone()))
+        .chain(
+            src.incoming
+                .iter()
+                .filter(|fk| fk.validated)
+                .map(|fk| (fk.table.clone(), fk.name.clone())),
+        )
+        .collect()
+}
+
+/// What the old table had besides its definition, on the new one (after the views): row level
+/// security, triggers, publications, rules, extended statistics, comments, privileges.
+fn carry_over_steps(
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    facts: &SwapFacts,
+    out: &mut Vec<Step>,
+) {
+    let source = &plan.source;
+    let revertible = plan.reverse.is_some();
+    for stmt in build::security_statements(src, source) {
+        out.push(Step::new(stmt, "carrying row level security over"));
+    }
+    if revertible {
+        // Replay into the old table must not fire its triggers or be filtered by its policies;
+        // a revert creates them again from the new table's.
+        for t in src.user_triggers() {
+            out.push(Step::new(
+                format!("DROP TRIGGER {} ON {}", t.name, names.old),
+                "removing a trigger from the old table",
+            ));
+        }
+        for p in &src.policies {
+            out.push(Step::new(
+                format!("DROP POLICY {} ON {}", p.name, names.old),
+                "removing a policy from the old table",
+            ));
+        }
+    }
+    for t in src.user_triggers() {
+        out.push(Step::new(
+            t.def.clone(),
+            format!("re-creating trigger {}", t.name.as_str()),
+        ));
+        if let Some(c) = &t.comment {
+            out.push(Step::new(
+                format!(
+                    "COMMENT ON TRIGGER {} ON {source} IS {}",
+                    t.name,
+                    literal(c)
+                ),
+                "carrying a trigger comment over",
+            ));
+        }
+        let mode = match t.enabled.as_str() {
+            "D" => Some("DISABLE TRIGGER"),
+            "R" => Some("ENABLE REPLICA TRIGGER"),
+            "A" => Some("ENABLE ALWAYS TRIGGER"),
+            _ => None,
+        };
+        if let Some(m) = mode {
+            out.push(Step::new(
+                format!("ALTER TABLE {source} {m} {}", t.name),
+                "restoring a trigger's enabled state",
+            ));
+        }
+    }
+    for p in &src.publications {
+        let what = "moving publication membership";
+        out.push(Step::new(
+            format!("ALTER PUBLICATION {} DROP TABLE {}", p.name, names.old),
+            what,
+        ));
+        out.push(Step::new(
+            format!(
+                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
+                p.name, p.columns, p.filter
+            ),
+            what,
+        ));
+    }
+    for (name, def) in &src.rules {
+        if revertible {
+            // The old table is kept in sync by replay, which must not fire its rules.
+            out.push(Step::new(
+                format!("DROP RULE {name} ON {}", names.old),
+                "removing a rule from the old table",
+            ));
+        }
+        out.push(Step::new(def.clone(), "re-creating a rule on the table"));
+    }
+    // Extended statistics: the old table's move out of the way, the new table's take the names.
+    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
+        let what = format!("re-creating statistics {}", st.name.human());
+        out.push(Step::new(
+            if revertible {
+                // A revert creates them again from the new table's definitions.
+                format!("DROP STATISTICS {}", st.name)
+            } else {
+                format!(
+                    "ALTER STATISTICS {} RENAME TO {}",
+                    st.name,
+                    Ident::new(old_name.clone())
+                )
+            },
+            what.clone(),
+        ));
+        out.push(Step::new(st.def.clone(), what.clone()));
+        if st.target >= 0 {
+            out.push(Step::new(
+                format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
+                what.clone(),
+            ));
+        }
+        out.push(Step::new(
+            format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
+            what.clone(),
+        ));
+        if let Some(c) = &st.comment {
+            out.push(Step::new(
+                format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
+                what,
+            ));
+        }
+    }
+    // Constraint comments (constraints keep their names on the new table).
+    let comments = src
+        .indexes
+        .iter()
+        .filter_map(|i| Some((i.constraint_name.as_ref()?, i.constraint_comment.as_ref()?)))
+        .chain(
+            src.constraints
+                .iter()
+                .filter_map(|c| Some((&c.name, c.comment.as_ref()?))),
+        );
+    for (name, comment) in comments {
+        if facts.constraints.iter().any(|n| n == name.as_str()) {
+            out.push(Step::new(
+                format!(
+                    "COMMENT ON CONSTRAINT {name} ON {source} IS {}",
+                    literal(comment)
+                ),
+                "carrying a constraint comment over",
+            ));
+        }
+    }
+    for fk in src.incoming.iter().filter(|f| f.comment.is_some()) {
+        out.push(Step::new(
+            format!(
+                "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                fk.name,
+                fk.table,
+                literal(fk.comment.as_deref().unwrap_or_default())
+            ),
+            "carrying a foreign key comment over",
+        ));
+    }
+    for stmt in build::grant_statements(plan, src, source) {
+        out.push(Step::new(stmt, "carrying privileges over"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autovacuum_comes_back_as_the_source_had_it() {
+        let t = QualifiedName::new("app", "t_new");
+        assert_eq!(
+            autovacuum_restore(&t, &[], &[]).unwrap(),
+            r#"ALTER TABLE "app"."t_new" RESET (autovacuum_enabled, toast.autovacuum_enabled)"#
+        );
+        assert_eq!(
+            autovacuum_restore(
+                &t,
+                &["fillfactor=70".into(), "autovacuum_enabled=off".into()],
+                &["autovacuum_enabled=false".into()]
+            )
+            .unwrap(),
+            r#"ALTER TABLE "app"."t_new" RESET (autovacuum_enabled, toast.autovacuum_enabled); ALTER TABLE "app"."t_new" SET (fillfactor = '70', autovacuum_enabled = 'off', toast.autovacuum_enabled = 'false')"#
+        );
+    }
+}

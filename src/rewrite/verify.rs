@@ -1,0 +1,707 @@
+//! Verification before the swap: the shadow must equal the source through the mapping.
+//!
+//! Chunk by chunk (the copy's key ranges), one statement per chunk compares a 64-bit hash of
+//! every mapped source row with the hash of the shadow row of the same key, on the server; only
+//! the keys that differ come back. Both sides and the change log are read in that one statement's
+//! snapshot, so a key that differs because a write to it has not been replayed yet is recognised
+//! by its log row and skipped (replay, and the final replay under the swap lock, take care of it).
+//! Any other difference is a real divergence: its key is queued for replay through the log (the
+//! repair re-reads the source) and checked again; if it still differs, the table is not swapped.
+//!
+//! New columns that take their default and generated columns are not compared: they are not
+//! derived from the source row.
+
+use crate::db::catalog;
+use crate::db::ident::{join_idents, literal};
+use crate::error::{DbContext, Error, Result, RowExt};
+use crate::rewrite::capture::log_key_columns;
+use crate::rewrite::plan::Plan;
+use tokio_postgres::Client;
+
+/// How much to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Mode {
+    /// Every chunk.
+    Full,
+    /// About one chunk in ten, spread through the key space (at least one).
+    Sample,
+    Off,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mode, String> {
+        match s {
+            "full" => Ok(Mode::Full),
+            "sample" => Ok(Mode::Sample),
+            "off" => Ok(Mode::Off),
+            _ => Err(format!("--verify {s:?}: expected full, sample or off")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub chunks_verified: usize,
+    pub chunks_total: usize,
+    pub rows_verified: u64,
+    /// Keys that differed and had no pending change: repaired through the log.
+    pub repaired: u64,
+    /// Keys that differed because a write to them was not replayed yet (skipped, not errors).
+    pub pending: u64,
+}
+
+/// The SQL pieces for comparing rows of both tables.
+struct Sides {
+    /// Source: `CAST(key AS shadow type)` per key column, aliased k1..kn.
+    src_keys: String,
+    /// Shadow: key columns aliased k1..kn.
+    dst_keys: String,
+    src_hash: String,
+    dst_hash: String,
+    /// Whether the chunk predicates (written over the source's key columns) select the same
+    /// rows when applied to the shadow: every key column keeps its name, collation and values
+    /// (same type, or one integer type to another), and the chunks are key ranges. Otherwise
+    /// the shadow's rows are matched through the mapped keys (see [`compare_chunk`]).
+    transparent: bool,
+    /// Per key column, the shadow column's collation (quoted), so that mapped source keys and
+    /// log keys compare with the shadow's keys in one collation.
+    dst_collations: Vec<Option<String>>,
+}
+
+fn is_integer_type(t: &str) -> bool {
+    matches!(
+        t.trim_start_matches("pg_catalog."),
+        "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"
+    )
+}
+
+/// The collations (quoted, schema-qualified) of columns `names` of table `oid`, in that order.
+pub async fn collations(
+    client: &impl tokio_postgres::GenericClient,
+    oid: u32,
+    names: &[&str],
+) -> Result<Vec<Option<String>>> {
+    let rows = client
+        .query(
+            "SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(c.collname) \
+               FROM unnest($2::text[]) WITH ORDINALITY AS n(name, ord) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname = n.name AND NOT a.attisdropped \
+               LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation AND a.attcollation <> 0 \
+               LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = c.collnamespace \
+              ORDER BY n.ord",
+            &[&oid, &names],
+        )
+        .await
+        .ctx("reading the collations of the key columns")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(
+            r.try_get(0)
+                .ctx("reading the collations of the key columns")?,
+        );
+    }
+    if out.len() != names.len() {
+        return Err(Error::failed("a key column vanished while verifying"));
+    }
+    Ok(out)
+}
+
+/// Whether values of the type can be hashed by `hash_record_extended`: after looking through
+/// domains and arrays, every type must have a default hash operator class with an extended hash
+/// function. Others (json, point, enums...) are hashed through their text form.
+async fn hashable(client: &impl tokio_postgres::GenericClient, type_oid: u32) -> Result<bool> {
+    client
+        .query_one(
+            "WITH RECURSIVE b(t) AS ( \
+                 SELECT $1::oid \
+                 UNION ALL \
+                 SELECT CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.typelem END \
+                   FROM b JOIN pg_catalog.pg_type ty ON ty.oid = b.t \
+                  WHERE ty.typtype = 'd' OR ty.typcategory = 'A') \
+             SELECT COALESCE(bool_and(EXISTS ( \
+                        SELECT 1 FROM pg_catalog.pg_opclass oc \
+                          JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash' \
+                          JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily AND ap.amprocnum = 2 \
+                         WHERE oc.opcdefault AND oc.opcintype = b.t)), false) \
+               FROM b JOIN pg_catalog.pg_type ty ON ty.oid = b.t \
+              WHERE NOT (ty.typtype = 'd' OR ty.typcategory = 'A')",
+            &[&type_oid],
+        )
+        .await
+        .ctx("checking how to hash a column type")?
+        .col(0, &"checking how to hash a column type")
+}
+
+async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Result<Sides> {
+    let shadow_cols = catalog::columns(client, plan.shadow_oid).await?;
+    // hash_record_extended is in PostgreSQL 14 and later; before that, everything goes as text.
+    let record_hash: bool = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int >= 140000",
+            &[],
+        )
+        .await
+        .ctx("reading the server version")?
+        .col(0, &"reading the server version")?;
+    let mut src_exprs = Vec::new();
+    let mut dst_exprs = Vec::new();
+    for c in plan.columns.iter() {
+        let Some(expr) = &c.expr else { continue };
+        let col = shadow_cols
+            .iter()
+            .find(|s| s.name == c.column)
+            .ok_or_else(|| {
+                Error::failed(format!(
+                    "column {} vanished from the shadow",
+                    c.column.as_str()
+                ))
+            })?;
+        // The full type (with its modifier) so both sides hold the same values.
+        if record_hash && hashable(client, col.type_oid).await? {
+            src_exprs.push(format!("CAST({expr} AS {})", col.type_name));
+            dst_exprs.push(c.column.to_string());
+        } else {
+            src_exprs.push(format!("CAST(CAST({expr} AS {}) AS text)", col.type_name));
+            dst_exprs.push(format!("CAST({} AS text)", c.column));
+        }
+    }
+    let kcols = log_key_columns(plan);
+    let src_names: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let dst_names: Vec<&str> = plan.key.iter().map(|k| k.shadow_name.as_str()).collect();
+    let src_collations = collations(client, plan.source_oid, &src_names).await?;
+    let dst_collations = collations(client, plan.shadow_oid, &dst_names).await?;
+    let transparent = plan
+        .key
+        .iter()
+        .zip(src_collations.iter().zip(&dst_collations))
+        .all(|(k, (sc, dc))| {
+            k.name == k.shadow_name
+                && sc == dc
+                && match &k.shadow_cast {
+                    None => true,
+                    Some(t) => is_integer_type(&k.source_type) && is_integer_type(t),
+                }
+        });
+    let src_keys = plan
+        .key
+        .iter()
+        .zip(&kcols)
+        .zip(&dst_collations)
+        .map(|((k, a), dc)| match (&k.shadow_cast, dc) {
+            (Some(t), Some(c)) if !transparent => {
+                format!("CAST({} AS {t}) COLLATE {c} AS {a}", k.name)
+            }
+            (Some(t), _) => format!("CAST({} AS {t}) AS {a}", k.name),
+            (None, Some(c)) if !transparent => format!("{} COLLATE {c} AS {a}", k.name),
+            (None, _) => format!("{} AS {a}", k.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dst_keys = plan
+        .key
+        .iter()
+        .zip(&kcols)
+        .map(|(k, a)| format!("{} AS {a}", k.shadow_name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hash = |exprs: &[String]| {
+        if exprs.is_empty() {
+            "0::int8".to_string()
+        } else if record_hash {
+            format!("hash_record_extended(ROW({}), 0)", exprs.join(", "))
+        } else {
+            format!("hashtextextended(ROW({})::text, 0)", exprs.join(", "))
+        }
+    };
+    Ok(Sides {
+        src_keys,
+        dst_keys,
+        src_hash: hash(&src_exprs),
+        dst_hash: hash(&dst_exprs),
+        transparent,
+        dst_collations,
+    })
+}
+
+/// Times what verification costs on a sample (for `plan`): the row hashes of the source rows in
+/// the sample windows (`WHERE ...` clauses) and of every row of the sample shadow. Returns (source
+/// rows hashed, seconds for both sides).
+pub async fn time_sample(
+    tx: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+    windows: &[String],
+) -> Result<(u64, f64)> {
+    let s = sides(tx, plan).await?;
+    // Each window as the sample read it: a WHERE clause, TABLESAMPLE, or nothing (whole table).
+    let started = std::time::Instant::now();
+    let mut rows = 0i64;
+    for w in windows {
+        rows += tx
+            .query_one(
+                &format!(
+                    "SELECT count(*), bit_xor({}) FROM ONLY {} {w}",
+                    s.src_hash, plan.source
+                ),
+                &[],
+            )
+            .await
+            .ctx("timing verification on the sample")?
+            .col::<i64>(0, &"timing verification on the sample")?;
+    }
+    tx.query_one(
+        &format!(
+            "SELECT count(*), bit_xor({}) FROM ONLY {}",
+            s.dst_hash, plan.shadow
+        ),
+        &[],
+    )
+    .await
+    .ctx("timing verification on the sample")?;
+    Ok((rows as u64, started.elapsed().as_secs_f64()))
+}
+
+/// The change log's keys (table alias `l`) in the shadow's types, to compare with either side;
+/// `aliased` names them k1..kn.
+fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
+    log_key_columns(plan)
+        .iter()
+        .zip(&plan.key)
+        .zip(&s.dst_collations)
+        .map(|((a, k), coll)| {
+            let e = match &k.shadow_cast {
+                Some(t) => format!("CAST(l.{a} AS {t})"),
+                None => format!("l.{a}"),
+            };
+            // The log's columns have their type's default collation; compare in the shadow's.
+            let e = match coll {
+                Some(c) => format!("{e} COLLATE {c}"),
+                None => e,
+            };
+            if aliased {
+                format!("{e} AS {a}")
+            } else {
+                e
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Compares one key range by aggregates, on the server: the count and the XOR of the row hashes
+/// of each side, leaving out the keys that have a pending write (a left join against the
+/// change log, in the same snapshot). Returns (rows in the source range, equal).
+async fn compare_chunk(
+    client: &Client,
+    plan: &Plan,
+    s: &Sides,
+    predicate: &str,
+) -> Result<(u64, bool)> {
+    let kcols = log_key_columns(plan);
+    let klist = join_idents(&kcols);
+    let log_keys = log_keys_as_shadow(plan, s, true);
+    let first = &kcols[0];
+    if !s.transparent {
+        // The source's predicate means nothing on the shadow: take the chunk's source rows and
+        // look each one up in the shadow by its mapped key (the shadow's key index).
+        let sql = format!(
+            "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
+                  q AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}) \
+             SELECT count(*), count(*) FILTER (WHERE p.{first} IS NULL AND d.h IS DISTINCT FROM q.h) = 0 \
+               FROM q LEFT JOIN (SELECT {dk}, {dh} AS h FROM ONLY {shadow}) d USING ({klist}) \
+                      LEFT JOIN p USING ({klist})",
+            log = plan.capture.log,
+            sk = s.src_keys,
+            sh = s.src_hash,
+            src = plan.source,
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow,
+        );
+        let row = client.query_one(&sql, &[]).await.ctx(format_args!(
+            "verifying {} against {}",
+            plan.shadow.human(),
+            plan.source.human()
+        ))?;
+        return Ok((
+            row.try_get::<_, i64>(0)
+                .ctx("reading a verification result")? as u64,
+            row.try_get(1).ctx("reading a verification result")?,
+        ));
+    }
+    let dst_pred = predicate;
+    let sql = format!(
+        "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
+              s AS (SELECT count(*) AS n, count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
+                           bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
+                      FROM (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}) q LEFT JOIN p USING ({klist})), \
+              d AS (SELECT count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
+                           bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
+                      FROM (SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {dst_pred}) q LEFT JOIN p USING ({klist})) \
+         SELECT s.n, s.c = d.c AND s.x IS NOT DISTINCT FROM d.x FROM s, d",
+        log = plan.capture.log,
+        sk = s.src_keys,
+        sh = s.src_hash,
+        src = plan.source,
+        dk = s.dst_keys,
+        dh = s.dst_hash,
+        shadow = plan.shadow,
+    );
+    let row = client.query_one(&sql, &[]).await.ctx(format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    ))?;
+    let what = format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    );
+    Ok((row.col::<i64>(0, &what)? as u64, row.col(1, &what)?))
+}
+
+/// Differences in one key range: (keys as text, whether a change to the key is pending).
+async fn diff_chunk(
+    client: &Client,
+    plan: &Plan,
+    s: &Sides,
+    predicate: &str,
+) -> Result<(u64, Vec<(Vec<Option<String>>, bool)>)> {
+    let kcols = log_key_columns(plan);
+    let klist = join_idents(&kcols);
+    let log = &plan.capture.log;
+    // Log keys in the shadow's types, to compare with either side.
+    let log_keys = log_keys_as_shadow(plan, s, false);
+    let text_keys = kcols
+        .iter()
+        .map(|k| format!("COALESCE(s.{k}, d.{k})::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let coalesced = kcols
+        .iter()
+        .map(|k| format!("COALESCE(s.{k}, d.{k})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Transparent: both sides by the predicate, so rows the shadow has and the source lacks
+    // show up too. Otherwise the shadow's rows of the source's mapped keys (extra shadow rows
+    // are found by `extra_shadow_rows`).
+    let d = if s.transparent {
+        format!(
+            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {predicate}",
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow
+        )
+    } else {
+        format!(
+            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE ({dcols}) IN (SELECT {klist} FROM s)",
+            dk = s.dst_keys,
+            dh = s.dst_hash,
+            shadow = plan.shadow,
+            dcols = plan.shadow_key_list(),
+        )
+    };
+    let sql = format!(
+        "WITH s AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}), \
+              d AS ({d}), \
+              x AS (SELECT {text_keys}, ({coalesced}) IN (SELECT {log_keys} FROM {log} l WHERE NOT l.truncated) AS pending \
+                      FROM s FULL JOIN d USING ({klist}) WHERE s.h IS DISTINCT FROM d.h) \
+         SELECT (SELECT count(*) FROM s), x.* FROM x \
+         UNION ALL SELECT (SELECT count(*) FROM s), {nulls}, NULL WHERE NOT EXISTS (SELECT 1 FROM x)",
+        sk = s.src_keys,
+        sh = s.src_hash,
+        src = plan.source,
+        nulls = vec!["NULL::text"; kcols.len()].join(", "),
+    );
+    let rows = client.query(&sql, &[]).await.ctx(format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    ))?;
+    let what = format_args!(
+        "verifying {} against {}",
+        plan.shadow.human(),
+        plan.source.human()
+    );
+    let mut count = 0u64;
+    let mut diffs = Vec::new();
+    for r in &rows {
+        count = r.col::<i64>(0, &what)? as u64;
+        let pending: Option<bool> = r.col(kcols.len() + 1, &what)?;
+        if let Some(p) = pending {
+            let keys = (0..kcols.len())
+                .map(|i| r.col::<Option<String>>(i + 1, &what))
+                .collect::<Result<_>>()?;
+            diffs.push((keys, p));
+        }
+    }
+    Ok((count, diffs))
+}
+
+/// Keys of shadow rows that no source row maps to and that have no pending change (as text):
+/// with key columns that the ALTER changes, the chunks select source rows only, so rows that
+/// only the shadow has are looked for here, in one statement over both tables' keys (one
+/// snapshot). At most `MAX_REPAIR + 1` keys.
+async fn extra_shadow_rows(
+    client: &Client,
+    plan: &Plan,
+    s: &Sides,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let kcols = log_key_columns(plan);
+    let same = |a: &str, b: &str| {
+        kcols
+            .iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let text_keys = kcols
+        .iter()
+        .map(|k| format!("CAST(d.{k} AS text)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
+              s AS (SELECT {sk} FROM ONLY {src}) \
+         SELECT {text_keys} FROM (SELECT {dk} FROM ONLY {shadow}) d \
+          WHERE NOT EXISTS (SELECT 1 FROM s WHERE {sd}) AND NOT EXISTS (SELECT 1 FROM p WHERE {pd}) \
+          LIMIT {limit}",
+        log_keys = log_keys_as_shadow(plan, s, true),
+        log = plan.capture.log,
+        sk = s.src_keys,
+        src = plan.source,
+        dk = s.dst_keys,
+        shadow = plan.shadow,
+        sd = same("s", "d"),
+        pd = same("p", "d"),
+        limit = MAX_REPAIR + 1,
+    );
+    let rows = client.query(&sql, &[]).await.ctx(format_args!(
+        "looking for rows of {} that {} lacks",
+        plan.shadow.human(),
+        plan.source.human()
+    ))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut k = Vec::with_capacity(kcols.len());
+        for i in 0..kcols.len() {
+            k.push(r.try_get(i).ctx("reading a verification result")?);
+        }
+        out.push(k);
+    }
+    Ok(out)
+}
+
+/// Queues keys for replay by writing them into the change log (1,000 keys a statement).
+async fn queue_for_replay(
+    client: &Client,
+    plan: &Plan,
+    keys: &[Vec<Option<String>>],
+) -> Result<()> {
+    let kcols = log_key_columns(plan);
+    for batch in keys.chunks(1000) {
+        let rows: Vec<String> = batch
+            .iter()
+            .map(|k| {
+                let vals: Vec<String> = k
+                    .iter()
+                    .zip(&plan.key)
+                    .map(|(v, key)| match v {
+                        Some(v) => format!("CAST({} AS {})", literal(v), key.source_type),
+                        None => "NULL".to_string(),
+                    })
+                    .collect();
+                format!("({})", vals.join(", "))
+            })
+            .collect();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                plan.capture.log,
+                join_idents(&kcols),
+                rows.join(", ")
+            ))
+            .await
+            .ctx("queueing differing keys for repair")?;
+    }
+    Ok(())
+}
+
+/// More differing rows than this is not a stray corruption to repair quietly: stop and say so.
+const MAX_REPAIR: usize = 10_000;
+
+/// Verifies the shadow against the source (see the module header). `chunks` are the copy's key
+/// ranges. On success every real difference found was repaired and verified again.
+#[allow(clippy::too_many_arguments)]
+pub async fn verify(
+    client: &mut Client,
+    spec: &crate::db::conn::ConnSpec,
+    jobs: usize,
+    plan: &Plan,
+    chunks: &[String],
+    mode: Mode,
+    replay_batch: i64,
+    gov: &crate::pacing::governor::Governor,
+    policy: &crate::db::locking::LockPolicy,
+) -> Result<Report> {
+    let mut report = Report {
+        mode: format!("{mode:?}").to_lowercase(),
+        chunks_total: chunks.len(),
+        ..Default::default()
+    };
+    if mode == Mode::Off {
+        return Ok(report);
+    }
+    let mut s = sides(client, plan).await?;
+    // Block-range chunks select rows by their place in the source: never apply them to the
+    // shadow.
+    if chunks
+        .iter()
+        .any(|p| crate::rewrite::chunks::is_tid_range(p))
+    {
+        s.transparent = false;
+    }
+    let picked: Vec<&String> = match mode {
+        Mode::Sample => chunks.iter().step_by(10).collect(),
+        _ => chunks.iter().collect(),
+    };
+    // The ranges are checked on `jobs` sessions at once; each takes the next range from a
+    // shared queue without blocking the runtime.
+    let (tx, rx) = crossbeam_channel::unbounded::<String>();
+    for p in &picked {
+        tx.send((*p).clone()).expect("channel open");
+    }
+    drop(tx);
+    let s = std::sync::Arc::new(s);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..jobs.max(1).min(picked.len().max(1)) {
+        let (rx, s, spec, plan) = (rx.clone(), s.clone(), spec.clone(), plan.clone());
+        let gov = gov.clone();
+        set.spawn(async move {
+            let c = crate::db::conn::connect(&spec, &format!("verify-{w}")).await?;
+            let mut out = (0u64, 0usize, 0u64, Vec::new());
+            while let Ok(pred) = rx.try_recv() {
+                // Verification reads the whole table twice: it keeps to the pace and windows
+                // of the copy (pause, throttles, --nice).
+                gov.copy_permit(plan.run_id).await?;
+                let started = std::time::Instant::now();
+                let (rows, equal) = compare_chunk(&c, &plan, &s, &pred).await?;
+                gov.nice(started.elapsed()).await;
+                out.0 += rows;
+                out.1 += 1;
+                if equal {
+                    continue;
+                }
+                // Which rows? (Only for a range that differs: the expensive comparison.)
+                let (_, diffs) = diff_chunk(&c, &plan, &s, &pred).await?;
+                for (keys, pending) in diffs {
+                    if pending {
+                        out.2 += 1;
+                    } else {
+                        out.3.push((Some(pred.clone()), keys));
+                    }
+                }
+            }
+            Ok::<_, Error>(out)
+        });
+    }
+    // Differing keys, with the chunk predicate they were found by (None: by the check for rows
+    // only the shadow has).
+    let mut to_repair: Vec<(Option<String>, Vec<Option<String>>)> = Vec::new();
+    while let Some(j) = set.join_next().await {
+        let (rows, chunks_done, pending, diffs) =
+            j.map_err(|e| Error::failed(format!("a verification worker panicked: {e}")))??;
+        report.rows_verified += rows;
+        report.chunks_verified += chunks_done;
+        report.pending += pending;
+        to_repair.extend(diffs);
+    }
+    if !s.transparent {
+        for k in extra_shadow_rows(client, plan, &s).await? {
+            to_repair.push((None, k));
+        }
+    }
+    if to_repair.is_empty() {
+        return Ok(report);
+    }
+    if to_repair.len() > MAX_REPAIR {
+        return Err(Error::failed(format!(
+            "verification failed: {} rows of {} differ from {} (more than {MAX_REPAIR}, so they are not repaired automatically); \
+             a --map expression that is not deterministic (now(), random()) would do this",
+            to_repair.len(),
+            plan.shadow.human(),
+            plan.source.human()
+        ))
+        .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
+        .with_next(format!("investigate, then run `pg-hotswap abort --table {}`", plan.source)));
+    }
+    crate::output::ui::say(&format!(
+        "verify: {} row{} of the shadow differ from the source; repairing them from the source",
+        to_repair.len(),
+        if to_repair.len() == 1 { "" } else { "s" }
+    ));
+    let keys: Vec<Vec<Option<String>>> = to_repair.iter().map(|(_, k)| k.clone()).collect();
+    queue_for_replay(client, plan, &keys).await?;
+    crate::rewrite::replay::prepare_session(client, plan).await?;
+    crate::rewrite::replay::catch_up(client, plan, replay_batch, replay_batch, gov, policy).await?;
+    // Check the repaired ranges again.
+    let mut preds: Vec<&Option<String>> = to_repair.iter().map(|(p, _)| p).collect();
+    preds.dedup();
+    let mut still = Vec::new();
+    for pred in preds {
+        let diffs = match pred {
+            Some(pred) => diff_chunk(client, plan, &s, pred).await?.1,
+            None => extra_shadow_rows(client, plan, &s)
+                .await?
+                .into_iter()
+                .map(|k| (k, false))
+                .collect(),
+        };
+        for (k, pending) in diffs {
+            if !pending && keys.contains(&k) && !still.contains(&k) {
+                still.push(k);
+            }
+        }
+    }
+    if !still.is_empty() {
+        let sample: Vec<String> = still
+            .iter()
+            .take(5)
+            .map(|k| {
+                k.iter()
+                    .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        return Err(Error::failed(format!(
+            "verification failed: {} row{} of {} still differ from {} after repair (keys: {}); a --map expression that is not deterministic (now(), random()) would do this",
+            still.len(),
+            if still.len() == 1 { "" } else { "s" },
+            plan.shadow.human(),
+            plan.source.human(),
+            sample.join("; ")
+        ))
+        .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
+        .with_next(format!(
+            "investigate, then run `pg-hotswap abort --table {}`; use --verify off only if the difference is expected",
+            plan.source
+        )));
+    }
+    report.repaired = keys.len() as u64;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("full".parse::<Mode>().unwrap(), Mode::Full);
+        assert_eq!("sample".parse::<Mode>().unwrap(), Mode::Sample);
+        assert_eq!("off".parse::<Mode>().unwrap(), Mode::Off);
+        assert!("most".parse::<Mode>().is_err());
+    }
+}
