@@ -218,7 +218,7 @@ pub async fn build_in(
         .collect();
 
     if let Some(alter) = req.alter {
-        run_step(tx, alter_step(shadow, alter), &mut done)
+        run_step(tx, alter_step(table, shadow, alter), &mut done)
             .await
             .map_err(|e| {
                 e.with_kind(Kind::Refused)
@@ -500,10 +500,10 @@ fn index_steps(
 /// The user's ALTER, against the empty shadow. Sent over the extended protocol (`single`): the
 /// server itself refuses a second statement, whatever quoting, dollar quote or comment hides its
 /// `;` from the client-side check of the command line (`commands::flags`) (issue 9, hostile input).
-fn alter_step(shadow: &QualifiedName, alter: &str) -> Step {
+fn alter_step(table: &QualifiedName, shadow: &QualifiedName, alter: &str) -> Step {
     Step::new(
         format!("ALTER TABLE {shadow} {alter}"),
-        format!("the ALTER failed on the shadow {}", shadow.human()),
+        format!("the ALTER failed on the shadow of {}", table.human()),
     )
     .note("run against the empty shadow only")
     .single()
