@@ -25,6 +25,10 @@ fn main() {
     let tty = std::io::stderr().is_terminal();
     ui::set_json(json);
     ui::set_terminal(tty);
+    ui::set_colour(ui::colour_wanted(
+        tty,
+        std::env::var_os("NO_COLOR").as_deref(),
+    ));
     ui::set_quiet(cli.quiet);
     progress::init(tty && !cli.quiet && !json);
     init_tracing(cli.verbose, json);
@@ -71,7 +75,8 @@ fn version(dsn: Option<String>) -> i32 {
 }
 
 /// Diagnostics: `-v`/`-vv`, or `RUST_LOG`; text or JSON lines on stderr, written above the
-/// progress bar (ui::StderrWriter).
+/// progress bar (ui::StderrWriter). Colour only where `ui::colour` allows it (a terminal, no
+/// `NO_COLOR`): a log in a file carries no escape codes.
 fn init_tracing(verbose: u8, json: bool) {
     let default = match verbose {
         0 => "warn",
@@ -82,7 +87,8 @@ fn init_tracing(verbose: u8, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ui::StderrWriter);
+        .with_writer(ui::StderrWriter)
+        .with_ansi(ui::colour() && !json);
     if json {
         builder.json().flatten_event(true).init();
     } else {

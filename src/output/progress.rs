@@ -317,13 +317,20 @@ fn bar_message(s: &Shared) -> String {
 
 fn redraw(s: &Shared) {
     let Some(bar) = &s.bar else { return };
-    let template = match &s.copy {
-        Some((f, _)) => {
+    // Colours only where ui::colour allows them (NO_COLOR); the bar itself is drawn on a
+    // terminal only.
+    let template = match (&s.copy, ui::colour()) {
+        (Some((f, _)), colour) => {
             bar.set_length(f.est_rows.max(f.rows).max(1));
             bar.set_position(f.rows);
-            "{spinner:.cyan} {prefix:.bold} {elapsed:>4} [{bar:24.cyan/blue}] {wide_msg}"
+            if colour {
+                "{spinner:.cyan} {prefix:.bold} {elapsed:>4} [{bar:24.cyan/blue}] {wide_msg}"
+            } else {
+                "{spinner} {prefix} {elapsed:>4} [{bar:24}] {wide_msg}"
+            }
         }
-        None => "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg}",
+        (None, true) => "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg}",
+        (None, false) => "{spinner} {prefix} {elapsed:>4} {wide_msg}",
     };
     bar.set_message(bar_message(s));
     bar.set_prefix(s.phase.clone());

@@ -16,6 +16,8 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 static JSON: AtomicBool = AtomicBool::new(false);
 /// stderr is a terminal: a short clock is enough there; logs kept in files get full timestamps.
 static TTY: AtomicBool = AtomicBool::new(false);
+/// Colour (ANSI escape codes) is allowed on stderr: see [`colour_wanted`].
+static COLOUR: AtomicBool = AtomicBool::new(false);
 
 pub fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
@@ -33,6 +35,22 @@ pub fn is_json() -> bool {
 /// Whether stderr is a terminal (decides the timestamp format of text lines).
 pub fn set_terminal(tty: bool) {
     TTY.store(tty, Ordering::Relaxed);
+}
+
+/// Whether stderr may carry colour: only on a terminal, and not when `NO_COLOR` is set to a
+/// non-empty value (<https://no-color.org>). A log written to a file or a pipe never carries an
+/// escape code, whatever `NO_COLOR` says.
+pub fn colour_wanted(tty: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    tty && !matches!(no_color, Some(v) if !v.is_empty())
+}
+
+/// Set once by the binary from [`colour_wanted`]; the progress bar and `tracing` follow it.
+pub fn set_colour(colour: bool) {
+    COLOUR.store(colour, Ordering::Relaxed);
+}
+
+pub fn colour() -> bool {
+    COLOUR.load(Ordering::Relaxed)
 }
 
 fn now() -> (u64, u32) {
@@ -243,6 +261,17 @@ pub fn duration(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(super::colour_wanted(true, None));
+        assert!(!super::colour_wanted(false, None), "a file gets no colour");
+        assert!(!super::colour_wanted(true, Some(OsStr::new("1"))));
+        // no-color.org: set to a non-empty value; an empty NO_COLOR is as if unset.
+        assert!(super::colour_wanted(true, Some(OsStr::new(""))));
+        assert!(!super::colour_wanted(false, Some(OsStr::new(""))));
+    }
+
     #[test]
     fn bytes_are_human() {
         assert_eq!(super::bytes(512), "512 B");

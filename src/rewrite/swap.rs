@@ -233,15 +233,19 @@ pub async fn swap(
                         None,
                     )
                     .await?;
-                tracing::warn!(
-                    attempt,
-                    "swap: lock not available within lock_timeout{holders}"
+                // One line per attempt (a warning; its figures as JSON fields), not also a
+                // tracing event: the log in a file said each one twice (issue 19).
+                let mut fields = serde_json::Map::new();
+                fields.insert("attempt".into(), attempt.into());
+                fields.insert("attempts".into(), req.policy.attempts.into());
+                crate::output::ui::say_with(
+                    &format!(
+                        "warning: swap attempt {attempt}/{} could not get the lock within {}{holders}",
+                        req.policy.attempts,
+                        pg_millis(req.policy.timeout)
+                    ),
+                    fields,
                 );
-                crate::output::ui::say(&format!(
-                    "swap attempt {attempt}/{} could not get the lock within {}{holders}",
-                    req.policy.attempts,
-                    pg_millis(req.policy.timeout)
-                ));
                 if !tries.may_retry() {
                     return Err(Error::new(
                         Kind::LockTimeout,

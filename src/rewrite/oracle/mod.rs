@@ -88,7 +88,9 @@ pub async fn check_sample(
         Ok(r) => r,
         Err(e) if e.kind() == Kind::Refused || class(&e) == Class::Transient => return Err(e),
         Err(e) => {
-            tracing::warn!(error = %e, "the sample check could not be done");
+            // The report's line says it ("sample check: not done (it failed: ...)"); a warning
+            // here too would say it twice.
+            tracing::debug!(error = %e, "the sample check could not be done");
             SampleCheck {
                 done: false,
                 notes: vec![format!("it failed: {}", e.message())],
