@@ -2,21 +2,26 @@
 //! would refuse; nothing is changed.
 
 use super::flags::OutputFormat;
-use super::run::{target_of, RunArgs};
+use super::run::RunArgs;
 use crate::dryrun;
 use crate::error::{Error, Kind, Result};
+use crate::state::target::TargetSpec;
 
 impl RunArgs {
-    /// The options of `plan` (and `run --dry-run`).
-    pub fn into_plan_options(self) -> Result<dryrun::PlanOptions> {
+    /// The target and the options of `plan` (and `run --dry-run`).
+    pub fn into_plan_options(self) -> Result<(TargetSpec, dryrun::PlanOptions)> {
         let (observe, sample_rows, df_on_server) =
             (self.observe, self.sample_rows, self.df_on_server);
-        Ok(dryrun::PlanOptions {
-            run: self.into_options()?,
-            observe,
-            sample_rows,
-            df_on_server,
-        })
+        let (target, run) = self.into_options()?;
+        Ok((
+            target,
+            dryrun::PlanOptions {
+                run,
+                observe,
+                sample_rows,
+                df_on_server,
+            },
+        ))
     }
 }
 
@@ -24,8 +29,7 @@ impl RunArgs {
 /// refuse. Interruptible: the plan's transactions are rolled back.
 pub(super) async fn command(args: RunArgs) -> Result<i32> {
     let output = args.output;
-    let opts = args.into_plan_options()?;
-    let spec = target_of(&opts.run);
+    let (spec, opts) = args.into_plan_options()?;
     let work = async {
         let target = spec.resolve("plan").await?;
         dryrun::plan(target, &opts).await
@@ -89,7 +93,7 @@ mod tests {
                 }
                 _ => panic!("not plan"),
             };
-            let o = a.into_plan_options().unwrap();
+            let (_, o) = a.into_plan_options().unwrap();
             assert_eq!(o.run.jobs, 2);
             assert_eq!(o.observe, Duration::from_secs(2));
         }
@@ -109,7 +113,7 @@ mod tests {
         let Command::Plan(a) = cli.command else {
             panic!()
         };
-        let o = a.into_plan_options().unwrap();
+        let (_, o) = a.into_plan_options().unwrap();
         assert_eq!(o.observe, Duration::from_millis(500));
         assert_eq!(o.sample_rows, Some(1000));
     }

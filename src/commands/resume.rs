@@ -4,16 +4,15 @@
 
 use super::control::{self, Request};
 use super::flags::{
-    check_schema_name, check_table, chunk_time_option, conn_spec, parse_chunk_time, ConnArgs,
-    LockArgs, OutputFormat,
+    chunk_time_option, parse_chunk_time, target_spec, ConnArgs, LockArgs, OutputFormat,
 };
 use super::pace::{OldSnapshotArgs, PaceArgs};
-use super::run::{rewrite, target_of};
+use super::run::rewrite;
 use crate::error::{Error, Result};
 use crate::output::ui::say;
 use crate::rewrite::mapping::MapArg;
 use crate::rewrite::migrator::RunOptions;
-use crate::state::target::Target;
+use crate::state::target::{Target, TargetSpec};
 use clap::Args;
 use std::time::Duration;
 
@@ -50,20 +49,21 @@ pub struct ResumeArgs {
 }
 
 impl ResumeArgs {
-    /// The options of the resumed run, except the ones that decide its result, which
-    /// [`recorded_options`] takes from the recorded run.
-    pub fn into_options(self) -> Result<RunOptions> {
-        check_table(&self.table)?;
-        check_schema_name("--state-schema", &self.state_schema)?;
-        Ok(RunOptions {
-            conn: conn_spec(&self.conn, &self.lock)?,
+    /// The command's target, and the options of the resumed run except the ones that decide its
+    /// result, which [`recorded_options`] takes from the recorded run.
+    pub fn into_options(self) -> Result<(TargetSpec, RunOptions)> {
+        let target = target_spec(
+            &self.conn,
+            &self.table,
+            &self.state_schema,
+            self.lock.lock_timeout,
+        )?;
+        let opts = RunOptions {
             lock: self.lock.policy(),
-            table: self.table,
             alter: None,
             maps: Vec::new(),
             jobs: self.jobs as usize,
             drop_old: self.drop_old,
-            state_schema: self.state_schema,
             chunk_rows: 100_000,
             chunk_time: chunk_time_option(self.chunk_time),
             replay_batch: 5_000,
@@ -75,15 +75,15 @@ impl ResumeArgs {
             map_back: Vec::new(),
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
-        })
+        };
+        Ok((target, opts))
     }
 }
 
 /// The command: tells a paused run to go on, or continues the stopped run here.
 pub(super) async fn command(args: ResumeArgs) -> Result<i32> {
     let output = args.output;
-    let base = args.into_options()?;
-    let spec = target_of(&base);
+    let (spec, base) = args.into_options()?;
     let target = spec.resolve("control").await?;
     let has_state = target.state_exists().await?;
     // A paused run with its process still attached is told to go on; a stopped run is
@@ -103,7 +103,7 @@ async fn recorded_options(
     mut base: RunOptions,
 ) -> Result<RunOptions> {
     let nothing = || {
-        Error::usage(format!("{} has no unfinished run to resume", base.table))
+        Error::usage(format!("{} has no unfinished run to resume", target.table))
             .with_state("nothing was changed")
             .with_next("start one with `pg-hotswap run`")
     };
@@ -139,7 +139,7 @@ async fn recorded_options(
     say(&format!(
         "resuming run {} of {} (stopped in phase {}, {})",
         u.id,
-        base.table,
+        target.table,
         u.phase.as_str(),
         u.status
     ));

@@ -1,7 +1,7 @@
 //! `pg-hotswap revert` and `finish`: their flags, and both commands on the target resolved once
 //! (the way back itself is `crate::rewrite::revert`).
 
-use super::flags::{check_schema_name, check_table, conn_spec, ConnArgs, LockArgs};
+use super::flags::{target_spec, ConnArgs, LockArgs};
 use crate::error::Result;
 use crate::rewrite::revert::{self, FinishOptions, RevertOptions};
 use crate::state::target::TargetSpec;
@@ -24,16 +24,21 @@ pub struct RevertArgs {
 }
 
 impl RevertArgs {
-    pub fn into_options(self) -> Result<RevertOptions> {
-        check_table(&self.table)?;
-        check_schema_name("--state-schema", &self.state_schema)?;
-        Ok(RevertOptions {
-            conn: conn_spec(&self.conn, &self.lock)?,
-            lock: self.lock.policy(),
-            table: self.table,
-            state_schema: self.state_schema,
-            replay_batch: self.replay_batch,
-        })
+    /// The command's target and the options of the way back.
+    pub fn into_options(self) -> Result<(TargetSpec, RevertOptions)> {
+        let target = target_spec(
+            &self.conn,
+            &self.table,
+            &self.state_schema,
+            self.lock.lock_timeout,
+        )?;
+        Ok((
+            target,
+            RevertOptions {
+                lock: self.lock.policy(),
+                replay_batch: self.replay_batch,
+            },
+        ))
     }
 }
 
@@ -51,34 +56,35 @@ pub struct FinishArgs {
 }
 
 impl FinishArgs {
-    pub fn into_options(self) -> Result<FinishOptions> {
-        check_table(&self.table)?;
-        check_schema_name("--state-schema", &self.state_schema)?;
-        Ok(FinishOptions {
-            conn: conn_spec(&self.conn, &self.lock)?,
-            lock: self.lock.policy(),
-            table: self.table,
-            state_schema: self.state_schema,
-        })
+    /// The command's target and the options of `finish`.
+    pub fn into_options(self) -> Result<(TargetSpec, FinishOptions)> {
+        let target = target_spec(
+            &self.conn,
+            &self.table,
+            &self.state_schema,
+            self.lock.lock_timeout,
+        )?;
+        Ok((
+            target,
+            FinishOptions {
+                lock: self.lock.policy(),
+            },
+        ))
     }
 }
 
 /// `revert`: the old table swapped back in.
 pub(super) async fn revert_command(args: RevertArgs) -> Result<i32> {
-    let opts = args.into_options()?;
-    let target = TargetSpec::new(&opts.conn, &opts.table, &opts.state_schema)
-        .resolve("revert")
-        .await?;
+    let (spec, opts) = args.into_options()?;
+    let target = spec.resolve("revert").await?;
     revert::revert(target, &opts).await?;
     Ok(0)
 }
 
 /// `finish`: the kept old table and the reverse capture dropped.
 pub(super) async fn finish_command(args: FinishArgs) -> Result<i32> {
-    let opts = args.into_options()?;
-    let target = TargetSpec::new(&opts.conn, &opts.table, &opts.state_schema)
-        .resolve("finish")
-        .await?;
+    let (spec, opts) = args.into_options()?;
+    let target = spec.resolve("finish").await?;
     revert::finish(target, &opts).await?;
     Ok(0)
 }

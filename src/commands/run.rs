@@ -98,7 +98,8 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn into_options(self) -> Result<RunOptions> {
+    /// The command's target (`--dsn`, `--table`, `--state-schema`) and the run's options.
+    pub fn into_options(self) -> Result<(TargetSpec, RunOptions)> {
         check_table(&self.table)?;
         check_schema_name("--state-schema", &self.state_schema)?;
         if let Some(n) = &self.shadow_name {
@@ -129,15 +130,17 @@ impl RunArgs {
                 "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
             )));
         }
-        Ok(RunOptions {
+        let target = TargetSpec {
             conn: conn_spec(&self.conn, &self.lock)?,
-            lock: self.lock.policy(),
             table: self.table,
+            state_schema: self.state_schema,
+        };
+        let opts = RunOptions {
+            lock: self.lock.policy(),
             alter: self.alter,
             maps: self.maps,
             jobs: self.jobs as usize,
             drop_old: self.drop_old,
-            state_schema: self.state_schema,
             chunk_rows: self.chunk_rows,
             chunk_time: chunk_time_option(self.chunk_time),
             replay_batch: self.replay_batch,
@@ -149,20 +152,16 @@ impl RunArgs {
             map_back: self.map_back,
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
-        })
+        };
+        Ok((target, opts))
     }
-}
-
-/// The target named by the run's options (which keep `--table` as typed for their messages).
-pub(super) fn target_of(o: &RunOptions) -> TargetSpec {
-    TargetSpec::new(&o.conn, &o.table, &o.state_schema)
 }
 
 /// The command (`run` without `--dry-run`).
 pub(super) async fn command(args: RunArgs) -> Result<i32> {
     let output = args.output;
-    let opts = args.into_options()?;
-    rewrite(None, &target_of(&opts), opts, output).await
+    let (spec, opts) = args.into_options()?;
+    rewrite(None, &spec, opts, output).await
 }
 
 /// `run` and `resume`: the rewrite on `target` (resolved here when `None`), interruptible by
@@ -190,7 +189,7 @@ pub(super) async fn rewrite(
                 }
                 Ok(0)
             }
-            Err(e) => Err(advise(e, &opts)),
+            Err(e) => Err(advise(e, &spec.table, &opts)),
         },
         sig = super::shutdown_signal() => Err(interrupted(spec, sig).await),
     }
@@ -245,11 +244,10 @@ async fn mark_interrupted(spec: &TargetSpec) -> Result<Option<Phase>> {
 /// A run that failed on the data itself (a cast, `USING` or `--map` expression that fails for
 /// some row, a constraint the new rows break) fails the same way when run again: say so, and
 /// point at what the user wrote — a USING or a --map only when there is one (issue 13).
-fn advise(e: Error, opts: &RunOptions) -> Error {
+fn advise(e: Error, table: &str, opts: &RunOptions) -> Error {
     if !e.is_data_error() {
         return e;
     }
-    let table = &opts.table;
     let has_using = opts
         .alter
         .as_deref()
@@ -284,7 +282,7 @@ mod tests {
             let Command::Run(args) = Cli::try_parse_from(a).unwrap().command else {
                 panic!("not run")
             };
-            args.into_options().unwrap().chunk_time
+            args.into_options().unwrap().1.chunk_time
         };
         assert_eq!(opts(&[]), Some(Duration::from_secs(2)));
         assert_eq!(
@@ -309,7 +307,7 @@ mod tests {
         else {
             panic!("not resume")
         };
-        assert_eq!(r.into_options().unwrap().chunk_time, None);
+        assert_eq!(r.into_options().unwrap().1.chunk_time, None);
     }
 
     #[test]
@@ -336,12 +334,13 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        let o = args.into_options().unwrap();
+        let (t, o) = args.into_options().unwrap();
+        assert_eq!(t.table, "app.t");
         assert_eq!(o.jobs, 3);
         assert_eq!(o.lock.timeout, Duration::from_millis(50));
         assert_eq!(o.lock.attempts, 5);
         assert_eq!(o.maps[0].column.as_str(), "b");
-        assert_eq!(o.conn.config.get_user(), Some("u"));
+        assert_eq!(t.conn.config.get_user(), Some("u"));
     }
 
     #[test]

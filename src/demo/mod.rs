@@ -95,9 +95,12 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = load.transactions();
 
-    let opts = RunOptions {
+    let target = TargetSpec {
         conn: conn::resolve_spec(Some(&conninfo), Duration::from_millis(100))?,
         table: "public.accounts".into(),
+        state_schema: "hotswap".into(),
+    };
+    let opts = RunOptions {
         alter: Some("ALTER COLUMN id TYPE bigint".into()),
         maps: Vec::new(),
         jobs: args.jobs as usize,
@@ -107,7 +110,6 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
             delay: Duration::from_millis(200),
         },
         drop_old: false,
-        state_schema: "hotswap".into(),
         chunk_rows: 50_000,
         chunk_time: None,
         replay_batch: 5_000,
@@ -122,7 +124,6 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();
-    let target = TargetSpec::new(&opts.conn, &opts.table, &opts.state_schema);
     let report = match target.resolve("control").await {
         Ok(target) => migrator::run(target, &opts).await,
         Err(e) => Err(e),

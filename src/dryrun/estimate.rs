@@ -79,6 +79,7 @@ fn windows(
 
 pub(super) async fn measure(
     opts: &PlanOptions,
+    conn: &crate::db::conn::ConnSpec,
     ctl: &Client,
     src: &Source,
     plan: &Plan,
@@ -148,7 +149,7 @@ pub(super) async fn measure(
     let mut stripped = src.clone();
     stripped.constraints.retain(|c| c.kind != "f");
     let base = SessionJob {
-        spec: o.conn.clone(),
+        spec: conn.clone(),
         src: stripped,
         alter: o.alter.clone(),
         maps: o.maps.clone(),

@@ -50,6 +50,7 @@ pub struct PlanOptions {
 pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     let o = &opts.run;
     let Target {
+        conn,
         state,
         client: mut ctl,
         oid,
@@ -64,7 +65,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
             let t = catalog::table(&ctl, oid).await?;
             let mut r = report::new(t.name.human());
             r.refused = Some(e.message().to_string());
-            let input = check_input(o, oid, &t.name, None, DiskNeed::default());
+            let input = check_input(o, &conn, &state, oid, &t.name, None, DiskNeed::default());
             r.checks = checks::run_all(&ctl, &input).await.0;
             return Ok(r.finish());
         }
@@ -77,9 +78,12 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
         data_bytes: src.table.total_bytes.max(0) as u64,
         wal_bytes: src.table.total_bytes.max(0) as u64,
     };
-    r.checks = checks::run_all(&ctl, &check_input(o, oid, &table, Some(&src), provisional))
-        .await
-        .0;
+    r.checks = checks::run_all(
+        &ctl,
+        &check_input(o, &conn, &state, oid, &table, Some(&src), provisional),
+    )
+    .await
+    .0;
     if r.checks
         .iter()
         .any(|c| c.name == "privileges" && c.verdict == Verdict::Blocking)
@@ -155,7 +159,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     });
 
     // Measure on a sample.
-    let measured = match estimate::measure(opts, &ctl, &src, plan, rows).await {
+    let measured = match estimate::measure(opts, &conn, &ctl, &src, plan, rows).await {
         Ok(m) => m,
         Err(e) if e.code().is_some() && e.kind() != Kind::LockTimeout && is_data_error(&e) => {
             r.refused = Some(format!(
@@ -244,6 +248,8 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
 
 fn check_input<'a>(
     o: &'a RunOptions,
+    conn: &'a crate::db::conn::ConnSpec,
+    state: &'a State,
     oid: u32,
     table: &'a QualifiedName,
     src: Option<&'a Source>,
@@ -254,9 +260,9 @@ fn check_input<'a>(
         table,
         source: src,
         jobs: o.jobs,
-        state_schema: &o.state_schema,
+        state_schema: state.schema.as_str(),
         disk,
-        conn: &o.conn,
+        conn,
     }
 }
 

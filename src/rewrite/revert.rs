@@ -193,10 +193,8 @@ pub fn reverse_plan(
     }
 }
 
+/// What `revert` needs besides its target.
 pub struct RevertOptions {
-    pub conn: ConnSpec,
-    pub table: String,
-    pub state_schema: String,
     pub lock: LockPolicy,
     pub replay_batch: i64,
 }
@@ -231,25 +229,25 @@ async fn revertible_run(
 /// `pg-hotswap revert`: swaps the old table back in, with every write made since the swap.
 pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
     let Target {
+        conn,
+        table,
         state,
         client: mut ctl,
         oid,
-        ..
     } = target;
     if !state.exists(&ctl).await? {
         return Err(Error::refused(format!(
             "{} has no revertible rewrite (no state schema)",
-            opts.table
+            table
         )));
     }
     if !state.try_lock_table(&ctl, oid).await? {
         return Err(
-            Error::failed(format!("a pg-hotswap run is active on {}", opts.table))
+            Error::failed(format!("a pg-hotswap run is active on {}", table))
                 .with_state("nothing was changed"),
         );
     }
-    let (fwd_run, fwd, old_name, swap_names) =
-        revertible_run(&ctl, &state, oid, &opts.table).await?;
+    let (fwd_run, fwd, old_name, swap_names) = revertible_run(&ctl, &state, oid, &table).await?;
     let rev = fwd
         .reverse
         .as_ref()
@@ -257,17 +255,17 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
     if !rev.unsafe_reasons.is_empty() {
         return Err(Error::refused(format!(
             "cannot revert {} safely: {}",
-            opts.table,
+            table,
             rev.unsafe_reasons.join("; ")
         ))
         .with_state("nothing was changed")
-        .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", opts.table)));
+        .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", table)));
     }
     let old = fwd.source.sibling(old_name.clone());
     if !catalog::names_relation(&ctl, &old, fwd.source_oid).await? {
         return Err(Error::refused(format!(
             "cannot revert {}: the old table {} is gone or was replaced",
-            opts.table,
+            table,
             old.human()
         ))
         .with_state("nothing was changed"));
@@ -308,7 +306,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
         .unwrap_or_default();
 
     // Rows written since the swap must fit the old table: run the inverse mapping over them.
-    check_fits(&mut ctl, &plan, &opts.table).await?;
+    check_fits(&mut ctl, &plan, &table).await?;
     if !rev.lost_columns.is_empty() {
         say(&format!(
             "warning: reverting gives up the new columns {}",
@@ -329,7 +327,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
     let json = serde_json::to_value(&plan)
         .map_err(|e| Error::failed(format!("serializing the plan: {e}")))?;
     state.set_plan(&ctl, run, &json).await?;
-    let result = revert_run(opts, &state, &mut ctl, &src, &plan, rev, fwd_run).await;
+    let result = revert_run(opts, &conn, &state, &mut ctl, &src, &plan, rev, fwd_run).await;
     match result {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -357,7 +355,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
             Err(e.or_state(
                 format!(
                     "{} is unchanged (the new table) and the old table is still kept in sync",
-                    opts.table
+                    table
                 ),
                 "fix the cause and run `pg-hotswap revert` again",
             ))
@@ -365,8 +363,10 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn revert_run(
     opts: &RevertOptions,
+    conn: &ConnSpec,
     state: &State,
     ctl: &mut tokio_postgres::Client,
     src: &Source,
@@ -410,7 +410,7 @@ async fn revert_run(
             to_validate.push((plan.source.clone(), fk.name.clone()));
         }
     }
-    let mut rc = conn::connect(&opts.conn, "revert-replay").await?;
+    let mut rc = conn::connect(conn, "revert-replay").await?;
     crate::rewrite::replay::prepare_session(&rc, plan).await?;
     let backlog = crate::rewrite::capture::backlog(&rc, plan).await?;
     say(&format!(
@@ -498,10 +498,8 @@ async fn check_fits(ctl: &mut tokio_postgres::Client, plan: &Plan, table: &str) 
     })
 }
 
+/// What `finish` needs besides its target.
 pub struct FinishOptions {
-    pub conn: ConnSpec,
-    pub table: String,
-    pub state_schema: String,
     pub lock: LockPolicy,
 }
 
@@ -509,23 +507,24 @@ pub struct FinishOptions {
 /// rewrite. Returns the name of the table dropped.
 pub async fn finish(target: Target, opts: &FinishOptions) -> Result<Option<QualifiedName>> {
     let Target {
+        table: table_arg,
         state,
         client: ctl,
         oid,
         ..
     } = target;
     if !state.exists(&ctl).await? {
-        say(&format!("{} has no rewrite to finish", opts.table));
+        say(&format!("{} has no rewrite to finish", table_arg));
         return Ok(None);
     }
     if !state.try_lock_table(&ctl, oid).await? {
         return Err(
-            Error::failed(format!("a pg-hotswap run is active on {}", opts.table))
+            Error::failed(format!("a pg-hotswap run is active on {}", table_arg))
                 .with_state("nothing was changed"),
         );
     }
     let Some(last) = state.swapped_run(&ctl, oid, Swapped::Unfinished).await? else {
-        say(&format!("{} has no rewrite to finish", opts.table));
+        say(&format!("{} has no rewrite to finish", table_arg));
         return Ok(None);
     };
     let run = last.id;
