@@ -3,5 +3,7 @@
 //! application.
 
 pub mod governor;
+pub mod hooks;
+pub mod metrics;
 pub mod probe;
 pub mod window;
