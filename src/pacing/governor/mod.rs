@@ -224,10 +224,13 @@ impl Governor {
         let Some(hooks) = &self.opts.hooks else {
             return Ok(other);
         };
-        // Ready: the copy is done whether or not the task saw it happen.
-        hooks.queue_once(Event::CopyDone);
-        hooks.queue_once(Event::Ready);
         let mut hg = self.hook_gate.lock().unwrap_or_else(|e| e.into_inner());
+        // Ready: the task tells `on-ready` on its next tick, with the figures it reads then;
+        // the swap waits for that tick (a second at most).
+        hg.ready_asked = true;
+        if !hg.ready_told {
+            return Ok(other.or_else(|| Some("ready to swap: telling the on-ready hook".into())));
+        }
         if other.is_some() || !hooks.has(Event::BeforeCutover) {
             // Asked again once nothing else holds the swap: its answer is about that moment.
             hg.ready = false;

@@ -20,13 +20,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
-/// How often the run's figures are read and the metrics file is written.
-const FIGURES_EVERY: Duration = Duration::from_secs(2);
+/// How often the metrics file is written (the figures are read on every tick, so the hooks are
+/// told fresh ones).
+const METRICS_EVERY: Duration = Duration::from_secs(2);
 
 /// The `on-before-cutover` gate, shared by the run's swap permit and the governor's task.
 #[derive(Debug, Default)]
 pub(super) struct HookGate {
-    /// The run is ready and nothing else holds the swap: the hook is to be asked.
+    /// The run asked for its swap permit: it is ready (`on-ready` is to be told).
+    pub ready_asked: bool,
+    /// `on-copy-done` and `on-ready` were queued, with the figures of that tick.
+    pub ready_told: bool,
+    /// The run is ready and nothing else holds the swap: `on-before-cutover` is to be asked.
     pub ready: bool,
     /// The hook exited 0 since the run became ready.
     pub approved: bool,
@@ -44,7 +49,7 @@ pub(super) struct Outward {
     started: bool,
     stop_shown: Option<String>,
     asked: Option<oneshot::Receiver<Outcome>>,
-    figures_at: Option<Instant>,
+    metrics_at: Option<Instant>,
     figures: RunFigures,
     log: Option<QualifiedName>,
     backlog: Option<i64>,
@@ -60,7 +65,7 @@ impl Outward {
             started: false,
             stop_shown: None,
             asked: None,
-            figures_at: None,
+            metrics_at: None,
             figures: RunFigures::default(),
             log: None,
             backlog: None,
@@ -81,12 +86,7 @@ impl Outward {
         if self.hooks.is_none() && self.metrics_file.is_none() {
             return;
         }
-        let due = self
-            .figures_at
-            .map(|t| t.elapsed() >= FIGURES_EVERY)
-            .unwrap_or(true);
-        if let (true, Some(c)) = (due, client) {
-            self.figures_at = Some(Instant::now());
+        if let Some(c) = client {
             if let Ok(f) = state.run_figures(c, run).await {
                 self.figures = f;
             }
@@ -101,7 +101,12 @@ impl Outward {
         if let Some(h) = self.hooks.clone() {
             self.tell_hooks(&h, run, gate, phase);
         }
+        let due = self
+            .metrics_at
+            .map(|t| t.elapsed() >= METRICS_EVERY)
+            .unwrap_or(true);
         if due {
+            self.metrics_at = Some(Instant::now());
             self.write_metrics(run, gate).await;
         }
     }
@@ -138,9 +143,16 @@ impl Outward {
         self.before_cutover(h);
     }
 
-    /// Asks `on-before-cutover` while the run is ready; collects its answer on a later tick.
+    /// Tells `on-ready` once the run asked for its swap permit; asks `on-before-cutover` while
+    /// the run is ready and nothing else holds the swap; collects its answer on a later tick.
     fn before_cutover(&mut self, h: &Hooks) {
         let mut g = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if g.ready_asked && !g.ready_told {
+            // The copy is done whether or not a tick saw its phase.
+            h.queue_once(Event::CopyDone);
+            h.queue_once(Event::Ready);
+            g.ready_told = true;
+        }
         if let Some(rx) = &mut self.asked {
             let outcome = match rx.try_recv() {
                 Ok(o) => o,
