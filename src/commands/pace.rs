@@ -45,6 +45,19 @@ pub struct PaceArgs {
     /// outpace replay).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub converge_timeout: Duration,
+    /// A directory of executables run at the run's events, named after them: on-start,
+    /// on-copy-done, on-ready, on-before-cutover (a non-zero exit postpones the swap; it is
+    /// asked again), on-success, on-failure, on-stop. The run's facts are in PGHOTSWAP_*
+    /// environment variables (docs/operations.md, "Hooks").
+    #[arg(long)]
+    pub hooks_dir: Option<std::path::PathBuf>,
+    /// A hook running longer than this is killed (and counts as a failure).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+    /// Write the run's gauges and counters to this file every few seconds, in Prometheus text
+    /// format (for node_exporter's textfile collector; replaced atomically).
+    #[arg(long)]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +83,26 @@ impl PaceArgs {
                 return Err(Error::usage(format!("--start-at {s:?} is not a time")));
             }
         }
+        if self.hooks_dir.is_some() && self.hook_timeout.is_zero() {
+            return Err(Error::usage("--hook-timeout must be longer than 0"));
+        }
+        let hooks = match &self.hooks_dir {
+            Some(dir) => Some(crate::pacing::hooks::Hooks::load(dir, self.hook_timeout)?),
+            None => None,
+        };
+        if let Some(p) = &self.metrics_file {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if p.file_name().is_none() || !dir.is_dir() {
+                return Err(Error::usage(format!(
+                    "--metrics-file {}: its directory does not exist",
+                    p.display()
+                ))
+                .with_state("nothing was changed"));
+            }
+        }
         let replicas = self
             .replica_dsns
             .iter()
@@ -88,6 +121,8 @@ impl PaceArgs {
                 CutoverArg::Manual => crate::pacing::governor::Cutover::Manual,
             },
             converge_timeout: self.converge_timeout,
+            hooks,
+            metrics_file: self.metrics_file,
             ..crate::pacing::governor::PaceOptions::default()
         })
     }

@@ -9,6 +9,7 @@ use super::flags::{
 };
 use super::pace::{OldSnapshotArgs, PaceArgs};
 use crate::error::{Error, Kind, Result};
+use crate::pacing::hooks::{Event, Hooks};
 use crate::rewrite::mapping::MapArg;
 use crate::rewrite::migrator::{self, RunOptions};
 use crate::state::target::{Target, TargetSpec};
@@ -179,7 +180,7 @@ pub(super) async fn rewrite(
         };
         migrator::run(target, &opts).await
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = work => match r {
             Ok(report) => {
                 crate::output::progress::finish();
@@ -192,7 +193,38 @@ pub(super) async fn rewrite(
             Err(e) => Err(advise(e, &spec.table, &opts)),
         },
         sig = super::shutdown_signal() => Err(interrupted(spec, sig).await),
+    };
+    if let Some(h) = &opts.pace.hooks {
+        tell_hooks(h, spec, &result).await;
     }
+    result
+}
+
+/// `--hooks-dir` (issue 19): `on-success` or `on-failure` with the error and the exit status,
+/// after the hooks queued before (each bounded by `--hook-timeout`); they change nothing of
+/// the result.
+async fn tell_hooks(h: &Hooks, spec: &TargetSpec, result: &Result<i32>) {
+    h.update(|f| {
+        if f.table.is_empty() {
+            f.table = spec.table.clone();
+        }
+    });
+    match result {
+        Ok(code) => {
+            h.fire(Event::Success, &[("PGHOTSWAP_EXIT_CODE", code.to_string())])
+                .await
+        }
+        Err(e) => {
+            h.fire(
+                Event::Failure,
+                &[
+                    ("PGHOTSWAP_ERROR", e.message().to_string()),
+                    ("PGHOTSWAP_EXIT_CODE", e.kind().exit_code().to_string()),
+                ],
+            )
+            .await
+        }
+    };
 }
 
 /// After Ctrl-C / SIGTERM: the interruption recorded, and the error that says what is left.

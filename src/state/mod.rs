@@ -22,7 +22,7 @@ pub mod target;
 pub use changelog::backlog_estimate_of;
 pub use chunks::{ChunkRecord, CopyTotals, UnitDone};
 pub use objects::TriggerRecord;
-pub use overview::RunOverview;
+pub use overview::{RunFigures, RunOverview};
 pub use runs::{Swapped, SwappedRun, UnfinishedRun};
 
 use crate::db::ident::{Ident, QualifiedName};

@@ -121,3 +121,58 @@ impl State {
             .collect()
     }
 }
+
+/// The figures of one run that the governor reads every few seconds for `--metrics-file` and
+/// the hooks' environment (issue 19).
+#[derive(Clone, Debug, Default)]
+pub struct RunFigures {
+    pub table: String,
+    pub phase: String,
+    pub status: String,
+    pub rows_copied: i64,
+    pub bytes_copied: i64,
+    pub chunks_done: i64,
+    pub chunks_total: i64,
+    pub lock_attempts: i32,
+    pub longest_lock_ms: Option<f64>,
+    pub lag_secs: Option<f64>,
+}
+
+impl State {
+    /// The figures of run `run`, in one statement.
+    pub async fn run_figures(&self, client: &impl GenericClient, run: i64) -> Result<RunFigures> {
+        let what = "reading the run's figures";
+        let r = client
+            .query_one(
+                &format!(
+                    "SELECT r.table_name, r.phase, r.status, \
+                            COALESCE(c.rows, 0)::int8, COALESCE(c.bytes, 0)::int8, \
+                            COALESCE(c.done, 0)::int8, COALESCE(c.total, 0)::int8, \
+                            r.lock_attempts, r.max_lock_ms, r.lag_s \
+                       FROM {runs} r \
+                       LEFT JOIN LATERAL (SELECT sum(rows) AS rows, sum(bytes) AS bytes, \
+                                                 count(*) FILTER (WHERE done_at IS NOT NULL) AS done, \
+                                                 count(*) AS total \
+                                            FROM {chunks} WHERE run_id = r.id) c ON true \
+                      WHERE r.id = $1",
+                    runs = self.table("runs"),
+                    chunks = self.table("chunks"),
+                ),
+                &[&run],
+            )
+            .await
+            .ctx(what)?;
+        Ok(RunFigures {
+            table: r.col(0, &what)?,
+            phase: r.col(1, &what)?,
+            status: r.col(2, &what)?,
+            rows_copied: r.col(3, &what)?,
+            bytes_copied: r.col(4, &what)?,
+            chunks_done: r.col(5, &what)?,
+            chunks_total: r.col(6, &what)?,
+            lock_attempts: r.col(7, &what)?,
+            longest_lock_ms: r.col(8, &what)?,
+            lag_secs: r.col(9, &what)?,
+        })
+    }
+}

@@ -10,6 +10,7 @@ mod consistency;
 mod end_to_end;
 mod errors;
 mod harness;
+mod hooks;
 mod hostile;
 mod keys;
 mod layout;

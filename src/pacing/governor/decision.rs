@@ -81,12 +81,16 @@ pub(super) struct Watcher {
     phase: Phase,
     /// The run's change log, once the plan names it.
     log: Option<crate::db::ident::QualifiedName>,
+    /// Hooks and the metrics file (issue 19).
+    pub(super) outward: super::outward::Outward,
 }
 
 impl Watcher {
     pub(super) fn new(spec: ConnSpec, state: State, run: i64, opts: PaceOptions) -> Watcher {
         let replicas = opts.replicas.iter().map(|_| None).collect();
+        let outward = super::outward::Outward::new(opts.hooks.clone(), opts.metrics_file.clone());
         Watcher {
+            outward,
             spec,
             state,
             run,
@@ -292,6 +296,15 @@ impl Watcher {
         if gate.holds_copy() && gate.not_yet.is_none() {
             self.watch_backlog().await;
         }
+        self.outward
+            .tick(
+                self.client.as_ref(),
+                &self.state,
+                self.run,
+                gate,
+                self.phase,
+            )
+            .await;
     }
 
     /// While the run is held the log grows with every write: measure it every 30 s and say so

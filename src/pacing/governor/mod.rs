@@ -17,11 +17,16 @@
 //! by `status` (`runs.throttle`, `throttle_since`, `waiting_until`); while the run is held the
 //! backlog is measured and reported as it grows, so it never grows unnoticed.
 //!
+//! Issue 19: the same task runs the `--hooks-dir` hooks of the events it sees and writes the
+//! `--metrics-file`; `on-before-cutover` gates the swap through [`Governor::swap_hold`].
+//!
 //! Parts: this file holds the options and the run's handle (the permits it hands out);
 //! `decision` the background task and what it decides, `signals` the measurements it reads,
-//! `validate` the check of the options before the run creates anything.
+//! `validate` the check of the options before the run creates anything, `outward` the hooks
+//! and the metrics file.
 
 mod decision;
+mod outward;
 mod signals;
 mod validate;
 
@@ -30,9 +35,12 @@ pub use validate::validate;
 
 use crate::db::conn::ConnSpec;
 use crate::error::{Error, Kind, Result};
+use crate::pacing::hooks::{Event, Hooks};
 use crate::pacing::window::Window;
 use crate::state::State;
 use decision::Watcher;
+use outward::HookGate;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -65,6 +73,10 @@ pub struct PaceOptions {
     pub converge_timeout: Duration,
     /// How often the conditions are checked.
     pub poll: Duration,
+    /// `--hooks-dir` (issue 19), checked before the run creates anything.
+    pub hooks: Option<Hooks>,
+    /// `--metrics-file` (issue 19).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for PaceOptions {
@@ -80,6 +92,8 @@ impl Default for PaceOptions {
             cutover: Cutover::Auto,
             converge_timeout: Duration::from_secs(300),
             poll: Duration::from_secs(1),
+            hooks: None,
+            metrics_file: None,
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct Governor {
     opts: Arc<PaceOptions>,
     /// What the run itself is waiting for (e.g. the operator's cut-over), shown in `status`.
     note: Arc<Mutex<Option<String>>>,
+    /// The `on-before-cutover` gate the task keeps (issue 19).
+    hook_gate: Arc<Mutex<HookGate>>,
     _task: Arc<TaskGuard>,
 }
 
@@ -124,6 +140,7 @@ impl Governor {
             rx,
             opts: Arc::new(opts),
             note: Arc::new(Mutex::new(None)),
+            hook_gate: Arc::new(Mutex::new(HookGate::default())),
             _task: Arc::new(TaskGuard(None, Some(tx))),
         }
     }
@@ -141,6 +158,7 @@ impl Governor {
         let (tx, rx) = watch::channel(first.clone());
         let note = Arc::new(Mutex::new(None));
         watcher.note = note.clone();
+        let hook_gate = watcher.outward.gate.clone();
         watcher.publish(&first).await;
         let task_tx = tx.clone();
         let task = tokio::spawn(async move { watcher.watch(task_tx).await });
@@ -148,6 +166,7 @@ impl Governor {
             rx,
             opts: Arc::new(opts.clone()),
             note,
+            hook_gate,
             _task: Arc::new(TaskGuard(Some(task), Some(tx))),
         })
     }
@@ -198,8 +217,36 @@ impl Governor {
     }
 
     /// Why the swap must wait now (paused, outside the windows without an explicit cut-over,
-    /// or a manual cut-over not yet requested), or None to go ahead.
+    /// a manual cut-over not yet requested, or `on-before-cutover` not yet passed), or None to
+    /// go ahead. The run asks this once it is ready: that is the `on-ready` event.
     pub fn swap_hold(&self, run: i64) -> Result<Option<String>> {
+        let other = self.other_swap_hold(run)?;
+        let Some(hooks) = &self.opts.hooks else {
+            return Ok(other);
+        };
+        let mut hg = self.hook_gate.lock().unwrap_or_else(|e| e.into_inner());
+        // Ready: the task tells `on-ready` on its next tick, with the figures it reads then;
+        // the swap waits for that tick (a second at most).
+        hg.ready_asked = true;
+        if !hg.ready_told {
+            return Ok(other.or_else(|| Some("ready to swap: telling the on-ready hook".into())));
+        }
+        if other.is_some() || !hooks.has(Event::BeforeCutover) {
+            // Asked again once nothing else holds the swap: its answer is about that moment.
+            hg.ready = false;
+            hg.approved = false;
+            return Ok(other);
+        }
+        if hg.approved {
+            return Ok(None);
+        }
+        hg.ready = true;
+        Ok(Some(hg.why.clone().unwrap_or_else(|| {
+            "ready to swap: waiting for the on-before-cutover hook".into()
+        })))
+    }
+
+    fn other_swap_hold(&self, run: i64) -> Result<Option<String>> {
         let g = self.gate();
         if g.abort {
             return Err(aborted_error(run));

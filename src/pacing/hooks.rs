@@ -1,0 +1,396 @@
+//! `--hooks-dir` (issue 19): the operator's executables run at the events of a run, named after
+//! them (`on-start`, `on-copy-done`, `on-ready`, `on-before-cutover`, `on-success`,
+//! `on-failure`, `on-stop`), with the run's facts in their environment (`PGHOTSWAP_EVENT`,
+//! `PGHOTSWAP_TABLE`, `PGHOTSWAP_RUN_ID`, `PGHOTSWAP_PHASE`, the progress figures, and for a
+//! failure the error and the exit status). The governor queues the events it sees (start, the
+//! copy done, ready, held); `commands/run.rs` fires the end (success, failure). A non-zero exit
+//! of `on-before-cutover` postpones the swap (the governor's swap permit asks again a second
+//! later, as gh-ost does).
+//!
+//! Invariants kept here: a hook never blocks the run beyond `--hook-timeout` (it is killed
+//! then); hooks run one at a time, in the order of their events, from one queue; a missing hook
+//! is skipped, and one that cannot be run is refused before the run creates anything
+//! ([`Hooks::load`], exit 2); a hook's stdout and stderr go to the log, line by line.
+
+use crate::error::{Error, Result};
+use crate::output::ui::say;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The events a hook can be named after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    Start,
+    CopyDone,
+    Ready,
+    BeforeCutover,
+    Success,
+    Failure,
+    Stop,
+}
+
+impl Event {
+    pub const ALL: [Event; 7] = [
+        Event::Start,
+        Event::CopyDone,
+        Event::Ready,
+        Event::BeforeCutover,
+        Event::Success,
+        Event::Failure,
+        Event::Stop,
+    ];
+
+    /// The hook's file name, which is also `PGHOTSWAP_EVENT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Start => "on-start",
+            Event::CopyDone => "on-copy-done",
+            Event::Ready => "on-ready",
+            Event::BeforeCutover => "on-before-cutover",
+            Event::Success => "on-success",
+            Event::Failure => "on-failure",
+            Event::Stop => "on-stop",
+        }
+    }
+}
+
+/// How a hook ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// No such file in the hooks directory.
+    Missing,
+    /// It ran and exited with status 0.
+    Passed,
+    /// It could not be started, exited non-zero, was killed by a signal, or outlived the
+    /// timeout: why, in words.
+    Refused(String),
+}
+
+/// What the hooks are told about the run (updated by the governor as it reads the run).
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub table: String,
+    pub run_id: Option<i64>,
+    pub phase: String,
+    pub rows_copied: i64,
+    pub bytes_copied: i64,
+    pub chunks_done: i64,
+    pub chunks_total: i64,
+    pub backlog: Option<i64>,
+}
+
+impl Facts {
+    fn env(&self, event: Event) -> Vec<(String, String)> {
+        [
+            ("PGHOTSWAP_EVENT", event.name().to_string()),
+            ("PGHOTSWAP_TABLE", self.table.clone()),
+            (
+                "PGHOTSWAP_RUN_ID",
+                self.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            ),
+            ("PGHOTSWAP_PHASE", self.phase.clone()),
+            ("PGHOTSWAP_ROWS_COPIED", self.rows_copied.to_string()),
+            ("PGHOTSWAP_BYTES_COPIED", self.bytes_copied.to_string()),
+            ("PGHOTSWAP_CHUNKS_DONE", self.chunks_done.to_string()),
+            ("PGHOTSWAP_CHUNKS_TOTAL", self.chunks_total.to_string()),
+            (
+                "PGHOTSWAP_BACKLOG",
+                self.backlog.map(|b| b.to_string()).unwrap_or_default(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// One hook to run: its event, its environment, and who waits for its outcome.
+struct Job {
+    event: Event,
+    env: Vec<(String, String)>,
+    reply: Option<oneshot::Sender<Outcome>>,
+}
+
+/// The hooks of a run: the directory, the timeout, the facts, and the queue that runs them in
+/// order. Cheap to clone (one shared queue).
+#[derive(Clone)]
+pub struct Hooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    timeout: Duration,
+    facts: Mutex<Facts>,
+    /// Events fired once per process (the copy done, ready).
+    fired: Mutex<HashSet<Event>>,
+    /// The queue, its runner started on first use (on the runtime).
+    queue: OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("dir", &self.inner.dir)
+            .field("timeout", &self.inner.timeout)
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// The hooks in `dir`: the directory must exist, and each hook present must be a file this
+    /// user can execute; otherwise a usage error (nothing has been created yet).
+    pub fn load(dir: &Path, timeout: Duration) -> Result<Hooks> {
+        let refuse = |what: String| {
+            Error::usage(what)
+                .with_state("nothing was changed")
+                .with_next("make each hook an executable file (chmod +x), or remove it")
+        };
+        if !dir.is_dir() {
+            return Err(
+                Error::usage(format!("--hooks-dir {}: not a directory", dir.display()))
+                    .with_state("nothing was changed"),
+            );
+        }
+        for e in Event::ALL {
+            let path = dir.join(e.name());
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                return Err(refuse(format!("hook {} is not a file", path.display())));
+            }
+            if !is_executable(&path, &meta) {
+                return Err(refuse(format!("hook {} is not executable", path.display())));
+            }
+        }
+        Ok(Hooks {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                timeout,
+                facts: Mutex::new(Facts::default()),
+                fired: Mutex::new(HashSet::new()),
+                queue: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Whether the directory holds a hook for `event`.
+    pub fn has(&self, event: Event) -> bool {
+        self.inner.dir.join(event.name()).is_file()
+    }
+
+    /// Changes the facts the next hooks are told.
+    pub fn update(&self, f: impl FnOnce(&mut Facts)) {
+        f(&mut self.inner.facts.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn job(
+        &self,
+        event: Event,
+        extra: &[(&str, String)],
+        reply: Option<oneshot::Sender<Outcome>>,
+    ) -> Job {
+        let mut env = self
+            .inner
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .env(event);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Job { event, env, reply }
+    }
+
+    fn send(&self, job: Job) {
+        let tx = self.inner.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(runner(self.inner.dir.clone(), self.inner.timeout, rx));
+            tx
+        });
+        // The runner lives as long as the queue's sender (this struct): it cannot be gone.
+        let _ = tx.send(job);
+    }
+
+    /// Queues the hook of `event` after those queued before; the run does not wait for it.
+    pub fn queue(&self, event: Event, extra: &[(&str, String)]) {
+        if self.has(event) {
+            self.send(self.job(event, extra, None));
+        }
+    }
+
+    /// Queues `event` the first time it is asked for in this process; later calls do nothing.
+    pub fn queue_once(&self, event: Event) {
+        let first = self
+            .inner
+            .fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(event);
+        if first {
+            self.queue(event, &[]);
+        }
+    }
+
+    /// Queues the hook of `event` and returns where its outcome arrives (Missing at once when
+    /// there is no such hook).
+    pub fn ask(&self, event: Event, extra: &[(&str, String)]) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        if self.has(event) {
+            self.send(self.job(event, extra, Some(tx)));
+        } else {
+            let _ = tx.send(Outcome::Missing);
+        }
+        rx
+    }
+
+    /// Runs the hook of `event` after the ones queued before it, and waits for it (each of them
+    /// bounded by the timeout).
+    pub async fn fire(&self, event: Event, extra: &[(&str, String)]) -> Outcome {
+        self.ask(event, extra).await.unwrap_or(Outcome::Missing)
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(_path: &Path, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path, _meta: &std::fs::Metadata) -> bool {
+    path.extension().is_some()
+}
+
+/// Runs the queued hooks one at a time, in order.
+async fn runner(dir: PathBuf, timeout: Duration, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = rx.recv().await {
+        let outcome = run_one(&dir, timeout, &job).await;
+        if let Some(r) = job.reply {
+            let _ = r.send(outcome);
+        }
+    }
+}
+
+/// Runs one hook with its environment, its output to the log, killed after `timeout`.
+async fn run_one(dir: &Path, timeout: Duration, job: &Job) -> Outcome {
+    let name = job.event.name();
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Outcome::Missing;
+    }
+    let child = tokio::process::Command::new(&path)
+        .current_dir(dir)
+        .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("could not be started: {e}");
+            say(&format!("warning: hook {name} {why}"));
+            return Outcome::Refused(why);
+        }
+    };
+    // Dropping the future on timeout kills the hook (kill_on_drop).
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            let why = format!(
+                "ran longer than --hook-timeout {:?} and was killed",
+                timeout
+            );
+            say(&format!("warning: hook {name} {why}"));
+            Outcome::Refused(why)
+        }
+        Ok(Err(e)) => {
+            let why = format!("failed: {e}");
+            say(&format!("warning: hook {name} {why}"));
+            Outcome::Refused(why)
+        }
+        Ok(Ok(out)) => {
+            for line in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+            {
+                say(&format!("hook {name}: {line}"));
+            }
+            if out.status.success() {
+                Outcome::Passed
+            } else {
+                let why = match out.status.code() {
+                    Some(c) => format!("exited with status {c}"),
+                    None => "was killed by a signal".to_string(),
+                };
+                say(&format!("hook {name} {why}"));
+                Outcome::Refused(why)
+            }
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str, mode: u32) {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pghotswap-hooks-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_hook_that_is_not_executable_is_a_usage_error() {
+        let d = tempdir("mode");
+        assert!(Hooks::load(&d, Duration::from_secs(1)).is_ok(), "empty dir");
+        script(&d, "on-start", "true", 0o644);
+        let e = Hooks::load(&d, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Usage);
+        assert!(e.message().contains("on-start"), "{}", e.message());
+        script(&d, "on-start", "true", 0o755);
+        assert!(Hooks::load(&d, Duration::from_secs(1)).is_ok());
+        assert!(Hooks::load(&d.join("nope"), Duration::from_secs(1)).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn hooks_get_the_facts_and_are_killed_after_the_timeout() {
+        let d = tempdir("run");
+        script(
+            &d,
+            "on-failure",
+            "echo \"$PGHOTSWAP_EVENT $PGHOTSWAP_RUN_ID $PGHOTSWAP_EXIT_CODE\" > out; exit 3",
+            0o755,
+        );
+        script(&d, "on-stop", "sleep 30", 0o755);
+        let h = Hooks::load(&d, Duration::from_millis(300)).unwrap();
+        h.update(|f| f.run_id = Some(42));
+        let o = h
+            .fire(Event::Failure, &[("PGHOTSWAP_EXIT_CODE", "5".into())])
+            .await;
+        assert_eq!(o, Outcome::Refused("exited with status 3".into()));
+        assert_eq!(
+            std::fs::read_to_string(d.join("out")).unwrap().trim(),
+            "on-failure 42 5"
+        );
+        let t = std::time::Instant::now();
+        let o = h.fire(Event::Stop, &[]).await;
+        assert!(matches!(o, Outcome::Refused(w) if w.contains("killed")));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(h.fire(Event::Success, &[]).await, Outcome::Missing);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
