@@ -426,14 +426,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         match swap::ddl_steps(plan, src, i.swap_names, i.swap_facts) {
             Ok(ddl) => {
                 b.steps(&ddl.before_views, true);
-                match swap::view_replace_steps(src) {
-                    Some(v) => {
-                        for s in &v {
-                            b.step(s, true).note = Some("when PostgreSQL refuses to replace a view in place (a column it shows changed type), the views are dropped and created again with their owner, grants, comments, rules and triggers".into());
-                        }
-                    }
-                    None => b.steps(&swap::view_recreate_steps(src), true),
-                }
+                view_steps(b, src, i.swap_facts.view_replace_may_fail);
                 b.steps(&ddl.after_views, true);
             }
             Err(e) => {
@@ -474,6 +467,29 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         );
     });
     phases
+}
+
+/// The dependent views, as `swap::recreate_views` handles them: replaced in place; dropped and
+/// created again when a materialized view is among them. When a column a view reads changes type
+/// or collation, PostgreSQL may refuse the replacement (a column a view shows changes) and only
+/// the swap finds out: both ways are listed, neither as exact.
+fn view_steps(b: &mut Builder, src: &Source, may_fail: bool) {
+    match swap::view_replace_steps(src) {
+        Some(v) if may_fail => {
+            for s in &v {
+                let e = b.step(s, true);
+                e.exact = false;
+                e.note = Some("tried first; decided in the swap: a column a view reads changes type or collation, and PostgreSQL refuses the replacement if a view shows that column".into());
+            }
+            for s in &swap::view_recreate_steps(src) {
+                let e = b.step(s, true);
+                e.exact = false;
+                e.note = Some("instead, if PostgreSQL refused to replace the views in place: they are dropped and created again with their owner, grants, comments, defaults, rules and triggers".into());
+            }
+        }
+        Some(v) => b.steps(&v, true),
+        None => b.steps(&swap::view_recreate_steps(src), true),
+    }
 }
 
 /// The index builds and constraints of one build stage, as `build::build` runs them.
