@@ -232,28 +232,9 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("capture", false, &|b| {
-        let c = &plan.capture;
-        b.add(
-            format!(
-                "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, truncated boolean, {})",
-                c.log,
-                capture::log_key_columns(plan)
-                    .iter()
-                    .zip(&plan.key)
-                    .map(|(k, key)| format!("{k} {}", key.source_type))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            vec![],
-            false,
-        );
-        b.add(
-            format!(
-                "CREATE FUNCTION {}() ... SECURITY DEFINER SET search_path = pg_catalog, pg_temp; CREATE FUNCTION {}() ...; REVOKE ALL ... FROM PUBLIC",
-                c.function, c.truncate_function
-            ),
-            vec![],
-            false,
+        b.step(&capture::log_step(plan), false).note = Some(
+            "no lock on the table; then REVOKE of what default privileges granted others, if any"
+                .into(),
         );
         let trig = crate::rewrite::capture::trigger_steps(plan, source);
         let n = trig.len();
@@ -408,6 +389,12 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("swap", true, &|b| {
+        if let Some(rev) = &plan.reverse {
+            b.step(&capture::log_step(&rev.plan), false).note = Some(
+                "--revertible: the reverse change log, before the swap transaction (no lock on the table)"
+                    .into(),
+            );
+        }
         b.add(
             format!(
                 "BEGIN; {}",

@@ -272,6 +272,9 @@ async fn revertible_with_row_level_security_rules_and_statistics() {
         "DROP STATISTICS",
         "FORCE ROW LEVEL SECURITY",
         "CREATE POLICY",
+        // The change logs, the run's and the reverse one.
+        "CREATE TABLE \"hotswap\".\"log_N\"",
+        "CREATE TABLE \"hotswap\".\"rlog_N\"",
     ]);
     c.assert_same();
 }
@@ -472,5 +475,56 @@ async fn mixed_case_names_and_only_a_key() {
     )
     .await;
     c.assert_ran(&["RENAME TO"]);
+    c.assert_same();
+}
+
+/// Table attributes and what hangs off the table: another owner, storage options, a replica
+/// identity index that is also the CLUSTER index with a statistics target, a self-reference, an
+/// incoming NOT VALID foreign key with a comment, a disabled trigger with a comment, a rule on a
+/// view, `--revertible` with views.
+#[tokio::test]
+async fn attributes_owner_self_reference_and_revertible_views() {
+    let db = TestDb::new("plan_lists_attributes").await;
+    setup(
+        &db,
+        r#"DO $$ BEGIN CREATE ROLE hotswap_stmt_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+           CREATE TABLE node (id int PRIMARY KEY, parent int REFERENCES node (id), code text NOT NULL,
+                              size int NOT NULL DEFAULT 0) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.05);
+           CREATE UNIQUE INDEX node_code ON node (code);
+           ALTER TABLE node REPLICA IDENTITY USING INDEX node_code;
+           ALTER TABLE node CLUSTER ON node_code;
+           CREATE INDEX node_lower ON node (lower(code));
+           ALTER INDEX node_lower ALTER COLUMN 1 SET STATISTICS 500;
+           INSERT INTO node SELECT g, NULLIF(g / 2, 0), 'c' || g, g FROM generate_series(1, 1500) g;
+           CREATE TABLE leaf (id int PRIMARY KEY, node_id int);
+           INSERT INTO leaf VALUES (1, 1), (2, 3);
+           ALTER TABLE leaf ADD CONSTRAINT leaf_node_fk FOREIGN KEY (node_id) REFERENCES node (id) NOT VALID;
+           COMMENT ON CONSTRAINT leaf_node_fk ON leaf IS 'to the node';
+           CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+           CREATE TRIGGER node_stamp BEFORE INSERT ON node FOR EACH ROW EXECUTE FUNCTION stamp();
+           ALTER TABLE node DISABLE TRIGGER node_stamp;
+           COMMENT ON TRIGGER node_stamp ON node IS 'off for now';
+           CREATE VIEW node_small AS SELECT id, code, size FROM node WHERE size < 100;
+           CREATE RULE node_small_del AS ON DELETE TO node_small DO INSTEAD DELETE FROM node WHERE id = OLD.id;
+           ALTER TABLE node OWNER TO hotswap_stmt_owner;
+           ALTER VIEW node_small OWNER TO hotswap_stmt_owner;"#,
+    )
+    .await;
+    let c = plan_and_run(
+        &db,
+        "attributes",
+        "node",
+        "ALTER COLUMN size TYPE bigint",
+        &["--revertible", "--old-name", "node_was"],
+    )
+    .await;
+    c.assert_ran(&[
+        "REPLICA IDENTITY USING INDEX",
+        "CLUSTER ON",
+        "SET STATISTICS 500",
+        "OWNER TO",
+        "DISABLE TRIGGER",
+        "node_was",
+    ]);
     c.assert_same();
 }
