@@ -232,28 +232,9 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("capture", false, &|b| {
-        let c = &plan.capture;
-        b.add(
-            format!(
-                "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, truncated boolean, {})",
-                c.log,
-                capture::log_key_columns(plan)
-                    .iter()
-                    .zip(&plan.key)
-                    .map(|(k, key)| format!("{k} {}", key.source_type))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            vec![],
-            false,
-        );
-        b.add(
-            format!(
-                "CREATE FUNCTION {}() ... SECURITY DEFINER SET search_path = pg_catalog, pg_temp; CREATE FUNCTION {}() ...; REVOKE ALL ... FROM PUBLIC",
-                c.function, c.truncate_function
-            ),
-            vec![],
-            false,
+        b.step(&capture::log_step(plan), false).note = Some(
+            "no lock on the table; then REVOKE of what default privileges granted others, if any"
+                .into(),
         );
         let trig = crate::rewrite::capture::trigger_steps(plan, source);
         let n = trig.len();
@@ -408,6 +389,12 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
     });
 
     phase("swap", true, &|b| {
+        if let Some(rev) = &plan.reverse {
+            b.step(&capture::log_step(&rev.plan), false).note = Some(
+                "--revertible: the reverse change log, before the swap transaction (no lock on the table)"
+                    .into(),
+            );
+        }
         b.add(
             format!(
                 "BEGIN; {}",
@@ -426,14 +413,7 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         match swap::ddl_steps(plan, src, i.swap_names, i.swap_facts) {
             Ok(ddl) => {
                 b.steps(&ddl.before_views, true);
-                match swap::view_replace_steps(src) {
-                    Some(v) => {
-                        for s in &v {
-                            b.step(s, true).note = Some("when PostgreSQL refuses to replace a view in place (a column it shows changed type), the views are dropped and created again with their owner, grants, comments, rules and triggers".into());
-                        }
-                    }
-                    None => b.steps(&swap::view_recreate_steps(src), true),
-                }
+                view_steps(b, src, i.swap_facts.view_replace_may_fail);
                 b.steps(&ddl.after_views, true);
             }
             Err(e) => {
@@ -474,6 +454,29 @@ pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
         );
     });
     phases
+}
+
+/// The dependent views, as `swap::recreate_views` handles them: replaced in place; dropped and
+/// created again when a materialized view is among them. When a column a view reads changes type
+/// or collation, PostgreSQL may refuse the replacement (a column a view shows changes) and only
+/// the swap finds out: both ways are listed, neither as exact.
+fn view_steps(b: &mut Builder, src: &Source, may_fail: bool) {
+    match swap::view_replace_steps(src) {
+        Some(v) if may_fail => {
+            for s in &v {
+                let e = b.step(s, true);
+                e.exact = false;
+                e.note = Some("tried first; decided in the swap: a column a view reads changes type or collation, and PostgreSQL refuses the replacement if a view shows that column".into());
+            }
+            for s in &swap::view_recreate_steps(src) {
+                let e = b.step(s, true);
+                e.exact = false;
+                e.note = Some("instead, if PostgreSQL refused to replace the views in place: they are dropped and created again with their owner, grants, comments, defaults, rules and triggers".into());
+            }
+        }
+        Some(v) => b.steps(&v, true),
+        None => b.steps(&swap::view_recreate_steps(src), true),
+    }
 }
 
 /// The index builds and constraints of one build stage, as `build::build` runs them.

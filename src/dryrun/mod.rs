@@ -93,19 +93,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     }
 
     // The shadow, validated in a transaction that is rolled back.
-    let shadow_name = match &o.shadow_name {
-        Some(n) => {
-            if catalog::relation_exists(&ctl, &table.schema, n).await? {
-                return Err(Error::usage(format!(
-                    "--shadow-name {n:?}: a relation of that name already exists in schema {}",
-                    table.schema.as_str()
-                )));
-            }
-            n.clone()
-        }
-        None => catalog::free_name(&ctl, &table.schema, table.name.as_str(), "_new", &[]).await?,
-    };
-    let shadow = table.sibling(shadow_name.clone());
+    let shadow = shadow::shadow_name(&ctl, &table, o.shadow_name.as_deref()).await?;
     let req = ShadowRequest {
         alter: o.alter.as_deref(),
         maps: &o.maps,

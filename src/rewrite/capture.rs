@@ -22,6 +22,7 @@ use crate::db::ident::{dollar_quote, Ident};
 use crate::db::locking::{self, LockPolicy};
 use crate::error::{DbContext, Result, RowExt};
 use crate::rewrite::plan::Plan;
+use crate::rewrite::step::Step;
 use crate::state::State;
 use tokio_postgres::Client;
 
@@ -32,12 +33,10 @@ pub fn log_key_columns(plan: &Plan) -> Vec<Ident> {
         .collect()
 }
 
-/// Creates the log table and the trigger functions (no lock on the source). `kind` prefixes
-/// the object kinds recorded in `objects` ("" for the run's capture, "r" for the reverse
-/// capture of a revertible run), so each set is cleaned up on its own.
-pub async fn create_log(client: &mut Client, state: &State, plan: &Plan, kind: &str) -> Result<()> {
+/// The change log and its two capture functions (the run's capture, or the reverse capture of
+/// a revertible run), as one step: `create_log` executes it, `plan` lists it.
+pub fn log_step(plan: &Plan) -> Step {
     let c = &plan.capture;
-    let run = plan.run_id;
     let kcols = log_key_columns(plan);
     let col_defs: Vec<String> = kcols
         .iter()
@@ -78,6 +77,34 @@ END
 ",
         log = c.log
     );
+    Step::new(
+        format!(
+            "CREATE TABLE {log} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+           truncated boolean NOT NULL DEFAULT false, {cols});
+         REVOKE ALL ON {log} FROM PUBLIC;
+         CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+           SET search_path = pg_catalog, pg_temp AS {body};
+         REVOKE ALL ON FUNCTION {f}() FROM PUBLIC;
+         CREATE FUNCTION {tf}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+           SET search_path = pg_catalog, pg_temp AS {tbody};
+         REVOKE ALL ON FUNCTION {tf}() FROM PUBLIC",
+            log = c.log,
+            cols = col_defs.join(", "),
+            f = c.function,
+            tf = c.truncate_function,
+            body = dollar_quote(&body),
+            tbody = dollar_quote(&truncate_body),
+        ),
+        format!("creating the change log {}", c.log.human()),
+    )
+}
+
+/// Creates the log table and the trigger functions (no lock on the source). `kind` prefixes
+/// the object kinds recorded in `objects` ("" for the run's capture, "r" for the reverse
+/// capture of a revertible run), so each set is cleaned up on its own.
+pub async fn create_log(client: &mut Client, state: &State, plan: &Plan, kind: &str) -> Result<()> {
+    let c = &plan.capture;
+    let run = plan.run_id;
     let tx = client
         .transaction()
         .await
@@ -92,25 +119,7 @@ END
     state
         .record_object(&tx, run, &fn_kind, &c.truncate_function, None)
         .await?;
-    tx.batch_execute(&format!(
-        "CREATE TABLE {log} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
-           truncated boolean NOT NULL DEFAULT false, {cols});
-         REVOKE ALL ON {log} FROM PUBLIC;
-         CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
-           SET search_path = pg_catalog, pg_temp AS {body};
-         REVOKE ALL ON FUNCTION {f}() FROM PUBLIC;
-         CREATE FUNCTION {tf}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
-           SET search_path = pg_catalog, pg_temp AS {tbody};
-         REVOKE ALL ON FUNCTION {tf}() FROM PUBLIC",
-        log = c.log,
-        cols = col_defs.join(", "),
-        f = c.function,
-        tf = c.truncate_function,
-        body = dollar_quote(&body),
-        tbody = dollar_quote(&truncate_body),
-    ))
-    .await
-    .ctx(format_args!("creating the change log {}", c.log.human()))?;
+    crate::rewrite::step::exec(&tx, &log_step(plan)).await?;
     // Default privileges may have granted them to others (acl.rs).
     crate::db::acl::keep_to_owner(
         &tx,

@@ -60,17 +60,14 @@ fn strip_not_valid(def: &str) -> String {
     def.strip_suffix(" NOT VALID").unwrap_or(def).to_string()
 }
 
-/// Creates the shadow and returns the plan. Nothing is left behind on error.
-pub async fn create(
-    client: &mut Client,
-    state: &State,
-    run: i64,
-    src: &Source,
-    req: &ShadowRequest<'_>,
-    policy: &LockPolicy,
-) -> Result<Plan> {
-    let table = &src.table.name;
-    let shadow_name = match req.shadow_name {
+/// The shadow's name: `--shadow-name` (checked: at most 63 bytes, not taken), or the first free
+/// `<table>_new`. The one place it is decided, for `run`, its trial and `plan`.
+pub async fn shadow_name(
+    client: &impl tokio_postgres::GenericClient,
+    table: &QualifiedName,
+    requested: Option<&str>,
+) -> Result<QualifiedName> {
+    let name = match requested {
         Some(n) => {
             if n.len() > crate::db::ident::MAX_IDENT_BYTES {
                 return Err(Error::usage(format!(
@@ -87,8 +84,19 @@ pub async fn create(
         }
         None => catalog::free_name(client, &table.schema, table.name.as_str(), "_new", &[]).await?,
     };
-    let shadow = table.sibling(shadow_name.clone());
+    Ok(table.sibling(name))
+}
 
+/// Creates the shadow and returns the plan. Nothing is left behind on error.
+pub async fn create(
+    client: &mut Client,
+    state: &State,
+    run: i64,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    policy: &LockPolicy,
+) -> Result<Plan> {
+    let shadow = shadow_name(&*client, &src.table.name, req.shadow_name).await?;
     let mut tries = locking::Retry::new(policy, "creating the shadow");
     loop {
         tries.start();
@@ -111,8 +119,8 @@ pub async fn dry_run(
     policy: &LockPolicy,
 ) -> Result<()> {
     let table = &src.table.name;
-    let name = catalog::free_name(client, &table.schema, table.name.as_str(), "_new", &[]).await?;
-    let shadow = table.sibling(name);
+    // The name the shadow will have, so the trial runs the statements the run will run.
+    let shadow = shadow_name(&*client, table, req.shadow_name).await?;
     let mut tries = locking::Retry::new(policy, "trying the shadow");
     loop {
         tries.start();

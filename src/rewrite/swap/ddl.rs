@@ -53,6 +53,10 @@ pub struct SwapFacts {
     fks_on_shadow: Vec<String>,
     /// The new table's constraints once the swap has renamed them.
     constraints: Vec<String>,
+    /// A column a view reads changes type, typmod or collation: PostgreSQL may then refuse
+    /// to replace a dependent view in place, and the swap drops and creates the views again
+    /// instead — decided only when the swap tries (`views::recreate_views`).
+    pub view_replace_may_fail: bool,
 }
 
 struct SequenceFacts {
@@ -118,10 +122,36 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
             constraints.push(n.as_str().to_string());
         }
     }
+    let view_replace_may_fail = if src.views.is_empty() {
+        false
+    } else {
+        let (from, to): (Vec<&str>, Vec<&str>) = plan
+            .columns
+            .iter()
+            .filter_map(|c| Some((c.origin.as_ref()?.as_str(), c.column.as_str())))
+            .unzip();
+        let what = "comparing the column types of the old and the new table";
+        tx.query_one(
+            "SELECT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS m(src, dst) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname = m.src \
+               JOIN pg_catalog.pg_attribute b ON b.attrelid = $2 AND b.attname = m.dst \
+              WHERE (a.atttypid, a.atttypmod, a.attcollation) \
+                    IS DISTINCT FROM (b.atttypid, b.atttypmod, b.attcollation) \
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                             WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass \
+                               AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                               AND d.refobjid = $1 AND d.refobjsubid = a.attnum))",
+            &[&plan.source_oid, &plan.shadow_oid, &from, &to],
+        )
+        .await
+        .ctx(what)?
+        .col(0, &what)?
+    };
     Ok(SwapFacts {
         sequences,
         fks_on_shadow,
         constraints,
+        view_replace_may_fail,
     })
 }
 
