@@ -6,16 +6,19 @@ use super::is_integer_key;
 use super::report::{Estimate, IndexEstimate, SampleReport};
 use super::PlanOptions;
 use crate::db::catalog;
+use crate::db::ident::QualifiedName;
 use crate::db::locking::LockPolicy;
 use crate::dryrun::listing;
 use crate::dryrun::sampling::{self, Extras, SessionJob, SessionResult, Window};
 use crate::error::{DbContext, Error, Result, RowExt};
+use crate::rewrite::migrator::RunOptions;
 use crate::rewrite::plan::Plan;
 use crate::rewrite::preflight::Source;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::Client;
 
+/// What the sample sessions measured.
 pub(super) struct Measured {
     pub(super) method: &'static str,
     pub(super) fraction_planned: f64,
@@ -77,6 +80,8 @@ fn windows(
     }
 }
 
+/// Measures the copy, the index builds, ANALYZE, replay and verification on samples of the
+/// table: one session over a few windows, then `--jobs` sessions at once (up to 4).
 pub(super) async fn measure(
     opts: &PlanOptions,
     conn: &crate::db::conn::ConnSpec,
@@ -93,24 +98,7 @@ pub(super) async fn measure(
     let k = 4usize;
     let whole = rows <= target + target / 5;
     let range = if is_integer_key(plan) && !whole {
-        let kname = &plan.key[0].name;
-        let row = ctl
-            .query_one(
-                &format!(
-                    "SELECT min({kname})::int8, max({kname})::int8 FROM ONLY {}",
-                    plan.source
-                ),
-                &[],
-            )
-            .await
-            .ctx("reading the key range")?;
-        match (
-            row.col::<Option<i64>>(0, &"reading the key range")?,
-            row.col::<Option<i64>>(1, &"reading the key range")?,
-        ) {
-            (Some(a), Some(b)) => Some((a, b)),
-            _ => None,
-        }
+        key_range(ctl, plan).await?
     } else {
         None
     };
@@ -129,22 +117,8 @@ pub(super) async fn measure(
     } else {
         windows(plan, range, rows, target / k as i64, &positions, 1)
     };
-    // The sample's shadows: never the name the run would use, one per session.
-    let mut taken = vec![plan.shadow.name.as_str().to_string()];
     let jobs_measured = if o.jobs > 1 { o.jobs.min(4) } else { 0 };
-    let mut names = Vec::new();
-    for _ in 0..=jobs_measured {
-        let n = catalog::free_name(
-            ctl,
-            &src.table.name.schema,
-            src.table.name.name.as_str(),
-            "_plan",
-            &taken,
-        )
-        .await?;
-        taken.push(n.clone());
-        names.push(src.table.name.sibling(n));
-    }
+    let names = sample_shadows(ctl, src, plan, jobs_measured + 1).await?;
     // Outgoing foreign keys are left off the sample's shadow (see `sampling`).
     let mut stripped = src.clone();
     stripped.constraints.retain(|c| c.kind != "f");
@@ -162,52 +136,14 @@ pub(super) async fn measure(
         }),
         barrier: None,
     };
-    // On a runtime worker, like the copy workers (not on the thread that drives `main`).
-    let single = tokio::spawn(sampling::session(base.clone()))
-        .await
-        .map_err(|e| Error::failed(format!("the sample session panicked: {e}")))??;
-    if !single.foreign_locks.is_empty() {
-        return Err(Error::failed(format!(
-            "measuring would hold {} for the whole measurement (the ALTER adds a foreign key?); not measured",
-            single
-                .foreign_locks
-                .iter()
-                .map(|(r, m)| format!("{} on {r}", listing::mode_name(m)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .with_next("run plan without the foreign key in --alter to get an estimate"));
-    }
+    let single = single_session(base.clone()).await?;
     // Several streams at once, on other parts of the table (not the ones just read into cache).
     let parallel = if jobs_measured > 1 && !whole {
-        let barrier = Arc::new(tokio::sync::Barrier::new(jobs_measured));
         let pos: Vec<f64> = (0..jobs_measured)
             .map(|i| (i as f64 + 0.2) / jobs_measured as f64)
             .collect();
         let each = windows(plan, range, rows, target / k as i64, &pos, 101);
-        let jobs: Vec<SessionJob> = (0..jobs_measured)
-            .map(|i| SessionJob {
-                shadow: names[i + 1].clone(),
-                run: -2 - i as i64,
-                windows: vec![each[i].clone()],
-                extras: None,
-                barrier: Some(barrier.clone()),
-                ..base.clone()
-            })
-            .collect();
-        let results = sampling::concurrent(jobs).await?;
-        let all: Vec<&sampling::WindowResult> =
-            results.iter().flat_map(|r| r.windows.iter()).collect();
-        let start = all.iter().map(|w| w.started).min();
-        let end = all.iter().map(|w| w.ended).max();
-        match (start, end) {
-            (Some(s), Some(e)) if !all.is_empty() => {
-                let wall = (e - s).as_secs_f64().max(1e-6);
-                let rows: u64 = all.iter().map(|w| w.rows).sum();
-                Some((jobs_measured, rows as f64 / wall))
-            }
-            _ => None,
-        }
+        parallel_sessions(&base, &names[1..], each).await?
     } else {
         None
     };
@@ -232,6 +168,110 @@ pub(super) async fn measure(
     })
 }
 
+/// The smallest and largest value of the (integer) key; None for an empty table.
+async fn key_range(ctl: &Client, plan: &Plan) -> Result<Option<(i64, i64)>> {
+    let kname = &plan.key[0].name;
+    let row = ctl
+        .query_one(
+            &format!(
+                "SELECT min({kname})::int8, max({kname})::int8 FROM ONLY {}",
+                plan.source
+            ),
+            &[],
+        )
+        .await
+        .ctx("reading the key range")?;
+    Ok(
+        match (
+            row.col::<Option<i64>>(0, &"reading the key range")?,
+            row.col::<Option<i64>>(1, &"reading the key range")?,
+        ) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        },
+    )
+}
+
+/// The sample's shadows, one per session: free names, never the one the run would use.
+async fn sample_shadows(
+    ctl: &Client,
+    src: &Source,
+    plan: &Plan,
+    count: usize,
+) -> Result<Vec<QualifiedName>> {
+    let mut taken = vec![plan.shadow.name.as_str().to_string()];
+    let mut names = Vec::new();
+    for _ in 0..count {
+        let n = catalog::free_name(
+            ctl,
+            &src.table.name.schema,
+            src.table.name.name.as_str(),
+            "_plan",
+            &taken,
+        )
+        .await?;
+        taken.push(n.clone());
+        names.push(src.table.name.sibling(n));
+    }
+    Ok(names)
+}
+
+/// The sample session that measures everything (copy, builds, ANALYZE, replay, verify);
+/// refused when it would hold a lock on another table for the whole measurement.
+async fn single_session(job: SessionJob) -> Result<SessionResult> {
+    // On a runtime worker, like the copy workers (not on the thread that drives `main`).
+    let single = tokio::spawn(sampling::session(job))
+        .await
+        .map_err(|e| Error::failed(format!("the sample session panicked: {e}")))??;
+    if !single.foreign_locks.is_empty() {
+        return Err(Error::failed(format!(
+            "measuring would hold {} for the whole measurement (the ALTER adds a foreign key?); not measured",
+            single
+                .foreign_locks
+                .iter()
+                .map(|(r, m)| format!("{} on {r}", listing::mode_name(m)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_next("run plan without the foreign key in --alter to get an estimate"));
+    }
+    Ok(single)
+}
+
+/// Copy sessions started together (one window each, on the given shadows): their number and
+/// the rows per second of all of them, wall clock.
+async fn parallel_sessions(
+    base: &SessionJob,
+    shadows: &[QualifiedName],
+    each: Vec<Window>,
+) -> Result<Option<(usize, f64)>> {
+    let n = shadows.len();
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let jobs: Vec<SessionJob> = (0..n)
+        .map(|i| SessionJob {
+            shadow: shadows[i].clone(),
+            run: -2 - i as i64,
+            windows: vec![each[i].clone()],
+            extras: None,
+            barrier: Some(barrier.clone()),
+            ..base.clone()
+        })
+        .collect();
+    let results = sampling::concurrent(jobs).await?;
+    let all: Vec<&sampling::WindowResult> = results.iter().flat_map(|r| r.windows.iter()).collect();
+    let start = all.iter().map(|w| w.started).min();
+    let end = all.iter().map(|w| w.ended).max();
+    Ok(match (start, end) {
+        (Some(s), Some(e)) if !all.is_empty() => {
+            let wall = (e - s).as_secs_f64().max(1e-6);
+            let rows: u64 = all.iter().map(|w| w.rows).sum();
+            Some((n, rows as f64 / wall))
+        }
+        _ => None,
+    })
+}
+
+/// The estimate, with what `plan` needs besides the report's part.
 pub(super) struct Estimated {
     pub(super) estimate: Estimate,
     /// Copy transactions expected (several chunks each with --chunk-time).
@@ -326,21 +366,27 @@ pub fn worst_case_lock_secs(p: &LockPolicy) -> f64 {
     total
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn estimate(
-    opts: &PlanOptions,
-    _ctl: &Client,
-    plan: &Plan,
-    rows: i64,
-    shadow_secs: f64,
-    m: &Measured,
-    write_rate: f64,
-    observed_secs: f64,
-) -> Result<Estimated> {
-    let o = &opts.run;
-    let n = rows.max(0) as f64;
+/// The copy measured on the sample, extrapolated to the table.
+struct CopyEstimate {
+    /// Rows per second of the single session.
+    rate: f64,
+    /// Rows per second of each window that read rows.
+    window_rates: Vec<f64>,
+    /// Their coefficient of variation.
+    cv: f64,
+    /// Speed of `--jobs` streams relative to one.
+    speedup: f64,
+    /// Chunks of the run.
+    chunks: f64,
+    /// Copy transactions (several chunks each with --chunk-time).
+    transactions: f64,
+    secs: f64,
+}
+
+/// The copy: per chunk and per row costs fitted over the sample's windows, the parallel
+/// speedup, the transactions `--chunk-time` makes of the chunks.
+fn copy_estimate(o: &RunOptions, m: &Measured, n: f64) -> CopyEstimate {
     let s = &m.single;
-    let sample_rows = s.rows().max(1) as f64;
     let sample_secs: f64 = s.windows.iter().map(|w| w.secs).sum::<f64>().max(1e-6);
     let rate = s.rows() as f64 / sample_secs;
     let window_rates: Vec<f64> = s
@@ -354,7 +400,6 @@ pub(super) async fn estimate(
         Some((_, prate)) if rate > 0.0 => (prate / rate).clamp(0.25, o.jobs as f64),
         _ => 1.0,
     };
-    let scale = n / sample_rows;
     // Per chunk and per row costs, fitted over the windows (of different sizes); a chunk of the
     // run pays the per-chunk cost once.
     let points: Vec<(f64, f64)> = s.windows.iter().map(|w| (w.rows as f64, w.secs)).collect();
@@ -375,12 +420,25 @@ pub(super) async fn estimate(
         o.chunk_time,
         o.jobs,
     ) as f64;
-    let copy_secs = match fit {
+    let secs = match fit {
         Some((fixed, per_row)) => (transactions * fixed + n * per_row) / speedup,
         None if rate > 0.0 => n / (rate * speedup),
         None => 0.0,
     };
+    CopyEstimate {
+        rate,
+        window_rates,
+        cv,
+        speedup,
+        chunks,
+        transactions,
+        secs,
+    }
+}
 
+/// Each index's build scaled from its two sample builds, and the makespan of all of them on
+/// `--jobs` connections.
+fn index_estimates(s: &SessionResult, scale: f64, jobs: usize) -> (Vec<IndexEstimate>, f64) {
     let mut index_est = Vec::new();
     for ix in &s.indexes {
         let a = growth_exponent(ix.rows_half, ix.secs_half, ix.rows_full, ix.secs_full);
@@ -391,17 +449,19 @@ pub(super) async fn estimate(
             exponent: a,
         });
     }
-    let index_secs = makespan(
-        &index_est.iter().map(|i| i.secs).collect::<Vec<_>>(),
-        o.jobs,
-    );
-    let analyze_secs = s.analyze_secs.unwrap_or(0.0)
-        * (n.min(m.stat_rows) / sample_rows.min(m.stat_rows)).max(1.0);
-    let replay_rate = s.replay.map(|(r, secs)| r as f64 / secs.max(1e-6));
-    let capture_secs = 0.05;
-    let before_replay = shadow_secs + capture_secs + copy_secs + index_secs;
-    let mut warnings = Vec::new();
-    let replay_secs = match replay_rate {
+    let index_secs = makespan(&index_est.iter().map(|i| i.secs).collect::<Vec<_>>(), jobs);
+    (index_est, index_secs)
+}
+
+/// How long replay takes to catch up with what was written before it (None: it would not,
+/// with a warning, or replay was not measured).
+fn replay_estimate(
+    replay_rate: Option<f64>,
+    write_rate: f64,
+    before_replay: f64,
+    warnings: &mut Vec<String>,
+) -> Option<f64> {
+    match replay_rate {
         _ if write_rate <= 0.0 => Some(0.0),
         Some(rr) if rr > write_rate * 1.05 => Some(write_rate * before_replay / (rr - write_rate)),
         Some(rr) => {
@@ -411,9 +471,12 @@ pub(super) async fn estimate(
             None
         }
         None => None,
-    };
-    // Verification: both sides' row hashes measured on the sample, scaled to the table and to
-    // the share of chunks the mode checks, on as many sessions as the copy.
+    }
+}
+
+/// Verification: both sides' row hashes measured on the sample, scaled to the table and to
+/// the share of chunks the mode checks, on as many sessions as the copy. (share, seconds)
+fn verify_estimate(o: &RunOptions, s: &SessionResult, n: f64, speedup: f64) -> (f64, f64) {
     let verify_share = match o.verify {
         crate::rewrite::verify::Mode::Full => 1.0,
         crate::rewrite::verify::Mode::Sample => 0.1,
@@ -423,53 +486,56 @@ pub(super) async fn estimate(
         Some((vrows, vsecs)) if vrows > 0 => vsecs * (n / vrows as f64) * verify_share / speedup,
         _ => 0.0,
     };
-    let swap_secs = 0.05 + replay_rate.map(|rr| write_rate * 0.2 / rr).unwrap_or(0.0);
-    let finish_secs = 0.05;
-    let replay_phase = replay_secs.map(|r| r + analyze_secs);
+    (verify_share, verify_secs)
+}
 
-    let phases = vec![
+/// The figures each phase's estimate is made of, the inputs of [`phase_estimates`].
+struct PhaseSecs {
+    write_rate: f64,
+    observed_secs: f64,
+    shadow: f64,
+    capture: f64,
+    index: f64,
+    /// Replay with ANALYZE (None: not estimated).
+    replay: Option<f64>,
+    analyze: f64,
+    replay_rate: Option<f64>,
+    verify: f64,
+    verify_share: f64,
+    swap: f64,
+    finish: f64,
+}
+
+/// (phase, seconds, basis) for each phase of a run, in order.
+fn phase_estimates(
+    o: &RunOptions,
+    plan: &Plan,
+    m: &Measured,
+    rows: i64,
+    copy: &CopyEstimate,
+    p: &PhaseSecs,
+) -> Vec<(String, Option<f64>, String)> {
+    let (write_rate, observed_secs, analyze_secs) = (p.write_rate, p.observed_secs, p.analyze);
+    vec![
         ("preflight".to_string(), Some(0.0), "reads the catalog".to_string()),
         (
             "shadow".to_string(),
-            Some(shadow_secs),
+            Some(p.shadow),
             "measured: the shadow was created (and rolled back) on the real table".to_string(),
         ),
         (
             "capture".to_string(),
-            Some(capture_secs),
+            Some(p.capture),
             if is_integer_key(plan) {
                 "milliseconds when the lock is granted at the first attempt".to_string()
             } else {
                 "milliseconds for the trigger; planning the chunks walks the key index once (not measured)".to_string()
             },
         ),
-        (
-            "copy".to_string(),
-            Some(copy_secs),
-            format!(
-                "measured: {} rows copied at {:.0} rows/s through the binary COPY pipe{}, extrapolated to {} rows in about {transactions:.0} transaction{}{}",
-                s.rows(),
-                rate,
-                if o.jobs > 1 {
-                    format!(", {speedup:.2}x with {} streams", m.parallel.map(|p| p.0).unwrap_or(1))
-                } else {
-                    String::new()
-                },
-                rows,
-                if transactions == 1.0 { "" } else { "s" },
-                match o.chunk_time {
-                    Some(t) => format!(
-                        " of up to {:.1} s (--chunk-time; {chunks:.0} chunks of {} rows)",
-                        t.as_secs_f64(),
-                        o.chunk_rows
-                    ),
-                    None => format!(" (one per chunk of {} rows)", o.chunk_rows),
-                }
-            ),
-        ),
+        ("copy".to_string(), Some(copy.secs), copy_basis(o, m, rows, copy)),
         (
             "build".to_string(),
-            Some(index_secs),
+            Some(p.index),
             format!(
                 "measured: each index built on the sample at two sizes, scaled to the table, scheduled on {} connection(s){}",
                 o.jobs,
@@ -478,8 +544,8 @@ pub(super) async fn estimate(
         ),
         (
             "replay".to_string(),
-            replay_phase,
-            match replay_rate {
+            p.replay,
+            match p.replay_rate {
                 Some(rr) => format!(
                     "{write_rate:.1} writes/s observed over {observed_secs:.1} s, replay measured at {rr:.0} rows/s; includes ANALYZE ({analyze_secs:.1} s)"
                 ),
@@ -488,12 +554,12 @@ pub(super) async fn estimate(
         ),
         (
             "verify".to_string(),
-            Some(verify_secs),
-            match (o.verify, s.verify) {
+            Some(p.verify),
+            match (o.verify, m.single.verify) {
                 (crate::rewrite::verify::Mode::Off, _) => "--verify off".to_string(),
                 (_, Some((vrows, vsecs))) => format!(
                     "measured: row hashes of {vrows} sampled source rows and their shadow rows in {vsecs:.2} s, scaled to the {} ({:?})",
-                    if verify_share < 1.0 { "chunks checked" } else { "table" },
+                    if p.verify_share < 1.0 { "chunks checked" } else { "table" },
                     o.verify
                 ),
                 _ => "not measured".to_string(),
@@ -501,31 +567,78 @@ pub(super) async fn estimate(
         ),
         (
             "swap".to_string(),
-            Some(swap_secs),
+            Some(p.swap),
             format!(
                 "typically tens of milliseconds; each attempt waits at most {} ms for the lock",
                 o.lock.timeout.as_millis()
             ),
         ),
         ("after swap".to_string(), Some(0.0), if plan.self_foreign_keys.is_empty() { "validates re-pointed foreign keys (not measured)".to_string() } else { "validates foreign keys (not measured)".to_string() }),
-        ("finish".to_string(), Some(finish_secs), "drops the log and functions".to_string()),
-    ];
-    let total: f64 = phases.iter().filter_map(|p| p.1).sum();
-    // Uncertainty: the copy's from the spread between windows, the others' from the model.
+        ("finish".to_string(), Some(p.finish), "drops the log and functions".to_string()),
+    ]
+}
+
+/// How the copy's estimate was made.
+fn copy_basis(o: &RunOptions, m: &Measured, rows: i64, copy: &CopyEstimate) -> String {
+    let CopyEstimate {
+        rate,
+        speedup,
+        chunks,
+        transactions,
+        ..
+    } = *copy;
+    format!(
+        "measured: {} rows copied at {:.0} rows/s through the binary COPY pipe{}, extrapolated to {} rows in about {transactions:.0} transaction{}{}",
+        m.single.rows(),
+        rate,
+        if o.jobs > 1 {
+            format!(", {speedup:.2}x with {} streams", m.parallel.map(|p| p.0).unwrap_or(1))
+        } else {
+            String::new()
+        },
+        rows,
+        if transactions == 1.0 { "" } else { "s" },
+        match o.chunk_time {
+            Some(t) => format!(
+                " of up to {:.1} s (--chunk-time; {chunks:.0} chunks of {} rows)",
+                t.as_secs_f64(),
+                o.chunk_rows
+            ),
+            None => format!(" (one per chunk of {} rows)", o.chunk_rows),
+        }
+    )
+}
+
+/// Half the width of the estimate's range: the copy's uncertainty from the spread between
+/// windows, the others' from the model, added in quadrature.
+fn uncertainty(m: &Measured, copy: &CopyEstimate, p: &PhaseSecs) -> f64 {
     let u_copy = if m.method == "whole table" {
         0.1
     } else {
-        (2.0 * cv / (window_rates.len().max(1) as f64).sqrt()).max(0.1)
+        (2.0 * copy.cv / (copy.window_rates.len().max(1) as f64).sqrt()).max(0.1)
     };
     let parts = [
-        copy_secs * u_copy,
-        index_secs * 0.25,
-        verify_secs * 0.25,
-        replay_phase.unwrap_or(0.0) * 0.5,
-        (shadow_secs + capture_secs + swap_secs + finish_secs) * 0.5,
+        copy.secs * u_copy,
+        p.index * 0.25,
+        p.verify * 0.25,
+        p.replay.unwrap_or(0.0) * 0.5,
+        (p.shadow + p.capture + p.swap + p.finish) * 0.5,
     ];
-    let half = parts.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let rel = if total > 0.0 { half / total } else { 0.0 };
+    parts.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// The confidence (from the relative uncertainty and what could not be estimated) and the
+/// reasons behind it.
+fn confidence(
+    o: &RunOptions,
+    m: &Measured,
+    n: f64,
+    rel: f64,
+    cv: f64,
+    replay_estimated: bool,
+) -> (&'static str, Vec<String>) {
+    let s = &m.single;
+    let sample_rows = s.rows().max(1) as f64;
     let mut reasons = vec![format!(
         "sample: {} rows in {} window(s) ({:.1}% of the table, {}), speed varied {:.0}% between windows",
         s.rows(),
@@ -541,7 +654,7 @@ pub(super) async fn estimate(
     } else {
         "low"
     };
-    if replay_phase.is_none() {
+    if !replay_estimated {
         confidence = "low";
         reasons.push("replay could not be estimated".into());
     }
@@ -561,6 +674,56 @@ pub(super) async fn estimate(
          the capture trigger's cost to the application, lock waits"
             .into(),
     );
+    (confidence, reasons)
+}
+
+/// Extrapolates the measurements to the table and its write rate: each phase's time, the
+/// total with its range and confidence, the disk and WAL the run writes.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn estimate(
+    opts: &PlanOptions,
+    _ctl: &Client,
+    plan: &Plan,
+    rows: i64,
+    shadow_secs: f64,
+    m: &Measured,
+    write_rate: f64,
+    observed_secs: f64,
+) -> Result<Estimated> {
+    let o = &opts.run;
+    let n = rows.max(0) as f64;
+    let s = &m.single;
+    let sample_rows = s.rows().max(1) as f64;
+    let scale = n / sample_rows;
+    let copy = copy_estimate(o, m, n);
+    let (index_est, index_secs) = index_estimates(s, scale, o.jobs);
+    let analyze_secs = s.analyze_secs.unwrap_or(0.0)
+        * (n.min(m.stat_rows) / sample_rows.min(m.stat_rows)).max(1.0);
+    let replay_rate = s.replay.map(|(r, secs)| r as f64 / secs.max(1e-6));
+    let capture_secs = 0.05;
+    let before_replay = shadow_secs + capture_secs + copy.secs + index_secs;
+    let mut warnings = Vec::new();
+    let replay_secs = replay_estimate(replay_rate, write_rate, before_replay, &mut warnings);
+    let (verify_share, verify_secs) = verify_estimate(o, s, n, copy.speedup);
+    let secs = PhaseSecs {
+        write_rate,
+        observed_secs,
+        shadow: shadow_secs,
+        capture: capture_secs,
+        index: index_secs,
+        replay: replay_secs.map(|r| r + analyze_secs),
+        analyze: analyze_secs,
+        replay_rate,
+        verify: verify_secs,
+        verify_share,
+        swap: 0.05 + replay_rate.map(|rr| write_rate * 0.2 / rr).unwrap_or(0.0),
+        finish: 0.05,
+    };
+    let phases = phase_estimates(o, plan, m, rows, &copy, &secs);
+    let total: f64 = phases.iter().filter_map(|p| p.1).sum();
+    let half = uncertainty(m, &copy, &secs);
+    let rel = if total > 0.0 { half / total } else { 0.0 };
+    let (confidence, reasons) = confidence(o, m, n, rel, copy.cv, secs.replay.is_some());
     let new_table = (s.table_bytes as f64 * scale) as u64;
     let new_indexes: u64 = index_est.iter().map(|i| i.bytes).sum();
     let log_rows = write_rate * (before_replay + replay_secs.unwrap_or(0.0));
@@ -568,7 +731,7 @@ pub(super) async fn estimate(
     let log_bytes = (log_rows * 100.0) as u64;
     let wal_generated = new_table + new_indexes + 2 * log_bytes;
     Ok(Estimated {
-        copy_transactions: transactions as usize,
+        copy_transactions: copy.transactions as usize,
         estimate: Estimate {
             total_secs: total,
             low_secs: (total - half).max(0.0),
@@ -582,10 +745,10 @@ pub(super) async fn estimate(
                 rows: s.rows(),
                 bytes: s.windows.iter().map(|w| w.bytes).sum(),
                 fraction: (sample_rows / n.max(1.0)).min(1.0),
-                rows_per_sec: rate,
-                window_rows_per_sec: window_rates,
-                variation: cv,
-                parallel_speedup: speedup,
+                rows_per_sec: copy.rate,
+                window_rows_per_sec: copy.window_rates,
+                variation: copy.cv,
+                parallel_speedup: copy.speedup,
                 parallel_streams_measured: m.parallel.map(|p| p.0).unwrap_or(1),
             },
             indexes: index_est,

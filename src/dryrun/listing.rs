@@ -82,6 +82,7 @@ pub struct ListInput<'a> {
     pub replica_identity_index: Option<&'a str>,
 }
 
+/// A lock the listing describes (not one a step reports).
 fn lock(mode: &str, on: &QualifiedName, live: bool) -> LockTaken {
     LockTaken::new(mode, on, live)
 }
@@ -99,13 +100,16 @@ pub fn mode_name(pg: &str) -> String {
     out
 }
 
-struct Builder<'a> {
+/// Collects the statements of one phase, with the wait and the attempts of the lock policy.
+struct Builder {
     wait: u64,
     attempts: u32,
-    out: &'a mut Vec<Statement>,
+    out: Vec<Statement>,
 }
 
-impl Builder<'_> {
+impl Builder {
+    /// Adds a statement (a description unless marked exact); retried ones get the policy's
+    /// attempts.
     fn add(
         &mut self,
         sql: impl Into<String>,
@@ -125,6 +129,12 @@ impl Builder<'_> {
         &mut self.out[i]
     }
 
+    /// Adds a statement that takes no lock on an existing relation (the tool's bookkeeping, its
+    /// own objects).
+    fn own(&mut self, sql: impl Into<String>, retried: bool) -> &mut Statement {
+        self.add(sql, vec![], retried)
+    }
+
     /// Adds a step as the phase's code builds it (an exact statement).
     fn step(&mut self, s: &Step, retried: bool) -> &mut Statement {
         let e = self.add(s.sql.clone(), s.locks.clone(), retried);
@@ -133,327 +143,328 @@ impl Builder<'_> {
         e
     }
 
+    /// Adds each step, as [`Builder::step`].
     fn steps(&mut self, steps: &[Step], retried: bool) {
         for s in steps {
             self.step(s, retried);
         }
     }
-}
 
-pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
-    let plan = i.plan;
-    let src = i.src;
-    let source = &plan.source;
-    let shadow = &plan.shadow;
-    let wait = i.policy.timeout.as_millis() as u64;
-    let mut phases = Vec::new();
-    let mut phase = |name: &str, single: bool, f: &dyn Fn(&mut Builder)| {
-        let mut out = Vec::new();
-        let mut b = Builder {
-            wait,
-            attempts: i.policy.attempts,
-            out: &mut out,
-        };
-        f(&mut b);
-        phases.push(PhaseStatements {
-            phase: name.to_string(),
-            single_transaction: single,
-            statements: out,
-        });
-    };
-
-    phase("preflight", false, &|b| {
-        if !i.state_exists {
-            b.add(
-                format!(
-                    "CREATE SCHEMA IF NOT EXISTS {} (and its tables runs, chunks, events, objects)",
-                    i.state.schema
-                ),
-                vec![],
-                false,
-            )
-            .note = Some("the state schema does not exist yet".into());
-        }
-        b.add(
-            "SELECT pg_try_advisory_lock(<hswp>, <table oid>)",
-            vec![],
-            false,
-        )
-        .note = Some("one run per table; held by the control session for the whole run".into());
-        b.add(
-            format!(
-                "INSERT INTO {} (...) VALUES (...) RETURNING id",
-                i.state.table("runs")
-            ),
-            vec![],
-            false,
-        );
-    });
-
-    phase("shadow", true, &|b| {
-        b.add(
+    /// The opening of a transaction run under the lock discipline (the shadow, the swap): its
+    /// local lock timeout, retried with the rest.
+    fn begin_under_lock_rule(&mut self, i: &ListInput<'_>) {
+        self.own(
             format!(
                 "BEGIN; {}",
                 crate::db::locking::local_timeout_sql(i.policy.timeout)
             ),
-            vec![],
             true,
         );
-        b.add(
-            format!(
-                "INSERT INTO {} (run_id, kind, ...) VALUES (.., 'table', ..)",
-                i.state.table("objects")
-            ),
-            vec![],
-            true,
-        );
-        b.steps(i.shadow_steps, true);
-        let held: Vec<String> = i
-            .shadow_locks
-            .iter()
-            .map(|(rel, mode)| format!("{} on {rel}", mode_name(mode)))
-            .collect();
-        b.add(
-            format!(
-                "UPDATE {} SET plan = $2 WHERE id = $1; COMMIT",
-                i.state.table("runs")
-            ),
-            vec![],
-            true,
-        )
-        .note = Some(if held.is_empty() {
-            "measured in a rolled-back transaction: no lock on an existing relation".into()
-        } else {
-            format!(
-                "measured in a rolled-back transaction: until this COMMIT it holds {}",
-                held.join(", ")
-            )
-        });
-    });
+    }
+}
 
-    phase("capture", false, &|b| {
-        b.step(&capture::log_step(plan), false).note = Some(
-            "no lock on the table; then REVOKE of what default privileges granted others, if any"
-                .into(),
-        );
-        let trig = crate::rewrite::capture::trigger_steps(plan, source);
-        let n = trig.len();
-        for (k, s) in trig.iter().enumerate() {
-            let entry = b.step(s, true);
-            if k == 0 {
-                entry.note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
+/// Adds the statements of one phase to a [`Builder`].
+type PhaseFn = fn(&mut Builder, &ListInput<'_>);
+
+/// The phases in the order a run goes through them: name, one transaction, the statements.
+const PHASES: [(&str, bool, PhaseFn); 9] = [
+    ("preflight", false, preflight_phase),
+    ("shadow", true, shadow_phase),
+    ("capture", false, capture_phase),
+    ("copy", false, copy_phase),
+    ("build", false, build_phase),
+    ("replay", false, replay_phase),
+    ("swap", true, swap_phase),
+    ("after swap", false, after_swap_phase),
+    ("finish", false, finish_phase),
+];
+
+/// The statements of a run, phase by phase, in order.
+pub fn list(i: &ListInput<'_>) -> Vec<PhaseStatements> {
+    PHASES
+        .iter()
+        .map(|(name, single, phase)| {
+            let mut b = Builder {
+                wait: i.policy.timeout.as_millis() as u64,
+                attempts: i.policy.attempts,
+                out: Vec::new(),
+            };
+            phase(&mut b, i);
+            PhaseStatements {
+                phase: name.to_string(),
+                single_transaction: *single,
+                statements: b.out,
             }
-            if k + 1 == n {
-                entry.note = Some(format!("the {n} trigger statements are one transaction"));
-            }
-        }
-        if plan.key.len() == 1
-            && ["smallint", "integer", "bigint"].contains(&plan.key[0].source_type.as_str())
-        {
-            b.add(
-                format!(
-                    "SELECT min({k})::int8, max({k})::int8 FROM ONLY {source}",
-                    k = plan.key[0].name
-                ),
-                vec![lock("ACCESS SHARE", source, true)],
-                false,
-            )
-            .note = Some("plans the chunks arithmetically".into());
-        } else {
-            b.add(
-                format!(
-                    "SELECT ... FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) ... FROM ONLY {source}) WHERE rn % {n} = 0",
-                    keys = plan.key_list(),
-                    n = i.chunk_rows
-                ),
-                vec![lock("ACCESS SHARE", source, true)],
-                false,
-            )
-            .note = Some("walks the key index once to plan the chunks".into());
-        }
-        b.add(
+        })
+        .collect()
+}
+
+/// Preflight: the state schema when missing, the run's advisory lock, its row in `runs`.
+fn preflight_phase(b: &mut Builder, i: &ListInput<'_>) {
+    if !i.state_exists {
+        b.own(
             format!(
-                "INSERT INTO {} (run_id, chunk_no, predicate, bounds) VALUES ...",
-                i.state.table("chunks")
+                "CREATE SCHEMA IF NOT EXISTS {} (and its tables runs, chunks, events, objects)",
+                i.state.schema
             ),
-            vec![],
             false,
         )
-        .repeat = Some(format!("per chunk ({})", i.chunks));
-    });
+        .note = Some("the state schema does not exist yet".into());
+    }
+    b.own("SELECT pg_try_advisory_lock(<hswp>, <table oid>)", false)
+        .note = Some("one run per table; held by the control session for the whole run".into());
+    let runs = i.state.table("runs");
+    b.own(
+        format!("INSERT INTO {runs} (...) VALUES (...) RETURNING id"),
+        false,
+    );
+}
 
-    phase("copy", false, &|b| {
-        let pred = i
-            .first_chunk
-            .map(|c| c.predicate.clone())
-            .unwrap_or_else(|| "<chunk i of N>".into());
-        // With --chunk-time a transaction copies a run of consecutive chunks as one key range
-        // (the first transaction of each worker is one chunk, as shown).
-        let (per, shown, marks) = match i.chunk_time {
-            Some(t) => (
-                format!(
-                    "per transaction (about {} for {} chunks: consecutive chunks read as one key range, as many as fill --chunk-time {:.1} s by the speed measured so far)",
-                    i.copy_transactions,
-                    i.chunks,
-                    t.as_secs_f64()
-                ),
-                "shown for the first transaction (one chunk)",
-                "chunk_no = ANY(..)",
-            ),
-            None => (
-                format!("per chunk ({})", i.chunks),
-                "shown for the first chunk",
-                "chunk_no = ..",
-            ),
-        };
+/// The shadow: the statements `shadow::build_in` executed in the trial transaction, between
+/// the bookkeeping, with the locks the trial measured.
+fn shadow_phase(b: &mut Builder, i: &ListInput<'_>) {
+    b.begin_under_lock_rule(i);
+    b.own(
+        format!(
+            "INSERT INTO {} (run_id, kind, ...) VALUES (.., 'table', ..)",
+            i.state.table("objects")
+        ),
+        true,
+    );
+    b.steps(i.shadow_steps, true);
+    let held: Vec<String> = i
+        .shadow_locks
+        .iter()
+        .map(|(rel, mode)| format!("{} on {rel}", mode_name(mode)))
+        .collect();
+    b.own(
+        format!(
+            "UPDATE {} SET plan = $2 WHERE id = $1; COMMIT",
+            i.state.table("runs")
+        ),
+        true,
+    )
+    .note = Some(if held.is_empty() {
+        "measured in a rolled-back transaction: no lock on an existing relation".into()
+    } else {
+        format!(
+            "measured in a rolled-back transaction: until this COMMIT it holds {}",
+            held.join(", ")
+        )
+    });
+}
+
+/// Capture: the change log and its functions, the triggers (`capture::trigger_steps`), and the
+/// planning of the chunks.
+fn capture_phase(b: &mut Builder, i: &ListInput<'_>) {
+    let plan = i.plan;
+    b.step(&capture::log_step(plan), false).note = Some(
+        "no lock on the table; then REVOKE of what default privileges granted others, if any"
+            .into(),
+    );
+    let trig = capture::trigger_steps(plan, &plan.source);
+    let n = trig.len();
+    for (k, s) in trig.iter().enumerate() {
+        let entry = b.step(s, true);
+        if k == 0 {
+            entry.note = Some("waits for the application's writing transactions to end, and blocks new writes while it waits (at most --lock-timeout per attempt)".into());
+        }
+        if k + 1 == n {
+            entry.note = Some(format!("the {n} trigger statements are one transaction"));
+        }
+    }
+    chunk_planning(b, i);
+}
+
+/// How the chunks are planned (arithmetically for an integer key, else by walking the key
+/// index), and their rows in `chunks`.
+fn chunk_planning(b: &mut Builder, i: &ListInput<'_>) {
+    let plan = i.plan;
+    let source = &plan.source;
+    if super::is_integer_key(plan) {
         b.add(
             format!(
-                "COPY (SELECT {} FROM ONLY {source} WHERE {pred}) TO STDOUT (FORMAT binary)",
-                plan.select_list()
+                "SELECT min({k})::int8, max({k})::int8 FROM ONLY {source}",
+                k = plan.key[0].name
             ),
             vec![lock("ACCESS SHARE", source, true)],
             false,
         )
-        .repeat = Some(format!(
-            "{per}, on {} reading connection(s); {shown}",
-            i.jobs
-        ));
+        .note = Some("plans the chunks arithmetically".into());
+    } else {
         b.add(
             format!(
-                "BEGIN; COPY {shadow} ({}) FROM STDIN (FORMAT binary); UPDATE {} SET rows = .., unit = .., done_at = .. WHERE run_id = .. AND {marks} AND done_at IS NULL; COMMIT",
-                crate::db::ident::join_idents(plan.copy_columns()),
-                i.state.table("chunks")
+                "SELECT ... FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) ... FROM ONLY {source}) WHERE rn % {n} = 0",
+                keys = plan.key_list(),
+                n = i.chunk_rows
             ),
-            vec![lock("ROW EXCLUSIVE", shadow, false)],
+            vec![lock("ACCESS SHARE", source, true)],
             false,
         )
-        .repeat = Some(format!("{per}, on {} writing connection(s)", i.jobs));
-    });
+        .note = Some("walks the key index once to plan the chunks".into());
+    }
+    let chunks = i.state.table("chunks");
+    b.own(
+        format!("INSERT INTO {chunks} (run_id, chunk_no, predicate, bounds) VALUES ..."),
+        false,
+    )
+    .repeat = Some(format!("per chunk ({})", i.chunks));
+}
 
-    phase("build", false, &|b| {
-        b.step(&build::session_step(i.maintenance_work_mem), false)
-            .repeat = Some(format!("per index connection ({})", i.jobs));
-        build_stage(b, plan, Stage::Bulk, None);
-        b.steps(
-            &build::attribute_steps(plan, src, i.replica_identity_index),
-            false,
-        );
-    });
+/// The copy: the reading COPY and the writing transaction, shown for the first chunk (or copy
+/// transaction) with how often they repeat.
+fn copy_phase(b: &mut Builder, i: &ListInput<'_>) {
+    let plan = i.plan;
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    let pred = i
+        .first_chunk
+        .map(|c| c.predicate.clone())
+        .unwrap_or_else(|| "<chunk i of N>".into());
+    // With --chunk-time a transaction copies a run of consecutive chunks as one key range
+    // (the first transaction of each worker is one chunk, as shown).
+    let (per, shown, marks) = match i.chunk_time {
+        Some(t) => (
+            format!(
+                "per transaction (about {} for {} chunks: consecutive chunks read as one key range, as many as fill --chunk-time {:.1} s by the speed measured so far)",
+                i.copy_transactions,
+                i.chunks,
+                t.as_secs_f64()
+            ),
+            "shown for the first transaction (one chunk)",
+            "chunk_no = ANY(..)",
+        ),
+        None => (
+            format!("per chunk ({})", i.chunks),
+            "shown for the first chunk",
+            "chunk_no = ..",
+        ),
+    };
+    b.add(
+        format!(
+            "COPY (SELECT {} FROM ONLY {source} WHERE {pred}) TO STDOUT (FORMAT binary)",
+            plan.select_list()
+        ),
+        vec![lock("ACCESS SHARE", source, true)],
+        false,
+    )
+    .repeat = Some(format!(
+        "{per}, on {} reading connection(s); {shown}",
+        i.jobs
+    ));
+    b.add(
+        format!(
+            "BEGIN; COPY {shadow} ({}) FROM STDIN (FORMAT binary); UPDATE {} SET rows = .., unit = .., done_at = .. WHERE run_id = .. AND {marks} AND done_at IS NULL; COMMIT",
+            crate::db::ident::join_idents(plan.copy_columns()),
+            i.state.table("chunks")
+        ),
+        vec![lock("ROW EXCLUSIVE", shadow, false)],
+        false,
+    )
+    .repeat = Some(format!("{per}, on {} writing connection(s)", i.jobs));
+}
 
-    phase("replay", false, &|b| {
-        let log = &plan.capture.log;
+/// The build: each index connection's session settings, the bulk stage, the attributes.
+fn build_phase(b: &mut Builder, i: &ListInput<'_>) {
+    b.step(&build::session_step(i.maintenance_work_mem), false)
+        .repeat = Some(format!("per index connection ({})", i.jobs));
+    build_stage(b, i.plan, Stage::Bulk, None);
+    b.steps(
+        &build::attribute_steps(i.plan, i.src, i.replica_identity_index),
+        false,
+    );
+}
+
+/// Replay: the batch repeated until the log is nearly empty, and the consistency point with
+/// what is built there (when an index compares rows).
+fn replay_phase(b: &mut Builder, i: &ListInput<'_>) {
+    let plan = i.plan;
+    let (source, shadow) = (&plan.source, &plan.shadow);
+    let log = &plan.capture.log;
+    b.own(
+        format!(
+            "BEGIN; WITH d AS (DELETE FROM {log} WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT {}) RETURNING ...) INSERT INTO pg_temp.hotswap_replay_batch SELECT * FROM d",
+            i.replay_batch
+        ),
+        false,
+    )
+    .repeat = Some("per batch, until a batch comes back less than full".into());
+    b.add(
+        format!(
+            "DELETE FROM {shadow} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch)",
+            plan.shadow_key_list()
+        ),
+        vec![lock("ROW EXCLUSIVE", shadow, false)],
+        false,
+    )
+    .repeat = Some("per batch".into());
+    b.add(
+        format!(
+            "INSERT INTO {shadow} (...) SELECT {} FROM ONLY {source} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch); COMMIT",
+            plan.select_list(),
+            plan.key_list()
+        ),
+        vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
+        false,
+    )
+    .repeat = Some("per batch".into());
+    if plan.indexes.iter().any(|x| x.after_catch_up) {
         b.add(
             format!(
-                "BEGIN; WITH d AS (DELETE FROM {log} WHERE id IN (SELECT id FROM {log} ORDER BY id LIMIT {}) RETURNING ...) INSERT INTO pg_temp.hotswap_replay_batch SELECT * FROM d",
-                i.replay_batch
-            ),
-            vec![],
-            false,
-        )
-        .repeat = Some("per batch, until a batch comes back less than full".into());
-        b.add(
-            format!(
-                "DELETE FROM {shadow} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch)",
-                plan.shadow_key_list()
-            ),
-            vec![lock("ROW EXCLUSIVE", shadow, false)],
-            false,
-        )
-        .repeat = Some("per batch".into());
-        b.add(
-            format!(
-                "INSERT INTO {shadow} (...) SELECT {} FROM ONLY {source} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch); COMMIT",
-                plan.select_list(),
-                plan.key_list()
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET CONSTRAINTS ALL DEFERRED; WITH d AS (DELETE FROM {log} RETURNING ...) ...; (then as above); SET CONSTRAINTS ALL IMMEDIATE; COMMIT"
             ),
             vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
             false,
         )
-        .repeat = Some("per batch".into());
-        if plan.indexes.iter().any(|x| x.after_catch_up) {
-            b.add(
-                format!(
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET CONSTRAINTS ALL DEFERRED; WITH d AS (DELETE FROM {log} RETURNING ...) ...; (then as above); SET CONSTRAINTS ALL IMMEDIATE; COMMIT"
-                ),
-                vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],
-                false,
-            )
-            .note = Some("the consistency point: a complete batch (every change its snapshot sees); every later batch is complete too".into());
-            build_stage(
-                b,
-                plan,
-                Stage::Consistent,
-                Some("compares rows: built at the consistency point"),
-            );
-        }
-    });
-
-    phase("swap", true, &|b| {
-        if let Some(rev) = &plan.reverse {
-            b.step(&capture::log_step(&rev.plan), false).note = Some(
-                "--revertible: the reverse change log, before the swap transaction (no lock on the table)"
-                    .into(),
-            );
-        }
-        b.add(
-            format!(
-                "BEGIN; {}",
-                crate::db::locking::local_timeout_sql(i.policy.timeout)
-            ),
-            vec![],
-            true,
+        .note = Some("the consistency point: a complete batch (every change its snapshot sees); every later batch is complete too".into());
+        build_stage(
+            b,
+            plan,
+            Stage::Consistent,
+            Some("compares rows: built at the consistency point"),
         );
-        b.step(&swap::lock_step(plan), true);
-        b.add(
-            "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
-            vec![],
-            true,
+    }
+}
+
+/// The swap, one transaction: the lock, the checks, the last replay, the DDL of
+/// `swap::ddl_steps` and the views, the bookkeeping.
+fn swap_phase(b: &mut Builder, i: &ListInput<'_>) {
+    if let Some(rev) = &i.plan.reverse {
+        b.step(&capture::log_step(&rev.plan), false).note = Some(
+            "--revertible: the reverse change log, before the swap transaction (no lock on the table)"
+                .into(),
         );
-        b.add("<replay batches until the log is empty>", vec![], true);
-        match swap::ddl_steps(plan, src, i.swap_names, i.swap_facts) {
-            Ok(ddl) => {
-                b.steps(&ddl.before_views, true);
-                view_steps(b, src, i.swap_facts.view_replace_may_fail);
-                b.steps(&ddl.after_views, true);
-            }
-            Err(e) => {
-                b.add(
-                    format!("<the swap's statements cannot be listed: {e}>"),
-                    vec![],
-                    true,
-                );
-            }
+    }
+    b.begin_under_lock_rule(i);
+    b.step(&swap::lock_step(i.plan), true);
+    b.own(
+        "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
+        true,
+    );
+    b.own("<replay batches until the log is empty>", true);
+    swap_ddl(b, i);
+    b.own(
+        format!("UPDATE {} SET swap = .., phase = 'finish', old_name = .. WHERE id = ..; COMMIT", i.state.table("runs")),
+        true,
+    )
+    .note = Some("on a lock timeout the transaction rolls back, replay catches up, and it is tried again after a jittered backoff".into());
+}
+
+/// The swap's DDL as `swap::attempt_swap` executes it, the views in between.
+fn swap_ddl(b: &mut Builder, i: &ListInput<'_>) {
+    let src = i.src;
+    match swap::ddl_steps(i.plan, src, i.swap_names, i.swap_facts) {
+        Ok(ddl) => {
+            b.steps(&ddl.before_views, true);
+            view_steps(b, src, i.swap_facts.view_replace_may_fail);
+            b.steps(&ddl.after_views, true);
         }
-        b.add(
-            format!("UPDATE {} SET swap = .., phase = 'finish', old_name = .. WHERE id = ..; COMMIT", i.state.table("runs")),
-            vec![],
-            true,
-        )
-        .note = Some("on a lock timeout the transaction rolls back, replay catches up, and it is tried again after a jittered backoff".into());
-    });
-
-    phase("after swap", false, &|b| {
-        b.steps(&swap::after_swap_steps(plan, src), true);
-    });
-
-    phase("finish", false, &|b| {
-        b.step(&crate::rewrite::migrator::drop_capture_step(plan), false);
-        if i.drop_old {
-            b.step(
-                &crate::rewrite::migrator::drop_old_step(&i.swap_names.old),
+        Err(e) => {
+            b.own(
+                format!("<the swap's statements cannot be listed: {e}>"),
                 true,
             );
         }
-        b.add(
-            format!(
-                "UPDATE {} SET status = 'succeeded' ...",
-                i.state.table("runs")
-            ),
-            vec![],
-            false,
-        );
-    });
-    phases
+    }
 }
 
 /// The dependent views, as `swap::recreate_views` handles them: replaced in place; dropped and
@@ -477,6 +488,29 @@ fn view_steps(b: &mut Builder, src: &Source, may_fail: bool) {
         Some(v) => b.steps(&v, true),
         None => b.steps(&swap::view_recreate_steps(src), true),
     }
+}
+
+/// After the swap: `swap::after_swap_steps` (validating re-pointed foreign keys...).
+fn after_swap_phase(b: &mut Builder, i: &ListInput<'_>) {
+    b.steps(&swap::after_swap_steps(i.plan, i.src), true);
+}
+
+/// The finish: the capture dropped, the old table with `--drop-old`, the run marked done.
+fn finish_phase(b: &mut Builder, i: &ListInput<'_>) {
+    b.step(&crate::rewrite::migrator::drop_capture_step(i.plan), false);
+    if i.drop_old {
+        b.step(
+            &crate::rewrite::migrator::drop_old_step(&i.swap_names.old),
+            true,
+        );
+    }
+    b.own(
+        format!(
+            "UPDATE {} SET status = 'succeeded' ...",
+            i.state.table("runs")
+        ),
+        false,
+    );
 }
 
 /// The index builds and constraints of one build stage, as `build::build` runs them.

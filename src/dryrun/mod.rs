@@ -19,6 +19,7 @@ pub use render::render_text;
 pub use report::*;
 
 use crate::db::catalog;
+use crate::db::conn::ConnSpec;
 use crate::db::ident::QualifiedName;
 use crate::dryrun::listing::{ListInput, PhaseStatements};
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
@@ -30,6 +31,7 @@ use crate::rewrite::preflight::{self, Source};
 use crate::rewrite::shadow::{self, ShadowRequest};
 use crate::state::target::Target;
 use crate::state::State;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -47,6 +49,10 @@ pub struct PlanOptions {
 
 /// Makes the plan. `Err` only for failures to plan at all (connection, an unknown table); a
 /// table or ALTER that cannot be rewritten gives a report with `refused` and exit code 3.
+///
+/// The steps: inspect the table and run the checks; validate the shadow in the trial
+/// transaction; describe the source; measure on a sample while the write rate is observed;
+/// estimate, with the disk; list the statements phase by phase.
 pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     let o = &opts.run;
     let Target {
@@ -59,104 +65,25 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     let observe_from = Instant::now();
     let writes_before = write_counter(&ctl, oid).await?;
 
-    let (src, warnings) = match preflight::inspect(&ctl, oid).await {
-        Ok(x) => x,
-        Err(e) if e.kind() == Kind::Refused => {
-            let t = catalog::table(&ctl, oid).await?;
-            let mut r = report::new(t.name.human());
-            r.refused = Some(e.message().to_string());
-            let input = check_input(o, &conn, &state, oid, &t.name, None, DiskNeed::default());
-            r.checks = checks::run_all(&ctl, &input).await.0;
-            return Ok(r.finish());
-        }
-        Err(e) => return Err(e),
+    let (src, mut r) = match inspect_and_check(&ctl, o, &conn, &state, oid).await? {
+        ControlFlow::Continue(x) => x,
+        ControlFlow::Break(refused) => return Ok(refused.finish()),
     };
-    let table = src.table.name.clone();
-    let mut r = report::new(table.human());
-    r.warnings = warnings;
-    let provisional = DiskNeed {
-        data_bytes: src.table.total_bytes.max(0) as u64,
-        wal_bytes: src.table.total_bytes.max(0) as u64,
-    };
-    r.checks = checks::run_all(
-        &ctl,
-        &check_input(o, &conn, &state, oid, &table, Some(&src), provisional),
-    )
-    .await
-    .0;
-    if r.checks
-        .iter()
-        .any(|c| c.name == "privileges" && c.verdict == Verdict::Blocking)
-    {
-        // The shadow cannot be created with these rights: nothing to measure.
+    let Some((trial, shadow)) = shadow_trial(&mut ctl, &state, &src, o, &mut r).await? else {
         return Ok(r.finish());
-    }
-
-    // The shadow, validated in a transaction that is rolled back.
-    let shadow = shadow::shadow_name(&ctl, &table, o.shadow_name.as_deref()).await?;
-    let req = ShadowRequest {
-        alter: o.alter.as_deref(),
-        maps: &o.maps,
-        shadow_name: o.shadow_name.as_deref(),
-    };
-    let trial = match validate(&mut ctl, &state, &src, &req, &shadow, o).await {
-        Ok(x) => x,
-        Err(e) if e.kind() == Kind::Refused => {
-            r.refused = Some(e.message().to_string());
-            return Ok(r.finish());
-        }
-        Err(e) => return Err(e),
     };
     let plan = &trial.plan;
-    let shadow_secs = trial.secs;
     r.columns = report::columns(plan);
     r.sample_check = plan.sample_check.clone();
-    r.carried_over = Some(report::carried_over(plan, &src, &table));
-
-    // Rows: the catalog's estimate, or a count when the table was never analyzed.
-    let (rows, rows_basis) = if src.table.reltuples > 0.0 {
-        (src.table.reltuples as i64, "estimated")
-    } else {
-        let n: i64 = ctl
-            .query_one(&format!("SELECT count(*) FROM ONLY {table}"), &[])
-            .await
-            .ctx(format_args!("counting the rows of {}", table.human()))?
-            .col(0, &format_args!("counting the rows of {}", table.human()))?;
-        (n, "counted")
-    };
-    let index_bytes: i64 = ctl
-        .query_one(
-            "SELECT pg_catalog.pg_indexes_size($1::oid::regclass)",
-            &[&oid],
-        )
-        .await
-        .ctx("reading the size of the indexes")?
-        .col(0, &"reading the size of the indexes")?;
+    r.carried_over = Some(report::carried_over(plan, &src, &src.table.name));
     let swap_names =
         crate::rewrite::swap::decide_names(&ctl, plan, &src, o.old_name.as_deref()).await?;
-    r.source = Some(SourceSummary {
-        rows,
-        rows_basis,
-        heap_bytes: src.table.heap_bytes.max(0) as u64,
-        index_bytes: index_bytes.max(0) as u64,
-        total_bytes: src.table.total_bytes.max(0) as u64,
-        row_identity_index: src.key_index.as_str().to_string(),
-        row_identity: src.key.iter().map(|k| k.as_str().to_string()).collect(),
-        shadow: shadow.human(),
-        old_name: swap_names.old.human(),
-    });
+    let summary = source_summary(&ctl, &src, oid, &shadow, &swap_names.old).await?;
+    let rows = summary.rows;
+    r.source = Some(summary);
 
-    // Measure on a sample.
-    let measured = match estimate::measure(opts, &conn, &ctl, &src, plan, rows).await {
-        Ok(m) => m,
-        Err(e) if e.code().is_some() && e.kind() != Kind::LockTimeout && is_data_error(&e) => {
-            r.refused = Some(format!(
-                "copying a sample of the table through the mapping failed, so the run would fail during the copy: {}",
-                e.message()
-            ));
-            return Ok(r.finish());
-        }
-        Err(e) => return Err(e),
+    let Some(measured) = measure(opts, &conn, &ctl, &src, plan, rows, &mut r).await? else {
+        return Ok(r.finish());
     };
     // The write rate, over at least --observe.
     let left = opts.observe.saturating_sub(observe_from.elapsed());
@@ -170,38 +97,13 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
         &ctl,
         plan,
         rows,
-        shadow_secs,
+        trial.secs,
         &measured,
         write_rate,
         observed_secs,
     )
     .await?;
-    let wal_retained = checks::wal_retained(&ctl, est.wal_generated).await?;
-    let need = DiskNeed {
-        data_bytes: est.new_table + est.new_indexes + est.log_bytes,
-        wal_bytes: wal_retained,
-    };
-    // The disk check again, with the measured sizes.
-    let (disk_check, free) = checks::disk_check(&ctl, oid, need, opts.df_on_server).await;
-    if let Some(c) = r.checks.iter_mut().find(|c| c.name == "disk") {
-        *c = disk_check;
-    }
-    r.disk = Some(DiskReport {
-        new_table_bytes: est.new_table,
-        new_indexes_bytes: est.new_indexes,
-        log_bytes: est.log_bytes,
-        wal_generated_bytes: est.wal_generated,
-        wal_retained_bytes: wal_retained,
-        needed_bytes: need.data_bytes + need.wal_bytes,
-        note: if free.is_empty() {
-            "free disk is not knowable from SQL without superuser rights (pg_tablespace_size is \
-             what is used, not what is free); check the server"
-                .into()
-        } else {
-            "free space as df reports it on the server".into()
-        },
-        free,
-    });
+    r.disk = Some(disk(&ctl, oid, opts, &est, &mut r.checks).await?);
 
     // Statements, phase by phase, with the estimate of each.
     let chunk_list = plan_chunk_list(&ctl, plan, &src, o.chunk_rows).await?;
@@ -234,9 +136,181 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     Ok(r.finish())
 }
 
+/// Inspects the table and runs the checks (with the disk provisionally at the table's size).
+/// Breaks with the report when the table cannot be rewritten, or when the privileges check
+/// blocks (the shadow cannot be created with these rights: nothing to measure).
+async fn inspect_and_check(
+    ctl: &Client,
+    o: &RunOptions,
+    conn: &ConnSpec,
+    state: &State,
+    oid: u32,
+) -> Result<ControlFlow<PlanReport, (Source, PlanReport)>> {
+    let (src, warnings) = match preflight::inspect(ctl, oid).await {
+        Ok(x) => x,
+        Err(e) if e.kind() == Kind::Refused => {
+            let t = catalog::table(ctl, oid).await?;
+            let mut r = report::new(t.name.human());
+            r.refused = Some(e.message().to_string());
+            let input = check_input(o, conn, state, oid, &t.name, None, DiskNeed::default());
+            r.checks = checks::run_all(ctl, &input).await.0;
+            return Ok(ControlFlow::Break(r));
+        }
+        Err(e) => return Err(e),
+    };
+    let table = src.table.name.clone();
+    let mut r = report::new(table.human());
+    r.warnings = warnings;
+    let provisional = DiskNeed {
+        data_bytes: src.table.total_bytes.max(0) as u64,
+        wal_bytes: src.table.total_bytes.max(0) as u64,
+    };
+    r.checks = checks::run_all(
+        ctl,
+        &check_input(o, conn, state, oid, &table, Some(&src), provisional),
+    )
+    .await
+    .0;
+    if r.checks
+        .iter()
+        .any(|c| c.name == "privileges" && c.verdict == Verdict::Blocking)
+    {
+        return Ok(ControlFlow::Break(r));
+    }
+    Ok(ControlFlow::Continue((src, r)))
+}
+
+/// The shadow, validated in a transaction that is rolled back: the trial and the shadow's
+/// name. None, with `refused` set on the report, when the ALTER cannot be applied.
+async fn shadow_trial(
+    ctl: &mut Client,
+    state: &State,
+    src: &Source,
+    o: &RunOptions,
+    r: &mut PlanReport,
+) -> Result<Option<(Trial, QualifiedName)>> {
+    let table = &src.table.name;
+    let shadow = shadow::shadow_name(ctl, table, o.shadow_name.as_deref()).await?;
+    let req = ShadowRequest {
+        alter: o.alter.as_deref(),
+        maps: &o.maps,
+        shadow_name: o.shadow_name.as_deref(),
+    };
+    match validate(ctl, state, src, &req, &shadow, o).await {
+        Ok(x) => Ok(Some((x, shadow))),
+        Err(e) if e.kind() == Kind::Refused => {
+            r.refused = Some(e.message().to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The source as the report shows it: rows (the catalog's estimate, or a count when the table
+/// was never analyzed), sizes, row identity, the shadow's and the old table's names.
+async fn source_summary(
+    ctl: &Client,
+    src: &Source,
+    oid: u32,
+    shadow: &QualifiedName,
+    old: &QualifiedName,
+) -> Result<SourceSummary> {
+    let table = &src.table.name;
+    let (rows, rows_basis) = if src.table.reltuples > 0.0 {
+        (src.table.reltuples as i64, "estimated")
+    } else {
+        let n: i64 = ctl
+            .query_one(&format!("SELECT count(*) FROM ONLY {table}"), &[])
+            .await
+            .ctx(format_args!("counting the rows of {}", table.human()))?
+            .col(0, &format_args!("counting the rows of {}", table.human()))?;
+        (n, "counted")
+    };
+    let index_bytes: i64 = ctl
+        .query_one(
+            "SELECT pg_catalog.pg_indexes_size($1::oid::regclass)",
+            &[&oid],
+        )
+        .await
+        .ctx("reading the size of the indexes")?
+        .col(0, &"reading the size of the indexes")?;
+    Ok(SourceSummary {
+        rows,
+        rows_basis,
+        heap_bytes: src.table.heap_bytes.max(0) as u64,
+        index_bytes: index_bytes.max(0) as u64,
+        total_bytes: src.table.total_bytes.max(0) as u64,
+        row_identity_index: src.key_index.as_str().to_string(),
+        row_identity: src.key.iter().map(|k| k.as_str().to_string()).collect(),
+        shadow: shadow.human(),
+        old_name: old.human(),
+    })
+}
+
+/// Measures on a sample (`estimate::measure`). None, with `refused` set on the report, when
+/// the sample's rows do not fit the mapping: the run would fail during the copy.
+async fn measure(
+    opts: &PlanOptions,
+    conn: &ConnSpec,
+    ctl: &Client,
+    src: &Source,
+    plan: &Plan,
+    rows: i64,
+    r: &mut PlanReport,
+) -> Result<Option<estimate::Measured>> {
+    match estimate::measure(opts, conn, ctl, src, plan, rows).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.code().is_some() && e.kind() != Kind::LockTimeout && is_data_error(&e) => {
+            r.refused = Some(format!(
+                "copying a sample of the table through the mapping failed, so the run would fail during the copy: {}",
+                e.message()
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The disk the run needs, by the estimate, with the WAL retained at the peak; the disk check
+/// is run again with these sizes and replaces the provisional one.
+async fn disk(
+    ctl: &Client,
+    oid: u32,
+    opts: &PlanOptions,
+    est: &estimate::Estimated,
+    found: &mut [checks::Check],
+) -> Result<DiskReport> {
+    let wal_retained = checks::wal_retained(ctl, est.wal_generated).await?;
+    let need = DiskNeed {
+        data_bytes: est.new_table + est.new_indexes + est.log_bytes,
+        wal_bytes: wal_retained,
+    };
+    let (disk_check, free) = checks::disk_check(ctl, oid, need, opts.df_on_server).await;
+    if let Some(c) = found.iter_mut().find(|c| c.name == "disk") {
+        *c = disk_check;
+    }
+    Ok(DiskReport {
+        new_table_bytes: est.new_table,
+        new_indexes_bytes: est.new_indexes,
+        log_bytes: est.log_bytes,
+        wal_generated_bytes: est.wal_generated,
+        wal_retained_bytes: wal_retained,
+        needed_bytes: need.data_bytes + need.wal_bytes,
+        note: if free.is_empty() {
+            "free disk is not knowable from SQL without superuser rights (pg_tablespace_size is \
+             what is used, not what is free); check the server"
+                .into()
+        } else {
+            "free space as df reports it on the server".into()
+        },
+        free,
+    })
+}
+
+/// The checks' input for the table (the source when inspected, and the disk expected).
 fn check_input<'a>(
     o: &'a RunOptions,
-    conn: &'a crate::db::conn::ConnSpec,
+    conn: &'a ConnSpec,
     state: &'a State,
     oid: u32,
     table: &'a QualifiedName,
@@ -337,6 +411,8 @@ async fn validate(
     }
 }
 
+/// A key of one integer column: its chunks are planned arithmetically, and the sample is
+/// taken by key ranges.
 pub(super) fn is_integer_key(plan: &Plan) -> bool {
     plan.key.len() == 1
         && ["smallint", "integer", "bigint"].contains(&plan.key[0].source_type.as_str())

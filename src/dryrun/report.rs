@@ -164,6 +164,7 @@ pub struct Estimate {
     pub warnings: Vec<String>,
 }
 
+/// An empty report for the table: ok until checks or a refusal say otherwise.
 pub(super) fn new(table: String) -> PlanReport {
     PlanReport {
         format: FORMAT,
@@ -185,6 +186,7 @@ pub(super) fn new(table: String) -> PlanReport {
 }
 
 impl PlanReport {
+    /// The verdict (the worst check; blocking when refused) and the exit code it gives.
     pub(super) fn finish(mut self) -> PlanReport {
         self.verdict = checks::worst(&self.checks);
         if self.refused.is_some() {
@@ -199,6 +201,7 @@ impl PlanReport {
     }
 }
 
+/// The columns of the new table, where each comes from, then the dropped ones.
 pub(super) fn columns(plan: &Plan) -> Vec<ColumnLine> {
     let mut out = Vec::new();
     for c in &plan.columns {
@@ -237,6 +240,7 @@ pub(super) fn columns(plan: &Plan) -> Vec<ColumnLine> {
     out
 }
 
+/// What the swap carries over to the new table, from the plan and the inspected source.
 pub(super) fn carried_over(plan: &Plan, src: &Source, table: &QualifiedName) -> CarriedOver {
     CarriedOver {
         indexes: plan

@@ -97,6 +97,7 @@ pub struct SessionResult {
 }
 
 impl SessionResult {
+    /// Rows copied over all windows.
     pub fn rows(&self) -> u64 {
         self.windows.iter().map(|w| w.rows).sum()
     }
@@ -183,6 +184,7 @@ async fn build_indexes(tx: &Transaction<'_>, plan: &Plan) -> Result<Vec<(String,
     Ok(out)
 }
 
+/// Drops the indexes (and index-backed constraints) `build_indexes` built, for the second build.
 async fn drop_indexes(tx: &Transaction<'_>, plan: &Plan) -> Result<()> {
     for ix in &plan.indexes {
         let sql = if ix.built_by_constraint {
@@ -296,49 +298,7 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         result.windows.push(pipe(&reader, &tx, &plan, w).await?);
     }
     if let Some(x) = &job.extras {
-        tx.batch_execute(&format!(
-            "SET LOCAL maintenance_work_mem = {}",
-            literal(&x.maintenance_work_mem)
-        ))
-        .await
-        .ctx("setting maintenance_work_mem")?;
-        let rows_half = result.rows();
-        let first = if half < job.windows.len() {
-            let first = build_indexes(&tx, &plan).await?;
-            drop_indexes(&tx, &plan).await?;
-            Some(first)
-        } else {
-            None
-        };
-        for w in &job.windows[half..] {
-            result.windows.push(pipe(&reader, &tx, &plan, w).await?);
-        }
-        result.table_bytes = table_size(&tx, &plan).await?;
-        let rows_full = result.rows();
-        let second = build_indexes(&tx, &plan).await?;
-        for (i, (name, secs, bytes)) in second.iter().enumerate() {
-            let (rh, sh) = match &first {
-                Some(f) => (rows_half, f.get(i).map(|x| x.1).unwrap_or(*secs)),
-                None => (rows_full, *secs),
-            };
-            result.indexes.push(IndexTiming {
-                name: name.clone(),
-                rows_half: rh,
-                secs_half: sh,
-                rows_full,
-                secs_full: *secs,
-                bytes_full: *bytes,
-            });
-        }
-        let t = Instant::now();
-        tx.batch_execute(&format!("ANALYZE {}", plan.shadow))
-            .await
-            .ctx("analyzing the sample")?;
-        result.analyze_secs = Some(t.elapsed().as_secs_f64());
-        let clauses: Vec<String> = job.windows.iter().map(|w| w.clause.clone()).collect();
-        result.verify = Some(crate::rewrite::verify::time_sample(&tx, &plan, &clauses).await?);
-        let n = x.replay_keys.min(rows_full as i64).max(1);
-        result.replay = time_replay(&tx, &plan, &job.windows[0], n).await?;
+        measure_extras(&reader, &tx, &plan, &job.windows, half, x, &mut result).await?;
     } else {
         result.table_bytes = table_size(&tx, &plan).await?;
     }
@@ -346,6 +306,65 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
     Ok(result)
 }
 
+/// The rest of the measuring session (after the first `half` windows): the index builds on
+/// both halves of the sample, the other windows, the table's size, ANALYZE, verification and
+/// one replay batch.
+async fn measure_extras(
+    reader: &tokio_postgres::Client,
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    windows: &[Window],
+    half: usize,
+    x: &Extras,
+    result: &mut SessionResult,
+) -> Result<()> {
+    tx.batch_execute(&format!(
+        "SET LOCAL maintenance_work_mem = {}",
+        literal(&x.maintenance_work_mem)
+    ))
+    .await
+    .ctx("setting maintenance_work_mem")?;
+    let rows_half = result.rows();
+    let first = if half < windows.len() {
+        let first = build_indexes(tx, plan).await?;
+        drop_indexes(tx, plan).await?;
+        Some(first)
+    } else {
+        None
+    };
+    for w in &windows[half..] {
+        result.windows.push(pipe(reader, tx, plan, w).await?);
+    }
+    result.table_bytes = table_size(tx, plan).await?;
+    let rows_full = result.rows();
+    let second = build_indexes(tx, plan).await?;
+    for (i, (name, secs, bytes)) in second.iter().enumerate() {
+        let (rh, sh) = match &first {
+            Some(f) => (rows_half, f.get(i).map(|x| x.1).unwrap_or(*secs)),
+            None => (rows_full, *secs),
+        };
+        result.indexes.push(IndexTiming {
+            name: name.clone(),
+            rows_half: rh,
+            secs_half: sh,
+            rows_full,
+            secs_full: *secs,
+            bytes_full: *bytes,
+        });
+    }
+    let t = Instant::now();
+    tx.batch_execute(&format!("ANALYZE {}", plan.shadow))
+        .await
+        .ctx("analyzing the sample")?;
+    result.analyze_secs = Some(t.elapsed().as_secs_f64());
+    let clauses: Vec<String> = windows.iter().map(|w| w.clause.clone()).collect();
+    result.verify = Some(crate::rewrite::verify::time_sample(tx, plan, &clauses).await?);
+    let n = x.replay_keys.min(rows_full as i64).max(1);
+    result.replay = time_replay(tx, plan, &windows[0], n).await?;
+    Ok(())
+}
+
+/// The size of the sample's shadow table.
 async fn table_size(tx: &Transaction<'_>, plan: &Plan) -> Result<u64> {
     let b: i64 = tx
         .query_one(
