@@ -13,20 +13,6 @@ use crate::state::{Phase, RunFigures};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Every phase, for the labelled phase gauge.
-const PHASES: [Phase; 10] = [
-    Phase::Preflight,
-    Phase::Shadow,
-    Phase::Capture,
-    Phase::Copy,
-    Phase::Build,
-    Phase::Replay,
-    Phase::Verify,
-    Phase::Swap,
-    Phase::Finish,
-    Phase::Done,
-];
-
 /// What the governor knows of the run besides its recorded figures.
 #[derive(Clone, Debug, Default)]
 pub struct Live {
@@ -98,7 +84,7 @@ pub fn render(f: &RunFigures, live: &Live) -> String {
             &one(b as f64),
         );
     }
-    let phases: Vec<(Option<String>, f64)> = PHASES
+    let phases: Vec<(Option<String>, f64)> = Phase::ALL
         .iter()
         .map(|p| {
             (

@@ -55,6 +55,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 10] = [
+        Phase::Preflight,
+        Phase::Shadow,
+        Phase::Capture,
+        Phase::Copy,
+        Phase::Build,
+        Phase::Replay,
+        Phase::Verify,
+        Phase::Swap,
+        Phase::Finish,
+        Phase::Done,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Preflight => "preflight",
@@ -186,18 +200,7 @@ mod tests {
 
     #[test]
     fn phases_round_trip_and_are_ordered() {
-        for p in [
-            Phase::Preflight,
-            Phase::Shadow,
-            Phase::Capture,
-            Phase::Copy,
-            Phase::Build,
-            Phase::Replay,
-            Phase::Verify,
-            Phase::Swap,
-            Phase::Finish,
-            Phase::Done,
-        ] {
+        for p in Phase::ALL {
             assert_eq!(Phase::parse(p.as_str()), Some(p));
         }
         assert!(Phase::Copy < Phase::Swap);
