@@ -137,9 +137,23 @@ pub struct Plan {
     /// the swap installs on the new table. See `revert.rs`.
     #[serde(default)]
     pub reverse: Option<Box<ReversePlan>>,
+    /// The source's extended statistics objects, created on the shadow before the ALTER under
+    /// temporary names, as they survived it (PostgreSQL's ALTER drops one with a dropped column,
+    /// and follows renames and type changes); the swap gives them their names. None: a plan
+    /// made before this existed, or a revert's: the swap creates them from their definitions.
+    #[serde(default)]
+    pub statistics: Option<Vec<ShadowStatistics>>,
     /// What the sample oracle found when the shadow was created (issue 13; `oracle/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_check: Option<SampleCheck>,
+}
+
+/// An extended statistics object of the source on the shadow: its temporary name there, and the
+/// name it takes in the swap.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowStatistics {
+    pub tmp_name: QualifiedName,
+    pub final_name: QualifiedName,
 }
 
 /// The way back, decided when the shadow is created; completed with the names the swap chose

@@ -183,6 +183,7 @@ pub fn reverse_plan(
         fingerprint: String::new(),
         dropped_indexes: Vec::new(),
         reverse: None,
+        statistics: None,
         sample_check: None,
     };
     ReversePlan {

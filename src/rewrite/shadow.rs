@@ -216,6 +216,9 @@ pub async fn build_in(
     for s in index_steps {
         run_step(tx, s, &mut done).await?;
     }
+    for s in statistics_steps(src, run, shadow) {
+        run_step(tx, s, &mut done).await?;
+    }
 
     // The columns before the ALTER, by attnum: renames and type changes keep the attnum.
     let before_oid = relation_oid(tx, shadow).await?;
@@ -240,6 +243,7 @@ pub async fn build_in(
     let shadow_cols = catalog::columns(tx, shadow_oid).await?;
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
+    let statistics = surviving_statistics(tx, src, run, shadow_oid).await?;
 
     let built = map_columns(tx, src, req, &origins, shadow_oid, &shadow_cols).await?;
     refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
@@ -286,6 +290,7 @@ pub async fn build_in(
         fingerprint: src.fingerprint.clone(),
         dropped_indexes,
         reverse: None,
+        statistics: Some(statistics),
         sample_check: None,
     };
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
@@ -503,6 +508,63 @@ fn index_steps(
         }
     }
     Ok((steps, original_names))
+}
+
+/// The temporary name of the n-th extended statistics object of the source on the shadow (in
+/// the object's own schema).
+fn tmp_statistics_name(st: &catalog::Statistics, run: i64, n: usize) -> QualifiedName {
+    st.name.sibling(format!("hotswap_{run}_s{n}"))
+}
+
+/// The source's extended statistics objects on the shadow, before the ALTER, under temporary
+/// names, with their statistics target, owner and comment: the ALTER then does to them what
+/// PostgreSQL's own would (drops one with a dropped column, follows a rename or a type change;
+/// found by a helper: re-creating the source's definition after `DROP COLUMN` failed the swap).
+fn statistics_steps(src: &Source, run: i64, shadow: &QualifiedName) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (n, st) in src.statistics.iter().enumerate() {
+        let tmp = tmp_statistics_name(st, run, n);
+        let what = format!("creating statistics {} on the shadow", st.name.human());
+        steps.push(Step::new(st.create_sql(&tmp, shadow), what.clone()));
+        if st.target >= 0 {
+            steps.push(Step::new(
+                format!("ALTER STATISTICS {tmp} SET STATISTICS {}", st.target),
+                what.clone(),
+            ));
+        }
+        steps.push(Step::new(
+            format!("ALTER STATISTICS {tmp} OWNER TO {}", st.owner),
+            what.clone(),
+        ));
+        if let Some(c) = &st.comment {
+            steps.push(Step::new(
+                format!("COMMENT ON STATISTICS {tmp} IS {}", literal(c)),
+                what,
+            ));
+        }
+    }
+    steps
+}
+
+/// The statistics objects of [`statistics_steps`] the ALTER left on the shadow.
+async fn surviving_statistics(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    run: i64,
+    shadow_oid: u32,
+) -> Result<Vec<crate::rewrite::plan::ShadowStatistics>> {
+    let left = catalog::statistics(tx, shadow_oid).await?;
+    Ok(src
+        .statistics
+        .iter()
+        .enumerate()
+        .map(|(n, st)| (tmp_statistics_name(st, run, n), st))
+        .filter(|(tmp, _)| left.iter().any(|l| &l.name == tmp))
+        .map(|(tmp, st)| crate::rewrite::plan::ShadowStatistics {
+            tmp_name: tmp,
+            final_name: st.name.clone(),
+        })
+        .collect())
 }
 
 /// The user's ALTER, against the empty shadow. Sent over the extended protocol (`single`): the

@@ -127,6 +127,37 @@ pub struct Statistics {
     pub target: i32,
     pub owner: Ident,
     pub comment: Option<String>,
+    /// The columns and expressions, as `CREATE STATISTICS ... ON` takes them.
+    pub columns: String,
+    /// `stxkind`: `d` (ndistinct), `f` (dependencies), `m` (mcv), `e` (expressions).
+    pub kinds: Vec<String>,
+}
+
+impl Statistics {
+    /// `CREATE STATISTICS <name> [(<kinds>)] ON <columns> FROM <table>`: the same object on
+    /// another table with the same columns (the kinds are named only when there are any; a
+    /// statistics object on one expression has none).
+    pub fn create_sql(&self, name: &QualifiedName, table: &QualifiedName) -> String {
+        let kinds: Vec<&str> = self
+            .kinds
+            .iter()
+            .filter_map(|k| match k.as_str() {
+                "d" => Some("ndistinct"),
+                "f" => Some("dependencies"),
+                "m" => Some("mcv"),
+                _ => None,
+            })
+            .collect();
+        let kinds = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        };
+        format!(
+            "CREATE STATISTICS {name}{kinds} ON {} FROM {table}",
+            self.columns
+        )
+    }
 }
 
 pub async fn statistics(client: &impl GenericClient, oid: Oid) -> Result<Vec<Statistics>> {
@@ -145,6 +176,8 @@ pub async fn statistics(client: &impl GenericClient, oid: Oid) -> Result<Vec<Sta
                 target: r.col(4, &what)?,
                 owner: Ident::new(r.col::<String>(5, &what)?),
                 comment: r.col(6, &what)?,
+                columns: r.col(7, &what)?,
+                kinds: r.col(8, &what)?,
             })
         })
         .collect()

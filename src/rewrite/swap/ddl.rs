@@ -397,6 +397,58 @@ fn attach_foreign_key_steps(plan: &Plan, src: &Source, facts: &SwapFacts, out: &
     }
 }
 
+/// Extended statistics: the old table's move out of the way (or go, with `--revertible`: a revert
+/// creates them again from the new table's), then the new table's take the names. The new
+/// table's were made on the shadow before the ALTER (`plan.statistics`; shadow.rs); a plan
+/// without them (a revert's, or one made by an older version) creates them from the source's
+/// definitions.
+fn statistics_steps(plan: &Plan, src: &Source, names: &Names, out: &mut Vec<Step>) {
+    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
+        let what = format!("re-creating statistics {}", st.name.human());
+        out.push(Step::new(
+            if plan.reverse.is_some() {
+                format!("DROP STATISTICS {}", st.name)
+            } else {
+                format!(
+                    "ALTER STATISTICS {} RENAME TO {}",
+                    st.name,
+                    Ident::new(old_name.clone())
+                )
+            },
+            what.clone(),
+        ));
+        if plan.statistics.is_some() {
+            continue;
+        }
+        out.push(Step::new(st.def.clone(), what.clone()));
+        if st.target >= 0 {
+            out.push(Step::new(
+                format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
+                what.clone(),
+            ));
+        }
+        out.push(Step::new(
+            format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
+            what.clone(),
+        ));
+        if let Some(c) = &st.comment {
+            out.push(Step::new(
+                format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
+                what,
+            ));
+        }
+    }
+    for s in plan.statistics.iter().flatten() {
+        out.push(Step::new(
+            format!(
+                "ALTER STATISTICS {} RENAME TO {}",
+                s.tmp_name, s.final_name.name
+            ),
+            format!("giving statistics {} its name", s.final_name.human()),
+        ));
+    }
+}
+
 /// Foreign keys to validate after the commit: (table, constraint).
 pub(super) fn to_validate(plan: &Plan, src: &Source) -> Vec<(QualifiedName, Ident)> {
     let source = &plan.source;
@@ -496,40 +548,7 @@ fn carry_over_steps(
         }
         out.push(Step::new(def.clone(), "re-creating a rule on the table"));
     }
-    // Extended statistics: the old table's move out of the way, the new table's take the names.
-    for (st, (_, old_name)) in src.statistics.iter().zip(&names.old_statistics) {
-        let what = format!("re-creating statistics {}", st.name.human());
-        out.push(Step::new(
-            if revertible {
-                // A revert creates them again from the new table's definitions.
-                format!("DROP STATISTICS {}", st.name)
-            } else {
-                format!(
-                    "ALTER STATISTICS {} RENAME TO {}",
-                    st.name,
-                    Ident::new(old_name.clone())
-                )
-            },
-            what.clone(),
-        ));
-        out.push(Step::new(st.def.clone(), what.clone()));
-        if st.target >= 0 {
-            out.push(Step::new(
-                format!("ALTER STATISTICS {} SET STATISTICS {}", st.name, st.target),
-                what.clone(),
-            ));
-        }
-        out.push(Step::new(
-            format!("ALTER STATISTICS {} OWNER TO {}", st.name, st.owner),
-            what.clone(),
-        ));
-        if let Some(c) = &st.comment {
-            out.push(Step::new(
-                format!("COMMENT ON STATISTICS {} IS {}", st.name, literal(c)),
-                what,
-            ));
-        }
-    }
+    statistics_steps(plan, src, names, out);
     // Constraint comments (constraints keep their names on the new table).
     let comments = src
         .indexes
