@@ -109,6 +109,10 @@ pub struct RunArgs {
 impl RunArgs {
     /// The command's target (`--dsn`, `--table`, `--state-schema`) and the run's options.
     pub fn into_options(mut self) -> Result<(TargetSpec, RunOptions)> {
+        if self.min_size.is_some() && self.bloated_over.is_none() {
+            // clap drops `requires` when the required flag conflicts with one given (--table).
+            return Err(Error::usage("--min-size goes with --bloated-over"));
+        }
         let table = match (self.table.len(), self.bloated_over) {
             (1, None) => self.table.remove(0),
             _ => {
@@ -257,6 +261,9 @@ async fn many(mut args: RunArgs) -> Result<i32> {
             "--shadow-name and --old-name name one table's objects: give them with a single --table",
         ));
     }
+    if args.min_size.is_some() && args.bloated_over.is_none() {
+        return Err(Error::usage("--min-size goes with --bloated-over"));
+    }
     let output = args.output;
     let named = std::mem::take(&mut args.table);
     for t in &named {
@@ -283,6 +290,14 @@ async fn many(mut args: RunArgs) -> Result<i32> {
     let mut reports = Vec::with_capacity(tables.len());
     for (i, table) in tables.iter().enumerate() {
         let spec = TargetSpec::new(&conn, table, &state_schema);
+        if let Some(h) = &opts.pace.hooks {
+            // The hooks of this table name this table and its run, not the one before.
+            h.update(|f| {
+                f.table = table.clone();
+                f.run_id = None;
+                f.phase = String::new();
+            });
+        }
         match rewrite_one(None, &spec, opts.clone(), None).await {
             Ok(r) => reports.push(r),
             Err(e) => {
@@ -520,6 +535,38 @@ mod tests {
         assert_eq!(o.lock.attempts, 5);
         assert_eq!(o.maps[0].column.as_str(), "b");
         assert_eq!(t.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn several_tables_or_bloated_over() {
+        let parse = |extra: &[&str]| {
+            let mut a = vec!["pg-hotswap", "run", "--dsn", "host=h"];
+            a.extend_from_slice(extra);
+            Cli::try_parse_from(a)
+        };
+        let Command::Run(args) = parse(&["--table", "a", "--table", "b"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(args.table, ["a", "b"]);
+        // `plan` and the single-table path take exactly one table.
+        assert_eq!(args.into_options().unwrap_err().kind(), Kind::Usage);
+        let Command::Run(args) = parse(&["--bloated-over", "30%", "--min-size", "1GB"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(args.bloated_over, Some(0.3));
+        assert_eq!(args.min_size, Some(1 << 30));
+        assert!(parse(&["--bloated-over", "0.3", "--table", "a"]).is_err());
+        let Command::Run(args) = parse(&["--table", "a", "--min-size", "1GB"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(args.into_options().unwrap_err().kind(), Kind::Usage);
+        assert!(parse(&["--bloated-over", "2"]).is_err());
     }
 
     #[test]
