@@ -3,6 +3,7 @@
 //! what is generated from them (shell completions, manual pages).
 
 use super::abort::AbortArgs;
+use super::bloat::BloatArgs;
 use super::control::ControlArgs;
 use super::flags::DemoArgs;
 use super::resume::ResumeArgs;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Show every recorded run: phase, status, progress, replay backlog, whether a process is
     /// working on it, and the error of a run that stopped.
     Status(StatusArgs),
+    /// List the tables by estimated bloat (heap and indexes, from the statistics; the heap by
+    /// pgstattuple_approx when the pgstattuple extension is installed), largest first.
+    /// `run --bloated-over` rebuilds them.
+    Bloat(BloatArgs),
     /// Start a throwaway PostgreSQL, load a sample table, and rewrite it int -> bigint online
     /// under a write load.
     Demo(DemoArgs),

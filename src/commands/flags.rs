@@ -133,6 +133,51 @@ pub(crate) fn parse_wait(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// Sizes (`--min-size`): `0`, `500MB`, `1GB`, `10kB`, `2TB`, a bare number of bytes; units
+/// are PostgreSQL's (powers of 1024), case-insensitive.
+pub fn parse_size(s: &str) -> std::result::Result<i64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (t[..i].trim(), t[i..].to_ascii_lowercase()),
+        None => (t, "b".to_string()),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 500MB, 1GB)"))?;
+    let mult: f64 = match unit.as_str() {
+        "b" => 1.0,
+        "kb" => 1024.0,
+        "mb" => 1024.0 * 1024.0,
+        "gb" => 1024.0 * 1024.0 * 1024.0,
+        "tb" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use B, kB, MB, GB or TB)"
+            ))
+        }
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > i64::MAX as f64 {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok(bytes as i64)
+}
+
+/// Ratios (`--min-ratio`, `--bloated-over`): a number from 0 to 1 (`0.3`), or a percentage
+/// (`30%`).
+pub fn parse_ratio(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let r = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("{s:?} is not a ratio (examples: 0.3, 30%)"))?;
+    if !(0.0..=1.0).contains(&r) {
+        return Err(format!("{s:?} is not between 0 and 1 (0% and 100%)"));
+    }
+    Ok(r)
+}
+
 /// `--chunk-time`: a duration, or "off" / "0" (zero: one chunk per transaction).
 pub fn parse_chunk_time(s: &str) -> std::result::Result<Duration, String> {
     match s.trim() {
@@ -227,6 +272,23 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use clap::Parser;
+
+    #[test]
+    fn sizes_and_ratios_parse() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("500 MB"), Ok(500 << 20));
+        assert_eq!(parse_size("10kb"), Ok(10 << 10));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("-1GB").is_err());
+        assert!(parse_size("big").is_err());
+        assert_eq!(parse_ratio("0.3"), Ok(0.3));
+        assert_eq!(parse_ratio("30%"), Ok(0.3));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("lots").is_err());
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

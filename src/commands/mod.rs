@@ -1,7 +1,7 @@
 //! The command line: flags parsed into plain, validated values (`flags`, and each command's own
 //! flags next to it), the table resolved once per command into a [`crate::state::target::Target`], and
 //! the commands themselves: `run`, `plan`, `resume`, `abort`, `pause` / `cutover`, `status`,
-//! `revert` / `finish`, `demo`. The engine never sees clap (ripgrep's low-level flags ->
+//! `revert` / `finish`, `bloat`, `demo`. The engine never sees clap (ripgrep's low-level flags ->
 //! high-level values, `crates/core/flags/hiargs.rs`).
 //!
 //! Invariant kept here: a command returns its exit status or one [`crate::error::Error`];
@@ -9,6 +9,7 @@
 //! their result (stdout) and progress (stderr), never their own error.
 
 mod abort;
+mod bloat;
 mod cli;
 mod control;
 pub mod flags;
@@ -44,6 +45,7 @@ pub async fn dispatch(command: Command) -> Result<i32> {
         Command::Run(args) => run::command(args).await,
         Command::Resume(args) => resume::command(args).await,
         Command::Status(args) => status::command(args).await,
+        Command::Bloat(args) => bloat::command(args).await,
         Command::Abort(args) => abort::command(args).await,
         Command::Pause(args) => control::command(args, Request::Pause).await,
         Command::Cutover(args) => control::command(args, Request::Cutover).await,

@@ -22,9 +22,17 @@ pub struct RunArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// The table: schema.table (quote mixed-case names: '"App"."My Table"'); without a schema,
-    /// resolved through search_path.
-    #[arg(long)]
-    pub table: String,
+    /// resolved through search_path. `run` takes it more than once: the tables are rewritten
+    /// one after another, with one report, stopping at the first failure.
+    #[arg(long, required_unless_present = "bloated_over")]
+    pub table: Vec<String>,
+    /// Instead of --table: rebuild every table whose estimated bloat (`pg-hotswap bloat`) is at
+    /// least this share of its size (0.3 or 30%), smallest first.
+    #[arg(long, conflicts_with = "table", value_parser = super::flags::parse_ratio)]
+    pub bloated_over: Option<f64>,
+    /// With --bloated-over: only tables of at least this size, heap and indexes (e.g. 1GB).
+    #[arg(long, requires = "bloated_over", value_parser = super::flags::parse_size)]
+    pub min_size: Option<i64>,
     /// ALTER TABLE actions applied to the new table, without the ALTER TABLE prefix, e.g.
     /// "ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0". Without it the
     /// table is rebuilt as it is (an online VACUUM FULL).
@@ -100,8 +108,31 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The command's target (`--dsn`, `--table`, `--state-schema`) and the run's options.
-    pub fn into_options(self) -> Result<(TargetSpec, RunOptions)> {
-        check_table(&self.table)?;
+    pub fn into_options(mut self) -> Result<(TargetSpec, RunOptions)> {
+        if self.min_size.is_some() && self.bloated_over.is_none() {
+            // clap drops `requires` when the required flag conflicts with one given (--table).
+            return Err(Error::usage("--min-size goes with --bloated-over"));
+        }
+        let table = match (self.table.len(), self.bloated_over) {
+            (1, None) => self.table.remove(0),
+            _ => {
+                return Err(Error::usage(
+                    "this command takes exactly one --table (only `run` takes several, or --bloated-over)",
+                ))
+            }
+        };
+        check_table(&table)?;
+        let (conn, state_schema, opts) = self.into_shared_options()?;
+        let target = TargetSpec {
+            conn,
+            table,
+            state_schema,
+        };
+        Ok((target, opts))
+    }
+
+    /// What every table of a run shares: the connection, the state schema, the run's options.
+    fn into_shared_options(self) -> Result<(crate::db::conn::ConnSpec, String, RunOptions)> {
         check_schema_name("--state-schema", &self.state_schema)?;
         if let Some(n) = &self.shadow_name {
             check_name("--shadow-name", n)?;
@@ -131,11 +162,7 @@ impl RunArgs {
                 "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
             )));
         }
-        let target = TargetSpec {
-            conn: conn_spec(&self.conn, &self.lock)?,
-            table: self.table,
-            state_schema: self.state_schema,
-        };
+        let conn = conn_spec(&self.conn, &self.lock)?;
         let opts = RunOptions {
             lock: self.lock.policy(),
             alter: self.alter,
@@ -154,12 +181,15 @@ impl RunArgs {
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
         };
-        Ok((target, opts))
+        Ok((conn, self.state_schema, opts))
     }
 }
 
 /// The command (`run` without `--dry-run`).
 pub(super) async fn command(args: RunArgs) -> Result<i32> {
+    if args.table.len() > 1 || args.bloated_over.is_some() {
+        return many(args).await;
+    }
     let output = args.output;
     let (spec, opts) = args.into_options()?;
     rewrite(None, &spec, opts, output).await
@@ -173,6 +203,18 @@ pub(super) async fn rewrite(
     opts: RunOptions,
     output: OutputFormat,
 ) -> Result<i32> {
+    rewrite_one(target, spec, opts, Some(output))
+        .await
+        .map(|_| 0)
+}
+
+/// [`rewrite`], its report printed in `output` (None: returned only, for [`many`]).
+async fn rewrite_one(
+    target: Option<Target>,
+    spec: &TargetSpec,
+    opts: RunOptions,
+    output: Option<OutputFormat>,
+) -> Result<migrator::RunReport> {
     let work = async {
         let target = match target {
             Some(t) => t,
@@ -185,25 +227,145 @@ pub(super) async fn rewrite(
             Ok(report) => {
                 crate::output::progress::finish();
                 match output {
-                    OutputFormat::Json => super::print_json(&report),
-                    OutputFormat::Text => super::report::print(&report),
+                    Some(OutputFormat::Json) => super::print_json(&report),
+                    Some(OutputFormat::Text) => super::report::print(&report),
+                    None => {}
                 }
-                Ok(0)
+                Ok(report)
             }
             Err(e) => Err(advise(e, &spec.table, &opts)),
         },
         sig = super::shutdown_signal() => Err(interrupted(spec, sig).await),
     };
     if let Some(h) = &opts.pace.hooks {
-        tell_hooks(h, spec, &result).await;
+        tell_hooks(h, spec, result.as_ref().map(|_| 0)).await;
     }
     result
+}
+
+/// What one `run` over several tables did (`--output json`): the tables rewritten, in order,
+/// with their reports, and the tables not rewritten (the failed one first).
+#[derive(serde::Serialize)]
+struct ManyReport<'a> {
+    rewritten: &'a [String],
+    not_rewritten: &'a [String],
+    reports: &'a [migrator::RunReport],
+}
+
+/// `run` with several `--table`s, or `--bloated-over` (issue 19): each table through the
+/// single-table path ([`rewrite_one`], one after another), one report at the end; the first
+/// failure stops it, and its error says which tables were rewritten and which not.
+async fn many(mut args: RunArgs) -> Result<i32> {
+    if args.shadow_name.is_some() || args.old_name.is_some() {
+        return Err(Error::usage(
+            "--shadow-name and --old-name name one table's objects: give them with a single --table",
+        ));
+    }
+    if args.min_size.is_some() && args.bloated_over.is_none() {
+        return Err(Error::usage("--min-size goes with --bloated-over"));
+    }
+    let output = args.output;
+    let named = std::mem::take(&mut args.table);
+    for t in &named {
+        check_table(t)?;
+    }
+    let (bloated_over, min_size) = (args.bloated_over, args.min_size.unwrap_or(0));
+    let (conn, state_schema, opts) = args.into_shared_options()?;
+    let tables: Vec<String> = match bloated_over {
+        None => named,
+        Some(ratio) => {
+            let mut found = super::bloat::bloated(&conn, &state_schema, ratio, min_size).await?;
+            found.retain(|t| t.ratio().is_some());
+            found.sort_by_key(|t| t.size());
+            let names: Vec<String> = found.iter().map(|t| t.name.to_string()).collect();
+            crate::output::ui::say(&format!(
+                "pg-hotswap: {} table(s) with estimated bloat of at least {:.0}%, smallest first: {}",
+                names.len(),
+                ratio * 100.0,
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ));
+            names
+        }
+    };
+    let mut reports = Vec::with_capacity(tables.len());
+    for (i, table) in tables.iter().enumerate() {
+        let spec = TargetSpec::new(&conn, table, &state_schema);
+        if let Some(h) = &opts.pace.hooks {
+            // The hooks of this table name this table and its run, not the one before.
+            h.update(|f| {
+                f.table = table.clone();
+                f.run_id = None;
+                f.phase = String::new();
+            });
+        }
+        match rewrite_one(None, &spec, opts.clone(), None).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                print_many(&tables[..i], &tables[i..], &reports, output);
+                let done = match i {
+                    0 => "no table was rewritten".to_string(),
+                    _ => format!("rewritten: {}", tables[..i].join(", ")),
+                };
+                let summary = format!(
+                    "{done}; not rewritten: {} (failed), {}",
+                    tables[i],
+                    match &tables[i + 1..] {
+                        [] => "no other".to_string(),
+                        rest => rest.join(", "),
+                    }
+                );
+                let state = match e.state() {
+                    Some(s) => format!("{s}. {summary}"),
+                    None => summary,
+                };
+                return Err(e.with_state(state));
+            }
+        }
+    }
+    print_many(&tables, &[], &reports, output);
+    Ok(0)
+}
+
+/// The one report of [`many`]: each rewritten table's summary, then which tables were done.
+fn print_many(
+    done: &[String],
+    not_done: &[String],
+    reports: &[migrator::RunReport],
+    output: OutputFormat,
+) {
+    match output {
+        OutputFormat::Json => super::print_json(&ManyReport {
+            rewritten: done,
+            not_rewritten: not_done,
+            reports,
+        }),
+        OutputFormat::Text => {
+            for r in reports {
+                super::report::print(r);
+            }
+            println!(
+                "pg-hotswap: rewrote {} of {} table(s){}{}",
+                done.len(),
+                done.len() + not_done.len(),
+                if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", done.join(", "))
+                },
+                if not_done.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not rewritten: {}", not_done.join(", "))
+                },
+            );
+        }
+    }
 }
 
 /// `--hooks-dir` (issue 19): `on-success` or `on-failure` with the error and the exit status,
 /// after the hooks queued before (each bounded by `--hook-timeout`); they change nothing of
 /// the result.
-async fn tell_hooks(h: &Hooks, spec: &TargetSpec, result: &Result<i32>) {
+async fn tell_hooks(h: &Hooks, spec: &TargetSpec, result: std::result::Result<i32, &Error>) {
     h.update(|f| {
         if f.table.is_empty() {
             f.table = spec.table.clone();
@@ -373,6 +535,38 @@ mod tests {
         assert_eq!(o.lock.attempts, 5);
         assert_eq!(o.maps[0].column.as_str(), "b");
         assert_eq!(t.conn.config.get_user(), Some("u"));
+    }
+
+    #[test]
+    fn several_tables_or_bloated_over() {
+        let parse = |extra: &[&str]| {
+            let mut a = vec!["pg-hotswap", "run", "--dsn", "host=h"];
+            a.extend_from_slice(extra);
+            Cli::try_parse_from(a)
+        };
+        let Command::Run(args) = parse(&["--table", "a", "--table", "b"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(args.table, ["a", "b"]);
+        // `plan` and the single-table path take exactly one table.
+        assert_eq!(args.into_options().unwrap_err().kind(), Kind::Usage);
+        let Command::Run(args) = parse(&["--bloated-over", "30%", "--min-size", "1GB"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(args.bloated_over, Some(0.3));
+        assert_eq!(args.min_size, Some(1 << 30));
+        assert!(parse(&["--bloated-over", "0.3", "--table", "a"]).is_err());
+        let Command::Run(args) = parse(&["--table", "a", "--min-size", "1GB"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(args.into_options().unwrap_err().kind(), Kind::Usage);
+        assert!(parse(&["--bloated-over", "2"]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! per test run (or the server in `PGHOTSWAP_TEST_DSN`), a fresh database per test, so the tests
 //! run in parallel under plain `cargo test`.
 
+mod bloat;
 mod carry_over;
 mod chunking;
 mod cli;

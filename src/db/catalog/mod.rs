@@ -7,12 +7,14 @@
 //! The parts, re-exported here so callers keep writing `catalog::...`: `version.rs` (server
 //! version, `--version`, per-version SQL), `columns.rs`, `indexes.rs` (and extended
 //! statistics), `constraints.rs` (and incoming foreign keys), `access.rs` (grants, policies),
-//! `attached.rs` (triggers, sequences, rules, publications), `views.rs` (and other dependents).
+//! `attached.rs` (triggers, sequences, rules, publications), `views.rs` (and other dependents),
+//! `bloat.rs` (estimated bloat of every table, for `bloat` and `run --bloated-over`).
 //! This file keeps the table itself: resolving `--table`, its row, its fingerprint, and
 //! relation names.
 
 mod access;
 mod attached;
+mod bloat;
 mod columns;
 mod constraints;
 mod indexes;
@@ -21,6 +23,7 @@ mod views;
 
 pub use access::*;
 pub use attached::*;
+pub use bloat::*;
 pub use columns::*;
 pub use constraints::*;
 pub use indexes::*;
