@@ -2,7 +2,6 @@
 //! `sampling`), extrapolated to the table's size and its write rate (docs/plan.md says how, and
 //! what it cannot see).
 
-use super::is_integer_key;
 use super::report::{Estimate, IndexEstimate, SampleReport};
 use super::PlanOptions;
 use crate::db::catalog;
@@ -97,7 +96,7 @@ pub(super) async fn measure(
         .max(1);
     let k = 4usize;
     let whole = rows <= target + target / 5;
-    let range = if is_integer_key(plan) && !whole {
+    let range = if plan.has_integer_key() && !whole {
         key_range(ctl, plan).await?
     } else {
         None
@@ -526,7 +525,7 @@ fn phase_estimates(
         (
             "capture".to_string(),
             Some(p.capture),
-            if is_integer_key(plan) {
+            if plan.has_integer_key() {
                 "milliseconds when the lock is granted at the first attempt".to_string()
             } else {
                 "milliseconds for the trigger; planning the chunks walks the key index once (not measured)".to_string()

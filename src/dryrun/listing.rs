@@ -281,7 +281,7 @@ fn capture_phase(b: &mut Builder, i: &ListInput<'_>) {
 fn chunk_planning(b: &mut Builder, i: &ListInput<'_>) {
     let plan = i.plan;
     let source = &plan.source;
-    if super::is_integer_key(plan) {
+    if plan.has_integer_key() {
         b.add(
             format!(
                 "SELECT min({k})::int8, max({k})::int8 FROM ONLY {source}",

@@ -411,13 +411,6 @@ async fn validate(
     }
 }
 
-/// A key of one integer column: its chunks are planned arithmetically, and the sample is
-/// taken by key ranges.
-pub(super) fn is_integer_key(plan: &Plan) -> bool {
-    plan.key.len() == 1
-        && ["smallint", "integer", "bigint"].contains(&plan.key[0].source_type.as_str())
-}
-
 /// The run's chunks for an integer key (cheap: min and max); for other keys only their number
 /// (planning them walks the whole key index).
 async fn plan_chunk_list(
@@ -426,7 +419,7 @@ async fn plan_chunk_list(
     src: &Source,
     chunk_rows: i64,
 ) -> Result<(Option<Chunk>, usize)> {
-    if is_integer_key(plan) {
+    if plan.has_integer_key() {
         let c = chunks::plan_chunks(client, plan, src.table.reltuples, chunk_rows).await?;
         Ok((c.first().cloned(), c.len()))
     } else {

@@ -103,8 +103,6 @@ pub fn covering_predicate(group: &[Chunk]) -> Option<String> {
     }
 }
 
-const INTEGER_TYPES: [&str; 3] = ["smallint", "integer", "bigint"];
-
 /// Plans the chunks for `plan` aiming at `chunk_rows` rows each.
 pub async fn plan_chunks(
     client: &Client,
@@ -114,7 +112,7 @@ pub async fn plan_chunks(
 ) -> Result<Vec<Chunk>> {
     let src = &plan.source;
     let chunk_rows = chunk_rows.max(1);
-    if plan.key.len() == 1 && INTEGER_TYPES.contains(&plan.key[0].source_type.as_str()) {
+    if plan.has_integer_key() {
         let k = &plan.key[0].name;
         let row = client
             .query_one(

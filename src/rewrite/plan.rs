@@ -171,6 +171,13 @@ pub struct ReversePlan {
 }
 
 impl Plan {
+    /// A key of one integer column (smallint, integer, bigint): its chunks are planned
+    /// arithmetically, and `plan` samples it by key ranges.
+    pub fn has_integer_key(&self) -> bool {
+        self.key.len() == 1
+            && ["smallint", "integer", "bigint"].contains(&self.key[0].source_type.as_str())
+    }
+
     /// Columns the copy writes, in order.
     pub fn copy_columns(&self) -> Vec<&Ident> {
         self.columns
