@@ -302,11 +302,27 @@ async fn pump(name: &'static str, out: impl tokio::io::AsyncRead + Unpin) {
                 let text = String::from_utf8_lossy(&line);
                 say(&format!(
                     "hook {name}: {}",
-                    text.trim_end_matches(['\n', '\r'])
+                    printable(text.trim_end_matches(['\n', '\r']))
                 ));
             }
         }
     }
+}
+
+/// A line of a hook's output with its control characters (escape sequences, carriage returns)
+/// written as `\x1b`: the log has no escape codes but its own (docs/operations.md, "The log in
+/// a file").
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                // Control characters are C0, DEL and C1: all below 0x100.
+                format!("\\x{:02x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Runs one hook with its environment, its output to the log as it comes, killed after

@@ -590,3 +590,20 @@ async fn ctrl_c_during_on_before_cutover_does_not_wait_for_the_hook() {
     assert_eq!(var(last, "PGHOTSWAP_EVENT"), "on-failure", "{runs:?}");
     assert_eq!(var(last, "PGHOTSWAP_EXIT_CODE"), "130");
 }
+
+/// A hook printing an escape sequence (colour) with stderr not a terminal: the log has no
+/// byte 0x1b (docs/operations.md, "The log in a file"); the sequence is shown as `\x1b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_escape_codes_do_not_reach_a_log_file() {
+    let (db, _client) = setup("hooks_escape_codes", None).await;
+    let hooks = HookDir::recording("escape_codes");
+    hooks.script("on-start", "printf '\\033[31mred\\033[0m\\r\\n'");
+    let out = hotswap_async(&run_args(&db, &["--hooks-dir", hooks.arg()])).await;
+    assert_exit(&out, 0);
+    assert!(!out.stderr.contains(&0x1b), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("hook on-start: \\x1b[31mred\\x1b[0m"),
+        "{}",
+        describe(&out)
+    );
+}
