@@ -373,6 +373,8 @@ async fn tell_hooks(h: &Hooks, spec: &TargetSpec, result: std::result::Result<i3
     });
     match result {
         Ok(code) => {
+            // The governor's last figures were read before the swap.
+            h.update(|f| f.phase = Phase::Done.as_str().to_string());
             h.fire(Event::Success, &[("PGHOTSWAP_EXIT_CODE", code.to_string())])
                 .await
         }

@@ -10,7 +10,9 @@
 //! Invariants kept here: a hook never blocks the run beyond `--hook-timeout` (it is killed
 //! then); hooks run one at a time, in the order of their events, from one queue; a missing hook
 //! is skipped, and one that cannot be run is refused before the run creates anything
-//! ([`Hooks::load`], exit 2); a hook's stdout and stderr go to the log, line by line.
+//! ([`Hooks::load`], exit 2); a hook's stdout and stderr go to the log, line by line, as it
+//! writes them; a hook has ended when its process exits (a background process it left holding
+//! its output is not waited for); a hook whose answer nobody waits for any more is killed.
 
 use crate::error::{Error, Result};
 use crate::output::ui::say;
@@ -168,9 +170,15 @@ impl Hooks {
                 return Err(refuse(format!("hook {} is not executable", path.display())));
             }
         }
+        // Absolute: a hook runs with the directory as its working directory, so a relative
+        // path would be looked up inside itself (`hooks/hooks/on-start`).
+        let dir = std::path::absolute(dir).map_err(|e| {
+            Error::usage(format!("--hooks-dir {}: {e}", dir.display()))
+                .with_state("nothing was changed")
+        })?;
         Ok(Hooks {
             inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
+                dir,
                 timeout,
                 facts: Mutex::new(Facts::default()),
                 fired: Mutex::new(HashSet::new()),
@@ -235,20 +243,19 @@ impl Hooks {
         }
     }
 
-    /// Queues the hook of `event` and returns where its outcome arrives (Missing at once when
-    /// there is no such hook).
+    /// Queues the hook of `event` and returns where its outcome arrives, after the hooks
+    /// queued before it (Missing when there is no such hook). Dropping the receiver kills the
+    /// hook if it is still running: nobody waits for its answer any more.
     pub fn ask(&self, event: Event, extra: &[(&str, String)]) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
-        if self.has(event) {
-            self.send(self.job(event, extra, Some(tx)));
-        } else {
-            let _ = tx.send(Outcome::Missing);
-        }
+        // Queued even without the hook: the answer comes after the hooks before it, so that
+        // `fire` at the end of the run waits for them rather than the process cutting them short.
+        self.send(self.job(event, extra, Some(tx)));
         rx
     }
 
-    /// Runs the hook of `event` after the ones queued before it, and waits for it (each of them
-    /// bounded by the timeout).
+    /// Runs the hook of `event` after the ones queued before it, and waits for it and them (each
+    /// of them bounded by the timeout).
     pub async fn fire(&self, event: Event, extra: &[(&str, String)]) -> Outcome {
         self.ask(event, extra).await.unwrap_or(Outcome::Missing)
     }
@@ -267,30 +274,81 @@ fn is_executable(path: &Path, _meta: &std::fs::Metadata) -> bool {
 
 /// Runs the queued hooks one at a time, in order.
 async fn runner(dir: PathBuf, timeout: Duration, mut rx: mpsc::UnboundedReceiver<Job>) {
-    while let Some(job) = rx.recv().await {
-        let outcome = run_one(&dir, timeout, &job).await;
+    while let Some(mut job) = rx.recv().await {
+        let outcome = run_one(&dir, timeout, job.event, &job.env, job.reply.as_mut()).await;
         if let Some(r) = job.reply {
             let _ = r.send(outcome);
         }
     }
 }
 
-/// Runs one hook with its environment, its output to the log, killed after `timeout`.
-async fn run_one(dir: &Path, timeout: Duration, job: &Job) -> Outcome {
-    let name = job.event.name();
+/// A line of a hook's output longer than this is logged in pieces of this size.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// How long the output of a hook that ended is still read: what its pipes hold is logged, but a
+/// process it left in the background (holding its stdout) is not waited for.
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// Logs what a hook writes, line by line, as it writes it.
+async fn pump(name: &'static str, out: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut out = tokio::io::BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut out).take(MAX_LINE).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                say(&format!(
+                    "hook {name}: {}",
+                    printable(text.trim_end_matches(['\n', '\r']))
+                ));
+            }
+        }
+    }
+}
+
+/// A line of a hook's output with its control characters (escape sequences, carriage returns)
+/// written as `\x1b`: the log has no escape codes but its own (docs/operations.md, "The log in
+/// a file").
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                // Control characters are C0, DEL and C1: all below 0x100.
+                format!("\\x{:02x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Runs one hook with its environment, its output to the log as it comes, killed after
+/// `timeout` or when `asked` (the one waiting for its answer) is gone. The hook has ended when
+/// its process exits, whatever it left running in the background.
+async fn run_one(
+    dir: &Path,
+    timeout: Duration,
+    event: Event,
+    env: &[(String, String)],
+    asked: Option<&mut oneshot::Sender<Outcome>>,
+) -> Outcome {
+    let name = event.name();
     let path = dir.join(name);
     if !path.is_file() {
         return Outcome::Missing;
     }
     let child = tokio::process::Command::new(&path)
         .current_dir(dir)
-        .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(c) => c,
         Err(e) => {
             let why = format!("could not be started: {e}");
@@ -298,40 +356,48 @@ async fn run_one(dir: &Path, timeout: Duration, job: &Job) -> Outcome {
             return Outcome::Refused(why);
         }
     };
-    // Dropping the future on timeout kills the hook (kill_on_drop).
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => {
-            let why = format!(
-                "ran longer than --hook-timeout {:?} and was killed",
-                timeout
-            );
-            say(&format!("warning: hook {name} {why}"));
-            Outcome::Refused(why)
+    let pumps: Vec<_> = [
+        child.stdout.take().map(|o| tokio::spawn(pump(name, o))),
+        child.stderr.take().map(|e| tokio::spawn(pump(name, e))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let gone = async {
+        match asked {
+            Some(a) => a.closed().await,
+            None => std::future::pending().await,
         }
-        Ok(Err(e)) => {
-            let why = format!("failed: {e}");
-            say(&format!("warning: hook {name} {why}"));
-            Outcome::Refused(why)
-        }
-        Ok(Ok(out)) => {
-            for line in String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .chain(String::from_utf8_lossy(&out.stderr).lines())
-            {
-                say(&format!("hook {name}: {line}"));
-            }
-            if out.status.success() {
-                Outcome::Passed
-            } else {
-                let why = match out.status.code() {
-                    Some(c) => format!("exited with status {c}"),
-                    None => "was killed by a signal".to_string(),
-                };
-                say(&format!("hook {name} {why}"));
-                Outcome::Refused(why)
-            }
+    };
+    let ended = tokio::select! {
+        r = tokio::time::timeout(timeout, child.wait()) => Some(r),
+        _ = gone => None,
+    };
+    if !matches!(ended, Some(Ok(Ok(_)))) {
+        let _ = child.kill().await;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    for mut p in pumps {
+        if tokio::time::timeout_at(deadline, &mut p).await.is_err() {
+            p.abort();
         }
     }
+    let why = match ended {
+        Some(Ok(Ok(status))) if status.success() => return Outcome::Passed,
+        Some(Ok(Ok(status))) => {
+            let why = match status.code() {
+                Some(c) => format!("exited with status {c}"),
+                None => "was killed by a signal".to_string(),
+            };
+            say(&format!("hook {name} {why}"));
+            return Outcome::Refused(why);
+        }
+        Some(Ok(Err(e))) => format!("failed: {e}"),
+        Some(Err(_)) => format!("ran longer than --hook-timeout {timeout:?} and was killed"),
+        None => "was killed: the run no longer waits for its answer".to_string(),
+    };
+    say(&format!("warning: hook {name} {why}"));
+    Outcome::Refused(why)
 }
 
 #[cfg(all(test, unix))]

@@ -195,6 +195,7 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         gov: &gov,
     };
     let result = flow.phases(&mut ctl, from, &mut report, &mut timer).await;
+    gov.final_metrics(&ctl, &state, run).await;
     drop(gov);
     if let Some(p) = probe {
         report.read_probe = Some(p.stop().await);

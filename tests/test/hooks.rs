@@ -416,4 +416,194 @@ async fn the_metrics_file_shows_the_copy_while_the_run_waits() {
     assert_exit(&out, 0);
     let out: Output = run.await.unwrap();
     assert_exit(&out, 0);
+    // The file's last figures are the outcome: the phase `done` and the swap's lock (it used to
+    // keep the last running phase, which the stale-file alert reads as a vanished process).
+    let s = parse_prometheus(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(
+        sample(&s, "pghotswap_phase", "phase=\"done\""),
+        Some(1.0),
+        "{s:?}"
+    );
+    assert!(sample(&s, "pghotswap_lock_attempts_total", &label).unwrap_or(0.0) >= 1.0);
+}
+
+/// Runs `args` in `cwd`, killed if it takes longer than `limit`: its output, and how long it took.
+async fn run_in(cwd: &std::path::Path, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let mut cmd = hotswap_command(args);
+    cmd.current_dir(cwd);
+    let child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning pg-hotswap");
+    let t = Instant::now();
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("pg-hotswap did not finish within {limit:?}"))
+        .expect("waiting for pg-hotswap");
+    (out, t.elapsed())
+}
+
+/// `--hooks-dir hooks`, relative to the working directory: each hook runs (it was looked up as
+/// `hooks/hooks/on-start`, inside the directory it runs in, and could not be started).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_hooks_dir_runs_its_hooks() {
+    let (db, _client) = setup("hooks_relative", None).await;
+    let hooks = HookDir::recording("relative");
+    let parent = hooks.0.parent().unwrap();
+    let rel = hooks.0.file_name().unwrap().to_str().unwrap();
+    let (out, _) = run_in(
+        parent,
+        &run_args(&db, &["--hooks-dir", rel]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        hooks.events(),
+        [
+            "on-start",
+            "on-copy-done",
+            "on-ready",
+            "on-before-cutover",
+            "on-success"
+        ],
+        "{}",
+        describe(&out)
+    );
+}
+
+/// An `on-before-cutover` that starts something in the background (which keeps its stdout) and
+/// exits 0 lets the swap go: the hook ended when its process did (it used to be waited for until
+/// the background process closed its output, past the timeout, and count as failed, so the swap
+/// was postponed for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_leaves_a_background_process_has_ended_when_it_exits() {
+    let (db, _client) = setup("hooks_background", None).await;
+    let hooks = HookDir::recording("background");
+    hooks.script("on-before-cutover", "sleep 12 &\necho approved");
+    let (out, _) = run_in(
+        &std::env::temp_dir(),
+        &run_args(&db, &["--hooks-dir", hooks.arg(), "--hook-timeout", "3s"]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_exit(&out, 0);
+    let events = hooks.events();
+    assert_eq!(
+        events.iter().filter(|e| *e == "on-before-cutover").count(),
+        1,
+        "asked once, and it passed: {events:?}\n{}",
+        describe(&out)
+    );
+    let log = all_output(&out);
+    assert!(log.contains("hook on-before-cutover: approved"), "{log}");
+    assert!(!log.contains("killed"), "{log}");
+}
+
+/// A hook killed at `--hook-timeout` has what it printed before in the log (its output used to
+/// be read only once it ended, and was lost with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_killed_at_its_timeout_has_its_output_logged() {
+    let (db, _client) = setup("hooks_killed_output", None).await;
+    let hooks = HookDir::recording("killed_output");
+    hooks.script("on-start", "echo 'calling the pager'\nsleep 20");
+    let (out, took) = run_in(
+        &std::env::temp_dir(),
+        &run_args(&db, &["--hooks-dir", hooks.arg(), "--hook-timeout", "2s"]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_exit(&out, 0);
+    let log = all_output(&out);
+    assert!(log.contains("hook on-start: calling the pager"), "{log}");
+    assert!(
+        log.contains("on-start ran longer than --hook-timeout"),
+        "{log}"
+    );
+    assert!(took < Duration::from_secs(60), "{took:?}");
+}
+
+/// A hook queued before the end (here `on-ready`, slower than the swap) still runs to its end
+/// when the directory has no `on-success`: the process used to exit without waiting for it,
+/// killing it midway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_hook_is_not_cut_short_when_the_run_ends() {
+    let (db, _client) = setup("hooks_queued_at_exit", None).await;
+    let hooks = HookDir::recording("queued_at_exit");
+    for e in ["on-success", "on-failure", "on-before-cutover"] {
+        std::fs::remove_file(hooks.0.join(e)).unwrap();
+    }
+    let marker = hooks.0.join("posted");
+    hooks.script(
+        "on-ready",
+        &format!("sleep 3\necho posted > '{}'", marker.display()),
+    );
+    let (out, _) = run_in(
+        &std::env::temp_dir(),
+        &run_args(&db, &["--hooks-dir", hooks.arg()]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        marker.exists(),
+        "on-ready was cut short: {:?}\n{}",
+        hooks.events(),
+        describe(&out)
+    );
+}
+
+/// Ctrl-C while a slow `on-before-cutover` runs: the tool exits 130 at once (the hook, whose
+/// answer nobody waits for any more, is killed) instead of waiting out `--hook-timeout`, and
+/// `on-failure` is told the exit status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_on_before_cutover_does_not_wait_for_the_hook() {
+    let (db, _client) = setup("hooks_ctrl_c", None).await;
+    let hooks = HookDir::recording("ctrl_c");
+    hooks.script("on-before-cutover", "sleep 40");
+    let args = run_args(&db, &["--hooks-dir", hooks.arg(), "--hook-timeout", "60s"]);
+    let child = tokio::process::Command::from(hotswap_command(&args))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning pg-hotswap");
+    let pid = child.id().unwrap();
+    let started = Instant::now();
+    while !hooks.events().iter().any(|e| e == "on-before-cutover") {
+        assert!(started.elapsed() < Duration::from_secs(90), "never asked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("pg-hotswap did not finish")
+        .unwrap();
+    let took = t.elapsed();
+    assert_exit(&out, 130);
+    assert!(took < Duration::from_secs(15), "exit took {took:?}");
+    let runs = hooks.runs();
+    let last = runs.last().unwrap();
+    assert_eq!(var(last, "PGHOTSWAP_EVENT"), "on-failure", "{runs:?}");
+    assert_eq!(var(last, "PGHOTSWAP_EXIT_CODE"), "130");
+}
+
+/// A hook printing an escape sequence (colour) with stderr not a terminal: the log has no
+/// byte 0x1b (docs/operations.md, "The log in a file"); the sequence is shown as `\x1b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hooks_escape_codes_do_not_reach_a_log_file() {
+    let (db, _client) = setup("hooks_escape_codes", None).await;
+    let hooks = HookDir::recording("escape_codes");
+    hooks.script("on-start", "printf '\\033[31mred\\033[0m\\r\\n'");
+    let out = hotswap_async(&run_args(&db, &["--hooks-dir", hooks.arg()])).await;
+    assert_exit(&out, 0);
+    assert!(!out.stderr.contains(&0x1b), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("hook on-start: \\x1b[31mred\\x1b[0m"),
+        "{}",
+        describe(&out)
+    );
 }

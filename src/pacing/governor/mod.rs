@@ -107,6 +107,8 @@ pub struct Governor {
     note: Arc<Mutex<Option<String>>>,
     /// The `on-before-cutover` gate the task keeps (issue 19).
     hook_gate: Arc<Mutex<HookGate>>,
+    /// Whether the metrics file has its final figures (the task writes no more then).
+    metrics_final: Arc<tokio::sync::Mutex<bool>>,
     _task: Arc<TaskGuard>,
 }
 
@@ -141,6 +143,7 @@ impl Governor {
             opts: Arc::new(opts),
             note: Arc::new(Mutex::new(None)),
             hook_gate: Arc::new(Mutex::new(HookGate::default())),
+            metrics_final: Arc::new(tokio::sync::Mutex::new(false)),
             _task: Arc::new(TaskGuard(None, Some(tx))),
         }
     }
@@ -159,6 +162,7 @@ impl Governor {
         let note = Arc::new(Mutex::new(None));
         watcher.note = note.clone();
         let hook_gate = watcher.outward.gate.clone();
+        let metrics_final = watcher.outward.metrics_final.clone();
         watcher.publish(&first).await;
         let task_tx = tx.clone();
         let task = tokio::spawn(async move { watcher.watch(task_tx).await });
@@ -167,6 +171,7 @@ impl Governor {
             opts: Arc::new(opts.clone()),
             note,
             hook_gate,
+            metrics_final,
             _task: Arc::new(TaskGuard(Some(task), Some(tx))),
         })
     }
@@ -305,6 +310,34 @@ impl Governor {
     /// Sets what the run itself is waiting for (shown in `status` when nothing else holds it).
     pub fn set_note(&self, note: Option<String>) {
         *self.note.lock().unwrap_or_else(|e| e.into_inner()) = note;
+    }
+
+    /// `--metrics-file`: written once more when the run ends, with its recorded figures (phase
+    /// `done` and the swap's lock figures after a success): the ticks stop with the run, and a
+    /// file left in its last running phase would look like a run whose process vanished.
+    pub async fn final_metrics(&self, ctl: &Client, state: &State, run: i64) {
+        let Some(path) = &self.opts.metrics_file else {
+            return;
+        };
+        let Ok(figures) = state.run_figures(ctl, run).await else {
+            return;
+        };
+        let postponed = self
+            .hook_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .postponed;
+        let live = outward::live(run, None, &self.gate(), postponed);
+        let text = crate::pacing::metrics::render(&figures, &live);
+        // After a write of the task in flight; the task writes no more after this one.
+        let mut done = self.metrics_final.lock().await;
+        *done = true;
+        if let Err(e) = crate::pacing::metrics::write_atomic(path, &text).await {
+            crate::output::ui::say(&format!(
+                "warning: cannot write --metrics-file {}: {e}",
+                path.display()
+            ));
+        }
     }
 
     /// The operator's cut-over request was taken: clear it so a later run is not affected.

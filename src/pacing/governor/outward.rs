@@ -54,6 +54,9 @@ pub(super) struct Outward {
     log: Option<QualifiedName>,
     backlog: Option<i64>,
     metrics_warned: bool,
+    /// Held across each write of the metrics file; true once the run's final figures are
+    /// written ([`super::Governor::final_metrics`]), after which the ticks write no more.
+    pub(super) metrics_final: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl Outward {
@@ -70,6 +73,7 @@ impl Outward {
             log: None,
             backlog: None,
             metrics_warned: false,
+            metrics_final: Arc::new(tokio::sync::Mutex::new(false)),
         }
     }
 
@@ -191,24 +195,16 @@ impl Outward {
         let Some(path) = &self.metrics_file else {
             return;
         };
-        let live = Live {
-            run_id: run,
-            backlog: self.backlog,
-            paused: gate.paused,
-            throttled: gate.throttle.is_some(),
-            window_closed: gate.window.is_some(),
-            waiting_start: gate.not_yet.is_some(),
-            cutover_postponed: self
-                .gate
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .postponed,
-            now: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-        };
-        let text = metrics::render(&self.figures, &live);
+        let postponed = self
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .postponed;
+        let text = metrics::render(&self.figures, &live(run, self.backlog, gate, postponed));
+        let done = self.metrics_final.lock().await;
+        if *done {
+            return;
+        }
         if let Err(e) = metrics::write_atomic(path, &text).await {
             if !self.metrics_warned {
                 self.metrics_warned = true;
@@ -218,5 +214,22 @@ impl Outward {
                 ));
             }
         }
+    }
+}
+
+/// What the metrics file says besides the run's recorded figures.
+pub(super) fn live(run: i64, backlog: Option<i64>, gate: &Gate, postponed: u64) -> Live {
+    Live {
+        run_id: run,
+        backlog,
+        paused: gate.paused,
+        throttled: gate.throttle.is_some(),
+        window_closed: gate.window.is_some(),
+        waiting_start: gate.not_yet.is_some(),
+        cutover_postponed: postponed,
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
     }
 }
