@@ -70,6 +70,7 @@ impl ResumeArgs {
             shadow_name: None,
             old_name: None,
             maintenance_work_mem: "256MB".into(),
+            order_by: None,
             verify: self.verify,
             revertible: false,
             map_back: Vec::new(),

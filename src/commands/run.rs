@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// maintenance_work_mem for the index builds.
     #[arg(long, default_value = "256MB")]
     pub maintenance_work_mem: String,
+    /// Write the new table's rows in this order (an online CLUSTER, as pg_repack --order-by):
+    /// an index of the table ("accounts_created_idx"), or columns ("tenant_id, created_at").
+    /// The shadow is clustered after the copy, before the catch-up.
+    #[arg(long)]
+    pub order_by: Option<String>,
     /// Verify the shadow against the source before the swap: every chunk (full), about one
     /// chunk in ten (sample), or not at all (off).
     #[arg(long, default_value = "full", value_parser = clap::value_parser!(crate::rewrite::verify::Mode))]
@@ -175,6 +180,7 @@ impl RunArgs {
             shadow_name: self.shadow_name,
             old_name: self.old_name,
             maintenance_work_mem: mwm.to_string(),
+            order_by: self.order_by,
             verify: self.verify,
             revertible: self.revertible,
             map_back: self.map_back,

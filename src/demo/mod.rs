@@ -116,6 +116,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         shadow_name: None,
         old_name: None,
         maintenance_work_mem: "256MB".into(),
+        order_by: None,
         verify: crate::rewrite::verify::Mode::Full,
         revertible: false,
         map_back: Vec::new(),

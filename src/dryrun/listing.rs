@@ -70,6 +70,8 @@ pub struct ListInput<'a> {
     pub copy_transactions: usize,
     pub drop_old: bool,
     pub maintenance_work_mem: &'a str,
+    /// `--order-by`, resolved against the source.
+    pub order_by: Option<&'a build::OrderBy>,
     /// Locks the shadow transaction took on existing relations, as measured in `plan`.
     pub shadow_locks: &'a [(String, String)],
     /// The statements `shadow::build_in` executed in `plan`'s trial transaction.
@@ -368,6 +370,14 @@ fn build_phase(b: &mut Builder, i: &ListInput<'_>) {
     b.step(&build::session_step(i.maintenance_work_mem), false)
         .repeat = Some(format!("per index connection ({})", i.jobs));
     build_stage(b, i.plan, Stage::Bulk, None);
+    if let Some(order) = i.order_by {
+        match build::cluster_steps(i.plan, order, i.maintenance_work_mem) {
+            Ok(steps) => b.steps(&steps, false),
+            Err(e) => {
+                b.own(format!("<--order-by cannot be done: {e}>"), false);
+            }
+        }
+    }
     b.steps(
         &build::attribute_steps(i.plan, i.src, i.replica_identity_index),
         false,

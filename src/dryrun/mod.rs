@@ -108,6 +108,11 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     // Statements, phase by phase, with the estimate of each.
     let chunk_list = plan_chunk_list(&ctl, plan, &src, o.chunk_rows).await?;
     let state_exists = state.exists(&ctl).await?;
+    let order_by = o
+        .order_by
+        .as_deref()
+        .map(|t| crate::rewrite::build::order_by(&src, t))
+        .transpose()?;
     let listing = listing::list(&ListInput {
         plan,
         src: &src,
@@ -123,6 +128,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
         copy_transactions: est.copy_transactions,
         drop_old: o.drop_old,
         maintenance_work_mem: &o.maintenance_work_mem,
+        order_by: order_by.as_ref(),
         shadow_locks: &trial.locks,
         shadow_steps: &trial.steps,
         swap_facts: &trial.swap_facts,

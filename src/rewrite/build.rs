@@ -17,7 +17,7 @@
 //! and validates them after it commits.
 
 use crate::db::conn::{self, ConnSpec};
-use crate::db::ident::literal;
+use crate::db::ident::{literal, Ident};
 use crate::db::locking;
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::plan::{Plan, ShadowIndex};
@@ -389,4 +389,147 @@ async fn shadow_constraint_names(client: &Client, plan: &Plan) -> Result<Vec<Str
         .iter()
         .map(|r| r.col(0, &"reading the shadow's constraints"))
         .collect()
+}
+
+/// `--order-by`, resolved against the source before anything is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderBy {
+    /// An index of the source: the shadow is clustered on its twin.
+    Index(Ident),
+    /// Columns of the source: the shadow is clustered on a temporary index over them.
+    Columns(Vec<Ident>),
+}
+
+/// Resolves `--order-by` (an index name, or columns separated by commas, each as written in SQL:
+/// `"Created At"` keeps its case) against the source. A usage error (exit 2) when it names
+/// neither.
+pub fn order_by(src: &Source, text: &str) -> Result<OrderBy> {
+    let t = text.trim();
+    let name = |s: &str| {
+        let s = s.trim();
+        match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(q) => q.replace("\"\"", "\""),
+            None => s.to_lowercase(),
+        }
+    };
+    if let Some(ix) = src.indexes.iter().find(|i| i.name.as_str() == name(t)) {
+        return Ok(OrderBy::Index(ix.name.clone()));
+    }
+    let mut cols = Vec::new();
+    for part in t.split(',') {
+        let n = name(part);
+        match src.columns.iter().find(|c| c.name.as_str() == n) {
+            Some(c) => cols.push(c.name.clone()),
+            None => {
+                return Err(Error::usage(format!(
+                    "--order-by {text:?}: {} has no index or column named {n:?}",
+                    src.table.name.human()
+                ))
+                .with_state("nothing was changed")
+                .with_next("name an index of the table, or its columns separated by commas"))
+            }
+        }
+    }
+    Ok(OrderBy::Columns(cols))
+}
+
+/// The statements that write the shadow's rows in `order` (an online CLUSTER): on the named
+/// index's twin, or on a temporary index over the columns (as the shadow names them after the
+/// ALTER), dropped again. `CLUSTER` rewrites only the shadow (ACCESS EXCLUSIVE on it, which
+/// nobody else uses) and its indexes. Errors when the ALTER dropped what it names, or the index
+/// is one built only at the consistency point.
+pub fn cluster_steps(
+    plan: &Plan,
+    order: &OrderBy,
+    maintenance_work_mem: &str,
+) -> Result<Vec<Step>> {
+    let shadow = &plan.shadow;
+    let mwm = format!(
+        "SET LOCAL maintenance_work_mem = {}",
+        literal(maintenance_work_mem)
+    );
+    let cluster = |ix: &Ident| {
+        Step::new(
+            format!("{mwm}; CLUSTER {shadow} USING {ix}"),
+            format!("writing the rows of {} in order (CLUSTER)", shadow.human()),
+        )
+        .locks("ACCESS EXCLUSIVE", shadow, false)
+        .note("rewrites the shadow in the --order-by order; the application does not use it")
+    };
+    match order {
+        OrderBy::Index(name) => {
+            let ix = plan
+                .indexes
+                .iter()
+                .find(|i| &i.final_name == name && !i.after_catch_up && !i.built_by_constraint)
+                .ok_or_else(|| {
+                    Error::usage(format!(
+                        "--order-by {}: the new table has no such index before the catch-up (the ALTER dropped it, or it is a unique index built later)",
+                        name.as_str()
+                    ))
+                    .with_next("name the index's columns instead")
+                })?;
+            Ok(vec![cluster(&ix.tmp_name)])
+        }
+        OrderBy::Columns(cols) => {
+            let shadow_cols = cols
+                .iter()
+                .map(|c| {
+                    plan.shadow_column_of(c).cloned().ok_or_else(|| {
+                        Error::usage(format!("--order-by: the ALTER drops column {}", c.as_str()))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let tmp = Ident::new(format!("hotswap_{}_order", plan.run_id));
+            Ok(vec![
+                Step::new(
+                    format!(
+                        "{mwm}; CREATE INDEX {tmp} ON {shadow} ({})",
+                        crate::db::ident::join_idents(&shadow_cols)
+                    ),
+                    "building the --order-by index on the shadow",
+                )
+                .locks("SHARE", shadow, false),
+                cluster(&tmp),
+                Step::new(
+                    format!("DROP INDEX {}", shadow.sibling(tmp.as_str())),
+                    "dropping the --order-by index",
+                )
+                .locks("ACCESS EXCLUSIVE", shadow, false),
+            ])
+        }
+    }
+}
+
+/// Writes the shadow's rows in `order` ([`cluster_steps`]), each statement in its own
+/// transaction with the shadow's lock wait.
+pub async fn cluster(
+    client: &Client,
+    plan: &Plan,
+    order: &OrderBy,
+    maintenance_work_mem: &str,
+) -> Result<()> {
+    for s in cluster_steps(plan, order, maintenance_work_mem)? {
+        on_shadow(client, &s).await?;
+    }
+    Ok(())
+}
+
+/// `pg_stats.correlation` of the first `--order-by` column on `table` (1: rows in its order;
+/// near 0: no order), once analyzed.
+pub async fn order_correlation(
+    client: &Client,
+    table: &crate::db::ident::QualifiedName,
+    column: &Ident,
+) -> Result<Option<f32>> {
+    client
+        .query_opt(
+            "SELECT correlation FROM pg_catalog.pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3",
+            &[&table.schema.as_str(), &table.name.as_str(), &column.as_str()],
+        )
+        .await
+        .ctx("reading the correlation of the --order-by column")?
+        .map(|r| r.col::<Option<f32>>(0, &"reading the correlation of the --order-by column"))
+        .transpose()
+        .map(Option::flatten)
 }

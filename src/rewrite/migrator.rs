@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub shadow_name: Option<String>,
     pub old_name: Option<String>,
     pub maintenance_work_mem: String,
+    /// `--order-by`: an index of the table or columns the new table's rows are ordered by.
+    pub order_by: Option<String>,
     pub verify: verify::Mode,
     /// Keep the old table revertible (reverse capture until `finish`).
     pub revertible: bool,
@@ -232,6 +234,9 @@ impl Ctx<'_> {
             )
             .await?,
         );
+        if let Some(o) = &opts.order_by {
+            crate::rewrite::build::order_by(&src, o)?;
+        }
         // Pace options are checked against the server before anything is created (exit 2).
         let mut pace = opts.pace.clone();
         warnings.extend(crate::pacing::governor::validate(ctl, &mut pace).await?);

@@ -18,6 +18,7 @@ mod layout;
 mod locking;
 mod log_file;
 mod oracle;
+mod order_by;
 mod pgbouncer;
 mod plan;
 mod privileges;

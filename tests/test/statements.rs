@@ -528,3 +528,25 @@ async fn attributes_owner_self_reference_and_revertible_views() {
     ]);
     c.assert_same();
 }
+
+/// `--order-by` (issue 19, the online CLUSTER): its statements are listed exactly too.
+#[tokio::test]
+async fn order_by_columns_is_listed() {
+    let db = TestDb::new("plan_lists_order_by").await;
+    setup(
+        &db,
+        r#"CREATE TABLE ev (id int PRIMARY KEY, k int NOT NULL, note text);
+           INSERT INTO ev SELECT g, (g * 7919) % 3001, 'n' FROM generate_series(1, 3000) g;"#,
+    )
+    .await;
+    let c = plan_and_run(
+        &db,
+        "orderby",
+        "ev",
+        "ALTER COLUMN k TYPE bigint",
+        &["--order-by", "k"],
+    )
+    .await;
+    c.assert_ran(&["CLUSTER", "_order"]);
+    c.assert_same();
+}

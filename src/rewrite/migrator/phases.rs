@@ -174,6 +174,16 @@ impl Flow<'_> {
             if n == 1 { "" } else { "es" },
             t0.elapsed().as_secs_f64()
         ));
+        if let Some(text) = &self.opts.order_by {
+            let order = build::order_by(self.src, text)?;
+            let t0 = Instant::now();
+            self.gov.copy_permit(self.plan.run_id).await?;
+            build::cluster(ctl, self.plan, &order, &self.opts.maintenance_work_mem).await?;
+            say(&format!(
+                "wrote the rows of the new table in the order of --order-by {text} in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            ));
+        }
         Ok(())
     }
 
@@ -286,7 +296,35 @@ impl Flow<'_> {
         }
         report.verify = Some(v);
         check_new_foreign_keys(ctl, plan).await?;
-        build::prepare(ctl, plan, self.src).await
+        build::prepare(ctl, plan, self.src).await?;
+        self.say_order_correlation(ctl).await
+    }
+
+    /// With `--order-by`: how well the analyzed shadow is ordered by its first column
+    /// (`pg_stats.correlation`; the swap keeps the statistics).
+    async fn say_order_correlation(&self, ctl: &Client) -> Result<()> {
+        let Some(text) = &self.opts.order_by else {
+            return Ok(());
+        };
+        let first = match build::order_by(self.src, text)? {
+            build::OrderBy::Columns(c) => c.first().cloned(),
+            build::OrderBy::Index(name) => self
+                .src
+                .indexes
+                .iter()
+                .find(|i| i.name == name)
+                .and_then(|i| i.key_columns.first().cloned()),
+        };
+        let Some(col) = first.and_then(|c| self.plan.shadow_column_of(&c).cloned()) else {
+            return Ok(());
+        };
+        if let Some(c) = build::order_correlation(ctl, &self.plan.shadow, &col).await? {
+            say(&format!(
+                "--order-by: correlation of {} with the row order is {c:.3} (1: fully ordered)",
+                col.as_str()
+            ));
+        }
+        Ok(())
     }
 
     /// Holds the ready run before the swap while the governor says so (manual cut-over not yet
