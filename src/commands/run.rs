@@ -221,6 +221,14 @@ async fn rewrite_one(
     opts: RunOptions,
     output: Option<OutputFormat>,
 ) -> Result<migrator::RunReport> {
+    if let Some(h) = &opts.pace.hooks {
+        // The hooks name the table as it was given (`--table`), so they can hand it back.
+        h.update(|f| {
+            if f.table.is_empty() {
+                f.table = spec.table.clone();
+            }
+        });
+    }
     let work = async {
         let target = match target {
             Some(t) => t,

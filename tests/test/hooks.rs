@@ -607,3 +607,39 @@ async fn a_hooks_escape_codes_do_not_reach_a_log_file() {
         describe(&out)
     );
 }
+
+/// `PGHOTSWAP_TABLE` is the table as `--table` gave it, so a hook can hand it back to another
+/// command (`abort --table "$PGHOTSWAP_TABLE"`); a mixed-case name in its human form (`App.Big T`)
+/// was refused there (found by a fresh tester).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_in_the_hooks_environment_is_the_one_given() {
+    let db = TestDb::new("hooks_table_as_given").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            r#"CREATE SCHEMA "App"; CREATE TABLE "App"."Big T" (id int PRIMARY KEY, v text NOT NULL);
+               INSERT INTO "App"."Big T" SELECT i, i::text FROM generate_series(1, 3000) i;"#,
+        )
+        .await
+        .unwrap();
+    let hooks = HookDir::recording("table_as_given");
+    let table = r#""App"."Big T""#;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        table,
+        "--chunk-rows",
+        "1000",
+        "--hooks-dir",
+        hooks.arg(),
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let runs = hooks.runs();
+    assert!(runs.len() >= 4, "{runs:?}");
+    for r in &runs {
+        assert_eq!(var(r, "PGHOTSWAP_TABLE"), table, "{r:?}");
+    }
+}

@@ -118,7 +118,9 @@ impl Outward {
     fn tell_hooks(&mut self, h: &Hooks, run: i64, gate: &Gate, phase: Phase) {
         let f = &self.figures;
         h.update(|x| {
-            if !f.table.is_empty() {
+            // The table as the command was given it (`--table`), so a hook can hand it back to
+            // `pg-hotswap abort --table "$PGHOTSWAP_TABLE"`; the run's record only when unset.
+            if x.table.is_empty() {
                 x.table = f.table.clone();
             }
             x.run_id = Some(run);
