@@ -139,4 +139,4 @@ pub(crate) fn record(steps: &[Step]) {
 
 #[cfg(not(debug_assertions))]
 #[inline(always)]
-fn record(_steps: &[Step]) {}
+pub(crate) fn record(_steps: &[Step]) {}
