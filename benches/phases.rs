@@ -252,6 +252,7 @@ async fn fresh_run(env: &Env) -> Result<(Plan, Client)> {
         alter: Some(alter),
         maps: &[],
         shadow_name: None,
+        revertible: false,
     };
     let plan = shadow::create(&mut ctl, &state, run, &src, &req, &env.policy).await?;
     capture::create_log(&mut ctl, &state, &plan, "").await?;

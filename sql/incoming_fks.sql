@@ -7,7 +7,11 @@ SELECT con.conname::text,
        c.relname::text,
        pg_catalog.pg_get_constraintdef(con.oid) AS def,
        con.convalidated,
-       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment
+       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+              ORDER BY k.ord) AS referenced_columns
   FROM pg_catalog.pg_constraint con
   JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

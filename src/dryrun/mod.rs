@@ -201,6 +201,7 @@ async fn shadow_trial(
         alter: o.alter.as_deref(),
         maps: &o.maps,
         shadow_name: o.shadow_name.as_deref(),
+        revertible: o.revertible,
     };
     match validate(ctl, state, src, &req, &shadow, o).await {
         Ok(x) => Ok(Some((x, shadow))),

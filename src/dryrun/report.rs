@@ -246,6 +246,7 @@ pub(super) fn carried_over(plan: &Plan, src: &Source, table: &QualifiedName) -> 
         indexes: plan
             .indexes
             .iter()
+            .filter(|i| !i.temporary)
             .map(|i| Named {
                 name: i.final_name.as_str().to_string(),
                 definition: if i.built_by_constraint {

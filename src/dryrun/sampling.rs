@@ -176,7 +176,11 @@ async fn build_indexes(tx: &Transaction<'_>, plan: &Plan) -> Result<Vec<(String,
             .ctx("reading an index size")?
             .col(0, &"reading an index size")?;
         out.push((
-            ix.final_name.as_str().to_string(),
+            if ix.temporary {
+                "(temporary, on the old row identity)".to_string()
+            } else {
+                ix.final_name.as_str().to_string()
+            },
             secs,
             bytes.max(0) as u64,
         ));
@@ -251,6 +255,7 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         alter: job.alter.as_deref(),
         maps: &job.maps,
         shadow_name: None,
+        revertible: false,
     };
     let tx = writer
         .transaction()

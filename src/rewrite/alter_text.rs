@@ -1,6 +1,7 @@
 //! The text of `--alter`: a lexer that knows PostgreSQL's quoting rules, the split into actions,
-//! and the `ALTER COLUMN ... TYPE ... USING <expr>` actions whose expressions the mapping must
-//! follow.
+//! the `ALTER COLUMN ... TYPE ... USING <expr>` actions whose expressions the mapping must
+//! follow, and the constraint and index names the actions refer to ([`object_names`]: the
+//! shadow and the sample clone carry other names than the source, issue 15).
 //!
 //! Why the tool reads the text at all (issue 13): the ALTER runs on the *empty* shadow, where a
 //! `USING` expression has no row to act on, and PostgreSQL keeps no trace of it in the catalog.
@@ -382,6 +383,164 @@ pub fn time_dependent_word(expr: &str) -> Option<String> {
         .find(|w| TIME_DEPENDENT.contains(&w.as_str()))
 }
 
+/// What a name in an action refers to (see [`object_names`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRole {
+    /// An existing constraint or index of the table (`DROP CONSTRAINT x`, `CLUSTER ON x`,
+    /// `... USING INDEX x`, the old name of `RENAME CONSTRAINT x TO y`...).
+    Existing,
+    /// The name a new index-backed constraint takes (`ADD CONSTRAINT x PRIMARY KEY|UNIQUE|
+    /// EXCLUDE ...`): it names an index too, and index names are unique in a schema.
+    NewKey,
+    /// The new name of `RENAME CONSTRAINT x TO y`; the index of an index-backed `x` takes it.
+    RenamedTo,
+}
+
+/// One constraint or index name written in an ALTER's actions: where (a byte range of the
+/// text), the name as PostgreSQL reads it, and what it refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameRef {
+    pub start: usize,
+    pub end: usize,
+    pub name: Ident,
+    pub role: NameRole,
+}
+
+/// The constraint and index names among the actions of `alter` (issue 15: the ALTER names the
+/// source's constraints as the user sees them, while the shadow's index-backed constraints
+/// carry temporary names, since index names are unique in a schema). The forms are those of
+/// PostgreSQL's ALTER TABLE synopsis that name a constraint or an index:
+/// `DROP CONSTRAINT [IF EXISTS] x`, `ALTER CONSTRAINT x`, `VALIDATE CONSTRAINT x`,
+/// `RENAME CONSTRAINT x TO y`, `CLUSTER ON x`, `REPLICA IDENTITY USING INDEX x`,
+/// `ADD [CONSTRAINT c] PRIMARY KEY | UNIQUE USING INDEX x`, and the `c` of
+/// `ADD CONSTRAINT c PRIMARY KEY | UNIQUE | EXCLUDE`.
+pub fn object_names(alter: &str) -> Result<Vec<NameRef>, LexError> {
+    let mut out = Vec::new();
+    for (toks, _) in actions(alter)? {
+        let w = |i: usize, word: &str| is_word(alter, toks.get(i), word);
+        let mut push = |i: usize, role: NameRole| {
+            if let Some(t) = toks.get(i) {
+                if let Some(name) = ident_of(alter, t) {
+                    out.push(NameRef {
+                        start: t.start,
+                        end: t.end,
+                        name,
+                        role,
+                    });
+                }
+            }
+        };
+        if w(0, "drop") && w(1, "constraint") {
+            push(
+                if w(2, "if") && w(3, "exists") { 4 } else { 2 },
+                NameRole::Existing,
+            );
+        } else if (w(0, "alter") || w(0, "validate")) && w(1, "constraint") {
+            push(2, NameRole::Existing);
+        } else if w(0, "rename") && w(1, "constraint") && w(3, "to") {
+            push(2, NameRole::Existing);
+            push(4, NameRole::RenamedTo);
+        } else if w(0, "cluster") && w(1, "on") {
+            push(2, NameRole::Existing);
+        } else if w(0, "replica") && w(1, "identity") && w(2, "using") && w(3, "index") {
+            push(4, NameRole::Existing);
+        } else if w(0, "add") {
+            let kind_at = if w(1, "constraint") {
+                let key = w(3, "primary") || w(3, "unique") || w(3, "exclude");
+                if key {
+                    push(2, NameRole::NewKey);
+                }
+                3
+            } else {
+                1
+            };
+            // `PRIMARY KEY USING INDEX x` / `UNIQUE USING INDEX x` (not `USING INDEX TABLESPACE`).
+            let after = if w(kind_at, "primary") && w(kind_at + 1, "key") {
+                kind_at + 2
+            } else if w(kind_at, "unique") {
+                kind_at + 1
+            } else {
+                continue;
+            };
+            if w(after, "using") && w(after + 1, "index") && !w(after + 2, "tablespace") {
+                push(after + 2, NameRole::Existing);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `alter` with each name of `refs` for which `rename` gives a new (already quoted) spelling
+/// replaced by it; the rest of the text unchanged.
+pub fn replace_names(
+    alter: &str,
+    refs: &[NameRef],
+    mut rename: impl FnMut(&NameRef) -> Option<String>,
+) -> String {
+    let mut out = String::with_capacity(alter.len());
+    let mut at = 0;
+    let mut sorted: Vec<&NameRef> = refs.iter().collect();
+    sorted.sort_by_key(|r| r.start);
+    for r in sorted {
+        if let Some(new) = rename(r) {
+            out.push_str(&alter[at..r.start]);
+            out.push_str(&new);
+            at = r.end;
+        }
+    }
+    out.push_str(&alter[at..]);
+    out
+}
+
+/// `alter` as a copy of the table must read it when the copy's index-backed constraints and
+/// indexes carry other names than the source's (issue 15): each name of `existing` (the
+/// source's name, the copy's name) is replaced by the copy's; the name of a new index-backed
+/// constraint, and the new name of a renamed one, by `fresh(n)` (the n-th such name), so that
+/// it cannot collide with the source's index of that name in the same schema. Returns the text
+/// and the (fresh name, name the user wrote) pairs, in order. Text the lexer cannot read is
+/// returned unchanged (the server judges it).
+pub fn translate_names(
+    alter: &str,
+    existing: &[(Ident, Ident)],
+    mut fresh: impl FnMut(usize) -> Ident,
+) -> (String, Vec<(Ident, Ident)>) {
+    let Ok(refs) = object_names(alter) else {
+        return (alter.to_string(), Vec::new());
+    };
+    let mut map: Vec<(Ident, Ident)> = existing.to_vec();
+    let mut created = Vec::new();
+    let mut last_mapped = false;
+    let mut new_name = |name: &Ident, map: &mut Vec<(Ident, Ident)>| {
+        let tmp = fresh(created.len());
+        created.push((tmp.clone(), name.clone()));
+        map.push((name.clone(), tmp.clone()));
+        tmp
+    };
+    let mut spelled = Vec::new();
+    for r in &refs {
+        let to = match r.role {
+            NameRole::Existing => {
+                let to = map
+                    .iter()
+                    .find(|(from, _)| from == &r.name)
+                    .map(|(_, t)| t.clone());
+                last_mapped = to.is_some();
+                to
+            }
+            NameRole::NewKey => Some(new_name(&r.name, &mut map)),
+            NameRole::RenamedTo if last_mapped => Some(new_name(&r.name, &mut map)),
+            NameRole::RenamedTo => None,
+        };
+        spelled.push(to.map(|t| t.to_string()));
+    }
+    let mut i = 0;
+    let text = replace_names(alter, &refs, |_| {
+        i += 1;
+        spelled[i - 1].clone()
+    });
+    (text, created)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +550,76 @@ mod tests {
             column: Ident::new(c),
             using: u.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn constraint_and_index_names_are_found_with_their_roles() {
+        let a =
+            "DROP CONSTRAINT account_pkey, ADD CONSTRAINT \"Acc PK\" PRIMARY KEY (tenant_id, id), \
+                 drop constraint if exists u1, RENAME CONSTRAINT Old_U TO new_u, CLUSTER ON ix, \
+                 REPLICA IDENTITY USING INDEX ri, ADD UNIQUE USING INDEX uix, \
+                 ADD PRIMARY KEY (id) USING INDEX TABLESPACE ts, ADD CONSTRAINT c CHECK (id > 0), \
+                 VALIDATE CONSTRAINT v, ALTER CONSTRAINT fk DEFERRABLE";
+        let found: Vec<(String, NameRole)> = object_names(a)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name.as_str().to_string(), r.role))
+            .collect();
+        use NameRole::*;
+        let want: Vec<(String, NameRole)> = [
+            ("account_pkey", Existing),
+            ("Acc PK", NewKey),
+            ("u1", Existing),
+            ("old_u", Existing),
+            ("new_u", RenamedTo),
+            ("ix", Existing),
+            ("ri", Existing),
+            ("uix", Existing),
+            ("v", Existing),
+            ("fk", Existing),
+        ]
+        .into_iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .collect();
+        assert_eq!(found, want);
+    }
+
+    #[test]
+    fn names_translate_to_the_copy_and_new_keys_get_fresh_names() {
+        let a = "DROP CONSTRAINT account_pkey, ADD CONSTRAINT account_pkey PRIMARY KEY (t, id), \
+                 CLUSTER ON account_pkey, RENAME CONSTRAINT u TO u2, DROP CONSTRAINT chk";
+        let existing = vec![
+            (Ident::new("account_pkey"), Ident::new("hotswap_7_i0")),
+            (Ident::new("u"), Ident::new("hotswap_7_i1")),
+        ];
+        let (text, created) =
+            translate_names(a, &existing, |n| Ident::new(format!("hotswap_7_k{n}")));
+        assert_eq!(
+            text,
+            "DROP CONSTRAINT hotswap_7_i0, ADD CONSTRAINT hotswap_7_k0 PRIMARY KEY (t, id), \
+                 CLUSTER ON hotswap_7_k0, RENAME CONSTRAINT hotswap_7_i1 TO hotswap_7_k1, DROP CONSTRAINT chk"
+        );
+        assert_eq!(
+            created,
+            vec![
+                (Ident::new("hotswap_7_k0"), Ident::new("account_pkey")),
+                (Ident::new("hotswap_7_k1"), Ident::new("u2")),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_replaced_where_asked_only() {
+        let a = "DROP CONSTRAINT account_pkey, ADD CONSTRAINT account_pkey PRIMARY KEY (a, id)";
+        let refs = object_names(a).unwrap();
+        let out = replace_names(a, &refs, |r| match r.role {
+            NameRole::Existing => Some("hotswap_1_i0".into()),
+            _ => None,
+        });
+        assert_eq!(
+            out,
+            "DROP CONSTRAINT hotswap_1_i0, ADD CONSTRAINT account_pkey PRIMARY KEY (a, id)"
+        );
     }
 
     #[test]

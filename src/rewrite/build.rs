@@ -307,16 +307,17 @@ pub fn attribute_steps(
     });
     // Index settings that live outside the index definition.
     for ix in &plan.indexes {
-        let Some(orig) = src.indexes.iter().find(|s| s.name == ix.final_name) else {
-            continue;
-        };
+        let orig = src.indexes.iter().find(|s| s.name == ix.final_name);
         let target = shadow.sibling(ix.tmp_name.as_str());
-        for (col, stat) in &orig.column_stats {
+        for (col, stat) in orig.map(|o| o.column_stats.as_slice()).unwrap_or_default() {
             stmts.push(format!(
                 "ALTER INDEX {target} ALTER COLUMN {col} SET STATISTICS {stat}"
             ));
         }
-        if orig.clustered {
+        if ix
+            .clustered
+            .unwrap_or_else(|| orig.is_some_and(|o| o.clustered))
+        {
             stmts.push(format!("ALTER TABLE {shadow} CLUSTER ON {}", ix.tmp_name));
         }
     }

@@ -271,6 +271,7 @@ impl Ctx<'_> {
                 alter: opts.alter.as_deref(),
                 maps: &opts.maps,
                 shadow_name: opts.shadow_name.as_deref(),
+                revertible: opts.revertible,
             };
             shadow::dry_run(ctl, state, src, &req, &opts.lock).await?;
         }
@@ -418,6 +419,7 @@ impl Ctx<'_> {
             alter: opts.alter.as_deref(),
             maps: &opts.maps,
             shadow_name: opts.shadow_name.as_deref(),
+            revertible: opts.revertible,
         };
         let plan = match shadow::create(ctl, state, run, src, &req, &opts.lock).await {
             Ok(mut p) if opts.revertible => {

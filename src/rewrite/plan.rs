@@ -85,6 +85,16 @@ pub struct ShadowIndex {
     #[serde(default)]
     pub after_catch_up: bool,
     pub comment: Option<String>,
+    /// Only for replay (issue 15): a unique index on the source's row identity that the ALTER
+    /// took away (a changed primary key). Built with the bulk indexes so replay finds rows by
+    /// the logged key; the swap drops it instead of naming it.
+    #[serde(default)]
+    pub temporary: bool,
+    /// Marked for CLUSTER after the ALTER (the source's mark carried, or the ALTER's own
+    /// `CLUSTER ON` / `SET WITHOUT CLUSTER`); None in plans recorded before this was kept (the
+    /// source's mark is used then).
+    #[serde(default)]
+    pub clustered: Option<bool>,
 }
 
 /// A constraint added to the shadow after the copy (NOT VALID checks, foreign keys).

@@ -300,6 +300,8 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
                         // The old table keeps all its unique indexes: replay into it must
                         // take complete batches (replay.rs, issue 13).
                         after_catch_up: true,
+                        temporary: false,
+                        clustered: None,
                     })
                 })
                 .collect()

@@ -21,8 +21,8 @@ use crate::rewrite::preflight::Source;
 use crate::rewrite::step::Step;
 use crate::state::State;
 use derive::{
-    check_identity_survives, compile_mapping, map_columns, plan_constraints, plan_indexes,
-    refuse_dependents, NamePair,
+    compile_mapping, identity_index, map_columns, plan_constraints, plan_indexes,
+    refuse_dependents, refuse_lost_referenced_keys, NamePair,
 };
 use tokio_postgres::Client;
 
@@ -31,6 +31,8 @@ pub struct ShadowRequest<'a> {
     pub maps: &'a [MapArg],
     /// Explicit shadow name (`--shadow-name`); default `<table>_new`.
     pub shadow_name: Option<&'a str>,
+    /// `--revertible`: the old row identity must stay unique in the new table.
+    pub revertible: bool,
 }
 
 /// Temporary name of the n-th index the run builds on the shadow.
@@ -212,7 +214,7 @@ pub async fn build_in(
     for s in constraint_steps(src, shadow) {
         run_step(tx, s, &mut done).await?;
     }
-    let (index_steps, original_names) = index_steps(src, run, shadow)?;
+    let (index_steps, mut original_names) = index_steps(src, run, shadow)?;
     for s in index_steps {
         run_step(tx, s, &mut done).await?;
     }
@@ -229,7 +231,17 @@ pub async fn build_in(
         .collect();
 
     if let Some(alter) = req.alter {
-        run_step(tx, alter_step(table, shadow, alter), &mut done)
+        // Issue 15: the ALTER names the source's constraints; the shadow's index-backed ones
+        // carry temporary names (index names are unique in a schema).
+        let existing: Vec<NamePair> = original_names
+            .iter()
+            .map(|(tmp, orig)| (orig.clone(), tmp.clone()))
+            .collect();
+        let (alter, created) = crate::rewrite::alter_text::translate_names(alter, &existing, |n| {
+            Ident::new(format!("hotswap_{run}_k{n}"))
+        });
+        original_names.extend(created);
+        run_step(tx, alter_step(table, shadow, &alter), &mut done)
             .await
             .map_err(|e| {
                 e.with_kind(Kind::Refused)
@@ -249,9 +261,18 @@ pub async fn build_in(
     refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
 
     let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
-    let (indexes, mut drops) =
+    let (mut indexes, mut drops) =
         plan_indexes(src, run, shadow, &shadow_ix, &shadow_key, &original_names)?;
-    check_identity_survives(&indexes, &shadow_ix, &shadow_key, &table.human())?;
+    let tmp = Ident::new(tmp_index_name(run, shadow_ix.len()));
+    indexes.extend(identity_index(
+        &shadow_ix,
+        &shadow_key,
+        shadow,
+        tmp,
+        req.revertible,
+        &table.human(),
+    )?);
+    refuse_lost_referenced_keys(src, &built.columns, &shadow_ix)?;
     let late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
     drops.extend(late.drops);
     for s in drops {
@@ -506,6 +527,17 @@ fn index_steps(
                 format!("attaching constraint {} on the shadow", ix.name.as_str()),
             ));
         }
+    }
+    // The CLUSTER mark before the ALTER, which may move it (`CLUSTER ON`, `SET WITHOUT
+    // CLUSTER`); the plan keeps what the shadow says after it (issue 15).
+    for (n, ix) in src.indexes.iter().enumerate().filter(|(_, i)| i.clustered) {
+        steps.push(Step::new(
+            format!(
+                "ALTER TABLE {shadow} CLUSTER ON {}",
+                Ident::new(tmp_index_name(run, n))
+            ),
+            format!("marking {} for CLUSTER on the shadow", ix.name.as_str()),
+        ));
     }
     Ok((steps, original_names))
 }

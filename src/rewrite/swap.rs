@@ -94,7 +94,7 @@ pub async fn decide_names(
     };
     let mut taken = vec![old.clone()];
     // Final names of the new indexes are taken once the old ones move out of the way.
-    for ix in &plan.indexes {
+    for ix in plan.indexes.iter().filter(|i| !i.temporary) {
         taken.push(ix.final_name.as_str().to_string());
     }
     let mut old_indexes = Vec::new();

@@ -25,6 +25,7 @@ mod privileges;
 mod refusals;
 mod resume;
 mod revert;
+mod row_identity;
 mod scenarios;
 mod semantics;
 mod soak;

@@ -550,3 +550,28 @@ async fn order_by_columns_is_listed() {
     c.assert_ran(&["CLUSTER", "_order"]);
     c.assert_same();
 }
+
+/// Issue 15: a changed primary key. The shadow's ALTER names the source's constraint through its
+/// temporary twin, and the temporary unique index on the old key is built and dropped in the
+/// swap; `plan` lists both.
+#[tokio::test]
+async fn a_changed_primary_key() {
+    let db = TestDb::new("plan_lists_key_change").await;
+    setup(
+        &db,
+        r#"CREATE TABLE acct (id int PRIMARY KEY, tenant int NOT NULL, v text);
+           ALTER TABLE acct CLUSTER ON acct_pkey;
+           INSERT INTO acct SELECT g, g % 9, 'v' FROM generate_series(1, 3000) g;"#,
+    )
+    .await;
+    let c = plan_and_run(
+        &db,
+        "keychange",
+        "acct",
+        "DROP CONSTRAINT acct_pkey, ADD CONSTRAINT acct_pkey PRIMARY KEY (tenant, id)",
+        &[],
+    )
+    .await;
+    c.assert_ran(&["DROP INDEX", "CLUSTER ON"]);
+    c.assert_same();
+}

@@ -27,6 +27,8 @@ pub struct IncomingForeignKey {
     pub def: String,
     pub validated: bool,
     pub comment: Option<String>,
+    /// The columns of the referenced table (this one) it points at, in order.
+    pub referenced_columns: Vec<Ident>,
 }
 
 pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Constraint>> {
@@ -75,6 +77,11 @@ pub async fn incoming_foreign_keys(
                 def: r.col(4, &what)?,
                 validated: r.col(5, &what)?,
                 comment: r.col(6, &what)?,
+                referenced_columns: r
+                    .col::<Vec<String>>(7, &what)?
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
             })
         })
         .collect()

@@ -5,9 +5,11 @@
 
 use super::compare::{differences, key_names, Diff};
 use super::{class, step, Class};
-use crate::db::ident::{Ident, QualifiedName};
+use crate::db::catalog;
+use crate::db::ident::{fit_name, Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result};
 use crate::rewrite::plan::Plan;
+use crate::rewrite::preflight::Source;
 use tokio_postgres::Transaction;
 
 /// What happened to one clone.
@@ -26,6 +28,7 @@ pub(super) enum Trial {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn trial(
     tx: &Transaction<'_>,
+    src: &Source,
     plan: &Plan,
     alter: Option<&str>,
     clone: &QualifiedName,
@@ -41,6 +44,7 @@ pub(super) async fn trial(
         .try_get(0)
         .ctx("sample check: looking up the sample table")?;
     if let Some(alter) = alter {
+        let alter = clone_names(tx, src, clone, oid, alter).await?;
         // The extended protocol, as on the shadow: one statement, whatever the text hides.
         let sql = format!("ALTER TABLE {clone} {alter}");
         let altered = step(tx, async {
@@ -78,4 +82,39 @@ pub(super) async fn trial(
     );
     let diffs = differences(tx, &altered, mapped_table, row, compared, &key_names(plan)).await?;
     Ok(Trial::Compared(diffs))
+}
+
+/// The ALTER with the source's index and constraint names as the clone has them (issue 15:
+/// `DROP CONSTRAINT account_pkey` names the clone's `<clone>_pkey`), and fresh names for new
+/// index-backed constraints. `CREATE TABLE ... (LIKE ... INCLUDING INDEXES)` copies the source's
+/// indexes in the order of their OIDs, so the n-th index of each (by OID) are twins; when the
+/// key columns do not pair up, the text is left as written (the check may then not be done).
+async fn clone_names(
+    tx: &Transaction<'_>,
+    src: &Source,
+    clone: &QualifiedName,
+    clone_oid: u32,
+    alter: &str,
+) -> Result<String> {
+    let mut theirs = catalog::indexes(tx, clone_oid).await?;
+    theirs.sort_by_key(|i| i.oid);
+    let mut ours: Vec<&catalog::Index> = src.indexes.iter().collect();
+    ours.sort_by_key(|i| i.oid);
+    let twins = ours.len() == theirs.len()
+        && ours
+            .iter()
+            .zip(&theirs)
+            .all(|(a, b)| a.key_columns == b.key_columns && a.constraint_type == b.constraint_type);
+    let existing: Vec<(Ident, Ident)> = if twins {
+        ours.iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a.name.clone(), b.name.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (text, _) = crate::rewrite::alter_text::translate_names(alter, &existing, |n| {
+        Ident::new(fit_name(clone.name.as_str(), &format!("_k{n}")))
+    });
+    Ok(text)
 }

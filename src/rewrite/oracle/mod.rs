@@ -234,6 +234,7 @@ async fn check_in(
     report.compared = compared.iter().map(|c| c.as_str().to_string()).collect();
     let sample_trial = trial(
         tx,
+        src,
         plan,
         alter,
         &names.sample,
@@ -267,6 +268,7 @@ async fn check_in(
         .await?;
         let edges = trial(
             tx,
+            src,
             plan,
             alter,
             &names.edges,

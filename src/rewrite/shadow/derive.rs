@@ -176,6 +176,8 @@ pub(super) fn plan_indexes(
             built_by_constraint: by_constraint,
             comment,
             after_catch_up: compares_rows && identity_index != Some(n),
+            temporary: false,
+            clustered: Some(ix.clustered),
         });
     }
     Ok((indexes, drops))
@@ -432,22 +434,101 @@ pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
         && key.iter().all(|k| ix.key_columns.contains(k))
 }
 
-/// The shadow must keep a unique, non-partial index on exactly the row-identity columns, or
-/// replay could not find rows and the swapped table would have lost its key.
-pub(super) fn check_identity_survives(
-    planned: &[ShadowIndex],
+/// The shadow must keep a unique, non-partial index on exactly the row-identity columns until
+/// the swap, or replay could not find rows by the logged key. When the ALTER took it away (a
+/// changed primary key, issue 15), a temporary one is planned (`n`: the next free index number):
+/// the source's key is unique in every row the shadow holds, since the shadow holds the
+/// source's rows. The swap drops it.
+///
+/// Errors (refused, nothing created): with `--revertible` (a revert finds rows of the new table
+/// by the old key, which the new table would no longer keep unique).
+pub(super) fn identity_index(
     shadow_ix: &[catalog::Index],
     key: &[Ident],
+    shadow: &QualifiedName,
+    tmp: Ident,
+    revertible: bool,
     table: &str,
-) -> Result<()> {
-    let ok = shadow_ix.iter().any(|ix| is_identity_index(ix, key));
-    if ok && !planned.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::refused(format!(
-            "cannot rewrite table {table}: after the ALTER the table would have no unique index on its row identity ({}); pg-hotswap needs it to match rows",
-            key.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-        ))
-        .with_state("nothing was changed"))
+) -> Result<Option<ShadowIndex>> {
+    if shadow_ix.iter().any(|ix| is_identity_index(ix, key)) {
+        return Ok(None);
     }
+    let cols = key
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if revertible {
+        return Err(Error::refused(format!(
+            "cannot rewrite table {table} with --revertible: after the ALTER no unique index covers exactly its row identity ({cols}); a revert finds the new table's rows by it"
+        ))
+        .with_state("nothing was changed")
+        .with_next(format!("keep the old key unique (add `, ADD UNIQUE ({cols})` to the --alter), or run without --revertible")));
+    }
+    Ok(Some(ShadowIndex {
+        create_sql: format!("CREATE UNIQUE INDEX {tmp} ON {shadow} ({cols})"),
+        final_name: tmp.clone(),
+        tmp_name: tmp,
+        tablespace: None,
+        constraint_sql: None,
+        built_by_constraint: false,
+        comment: None,
+        after_catch_up: false,
+        temporary: true,
+        clustered: Some(false),
+    }))
+}
+
+/// Every foreign key that references the table must find a unique key on its columns in the new
+/// table, or re-pointing it in the swap fails (issue 15: a changed primary key). PostgreSQL's
+/// rule (transformFkeyCheckAttrs): a valid, immediate, non-partial unique index on exactly
+/// those columns, in any order.
+///
+/// Errors (refused, nothing created): the first such foreign key, with the reason.
+pub(super) fn refuse_lost_referenced_keys(
+    src: &Source,
+    columns: &[crate::rewrite::plan::MappedColumn],
+    shadow_ix: &[catalog::Index],
+) -> Result<()> {
+    for fk in &src.incoming {
+        let on_shadow: Option<Vec<&Ident>> = fk
+            .referenced_columns
+            .iter()
+            .map(|c| {
+                columns
+                    .iter()
+                    .find(|m| m.origin.as_ref() == Some(c))
+                    .map(|m| &m.column)
+            })
+            .collect();
+        let kept = on_shadow.is_some_and(|cols| {
+            shadow_ix.iter().any(|ix| {
+                ix.unique
+                    && ix.immediate
+                    && !ix.partial
+                    && ix.key_columns.len() == ix.nkeys as usize
+                    && ix.key_columns.len() == cols.len()
+                    && cols.iter().all(|c| ix.key_columns.contains(c))
+            })
+        });
+        if !kept {
+            let cols = fk
+                .referenced_columns
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::refused(format!(
+                "cannot rewrite table {}: foreign key {} of {} references ({cols}), and after the ALTER no unique key of the table covers exactly ({cols}); PostgreSQL needs one to keep the foreign key",
+                src.table.name.human(),
+                fk.name,
+                fk.table.human()
+            ))
+            .with_state("nothing was changed")
+            .with_next(format!(
+                "keep a unique key on those columns (add `, ADD UNIQUE ({cols})` to the --alter), or drop the foreign key first"
+            )));
+        }
+    }
+    Ok(())
 }

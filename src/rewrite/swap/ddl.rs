@@ -331,13 +331,21 @@ fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
         ));
     }
     for ix in &plan.indexes {
-        out.push(Step::new(
-            format!(
-                "ALTER INDEX {schema}.{} RENAME TO {}",
-                ix.tmp_name, ix.final_name
-            ),
-            "giving an index its original name",
-        ));
+        out.push(if ix.temporary {
+            Step::new(
+                format!("DROP INDEX {schema}.{}", ix.tmp_name),
+                "dropping the temporary index on the old row identity",
+            )
+            .note("replay needed it to find rows by the old key; the new key replaces it")
+        } else {
+            Step::new(
+                format!(
+                    "ALTER INDEX {schema}.{} RENAME TO {}",
+                    ix.tmp_name, ix.final_name
+                ),
+                "giving an index its original name",
+            )
+        });
     }
 }
 
