@@ -329,6 +329,17 @@ async fn a_blocker_on_the_shadow_is_named_and_the_writers_are_not() {
     std::fs::remove_file(&hold).unwrap();
     let out = run.await.unwrap();
     assert_exit(&out, 4);
+    let text = all_output(&out);
+    for attempt in 1..=2 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("swap attempt {attempt}/2 could not get the lock")))
+            .unwrap_or_else(|| panic!("no line for attempt {attempt}:\n{}", describe(&out)));
+        assert!(
+            line.contains(&format!("pid {pid} ")) && line.contains("\"shadow peeker\""),
+            "attempt {attempt} does not name the shadow's holder (pid {pid}): {line}"
+        );
+    }
     let timeouts = events(&client, "lock_timeout").await;
     assert_eq!(timeouts.len(), 2, "{}", describe(&out));
     for e in &timeouts {

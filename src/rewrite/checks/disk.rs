@@ -143,10 +143,11 @@ async fn disk(
             Verdict::Warning,
             format!(
                 "free disk is not knowable from SQL{}; the run {need_text}",
-                if superuser {
-                    " (`plan --df-on-server` asks df on the server)"
-                } else {
-                    ""
+                match (superuser, df_on_server) {
+                    (true, _) => " (`--df-on-server` asks df on the server)",
+                    (false, true) =>
+                        " (--df-on-server needs a superuser: it runs df on the server)",
+                    (false, false) => "",
                 }
             ),
         )
