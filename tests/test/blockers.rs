@@ -99,7 +99,8 @@ fn run_args<'a>(db: &'a TestDb, table: &'a str, extra: &[&'a str]) -> Vec<&'a st
 /// Without --terminate-blockers-after: each of the three attempts names the blocker (its pid and
 /// application_name) in its line and in its event — and only it, not the writers, which queue
 /// behind the swap — then the run stops with exit 4; the table is intact and takes writes, the
-/// blocker is untouched, and `resume` finishes with the table equal to its ledger.
+/// blocker is untouched; `resume --terminate-blockers-after 1s` ends it and finishes under the
+/// writes with the table equal to its ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocker_is_named_on_every_attempt_and_the_run_stops_with_exit_4() {
     let db = TestDb::new("blockers_named").await;
@@ -143,16 +144,32 @@ async fn a_blocker_is_named_on_every_attempt_and_the_run_stops_with_exit_4() {
         .batch_execute("SET statement_timeout = '10s'; UPDATE held SET val = val WHERE id = 1")
         .await
         .unwrap();
-    held.batch_execute("ROLLBACK").await.unwrap();
+    // Resumable, under the same writes: `resume` carries --terminate-blockers-after, ends the
+    // blocker (still open, by now older than 1 s) and finishes with every write.
+    let out = hotswap_async(&[
+        "resume",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--terminate-blockers-after",
+        "1s",
+        // The idle transaction also counts as an old snapshot, which the swap would otherwise
+        // wait a minute for before its first attempt.
+        "--wait-old-snapshots",
+        "off",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(!alive(&client, pid).await, "resume did not end the blocker");
+    assert!(held.batch_execute("SELECT 1").await.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.stop().await;
     assert!(
         report.errors.is_empty(),
         "writer errors {:#?}",
         report.errors
     );
-    // Resumable: it finishes, with every write.
-    let out = hotswap_async(&["resume", "--dsn", &db.conninfo, "--table", &table]).await;
-    assert_exit(&out, 0);
     assert_eq!(
         column_type(&client, &spec.table, &Ident::new("id")).await,
         "bigint"
