@@ -42,6 +42,9 @@ pub enum Kind {
     WraparoundAutovacuum,
     /// A prepared transaction (two-phase commit): it has no session to terminate.
     PreparedTransaction,
+    /// Another role's session whose details this role may not see (`pg_stat_activity` hides
+    /// state, transaction start, backend type and query without `pg_read_all_stats`).
+    Hidden,
     /// Any other backend (`backend_type` as the server names it).
     Other(String),
 }
@@ -53,6 +56,7 @@ pub fn classify(pid: i32, backend_type: &str, query: &str) -> Kind {
         return Kind::PreparedTransaction;
     }
     match backend_type {
+        "" => Kind::Hidden,
         "client backend" => Kind::Client,
         "autovacuum worker" if query.contains("(to prevent wraparound)") => {
             Kind::WraparoundAutovacuum
@@ -96,8 +100,17 @@ impl Blocker {
                 self.lock_text()
             );
         }
+        if self.kind == Kind::Hidden {
+            return format!(
+                "pid {} (application_name {:?}, user {}{}; its state, transaction and query are hidden from this role: grant it pg_read_all_stats to see them)",
+                self.pid,
+                self.application_name,
+                if self.usename.is_empty() { "?" } else { &self.usename },
+                self.lock_text(),
+            );
+        }
         let what = match &self.kind {
-            Kind::Client => String::new(),
+            Kind::Client | Kind::Hidden => String::new(),
             Kind::Autovacuum => ", autovacuum".to_string(),
             Kind::WraparoundAutovacuum => ", autovacuum to prevent wraparound".to_string(),
             Kind::PreparedTransaction => String::new(),
@@ -260,6 +273,12 @@ pub fn spared(b: &Blocker, older_than: Duration, tool: &str) -> Option<String> {
         Kind::PreparedTransaction => {
             return Some("a prepared transaction has no session to terminate".into())
         }
+        Kind::Hidden => {
+            return Some(
+                "this role cannot see how old its transaction is (grant it pg_read_all_stats)"
+                    .into(),
+            )
+        }
         Kind::Other(t) => return Some(format!("only client backends are terminated, not a {t}")),
     }
     if is_tool_session(&b.application_name, tool) {
@@ -384,6 +403,7 @@ mod tests {
             Kind::Autovacuum
         );
         assert_eq!(classify(0, "", ""), Kind::PreparedTransaction);
+        assert_eq!(classify(7, "", "<insufficient privilege>"), Kind::Hidden);
         assert_eq!(
             classify(7, "walsender", "START_REPLICATION"),
             Kind::Other("walsender".into())
@@ -423,6 +443,11 @@ mod tests {
         assert!(spared(&av, two, "pg-hotswap").is_some());
         av.kind = Kind::Autovacuum;
         assert!(spared(&av, two, "pg-hotswap").is_some());
+        let mut hidden = client(5, "psql", None);
+        hidden.kind = Kind::Hidden;
+        assert!(spared(&hidden, two, "pg-hotswap")
+            .unwrap()
+            .contains("pg_read_all_stats"));
         let mut ws = client(5, "walreceiver", Some(60.0));
         ws.kind = Kind::Other("walsender".into());
         assert!(spared(&ws, two, "pg-hotswap").is_some());

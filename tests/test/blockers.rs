@@ -379,3 +379,64 @@ async fn a_blocker_on_the_shadow_is_named_and_the_writers_are_not() {
     assert_exit(&out, 0);
     assert_matches_ledger(&client, &spec).await;
 }
+
+/// A blocker this role may not terminate (a superuser's session, the tool running as the table's
+/// owner without superuser or pg_signal_backend) is reported, not fatal: the attempts go on and
+/// the run ends with exit 4 as without the option. (The owner has pg_read_all_stats, as
+/// docs/privileges.md advises: without it the blocker's transaction is hidden from it, and the
+/// blocker is spared for that reason, said as such.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocker_the_role_may_not_terminate_is_reported_not_fatal() {
+    let db = TestDb::new("blockers_not_allowed").await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE hsb_owner LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             GRANT CREATE ON DATABASE {} TO hsb_owner;
+             CREATE SCHEMA app AUTHORIZATION hsb_owner;
+             GRANT pg_read_all_stats TO hsb_owner;",
+            Ident::new(db.name.clone())
+        ))
+        .await
+        .unwrap();
+    // The throwaway cluster's conninfo is key=value: a later `user=` wins.
+    let owner_dsn = format!("{} user=hsb_owner", db.conninfo);
+    let owner = connect(&owner_dsn).await;
+    let spec = TableSpec::simple("app", "guarded");
+    create_tables(&owner, &spec, ROWS).await.unwrap();
+    // The blocker is the superuser of the test cluster.
+    let (held, pid) = blocker(&db, "app.guarded", "dba console").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &owner_dsn,
+        "--table",
+        "app.guarded",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--lock-timeout",
+        "300ms",
+        "--retry-delay",
+        "50ms",
+        "--wait-old-snapshots",
+        "off",
+        "--max-lock-attempts",
+        "2",
+        "--terminate-blockers-after",
+        "100ms",
+    ])
+    .await;
+    assert_exit(&out, 4);
+    let text = all_output(&out);
+    assert!(
+        text.contains(&format!("could not terminate pid {pid}")),
+        "{}",
+        describe(&out)
+    );
+    assert!(alive(&admin, pid).await);
+    let refused = events(&admin, "blocker_not_terminated").await;
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["blocker"]["pid"], i64::from(pid));
+    held.batch_execute("ROLLBACK").await.unwrap();
+}
