@@ -289,10 +289,9 @@ pub async fn swap(
                         ),
                     );
                     if req.terminate_blockers_after.is_none() && !list.is_empty() {
-                        err = err.with_next(format!(
-                            "end the blocking transactions (or wait for them) and run `pg-hotswap resume --table {}`; `--terminate-blockers-after DURATION` ends blockers older than DURATION by itself",
-                            plan.source
-                        ));
+                        err = err.with_next(
+                            "end the blocking transactions named above (or wait for them) and run the same command again (or `pg-hotswap resume`); with `--terminate-blockers-after DURATION`, run and resume end blockers older than DURATION by themselves",
+                        );
                     }
                     return Err(err);
                 }
