@@ -9,6 +9,9 @@
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,
 //! `replay-batch` after a replay batch commits, `swap-locked` inside the swap transaction while
 //! it holds the ACCESS EXCLUSIVE lock, `swapped` after the swap commits.
+//!
+//! `number` replaces a figure read from the server (`PGHOTSWAP_DF_AVAILABLE`: the free space
+//! `df` reported), for a condition a test cannot create on a shared machine.
 
 /// Exit status of a failpoint, distinct from every documented one.
 pub const EXIT: i32 = 86;
@@ -64,3 +67,17 @@ pub async fn hold(name: &str) {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub async fn hold(_name: &str) {}
+
+/// A figure a test puts in place of one read from the server: the environment variable `var`
+/// parsed as a number (debug builds only; `PGHOTSWAP_DF_AVAILABLE`, the free bytes `df`
+/// reported, see `rewrite/checks/disk.rs`). None when unset or not a number.
+#[cfg(debug_assertions)]
+pub fn number(var: &str) -> Option<u64> {
+    std::env::var(var).ok()?.trim().parse().ok()
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn number(_var: &str) -> Option<u64> {
+    None
+}

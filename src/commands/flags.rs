@@ -41,6 +41,16 @@ impl LockArgs {
     }
 }
 
+/// What to do about the sessions that block the swap (issue 20; `run` and `resume`).
+#[derive(Args, Debug)]
+pub struct BlockerArgs {
+    /// After a swap attempt fails for its lock, terminate (pg_terminate_backend) the sessions
+    /// that blocked it and whose transaction is older than this (e.g. 30s). Never the tool's own
+    /// sessions, replication or autovacuum. Off unless given; needs pg_signal_backend.
+    #[arg(long, value_parser = parse_duration)]
+    pub terminate_blockers_after: Option<Duration>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -272,6 +282,28 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use clap::Parser;
+
+    #[test]
+    fn terminate_blockers_after_is_off_unless_given_for_run_and_resume() {
+        let parse = |cmd: &str, extra: &[&str]| {
+            let mut args = vec!["pg-hotswap", cmd, "--dsn", "host=h", "--table", "t"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args).map(|c| c.command) {
+                Ok(Command::Run(r)) => Ok(r.blockers.terminate_blockers_after),
+                Ok(Command::Resume(r)) => Ok(r.blockers.terminate_blockers_after),
+                Ok(_) => panic!("neither run nor resume"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        for cmd in ["run", "resume"] {
+            assert_eq!(parse(cmd, &[]), Ok(None));
+            assert_eq!(
+                parse(cmd, &["--terminate-blockers-after", "2s"]),
+                Ok(Some(Duration::from_secs(2)))
+            );
+            assert!(parse(cmd, &["--terminate-blockers-after", "soon"]).is_err());
+        }
+    }
 
     #[test]
     fn sizes_and_ratios_parse() {

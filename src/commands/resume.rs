@@ -4,7 +4,7 @@
 
 use super::control::{self, Request};
 use super::flags::{
-    chunk_time_option, parse_chunk_time, target_spec, ConnArgs, LockArgs, OutputFormat,
+    chunk_time_option, parse_chunk_time, target_spec, BlockerArgs, ConnArgs, LockArgs, OutputFormat,
 };
 use super::pace::{OldSnapshotArgs, PaceArgs};
 use super::run::rewrite;
@@ -34,6 +34,8 @@ pub struct ResumeArgs {
     pub pace: PaceArgs,
     #[command(flatten)]
     pub old_snapshots: OldSnapshotArgs,
+    #[command(flatten)]
+    pub blockers: BlockerArgs,
     /// Drop the old table after the swap instead of keeping it.
     #[arg(long)]
     pub drop_old: bool,
@@ -76,6 +78,8 @@ impl ResumeArgs {
             map_back: Vec::new(),
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            terminate_blockers_after: self.blockers.terminate_blockers_after,
+            df_on_server: false,
         };
         Ok((target, opts))
     }

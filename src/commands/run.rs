@@ -4,8 +4,8 @@
 
 use super::flags::{
     check_name, check_schema_name, check_table, chunk_time_option, conn_spec,
-    has_top_level_semicolon, parse_chunk_time, parse_duration, parse_map_arg, ConnArgs, LockArgs,
-    OutputFormat,
+    has_top_level_semicolon, parse_chunk_time, parse_duration, parse_map_arg, BlockerArgs,
+    ConnArgs, LockArgs, OutputFormat,
 };
 use super::pace::{OldSnapshotArgs, PaceArgs};
 use crate::error::{Error, Kind, Result};
@@ -50,6 +50,8 @@ pub struct RunArgs {
     pub pace: PaceArgs,
     #[command(flatten)]
     pub old_snapshots: OldSnapshotArgs,
+    #[command(flatten)]
+    pub blockers: BlockerArgs,
     /// Drop the old table after the swap instead of keeping it as <table>_old.
     #[arg(long)]
     pub drop_old: bool,
@@ -105,8 +107,9 @@ pub struct RunArgs {
     /// Plan only: rows to copy as a sample (default 2% of the table, 20,000 to 200,000).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     pub sample_rows: Option<i64>,
-    /// Plan only, superuser only: read free disk by running `df` on the database server
-    /// (COPY ... FROM PROGRAM, in a rolled-back transaction). Off unless asked.
+    /// Superuser only: read free disk by running `df` on the database server (COPY ... FROM
+    /// PROGRAM, in a rolled-back transaction); `run` refuses, before creating anything, a copy
+    /// that cannot fit. Off unless asked.
     #[arg(long)]
     pub df_on_server: bool,
 }
@@ -186,6 +189,8 @@ impl RunArgs {
             map_back: self.map_back,
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            terminate_blockers_after: self.blockers.terminate_blockers_after,
+            df_on_server: self.df_on_server,
         };
         Ok((conn, self.state_schema, opts))
     }

@@ -122,6 +122,8 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         map_back: Vec::new(),
         pace: Default::default(),
         old_snapshots: Default::default(),
+        terminate_blockers_after: None,
+        df_on_server: false,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -728,7 +728,12 @@ pub(super) async fn estimate(
     let log_rows = write_rate * (before_replay + replay_secs.unwrap_or(0.0));
     // A log row: tuple header, id, flag and keys (~64 bytes), plus its primary key entry.
     let log_bytes = (log_rows * 100.0) as u64;
-    let wal_generated = new_table + new_indexes + 2 * log_bytes;
+    let wal_generated = crate::rewrite::checks::DiskSizes {
+        new_table,
+        new_indexes,
+        log_bytes,
+    }
+    .wal_generated();
     Ok(Estimated {
         copy_transactions: copy.transactions as usize,
         estimate: Estimate {

@@ -287,11 +287,14 @@ async fn disk(
     est: &estimate::Estimated,
     found: &mut [checks::Check],
 ) -> Result<DiskReport> {
-    let wal_retained = checks::wal_retained(ctl, est.wal_generated).await?;
-    let need = DiskNeed {
-        data_bytes: est.new_table + est.new_indexes + est.log_bytes,
-        wal_bytes: wal_retained,
-    };
+    let need = checks::DiskSizes {
+        new_table: est.new_table,
+        new_indexes: est.new_indexes,
+        log_bytes: est.log_bytes,
+    }
+    .need(ctl)
+    .await?;
+    let wal_retained = need.wal_bytes;
     let (disk_check, free) = checks::disk_check(ctl, oid, need, opts.df_on_server).await;
     if let Some(c) = found.iter_mut().find(|c| c.name == "disk") {
         *c = disk_check;

@@ -60,6 +60,11 @@ pub struct RunOptions {
     pub pace: PaceOptions,
     /// `--wait-old-snapshots`, `--old-snapshots` (issue 21; not recorded either).
     pub old_snapshots: crate::rewrite::snapshots::OldSnapshotOptions,
+    /// `--terminate-blockers-after` (issue 20; not recorded: a resume may change it).
+    pub terminate_blockers_after: Option<Duration>,
+    /// `run --df-on-server` (issue 20): read free disk with df on the server before creating
+    /// anything, and refuse a copy that cannot fit.
+    pub df_on_server: bool,
 }
 
 impl RunOptions {
@@ -231,6 +236,7 @@ impl Ctx<'_> {
                 &src,
                 opts.jobs,
                 self.state.schema.as_str(),
+                opts.df_on_server,
             )
             .await?,
         );

@@ -447,6 +447,7 @@ async fn revert_run(
         gov: &gov,
         replay_limit: opts.replay_batch,
         old_name: Some(&kept),
+        terminate_blockers_after: None,
     };
     let out = swap::swap(&mut rc, ctl, state, plan, src, &req).await?;
     say(&format!(

@@ -9,6 +9,7 @@
 //! incoming foreign keys are re-pointed NOT VALID and validated after commit.
 
 mod after;
+mod blocked;
 mod ddl;
 mod views;
 
@@ -131,6 +132,9 @@ pub struct SwapRequest<'a> {
     pub gov: &'a crate::pacing::governor::Governor,
     pub replay_limit: i64,
     pub old_name: Option<&'a str>,
+    /// `--terminate-blockers-after`: after a failed attempt, terminate the sessions that blocked
+    /// it whose transaction is older than this (issue 20; `swap/blocked.rs`).
+    pub terminate_blockers_after: Option<Duration>,
 }
 
 /// Swaps the shadow in. `client` does the swap; `ctl` records events.
@@ -144,6 +148,13 @@ pub async fn swap(
 ) -> Result<SwapOutcome> {
     let names = decide_names(ctl, plan, src, req.old_name).await?;
     replay::prepare_session(client, plan).await?;
+    // The swap's own backend, whose lock waits `blocked::watch` samples.
+    let waiter: i32 = client
+        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+        .await
+        .ctx("reading the swap session's pid")?
+        .col(0, &"reading the swap session's pid")?;
+    let relations = [plan.source_oid, plan.shadow_oid];
     let mut longest = Duration::ZERO;
     let mut tries = locking::Retry::new(req.policy, "swap");
     loop {
@@ -163,7 +174,15 @@ pub async fn swap(
             .transaction()
             .await
             .ctx("starting the swap transaction")?;
-        let outcome = match attempt_swap(&tx, state, plan, src, &names, req).await {
+        let (outcome, sampled) = blocked::watch(
+            ctl,
+            waiter,
+            &relations,
+            req.policy.timeout,
+            attempt_swap(&tx, state, plan, src, &names, req),
+        )
+        .await;
+        let outcome = match outcome {
             Err(e) if e.is_lock_timeout() => Ok(Attempt::LockNotGranted(e)),
             other => other,
         };
@@ -215,11 +234,20 @@ pub async fn swap(
                 continue;
             }
             Ok(Attempt::LockNotGranted(e)) => {
-                longest = longest.max(waited(started, req.policy));
+                let wait = waited(started, req.policy);
+                longest = longest.max(wait);
                 drop(tx); // rolls back: the source is untouched
-                let holders = locking::lock_holders(ctl, plan.source_oid)
-                    .await
-                    .unwrap_or_default();
+                let failed = blocked::Failed {
+                    ctl,
+                    state,
+                    plan,
+                    attempt,
+                    waiter,
+                    waited: wait,
+                    terminate_after: req.terminate_blockers_after,
+                };
+                let list = blocked::or_fallback(&failed, sampled).await;
+                let holders = blocked::named(&list);
                 state
                     .record_lock(ctl, plan.run_id, attempt as i32, None)
                     .await?;
@@ -230,7 +258,7 @@ pub async fn swap(
                         Phase::Swap,
                         "lock_timeout",
                         &format!("swap attempt {attempt}: {}{holders}", e.message()),
-                        None,
+                        Some(blocked::detail(attempt, &list)),
                     )
                     .await?;
                 // One line per attempt (a warning; its figures as JSON fields), not also a
@@ -238,6 +266,10 @@ pub async fn swap(
                 let mut fields = serde_json::Map::new();
                 fields.insert("attempt".into(), attempt.into());
                 fields.insert("attempts".into(), req.policy.attempts.into());
+                fields.insert(
+                    "blockers".into(),
+                    list.iter().map(|b| b.pid).collect::<Vec<_>>().into(),
+                );
                 crate::output::ui::say_with(
                     &format!(
                         "warning: swap attempt {attempt}/{} could not get the lock within {}{holders}",
@@ -246,16 +278,24 @@ pub async fn swap(
                     ),
                     fields,
                 );
+                blocked::advise(&list);
                 if !tries.may_retry() {
-                    return Err(Error::new(
+                    let mut err = Error::new(
                         Kind::LockTimeout,
                         format!(
                             "could not swap {}: the ACCESS EXCLUSIVE lock was not granted within {} in {attempt} attempts{holders}",
                             plan.source.human(),
                             pg_millis(req.policy.timeout)
                         ),
-                    ));
+                    );
+                    if req.terminate_blockers_after.is_none() && !list.is_empty() {
+                        err = err.with_next(
+                            "end the blocking transactions named above (or wait for them) and run the same command again (or `pg-hotswap resume`); with `--terminate-blockers-after DURATION`, run and resume end blockers older than DURATION by themselves",
+                        );
+                    }
+                    return Err(err);
                 }
+                blocked::deal_with(&failed, &list).await?;
                 tries.back_off().await;
                 continue;
             }

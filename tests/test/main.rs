@@ -3,11 +3,13 @@
 //! run in parallel under plain `cargo test`.
 
 mod bloat;
+mod blockers;
 mod carry_over;
 mod chunking;
 mod cli;
 mod cluster;
 mod consistency;
+mod disk;
 mod end_to_end;
 mod errors;
 mod harness;
@@ -31,6 +33,7 @@ mod semantics;
 mod soak;
 mod statements;
 mod steering;
+mod timeouts;
 mod tls;
 mod versions;
 mod workload;

@@ -1,9 +1,17 @@
-//! The `disk` check and the WAL estimate it uses: the disk a run needs (the new table, its
-//! indexes and the change log, plus the WAL it keeps) against the free space, where that is
-//! knowable. Free disk space is not knowable from SQL; only `plan --df-on-server`, for a
-//! superuser, runs `df` on the server through `COPY ... FROM PROGRAM` into a temporary table in a
-//! transaction that is rolled back. It is opt-in because running a program on a production
-//! server is not something a schema tool should do unasked; `run` never does it.
+//! The `disk` check and the estimate it uses: the disk a run needs ([`DiskSizes::need`]: the new
+//! table, its indexes and the change log, plus the WAL it keeps — one computation for `plan`,
+//! which measures the sizes on a sample, and `run`, which takes them from the source) against
+//! the free space, where that is knowable. Free disk space is not knowable from SQL; only
+//! `--df-on-server` (`plan`, and `run` since issue 20), for a superuser, runs `df` on the server
+//! through `COPY ... FROM PROGRAM` into a temporary table in a transaction that is rolled back.
+//! It is opt-in because running a program on a production server is not something a schema
+//! tool should do unasked; `run` does it only when given the option, and then refuses (exit 3,
+//! before creating anything) a copy that cannot fit.
+//!
+//! Tests replace the free space df reported with `PGHOTSWAP_DF_AVAILABLE=<bytes>` (debug builds
+//! only, `failpoint::number`): df itself still runs, but the test cluster's disk cannot be made
+//! small enough to refuse a run without root rights (a loop-mounted or tmpfs tablespace), and
+//! filling the disk of a machine others share is not an option.
 //!
 //! Not in the registry's list: it also returns the free space it read, and `plan` makes it again
 //! once the sizes are measured ([`disk_check`]).
@@ -41,6 +49,32 @@ pub async fn wal_retained(client: &Client, generated: u64) -> Result<u64> {
     } else {
         generated.min(max_wal.max(0) as u64)
     })
+}
+
+/// The sizes a run writes, as estimated by its caller (`plan`: measured on a sample; `run`:
+/// the source's own sizes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiskSizes {
+    pub new_table: u64,
+    pub new_indexes: u64,
+    pub log_bytes: u64,
+}
+
+impl DiskSizes {
+    /// WAL the run generates: the new table and its indexes once, each change-log row twice
+    /// (written by the trigger, deleted by replay).
+    pub fn wal_generated(&self) -> u64 {
+        self.new_table + self.new_indexes + 2 * self.log_bytes
+    }
+
+    /// The disk the run needs: the data it writes in the table's tablespace, and the WAL kept
+    /// at the peak ([`wal_retained`]).
+    pub async fn need(&self, client: &Client) -> Result<DiskNeed> {
+        Ok(DiskNeed {
+            data_bytes: self.new_table + self.new_indexes + self.log_bytes,
+            wal_bytes: wal_retained(client, self.wal_generated()).await?,
+        })
+    }
 }
 
 /// The disk check alone (`plan` makes it again once the sizes are measured).
@@ -109,10 +143,11 @@ async fn disk(
             Verdict::Warning,
             format!(
                 "free disk is not knowable from SQL{}; the run {need_text}",
-                if superuser {
-                    " (`plan --df-on-server` asks df on the server)"
-                } else {
-                    ""
+                match (superuser, df_on_server) {
+                    (true, _) => " (`--df-on-server` asks df on the server)",
+                    (false, true) =>
+                        " (--df-on-server needs a superuser: it runs df on the server)",
+                    (false, false) => "",
                 }
             ),
         )
@@ -150,6 +185,8 @@ async fn disk(
         );
         return Ok((check, Vec::new()));
     }
+    // Tests only (see the header): the free space as if df had said so.
+    let fake = crate::failpoint::number("PGHOTSWAP_DF_AVAILABLE");
     let free: Vec<FreeSpace> = [&data_path, &wal_path]
         .iter()
         .zip(&parsed)
@@ -157,7 +194,7 @@ async fn disk(
             path: p.to_string(),
             filesystem: fs.clone(),
             mount: mount.clone(),
-            available_bytes: *avail,
+            available_bytes: fake.unwrap_or(*avail),
         })
         .collect();
     let same_fs = free[0].filesystem == free[1].filesystem && free[0].mount == free[1].mount;
@@ -250,6 +287,16 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].1, 50_000_000 * 1024);
         assert_eq!(p[1].2, "/mnt/wal disk");
+    }
+
+    #[test]
+    fn wal_counts_the_log_twice() {
+        let s = DiskSizes {
+            new_table: 100,
+            new_indexes: 20,
+            log_bytes: 5,
+        };
+        assert_eq!(s.wal_generated(), 130);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! them all, `plan` prints every one, and `run` calls [`for_run`] right after
 //! `preflight::inspect` and refuses (exit 3, nothing created) on a blocking verdict; warnings
 //! are printed and recorded. The checks only read. Free disk space is not knowable from SQL;
-//! only `plan --df-on-server`, for a superuser, runs `df` on the server (see `disk.rs`); `run`
-//! never does.
+//! only `--df-on-server` (`plan`, `run`), for a superuser, runs `df` on the server (see
+//! `disk.rs`); without it `run` says what it needs.
 //!
 //! Invariant kept here: a check that cannot be made (a catalog view this role may not read, an
 //! old server) yields a warning saying so, under the check's own name; it never fails the command.
@@ -23,7 +23,7 @@ mod timeouts;
 mod vacuum;
 
 pub use connections::{connections_verdict, sessions_needed, ConnLimits};
-pub use disk::{disk_check, parse_df, wal_retained};
+pub use disk::{disk_check, parse_df, wal_retained, DiskSizes};
 pub use pooler::{pooler_verdict, PoolerProbe};
 pub use timeouts::setting_text;
 
@@ -216,42 +216,66 @@ pub fn gate(checks: &[Check], table: &QualifiedName) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The checks as `run` uses them: the disk need is the source's size (the new table is about as
-/// big) plus its WAL; refuses on a blocking verdict, returns the warnings.
+/// The checks as `run` uses them: the disk need is computed as `plan` computes it
+/// ([`DiskSizes::need`]) from the source's sizes (the new table about as big as the heap and
+/// TOAST, its indexes as the source's; the change log, which grows with the writes, is not
+/// known before the run); with `df_on_server` the free space is read and a copy that cannot fit
+/// is refused (exit 3, nothing created); without it the need is said once. Returns the warnings.
 pub async fn for_run(
     client: &Client,
     spec: &ConnSpec,
     src: &Source,
     jobs: usize,
     state_schema: &str,
+    df_on_server: bool,
 ) -> Result<Vec<String>> {
-    let total = src.table.total_bytes.max(0) as u64;
-    let wal = wal_retained(client, total).await.unwrap_or(total);
+    let t = &src.table;
+    let heap = t.heap_bytes.max(0) as u64;
+    let total = t.total_bytes.max(0) as u64;
+    let sizes = DiskSizes {
+        new_table: heap,
+        new_indexes: total.saturating_sub(heap),
+        log_bytes: 0,
+    };
+    let need = match sizes.need(client).await {
+        Ok(n) => n,
+        Err(_) => DiskNeed {
+            data_bytes: total,
+            wal_bytes: total,
+        },
+    };
     let input = CheckInput {
-        table_oid: src.table.oid,
-        table: &src.table.name,
+        table_oid: t.oid,
+        table: &t.name,
         source: Some(src),
         jobs,
         state_schema,
-        disk: DiskNeed {
-            data_bytes: total,
-            wal_bytes: wal,
-        },
+        disk: need,
         conn: spec,
     };
     let (mut checks, _) = run_all(client, &input).await;
+    if df_on_server {
+        let (asked, _) = disk_check(client, t.oid, need, true).await;
+        if let Some(c) = checks.iter_mut().find(|c| c.name == disk::NAME) {
+            *c = asked;
+        }
+    }
     // Not knowing the free disk is the normal case, not news on every run: say it once as
     // information (with the need), and keep the warnings for what was found.
     checks.retain(|c| {
-        let unknown_disk = c.name == disk::NAME
+        let unknown_disk = !df_on_server
+            && c.name == disk::NAME
             && c.verdict == Verdict::Warning
             && c.summary.starts_with("free disk is not knowable");
         if unknown_disk {
-            crate::output::ui::say(&format!("disk: {}", c.summary));
+            crate::output::ui::say(&format!(
+                "disk: {} (plus the change log, which grows with the writes during the run)",
+                c.summary
+            ));
         }
         !unknown_disk
     });
-    gate(&checks, &src.table.name)
+    gate(&checks, &t.name)
 }
 
 #[cfg(test)]
