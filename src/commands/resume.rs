@@ -76,6 +76,7 @@ impl ResumeArgs {
             map_back: Vec::new(),
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            fleet_id: None,
         };
         Ok((target, opts))
     }

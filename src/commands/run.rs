@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// (COPY ... FROM PROGRAM, in a rolled-back transaction). Off unless asked.
     #[arg(long)]
     pub df_on_server: bool,
+    /// The fleet run this run belongs to (issue 18): `fleet run` passes it to the run of every
+    /// target; recorded in `runs.fleet_id`.
+    #[arg(long, hide = true)]
+    pub fleet_id: Option<String>,
 }
 
 impl RunArgs {
@@ -186,6 +190,7 @@ impl RunArgs {
             map_back: self.map_back,
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            fleet_id: self.fleet_id,
         };
         Ok((conn, self.state_schema, opts))
     }

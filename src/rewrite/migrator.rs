@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub pace: PaceOptions,
     /// `--wait-old-snapshots`, `--old-snapshots` (issue 21; not recorded either).
     pub old_snapshots: crate::rewrite::snapshots::OldSnapshotOptions,
+    /// The fleet run this run belongs to (issue 18; `run --fleet-id`, passed by `fleet run`),
+    /// recorded on the run; not among the recorded arguments.
+    pub fleet_id: Option<String>,
 }
 
 impl RunOptions {
@@ -179,6 +182,9 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         None => cx.start_new(&mut ctl, &src, &pace, &mut timer).await?,
     };
     report.run_id = run;
+    if let Some(f) = &opts.fleet_id {
+        state.set_fleet_id(&ctl, run, f).await?;
+    }
     report.dropped_columns = plan
         .dropped
         .iter()
