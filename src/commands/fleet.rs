@@ -276,12 +276,16 @@ impl ChildLauncher {
         let start = lines
             .iter()
             .rposition(|l| l.trim_start().starts_with("error"))?;
+        let text = lines[start..lines.len().min(start + 6)]
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ");
         Some(
-            lines[start..lines.len().min(start + 6)]
-                .iter()
-                .map(|l| l.trim())
-                .collect::<Vec<_>>()
-                .join(" "),
+            text.strip_prefix("error:")
+                .unwrap_or(&text)
+                .trim()
+                .to_string(),
         )
     }
 }
@@ -500,7 +504,7 @@ async fn run(args: FleetRunArgs) -> Result<i32> {
     };
     match outcome {
         Outcome::Failed(failures) => {
-            fail_before_gate(&mut probes, &fleet_id, &args, failures).await
+            fail_before_gate(&mut probes, &mut children, &fleet_id, &args, failures).await
         }
         Outcome::Swapped => {
             let statuses = read_all(&mut probes, Some(&fleet_id)).await;
@@ -628,61 +632,76 @@ fn cutover_result(
 }
 
 /// A target failed before the gate: nobody swaps; with `--on-failure abort` the others are
-/// aborted. The error names every failed target.
+/// aborted (each run is asked once it is recorded, and this waits, bounded, until they have
+/// removed what they created). The error names every failed target.
 async fn fail_before_gate(
     probes: &mut [Probe],
+    children: &mut [Option<tokio::process::Child>],
     fleet_id: &str,
     args: &FleetRunArgs,
     failures: Vec<(String, String)>,
 ) -> Result<i32> {
-    let mut state = "no target was swapped".to_string();
-    if args.on_failure == OnFailure::Abort {
-        let mut aborted = Vec::new();
-        for p in probes.iter_mut() {
-            let s = p.read(Some(fleet_id)).await;
-            if !matches!(s.standing, Standing::Ready | Standing::Working) {
-                continue;
-            }
-            let Some(run) = s.run_id else { continue };
-            let st = p.state().clone();
-            if let Ok(client) = p.client().await {
-                if st
-                    .request(client, run, Some("abort"))
-                    .await
-                    .unwrap_or(false)
+    let failed: Vec<&str> = failures.iter().map(|(t, _)| t.as_str()).collect();
+    let state = if args.on_failure == OnFailure::Abort {
+        let mut asked = vec![false; probes.len()];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for c in children.iter_mut() {
+                if c.as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
                 {
-                    aborted.push(s.target.clone());
+                    *c = None;
                 }
             }
-        }
-        // Wait (bounded) for the aborted runs to remove what they created.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
             let st = read_all(probes, Some(fleet_id)).await;
-            if !st
-                .iter()
-                .any(|s| matches!(s.standing, Standing::Ready | Standing::Working))
-            {
+            let mut live = children.iter().any(Option::is_some);
+            for (i, s) in st.iter().enumerate() {
+                if !matches!(s.standing, Standing::Ready | Standing::Working) {
+                    continue;
+                }
+                live = true;
+                let (Some(run), false) = (s.run_id, asked[i]) else {
+                    continue;
+                };
+                let state = probes[i].state().clone();
+                if let Ok(client) = probes[i].client().await {
+                    asked[i] = state
+                        .request(client, run, Some("abort"))
+                        .await
+                        .unwrap_or(false);
+                }
+            }
+            if !live || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        state = format!(
+        let aborted: Vec<String> = (0..probes.len())
+            .filter(|&i| asked[i])
+            .map(|i| probes[i].target.label.clone())
+            .collect();
+        format!(
             "no target was swapped; aborted (everything their runs created removed): {}",
             if aborted.is_empty() {
                 "none".to_string()
             } else {
                 aborted.join(", ")
             }
-        );
+        )
     } else {
         let st = read_all(probes, Some(fleet_id)).await;
-        let t = status::total(&st);
-        state = format!(
-            "{state}; {} ready and {} still working: their runs go on in their own processes and wait ready, replaying",
-            t.ready, t.working
-        );
-    }
+        let ready = st.iter().filter(|s| s.standing == Standing::Ready).count();
+        let going = (0..probes.len())
+            .filter(|&i| {
+                st[i].standing != Standing::Ready
+                    && !failed.contains(&probes[i].target.label.as_str())
+                    && (children[i].is_some() || st[i].standing == Standing::Working)
+            })
+            .count();
+        format!(
+            "no target was swapped; {ready} ready and {going} still on their way: their runs go on in their own processes and wait ready, replaying"
+        )
+    };
     let statuses = read_all(probes, Some(fleet_id)).await;
     if args.output == OutputFormat::Json {
         super::print_json(&RunReport {

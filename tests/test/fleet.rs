@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, assert_matches_ledger, column_type, connect, describe,
-    hotswap_async, hotswap_command, hotswap_env, start_load,
+    all_output, assert_exit, assert_matches_ledger, column_type, connect, describe, hotswap_async,
+    hotswap_command, hotswap_env, start_load,
 };
 
 const ROWS: i64 = 3_000;
@@ -132,12 +132,22 @@ impl Fleet {
     async fn run(&self, extra: &[&str]) -> Output {
         let a = self.run_args(extra, "500", &[]);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        hotswap_async(&a).await
+        let out = hotswap_async(&a).await;
+        // Shown with --nocapture (and when the test fails).
+        eprintln!("{}", describe(&out));
+        out
     }
 
     async fn status(&self, json: bool) -> Output {
         let t = self.targets.display().to_string();
-        let mut a = vec!["fleet", "status", "--targets", &t, "--table", "public.items"];
+        let mut a = vec![
+            "fleet",
+            "status",
+            "--targets",
+            &t,
+            "--table",
+            "public.items",
+        ];
         if json {
             a.extend(["--output", "json"]);
         }
@@ -235,12 +245,18 @@ async fn all_swap_together_with_the_spread_reported() {
     let out = f.run(&["--parallel", "6", "--per-host", "2"]).await;
     assert_exit(&out, 0);
     let text = all_output(&out);
-    assert!(text.contains("spread: 6 target(s) swapped within"), "{text}");
+    assert!(
+        text.contains("spread: 6 target(s) swapped within"),
+        "{text}"
+    );
     assert_eq!(f.swapped().await, vec![true; 6], "{}", describe(&out));
     for d in &f.dbs {
         let ids = fleet_ids(&d.client).await;
         assert_eq!(ids.len(), 1);
-        assert!(ids[0].as_deref().is_some_and(|i| i.starts_with("fleet-")), "{ids:?}");
+        assert!(
+            ids[0].as_deref().is_some_and(|i| i.starts_with("fleet-")),
+            "{ids:?}"
+        );
     }
     f.stop_and_check().await;
     // Status after the fact: every target swapped.
@@ -255,7 +271,11 @@ async fn all_swap_together_with_the_spread_reported() {
         describe(&again)
     );
     for d in &f.dbs {
-        assert_eq!(fleet_ids(&d.client).await.len(), 1, "a target was rewritten again");
+        assert_eq!(
+            fleet_ids(&d.client).await.len(),
+            1,
+            "a target was rewritten again"
+        );
     }
 }
 
@@ -274,14 +294,27 @@ async fn a_row_the_alter_cannot_take_keeps_every_target_from_swapping() {
         .await
         .unwrap();
     let bad_label = {
-        let port = bad.conninfo.split("port=").nth(1).unwrap().split(' ').next().unwrap();
+        let port = bad
+            .conninfo
+            .split("port=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
         format!("127.0.0.1:{port}/fl_badrow_3")
     };
     let out = f.run(&["--parallel", "6", "--per-host", "2"]).await;
     assert_exit(&out, 1);
     let text = all_output(&out);
-    assert!(text.contains(&bad_label), "the error does not name the target: {text}");
-    assert!(text.contains("too long"), "the error does not say why: {text}");
+    assert!(
+        text.contains(&bad_label),
+        "the error does not name the target: {text}"
+    );
+    assert!(
+        text.contains("too long"),
+        "the error does not say why: {text}"
+    );
     assert_eq!(f.swapped().await, vec![false; 6], "{text}");
     // The others get ready and wait, replaying (their processes outlive the fleet).
     let v = wait_status(&f, Duration::from_secs(90), |v| total(v, "ready") == 5).await;
@@ -305,8 +338,16 @@ async fn a_row_the_alter_cannot_take_keeps_every_target_from_swapping() {
     let out = f.run(&["--parallel", "6", "--per-host", "2"]).await;
     assert_exit(&out, 0);
     let text = all_output(&out);
-    assert_eq!(text.matches("ready already (its run goes on): reused").count(), 5, "{text}");
-    assert!(text.contains("spread: 6 target(s) swapped within"), "{text}");
+    assert_eq!(
+        text.matches("ready already (its run goes on): reused")
+            .count(),
+        5,
+        "{text}"
+    );
+    assert!(
+        text.contains("spread: 6 target(s) swapped within"),
+        "{text}"
+    );
     assert_eq!(f.swapped().await, vec![true; 6], "{text}");
     // Not copied again: one run each, the same chunks committed at the same times.
     for (i, (runs, chunks)) in before {
@@ -334,7 +375,10 @@ fn cluster_pids(cluster: &Cluster) -> Vec<i32> {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
             continue;
         };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i32>().ok());
         if ppid == Some(master) {
             pids.push(pid);
         }
@@ -359,7 +403,8 @@ async fn a_stopped_cluster_holds_the_gate_and_all_swap_after_it_continues() {
         .unwrap();
     let mut f = Fleet::new("sigstop", &[&cl[0], &cl[1], &own]).await;
     // Small chunks, one at a time per server, so the copy on the cluster to stop takes a while.
-    let a = f.run_args(&["--parallel", "6", "--per-host", "1"], "100", &["--nice", "1"]);
+    let t0 = Instant::now();
+    let a = f.run_args(&["--parallel", "6", "--per-host", "2"], "100", &[]);
     let fleet = tokio::process::Command::from(hotswap_command(
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
     ))
@@ -387,18 +432,29 @@ async fn a_stopped_cluster_holds_the_gate_and_all_swap_after_it_continues() {
                 .get(0);
             break (done, all);
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "the copy never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the copy never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let pids = cluster_pids(&own);
     signal(&pids, "STOP");
-    assert!(done < all, "the copy was over before the stop ({done}/{all} chunks)");
+    eprintln!("stopped at {:?}: {done}/{all} chunks", t0.elapsed());
+    assert!(
+        done < all,
+        "the copy was over before the stop ({done}/{all} chunks)"
+    );
     // The four others get ready and wait; the stopped two are unreachable.
     let v = wait_status(&f, Duration::from_secs(120), |v| total(v, "ready") == 4).await;
     assert_eq!(total(&v, "unreachable"), 2, "{v:#}");
+    eprintln!("four ready at {:?}", t0.elapsed());
     assert_eq!(total(&v, "swapped"), 0, "{v:#}");
     let text = String::from_utf8_lossy(&f.status(false).await.stdout).to_string();
-    assert!(text.contains("unreachable") && text.contains("ready"), "{text}");
+    assert!(
+        text.contains("unreachable") && text.contains("ready"),
+        "{text}"
+    );
     assert!(text.contains("total: 6 target(s)"), "{text}");
     // Nothing swaps while the cluster is stopped.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -408,10 +464,12 @@ async fn a_stopped_cluster_holds_the_gate_and_all_swap_after_it_continues() {
     }
     assert_eq!(swapped, vec![false; 4]);
     signal(&pids, "CONT");
+    eprintln!("continued at {:?}", t0.elapsed());
     let out = tokio::time::timeout(Duration::from_secs(240), fleet.wait_with_output())
         .await
         .expect("the fleet did not finish after SIGCONT")
         .unwrap();
+    eprintln!("fleet done at {:?}\n{}", t0.elapsed(), describe(&out));
     assert_exit(&out, 0);
     assert!(
         all_output(&out).contains("spread: 6 target(s) swapped within"),
@@ -456,7 +514,11 @@ async fn the_fleet_killed_between_two_swaps_is_finished_by_running_it_again() {
         text.contains("split: 2 target(s) swapped by an earlier fleet process, 4 now"),
         "{text}"
     );
-    assert_eq!(text.matches("by an earlier fleet process").count(), 3, "{text}");
+    assert_eq!(
+        text.matches("by an earlier fleet process").count(),
+        3,
+        "{text}"
+    );
     assert_eq!(f.swapped().await, vec![true; 6]);
     for d in &f.dbs {
         assert_eq!(fleet_ids(&d.client).await.len(), 1);

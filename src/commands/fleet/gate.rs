@@ -182,7 +182,13 @@ async fn wait_swapped(
     loop {
         let s = p.read(Some(fleet_id)).await;
         match s.standing {
-            Standing::Swapped => return Ok(s),
+            // The swap's event is written just after its commit: wait for it (its time is the
+            // report's), unless the run is over without one.
+            Standing::Swapped
+                if s.swapped_at.is_some() || s.status.as_deref() != Some("running") =>
+            {
+                return Ok(s)
+            }
             Standing::Stopped => {
                 let why = s.error.clone().unwrap_or_else(|| "the run stopped".into());
                 if tries >= retries {
