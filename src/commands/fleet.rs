@@ -721,7 +721,11 @@ async fn fail_before_gate(
     ))
     .with_state(state)
     .with_next(format!(
-        "fix what the error names, then run the same `pg-hotswap fleet run` again: ready targets are reused, not copied again (`pg-hotswap fleet status --targets {} --table {}` shows each)",
+        "fix what the error names, then run the same `pg-hotswap fleet run` again: {} (`pg-hotswap fleet status --targets {} --table {}` shows each)",
+        match args.on_failure {
+            OnFailure::Wait => "ready targets are reused, not copied again",
+            OnFailure::Abort => "the aborted targets start anew",
+        },
         args.t.targets.display(),
         args.t.table
     )))

@@ -525,3 +525,89 @@ async fn the_fleet_killed_between_two_swaps_is_finished_by_running_it_again() {
     }
     f.stop_and_check().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
+    let cl = clusters().await;
+    let mut f = Fleet::new("canary", &[&cl[0], &cl[1], &cl[2]]).await;
+    let out = f
+        .run(&["--parallel", "6", "--per-host", "2", "--canary", "2"])
+        .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("canary swapped"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        f.swapped().await,
+        vec![true, true, false, false, false, false]
+    );
+    let v = f.status_json().await;
+    assert_eq!((total(&v, "swapped"), total(&v, "ready")), (2, 4), "{v:#}");
+    let t = f.targets.display().to_string();
+    let out = hotswap_async(&[
+        "fleet",
+        "cutover",
+        "--targets",
+        &t,
+        "--table",
+        "public.items",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(
+        text.contains("split: 2 target(s) swapped by an earlier fleet process, 4 now"),
+        "{text}"
+    );
+    assert_eq!(f.swapped().await, vec![true; 6]);
+    f.stop_and_check().await;
+}
+
+/// `--on-failure abort`: a target that cannot take the ALTER, and every other run is aborted
+/// (nothing of the tool's left but its state tables), no table changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_abort_removes_the_other_runs() {
+    let cl = clusters().await;
+    let mut f = Fleet::new("onfail", &[&cl[0], &cl[1]]).await;
+    f.dbs[3]
+        .client
+        .batch_execute(
+            "INSERT INTO public.items VALUES (-7, 1, repeat('x', 150)); \
+             INSERT INTO public.items_ledger VALUES (-7, 1, repeat('x', 150))",
+        )
+        .await
+        .unwrap();
+    let out = f
+        .run(&[
+            "--parallel",
+            "6",
+            "--per-host",
+            "2",
+            "--on-failure",
+            "abort",
+        ])
+        .await;
+    assert_exit(&out, 1);
+    let text = all_output(&out);
+    assert!(
+        text.contains("fl_onfail_3") && text.contains("too long"),
+        "{text}"
+    );
+    assert!(text.contains("aborted"), "{text}");
+    assert_eq!(f.swapped().await, vec![false; 4]);
+    for (i, d) in f.dbs.iter().enumerate().filter(|(i, _)| *i != 3) {
+        let rows = d
+            .client
+            .query(
+                "SELECT status FROM hotswap.runs UNION ALL SELECT 'object ' || name FROM hotswap.objects WHERE dropped_at IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, vec!["aborted".to_string()], "target {i}: {got:?}");
+    }
+    f.stop_and_check().await;
+}

@@ -255,7 +255,10 @@ pub struct FleetStatus<'a> {
 pub fn render(lines: &[TargetStatus]) -> String {
     let mut s = String::new();
     for l in lines {
-        let mut parts = vec![l.standing.as_str().to_string()];
+        let mut parts = vec![match (l.standing, &l.status) {
+            (Standing::Stopped, Some(st)) => format!("stopped ({st})"),
+            (s, _) => s.as_str().to_string(),
+        }];
         if let Some(id) = l.run_id {
             parts.push(format!("run {id}"));
         }
