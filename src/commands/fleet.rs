@@ -312,9 +312,9 @@ enum Duty {
     Done,
 }
 
-/// `fleet run`.
-async fn run(args: FleetRunArgs) -> Result<i32> {
-    for a in &args.run_args {
+/// The run options after `--`: none the fleet sets itself, and they parse as `run`'s.
+fn check_run_args(table: &str, run_args: &[String]) -> Result<()> {
+    for a in run_args {
         let name = a.split('=').next().unwrap_or("");
         if OWN_FLAGS.contains(&name) {
             return Err(Error::usage(format!(
@@ -322,13 +322,16 @@ async fn run(args: FleetRunArgs) -> Result<i32> {
             )));
         }
     }
-    // The run options must parse as `run`'s, before anything starts.
-    {
-        let mut probe = vec!["pg-hotswap", "run", "--table", &args.t.table];
-        probe.extend(args.run_args.iter().map(String::as_str));
-        <super::Cli as clap::Parser>::try_parse_from(&probe)
-            .map_err(|e| Error::usage(format!("the run options after `--`: {e}")))?;
-    }
+    let mut probe = vec!["pg-hotswap", "run", "--table", table];
+    probe.extend(run_args.iter().map(String::as_str));
+    <super::Cli as clap::Parser>::try_parse_from(&probe)
+        .map_err(|e| Error::usage(format!("the run options after `--`: {e}")))?;
+    Ok(())
+}
+
+/// `fleet run`.
+async fn run(args: FleetRunArgs) -> Result<i32> {
+    check_run_args(&args.t.table, &args.run_args)?;
     let mut probes = load(&args.t)?;
     let fleet_id = match &args.t.fleet_id {
         Some(id) => id.clone(),
@@ -642,7 +645,24 @@ async fn fail_before_gate(
     failures: Vec<(String, String)>,
 ) -> Result<i32> {
     let failed: Vec<&str> = failures.iter().map(|(t, _)| t.as_str()).collect();
-    let state = if args.on_failure == OnFailure::Abort {
+    let state = if args.cutover == FleetCutover::PerTarget {
+        // Each target swapped as it got ready: the fleet is split between those and the failed.
+        let st = read_all(probes, Some(fleet_id)).await;
+        let swapped: Vec<&str> = st
+            .iter()
+            .filter(|s| s.standing == Standing::Swapped)
+            .map(|s| s.target.as_str())
+            .collect();
+        format!(
+            "per-target cut-over: {} target(s) swapped{}; the failed ones were not",
+            swapped.len(),
+            if swapped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", swapped.join(", "))
+            }
+        )
+    } else if args.on_failure == OnFailure::Abort {
         let mut asked = vec![false; probes.len()];
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -715,8 +735,13 @@ async fn fail_before_gate(
     }
     let named: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
     Err(Error::failed(format!(
-        "fleet {fleet_id}: {} target(s) failed before the cut-over: {}",
+        "fleet {fleet_id}: {} target(s) failed{}: {}",
         failures.len(),
+        if args.cutover == FleetCutover::Gated {
+            " before the cut-over"
+        } else {
+            ""
+        },
         named.join("; ")
     ))
     .with_state(state)
@@ -846,5 +871,72 @@ async fn revert_command(args: FleetCutoverArgs) -> Result<i32> {
                 "see `pg-hotswap fleet status`; `pg-hotswap revert` on one target tries it again",
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> std::result::Result<FleetRunArgs, clap::Error> {
+        let mut a = vec![
+            "pg-hotswap",
+            "fleet",
+            "run",
+            "--targets",
+            "f",
+            "--table",
+            "t",
+        ];
+        a.extend_from_slice(extra);
+        match Cli::try_parse_from(a)?.command {
+            Command::Fleet(FleetArgs {
+                command: FleetCommand::Run(r),
+            }) => Ok(r),
+            _ => panic!("not fleet run"),
+        }
+    }
+
+    #[test]
+    fn fleet_run_flags_and_the_run_options_after_the_separator() {
+        let r = parse(&[]).unwrap();
+        assert_eq!((r.parallel, r.per_host), (4, 1));
+        assert_eq!(r.cutover, FleetCutover::Gated);
+        assert_eq!(r.on_failure, OnFailure::Wait);
+        assert!(r.run_args.is_empty());
+        let r = parse(&[
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--cutover",
+            "per-target",
+            "--per-host",
+            "2",
+            "--",
+            "--jobs",
+            "2",
+            "--chunk-rows=500",
+        ])
+        .unwrap();
+        assert_eq!(r.cutover, FleetCutover::PerTarget);
+        assert_eq!(r.run_args, ["--jobs", "2", "--chunk-rows=500"]);
+        assert!(check_run_args("t", &r.run_args).is_ok());
+        // --canary goes with the gate; --parallel at least 1.
+        assert!(parse(&["--canary", "2", "--cutover", "per-target"]).is_err());
+        assert_eq!(parse(&["--canary", "2"]).unwrap().canary, Some(2));
+        assert!(parse(&["--parallel", "0"]).is_err());
+        // What the fleet sets itself, or what `run` does not take, is refused after `--`.
+        for bad in [
+            &["--dsn", "host=x"][..],
+            &["--cutover=auto"],
+            &["--alter", "x"],
+            &["--no-such-flag"],
+            &["--jobs", "0"],
+        ] {
+            let args: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+            let e = check_run_args("t", &args).unwrap_err();
+            assert_eq!(e.kind(), Kind::Usage, "{bad:?}");
+        }
     }
 }

@@ -530,9 +530,12 @@ async fn the_fleet_killed_between_two_swaps_is_finished_by_running_it_again() {
 async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
     let cl = clusters().await;
     let mut f = Fleet::new("canary", &[&cl[0], &cl[1], &cl[2]]).await;
-    let out = f
-        .run(&["--parallel", "6", "--per-host", "2", "--canary", "2"])
-        .await;
+    let a = f.run_args(
+        &["--parallel", "6", "--per-host", "2", "--canary", "2"],
+        "500",
+        &["--revertible"],
+    );
+    let out = hotswap_async(&a.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_exit(&out, 0);
     assert!(
         all_output(&out).contains("canary swapped"),
@@ -562,6 +565,57 @@ async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
         "{text}"
     );
     assert_eq!(f.swapped().await, vec![true; 6]);
+    // --revertible: `fleet revert` swaps every target back, with the writes made since.
+    let out = hotswap_async(&[
+        "fleet",
+        "revert",
+        "--targets",
+        &t,
+        "--table",
+        "public.items",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("reverted 6 target(s)"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(f.swapped().await, vec![false; 6]);
+    f.stop_and_check().await;
+}
+
+/// `--cutover per-target`: each target swaps as soon as it is ready; one that cannot take the
+/// ALTER holds back nobody, and the command names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_target_cutover_swaps_each_when_ready() {
+    let cl = clusters().await;
+    let mut f = Fleet::new("pertarget", &[&cl[0], &cl[1]]).await;
+    f.dbs[1]
+        .client
+        .batch_execute(
+            "INSERT INTO public.items VALUES (-7, 1, repeat('x', 150)); \
+             INSERT INTO public.items_ledger VALUES (-7, 1, repeat('x', 150))",
+        )
+        .await
+        .unwrap();
+    let out = f
+        .run(&[
+            "--parallel",
+            "2",
+            "--per-host",
+            "1",
+            "--cutover",
+            "per-target",
+        ])
+        .await;
+    assert_exit(&out, 1);
+    let text = all_output(&out);
+    assert!(
+        text.contains("fl_pertarget_1") && text.contains("too long"),
+        "{text}"
+    );
+    assert_eq!(f.swapped().await, vec![true, false, true, true]);
     f.stop_and_check().await;
 }
 
