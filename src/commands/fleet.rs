@@ -17,9 +17,12 @@
 //! Invariant kept here: with the gated cut-over (the default), no target is told to swap until
 //! every target is ready; a target that failed or was refused keeps every other one from
 //! swapping, and the command names it. Parts: `targets` (the targets file, the fleet id),
-//! `status` (reading a target's run, `fleet status`), `gate` (the cut-over and its report).
+//! `launch` (the per-target processes), `status` (reading a target's run, `fleet status`),
+//! `gate` (the cut-over and its report), `outcome` (how `fleet run` ends).
 
 mod gate;
+mod launch;
+mod outcome;
 mod status;
 mod targets;
 
@@ -29,12 +32,13 @@ use crate::output::ui::say;
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::future::join_all;
 use gate::CutoverReport;
+pub use launch::ChildLauncher;
+use outcome::{cutover_result, fail_before_gate, finish_report, report_of};
 use serde::Serialize;
 use status::{Probe, Standing, TargetStatus};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use targets::FleetTarget;
 
 #[derive(Args, Debug)]
 pub struct FleetArgs {
@@ -180,114 +184,6 @@ fn load(t: &FleetTargetArgs) -> Result<Vec<Probe>> {
 
 async fn read_all(probes: &mut [Probe], id: Option<&str>) -> Vec<TargetStatus> {
     join_all(probes.iter_mut().map(|p| p.read(id))).await
-}
-
-/// Starts the targets' runs and their continuations: this executable as a child process, its
-/// output appended to the target's log file, the connection string in its environment
-/// (`DATABASE_URL`, so no password shows in the process list).
-pub struct ChildLauncher {
-    exe: PathBuf,
-    table: String,
-    state_schema: String,
-    log_dir: PathBuf,
-}
-
-impl ChildLauncher {
-    fn new(t: &FleetTargetArgs, log_dir: PathBuf) -> Result<ChildLauncher> {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::failed(format!("cannot find this executable: {e}")))?;
-        std::fs::create_dir_all(&log_dir).map_err(|e| {
-            Error::usage(format!(
-                "cannot create the log directory {}: {e}",
-                log_dir.display()
-            ))
-        })?;
-        Ok(ChildLauncher {
-            exe,
-            table: t.table.clone(),
-            state_schema: t.state_schema.clone(),
-            log_dir,
-        })
-    }
-
-    fn log_path(&self, t: &FleetTarget) -> PathBuf {
-        self.log_dir.join(targets::log_name(t))
-    }
-
-    /// Spawns `pg-hotswap <args>` for target `t`.
-    fn spawn(&self, t: &FleetTarget, args: &[String]) -> Result<tokio::process::Child> {
-        use std::io::Write;
-        let path = self.log_path(t);
-        let open = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-        };
-        let io_err = |e: std::io::Error| {
-            Error::failed(format!("cannot write the log file {}: {e}", path.display()))
-        };
-        let mut log = open().map_err(io_err)?;
-        let _ = writeln!(
-            log,
-            "=== pg-hotswap {} (target {})",
-            args.join(" "),
-            t.label
-        );
-        let err = open().map_err(io_err)?;
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.args(args)
-            .env("DATABASE_URL", &t.dsn)
-            .env_remove("PGHOTSWAP_FAILPOINT")
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .kill_on_drop(false);
-        cmd.spawn()
-            .map_err(|e| Error::failed(format!("cannot start the run of {}: {e}", t.label)))
-    }
-
-    /// `--table`, `--state-schema` for a child.
-    fn base(&self, verb: &str) -> Vec<String> {
-        vec![
-            verb.to_string(),
-            "--table".into(),
-            self.table.clone(),
-            "--state-schema".into(),
-            self.state_schema.clone(),
-        ]
-    }
-
-    /// Continues the target's stopped run (`pg-hotswap resume`: its recorded arguments, swap
-    /// at once) and waits for it; its exit status.
-    pub async fn resume(&self, t: &FleetTarget) -> Result<i32> {
-        let mut child = self.spawn(t, &self.base("resume"))?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Error::failed(format!("waiting for the run of {}: {e}", t.label)))?;
-        Ok(status.code().unwrap_or(1))
-    }
-
-    /// The last lines of the target's log from its last `error` line on (at most 6).
-    fn error_tail(&self, t: &FleetTarget) -> Option<String> {
-        let text = std::fs::read_to_string(self.log_path(t)).ok()?;
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines
-            .iter()
-            .rposition(|l| l.trim_start().starts_with("error"))?;
-        let text = lines[start..lines.len().min(start + 6)]
-            .iter()
-            .map(|l| l.trim())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Some(
-            text.strip_prefix("error:")
-                .unwrap_or(&text)
-                .trim()
-                .to_string(),
-        )
-    }
 }
 
 /// `fleet run --output json`.
@@ -553,207 +449,6 @@ enum Outcome {
     Gate,
     /// Targets failed: (label, error).
     Failed(Vec<(String, String)>),
-}
-
-/// A report of targets that swapped on their own (per-target cut-over, or before).
-fn report_of(statuses: &[TargetStatus]) -> CutoverReport {
-    let mut r = CutoverReport::default();
-    for s in statuses {
-        if s.standing == Standing::Swapped {
-            r.swapped.push(gate::SwapLine {
-                target: s.target.clone(),
-                run_id: s.run_id,
-                swapped_at: s.swapped_at,
-                earlier: false,
-            });
-        }
-    }
-    let times: Vec<f64> = r.swapped.iter().filter_map(|l| l.swapped_at).collect();
-    if !times.is_empty() {
-        let lo = times.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        r.spread_secs = Some(hi - lo);
-    }
-    r
-}
-
-fn finish_report(
-    fleet_id: &str,
-    statuses: &[TargetStatus],
-    report: &CutoverReport,
-    output: OutputFormat,
-    outcome: &str,
-) {
-    match output {
-        OutputFormat::Json => super::print_json(&RunReport {
-            fleet_id,
-            outcome,
-            targets: statuses,
-            cutover: Some(report),
-        }),
-        OutputFormat::Text => {
-            println!("fleet {fleet_id}: {outcome}");
-            print!("{}", report.render());
-        }
-    }
-}
-
-/// The exit of a cut-over: 0 when every target it was to swap swapped.
-fn cutover_result(
-    report: &CutoverReport,
-    t: &FleetTargetArgs,
-    fleet_id: &str,
-    canary: bool,
-) -> Result<i32> {
-    if report.failed.is_empty() && report.not_ready.is_empty() {
-        if canary {
-            say(&format!(
-                "fleet {fleet_id}: canary swapped; the other targets wait ready (replaying): `pg-hotswap fleet cutover --targets {} --table {}` swaps them",
-                t.targets.display(),
-                t.table
-            ));
-        }
-        return Ok(0);
-    }
-    let names: Vec<String> = report
-        .failed
-        .iter()
-        .map(|(t, e)| format!("{t}: {e}"))
-        .chain(report.not_ready.iter().map(|t| format!("{t}: not ready")))
-        .collect();
-    Err(Error::failed(format!(
-        "fleet {fleet_id}: the cut-over is split: {} swapped, not swapped: {}",
-        report.swapped.len(),
-        names.join("; ")
-    ))
-    .with_state("the swapped targets have the new table; the others still have the old one (their runs keep the shadow in sync where they still run)")
-    .with_next(format!(
-        "`pg-hotswap fleet cutover --targets {} --table {}` tries the rest again; a --revertible fleet can go back with `pg-hotswap fleet revert`",
-        t.targets.display(),
-        t.table
-    )))
-}
-
-/// A target failed before the gate: nobody swaps; with `--on-failure abort` the others are
-/// aborted (each run is asked once it is recorded, and this waits, bounded, until they have
-/// removed what they created). The error names every failed target.
-async fn fail_before_gate(
-    probes: &mut [Probe],
-    children: &mut [Option<tokio::process::Child>],
-    fleet_id: &str,
-    args: &FleetRunArgs,
-    failures: Vec<(String, String)>,
-) -> Result<i32> {
-    let failed: Vec<&str> = failures.iter().map(|(t, _)| t.as_str()).collect();
-    let state = if args.cutover == FleetCutover::PerTarget {
-        // Each target swapped as it got ready: the fleet is split between those and the failed.
-        let st = read_all(probes, Some(fleet_id)).await;
-        let swapped: Vec<&str> = st
-            .iter()
-            .filter(|s| s.standing == Standing::Swapped)
-            .map(|s| s.target.as_str())
-            .collect();
-        format!(
-            "per-target cut-over: {} target(s) swapped{}; the failed ones were not",
-            swapped.len(),
-            if swapped.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", swapped.join(", "))
-            }
-        )
-    } else if args.on_failure == OnFailure::Abort {
-        let mut asked = vec![false; probes.len()];
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            for c in children.iter_mut() {
-                if c.as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-                {
-                    *c = None;
-                }
-            }
-            let st = read_all(probes, Some(fleet_id)).await;
-            let mut live = children.iter().any(Option::is_some);
-            for (i, s) in st.iter().enumerate() {
-                if !matches!(s.standing, Standing::Ready | Standing::Working) {
-                    continue;
-                }
-                live = true;
-                let (Some(run), false) = (s.run_id, asked[i]) else {
-                    continue;
-                };
-                let state = probes[i].state().clone();
-                if let Ok(client) = probes[i].client().await {
-                    asked[i] = state
-                        .request(client, run, Some("abort"))
-                        .await
-                        .unwrap_or(false);
-                }
-            }
-            if !live || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        let aborted: Vec<String> = (0..probes.len())
-            .filter(|&i| asked[i])
-            .map(|i| probes[i].target.label.clone())
-            .collect();
-        format!(
-            "no target was swapped; aborted (everything their runs created removed): {}",
-            if aborted.is_empty() {
-                "none".to_string()
-            } else {
-                aborted.join(", ")
-            }
-        )
-    } else {
-        let st = read_all(probes, Some(fleet_id)).await;
-        let ready = st.iter().filter(|s| s.standing == Standing::Ready).count();
-        let going = (0..probes.len())
-            .filter(|&i| {
-                st[i].standing != Standing::Ready
-                    && !failed.contains(&probes[i].target.label.as_str())
-                    && (children[i].is_some() || st[i].standing == Standing::Working)
-            })
-            .count();
-        format!(
-            "no target was swapped; {ready} ready and {going} still on their way: their runs go on in their own processes and wait ready, replaying"
-        )
-    };
-    let statuses = read_all(probes, Some(fleet_id)).await;
-    if args.output == OutputFormat::Json {
-        super::print_json(&RunReport {
-            fleet_id,
-            outcome: "failed",
-            targets: &statuses,
-            cutover: None,
-        });
-    } else {
-        print!("{}", status::render(&statuses));
-    }
-    let named: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
-    Err(Error::failed(format!(
-        "fleet {fleet_id}: {} target(s) failed{}: {}",
-        failures.len(),
-        if args.cutover == FleetCutover::Gated {
-            " before the cut-over"
-        } else {
-            ""
-        },
-        named.join("; ")
-    ))
-    .with_state(state)
-    .with_next(format!(
-        "fix what the error names, then run the same `pg-hotswap fleet run` again: {} (`pg-hotswap fleet status --targets {} --table {}` shows each)",
-        match args.on_failure {
-            OnFailure::Wait => "ready targets are reused, not copied again",
-            OnFailure::Abort => "the aborted targets start anew",
-        },
-        args.t.targets.display(),
-        args.t.table
-    )))
 }
 
 /// The fleet id for the commands other than `run`: given, or the one the targets' last fleet
