@@ -386,6 +386,18 @@ fn cluster_pids(cluster: &Cluster) -> Vec<i32> {
     pids
 }
 
+/// Continues the stopped processes when dropped, so a failing test leaves no stopped server.
+struct Continue(Vec<i32>);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .args(self.0.iter().map(|p| p.to_string()))
+            .status();
+    }
+}
+
 fn signal(pids: &[i32], sig: &str) {
     let status = std::process::Command::new("kill")
         .arg(format!("-{sig}"))
@@ -440,6 +452,7 @@ async fn a_stopped_cluster_holds_the_gate_and_all_swap_after_it_continues() {
     };
     let pids = cluster_pids(&own);
     signal(&pids, "STOP");
+    let stopped = Continue(pids.clone());
     eprintln!("stopped at {:?}: {done}/{all} chunks", t0.elapsed());
     assert!(
         done < all,
@@ -463,7 +476,7 @@ async fn a_stopped_cluster_holds_the_gate_and_all_swap_after_it_continues() {
         swapped.push(column_type(&d.client, &f.spec.table, &f.spec.id_col).await == "bigint");
     }
     assert_eq!(swapped, vec![false; 4]);
-    signal(&pids, "CONT");
+    drop(stopped);
     eprintln!("continued at {:?}", t0.elapsed());
     let out = tokio::time::timeout(Duration::from_secs(240), fleet.wait_with_output())
         .await
