@@ -678,3 +678,38 @@ async fn on_failure_abort_removes_the_other_runs() {
     }
     f.stop_and_check().await;
 }
+
+/// A state schema made before the fleet (no `runs.fleet_id`) gets the column on the next run,
+/// and `run --fleet-id` (what the fleet passes its runs) records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_state_schema_gets_the_fleet_column() {
+    let db = crate::harness::TestDb::new("fleet_upgrade").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "items");
+    create_tables(&client, &spec, 1_000).await.unwrap();
+    pg_hotswap::state::State::new("hotswap")
+        .ensure_schema(&client)
+        .await
+        .unwrap();
+    client
+        .batch_execute("ALTER TABLE hotswap.runs DROP COLUMN fleet_id")
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.items",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--fleet-id",
+        "fleet-upgrade-1",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        fleet_ids(&client).await,
+        vec![Some("fleet-upgrade-1".to_string())]
+    );
+}
