@@ -713,3 +713,84 @@ async fn an_older_state_schema_gets_the_fleet_column() {
         vec![Some("fleet-upgrade-1".to_string())]
     );
 }
+
+/// A swap that cannot get its lock after others have swapped: the fleet keeps trying that
+/// target (continuing its run) until it swaps, and the split while it lasted is in the spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_fails_after_others_is_tried_again() {
+    let cl = clusters().await;
+    let mut f = Fleet::new("lockheld", &[&cl[0], &cl[1]]).await;
+    let a = f.run_args(
+        &["--parallel", "4", "--per-host", "2"],
+        "500",
+        &["--max-lock-attempts", "2", "--lock-timeout", "50ms"],
+    );
+    let fleet = tokio::process::Command::from(hotswap_command(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    // Once the last target is ready, a transaction holds a lock on its table that the swap
+    // cannot get.
+    let holder = connect(&f.dbs[3].conninfo).await;
+    let started = Instant::now();
+    loop {
+        let v = f.status_json().await;
+        if v["targets"][3]["ready"] == true {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.items IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    // The swap gives up after its 2 attempts (its run stops) while the others have swapped;
+    // the fleet continues the run, which tries again; then the lock goes.
+    let started = Instant::now();
+    loop {
+        let timeouts: i64 = f.dbs[3]
+            .client
+            .query_one(
+                "SELECT count(*) FROM hotswap.events WHERE kind = 'lock_timeout'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if timeouts >= 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the swap was not tried again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(f.swapped().await, vec![true, true, true, false]);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), fleet.wait_with_output())
+        .await
+        .expect("the fleet did not finish")
+        .unwrap();
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(
+        text.contains("continuing its run (attempt 1 of 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fl_lockheld_3: swapped (run 1) at +")
+            && text.contains("after its swap failed and its run was continued 1 time(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spread: 4 target(s) swapped within"),
+        "{text}"
+    );
+    assert_eq!(f.swapped().await, vec![true; 4]);
+    f.stop_and_check().await;
+}

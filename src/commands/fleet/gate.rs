@@ -29,6 +29,8 @@ pub struct SwapLine {
     pub swapped_at: Option<f64>,
     /// Swapped by an earlier fleet process (before this command).
     pub earlier: bool,
+    /// How many times its run was continued because its swap had failed.
+    pub retries: u32,
 }
 
 /// What the cut-over did.
@@ -54,7 +56,7 @@ impl CutoverReport {
             .fold(f64::INFINITY, f64::min);
         for l in &self.swapped {
             s.push_str(&format!(
-                "  {}: swapped{}{}{}\n",
+                "  {}: swapped{}{}{}{}\n",
                 l.target,
                 l.run_id.map(|r| format!(" (run {r})")).unwrap_or_default(),
                 l.swapped_at
@@ -65,6 +67,10 @@ impl CutoverReport {
                     ", by an earlier fleet process"
                 } else {
                     ""
+                },
+                match l.retries {
+                    0 => String::new(),
+                    n => format!(", after its swap failed and its run was continued {n} time(s)"),
                 }
             ));
         }
@@ -112,7 +118,7 @@ pub async fn cutover(
     for &i in which {
         let s = probes[i].read(Some(fleet_id)).await;
         match s.standing {
-            Standing::Swapped => report.swapped.push(line(&s, true)),
+            Standing::Swapped => report.swapped.push(line(&s, true, 0)),
             Standing::Ready => {
                 let run = s.run_id.unwrap_or_default();
                 let sent = request_cutover(&mut probes[i], run).await;
@@ -140,7 +146,7 @@ pub async fn cutover(
     for i in told {
         let s = wait_swapped(&mut probes[i], fleet_id, launch, retries).await;
         match s {
-            Ok(s) => report.swapped.push(line(&s, false)),
+            Ok((s, retries)) => report.swapped.push(line(&s, false, retries)),
             Err(e) => report.failed.push((probes[i].target.label.clone(), e)),
         }
     }
@@ -153,12 +159,13 @@ pub async fn cutover(
     Ok(report)
 }
 
-fn line(s: &TargetStatus, earlier: bool) -> SwapLine {
+fn line(s: &TargetStatus, earlier: bool, retries: u32) -> SwapLine {
     SwapLine {
         target: s.target.clone(),
         run_id: s.run_id,
         swapped_at: s.swapped_at,
         earlier,
+        retries,
     }
 }
 
@@ -170,13 +177,14 @@ async fn request_cutover(p: &mut Probe, run: i64) -> Result<bool> {
 }
 
 /// Waits until the target has swapped; a run that stopped without swapping (its lock attempts
-/// exhausted, say) is continued again, up to `retries` times. The final status, or the error.
+/// exhausted, say) is continued again, up to `retries` times. The final status and how many
+/// times the run was continued, or the error.
 async fn wait_swapped(
     p: &mut Probe,
     fleet_id: &str,
     launch: &ChildLauncher,
     retries: u32,
-) -> std::result::Result<TargetStatus, String> {
+) -> std::result::Result<(TargetStatus, u32), String> {
     let started = Instant::now();
     let mut tries = 0;
     loop {
@@ -187,7 +195,7 @@ async fn wait_swapped(
             Standing::Swapped
                 if s.swapped_at.is_some() || s.status.as_deref() != Some("running") =>
             {
-                return Ok(s)
+                return Ok((s, tries))
             }
             Standing::Stopped => {
                 let why = s.error.clone().unwrap_or_else(|| "the run stopped".into());

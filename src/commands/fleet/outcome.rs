@@ -23,6 +23,7 @@ pub(super) fn report_of(statuses: &[TargetStatus]) -> CutoverReport {
                 run_id: s.run_id,
                 swapped_at: s.swapped_at,
                 earlier: false,
+                retries: 0,
             });
         }
     }
