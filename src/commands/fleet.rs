@@ -131,8 +131,17 @@ pub struct FleetCutoverArgs {
     /// How many times a target whose swap failed is continued again.
     #[arg(long, default_value_t = 3)]
     pub swap_retries: u32,
+    /// Where the processes this starts (a continued run, a revert) write their output (default:
+    /// the directory `fleet run` uses by default).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// The default log directory of fleet `id`.
+fn default_log_dir(id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pg-hotswap-{id}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -236,7 +245,7 @@ async fn run(args: FleetRunArgs) -> Result<i32> {
     let log_dir = args
         .log_dir
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("pg-hotswap-{fleet_id}")));
+        .unwrap_or_else(|| default_log_dir(&fleet_id));
     let launch = ChildLauncher::new(&args.t, log_dir.clone())?;
     let mut child_args = launch.base("run");
     child_args.extend([
@@ -502,7 +511,7 @@ async fn cutover_command(args: FleetCutoverArgs) -> Result<i32> {
             args.t.table
         )));
     };
-    let log_dir = std::env::temp_dir().join(format!("pg-hotswap-{id}"));
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| default_log_dir(&id));
     let launch = ChildLauncher::new(&args.t, log_dir)?;
     let which: Vec<usize> = (0..probes.len()).collect();
     let report = gate::cutover(&mut probes, &which, &id, &launch, args.swap_retries).await?;
@@ -521,8 +530,10 @@ async fn cutover_command(args: FleetCutoverArgs) -> Result<i32> {
 async fn revert_command(args: FleetCutoverArgs) -> Result<i32> {
     let mut probes = load(&args.t)?;
     let id = resolve_id(&mut probes, &args.t).await?;
-    let log_dir =
-        std::env::temp_dir().join(format!("pg-hotswap-{}", id.as_deref().unwrap_or("fleet")));
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| default_log_dir(id.as_deref().unwrap_or("fleet")));
     let launch = ChildLauncher::new(&args.t, log_dir)?;
     let statuses = read_all(&mut probes, id.as_deref()).await;
     let (mut reverted, mut failed) = (Vec::new(), Vec::new());
