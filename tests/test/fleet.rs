@@ -184,6 +184,8 @@ impl Fleet {
             }
             assert_matches_ledger(&d.client, &self.spec).await;
         }
+        // The targets file and the runs' logs are kept only when a test fails.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -562,6 +564,7 @@ async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
     let v = f.status_json().await;
     assert_eq!((total(&v, "swapped"), total(&v, "ready")), (2, 4), "{v:#}");
     let t = f.targets.display().to_string();
+    let logs = f.dir.join("logs").display().to_string();
     let out = hotswap_async(&[
         "fleet",
         "cutover",
@@ -569,6 +572,8 @@ async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
         &t,
         "--table",
         "public.items",
+        "--log-dir",
+        &logs,
     ])
     .await;
     assert_exit(&out, 0);
@@ -586,6 +591,8 @@ async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
         &t,
         "--table",
         "public.items",
+        "--log-dir",
+        &logs,
     ])
     .await;
     assert_exit(&out, 0);
