@@ -47,8 +47,23 @@ CREATE TABLE IF NOT EXISTS @schema@.runs (
     -- For revert (issue 5): the names the swap chose (old table, its indexes), and the state of
     -- the reverse capture that keeps the old table revertible (active, reverted, finished).
     swap           jsonb,
-    reverse        text
+    reverse        text,
+    -- The fleet run this run belongs to (issue 18: `pg-hotswap fleet run` passes it to the run
+    -- of every target), NULL for a run of its own.
+    fleet_id       text
 );
+
+-- Upgrade of a state schema made before issue 18: the fleet column, added once (the catalog is
+-- read first, so an up-to-date schema takes no lock on runs here).
+DO $hotswap_fleet$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                  WHERE attrelid = pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.runs')
+                    AND attname = 'fleet_id' AND NOT attisdropped) THEN
+    ALTER TABLE @schema@.runs ADD COLUMN fleet_id text;
+  END IF;
+END
+$hotswap_fleet$;
 
 -- One row per chunk of the copy. done_at is set in the same transaction that commits the
 -- chunk's rows into the shadow, so a chunk is never copied twice.

@@ -6,6 +6,7 @@ use super::abort::AbortArgs;
 use super::bloat::BloatArgs;
 use super::control::ControlArgs;
 use super::flags::DemoArgs;
+use super::fleet::FleetArgs;
 use super::resume::ResumeArgs;
 use super::revert::{FinishArgs, RevertArgs};
 use super::run::RunArgs;
@@ -71,6 +72,9 @@ pub enum Command {
     Revert(RevertArgs),
     /// Drop the old table kept by the table's last rewrite, and its reverse capture.
     Finish(FinishArgs),
+    /// One rewrite across many databases (a targets file of connection strings), with the
+    /// cut-over gated until every target is ready: `fleet run`, `status`, `cutover`, `revert`.
+    Fleet(FleetArgs),
     /// Print a shell completion script to stdout, e.g.
     /// `pg-hotswap completions bash > /etc/bash_completion.d/pg-hotswap`.
     Completions {

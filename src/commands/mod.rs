@@ -1,7 +1,7 @@
 //! The command line: flags parsed into plain, validated values (`flags`, and each command's own
 //! flags next to it), the table resolved once per command into a [`crate::state::target::Target`], and
 //! the commands themselves: `run`, `plan`, `resume`, `abort`, `pause` / `cutover`, `status`,
-//! `revert` / `finish`, `bloat`, `demo`. The engine never sees clap (ripgrep's low-level flags ->
+//! `revert` / `finish`, `bloat`, `demo`, `fleet`. The engine never sees clap (ripgrep's low-level flags ->
 //! high-level values, `crates/core/flags/hiargs.rs`).
 //!
 //! Invariant kept here: a command returns its exit status or one [`crate::error::Error`];
@@ -13,6 +13,7 @@ mod bloat;
 mod cli;
 mod control;
 pub mod flags;
+mod fleet;
 mod pace;
 mod plan;
 mod report;
@@ -52,6 +53,7 @@ pub async fn dispatch(command: Command) -> Result<i32> {
         Command::Demo(args) => crate::demo::run(&args.options()).await.map(|()| 0),
         Command::Revert(args) => revert::revert_command(args).await,
         Command::Finish(args) => revert::finish_command(args).await,
+        Command::Fleet(args) => fleet::command(args).await,
         // See `utility`: handled before the runtime starts.
         Command::Completions { .. } | Command::Man { .. } => Ok(0),
     }

@@ -80,6 +80,7 @@ impl ResumeArgs {
             pace: self.pace.into_options(&self.lock)?,
             terminate_blockers_after: self.blockers.terminate_blockers_after,
             df_on_server: false,
+            fleet_id: None,
         };
         Ok((target, opts))
     }

@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// that cannot fit. Off unless asked.
     #[arg(long)]
     pub df_on_server: bool,
+    /// The fleet run this run belongs to (issue 18): `fleet run` passes it to the run of every
+    /// target; recorded in `runs.fleet_id`.
+    #[arg(long, hide = true)]
+    pub fleet_id: Option<String>,
 }
 
 impl RunArgs {
@@ -191,6 +195,7 @@ impl RunArgs {
             pace: self.pace.into_options(&self.lock)?,
             terminate_blockers_after: self.blockers.terminate_blockers_after,
             df_on_server: self.df_on_server,
+            fleet_id: self.fleet_id,
         };
         Ok((conn, self.state_schema, opts))
     }

@@ -124,6 +124,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         old_snapshots: Default::default(),
         terminate_blockers_after: None,
         df_on_server: false,
+        fleet_id: None,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -65,6 +65,9 @@ pub struct RunOptions {
     /// `run --df-on-server` (issue 20): read free disk with df on the server before creating
     /// anything, and refuse a copy that cannot fit.
     pub df_on_server: bool,
+    /// The fleet run this run belongs to (issue 18; `run --fleet-id`, passed by `fleet run`),
+    /// recorded on the run; not among the recorded arguments.
+    pub fleet_id: Option<String>,
 }
 
 impl RunOptions {
@@ -184,6 +187,9 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         None => cx.start_new(&mut ctl, &src, &pace, &mut timer).await?,
     };
     report.run_id = run;
+    if let Some(f) = &opts.fleet_id {
+        state.set_fleet_id(&ctl, run, f).await?;
+    }
     report.dropped_columns = plan
         .dropped
         .iter()

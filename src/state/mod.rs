@@ -14,6 +14,7 @@ mod changelog;
 mod chunks;
 mod control;
 mod events;
+mod fleet;
 mod objects;
 mod overview;
 mod runs;
@@ -21,6 +22,7 @@ pub mod target;
 
 pub use changelog::backlog_estimate_of;
 pub use chunks::{ChunkRecord, CopyTotals, UnitDone};
+pub use fleet::{FleetLookup, FleetRun, READY_NOTE};
 pub use objects::TriggerRecord;
 pub use overview::{RunFigures, RunOverview};
 pub use runs::{Swapped, SwappedRun, UnfinishedRun};
