@@ -184,8 +184,15 @@ impl Fleet {
             }
             assert_matches_ledger(&d.client, &self.spec).await;
         }
-        // The targets file and the runs' logs are kept only when a test fails.
-        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Fleet {
+    /// The targets file and the runs' logs are kept only when a test fails.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
