@@ -512,6 +512,7 @@ pub async fn copy_unit(
             plan.run_id
         )));
     }
+    crate::failpoint::hold("copy-unit").await;
     tx.commit().await.ctx(what())?;
     crate::failpoint::hit("copy-chunk");
     progress.rows.fetch_add(rows, Ordering::Relaxed);
