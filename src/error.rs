@@ -200,6 +200,15 @@ impl Error {
         self
     }
 
+    /// Drops the state and next step said closer to the failure, for an error that ends
+    /// something larger than the step that said them (a reconnect's "nothing was changed"
+    /// would misstate a run that gave up reconnecting).
+    pub fn without_advice(mut self) -> Error {
+        self.state = None;
+        self.next = None;
+        self
+    }
+
     /// A terminated backend as the server reports it, for unit tests of the fault rule.
     #[cfg(test)]
     pub(crate) fn connection_lost_for_tests() -> Error {

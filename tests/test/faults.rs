@@ -292,3 +292,144 @@ async fn a_persistent_fault_stops_the_run_and_resume_finishes_it() {
     assert_exit(&out, 0);
     check_result(&client, &spec, w, "resume after a persistent fault").await;
 }
+
+/// Failover (issue 20): the primary fails during the copy and its streaming standby is
+/// promoted; the writers move to the new primary by themselves (a multi-host connection string
+/// with `target_session_attrs=read-write`, as an application would have); the stopped run is
+/// continued there with `resume --dsn <new primary>` from the replicated state (the change log,
+/// the chunks and the runs are ordinary logged tables), and the table equals the ledger on the
+/// new primary: no write lost on either side of the promotion.
+///
+/// Why the writes the ledger confirmed on the old primary are on the new one: the primary runs
+/// with synchronous replication (`synchronous_standby_names = '*'`, `synchronous_commit = on`),
+/// so a commit is confirmed to a writer only once the standby has flushed its WAL, and a
+/// promotion replays all flushed WAL before the standby takes writes. (The table and its ledger
+/// are written in one transaction, so an unconfirmed write is either in both or in neither.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_during_the_copy_then_resume_on_the_new_primary() {
+    use pg_hotswap::demo::cluster::{Cluster, ClusterOptions};
+    let (primary, standby) = tokio::task::spawn_blocking(|| {
+        let primary = Cluster::start(&ClusterOptions::default()).expect("starting a primary");
+        let standby = primary.start_standby().expect("starting a standby");
+        (primary, standby)
+    })
+    .await
+    .unwrap();
+    let old = crate::harness::connect(&primary.conninfo("postgres")).await;
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        "ALTER SYSTEM SET synchronous_commit = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        old.batch_execute(sql).await.unwrap();
+    }
+    // Synchronous from here on: wait until the standby is the synchronous one.
+    let started = Instant::now();
+    loop {
+        let sync: i64 = old
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sync == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the standby never became synchronous"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spec = TableSpec::simple("public", "fo");
+    create_tables(&old, &spec, ROWS).await.unwrap();
+    // The writers reach whichever server takes writes, like an application after a failover.
+    let both = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=postgres \
+         target_session_attrs=read-write connect_timeout=2",
+        primary.port(),
+        standby.port()
+    );
+    let w = start_load(&both, &spec, ROWS, 2, 300);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let old_dsn = primary.conninfo("postgres");
+    let new_dsn = standby.conninfo("postgres");
+    let db = TestDb {
+        name: "postgres".into(),
+        conninfo: old_dsn.clone(),
+    };
+    let file = hold_file("failover", "copy-unit");
+    let mut child = start_held_run(&db, "public.fo", "copy-unit", &file);
+    wait_held(&file, &mut child).await;
+    assert_eq!(phase(&old).await, "copy");
+    let before_failover = w.transactions();
+    assert!(before_failover > 0, "no write before the failover");
+
+    // The primary fails (a fast shutdown ends every session with 57P01, then refuses
+    // connections); the standby is promoted.
+    let mut primary = primary;
+    let primary = tokio::task::spawn_blocking(move || {
+        primary.stop();
+        primary
+    })
+    .await
+    .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let new = crate::harness::connect(&new_dsn).await;
+    let promoted: bool = new
+        .query_one("SELECT pg_promote(true, 60)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(promoted, "the standby was not promoted");
+
+    // The run on the old primary cannot reconnect: after its bounded redos it stops, resumable.
+    let out = wait_output(child).await;
+    let _ = std::fs::remove_file(marker(&file));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("gave up after") && text.contains("run the same command again"),
+        "the run on the failed primary did not stop resumably after its redos:\n{}",
+        describe(&out)
+    );
+    // The writers moved to the new primary.
+    let at_resume = w.transactions();
+    let moved = Instant::now();
+    while w.transactions() < at_resume + 100 {
+        assert!(
+            moved.elapsed() < Duration::from_secs(60),
+            "the writers did not move to the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    eprintln!("--- the run on the failed primary\n{}", describe(&out));
+    let out = hotswap_async(&["resume", "--dsn", &new_dsn, "--table", "public.fo"]).await;
+    eprintln!("--- resume on the new primary\n{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("continuing run"),
+        "resume did not continue the replicated run:\n{}",
+        describe(&out)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = w.stop().await;
+    // Writers saw the failover as connection errors (their transaction in flight then is
+    // settled from the ledger on reconnect); none may be a wrong row count.
+    for e in &report.errors {
+        assert!(
+            !e.contains("changed"),
+            "a writer saw a wrong row count: {e}"
+        );
+    }
+    assert_eq!(column_type(&new, &spec.table, &spec.id_col).await, "bigint");
+    assert_matches_ledger(&new, &spec).await;
+    let left = leftovers(&new, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "the failover run left {left:#?}");
+    drop(primary);
+    drop(standby);
+}

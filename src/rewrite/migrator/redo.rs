@@ -46,7 +46,8 @@ impl Ctx<'_> {
                         faults.streak() + 1,
                         faults.streak()
                     );
-                    return Err(err.with_note(note));
+                    // The run's own state and next step are said by the caller (`failed`).
+                    return Err(err.without_advice().with_note(note));
                 }
                 Verdict::Redo(n) => n,
             };
