@@ -6,7 +6,7 @@
 //! `hold` is the gentle sibling: `PGHOTSWAP_HOLD=<name>:<file>` waits at a point while the file
 //! exists, and says it is waiting by creating `<file>.held` (`before-swap-lock`: after the last
 //! catch-up, before the swap takes its lock; issue 20, points inside units of work whose session
-//! a test cuts off while they wait: `copy-unit` before a copy unit commits, `replay-batch` before
+//! a test cuts off while they wait: `copy-unit` before a copy unit commits, `copy-unit-committed` after, `replay-batch` before
 //! a replay batch commits, `build-index` on an index session before its build, `verify-range` on
 //! a verification session before its range, `swap-locked` inside the swap holding its lock).
 //!

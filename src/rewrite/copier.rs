@@ -515,6 +515,7 @@ pub async fn copy_unit(
     crate::failpoint::hold("copy-unit").await;
     tx.commit().await.ctx(what())?;
     crate::failpoint::hit("copy-chunk");
+    crate::failpoint::hold("copy-unit-committed").await;
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     progress

@@ -219,6 +219,60 @@ async fn terminated_in_the_copy_is_ridden_out() {
     terminated_once_at("faults_copy", "copy-unit", "copy").await;
 }
 
+/// The sessions die right after a copy unit committed (as when the connection drops after
+/// COMMIT reached the server): the redo reads that the unit's chunks are done and copies only
+/// the others — every chunk done before the fault keeps its completion time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_after_a_copy_commit_copies_no_chunk_twice() {
+    let test = "faults_copy_committed";
+    let point = "copy-unit-committed";
+    let db = TestDb::new(test).await;
+    let client = db.client().await;
+    let (spec, w) = table_under_load(&db, &client, "t").await;
+    let file = hold_file(test, point);
+    let mut child = start_held_run(&db, "public.t", point, &file);
+    wait_held(&file, &mut child).await;
+    let done_before = done_chunks(&client).await;
+    assert!(
+        !done_before.is_empty(),
+        "no chunk was committed at the hold"
+    );
+    assert!(terminate_tool_sessions(&client).await >= 2);
+    std::fs::remove_file(&file).unwrap();
+    let out = wait_output(child).await;
+    let _ = std::fs::remove_file(marker(&file));
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("goes on from phase copy"),
+        "{}",
+        describe(&out)
+    );
+    let done_after = done_chunks(&client).await;
+    for (chunk, at) in &done_before {
+        assert_eq!(
+            done_after.iter().find(|(c, _)| c == chunk).map(|(_, a)| a),
+            Some(at),
+            "chunk {chunk} was copied again after the redo"
+        );
+    }
+    check_result(&client, &spec, w, point).await;
+}
+
+/// (chunk number, when it was marked done) of the newest run's committed chunks.
+async fn done_chunks(client: &Client) -> Vec<(i32, String)> {
+    client
+        .query(
+            "SELECT chunk_no, done_at::text FROM hotswap.chunks \
+              WHERE done_at IS NOT NULL AND run_id = (SELECT max(id) FROM hotswap.runs)",
+            &[],
+        )
+        .await
+        .expect("reading the chunks")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_in_the_build_is_ridden_out() {
     terminated_once_at("faults_build", "build-index", "build").await;
