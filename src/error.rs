@@ -48,6 +48,9 @@ pub struct Error {
     state: Option<String>,
     next: Option<String>,
     code: Option<SqlState>,
+    /// The session was lost (see [`Error::is_connection_lost`]); set where the driver's error
+    /// is at hand, since a closed connection or a socket error carries no SQLSTATE.
+    lost: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -60,6 +63,7 @@ impl Error {
             state: None,
             next: None,
             code: None,
+            lost: false,
         }
     }
 
@@ -79,6 +83,7 @@ impl Error {
     /// table app.t_new"). Keeps the SQLSTATE and the server's detail and hint.
     pub fn db(what: impl fmt::Display, err: tokio_postgres::Error) -> Error {
         let code = err.code().cloned();
+        let lost = driver_lost_connection(&err);
         let message = match err.as_db_error() {
             Some(db) => {
                 let mut m = format!("{what}: {}", db.message());
@@ -106,6 +111,7 @@ impl Error {
             state: None,
             next: None,
             code,
+            lost,
         }
     }
 
@@ -174,6 +180,43 @@ impl Error {
         self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
     }
 
+    /// True when the session this error came from is gone, but a new one may well work (issue
+    /// 20): the backend was terminated or the server is shutting down or starting (SQLSTATE
+    /// 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now), a connection
+    /// exception (class 08), or the driver's connection closed or failed on the socket (no
+    /// SQLSTATE then). Classified by SQLSTATE class and by the driver's error kind, never by
+    /// message text. The unit of work that lost its session can be redone on a new one.
+    pub fn is_connection_lost(&self) -> bool {
+        self.lost
+            || self
+                .code
+                .as_ref()
+                .is_some_and(|c| sqlstate_means_lost(c.code()))
+    }
+
+    /// Appends `note` to the message (what was tried before giving up), keeping the rest.
+    pub fn with_note(mut self, note: impl fmt::Display) -> Error {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+
+    /// Drops the state and next step said closer to the failure, for an error that ends
+    /// something larger than the step that said them (a reconnect's "nothing was changed"
+    /// would misstate a run that gave up reconnecting).
+    pub fn without_advice(mut self) -> Error {
+        self.state = None;
+        self.next = None;
+        self
+    }
+
+    /// A terminated backend as the server reports it, for unit tests of the fault rule.
+    #[cfg(test)]
+    pub(crate) fn connection_lost_for_tests() -> Error {
+        let mut e = Error::failed("terminating connection due to administrator command");
+        e.code = Some(SqlState::ADMIN_SHUTDOWN);
+        e
+    }
+
     /// A lock timeout as the server reports it, for unit tests of the retry (`locking`).
     #[cfg(test)]
     pub(crate) fn lock_timeout_for_tests() -> Error {
@@ -197,6 +240,31 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// SQLSTATEs after which the session is gone but the server may take a new one: class 08
+/// (connection exception) and the operator-intervention codes that end a session (57P01
+/// admin_shutdown: `pg_terminate_backend` or a fast shutdown; 57P02 crash_shutdown; 57P03
+/// cannot_connect_now: the server is starting or promoting). 57014 (query_canceled) is not
+/// one: a cancelled statement leaves the session usable and was meant.
+fn sqlstate_means_lost(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// Whether the driver says the connection is gone: closed, or failed on the socket (an I/O
+/// error anywhere in the chain: reset, broken pipe, refused while the server restarts).
+fn driver_lost_connection(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    let mut src = std::error::Error::source(err);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
 
 /// Adds "what we were doing" to database results.
 pub trait DbContext<T> {
@@ -321,6 +389,29 @@ mod tests {
         assert!(e.is_data_error());
         e.code = Some(SqlState::LOCK_NOT_AVAILABLE);
         assert!(!e.is_data_error());
+    }
+
+    #[test]
+    fn lost_connections_are_told_apart_by_sqlstate() {
+        let mut e = Error::failed("x");
+        assert!(!e.is_connection_lost());
+        for (code, lost) in [
+            (SqlState::ADMIN_SHUTDOWN, true),
+            (SqlState::CRASH_SHUTDOWN, true),
+            (SqlState::CANNOT_CONNECT_NOW, true),
+            (SqlState::CONNECTION_FAILURE, true),
+            (SqlState::CONNECTION_EXCEPTION, true),
+            (SqlState::QUERY_CANCELED, false),
+            (SqlState::LOCK_NOT_AVAILABLE, false),
+            (SqlState::DIVISION_BY_ZERO, false),
+            (SqlState::INVALID_PASSWORD, false),
+        ] {
+            e.code = Some(code.clone());
+            assert_eq!(e.is_connection_lost(), lost, "{}", code.code());
+        }
+        assert!(Error::connection_lost_for_tests().is_connection_lost());
+        let noted = Error::connection_lost_for_tests().with_note("gave up");
+        assert!(noted.is_connection_lost() && noted.message().ends_with("(gave up)"));
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! release binary never reads the variable.
 //!
 //! `hold` is the gentle sibling: `PGHOTSWAP_HOLD=<name>:<file>` waits at a point while the file
-//! exists (`before-swap-lock`: after the last catch-up, before the swap takes its lock).
+//! exists, and says it is waiting by creating `<file>.held` (`before-swap-lock`: after the last
+//! catch-up, before the swap takes its lock; issue 20, points inside units of work whose session
+//! a test cuts off while they wait: `copy-unit` before a copy unit commits, `copy-unit-committed` after, `replay-batch` before
+//! a replay batch commits, `build-index` on an index session before its build, `verify-range` on
+//! a verification session before its range, `swap-locked` inside the swap holding its lock).
 //!
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,
 //! `replay-batch` after a replay batch commits, `swap-locked` inside the swap transaction while
@@ -58,6 +62,9 @@ pub async fn hold(name: &str) {
     };
     if point != name {
         return;
+    }
+    if std::path::Path::new(file).exists() {
+        let _ = std::fs::write(format!("{file}.held"), b"");
     }
     while std::path::Path::new(file).exists() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -18,6 +18,12 @@ pub(super) fn print(r: &RunReport) {
         "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
         r.lock_held_ms, r.lock_attempts, r.longest_lock_ms
     );
+    if r.fault_retries > 0 {
+        println!(
+            "  lost sessions:      {} (reconnected and redone)",
+            r.fault_retries
+        );
+    }
     match (&r.old_table, r.old_table_dropped) {
         (Some(o), false) => println!(
             "  old table:          kept as {o} (drop it when you no longer need a way back)"

@@ -31,8 +31,9 @@ pub struct Probe {
 
 /// Starts probing `table` (by name, so after the swap it reads the new table).
 pub async fn start(spec: &ConnSpec, table: &QualifiedName) -> Result<Probe> {
-    let client = conn::connect(spec, "probe").await?;
+    let mut client = conn::connect(spec, "probe").await?;
     crate::db::locking::unbounded(&client).await?;
+    let spec = spec.clone();
     let sql = format!("SELECT 1 FROM {table} LIMIT 1");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -41,6 +42,14 @@ pub async fn start(spec: &ConnSpec, table: &QualifiedName) -> Result<Probe> {
             Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds");
         let mut errors = 0;
         while !flag.load(Ordering::Relaxed) {
+            if client.is_closed() {
+                // Its session was lost (issue 20): count the miss and open another.
+                if let Ok(c) = conn::connect(&spec, "probe").await {
+                    if crate::db::locking::unbounded(&c).await.is_ok() {
+                        client = c;
+                    }
+                }
+            }
             let started = Instant::now();
             // Simple protocol: no prepared statement to go stale when the table is swapped.
             match client.simple_query(&sql).await {

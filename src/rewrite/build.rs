@@ -109,6 +109,7 @@ pub async fn build(
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 let Some(s) = next else { break };
                 let started = std::time::Instant::now();
+                crate::failpoint::hold("build-index").await;
                 step::exec(&c, &s).await?;
                 tracing::info!(
                     step = s.what.as_str(),

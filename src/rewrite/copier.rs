@@ -512,8 +512,10 @@ pub async fn copy_unit(
             plan.run_id
         )));
     }
+    crate::failpoint::hold("copy-unit").await;
     tx.commit().await.ctx(what())?;
     crate::failpoint::hit("copy-chunk");
+    crate::failpoint::hold("copy-unit-committed").await;
     progress.rows.fetch_add(rows, Ordering::Relaxed);
     progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     progress

@@ -8,6 +8,7 @@
 mod cleanup;
 mod figures;
 mod phases;
+mod redo;
 
 use cleanup::abandon;
 pub use cleanup::{cleanup, drop_capture_step, drop_old_step};
@@ -16,6 +17,7 @@ use phases::Flow;
 
 use crate::db::catalog;
 use crate::db::conn::ConnSpec;
+use crate::db::faults::{FaultPolicy, FaultRetry};
 use crate::db::ident::QualifiedName;
 use crate::db::locking::LockPolicy;
 use crate::error::{Error, Kind, Result};
@@ -98,6 +100,8 @@ pub struct RunReport {
     /// The largest replay backlog measured (change-log rows), e.g. after the copy.
     pub replay_backlog_peak: i64,
     pub lock_attempts: u32,
+    /// Units of work redone on a new session after theirs was lost (issue 20).
+    pub fault_retries: u32,
     pub lock_held_ms: f64,
     pub longest_lock_ms: f64,
     pub phases: Vec<(String, f64)>,
@@ -207,7 +211,20 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         plan: &plan,
         gov: &gov,
     };
-    let result = flow.phases(&mut ctl, from, &mut report, &mut timer).await;
+    // A lost session is ridden out: reconnect and go on from the recorded phase (redo.rs).
+    let mut faults = FaultRetry::new(FaultPolicy::default());
+    let mut from = from;
+    let result = loop {
+        let e = match flow.phases(&mut ctl, from, &mut report, &mut timer).await {
+            Ok(()) => break Ok(()),
+            Err(e) => e,
+        };
+        match cx.ride_out(&mut ctl, run, &mut faults, e).await {
+            Ok(phase) => from = phase,
+            Err(e) => break Err(e),
+        }
+    };
+    report.fault_retries = faults.total();
     gov.final_metrics(&ctl, &state, run).await;
     drop(gov);
     if let Some(p) = probe {

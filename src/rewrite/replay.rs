@@ -247,6 +247,7 @@ async fn replay_batch_once(client: &mut Client, plan: &Plan, batching: Batching)
         .await
         .ctx("starting a replay transaction")?;
     let b = apply_batch(&tx, plan, batching).await?;
+    crate::failpoint::hold("replay-batch").await;
     tx.commit().await.ctx("committing a replay batch")?;
     crate::failpoint::hit("replay-batch");
     Ok(b)

@@ -380,6 +380,7 @@ async fn attempt_swap(
     step::exec(tx, &lock_step(plan)).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
+    crate::failpoint::hold("swap-locked").await;
 
     let now = catalog::fingerprint(tx, plan.source_oid).await?;
     if now != plan.fingerprint {

@@ -586,6 +586,7 @@ pub async fn verify(
                 // of the copy (pause, throttles, --nice).
                 gov.copy_permit(plan.run_id).await?;
                 let started = std::time::Instant::now();
+                crate::failpoint::hold("verify-range").await;
                 let (rows, equal) = compare_chunk(&c, &plan, &s, &pred).await?;
                 gov.nice(started.elapsed()).await;
                 out.0 += rows;

@@ -448,21 +448,35 @@ async fn server_goes_away_mid_run() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The server ends the tool's sessions (as a restart or an administrator would).
-    let ended: i64 = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name LIKE 'pg-hotswap%' AND datname = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ended > 0, "no session of the tool found");
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("the tool did not stop after its sessions were ended")
-        .unwrap();
+    // The server ends the tool's sessions (as a restart or an administrator would), again and
+    // again: a single loss is ridden out (issue 20, tests/test/faults.rs), a persistent one
+    // stops the run after its bounded reconnects.
+    let mut child = child;
+    let mut ended_any = 0;
+    let waited = std::time::Instant::now();
+    let status = loop {
+        let ended: i64 = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name LIKE 'pg-hotswap%' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        ended_any += ended;
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the tool did not stop while its sessions were ended again and again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(ended_any > 0, "no session of the tool found");
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), status.code());
     holder.batch_execute("COMMIT").await.unwrap();
     assert_failure(
         &out,
