@@ -437,10 +437,19 @@ pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
 }
 
 /// True when values equal as the key column's new type and collation were equal in the source
-/// (no change, integer widening, varchar/text without a collation change).
+/// (no change, integer widening, varchar/text without a collation change). The source type is
+/// as `format_type` prints it (`integer`), the new one as its catalog name (`pg_catalog.int8`).
 fn keeps_equality(k: &crate::rewrite::plan::KeyColumn) -> bool {
-    const INTS: [&str; 3] = ["smallint", "integer", "bigint"];
-    let texts = |t: &str| t == "text" || t.starts_with("character varying");
+    let rank = |t: &str| match t {
+        "smallint" | "pg_catalog.int2" => Some(0),
+        "integer" | "pg_catalog.int4" => Some(1),
+        "bigint" | "pg_catalog.int8" => Some(2),
+        _ => None,
+    };
+    let text = |t: &str| {
+        matches!(t, "text" | "pg_catalog.text" | "pg_catalog.varchar")
+            || t.starts_with("character varying")
+    };
     if k.shadow_collation.is_some() {
         return false;
     }
@@ -448,9 +457,8 @@ fn keeps_equality(k: &crate::rewrite::plan::KeyColumn) -> bool {
         None => true,
         Some(to) => {
             let from = k.source_type.as_str();
-            let rank = |t: &str| INTS.iter().position(|x| *x == t);
             matches!((rank(from), rank(to)), (Some(a), Some(b)) if a <= b)
-                || (texts(from) && texts(to))
+                || (text(from) && text(to))
         }
     }
 }
