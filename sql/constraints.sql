@@ -10,7 +10,11 @@ SELECT con.oid,
                FROM unnest(con.conkey) AS k(attnum)
                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum)
          AS columns,
-       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment
+       pg_catalog.obj_description(con.oid, 'pg_constraint') AS comment,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+              ORDER BY k.ord) AS referenced_columns
   FROM pg_catalog.pg_constraint con
  WHERE con.conrelid = $1 AND con.contype IN ('c', 'f')
  ORDER BY con.conname

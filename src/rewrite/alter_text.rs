@@ -470,6 +470,17 @@ pub fn object_names(alter: &str) -> Result<Vec<NameRef>, LexError> {
     Ok(out)
 }
 
+/// The first `DROP ... CASCADE` action of `alter`, as written. PostgreSQL's CASCADE drops
+/// objects that depend on what is dropped (other tables' foreign keys, views); on the shadow
+/// nothing depends on anything, so the run could not do what the ALTER says (issue 15).
+pub fn drop_cascade(alter: &str) -> Option<String> {
+    actions(alter).ok()?.into_iter().find_map(|(toks, text)| {
+        let first = is_word(alter, toks.first(), "drop");
+        let last = is_word(alter, toks.last(), "cascade");
+        (first && last).then(|| text.to_string())
+    })
+}
+
 /// `alter` with each name of `refs` for which `rename` gives a new (already quoted) spelling
 /// replaced by it; the rest of the text unchanged.
 pub fn replace_names(
@@ -520,8 +531,11 @@ pub fn translate_names(
     for r in &refs {
         let to = match r.role {
             NameRole::Existing => {
+                // The latest binding: `DROP CONSTRAINT k, ADD CONSTRAINT k ..., CLUSTER ON k`
+                // names the new `k`.
                 let to = map
                     .iter()
+                    .rev()
                     .find(|(from, _)| from == &r.name)
                     .map(|(_, t)| t.clone());
                 last_mapped = to.is_some();
@@ -596,8 +610,8 @@ mod tests {
             translate_names(a, &existing, |n| Ident::new(format!("hotswap_7_k{n}")));
         assert_eq!(
             text,
-            "DROP CONSTRAINT hotswap_7_i0, ADD CONSTRAINT hotswap_7_k0 PRIMARY KEY (t, id), \
-                 CLUSTER ON hotswap_7_k0, RENAME CONSTRAINT hotswap_7_i1 TO hotswap_7_k1, DROP CONSTRAINT chk"
+            "DROP CONSTRAINT \"hotswap_7_i0\", ADD CONSTRAINT \"hotswap_7_k0\" PRIMARY KEY (t, id), \
+                 CLUSTER ON \"hotswap_7_k0\", RENAME CONSTRAINT \"hotswap_7_i1\" TO \"hotswap_7_k1\", DROP CONSTRAINT chk"
         );
         assert_eq!(
             created,
@@ -606,6 +620,31 @@ mod tests {
                 (Ident::new("hotswap_7_k1"), Ident::new("u2")),
             ]
         );
+    }
+
+    #[test]
+    fn the_latest_binding_of_a_name_wins() {
+        let a =
+            "DROP CONSTRAINT t_pkey, ADD CONSTRAINT t_pkey PRIMARY KEY (k, id), CLUSTER ON t_pkey";
+        let existing = vec![(Ident::new("t_pkey"), Ident::new("hotswap_1_i0"))];
+        let (text, _) = translate_names(a, &existing, |n| Ident::new(format!("hotswap_1_k{n}")));
+        assert_eq!(
+            text,
+            "DROP CONSTRAINT \"hotswap_1_i0\", ADD CONSTRAINT \"hotswap_1_k0\" PRIMARY KEY (k, id), CLUSTER ON \"hotswap_1_k0\""
+        );
+    }
+
+    #[test]
+    fn drop_cascade_is_found() {
+        assert_eq!(
+            drop_cascade("ADD COLUMN c int, DROP CONSTRAINT p_pkey CASCADE").as_deref(),
+            Some("DROP CONSTRAINT p_pkey CASCADE")
+        );
+        assert_eq!(
+            drop_cascade("DROP COLUMN x RESTRICT, ADD COLUMN cascade int"),
+            None
+        );
+        assert_eq!(drop_cascade("drop column \"cascade\""), None);
     }
 
     #[test]

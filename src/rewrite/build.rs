@@ -322,6 +322,43 @@ pub fn attribute_steps(
             stmts.push(format!("ALTER TABLE {shadow} CLUSTER ON {}", ix.tmp_name));
         }
     }
+    use crate::rewrite::plan::ReplicaIdentity as R;
+    match &plan.replica_identity {
+        // What the shadow said after the ALTER (issue 15: the ALTER's own setting wins).
+        Some(ri) => stmts.push(format!(
+            "ALTER TABLE {shadow} REPLICA IDENTITY {}",
+            match ri {
+                R::Default => "DEFAULT".to_string(),
+                R::Full => "FULL".to_string(),
+                R::Nothing => "NOTHING".to_string(),
+                R::Index(tmp) => format!("USING INDEX {tmp}"),
+            }
+        )),
+        None => carried_replica_identity(plan, t, replica_identity_index, &mut stmts),
+    }
+    let what = format!("carrying table attributes over to {}", shadow.human());
+    let mut steps: Vec<Step> = stmts
+        .into_iter()
+        .map(|s| Step::new(s, what.clone()).locks("ACCESS EXCLUSIVE", shadow, false))
+        .collect();
+    steps.push(
+        Step::new(
+            format!("ANALYZE {shadow}"),
+            format!("analyzing {}", shadow.human()),
+        )
+        .locks("SHARE UPDATE EXCLUSIVE", shadow, false),
+    );
+    steps
+}
+
+/// The source's replica identity, for a plan recorded before the shadow's own was kept.
+fn carried_replica_identity(
+    plan: &Plan,
+    t: &crate::db::catalog::Table,
+    replica_identity_index: Option<&str>,
+    stmts: &mut Vec<String>,
+) {
+    let shadow = &plan.shadow;
     match t.replica_identity.as_str() {
         "f" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY FULL")),
         "n" => stmts.push(format!("ALTER TABLE {shadow} REPLICA IDENTITY NOTHING")),
@@ -337,19 +374,6 @@ pub fn attribute_steps(
         }
         _ => {}
     }
-    let what = format!("carrying table attributes over to {}", shadow.human());
-    let mut steps: Vec<Step> = stmts
-        .into_iter()
-        .map(|s| Step::new(s, what.clone()).locks("ACCESS EXCLUSIVE", shadow, false))
-        .collect();
-    steps.push(
-        Step::new(
-            format!("ANALYZE {shadow}"),
-            format!("analyzing {}", shadow.human()),
-        )
-        .locks("SHARE UPDATE EXCLUSIVE", shadow, false),
-    );
-    steps
 }
 
 /// The name of `table`'s replica identity index, if it has one.

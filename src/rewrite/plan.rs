@@ -156,6 +156,20 @@ pub struct Plan {
     /// What the sample oracle found when the shadow was created (issue 13; `oracle/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_check: Option<SampleCheck>,
+    /// The replica identity after the ALTER (the source's, set on the shadow before it, or the
+    /// ALTER's own). None: a plan made before this was kept (the source's is carried then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_identity: Option<ReplicaIdentity>,
+}
+
+/// `REPLICA IDENTITY` of the new table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ReplicaIdentity {
+    Default,
+    Full,
+    Nothing,
+    /// `USING INDEX`, by the index's temporary name on the shadow.
+    Index(Ident),
 }
 
 /// An extended statistics object of the source on the shadow: its temporary name there, and the

@@ -22,7 +22,8 @@ use crate::rewrite::step::Step;
 use crate::state::State;
 use derive::{
     compile_mapping, identity_index, map_columns, plan_constraints, plan_indexes,
-    refuse_dependents, refuse_lost_referenced_keys, NamePair,
+    refuse_dependents, refuse_lost_referenced_keys, refuse_taken_names, replica_identity_after,
+    replica_identity_step, NamePair,
 };
 use tokio_postgres::Client;
 
@@ -221,6 +222,9 @@ pub async fn build_in(
     for s in statistics_steps(src, run, shadow) {
         run_step(tx, s, &mut done).await?;
     }
+    if let Some(s) = replica_identity_step(tx, src, shadow, &original_names).await? {
+        run_step(tx, s, &mut done).await?;
+    }
 
     // The columns before the ALTER, by attnum: renames and type changes keep the attnum.
     let before_oid = relation_oid(tx, shadow).await?;
@@ -231,6 +235,14 @@ pub async fn build_in(
         .collect();
 
     if let Some(alter) = req.alter {
+        if let Some(action) = crate::rewrite::alter_text::drop_cascade(alter) {
+            return Err(Error::refused(format!(
+                "cannot rewrite table {}: `{action}` would make PostgreSQL drop the objects that depend on what it drops (other tables' foreign keys, views); pg-hotswap never drops other objects",
+                table.human()
+            ))
+            .with_state(format!("nothing was changed; {} is untouched", table.human()))
+            .with_next("drop those objects first if they must go, then run without CASCADE"));
+        }
         // Issue 15: the ALTER names the source's constraints; the shadow's index-backed ones
         // carry temporary names (index names are unique in a schema).
         let existing: Vec<NamePair> = original_names
@@ -266,13 +278,15 @@ pub async fn build_in(
     let tmp = Ident::new(tmp_index_name(run, shadow_ix.len()));
     indexes.extend(identity_index(
         &shadow_ix,
-        &shadow_key,
+        &built.key,
         shadow,
         tmp,
         req.revertible,
         &table.human(),
     )?);
     refuse_lost_referenced_keys(src, &built.columns, &shadow_ix)?;
+    refuse_taken_names(tx, src, &indexes).await?;
+    let replica_identity = replica_identity_after(tx, shadow_oid, run, &shadow_ix).await?;
     let late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
     drops.extend(late.drops);
     for s in drops {
@@ -313,6 +327,7 @@ pub async fn build_in(
         reverse: None,
         statistics: Some(statistics),
         sample_check: None,
+        replica_identity: Some(replica_identity),
     };
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).

@@ -134,3 +134,228 @@ async fn a_key_change_that_keeps_the_old_key_unique_reverts() {
         .get(0);
     assert!(fk, "the foreign key does not reference the reverted table");
 }
+
+/// Runs `run` on `table` of a fresh database made by `setup`; returns the output and a client.
+async fn run_on(
+    name: &str,
+    setup: &str,
+    table: &str,
+    alter: &str,
+) -> (std::process::Output, TestDb) {
+    let db = TestDb::new(name).await;
+    db.client()
+        .await
+        .batch_execute(setup)
+        .await
+        .expect("creating the tables");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        table,
+        "--alter",
+        alter,
+        "--chunk-rows",
+        "400",
+    ])
+    .await;
+    (out, db)
+}
+
+async fn one_bool(db: &TestDb, sql: &str) -> bool {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Refused with exit 3 before anything was created, saying `needle`.
+async fn assert_refused_early(out: &std::process::Output, db: &TestDb, table: &str, needle: &str) {
+    assert_exit(out, 3);
+    assert!(all_output(out).contains(needle), "{}", describe(out));
+    let client = db.client().await;
+    let t = QualifiedName::new("public", table);
+    assert!(leftovers(&client, &t, "hotswap").await.is_empty());
+    let state: bool = client
+        .query_one("SELECT to_regclass('hotswap.runs') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let runs: bool = !state
+        || client
+            .query_one("SELECT NOT EXISTS (SELECT FROM hotswap.runs)", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0);
+    assert!(runs, "a run was recorded: {}", describe(out));
+}
+
+const EV: &str = "CREATE TABLE ev (id int PRIMARY KEY, code text NOT NULL, v text);
+     CREATE UNIQUE INDEX ev_code_uq ON ev (code);
+     ALTER TABLE ev REPLICA IDENTITY USING INDEX ev_code_uq;
+     INSERT INTO ev SELECT g, 'c' || g, NULL FROM generate_series(1, 1500) g;";
+
+/// A fresh tester found the ALTER's own REPLICA IDENTITY replaced by the source's.
+#[tokio::test]
+async fn the_alters_replica_identity_wins() {
+    let (out, db) = run_on("rowid_ri_full", EV, "ev", "REPLICA IDENTITY FULL").await;
+    assert_exit(&out, 0);
+    assert!(
+        one_bool(
+            &db,
+            "SELECT relreplident = 'f' FROM pg_class WHERE oid = 'ev'::regclass"
+        )
+        .await
+    );
+
+    let (out, db) = run_on(
+        "rowid_ri_newkey",
+        EV,
+        "ev",
+        "DROP CONSTRAINT ev_pkey, ADD CONSTRAINT ev_pk2 PRIMARY KEY (id, code), REPLICA IDENTITY USING INDEX ev_pk2",
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        one_bool(
+            &db,
+            "SELECT EXISTS (SELECT FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = 'ev'::regclass AND i.indisreplident AND c.relname = 'ev_pk2')"
+        )
+        .await
+    );
+}
+
+/// The replica identity's index dropped and a unique key of that name re-added over a nullable
+/// column (which cannot be a replica identity): PostgreSQL accepts it; the run used to fail after
+/// the copy. The replica identity follows the primary key.
+#[tokio::test]
+async fn a_dropped_replica_identity_index_follows_the_primary_key() {
+    let (out, db) = run_on(
+        "rowid_ri_dropped",
+        "CREATE TABLE ev (id int PRIMARY KEY, code text NOT NULL, v text, CONSTRAINT ev_code_key UNIQUE (code));
+         ALTER TABLE ev REPLICA IDENTITY USING INDEX ev_code_key;
+         INSERT INTO ev SELECT g, 'c' || g, NULL FROM generate_series(1, 1500) g;",
+        "ev",
+        "DROP CONSTRAINT ev_code_key, ADD CONSTRAINT ev_code_key UNIQUE (code, v)",
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        one_bool(
+            &db,
+            "SELECT relreplident = 'd' FROM pg_class WHERE oid = 'ev'::regclass"
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn drop_cascade_is_refused_before_anything_is_created() {
+    let (out, db) = run_on(
+        "rowid_cascade",
+        "CREATE TABLE par (id int PRIMARY KEY, tenant int NOT NULL);
+         CREATE TABLE ch (id int PRIMARY KEY, pid int REFERENCES par (id));
+         INSERT INTO par SELECT g, g % 3 FROM generate_series(1, 500) g;",
+        "par",
+        "DROP CONSTRAINT par_pkey CASCADE, ADD PRIMARY KEY (tenant, id), ADD UNIQUE (id)",
+    )
+    .await;
+    assert_refused_early(&out, &db, "par", "CASCADE").await;
+    assert!(
+        one_bool(
+            &db,
+            "SELECT EXISTS (SELECT FROM pg_constraint WHERE conname = 'ch_pid_fkey')"
+        )
+        .await
+    );
+}
+
+/// A self-referencing foreign key whose key the ALTER takes away: refused at the start (it used
+/// to fail in the swap, after the copy).
+#[tokio::test]
+async fn a_self_reference_that_loses_its_key_is_refused_early() {
+    let (out, db) = run_on(
+        "rowid_self_fk",
+        "CREATE TABLE emp (id int PRIMARY KEY, tenant int NOT NULL, mgr int REFERENCES emp (id));
+         INSERT INTO emp SELECT g, g % 3, NULLIF(g - 1, 0) FROM generate_series(1, 500) g;",
+        "emp",
+        "DROP CONSTRAINT emp_pkey, ADD PRIMARY KEY (tenant, id)",
+    )
+    .await;
+    assert_refused_early(&out, &db, "emp", "emp_mgr_fkey").await;
+}
+
+/// A new key named like an index the table keeps: PostgreSQL says the relation exists at once;
+/// the run used to find out in the swap.
+#[tokio::test]
+async fn a_new_key_named_like_a_kept_index_is_refused_early() {
+    let (out, db) = run_on(
+        "rowid_name_taken",
+        EV,
+        "ev",
+        "DROP CONSTRAINT ev_pkey, ADD CONSTRAINT ev_code_uq PRIMARY KEY (id, code)",
+    )
+    .await;
+    assert_refused_early(&out, &db, "ev", "ev_code_uq").await;
+}
+
+/// `DROP CONSTRAINT k, ADD CONSTRAINT k ..., CLUSTER ON k`: the last `k` is the new key.
+#[tokio::test]
+async fn a_name_rebound_in_the_same_alter_means_the_new_key() {
+    let (out, db) = run_on(
+        "rowid_rebound",
+        "CREATE TABLE t (id int PRIMARY KEY, k int NOT NULL, v text);
+         INSERT INTO t SELECT g, g % 11, 'v' FROM generate_series(1, 1500) g;",
+        "t",
+        "DROP CONSTRAINT t_pkey, ADD CONSTRAINT t_pkey PRIMARY KEY (k, id), CLUSTER ON t_pkey",
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        one_bool(
+            &db,
+            "SELECT i.indisclustered AND i.indnatts = 2 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+              WHERE i.indrelid = 't'::regclass AND c.relname = 't_pkey'"
+        )
+        .await
+    );
+}
+
+/// The old key's type changes as its unique key goes (numeric 1 and 1.2 are both 1 as int):
+/// refused at the start (the temporary index used to fail after the copy).
+#[tokio::test]
+async fn a_key_whose_equality_changes_is_refused_early() {
+    let (out, db) = run_on(
+        "rowid_equality",
+        "CREATE TABLE nn (id numeric PRIMARY KEY, k int NOT NULL UNIQUE);
+         INSERT INTO nn SELECT g, g FROM generate_series(1, 500) g;
+         INSERT INTO nn VALUES (1.2, 100000);",
+        "nn",
+        "DROP CONSTRAINT nn_pkey, ALTER COLUMN id TYPE int, ADD PRIMARY KEY (k)",
+    )
+    .await;
+    assert_refused_early(&out, &db, "nn", "two runs").await;
+}
+
+/// `VALIDATE CONSTRAINT` of a NOT VALID foreign key was dropped silently.
+#[tokio::test]
+async fn validate_constraint_of_a_foreign_key_is_kept() {
+    let (out, db) = run_on(
+        "rowid_validate_fk",
+        "CREATE TABLE dept (id int PRIMARY KEY);
+         INSERT INTO dept SELECT generate_series(1, 10);
+         CREATE TABLE emp (id int PRIMARY KEY, dept int);
+         INSERT INTO emp SELECT g, 1 + g % 10 FROM generate_series(1, 800) g;
+         ALTER TABLE emp ADD CONSTRAINT emp_dept_fkey FOREIGN KEY (dept) REFERENCES dept NOT VALID;",
+        "emp",
+        "VALIDATE CONSTRAINT emp_dept_fkey",
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        one_bool(
+            &db,
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'emp_dept_fkey'"
+        )
+        .await
+    );
+}

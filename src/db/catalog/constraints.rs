@@ -17,6 +17,8 @@ pub struct Constraint {
     pub references: Oid,
     pub columns: Vec<Ident>,
     pub comment: Option<String>,
+    /// For a foreign key: the referenced table's columns, in order (empty for a check).
+    pub referenced_columns: Vec<Ident>,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +54,11 @@ pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Co
                     .map(Ident::new)
                     .collect(),
                 comment: r.col(7, &what)?,
+                referenced_columns: r
+                    .col::<Vec<String>>(8, &what)?
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
             })
         })
         .collect()

@@ -224,12 +224,14 @@ pub(super) async fn plan_constraints(
             }
             "f" => {
                 let on_source = src.constraints.iter().find(|s| s.name == c.name);
-                let was_valid = on_source.map(|s| s.validated).unwrap_or(c.validated);
-                // A foreign key the ALTER adds (and validates) must hold on the rows before
-                // the swap, as PostgreSQL's ALTER would refuse them.
-                let orphan_check = match on_source {
-                    None if c.validated => Some(orphan_check(tx, c.oid, shadow).await?),
-                    _ => None,
+                // Valid as the ALTER leaves it: `VALIDATE CONSTRAINT` of a NOT VALID key counts.
+                let was_valid = c.validated;
+                // A foreign key the ALTER adds or validates must hold on the rows before the
+                // swap, as PostgreSQL's ALTER would refuse them.
+                let orphan_check = if c.validated && !on_source.is_some_and(|s| s.validated) {
+                    Some(orphan_check(tx, c.oid, shadow).await?)
+                } else {
+                    None
                 };
                 late.foreign_keys.push(LateConstraint {
                     orphan_check,
@@ -434,6 +436,33 @@ pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
         && key.iter().all(|k| ix.key_columns.contains(k))
 }
 
+/// True when values equal as the key column's new type and collation were equal in the source
+/// (no change, integer widening, varchar/text without a collation change). The source type is
+/// as `format_type` prints it (`integer`), the new one as its catalog name (`pg_catalog.int8`).
+fn keeps_equality(k: &crate::rewrite::plan::KeyColumn) -> bool {
+    let rank = |t: &str| match t {
+        "smallint" | "pg_catalog.int2" => Some(0),
+        "integer" | "pg_catalog.int4" => Some(1),
+        "bigint" | "pg_catalog.int8" => Some(2),
+        _ => None,
+    };
+    let text = |t: &str| {
+        matches!(t, "text" | "pg_catalog.text" | "pg_catalog.varchar")
+            || t.starts_with("character varying")
+    };
+    if k.shadow_collation.is_some() {
+        return false;
+    }
+    match k.shadow_cast.as_deref() {
+        None => true,
+        Some(to) => {
+            let from = k.source_type.as_str();
+            matches!((rank(from), rank(to)), (Some(a), Some(b)) if a <= b)
+                || (text(from) && text(to))
+        }
+    }
+}
+
 /// The shadow must keep a unique, non-partial index on exactly the row-identity columns until
 /// the swap, or replay could not find rows by the logged key. When the ALTER took it away (a
 /// changed primary key, issue 15), a temporary one is planned (`n`: the next free index number):
@@ -444,18 +473,31 @@ pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
 /// by the old key, which the new table would no longer keep unique).
 pub(super) fn identity_index(
     shadow_ix: &[catalog::Index],
-    key: &[Ident],
+    key: &[crate::rewrite::plan::KeyColumn],
     shadow: &QualifiedName,
     tmp: Ident,
     revertible: bool,
     table: &str,
 ) -> Result<Option<ShadowIndex>> {
-    if shadow_ix.iter().any(|ix| is_identity_index(ix, key)) {
+    let names: Vec<Ident> = key.iter().map(|k| k.shadow_name.clone()).collect();
+    if shadow_ix.iter().any(|ix| is_identity_index(ix, &names)) {
         return Ok(None);
+    }
+    // Two keys the source tells apart may be one in the new type or collation (numeric 1 and
+    // 1.2 as int, 'k1' and 'K1' under a case-insensitive collation): the temporary index would
+    // fail after the copy, and replay could not tell such rows apart. Integer widening and
+    // varchar/text keep equality.
+    if let Some(k) = key.iter().find(|k| !keeps_equality(k)) {
+        return Err(Error::refused(format!(
+            "cannot rewrite table {table}: the ALTER takes away the unique key on its row identity and changes the type or collation of {}, so rows the source tells apart by it may be equal in the new table, and replay finds rows by it",
+            k.name
+        ))
+        .with_state("nothing was changed")
+        .with_next("do it in two runs: first change the key (keeping the column as it is), then the column's type or collation"));
     }
     let cols = key
         .iter()
-        .map(|k| k.to_string())
+        .map(|k| k.shadow_name.to_string())
         .collect::<Vec<_>>()
         .join(", ");
     if revertible {
@@ -490,9 +532,19 @@ pub(super) fn refuse_lost_referenced_keys(
     columns: &[crate::rewrite::plan::MappedColumn],
     shadow_ix: &[catalog::Index],
 ) -> Result<()> {
-    for fk in &src.incoming {
-        let on_shadow: Option<Vec<&Ident>> = fk
-            .referenced_columns
+    // Other tables' foreign keys, and the table's own (re-added in the swap).
+    let referencing = src
+        .incoming
+        .iter()
+        .map(|fk| (&fk.name, &fk.table, &fk.referenced_columns))
+        .chain(
+            src.constraints
+                .iter()
+                .filter(|c| c.kind == "f" && c.references == src.table.oid)
+                .map(|c| (&c.name, &src.table.name, &c.referenced_columns)),
+        );
+    for (name, table, referenced) in referencing {
+        let on_shadow: Option<Vec<&Ident>> = referenced
             .iter()
             .map(|c| {
                 columns
@@ -512,8 +564,7 @@ pub(super) fn refuse_lost_referenced_keys(
             })
         });
         if !kept {
-            let cols = fk
-                .referenced_columns
+            let cols = referenced
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
@@ -521,8 +572,8 @@ pub(super) fn refuse_lost_referenced_keys(
             return Err(Error::refused(format!(
                 "cannot rewrite table {}: foreign key {} of {} references ({cols}), and after the ALTER no unique key of the table covers exactly ({cols}); PostgreSQL needs one to keep the foreign key",
                 src.table.name.human(),
-                fk.name,
-                fk.table.human()
+                name,
+                table.human()
             ))
             .with_state("nothing was changed")
             .with_next(format!(
@@ -531,4 +582,114 @@ pub(super) fn refuse_lost_referenced_keys(
         }
     }
     Ok(())
+}
+
+/// Every index the swap names must get a name of its own: not another planned index's, and not
+/// one a relation of the schema holds other than the table's own indexes (the swap moves those
+/// to `_old` names first). PostgreSQL's ALTER would say "relation ... already exists" at once;
+/// the swap would say it only after the copy (issue 15: `ADD CONSTRAINT <an existing index's
+/// name> PRIMARY KEY`).
+///
+/// Errors (refused, nothing created): the first such name.
+pub(super) async fn refuse_taken_names(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    indexes: &[ShadowIndex],
+) -> Result<()> {
+    let names: Vec<&Ident> = indexes
+        .iter()
+        .filter(|i| !i.temporary)
+        .map(|i| &i.final_name)
+        .collect();
+    let schema = &src.table.name.schema;
+    for (n, name) in names.iter().enumerate() {
+        let twice = names[..n].contains(name);
+        let taken = !twice
+            && !src.indexes.iter().any(|s| &s.name == *name)
+            && catalog::relation_exists(tx, schema, name.as_str()).await?;
+        if twice || taken {
+            return Err(Error::refused(format!(
+                "cannot rewrite table {}: after the ALTER two indexes of the table, or an index and another relation of schema {}, would be named {name}",
+                src.table.name.human(),
+                schema.as_str()
+            ))
+            .with_state("nothing was changed")
+            .with_next("give the new constraint a name of its own in the --alter"));
+        }
+    }
+    Ok(())
+}
+
+/// The source's replica identity on the shadow before the ALTER (which may change it, or drop
+/// its index); `original_names`: (temporary name, source name) of each index.
+pub(super) async fn replica_identity_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    original_names: &[NamePair],
+) -> Result<Option<Step>> {
+    let what = "reading the replica identity index";
+    let sql = match src.table.replica_identity.as_str() {
+        "f" => "FULL".to_string(),
+        "n" => "NOTHING".to_string(),
+        "i" => {
+            let ri: Option<String> = tx
+                .query_opt(
+                    "SELECT c.relname::text FROM pg_catalog.pg_index i \
+                       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+                      WHERE i.indrelid = $1 AND i.indisreplident",
+                    &[&src.table.oid],
+                )
+                .await
+                .ctx(what)?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .ctx(what)?;
+            match ri.and_then(|n| original_names.iter().find(|(_, o)| o.as_str() == n)) {
+                Some((tmp, _)) => format!("USING INDEX {tmp}"),
+                None => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Step::new(
+        format!("ALTER TABLE {shadow} REPLICA IDENTITY {sql}"),
+        "giving the shadow the table's replica identity",
+    )))
+}
+
+/// The shadow's replica identity after the ALTER; `shadow_ix` in the order the plan numbers
+/// them. `USING INDEX` of an index the ALTER dropped (PostgreSQL then keeps the mark with no
+/// index, which replicates like NOTHING and makes UPDATE and DELETE fail on a published table)
+/// becomes DEFAULT: the replica identity follows the new primary key (issue 15).
+pub(super) async fn replica_identity_after(
+    tx: &tokio_postgres::Transaction<'_>,
+    shadow_oid: u32,
+    run: i64,
+    shadow_ix: &[catalog::Index],
+) -> Result<crate::rewrite::plan::ReplicaIdentity> {
+    use crate::rewrite::plan::ReplicaIdentity as R;
+    let what = "reading the shadow's replica identity";
+    let row = tx
+        .query_one(
+            "SELECT c.relreplident::text, \
+                    (SELECT ic.relname::text FROM pg_catalog.pg_index i \
+                       JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+                      WHERE i.indrelid = c.oid AND i.indisreplident) \
+               FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[&shadow_oid],
+        )
+        .await
+        .ctx(what)?;
+    let kind: String = row.try_get(0).ctx(what)?;
+    let index: Option<String> = row.try_get(1).ctx(what)?;
+    Ok(match kind.as_str() {
+        "f" => R::Full,
+        "n" => R::Nothing,
+        "i" => match index.and_then(|n| shadow_ix.iter().position(|ix| ix.name.as_str() == n)) {
+            Some(n) => R::Index(Ident::new(tmp_index_name(run, n))),
+            None => R::Default,
+        },
+        _ => R::Default,
+    })
 }
