@@ -76,6 +76,8 @@ impl ResumeArgs {
             map_back: Vec::new(),
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            // A resumed run continues a copy; the fast path never leaves one to continue.
+            force_rewrite: true,
         };
         Ok((target, opts))
     }

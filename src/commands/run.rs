@@ -96,6 +96,12 @@ pub struct RunArgs {
     /// Format of the final report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Copy the table even when PostgreSQL would apply the ALTER without rewriting it (a new
+    /// nullable column, a wider varchar, a new default...). Without it such an ALTER is applied
+    /// to the table in place, under the short lock timeout, with long checks done without
+    /// blocking writes (issue 16, docs/operations.md).
+    #[arg(long)]
+    pub force_rewrite: bool,
     /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
     #[arg(long)]
     pub dry_run: bool,
@@ -186,6 +192,7 @@ impl RunArgs {
             map_back: self.map_back,
             old_snapshots: self.old_snapshots.options(),
             pace: self.pace.into_options(&self.lock)?,
+            force_rewrite: self.force_rewrite,
         };
         Ok((conn, self.state_schema, opts))
     }

@@ -122,6 +122,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         map_back: Vec::new(),
         pace: Default::default(),
         old_snapshots: Default::default(),
+        force_rewrite: false,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

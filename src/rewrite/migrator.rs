@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod figures;
+mod in_place;
 mod phases;
 
 use cleanup::abandon;
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub pace: PaceOptions,
     /// `--wait-old-snapshots`, `--old-snapshots` (issue 21; not recorded either).
     pub old_snapshots: crate::rewrite::snapshots::OldSnapshotOptions,
+    /// `--force-rewrite`: copy even when PostgreSQL would apply the ALTER without a rewrite
+    /// (issue 16; `fastpath`).
+    pub force_rewrite: bool,
 }
 
 impl RunOptions {
@@ -102,6 +106,10 @@ pub struct RunReport {
     /// WAL the server wrote from the start of the run to its end (all sessions', the
     /// application's too); `None` where it cannot be read (a standby, no privilege).
     pub wal_bytes: Option<u64>,
+    /// Issue 16: the ALTER needed no rewrite and was applied to the table in place; these are
+    /// the statements run (None: the table was rewritten).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<Vec<String>>,
 }
 
 struct Timer {
@@ -174,6 +182,12 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         current: None,
     };
     let recorded = cx.take_over_unfinished(&ctl, &src, &mut report).await?;
+    if recorded.is_none() {
+        // Issue 16: no rewrite when PostgreSQL needs none (`in_place`).
+        if let Some(p) = cx.no_rewrite_needed(&mut ctl, &src).await? {
+            return cx.alter_in_place(&mut ctl, &src, p, report, started).await;
+        }
+    }
     let (run, plan, from, gov) = match recorded {
         Some(r) => cx.continue_recorded(&ctl, &table, &pace, r).await?,
         None => cx.start_new(&mut ctl, &src, &pace, &mut timer).await?,

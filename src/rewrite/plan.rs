@@ -146,6 +146,10 @@ pub struct Plan {
     /// What the sample oracle found when the shadow was created (issue 13; `oracle/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_check: Option<SampleCheck>,
+    /// What the ALTER did to the trial clone's relfilenodes: whether a rewrite is needed at all
+    /// (issue 16; `fastpath`). None without an ALTER, or in a plan made before this existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_probe: Option<crate::rewrite::fastpath::Probe>,
 }
 
 /// An extended statistics object of the source on the shadow: its temporary name there, and the

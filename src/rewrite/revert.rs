@@ -185,6 +185,7 @@ pub fn reverse_plan(
         reverse: None,
         statistics: None,
         sample_check: None,
+        rewrite_probe: None,
     };
     ReversePlan {
         plan,

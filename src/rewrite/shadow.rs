@@ -110,14 +110,15 @@ pub async fn create(
 /// Builds the shadow in a transaction that is always rolled back, creating nothing: what the
 /// shadow step would refuse (the ALTER, the mapping, dependent objects, the sample check) is
 /// refused before the state schema exists (DESIGN.md, "refuse before creating anything"; found
-/// by a fresh tester, who was left a `hotswap` schema after an exit 3).
+/// by a fresh tester, who was left a `hotswap` schema after an exit 3). Returns the plan the
+/// trial made (with its `rewrite_probe`, issue 16).
 pub async fn dry_run(
     client: &mut Client,
     state: &State,
     src: &Source,
     req: &ShadowRequest<'_>,
     policy: &LockPolicy,
-) -> Result<()> {
+) -> Result<Plan> {
     let table = &src.table.name;
     // The name the shadow will have, so the trial runs the statements the run will run.
     let shadow = shadow_name(&*client, table, req.shadow_name).await?;
@@ -137,7 +138,7 @@ pub async fn dry_run(
             .await
             .ctx("rolling the shadow's trial transaction back")?;
         match tries.settle(result).await {
-            Ok(Some(_)) => return Ok(()),
+            Ok(Some((plan, _))) => return Ok(plan),
             Ok(None) => {}
             Err(e) if e.is_lock_timeout() => return Err(e),
             Err(e) => {
@@ -228,6 +229,11 @@ pub async fn build_in(
         .map(|c| (c.num, c.name))
         .collect();
 
+    // Issue 16: the relfilenodes before the ALTER, to see whether PostgreSQL rewrites.
+    let before = match req.alter {
+        Some(_) => Some(crate::rewrite::fastpath::Snapshot::read(tx, before_oid).await?),
+        None => None,
+    };
     if let Some(alter) = req.alter {
         run_step(tx, alter_step(table, shadow, alter), &mut done)
             .await
@@ -244,6 +250,13 @@ pub async fn build_in(
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
     let statistics = surviving_statistics(tx, src, run, shadow_oid).await?;
+    let rewrite_probe = match &before {
+        Some(b) => {
+            let live = |n: &str| derive::derive_name(n, shadow.name.as_str(), table.name.as_str());
+            Some(crate::rewrite::fastpath::Probe::compare(tx, b, shadow_oid, &live).await?)
+        }
+        None => None,
+    };
 
     let built = map_columns(tx, src, req, &origins, shadow_oid, &shadow_cols).await?;
     refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
@@ -292,6 +305,7 @@ pub async fn build_in(
         reverse: None,
         statistics: Some(statistics),
         sample_check: None,
+        rewrite_probe,
     };
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).

@@ -10,6 +10,7 @@ mod cluster;
 mod consistency;
 mod end_to_end;
 mod errors;
+mod fast_path;
 mod harness;
 mod hooks;
 mod hostile;
