@@ -34,6 +34,8 @@ use tokio_postgres::{Client, GenericClient};
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     table: u32,
+    /// The storage parameters of the table and of its TOAST table.
+    options: (Option<Vec<String>>, Option<Vec<String>>),
     /// (index name, relfilenode).
     indexes: Vec<(String, u32)>,
     /// OIDs of the constraints (check, foreign key) and indexes before the ALTER.
@@ -45,14 +47,18 @@ impl Snapshot {
     /// Reads the relation `oid`'s relfilenode and its indexes' (pg_class by OID).
     pub async fn read(client: &impl GenericClient, oid: u32) -> Result<Snapshot> {
         let what = "reading the relfilenodes of the shadow's trial";
-        let table: u32 = client
+        let row = client
             .query_one(
-                "SELECT relfilenode FROM pg_catalog.pg_class WHERE oid = $1",
+                "SELECT c.relfilenode, c.reloptions::text[], t.reloptions::text[] \
+                   FROM pg_catalog.pg_class c \
+                   LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid \
+                  WHERE c.oid = $1",
                 &[&oid],
             )
             .await
-            .ctx(what)?
-            .col(0, &what)?;
+            .ctx(what)?;
+        let table: u32 = row.col(0, &what)?;
+        let options = (row.col(1, &what)?, row.col(2, &what)?);
         let rows = client
             .query(
                 "SELECT i.indexrelid, c.relname::text, c.relfilenode \
@@ -75,6 +81,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             table,
+            options,
             indexes,
             constraint_oids,
             index_oids,
@@ -111,6 +118,9 @@ pub struct NewConstraint {
 pub struct Probe {
     /// The table's relfilenode changed: PostgreSQL rewrote the table.
     pub table_rewritten: bool,
+    /// The table's (or its TOAST table's) storage parameters changed (`SET (fillfactor = 70)`).
+    #[serde(default)]
+    pub storage_changed: bool,
     /// Indexes whose relfilenode is gone: PostgreSQL rebuilt them (their names on the clone).
     pub rebuilt_indexes: Vec<String>,
     /// Indexes the ALTER created, in creation (OID) order.
@@ -175,6 +185,7 @@ impl Probe {
             .collect();
         Ok(Probe {
             table_rewritten: after.table != before.table,
+            storage_changed: after.options != before.options,
             rebuilt_indexes,
             new_indexes,
             new_constraints,
@@ -197,6 +208,10 @@ pub enum Why {
     Maps,
     /// PostgreSQL rewrote the clone (its relfilenode changed).
     TableRewritten,
+    /// The ALTER changes storage parameters (fillfactor, toast_tuple_target...), which only
+    /// pages written later follow: the copy writes every row under them (DESIGN.md lists "a
+    /// different fillfactor" among the rewrites the tool is for).
+    StorageParameters,
     /// PostgreSQL rebuilt an index of the clone.
     IndexRebuilt(String),
     /// The ALTER creates an index PostgreSQL would build under ACCESS EXCLUSIVE (an inline
@@ -222,6 +237,9 @@ impl std::fmt::Display for Why {
             Why::TableRewritten => {
                 f.write_str("PostgreSQL rewrites the table for this ALTER (its relfilenode changed on a trial clone)")
             }
+            Why::StorageParameters => f.write_str(
+                "the ALTER changes storage parameters, which only rows written later follow; the copy writes every row under them",
+            ),
             Why::IndexRebuilt(i) => write!(
                 f,
                 "PostgreSQL rebuilds index {i} for this ALTER (its relfilenode changed on a trial clone)"
@@ -455,25 +473,43 @@ fn claim<T>(pool: &[T], taken: &mut [bool], pick: impl Fn(&T) -> bool) -> Option
 /// Decides, from the run's options and the trial's [`Probe`], whether the ALTER needs a
 /// rewrite; when not, the statements that apply it in place.
 pub fn decide(ask: &Ask<'_>, probe: &Probe, src: &Source) -> Decision {
+    let not_null = |c: &Ident| src.column(c).is_some_and(|x| x.not_null);
+    decide_for(ask, probe, &src.table.name, &not_null)
+}
+
+/// [`decide`] for `table`, whose columns `not_null` tells apart.
+fn decide_for(
+    ask: &Ask<'_>,
+    probe: &Probe,
+    table: &QualifiedName,
+    not_null: &dyn Fn(&Ident) -> bool,
+) -> Decision {
     if let Some(w) = ask.rewrite_anyway() {
         return Decision::Rewrite(w);
     }
     if probe.table_rewritten {
         return Decision::Rewrite(Why::TableRewritten);
     }
+    if probe.storage_changed {
+        return Decision::Rewrite(Why::StorageParameters);
+    }
     if let Some(i) = probe.rebuilt_indexes.first() {
         return Decision::Rewrite(Why::IndexRebuilt(i.clone()));
     }
     let alter = ask.alter.unwrap_or_default();
-    match in_place(alter, probe, src) {
+    match in_place(alter, probe, table, not_null) {
         Ok(p) => Decision::InPlace(p),
         Err(w) => Decision::Rewrite(w),
     }
 }
 
 /// The in-place statements for `alter`, or why there are none.
-fn in_place(alter: &str, probe: &Probe, src: &Source) -> std::result::Result<InPlace, Why> {
-    let table = &src.table.name;
+fn in_place(
+    alter: &str,
+    probe: &Probe,
+    table: &QualifiedName,
+    not_null: &dyn Fn(&Ident) -> bool,
+) -> std::result::Result<InPlace, Why> {
     let actions = alter_text::actions(alter).map_err(|e| Why::Unreadable(e.to_string()))?;
     let mut idx_taken = vec![false; probe.new_indexes.len()];
     let mut con_taken = vec![false; probe.new_constraints.len()];
@@ -521,7 +557,7 @@ fn in_place(alter: &str, probe: &Probe, src: &Source) -> std::result::Result<InP
                 validations.push((name, kind));
             }
             Action::NotNull(col) => {
-                let already = src.column(col).is_some_and(|c| c.not_null);
+                let already = not_null(col);
                 if already {
                     first.push(format!("ALTER COLUMN {col} SET NOT NULL"));
                 } else {
@@ -545,7 +581,7 @@ fn in_place(alter: &str, probe: &Probe, src: &Source) -> std::result::Result<InP
                 if *primary {
                     // PRIMARY KEY USING INDEX sets the columns NOT NULL: validated first.
                     for c in &ix.key_columns {
-                        let nn = src.column(c).is_some_and(|x| x.not_null);
+                        let nn = not_null(c);
                         if !nn && !helpers.iter().any(|(_, h)| h == c) {
                             let h = helper_name(helpers.len());
                             first.push(format!(
@@ -902,6 +938,68 @@ mod tests {
             kinds("ALTER COLUMN \"column\" SET NOT NULL"),
             ["notnull:column"]
         );
+    }
+
+    /// What a failure at each unit leaves to remove: unvalidated constraints until their
+    /// VALIDATE commits, helpers until the last transaction, built indexes until attached.
+    #[test]
+    fn a_failure_removes_what_is_not_finished() {
+        let probe = Probe {
+            new_indexes: vec![NewIndex {
+                name: Ident::new("t_email_key"),
+                body: "btree (email)".into(),
+                unique: true,
+                constraint: Some("u".into()),
+                deferrable: false,
+                deferred: false,
+                key_columns: vec![Ident::new("email")],
+                tablespace: None,
+            }],
+            new_constraints: vec![NewConstraint {
+                name: Ident::new("t_n_check"),
+                kind: "c".into(),
+            }],
+            ..Probe::default()
+        };
+        let table = QualifiedName::new("public", "t");
+        let not_null = |c: &Ident| c.as_str() == "id";
+        let ask = Ask {
+            alter: Some("ADD CHECK (n > 0), ALTER COLUMN email SET NOT NULL, ADD UNIQUE (email)"),
+            ..Ask::default()
+        };
+        let Decision::InPlace(p) = decide_for(&ask, &probe, &table, &not_null) else {
+            panic!("not in place")
+        };
+        // first, validate t_n_check, validate helper, build index, last
+        assert_eq!(p.units.len(), 5);
+        let names = |v: &[Ident]| v.iter().map(|i| i.as_str().to_string()).collect::<Vec<_>>();
+        assert!(p.pending_constraints[0].is_empty());
+        assert_eq!(
+            names(&p.pending_constraints[1]),
+            ["t_n_check", "hotswap_not_null_0"]
+        );
+        assert_eq!(names(&p.pending_constraints[2]), ["hotswap_not_null_0"]);
+        assert_eq!(names(&p.pending_constraints[4]), ["hotswap_not_null_0"]);
+        assert!(p.pending_indexes[3].is_empty());
+        assert_eq!(names(&p.pending_indexes[4]), ["t_email_key"]);
+        // An inline UNIQUE in ADD COLUMN is not split off: the copy builds it.
+        let ask = Ask {
+            alter: Some("ADD COLUMN email2 text UNIQUE"),
+            ..Ask::default()
+        };
+        assert!(matches!(
+            decide_for(&ask, &probe, &table, &not_null),
+            Decision::Rewrite(Why::IndexUnderLock(_))
+        ));
+        // PostgreSQL's answer wins.
+        let rewritten = Probe {
+            table_rewritten: true,
+            ..Probe::default()
+        };
+        assert!(matches!(
+            decide_for(&ask, &rewritten, &table, &not_null),
+            Decision::Rewrite(Why::TableRewritten)
+        ));
     }
 
     #[test]

@@ -353,6 +353,33 @@ async fn plan_says_no_rewrite_needed_and_lists_the_statements() {
         "{json}"
     );
 
+    // `run` executes exactly what `plan` listed.
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        alter,
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let ran: Vec<&str> = report["in_place"]
+        .as_array()
+        .expect("in_place")
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(ran, exact, "run executed other statements than plan listed");
+    client
+        .batch_execute("ALTER TABLE t DROP COLUMN note, DROP CONSTRAINT t_email_key, ALTER COLUMN email DROP NOT NULL")
+        .await
+        .expect("undoing the run");
+
     // --force-rewrite: the plan of a copy, and says why.
     let mut args = base.to_vec();
     args.extend(["--output", "json", "--force-rewrite"]);
@@ -565,4 +592,17 @@ async fn under_writes_no_statement_fails_and_the_result_is_postgres_alter() {
         .unwrap()
         .get(0);
     assert_eq!(valid, 2, "{}", describe(&out));
+}
+
+/// A change of storage parameters alone needs no rewrite in PostgreSQL, but only pages written
+/// later follow it: repacking the rows under it is what the rewrite is for (DESIGN.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_fillfactor_rewrites() {
+    let (out, rewritten) = run_and_see("fast_fillfactor", "SET (fillfactor = 70)", &[]).await;
+    assert!(rewritten, "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("rewrite: the ALTER changes storage parameters"),
+        "{}",
+        describe(&out)
+    );
 }
