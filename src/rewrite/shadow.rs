@@ -253,7 +253,14 @@ pub async fn build_in(
     let rewrite_probe = match &before {
         Some(b) => {
             let live = |n: &str| derive::derive_name(n, shadow.name.as_str(), table.name.as_str());
-            Some(crate::rewrite::fastpath::Probe::compare(tx, b, shadow_oid, &live).await?)
+            let mut p = crate::rewrite::fastpath::Probe::compare(tx, b, shadow_oid, &live).await?;
+            // Rebuilt indexes by the source's names, not the clone's temporary ones.
+            for n in &mut p.rebuilt_indexes {
+                if let Some((_, orig)) = original_names.iter().find(|(tmp, _)| tmp.as_str() == n) {
+                    *n = orig.as_str().to_string();
+                }
+            }
+            Some(p)
         }
         None => None,
     };

@@ -75,9 +75,14 @@ async fn shape(client: &Client, table: &str) -> Vec<String> {
 /// twin; asserts the run took the fast path (relfilenode unchanged, said so) and both tables
 /// are the same. Returns the statements the run executed.
 async fn in_place_like_postgres(test: &str, alter: &str) -> Vec<String> {
+    in_place_like_postgres_with(test, SETUP, alter).await
+}
+
+/// [`in_place_like_postgres`] on the table `t` that `setup` makes.
+async fn in_place_like_postgres_with(test: &str, setup: &str, alter: &str) -> Vec<String> {
     let db = TestDb::new(test).await;
     let client = db.client().await;
-    client.batch_execute(SETUP).await.expect("setup");
+    client.batch_execute(setup).await.expect("setup");
     client
         .batch_execute(
             "CREATE SCHEMA twin; CREATE TABLE twin.t (LIKE public.t INCLUDING ALL); \
@@ -605,4 +610,46 @@ async fn a_new_fillfactor_rewrites() {
         "{}",
         describe(&out)
     );
+}
+
+/// A new collation of an indexed column: PostgreSQL keeps the table's heap but rebuilds the
+/// index under ACCESS EXCLUSIVE. The clone's index relfilenode tells; the copy builds it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_rebuild_takes_the_rewrite_path() {
+    let (out, rewritten) = run_and_see(
+        "fast_index_rebuild",
+        "ALTER COLUMN v TYPE varchar(10) COLLATE \"C\"",
+        &[],
+    )
+    .await;
+    assert!(rewritten, "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("rewrite: PostgreSQL rebuilds index t_v_idx"),
+        "{}",
+        describe(&out)
+    );
+}
+
+/// A FOREIGN KEY is added NOT VALID and validated; a PRIMARY KEY on a nullable column gets its
+/// NOT NULL from a validated check, its index concurrently, then `USING INDEX`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_and_a_primary_key_are_added_without_long_locks() {
+    let ran = in_place_like_postgres_with(
+        "fast_fk_pk",
+        "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p SELECT generate_series(1, 100);
+         CREATE TABLE t (id int NOT NULL UNIQUE, code int, ref int);
+         INSERT INTO t SELECT g, g * 10, g % 100 + 1 FROM generate_series(1, 2000) g;",
+        "ADD FOREIGN KEY (ref) REFERENCES p (id), ADD PRIMARY KEY (code)",
+    )
+    .await;
+    let joined = ran.join("\n");
+    for expect in [
+        "FOREIGN KEY (ref) REFERENCES p (id) NOT VALID",
+        "VALIDATE CONSTRAINT \"t_ref_fkey\"",
+        "CHECK (\"code\" IS NOT NULL) NOT VALID",
+        "CREATE UNIQUE INDEX CONCURRENTLY \"t_pkey\"",
+        "ADD CONSTRAINT \"t_pkey\" PRIMARY KEY USING INDEX \"t_pkey\"",
+    ] {
+        assert!(joined.contains(expect), "{expect:?} not in\n{joined}");
+    }
 }

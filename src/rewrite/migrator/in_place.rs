@@ -1,7 +1,7 @@
 //! The run's fast path (issue 16): when the shadow's trial shows that PostgreSQL applies the
 //! ALTER without rewriting the table (`fastpath::decide`), the run applies it to the live table
 //! instead of copying, and is recorded in the state tables like any run (an event `in_place`
-//! with the statements, then `succeeded`), so `status` and `report` show what happened.
+//! with the statements, then `succeeded`), so `status` shows what happened.
 //!
 //! Invariant kept: a fast path that fails leaves no unfinished run behind (recorded as aborted,
 //! with the error; `fastpath::apply` removed what a half-done ALTER would leave), so the same
