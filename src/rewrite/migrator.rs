@@ -185,7 +185,9 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
     if recorded.is_none() {
         // Issue 16: no rewrite when PostgreSQL needs none (`in_place`).
         if let Some(p) = cx.no_rewrite_needed(&mut ctl, &src).await? {
-            return cx.alter_in_place(&mut ctl, &src, p, report, started).await;
+            return cx
+                .alter_in_place(&mut ctl, &src, p, &pace, report, started)
+                .await;
         }
     }
     let (run, plan, from, gov) = match recorded {

@@ -653,3 +653,64 @@ async fn a_foreign_key_and_a_primary_key_are_added_without_long_locks() {
         assert!(joined.contains(expect), "{expect:?} not in\n{joined}");
     }
 }
+
+/// The schedule holds the fast path too: with `--cutover manual` the ALTER waits for
+/// `pg-hotswap cutover` before touching the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_cutover_holds_the_in_place_alter() {
+    let db = TestDb::new("fast_manual_cutover").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text",
+        "--cutover",
+        "manual",
+    ];
+    let child = tokio::process::Command::from(hotswap_command(&args))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning");
+    let run = tokio::spawn(async move { child.wait_with_output().await.expect("waiting") });
+    // Wait until the run is recorded, then a while more: the column must not appear.
+    let started = Instant::now();
+    loop {
+        let recorded = client
+            .query_opt("SELECT 1 FROM hotswap.runs WHERE status = 'running'", &[])
+            .await
+            .is_ok_and(|r| r.is_some());
+        if recorded {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no run recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!has_note(&client).await, "altered before the cut-over");
+    let out = hotswap_async(&["cutover", "--dsn", &db.conninfo, "--table", "public.t"]).await;
+    assert_exit(&out, 0);
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("finished after the cut-over")
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(has_note(&client).await, "{}", describe(&out));
+}
+
+async fn has_note(c: &Client) -> bool {
+    c.query_opt(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'note'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .is_some()
+}

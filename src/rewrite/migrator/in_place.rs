@@ -3,6 +3,10 @@
 //! instead of copying, and is recorded in the state tables like any run (an event `in_place`
 //! with the statements, then `succeeded`), so `status` shows what happened.
 //!
+//! It keeps the run's schedule: the governor's start permit (`--start-at`, a pause, throttling)
+//! and the swap's hold (`--window`, `--cutover manual`, the `on-before-cutover` hook) are waited
+//! for before the first statement, since changing the live table is what they guard.
+//!
 //! Invariant kept: a fast path that fails leaves no unfinished run behind (recorded as aborted,
 //! with the error; `fastpath::apply` removed what a half-done ALTER would leave), so the same
 //! command can simply be run again.
@@ -10,11 +14,12 @@
 use super::{Ctx, RunReport};
 use crate::error::Result;
 use crate::output::ui::say;
+use crate::pacing::governor::PaceOptions;
 use crate::rewrite::fastpath::{self, Ask, Decision, InPlace};
 use crate::rewrite::preflight::Source;
 use crate::rewrite::shadow::{self, ShadowRequest};
 use crate::state::Phase;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 impl Ctx<'_> {
@@ -53,6 +58,7 @@ impl Ctx<'_> {
         ctl: &mut Client,
         src: &Source,
         p: InPlace,
+        pace: &PaceOptions,
         mut report: RunReport,
         started: Instant,
     ) -> Result<RunReport> {
@@ -78,8 +84,13 @@ impl Ctx<'_> {
                 Some(serde_json::json!({ "statements": statements })),
             )
             .await?;
-        crate::output::progress::phase("in place");
-        let applied = fastpath::apply(ctl, &opts.lock, &p).await;
+        let applied = match self.wait_for_schedule(ctl, src, run, pace).await {
+            Ok(()) => {
+                crate::output::progress::phase("in place");
+                fastpath::apply(ctl, &opts.lock, &p).await
+            }
+            Err(e) => Err(e),
+        };
         match applied {
             Ok(done) => {
                 state.finish(ctl, run, "succeeded", None).await?;
@@ -97,5 +108,31 @@ impl Ctx<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// Waits for the start permit and for the swap's hold to lift (the window, a manual
+    /// cut-over, the hooks), as the swap would; the governor is stopped on return.
+    async fn wait_for_schedule(
+        &self,
+        ctl: &Client,
+        src: &Source,
+        run: i64,
+        pace: &PaceOptions,
+    ) -> Result<()> {
+        let gov = self.governor(ctl, &src.table.name, run, pace).await?;
+        let mut waited = false;
+        while let Some(why) = gov.swap_hold(run)? {
+            if !waited {
+                say(&format!("waiting before altering in place: {why}"));
+            }
+            gov.set_note(Some(why));
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if waited {
+            gov.set_note(None);
+            gov.cutover_taken(ctl, self.state, run).await?;
+        }
+        Ok(())
     }
 }
