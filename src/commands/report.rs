@@ -16,8 +16,8 @@ pub(super) fn print(r: &RunReport) {
             println!("  ran:                {s}");
         }
         println!(
-            "  lock attempts:      {} (each waited at most --lock-timeout)",
-            r.lock_attempts
+            "  lock attempts:      {} (each waited at most --lock-timeout); ACCESS EXCLUSIVE held at most {:.1} ms",
+            r.lock_attempts, r.longest_lock_ms
         );
         println!("  total:              {:.1} s", r.total_secs);
         for w in &r.warnings {

@@ -758,6 +758,9 @@ pub struct Applied {
     pub statements: usize,
     /// Attempts over all units (more than the units: lock timeouts were retried).
     pub attempts: u32,
+    /// The longest successful transaction that took ACCESS EXCLUSIVE on the table, from its
+    /// first statement to its commit, ms (the lock is held for at most that long).
+    pub longest_exclusive_ms: f64,
 }
 
 /// Executes the in-place statements on the live table, each unit under the lock rule. On an
@@ -767,8 +770,15 @@ pub async fn apply(client: &mut Client, policy: &LockPolicy, p: &InPlace) -> Res
     let mut done = Applied::default();
     for (u, unit) in p.units.iter().enumerate() {
         match run_unit(client, policy, unit).await {
-            Ok(attempts) => {
+            Ok((attempts, ms)) => {
                 done.attempts += attempts;
+                let exclusive = unit
+                    .steps()
+                    .iter()
+                    .any(|s| s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE"));
+                if exclusive {
+                    done.longest_exclusive_ms = done.longest_exclusive_ms.max(ms);
+                }
                 done.statements += unit.steps().len();
             }
             Err(e) => {
@@ -795,13 +805,15 @@ pub async fn apply(client: &mut Client, policy: &LockPolicy, p: &InPlace) -> Res
     Ok(done)
 }
 
-/// Runs one unit, retried on lock timeouts; returns the attempts it took.
-async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Result<u32> {
+/// Runs one unit, retried on lock timeouts; returns the attempts it took and how long the
+/// successful attempt took, ms.
+async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Result<(u32, f64)> {
     match unit {
         Unit::Transaction { what, steps } => {
             let mut tries = locking::Retry::new(policy, what);
             loop {
                 let attempt = tries.start();
+                let started = std::time::Instant::now();
                 let result = async {
                     let tx = client.transaction().await.ctx(what)?;
                     locking::set_local_timeout(&tx, policy.timeout).await?;
@@ -811,8 +823,9 @@ async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Resu
                     tx.commit().await.ctx(what)
                 }
                 .await;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
                 if tries.settle(result).await?.is_some() {
-                    return Ok(attempt);
+                    return Ok((attempt, ms));
                 }
             }
         }
@@ -820,13 +833,14 @@ async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Resu
             let mut tries = locking::Retry::new(policy, what);
             loop {
                 let attempt = tries.start();
+                let started = std::time::Instant::now();
                 let result = step::exec(&*client, step).await;
                 if result.is_err() {
                     // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind.
                     let _ = step::exec(&*client, undo).await;
                 }
                 if tries.settle(result).await?.is_some() {
-                    return Ok(attempt);
+                    return Ok((attempt, started.elapsed().as_secs_f64() * 1000.0));
                 }
             }
         }

@@ -111,6 +111,11 @@ async fn in_place_like_postgres_with(test: &str, setup: &str, alter: &str) -> Ve
     );
     let json: Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert!(json["in_place"].is_array(), "{json}");
+    let held = json["longest_lock_ms"].as_f64().unwrap_or(0.0);
+    assert!(
+        held > 0.0 && held < 5_000.0,
+        "ACCESS EXCLUSIVE held {held} ms: {json}"
+    );
     assert_eq!(
         relfilenode(&client, "t").await,
         before,

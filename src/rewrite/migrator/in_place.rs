@@ -96,6 +96,8 @@ impl Ctx<'_> {
                 state.finish(ctl, run, "succeeded", None).await?;
                 report.run_id = run;
                 report.lock_attempts = done.attempts;
+                report.longest_lock_ms = done.longest_exclusive_ms;
+                report.lock_held_ms = done.longest_exclusive_ms;
                 report.total_secs = started.elapsed().as_secs_f64();
                 report.phases = vec![("in place".to_string(), report.total_secs)];
                 report.in_place = Some(statements);
