@@ -74,7 +74,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     };
     let plan = &trial.plan;
     // Issue 16: no rewrite when PostgreSQL needs none; then the statements are all there is.
-    let ask = crate::rewrite::fastpath::Ask::of(o);
+    let ask = o.ask();
     let decision = match (ask.rewrite_anyway(), &plan.rewrite_probe) {
         (Some(w), _) => crate::rewrite::fastpath::Decision::Rewrite(w),
         (None, Some(p)) => crate::rewrite::fastpath::decide(&ask, p, &src),

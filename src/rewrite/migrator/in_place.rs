@@ -22,6 +22,19 @@ use crate::state::Phase;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
+impl super::RunOptions {
+    /// What the options ask of the fast path's decision (`fastpath::decide`).
+    pub fn ask(&self) -> Ask<'_> {
+        Ask {
+            alter: self.alter.as_deref(),
+            force_rewrite: self.force_rewrite,
+            order_by: self.order_by.is_some(),
+            revertible: self.revertible,
+            maps: !self.maps.is_empty(),
+        }
+    }
+}
+
 impl Ctx<'_> {
     /// The in-place statements when no rewrite is needed (and none is asked for), else None.
     /// Tries the shadow in a rolled-back transaction to ask PostgreSQL.
@@ -31,7 +44,7 @@ impl Ctx<'_> {
         src: &Source,
     ) -> Result<Option<InPlace>> {
         let opts = self.opts;
-        let ask = Ask::of(opts);
+        let ask = opts.ask();
         if ask.rewrite_anyway().is_some() {
             return Ok(None);
         }
