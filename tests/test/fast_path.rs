@@ -178,6 +178,12 @@ async fn set_default_and_drop_column_are_applied_in_place() {
     .await;
 }
 
+/// Dropping an indexed column drops its index: no index is rebuilt, so no rewrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_an_indexed_column_is_applied_in_place() {
+    in_place_like_postgres("fast_drop_indexed", "DROP COLUMN v").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_is_added_not_valid_then_validated() {
     let ran = in_place_like_postgres(

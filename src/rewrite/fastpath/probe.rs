@@ -122,10 +122,13 @@ impl Probe {
         live_name: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<Probe> {
         let after = Snapshot::read(client, oid).await?;
+        // Rebuilt: the index is still there by name, on another relfilenode. An index that is
+        // gone by name was dropped with its column (no build); one that kept its relfilenode
+        // under a new OID was reused (a binary-compatible type change).
         let rebuilt_indexes = before
             .indexes
             .iter()
-            .filter(|(_, node)| !after.indexes.iter().any(|(_, n)| n == node))
+            .filter(|(name, node)| after.indexes.iter().any(|(n, f)| n == name && f != node))
             .map(|(name, _)| name.clone())
             .collect();
         let mut new_indexes = Vec::new();
