@@ -11,6 +11,12 @@
 //! with `--chunk-time off`, one planned chunk per copy transaction, to compare with the adaptive
 //! default. `--chunk-rows N` is passed to every pg-hotswap run (and its plan).
 //!
+//! Issue 16, the fast path: `alter-add-column` is the blocking `ALTER TABLE ... ADD COLUMN flags
+//! int` (no rewrite), `hotswap-fast` pg-hotswap with the same ALTER, applied in place, and
+//! `hotswap-fast-forced` (with `--only`) the same with `--force-rewrite`: the full copy it made
+//! before. `--rows` takes any count (`--rows 20_000_000`): nothing in the bench has a time limit
+//! per contender, and the client's RSS is reported per size.
+//!
 //! Every contender rewrites a freshly made, identical table `public.t (id int PRIMARY KEY, val
 //! int, note text)` plus an index on `val` (copied from one template table, then `VACUUM
 //! ANALYZE` and `CHECKPOINT`, so no contender inherits another's dirty buffers or unset hint
@@ -90,6 +96,8 @@ impl<T> Context<T> for Option<T> {
 const HOTSWAP_BIN: &str = env!("CARGO_BIN_EXE_pg-hotswap");
 /// The one schema change every type-changing contender makes.
 const ALTER_ACTION: &str = "ALTER COLUMN id TYPE bigint";
+/// The ALTER of the fast-path contenders (issue 16): one PostgreSQL applies without a rewrite.
+const FAST_ACTION: &str = "ADD COLUMN flags int";
 /// Rows per batch of the `INSERT ... SELECT` copier (pg-osc's default is 1,000; 10,000 is kinder
 /// to it).
 const COPIER_BATCH: i64 = 10_000;
@@ -132,8 +140,9 @@ struct Opts {
 
 const USAGE: &str = "usage: cargo bench --bench compare -- [--quick] [--rows N] [--runs K] \
                      [--load RATE | --no-load] [--writers W] [--only NAME,NAME] [--verify | --no-verify] [--chunk-rows N]\n\
-                     contenders: alter, repack, batched, hotswap-j1, hotswap-j2, hotswap-j4, hotswap-noop-j1\n\
-                     (with --only also: hotswap-j1-fixed, hotswap-j2-fixed: --chunk-time off)";
+                     contenders: alter, repack, batched, hotswap-j1, hotswap-j2, hotswap-j4, hotswap-noop-j1,\n\
+                     alter-add-column, hotswap-fast\n\
+                     (with --only also: hotswap-j1-fixed, hotswap-j2-fixed: --chunk-time off; hotswap-fast-forced)";
 
 fn parse_args(args: &[String]) -> Result<Opts> {
     let mut quick = false;
@@ -206,6 +215,14 @@ enum Contender {
         noop: bool,
         fixed: bool,
     },
+    /// The blocking `ALTER TABLE ... ADD COLUMN` ([`FAST_ACTION`]): what the fast path is
+    /// compared with.
+    AlterAdd,
+    /// pg-hotswap with [`FAST_ACTION`] (issue 16): applied in place, no copy; `forced`:
+    /// `--force-rewrite`, the full copy it used to make.
+    Fast {
+        forced: bool,
+    },
 }
 
 impl Contender {
@@ -236,6 +253,8 @@ impl Contender {
                 noop: true,
                 fixed: false,
             },
+            Contender::AlterAdd,
+            Contender::Fast { forced: false },
         ]
     }
 
@@ -248,6 +267,7 @@ impl Contender {
                 noop: false,
                 fixed: true,
             })
+            .chain([Contender::Fast { forced: true }])
             .collect()
     }
 
@@ -268,6 +288,9 @@ impl Contender {
                 noop: true,
                 fixed,
             } => format!("hotswap-noop-j{jobs}{}", if fixed { "-fixed" } else { "" }),
+            Contender::AlterAdd => "alter-add-column".into(),
+            Contender::Fast { forced: false } => "hotswap-fast".into(),
+            Contender::Fast { forced: true } => "hotswap-fast-forced".into(),
         }
     }
 
@@ -294,6 +317,13 @@ impl Contender {
                 "pg-hotswap no-op rebuild --jobs {jobs}{}",
                 if fixed { " --chunk-time off" } else { "" }
             ),
+            Contender::AlterAdd => format!("ALTER TABLE ... {FAST_ACTION} (blocking, no rewrite)"),
+            Contender::Fast { forced: false } => {
+                format!("pg-hotswap {FAST_ACTION}: in place, no rewrite (issue 16)")
+            }
+            Contender::Fast { forced: true } => {
+                format!("pg-hotswap {FAST_ACTION} --force-rewrite: a full copy")
+            }
         }
     }
 
@@ -301,7 +331,10 @@ impl Contender {
     fn keeps_every_write(self) -> bool {
         matches!(
             self,
-            Contender::Repack | Contender::Hotswap { .. } | Contender::Polite
+            Contender::Repack
+                | Contender::Hotswap { .. }
+                | Contender::Polite
+                | Contender::Fast { .. }
         )
     }
 }
@@ -642,6 +675,11 @@ async fn measure(env: &Env<'_>, c: Contender) -> Result<Sample> {
         Contender::Repack => run_repack(env).await,
         Contender::Batched => run_batched(env).await,
         Contender::Hotswap { jobs, noop, fixed } => run_hotswap(env, jobs, noop, fixed).await,
+        Contender::AlterAdd => run_alter_action(env, FAST_ACTION).await,
+        Contender::Fast { forced } => {
+            let extra: &[&str] = if forced { &["--force-rewrite"] } else { &[] };
+            run_hotswap_alter(env, 1, Some(FAST_ACTION), false, extra).await
+        }
     };
     let wall_s = started.elapsed().as_secs_f64();
 
@@ -693,9 +731,13 @@ async fn measure(env: &Env<'_>, c: Contender) -> Result<Sample> {
 }
 
 async fn run_alter(env: &Env<'_>) -> Result<Sample> {
+    run_alter_action(env, ALTER_ACTION).await
+}
+
+async fn run_alter_action(env: &Env<'_>, action: &str) -> Result<Sample> {
     let c = connect(&env.conninfo).await?;
     let t = Instant::now();
-    c.batch_execute(&format!("ALTER TABLE public.t {ALTER_ACTION}"))
+    c.batch_execute(&format!("ALTER TABLE public.t {action}"))
         .await
         .context("ALTER TABLE")?;
     Ok(Sample {
@@ -834,6 +876,18 @@ async fn run_hotswap_with(
     fixed: bool,
     extra: &[&str],
 ) -> Result<Sample> {
+    let alter = if noop { None } else { Some(ALTER_ACTION) };
+    run_hotswap_alter(env, jobs, alter, fixed, extra).await
+}
+
+/// pg-hotswap `run` with `--alter alter` (none: a no-op rebuild).
+async fn run_hotswap_alter(
+    env: &Env<'_>,
+    jobs: u32,
+    alter: Option<&str>,
+    fixed: bool,
+    extra: &[&str],
+) -> Result<Sample> {
     let mut cmd = tokio::process::Command::new(env.bin);
     cmd.args(["--quiet", "run", "--dsn"])
         .arg(&env.conninfo)
@@ -842,8 +896,8 @@ async fn run_hotswap_with(
         .args(["--output", "json", "--drop-old"])
         .args(extra);
     chunk_args(&mut cmd, env, fixed);
-    if !noop {
-        cmd.args(["--alter", ALTER_ACTION]);
+    if let Some(a) = alter {
+        cmd.args(["--alter", a]);
     }
     let out = run_process(cmd).await?;
     if !out.success {
@@ -862,7 +916,9 @@ async fn run_hotswap_with(
         })
         .unwrap_or_default();
     let copied = num("rows_copied").unwrap_or(0.0);
-    if copied < env.opts.rows as f64 {
+    // The fast path copies nothing (issue 16): its report lists the statements instead.
+    let in_place = report.get("in_place").is_some_and(|v| v.is_array());
+    if copied < env.opts.rows as f64 && !in_place {
         eprintln!(
             "compare: pg-hotswap copied {copied} rows of {} (report: {})",
             env.opts.rows,

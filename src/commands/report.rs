@@ -7,6 +7,24 @@ use crate::rewrite::migrator::RunReport;
 
 /// Prints the summary of a finished run.
 pub(super) fn print(r: &RunReport) {
+    if let Some(statements) = &r.in_place {
+        println!(
+            "pg-hotswap: altered {} in place, no rewrite needed (run {})",
+            r.table, r.run_id
+        );
+        for s in statements {
+            println!("  ran:                {s}");
+        }
+        println!(
+            "  lock attempts:      {} (each waited at most --lock-timeout); ACCESS EXCLUSIVE held at most {:.1} ms",
+            r.lock_attempts, r.longest_lock_ms
+        );
+        println!("  total:              {:.1} s", r.total_secs);
+        for w in &r.warnings {
+            println!("  warning: {w}");
+        }
+        return;
+    }
     println!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
     println!("  rows copied:        {}", r.rows_copied);
     println!("  bytes copied:       {}", ui::bytes(r.bytes_copied));

@@ -81,6 +81,8 @@ impl ResumeArgs {
             terminate_blockers_after: self.blockers.terminate_blockers_after,
             df_on_server: false,
             fleet_id: None,
+            // A resumed run continues a copy; the fast path never leaves one to continue.
+            force_rewrite: true,
         };
         Ok((target, opts))
     }

@@ -98,6 +98,12 @@ pub struct RunArgs {
     /// Format of the final report on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Copy the table even when PostgreSQL would apply the ALTER without rewriting it (a new
+    /// nullable column, a wider varchar, a new default...). Without it such an ALTER is applied
+    /// to the table in place, under the short lock timeout, with long checks done without
+    /// blocking writes (issue 16, docs/operations.md).
+    #[arg(long)]
+    pub force_rewrite: bool,
     /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
     #[arg(long)]
     pub dry_run: bool,
@@ -196,6 +202,7 @@ impl RunArgs {
             terminate_blockers_after: self.blockers.terminate_blockers_after,
             df_on_server: self.df_on_server,
             fleet_id: self.fleet_id,
+            force_rewrite: self.force_rewrite,
         };
         Ok((conn, self.state_schema, opts))
     }

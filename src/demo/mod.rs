@@ -125,6 +125,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         terminate_blockers_after: None,
         df_on_server: false,
         fleet_id: None,
+        force_rewrite: false,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -536,6 +536,37 @@ fn build_stage(b: &mut Builder, plan: &Plan, stage: Stage, note: Option<&str>) {
     }
 }
 
+/// Issue 16: the statements of a run that needs no rewrite (`fastpath::InPlace`), as one phase
+/// "in place": each transaction's opening under the lock rule, then its steps exactly as `run`
+/// sends them; `CREATE INDEX CONCURRENTLY` on its own, outside a transaction.
+pub fn in_place(p: &crate::rewrite::fastpath::InPlace, policy: &LockPolicy) -> PhaseStatements {
+    let mut b = Builder {
+        wait: policy.timeout.as_millis() as u64,
+        attempts: policy.attempts,
+        out: Vec::new(),
+    };
+    for u in &p.units {
+        if u.in_transaction() {
+            b.own(
+                format!(
+                    "BEGIN; {}",
+                    crate::db::locking::local_timeout_sql(policy.timeout)
+                ),
+                true,
+            );
+            b.steps(u.steps(), true);
+            b.own("COMMIT", true);
+        } else {
+            b.steps(u.steps(), true);
+        }
+    }
+    PhaseStatements {
+        phase: "in place".to_string(),
+        single_transaction: false,
+        statements: b.out,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

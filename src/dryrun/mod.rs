@@ -73,6 +73,24 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
         return Ok(r.finish());
     };
     let plan = &trial.plan;
+    // Issue 16: no rewrite when PostgreSQL needs none; then the statements are all there is.
+    let ask = o.ask();
+    let decision = match (ask.rewrite_anyway(), &plan.rewrite_probe) {
+        (Some(w), _) => crate::rewrite::fastpath::Decision::Rewrite(w),
+        (None, Some(p)) => crate::rewrite::fastpath::decide(&ask, p, &src),
+        (None, None) => {
+            crate::rewrite::fastpath::Decision::Rewrite(crate::rewrite::fastpath::Why::NoAlter)
+        }
+    };
+    r.rewrite = Some(report::RewriteDecision {
+        needed: !matches!(decision, crate::rewrite::fastpath::Decision::InPlace(_)),
+        reason: decision.describe(),
+    });
+    if let crate::rewrite::fastpath::Decision::InPlace(p) = &decision {
+        let phase = listing::in_place(p, &o.lock);
+        r.phases = merge(vec![phase], &[]);
+        return Ok(r.finish());
+    }
     r.columns = report::columns(plan);
     r.sample_check = plan.sample_check.clone();
     r.carried_over = Some(report::carried_over(plan, &src, &src.table.name));

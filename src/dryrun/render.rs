@@ -90,6 +90,15 @@ fn heading(t: &mut Text, r: &PlanReport) {
         t.section(None);
         t.line(format!("REFUSED: {why}"));
     }
+    if let Some(d) = &r.rewrite {
+        t.section(None);
+        t.line(&d.reason);
+        if !d.needed {
+            t.line(
+                "the ALTER is applied to the table in place (--force-rewrite copies it instead)",
+            );
+        }
+    }
 }
 
 /// The source table: rows, sizes, row identity, the shadow's and the old table's names.

@@ -26,6 +26,9 @@ pub struct PlanReport {
     pub exit_code: i32,
     /// Why the table or the ALTER cannot be rewritten (then most sections below are empty).
     pub refused: Option<String>,
+    /// Issue 16: whether the ALTER needs a rewrite, and why (None when the plan stopped before
+    /// the shadow's trial). Without one, `phases` holds the single phase "in place".
+    pub rewrite: Option<RewriteDecision>,
     pub source: Option<SourceSummary>,
     pub columns: Vec<ColumnLine>,
     /// PostgreSQL's own ALTER on sampled rows against the mapping (issue 13, `rewrite::oracle`).
@@ -37,6 +40,14 @@ pub struct PlanReport {
     pub phases: Vec<PhaseReport>,
     pub disk: Option<DiskReport>,
     pub estimate: Option<Estimate>,
+}
+
+/// Whether a run rewrites the table (issue 16, `fastpath::decide`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RewriteDecision {
+    pub needed: bool,
+    /// "no rewrite needed: ..." or "rewrite: <why>".
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -173,6 +184,7 @@ pub(super) fn new(table: String) -> PlanReport {
         verdict: Verdict::Ok,
         exit_code: 0,
         refused: None,
+        rewrite: None,
         source: None,
         columns: Vec::new(),
         sample_check: None,

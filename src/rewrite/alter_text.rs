@@ -282,7 +282,7 @@ pub fn actions(sql: &str) -> Result<Vec<(Vec<Token>, &str)>, LexError> {
 
 /// A column name as PostgreSQL reads it: unquoted names fold to lower case, quoted ones keep
 /// their spelling with `""` undoubled.
-fn ident_of(sql: &str, t: &Token) -> Option<Ident> {
+pub(crate) fn ident_of(sql: &str, t: &Token) -> Option<Ident> {
     let text = &sql[t.start..t.end];
     match t.kind {
         Kind::Word => Some(Ident::new(text.to_lowercase())),

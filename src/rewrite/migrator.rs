@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod figures;
+mod in_place;
 mod phases;
 mod redo;
 
@@ -70,6 +71,9 @@ pub struct RunOptions {
     /// The fleet run this run belongs to (issue 18; `run --fleet-id`, passed by `fleet run`),
     /// recorded on the run; not among the recorded arguments.
     pub fleet_id: Option<String>,
+    /// `--force-rewrite`: copy even when PostgreSQL would apply the ALTER without a rewrite
+    /// (issue 16; `fastpath`).
+    pub force_rewrite: bool,
 }
 
 impl RunOptions {
@@ -114,6 +118,10 @@ pub struct RunReport {
     /// WAL the server wrote from the start of the run to its end (all sessions', the
     /// application's too); `None` where it cannot be read (a standby, no privilege).
     pub wal_bytes: Option<u64>,
+    /// Issue 16: the ALTER needed no rewrite and was applied to the table in place; these are
+    /// the statements run (None: the table was rewritten).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<Vec<String>>,
 }
 
 struct Timer {
@@ -186,6 +194,14 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         current: None,
     };
     let recorded = cx.take_over_unfinished(&ctl, &src, &mut report).await?;
+    if recorded.is_none() {
+        // Issue 16: no rewrite when PostgreSQL needs none (`in_place`).
+        if let Some(p) = cx.no_rewrite_needed(&mut ctl, &src).await? {
+            return cx
+                .alter_in_place(&mut ctl, &src, p, &pace, report, started)
+                .await;
+        }
+    }
     let (run, plan, from, gov) = match recorded {
         Some(r) => cx.continue_recorded(&ctl, &table, &pace, r).await?,
         None => cx.start_new(&mut ctl, &src, &pace, &mut timer).await?,

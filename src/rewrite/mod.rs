@@ -13,6 +13,7 @@ pub mod checks;
 pub mod chunks;
 pub mod copier;
 pub mod dependents;
+pub mod fastpath;
 pub mod mapping;
 pub mod migrator;
 pub mod oracle;

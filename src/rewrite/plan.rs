@@ -160,6 +160,10 @@ pub struct Plan {
     /// ALTER's own). None: a plan made before this was kept (the source's is carried then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_identity: Option<ReplicaIdentity>,
+    /// What the ALTER did to the trial clone's relfilenodes: whether a rewrite is needed at all
+    /// (issue 16; `fastpath`). None without an ALTER, or in a plan made before this existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_probe: Option<crate::rewrite::fastpath::Probe>,
 }
 
 /// `REPLICA IDENTITY` of the new table.

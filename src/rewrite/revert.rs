@@ -186,6 +186,7 @@ pub fn reverse_plan(
         statistics: None,
         sample_check: None,
         replica_identity: None,
+        rewrite_probe: None,
     };
     ReversePlan {
         plan,

@@ -113,14 +113,15 @@ pub async fn create(
 /// Builds the shadow in a transaction that is always rolled back, creating nothing: what the
 /// shadow step would refuse (the ALTER, the mapping, dependent objects, the sample check) is
 /// refused before the state schema exists (DESIGN.md, "refuse before creating anything"; found
-/// by a fresh tester, who was left a `hotswap` schema after an exit 3).
+/// by a fresh tester, who was left a `hotswap` schema after an exit 3). Returns the plan the
+/// trial made (with its `rewrite_probe`, issue 16).
 pub async fn dry_run(
     client: &mut Client,
     state: &State,
     src: &Source,
     req: &ShadowRequest<'_>,
     policy: &LockPolicy,
-) -> Result<()> {
+) -> Result<Plan> {
     let table = &src.table.name;
     // The name the shadow will have, so the trial runs the statements the run will run.
     let shadow = shadow_name(&*client, table, req.shadow_name).await?;
@@ -140,7 +141,7 @@ pub async fn dry_run(
             .await
             .ctx("rolling the shadow's trial transaction back")?;
         match tries.settle(result).await {
-            Ok(Some(_)) => return Ok(()),
+            Ok(Some((plan, _))) => return Ok(plan),
             Ok(None) => {}
             Err(e) if e.is_lock_timeout() => return Err(e),
             Err(e) => {
@@ -234,6 +235,11 @@ pub async fn build_in(
         .map(|c| (c.num, c.name))
         .collect();
 
+    // Issue 16: the relfilenodes before the ALTER, to see whether PostgreSQL rewrites.
+    let before = match req.alter {
+        Some(_) => Some(crate::rewrite::fastpath::Snapshot::read(tx, before_oid).await?),
+        None => None,
+    };
     if let Some(alter) = req.alter {
         if let Some(action) = crate::rewrite::alter_text::drop_cascade(alter) {
             return Err(Error::refused(format!(
@@ -268,6 +274,24 @@ pub async fn build_in(
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
     let statistics = surviving_statistics(tx, src, run, shadow_oid).await?;
+    let rewrite_probe = match &before {
+        Some(b) => {
+            // A temporary name the ALTER's translation gave (issue 15) means the user's name.
+            let live = |n: &str| match original_names.iter().find(|(tmp, _)| tmp.as_str() == n) {
+                Some((_, orig)) => orig.as_str().to_string(),
+                None => derive::derive_name(n, shadow.name.as_str(), table.name.as_str()),
+            };
+            let mut p = crate::rewrite::fastpath::Probe::compare(tx, b, shadow_oid, &live).await?;
+            // Rebuilt indexes by the source's names, not the clone's temporary ones.
+            for n in &mut p.rebuilt_indexes {
+                if let Some((_, orig)) = original_names.iter().find(|(tmp, _)| tmp.as_str() == n) {
+                    *n = orig.as_str().to_string();
+                }
+            }
+            Some(p)
+        }
+        None => None,
+    };
 
     let built = map_columns(tx, src, req, &origins, shadow_oid, &shadow_cols).await?;
     refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
@@ -328,6 +352,7 @@ pub async fn build_in(
         statistics: Some(statistics),
         sample_check: None,
         replica_identity: Some(replica_identity),
+        rewrite_probe,
     };
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).

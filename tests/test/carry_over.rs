@@ -454,7 +454,16 @@ fn old_table(table: &QualifiedName) -> QualifiedName {
 
 async fn run_tool(db: &TestDb, table: &QualifiedName, alter: Option<&str>) -> Output {
     let table = table_arg(table);
-    let mut args = vec!["run", "--dsn", &db.conninfo, "--table", &table];
+    // What survives the swap is tested here: always the rewrite, also for an ALTER PostgreSQL
+    // would apply in place (issue 16).
+    let mut args = vec![
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--force-rewrite",
+    ];
     if let Some(alter) = alter {
         args.extend(["--alter", alter]);
     }

@@ -12,6 +12,7 @@ mod consistency;
 mod disk;
 mod end_to_end;
 mod errors;
+mod fast_path;
 mod faults;
 mod fleet;
 mod harness;

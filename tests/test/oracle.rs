@@ -291,7 +291,13 @@ async fn plan_shows_the_sample_check() {
             hotswap_async(&args).await
         }
     };
-    let out = plan(vec!["--alter", "ALTER COLUMN amount TYPE numeric(14,2)"]).await;
+    // A wider numeric needs no rewrite: forced, so that the copy's sample check is shown.
+    let out = plan(vec![
+        "--alter",
+        "ALTER COLUMN amount TYPE numeric(14,2)",
+        "--force-rewrite",
+    ])
+    .await;
     assert_exit(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

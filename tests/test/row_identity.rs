@@ -359,3 +359,77 @@ async fn validate_constraint_of_a_foreign_key_is_kept() {
         .await
     );
 }
+
+/// A key from a unique index on NOT NULL columns needs no copy: PostgreSQL only marks the index
+/// (issue 16's fast path); the table keeps its relfilenode.
+#[tokio::test]
+async fn a_key_from_a_unique_index_is_added_in_place() {
+    let setup = "CREATE TABLE device (serial text NOT NULL, model text);
+         CREATE UNIQUE INDEX device_serial_idx ON device (serial);
+         INSERT INTO device SELECT 's' || g, 'm' FROM generate_series(1, 1000) g;";
+    let db = TestDb::new("rowid_key_in_place").await;
+    let client = db.client().await;
+    client.batch_execute(setup).await.unwrap();
+    let before: u32 = client
+        .query_one(
+            "SELECT relfilenode FROM pg_class WHERE oid = 'device'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "device",
+        "--alter",
+        "ADD PRIMARY KEY USING INDEX device_serial_idx",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("no rewrite needed"),
+        "{}",
+        describe(&out)
+    );
+    let (after, pk): (u32, bool) = {
+        let r = client
+            .query_one(
+                "SELECT relfilenode, EXISTS (SELECT FROM pg_constraint WHERE conrelid = c.oid \
+                   AND contype = 'p' AND conname = 'device_serial_idx') \
+                   FROM pg_class c WHERE c.oid = 'device'::regclass",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(before, after, "the table was rewritten");
+    assert!(pk, "no primary key from the index");
+}
+
+/// A key change is never done in place, though PostgreSQL rewrites nothing for it: in place the
+/// table would be without a key until the new index is built.
+#[tokio::test]
+async fn a_key_change_takes_the_copy() {
+    let db = TestDb::new("rowid_key_copy").await;
+    acct(&db).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "acct",
+        "--alter",
+        WIDEN,
+    ])
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("drops the key acct_pkey"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -124,6 +124,9 @@ async fn plan_and_run(
         alter,
         "--chunk-rows",
         "500",
+        // The rewrite's statements are compared here; an ALTER that needs no rewrite would
+        // otherwise be applied in place (issue 16, tests/test/fast_path.rs).
+        "--force-rewrite",
     ];
     common.extend_from_slice(extra);
 

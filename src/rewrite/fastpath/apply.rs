@@ -1,0 +1,163 @@
+//! Executing the in-place statements (issue 16): each unit of an [`InPlace`] under the lock
+//! rule (`db::locking::Retry`: `--lock-timeout` per attempt, jittered backoff, at most
+//! `--max-lock-attempts`), `CREATE INDEX CONCURRENTLY` outside a transaction (an invalid index
+//! left by a failed attempt is dropped before the next), and on a failure the removal of what a
+//! half-done ALTER leaves (helper and unvalidated constraints, unattached indexes).
+//!
+//! Invariant kept: no statement waits for a lock longer than `--lock-timeout`, and a failure
+//! names what was already applied.
+
+use super::{InPlace, Unit};
+use crate::db::locking::{self, LockPolicy};
+use crate::error::{DbContext, Result};
+use crate::rewrite::step::{self, Step};
+use tokio_postgres::Client;
+
+/// What [`apply`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Statements executed.
+    pub statements: usize,
+    /// Attempts over all units (more than the units: lock timeouts were retried).
+    pub attempts: u32,
+    /// The longest successful transaction that took ACCESS EXCLUSIVE on the table, from its
+    /// first statement to its commit, ms (the lock is held for at most that long).
+    pub longest_exclusive_ms: f64,
+}
+
+/// Executes the in-place statements on the live table, each unit under the lock rule. On an
+/// error, removes what a half-done ALTER would leave behind (helper and unvalidated
+/// constraints, unattached indexes) and says what was applied.
+pub async fn apply(client: &mut Client, policy: &LockPolicy, p: &InPlace) -> Result<Applied> {
+    let mut done = Applied::default();
+    for (u, unit) in p.units.iter().enumerate() {
+        match run_unit(client, policy, unit).await {
+            Ok((attempts, ms)) => {
+                done.attempts += attempts;
+                let exclusive = unit
+                    .steps()
+                    .iter()
+                    .any(|s| s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE"));
+                if exclusive {
+                    done.longest_exclusive_ms = done.longest_exclusive_ms.max(ms);
+                }
+                done.statements += unit.steps().len();
+            }
+            Err(e) => {
+                let removed = undo(client, policy, p, u).await;
+                let applied: Vec<&str> = p.units[..u]
+                    .iter()
+                    .flat_map(|x| x.steps())
+                    .map(|s| s.sql.as_str())
+                    .collect();
+                let state = if applied.is_empty() {
+                    format!("nothing was changed; {} is untouched", p.table.human())
+                } else {
+                    format!(
+                        "{} is usable; already applied: {}{}",
+                        p.table.human(),
+                        applied.join("; "),
+                        removed
+                    )
+                };
+                return Err(e.or_state(state, "fix the cause and run again"));
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Runs one unit, retried on lock timeouts; returns the attempts it took and how long the
+/// successful attempt took, ms.
+async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Result<(u32, f64)> {
+    match unit {
+        Unit::Transaction { what, steps } => {
+            let mut tries = locking::Retry::new(policy, what);
+            loop {
+                let attempt = tries.start();
+                let started = std::time::Instant::now();
+                let result = async {
+                    let tx = client.transaction().await.ctx(what)?;
+                    locking::set_local_timeout(&tx, policy.timeout).await?;
+                    for s in steps {
+                        step::exec(&tx, s).await?;
+                    }
+                    tx.commit().await.ctx(what)
+                }
+                .await;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                if tries.settle(result).await?.is_some() {
+                    return Ok((attempt, ms));
+                }
+            }
+        }
+        Unit::Concurrently { what, step, undo } => {
+            let mut tries = locking::Retry::new(policy, what);
+            loop {
+                let attempt = tries.start();
+                let started = std::time::Instant::now();
+                let result = step::exec(&*client, step).await;
+                if result.is_err() {
+                    // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind.
+                    let _ = step::exec(&*client, undo).await;
+                }
+                if tries.settle(result).await?.is_some() {
+                    return Ok((attempt, started.elapsed().as_secs_f64() * 1000.0));
+                }
+            }
+        }
+    }
+}
+
+/// Removes what unit `u` failing leaves behind; returns a note for the error's state.
+async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -> String {
+    let table = &p.table;
+    let mut removed = Vec::new();
+    let mut failed = Vec::new();
+    let cons = p.pending_constraints.get(u).cloned().unwrap_or_default();
+    if !cons.is_empty() {
+        let parts: Vec<String> = cons
+            .iter()
+            .map(|c| format!("DROP CONSTRAINT IF EXISTS {c}"))
+            .collect();
+        let s = Step::new(
+            format!("ALTER TABLE {table} {}", parts.join(", ")),
+            format!(
+                "removing the unvalidated constraints from {}",
+                table.human()
+            ),
+        );
+        let unit = Unit::Transaction {
+            what: s.what.clone(),
+            steps: vec![s],
+        };
+        match run_unit(client, policy, &unit).await {
+            Ok(_) => removed.extend(cons.iter().map(|c| format!("constraint {}", c.as_str()))),
+            Err(_) => failed.extend(cons.iter().map(|c| format!("constraint {}", c.as_str()))),
+        }
+    }
+    for ix in p.pending_indexes.get(u).cloned().unwrap_or_default() {
+        let s = Step::new(
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                table.sibling(ix.as_str())
+            ),
+            format!("removing index {}", ix.as_str()),
+        );
+        match step::exec(&*client, &s).await {
+            Ok(()) => removed.push(format!("index {}", ix.as_str())),
+            Err(_) => failed.push(format!("index {}", ix.as_str())),
+        }
+    }
+    let mut note = String::new();
+    if !removed.is_empty() {
+        note.push_str(&format!("; removed again: {}", removed.join(", ")));
+    }
+    if !failed.is_empty() {
+        note.push_str(&format!(
+            "; could not remove (drop them by hand): {}",
+            failed.join(", ")
+        ));
+    }
+    note
+}
