@@ -37,7 +37,7 @@ use crate::db::conn::ConnSpec;
 use crate::error::{Error, Kind, Result};
 use crate::pacing::hooks::{Event, Hooks};
 use crate::pacing::window::Window;
-use crate::state::State;
+use crate::state::{State, READY_NOTE};
 use decision::Watcher;
 use outward::HookGate;
 use std::path::PathBuf;
@@ -234,7 +234,7 @@ impl Governor {
         // the swap waits for that tick (a second at most).
         hg.ready_asked = true;
         if !hg.ready_told {
-            return Ok(other.or_else(|| Some("ready to swap: telling the on-ready hook".into())));
+            return Ok(other.or_else(|| Some(format!("{READY_NOTE}: telling the on-ready hook"))));
         }
         if other.is_some() || !hooks.has(Event::BeforeCutover) {
             // Asked again once nothing else holds the swap: its answer is about that moment.
@@ -247,7 +247,7 @@ impl Governor {
         }
         hg.ready = true;
         Ok(Some(hg.why.clone().unwrap_or_else(|| {
-            "ready to swap: waiting for the on-before-cutover hook".into()
+            format!("{READY_NOTE}: waiting for the on-before-cutover hook")
         })))
     }
 
@@ -266,10 +266,10 @@ impl Governor {
             return Ok(Some(w));
         }
         if self.opts.cutover == Cutover::Manual {
-            return Ok(Some(
-                "ready to swap: waiting for the operator's cut-over (`pg-hotswap cutover`, or SET control = 'cutover'); replaying meanwhile"
-                    .into(),
-            ));
+            // `fleet` reads readiness from this note's first words (state::READY_NOTE).
+            return Ok(Some(format!(
+                "{READY_NOTE}: waiting for the operator's cut-over (`pg-hotswap cutover`, or SET control = 'cutover'); replaying meanwhile"
+            )));
         }
         Ok(None)
     }
