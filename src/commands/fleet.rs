@@ -275,6 +275,25 @@ async fn run(args: FleetRunArgs) -> Result<i32> {
     // Exit status of a child that ended, with the error it left.
     let mut failed: Vec<Option<String>> = vec![None; n];
     let first = read_all(&mut probes, Some(&fleet_id)).await;
+    // A reverted target is not "swapped already": this fleet id's change was taken back there.
+    let reverted: Vec<&str> = first
+        .iter()
+        .filter(|s| s.standing == Standing::Reverted)
+        .map(|s| s.target.as_str())
+        .collect();
+    if !reverted.is_empty() {
+        return Err(Error::usage(format!(
+            "fleet {fleet_id}: {} reverted by `fleet revert`: {}",
+            if reverted.len() == 1 {
+                "a target was"
+            } else {
+                "targets were"
+            },
+            reverted.join(", ")
+        ))
+        .with_state("nothing was started; each reverted target has its original table")
+        .with_next("to apply the change again, run with a new --fleet-id"));
+    }
     for (i, s) in first.iter().enumerate() {
         duty[i] = match s.standing {
             Standing::Swapped => Duty::Done,

@@ -487,3 +487,96 @@ async fn failover_during_the_copy_then_resume_on_the_new_primary() {
     drop(primary);
     drop(standby);
 }
+
+/// A fresh tester found that a lost session in the swap made a run with `--cutover manual` forget
+/// the operator's request: after the redo it waited for a cut-over again, and a gated fleet
+/// stayed split. The request now holds until the swap commits: cut-over requested, the swap
+/// blocked by a session in a transaction on the table, the run's sessions terminated, the blocker
+/// gone — the run swaps by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_cutover_survives_a_lost_session_in_the_swap() {
+    let db = TestDb::new("fault_cutover_kept").await;
+    let client = db.client().await;
+    let (spec, w) = table_under_load(&db, &client, "cutkept").await;
+    let table = spec.table.to_string();
+    let cmd = hotswap_command(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        &table,
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--chunk-rows",
+        "5000",
+        "--cutover",
+        "manual",
+        "--lock-timeout",
+        "200ms",
+        "--retry-delay",
+        "100ms",
+        "--max-lock-attempts",
+        "200",
+        "--wait-old-snapshots",
+        "off",
+    ]);
+    let child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning pg-hotswap");
+    // Ready and waiting for the cut-over.
+    let started = Instant::now();
+    loop {
+        let note: Option<String> = client
+            .query_opt(
+                "SELECT throttle FROM hotswap.runs ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.get(0));
+        if note.is_some_and(|n| n.starts_with("ready to swap")) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A blocker, then the cut-over: the swap's attempts time out on it.
+    let blocker = db.client().await;
+    blocker
+        .batch_execute(&format!("BEGIN; SELECT 1 FROM {table} LIMIT 1"))
+        .await
+        .unwrap();
+    let out =
+        crate::harness::hotswap_async(&["cutover", "--dsn", &db.conninfo, "--table", &table]).await;
+    crate::harness::assert_exit(&out, 0);
+    let started = Instant::now();
+    loop {
+        let attempts: i64 = client
+            .query_one(
+                "SELECT count(*) FROM hotswap.events WHERE kind = 'lock_timeout'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if attempts >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the swap never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(terminate_tool_sessions(&client).await > 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("the run did not swap by itself after the redo (it waits for a cut-over again?)")
+        .expect("waiting for pg-hotswap");
+    crate::harness::assert_exit(&out, 0);
+    check_result(&client, &spec, w, "cut-over kept").await;
+}

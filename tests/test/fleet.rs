@@ -609,6 +609,22 @@ async fn canary_swaps_k_first_and_fleet_cutover_the_rest() {
         describe(&out)
     );
     assert_eq!(f.swapped().await, vec![false; 6]);
+    // A fresh tester found `fleet status` still said "swapped" and the same `fleet run` skipped
+    // every target as "swapped already", exit 0, with nothing on the new schema.
+    let v = f.status_json().await;
+    assert_eq!(
+        (total(&v, "reverted"), total(&v, "swapped")),
+        (6, 0),
+        "{v:#}"
+    );
+    let again = hotswap_async(&a.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_exit(&again, 2);
+    assert!(
+        all_output(&again).contains("reverted by `fleet revert`"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(f.swapped().await, vec![false; 6]);
     f.stop_and_check().await;
 }
 

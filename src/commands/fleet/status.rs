@@ -30,6 +30,8 @@ pub enum Standing {
     Ready,
     /// The swap committed: the new table is in place.
     Swapped,
+    /// Swapped, then swapped back by `fleet revert` (or `revert`): the old table is in place.
+    Reverted,
     /// The run stopped (failed, interrupted, aborted) and no process works on it.
     Stopped,
     /// The target did not answer within [`PROBE_TIMEOUT`] (or refused the connection).
@@ -43,6 +45,7 @@ impl Standing {
             Standing::Working => "working",
             Standing::Ready => "ready",
             Standing::Swapped => "swapped",
+            Standing::Reverted => "reverted",
             Standing::Stopped => "stopped",
             Standing::Unreachable => "unreachable",
         }
@@ -180,7 +183,9 @@ impl Probe {
 /// A target's status from its run.
 fn view(t: &FleetTarget, run: &FleetRun, attached: bool, backlog: Option<i64>) -> TargetStatus {
     let ready = attached && run.waits_ready();
-    let standing = if run.swapped() {
+    let standing = if run.swapped() && run.reverse.as_deref() == Some("reverted") {
+        Standing::Reverted
+    } else if run.swapped() {
         Standing::Swapped
     } else if ready {
         Standing::Ready
@@ -221,6 +226,7 @@ pub struct Total {
     pub working: usize,
     pub ready: usize,
     pub swapped: usize,
+    pub reverted: usize,
     pub stopped: usize,
     pub unreachable: usize,
 }
@@ -236,6 +242,7 @@ pub fn total(lines: &[TargetStatus]) -> Total {
             Standing::Working => t.working += 1,
             Standing::Ready => t.ready += 1,
             Standing::Swapped => t.swapped += 1,
+            Standing::Reverted => t.reverted += 1,
             Standing::Stopped => t.stopped += 1,
             Standing::Unreachable => t.unreachable += 1,
         }
@@ -288,8 +295,8 @@ pub fn render(lines: &[TargetStatus]) -> String {
     }
     let t = total(lines);
     s.push_str(&format!(
-        "total: {} target(s): {} swapped, {} ready, {} working, {} stopped, {} not started, {} unreachable\n",
-        t.targets, t.swapped, t.ready, t.working, t.stopped, t.not_started, t.unreachable
+        "total: {} target(s): {} swapped, {} reverted, {} ready, {} working, {} stopped, {} not started, {} unreachable\n",
+        t.targets, t.swapped, t.reverted, t.ready, t.working, t.stopped, t.not_started, t.unreachable
     ));
     s
 }

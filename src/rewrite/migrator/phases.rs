@@ -67,7 +67,7 @@ impl Flow<'_> {
         if from <= Phase::Swap {
             let mut rc = self.catch_up_phase(ctl, report, timer).await?;
             self.verify_phase(&mut rc, ctl, report, timer).await?;
-            self.hold_for_cutover(&mut rc, ctl, report, timer).await?;
+            self.hold_for_cutover(&mut rc, report, timer).await?;
             let out = self.swap_phase(&mut rc, ctl, report, timer).await?;
             self.after_swap(ctl, &out, report).await?;
         }
@@ -333,7 +333,6 @@ impl Flow<'_> {
     async fn hold_for_cutover(
         &self,
         rc: &mut Client,
-        ctl: &Client,
         report: &mut RunReport,
         timer: &mut Timer,
     ) -> Result<()> {
@@ -364,7 +363,8 @@ impl Flow<'_> {
         }
         if shown {
             gov.set_note(None);
-            gov.cutover_taken(ctl, self.state, run).await?;
+            // The request is cleared only once the swap committed (swap_phase): a redo after a
+            // lost session goes on to the swap instead of waiting for it again (issue 20).
             say("cut-over: going ahead with the swap");
         }
         Ok(())
@@ -418,6 +418,8 @@ impl Flow<'_> {
         report.warnings.extend(w);
         // --- end old snapshots
         let out = swap::swap(rc, ctl, state, plan, self.src, &req).await?;
+        // The operator's (or the fleet's) cut-over request is done with.
+        self.gov.cutover_taken(ctl, state, plan.run_id).await?;
         report.lock_attempts = out.attempts;
         report.lock_held_ms = out.held.as_secs_f64() * 1000.0;
         report.longest_lock_ms = out.longest_lock.as_secs_f64() * 1000.0;
