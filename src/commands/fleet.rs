@@ -157,7 +157,7 @@ pub enum OnFailure {
 }
 
 /// Run options the fleet sets itself, refused after `--`.
-const OWN_FLAGS: [&str; 9] = [
+const OWN_FLAGS: [&str; 10] = [
     "--dsn",
     "--table",
     "--alter",
@@ -167,6 +167,7 @@ const OWN_FLAGS: [&str; 9] = [
     "--dry-run",
     "--fleet-id",
     "--bloated-over",
+    "--force-rewrite",
 ];
 
 pub(super) async fn command(args: FleetArgs) -> Result<i32> {
@@ -248,7 +249,10 @@ async fn run(args: FleetRunArgs) -> Result<i32> {
         .unwrap_or_else(|| default_log_dir(&fleet_id));
     let launch = ChildLauncher::new(&args.t, log_dir.clone())?;
     let mut child_args = launch.base("run");
+    // Every target copies and swaps (issue 16's in-place path has no swap to gate, and its run
+    // is never "ready"): the gate is what a fleet is for.
     child_args.extend([
+        "--force-rewrite".to_string(),
         "--fleet-id".to_string(),
         fleet_id.clone(),
         "--cutover".into(),

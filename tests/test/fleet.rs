@@ -521,7 +521,7 @@ async fn the_fleet_killed_between_two_swaps_is_finished_by_running_it_again() {
     assert_eq!(lines[2]["ready"], true, "{v:#}");
     let text = String::from_utf8_lossy(&f.status(false).await.stdout).to_string();
     assert!(
-        text.contains("total: 6 target(s): 2 swapped, 4 ready"),
+        text.contains("total: 6 target(s): 2 swapped, 0 reverted, 4 ready"),
         "{text}"
     );
     assert_eq!(
