@@ -570,9 +570,12 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
         .batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
+    // The note and the lag figure are sampled at different moments; under load the first
+    // status that says "held" may still carry a figure from just before (CI saw 0.94 s beside a
+    // note saying 1.9 s): wait until both say it.
     let s = t
-        .wait_status("held by replication lag", |s| {
-            held_by(s).contains("replication lag")
+        .wait_status("held by replication lag, and the lag shown", |s| {
+            held_by(s).contains("replication lag") && s["lag_secs"].as_f64().unwrap_or(0.0) > 1.0
         })
         .await;
     assert!(s["lag_secs"].as_f64().unwrap_or(0.0) > 1.0, "{s:#}");
