@@ -377,7 +377,10 @@ fn carried_replica_identity(
 }
 
 /// The name of `table`'s replica identity index, if it has one.
-pub async fn replica_identity_index(client: &Client, table: u32) -> Result<Option<String>> {
+pub async fn replica_identity_index(
+    client: &impl tokio_postgres::GenericClient,
+    table: u32,
+) -> Result<Option<String>> {
     client
         .query_opt(
             "SELECT c.relname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \

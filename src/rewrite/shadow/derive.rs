@@ -628,23 +628,11 @@ pub(super) async fn replica_identity_step(
     shadow: &QualifiedName,
     original_names: &[NamePair],
 ) -> Result<Option<Step>> {
-    let what = "reading the replica identity index";
     let sql = match src.table.replica_identity.as_str() {
         "f" => "FULL".to_string(),
         "n" => "NOTHING".to_string(),
         "i" => {
-            let ri: Option<String> = tx
-                .query_opt(
-                    "SELECT c.relname::text FROM pg_catalog.pg_index i \
-                       JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
-                      WHERE i.indrelid = $1 AND i.indisreplident",
-                    &[&src.table.oid],
-                )
-                .await
-                .ctx(what)?
-                .map(|r| r.try_get(0))
-                .transpose()
-                .ctx(what)?;
+            let ri = crate::rewrite::build::replica_identity_index(tx, src.table.oid).await?;
             match ri.and_then(|n| original_names.iter().find(|(_, o)| o.as_str() == n)) {
                 Some((tmp, _)) => format!("USING INDEX {tmp}"),
                 None => return Ok(None),
