@@ -83,6 +83,7 @@ impl ResumeArgs {
             fleet_id: None,
             // A resumed run continues a copy; the fast path never leaves one to continue.
             force_rewrite: true,
+            partitioning: None,
         };
         Ok((target, opts))
     }
@@ -144,6 +145,12 @@ async fn recorded_options(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     base.map_back = maps("map_back")?;
+    base.partitioning = match a.get("partitioning") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+            Error::failed(format!("reading the run's recorded --partition-by: {e}"))
+        })?),
+    };
     say(&format!(
         "resuming run {} of {} (stopped in phase {}, {})",
         u.id,

@@ -104,6 +104,16 @@ pub struct RunArgs {
     /// blocking writes (issue 16, docs/operations.md).
     #[arg(long)]
     pub force_rewrite: bool,
+    /// Make the new table a partitioned one with this partition key: "RANGE (created_at)",
+    /// "LIST (region)" or "HASH (id)" (issue 15). Give its partitions with --partition. Unique
+    /// keys must include the partition key's columns (widen them in --alter).
+    #[arg(long, value_parser = crate::rewrite::partitioning::parse_partition_by)]
+    pub partition_by: Option<String>,
+    /// A partition of the new table (with --partition-by; repeatable): "<name> FOR VALUES FROM
+    /// ('2024-01-01') TO ('2025-01-01')", "<name> FOR VALUES IN ('eu')", "<name> FOR VALUES
+    /// WITH (MODULUS 4, REMAINDER 0)" or "<name> DEFAULT". Created in the table's schema.
+    #[arg(long = "partition", value_parser = crate::rewrite::partitioning::parse_partition)]
+    pub partition: Vec<crate::rewrite::partitioning::PartitionSpec>,
     /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
     #[arg(long)]
     pub dry_run: bool,
@@ -180,6 +190,19 @@ impl RunArgs {
                 "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
             )));
         }
+        let partitioning = match (self.partition_by, self.partition.is_empty()) {
+            (Some(by), false) => Some(crate::rewrite::partitioning::PartitionRequest {
+                by,
+                partitions: self.partition,
+            }),
+            (Some(_), true) => {
+                return Err(Error::usage(
+                    "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\"",
+                ))
+            }
+            (None, false) => return Err(Error::usage("--partition goes with --partition-by")),
+            (None, true) => None,
+        };
         let conn = conn_spec(&self.conn, &self.lock)?;
         let opts = RunOptions {
             lock: self.lock.policy(),
@@ -203,6 +226,7 @@ impl RunArgs {
             df_on_server: self.df_on_server,
             fleet_id: self.fleet_id,
             force_rewrite: self.force_rewrite,
+            partitioning,
         };
         Ok((conn, self.state_schema, opts))
     }

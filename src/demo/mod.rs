@@ -126,6 +126,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         df_on_server: false,
         fleet_id: None,
         force_rewrite: false,
+        partitioning: None,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

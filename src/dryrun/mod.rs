@@ -220,6 +220,7 @@ async fn shadow_trial(
         maps: &o.maps,
         shadow_name: o.shadow_name.as_deref(),
         revertible: o.revertible,
+        partitioning: o.partitioning.as_ref(),
     };
     match validate(ctl, state, src, &req, &shadow, o).await {
         Ok(x) => Ok(Some((x, shadow))),

@@ -256,6 +256,9 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         maps: &job.maps,
         shadow_name: None,
         revertible: false,
+        // The estimate's sessions copy into plain shadows (the partitions' names are fixed,
+        // and concurrent sessions would collide on them).
+        partitioning: None,
     };
     let tx = writer
         .transaction()

@@ -71,9 +71,9 @@ pub fn copy_statements_in(plan: &Plan, form: &CopyForm, filter: &str) -> (String
     let format = if form.text { "text" } else { "binary" };
     (
         format!(
-            "COPY (SELECT {} FROM ONLY {} {filter}) TO STDOUT (FORMAT {format})",
+            "COPY (SELECT {} FROM {} {filter}) TO STDOUT (FORMAT {format})",
             exprs.join(", "),
-            plan.source
+            plan.source_from()
         ),
         format!("COPY {} ({cols}) FROM STDIN (FORMAT {format})", plan.shadow),
     )
@@ -102,7 +102,7 @@ impl RawCast {
 /// mapping (see [`CopyForm::insert_select`]).
 pub fn insert_select_statement(plan: &Plan, filter: &str) -> String {
     format!(
-        "INSERT INTO {} ({}){} SELECT {} FROM ONLY {} {filter}",
+        "INSERT INTO {} ({}){} SELECT {} FROM {} {filter}",
         plan.shadow,
         crate::db::ident::join_idents(plan.copy_columns()),
         if plan.overriding {
@@ -111,7 +111,7 @@ pub fn insert_select_statement(plan: &Plan, filter: &str) -> String {
             ""
         },
         plan.select_list(),
-        plan.source
+        plan.source_from()
     )
 }
 

@@ -74,6 +74,8 @@ pub struct RunOptions {
     /// `--force-rewrite`: copy even when PostgreSQL would apply the ALTER without a rewrite
     /// (issue 16; `fastpath`).
     pub force_rewrite: bool,
+    /// `--partition-by` with its `--partition`s: the new table is partitioned (issue 15).
+    pub partitioning: Option<crate::rewrite::partitioning::PartitionRequest>,
 }
 
 impl RunOptions {
@@ -85,6 +87,7 @@ impl RunOptions {
             "shadow_name": self.shadow_name,
             "revertible": self.revertible,
             "map_back": self.map_back.iter().map(|m| format!("{}={}", m.column, m.expr)).collect::<Vec<_>>(),
+            "partitioning": self.partitioning,
         })
     }
 }
@@ -317,6 +320,7 @@ impl Ctx<'_> {
                 maps: &opts.maps,
                 shadow_name: opts.shadow_name.as_deref(),
                 revertible: opts.revertible,
+                partitioning: opts.partitioning.as_ref(),
             };
             shadow::dry_run(ctl, state, src, &req, &opts.lock).await?;
         }
@@ -465,6 +469,7 @@ impl Ctx<'_> {
             maps: &opts.maps,
             shadow_name: opts.shadow_name.as_deref(),
             revertible: opts.revertible,
+            partitioning: opts.partitioning.as_ref(),
         };
         let plan = match shadow::create(ctl, state, run, src, &req, &opts.lock).await {
             Ok(mut p) if opts.revertible => {

@@ -17,6 +17,7 @@ pub mod fastpath;
 pub mod mapping;
 pub mod migrator;
 pub mod oracle;
+pub mod partitioning;
 pub mod plan;
 pub mod preflight;
 pub mod replay;

@@ -164,6 +164,27 @@ pub struct Plan {
     /// (issue 16; `fastpath`). None without an ALTER, or in a plan made before this existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_probe: Option<crate::rewrite::fastpath::Probe>,
+    /// The shadow is a partitioned table (`--partition-by`, issue 15): its key and partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<crate::rewrite::partitioning::ShadowPartitioning>,
+    /// The source is a partitioned table (a revert's plan after `--partition-by`): its rows are
+    /// read through its parent, not `ONLY`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_partitioned: bool,
+}
+
+impl Plan {
+    /// `FROM` target for the source's rows: `ONLY source` for a plain table (preflight refuses
+    /// inheritance; ONLY keeps a child added later out), the parent of a partitioned one.
+    pub fn source_from(&self) -> String {
+        crate::rewrite::partitioning::from_rel(&self.source, self.source_partitioned)
+    }
+
+    /// `FROM` target for the shadow's rows: the parent of a partitioned shadow reads its
+    /// partitions; `ONLY shadow` otherwise.
+    pub fn shadow_from(&self) -> String {
+        crate::rewrite::partitioning::from_rel(&self.shadow, self.partitioning.is_some())
+    }
 }
 
 /// `REPLICA IDENTITY` of the new table.

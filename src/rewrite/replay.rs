@@ -186,11 +186,11 @@ pub async fn apply_batch(
     let inserted = tx
         .execute(
             &format!(
-                "INSERT INTO {shadow} ({cols}){overriding} SELECT {sel} FROM ONLY {src} \
+                "INSERT INTO {shadow} ({cols}){overriding} SELECT {sel} FROM {src} \
                   WHERE ({keys}) IN (SELECT {klist} FROM pg_temp.{BATCH} WHERE NOT truncated)",
                 shadow = plan.shadow,
                 sel = plan.select_list(),
-                src = plan.source,
+                src = plan.source_from(),
             ),
             &[],
         )

@@ -187,6 +187,8 @@ pub fn reverse_plan(
         sample_check: None,
         replica_identity: None,
         rewrite_probe: None,
+        partitioning: None,
+        source_partitioned: fwd.partitioning.is_some(),
     };
     ReversePlan {
         plan,
@@ -487,9 +489,9 @@ async fn check_fits(ctl: &mut tokio_postgres::Client, plan: &Plan, table: &str) 
         .ctx("checking the rows written since the swap")?;
     let sql = format!(
         // count(<row>) makes the server evaluate every mapped value (a bare count(*) would not).
-        "SELECT count(ROW({})::text) FROM ONLY {} WHERE ({}) IN (SELECT {} FROM {} WHERE NOT truncated)",
+        "SELECT count(ROW({})::text) FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE NOT truncated)",
         plan.select_list(),
-        plan.source,
+        plan.source_from(),
         plan.key_list(),
         crate::db::ident::join_idents(&kcols),
         plan.capture.log

@@ -34,6 +34,8 @@ pub struct ShadowRequest<'a> {
     pub shadow_name: Option<&'a str>,
     /// `--revertible`: the old row identity must stay unique in the new table.
     pub revertible: bool,
+    /// `--partition-by` / `--partition`: the shadow is a partitioned table (issue 15).
+    pub partitioning: Option<&'a crate::rewrite::partitioning::PartitionRequest>,
 }
 
 /// Temporary name of the n-th index the run builds on the shadow.
@@ -297,8 +299,15 @@ pub async fn build_in(
     refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
 
     let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
-    let (mut indexes, mut drops) =
-        plan_indexes(src, run, shadow, &shadow_ix, &shadow_key, &original_names)?;
+    let (mut indexes, mut drops) = plan_indexes(
+        src,
+        run,
+        shadow,
+        &shadow_ix,
+        &shadow_key,
+        &original_names,
+        req.partitioning.is_some(),
+    )?;
     let tmp = Ident::new(tmp_index_name(run, shadow_ix.len()));
     indexes.extend(identity_index(
         &shadow_ix,
@@ -353,7 +362,12 @@ pub async fn build_in(
         sample_check: None,
         replica_identity: Some(replica_identity),
         rewrite_probe,
+        partitioning: None,
+        source_partitioned: false,
     };
+    if let Some(p) = req.partitioning {
+        crate::rewrite::partitioning::convert(tx, src, &mut plan, p, &mut done).await?;
+    }
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).
     plan.sample_check =

@@ -241,8 +241,9 @@ pub async fn time_sample(
         rows += tx
             .query_one(
                 &format!(
-                    "SELECT count(*), bit_xor({}) FROM ONLY {} {w}",
-                    s.src_hash, plan.source
+                    "SELECT count(*), bit_xor({}) FROM {} {w}",
+                    s.src_hash,
+                    plan.source_from()
                 ),
                 &[],
             )
@@ -252,8 +253,9 @@ pub async fn time_sample(
     }
     tx.query_one(
         &format!(
-            "SELECT count(*), bit_xor({}) FROM ONLY {}",
-            s.dst_hash, plan.shadow
+            "SELECT count(*), bit_xor({}) FROM {}",
+            s.dst_hash,
+            plan.shadow_from()
         ),
         &[],
     )
@@ -307,17 +309,17 @@ async fn compare_chunk(
         // look each one up in the shadow by its mapped key (the shadow's key index).
         let sql = format!(
             "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
-                  q AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}) \
+                  q AS (SELECT {sk}, {sh} AS h FROM {src} WHERE {predicate}) \
              SELECT count(*), count(*) FILTER (WHERE p.{first} IS NULL AND d.h IS DISTINCT FROM q.h) = 0 \
-               FROM q LEFT JOIN (SELECT {dk}, {dh} AS h FROM ONLY {shadow}) d USING ({klist}) \
+               FROM q LEFT JOIN (SELECT {dk}, {dh} AS h FROM {shadow}) d USING ({klist}) \
                       LEFT JOIN p USING ({klist})",
             log = plan.capture.log,
             sk = s.src_keys,
             sh = s.src_hash,
-            src = plan.source,
+            src = plan.source_from(),
             dk = s.dst_keys,
             dh = s.dst_hash,
-            shadow = plan.shadow,
+            shadow = plan.shadow_from(),
         );
         let row = client.query_one(&sql, &[]).await.ctx(format_args!(
             "verifying {} against {}",
@@ -335,18 +337,18 @@ async fn compare_chunk(
         "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
               s AS (SELECT count(*) AS n, count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
                            bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
-                      FROM (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}) q LEFT JOIN p USING ({klist})), \
+                      FROM (SELECT {sk}, {sh} AS h FROM {src} WHERE {predicate}) q LEFT JOIN p USING ({klist})), \
               d AS (SELECT count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
                            bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
-                      FROM (SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {dst_pred}) q LEFT JOIN p USING ({klist})) \
+                      FROM (SELECT {dk}, {dh} AS h FROM {shadow} WHERE {dst_pred}) q LEFT JOIN p USING ({klist})) \
          SELECT s.n, s.c = d.c AND s.x IS NOT DISTINCT FROM d.x FROM s, d",
         log = plan.capture.log,
         sk = s.src_keys,
         sh = s.src_hash,
-        src = plan.source,
+        src = plan.source_from(),
         dk = s.dst_keys,
         dh = s.dst_hash,
-        shadow = plan.shadow,
+        shadow = plan.shadow_from(),
     );
     let row = client.query_one(&sql, &[]).await.ctx(format_args!(
         "verifying {} against {}",
@@ -388,22 +390,22 @@ async fn diff_chunk(
     // are found by `extra_shadow_rows`).
     let d = if s.transparent {
         format!(
-            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE {predicate}",
+            "SELECT {dk}, {dh} AS h FROM {shadow} WHERE {predicate}",
             dk = s.dst_keys,
             dh = s.dst_hash,
-            shadow = plan.shadow
+            shadow = plan.shadow_from()
         )
     } else {
         format!(
-            "SELECT {dk}, {dh} AS h FROM ONLY {shadow} WHERE ({dcols}) IN (SELECT {klist} FROM s)",
+            "SELECT {dk}, {dh} AS h FROM {shadow} WHERE ({dcols}) IN (SELECT {klist} FROM s)",
             dk = s.dst_keys,
             dh = s.dst_hash,
-            shadow = plan.shadow,
+            shadow = plan.shadow_from(),
             dcols = plan.shadow_key_list(),
         )
     };
     let sql = format!(
-        "WITH s AS (SELECT {sk}, {sh} AS h FROM ONLY {src} WHERE {predicate}), \
+        "WITH s AS (SELECT {sk}, {sh} AS h FROM {src} WHERE {predicate}), \
               d AS ({d}), \
               x AS (SELECT {text_keys}, ({coalesced}) IN (SELECT {log_keys} FROM {log} l WHERE NOT l.truncated) AS pending \
                       FROM s FULL JOIN d USING ({klist}) WHERE s.h IS DISTINCT FROM d.h) \
@@ -411,7 +413,7 @@ async fn diff_chunk(
          UNION ALL SELECT (SELECT count(*) FROM s), {nulls}, NULL WHERE NOT EXISTS (SELECT 1 FROM x)",
         sk = s.src_keys,
         sh = s.src_hash,
-        src = plan.source,
+        src = plan.source_from(),
         nulls = vec!["NULL::text"; kcols.len()].join(", "),
     );
     let rows = client.query(&sql, &[]).await.ctx(format_args!(
@@ -463,16 +465,16 @@ async fn extra_shadow_rows(
         .join(", ");
     let sql = format!(
         "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
-              s AS (SELECT {sk} FROM ONLY {src}) \
-         SELECT {text_keys} FROM (SELECT {dk} FROM ONLY {shadow}) d \
+              s AS (SELECT {sk} FROM {src}) \
+         SELECT {text_keys} FROM (SELECT {dk} FROM {shadow}) d \
           WHERE NOT EXISTS (SELECT 1 FROM s WHERE {sd}) AND NOT EXISTS (SELECT 1 FROM p WHERE {pd}) \
           LIMIT {limit}",
         log_keys = log_keys_as_shadow(plan, s, true),
         log = plan.capture.log,
         sk = s.src_keys,
-        src = plan.source,
+        src = plan.source_from(),
         dk = s.dst_keys,
-        shadow = plan.shadow,
+        shadow = plan.shadow_from(),
         sd = same("s", "d"),
         pd = same("p", "d"),
         limit = MAX_REPAIR + 1,

@@ -76,6 +76,7 @@ scenarios!(
     // issue 15
     i15_pk_widened,
     i15_pk_widened_same_name_fk_moves,
+    i15_convert_to_range_partitions,
     i15_pk_widened_fk_refused,
     i15_key_from_unique_index,
     i15_pk_new_name_cluster_on,
@@ -679,7 +680,7 @@ async fn differences(
         .collect();
     let row = format!("ROW({})::text", exprs.join(", "));
     let sql = format!(
-        "WITH a AS (SELECT {row} AS r FROM ONLY {table}), b AS (SELECT {row} AS r FROM ONLY {ledger}), \
+        "WITH a AS (SELECT {row} AS r FROM {table}), b AS (SELECT {row} AS r FROM ONLY {ledger}), \
               only_t AS (SELECT r FROM a EXCEPT ALL SELECT r FROM b), \
               only_l AS (SELECT r FROM b EXCEPT ALL SELECT r FROM a) \
          SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b), \

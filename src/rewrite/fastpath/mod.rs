@@ -44,6 +44,8 @@ pub enum Why {
     Revertible,
     /// `--map`: a computed or renamed column is filled by the copy.
     Maps,
+    /// `--partition-by`: the rows move into a partitioned table (issue 15).
+    Partitioning,
     /// PostgreSQL rewrote the clone (its relfilenode changed).
     TableRewritten,
     /// The ALTER changes storage parameters (fillfactor, toast_tuple_target...), which only
@@ -71,6 +73,9 @@ impl std::fmt::Display for Why {
         match self {
             Why::Forced => f.write_str("--force-rewrite was given"),
             Why::NoAlter => f.write_str("no --alter: the table is rebuilt as it is"),
+            Why::Partitioning => {
+                f.write_str("--partition-by moves the rows into a partitioned table")
+            }
             Why::OrderBy => f.write_str("--order-by writes the rows anew, in order"),
             Why::Revertible => f.write_str(
                 "--revertible keeps the old table to swap back to, which only a copy has",
@@ -111,6 +116,7 @@ pub struct Ask<'a> {
     pub order_by: bool,
     pub revertible: bool,
     pub maps: bool,
+    pub partitioning: bool,
 }
 
 impl Ask<'_> {
@@ -118,6 +124,8 @@ impl Ask<'_> {
     pub fn rewrite_anyway(&self) -> Option<Why> {
         if self.force_rewrite {
             Some(Why::Forced)
+        } else if self.partitioning {
+            Some(Why::Partitioning)
         } else if self.alter.is_none() {
             Some(Why::NoAlter)
         } else if self.order_by {

@@ -31,6 +31,7 @@ impl super::RunOptions {
             order_by: self.order_by.is_some(),
             revertible: self.revertible,
             maps: !self.maps.is_empty(),
+            partitioning: self.partitioning.is_some(),
         }
     }
 }
@@ -53,6 +54,7 @@ impl Ctx<'_> {
             maps: &opts.maps,
             shadow_name: opts.shadow_name.as_deref(),
             revertible: opts.revertible,
+            partitioning: opts.partitioning.as_ref(),
         };
         let plan = shadow::dry_run(ctl, self.state, src, &req, &opts.lock).await?;
         let Some(probe) = &plan.rewrite_probe else {

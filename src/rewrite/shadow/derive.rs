@@ -110,6 +110,7 @@ pub(super) fn plan_indexes(
     shadow_ix: &[catalog::Index],
     shadow_key: &[Ident],
     original_names: &[NamePair],
+    partitioned: bool,
 ) -> Result<(Vec<ShadowIndex>, Vec<Step>)> {
     let table = &src.table.name;
     let identity_index = shadow_ix
@@ -130,7 +131,9 @@ pub(super) fn plan_indexes(
         let (create_sql, constraint_sql, by_constraint) = match ix.constraint_type.as_deref() {
             // Exclusion constraints and temporal keys (issue 14): only their constraint makes
             // their index.
-            _ if ix.built_by_constraint() => (
+            // A partitioned table has no `ADD CONSTRAINT ... USING INDEX` (issue 15): its
+            // keys are made by the constraint too.
+            _ if ix.built_by_constraint() || (partitioned && ix.constraint_def.is_some()) => (
                 String::new(),
                 Some(format!(
                     "ALTER TABLE {shadow} ADD CONSTRAINT {tmp} {}",
@@ -414,7 +417,7 @@ pub(super) async fn orphan_check(
         .collect::<Vec<_>>()
         .join(", ");
     Ok(format!(
-        "SELECT concat_ws(', ', {key}) FROM ONLY {shadow} s WHERE {not_null} \
+        "SELECT concat_ws(', ', {key}) FROM {shadow} s WHERE {not_null} \
            AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {joined}) LIMIT 1"
     ))
 }

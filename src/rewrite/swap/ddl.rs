@@ -166,14 +166,17 @@ pub struct SwapDdl {
 /// everything attached to it. The one place these statements are written; `plan` lists them.
 pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) -> Result<SwapDdl> {
     let mut before = Vec::new();
-    before.push(Step::new(
-        autovacuum_restore(
-            &plan.shadow,
-            &src.table.reloptions,
-            &src.table.toast_options,
-        )?,
-        "giving the new table the autovacuum settings of the old one",
-    ));
+    // A partitioned table has no storage options: its partitions have them (issue 15).
+    let stored: Vec<&QualifiedName> = match &plan.partitioning {
+        Some(p) => p.partitions.iter().map(|p| &p.name).collect(),
+        None => vec![&plan.shadow],
+    };
+    for rel in stored {
+        before.push(Step::new(
+            autovacuum_restore(rel, &src.table.reloptions, &src.table.toast_options)?,
+            "giving the new table the autovacuum settings of the old one",
+        ));
+    }
     for s in capture::drop_trigger_statements(
         &plan.capture.trigger,
         &plan.capture.truncate_trigger,

@@ -1,0 +1,10 @@
+SELECT relkind = 'p' FROM pg_class WHERE oid = 'public.event'::regclass;
+SELECT pg_get_partkeydef('public.event'::regclass) = 'RANGE (created_on)';
+SELECT array_agg(c.relname::text || ' ' || pg_get_expr(c.relpartbound, c.oid) ORDER BY c.relname)::text = '{"event_2026_01 FOR VALUES FROM (''2026-01-01'') TO (''2026-02-01'')","event_2026_02 FOR VALUES FROM (''2026-02-01'') TO (''2026-03-01'')","event_2026_03 FOR VALUES FROM (''2026-03-01'') TO (''2026-04-01'')","event_default DEFAULT"}' FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'public.event'::regclass;
+SELECT array_agg(c.relname::text ORDER BY c.relname)::text = '{event_created_idx,event_kind_idx,event_pkey}' FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.event'::regclass;
+SELECT count(*) = 12 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'public.event'::regclass);
+SELECT bool_and(c.reloptions::text[] = '{fillfactor=90}') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'public.event'::regclass;
+SELECT count(*) > 0 FROM ONLY public.event_default;
+SELECT obj_description('public.event'::regclass, 'pg_class') = 'events by month';
+SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'public.event'::regclass AND contype = 'c');
+SELECT NOT EXISTS (SELECT FROM pg_class WHERE relname LIKE 'hotswap\_%');
