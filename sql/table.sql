@@ -14,9 +14,20 @@ SELECT n.nspname,
        c.relrowsecurity,
        c.relforcerowsecurity,
        pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
-       c.reltuples::float8 AS reltuples,
-       pg_catalog.pg_relation_size(c.oid) AS heap_bytes,
-       pg_catalog.pg_total_relation_size(c.oid) AS total_bytes,
+       -- A partitioned table holds no rows itself: its partitions' figures, summed.
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(p.reltuples, 0)), 0)::float8
+                    FROM pg_catalog.pg_partition_tree(c.oid) t
+                    JOIN pg_catalog.pg_class p ON p.oid = t.relid WHERE t.isleaf)
+            ELSE c.reltuples::float8 END AS reltuples,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_catalog.pg_relation_size(t.relid)), 0)::int8
+                    FROM pg_catalog.pg_partition_tree(c.oid) t WHERE t.isleaf)
+            ELSE pg_catalog.pg_relation_size(c.oid) END AS heap_bytes,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_catalog.pg_total_relation_size(t.relid)), 0)::int8
+                    FROM pg_catalog.pg_partition_tree(c.oid) t)
+            ELSE pg_catalog.pg_total_relation_size(c.oid) END AS total_bytes,
        c.relacl IS NOT NULL AS has_acl
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

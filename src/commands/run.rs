@@ -195,11 +195,9 @@ impl RunArgs {
                 by,
                 partitions: self.partition,
             }),
-            (Some(_), true) => {
-                return Err(Error::usage(
-                    "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\"",
-                ))
-            }
+            (Some(_), true) => return Err(Error::usage(
+                "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\"",
+            )),
             (None, false) => return Err(Error::usage("--partition goes with --partition-by")),
             (None, true) => None,
         };

@@ -173,8 +173,8 @@ async fn key_range(ctl: &Client, plan: &Plan) -> Result<Option<(i64, i64)>> {
     let row = ctl
         .query_one(
             &format!(
-                "SELECT min({kname})::int8, max({kname})::int8 FROM ONLY {}",
-                plan.source
+                "SELECT min({kname})::int8, max({kname})::int8 FROM {}",
+                plan.source_from()
             ),
             &[],
         )

@@ -283,10 +283,11 @@ fn capture_phase(b: &mut Builder, i: &ListInput<'_>) {
 fn chunk_planning(b: &mut Builder, i: &ListInput<'_>) {
     let plan = i.plan;
     let source = &plan.source;
+    let from = plan.source_from();
     if plan.has_integer_key() {
         b.add(
             format!(
-                "SELECT min({k})::int8, max({k})::int8 FROM ONLY {source}",
+                "SELECT min({k})::int8, max({k})::int8 FROM {from}",
                 k = plan.key[0].name
             ),
             vec![lock("ACCESS SHARE", source, true)],
@@ -296,7 +297,7 @@ fn chunk_planning(b: &mut Builder, i: &ListInput<'_>) {
     } else {
         b.add(
             format!(
-                "SELECT ... FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) ... FROM ONLY {source}) WHERE rn % {n} = 0",
+                "SELECT ... FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) ... FROM {from}) WHERE rn % {n} = 0",
                 keys = plan.key_list(),
                 n = i.chunk_rows
             ),
@@ -343,8 +344,9 @@ fn copy_phase(b: &mut Builder, i: &ListInput<'_>) {
     };
     b.add(
         format!(
-            "COPY (SELECT {} FROM ONLY {source} WHERE {pred}) TO STDOUT (FORMAT binary)",
-            plan.select_list()
+            "COPY (SELECT {} FROM {} WHERE {pred}) TO STDOUT (FORMAT binary)",
+            plan.select_list(),
+            plan.source_from()
         ),
         vec![lock("ACCESS SHARE", source, true)],
         false,
@@ -409,8 +411,9 @@ fn replay_phase(b: &mut Builder, i: &ListInput<'_>) {
     .repeat = Some("per batch".into());
     b.add(
         format!(
-            "INSERT INTO {shadow} (...) SELECT {} FROM ONLY {source} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch); COMMIT",
+            "INSERT INTO {shadow} (...) SELECT {} FROM {} WHERE ({}) IN (SELECT ... FROM pg_temp.hotswap_replay_batch); COMMIT",
             plan.select_list(),
+            plan.source_from(),
             plan.key_list()
         ),
         vec![lock("ACCESS SHARE", source, true), lock("ROW EXCLUSIVE", shadow, false)],

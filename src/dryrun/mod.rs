@@ -246,7 +246,13 @@ async fn source_summary(
         (src.table.reltuples as i64, "estimated")
     } else {
         let n: i64 = ctl
-            .query_one(&format!("SELECT count(*) FROM ONLY {table}"), &[])
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    crate::rewrite::partitioning::from_rel(table, src.table.relkind == "p")
+                ),
+                &[],
+            )
             .await
             .ctx(format_args!("counting the rows of {}", table.human()))?
             .col(0, &format_args!("counting the rows of {}", table.human()))?;

@@ -228,11 +228,11 @@ async fn time_replay(
         "CREATE TEMP TABLE IF NOT EXISTS hotswap_replay_batch (id bigint, truncated boolean, {d}) ON COMMIT DELETE ROWS; \
          CREATE TEMP TABLE hotswap_plan_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
            truncated boolean NOT NULL DEFAULT false, {d}); \
-         INSERT INTO pg_temp.hotswap_plan_log ({k}) SELECT {keys} FROM ONLY {src} {clause} LIMIT {n}",
+         INSERT INTO pg_temp.hotswap_plan_log ({k}) SELECT {keys} FROM {src} {clause} LIMIT {n}",
         d = defs.join(", "),
         k = join_idents(&kcols),
         keys = plan.key_list(),
-        src = plan.source,
+        src = plan.source_from(),
         clause = w.clause,
     ))
     .await

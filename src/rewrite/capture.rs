@@ -143,16 +143,21 @@ pub async fn install_triggers(
 ) -> Result<u32> {
     let c = &plan.capture;
     let src = &plan.source;
-    let rec = |name: &Ident| {
-        state.record_object_statement(
-            plan.run_id,
-            "trigger",
-            &src.sibling(name.as_str()),
-            Some(plan.source_oid),
-        )
-    };
-    let triggers = trigger_steps(plan, src);
-    let mut stmts: Vec<String> = trigger_names(c).iter().map(rec).collect();
+    let members = std::iter::once((plan.source_oid, src))
+        .chain(plan.source_partitions.iter().map(|(oid, n)| (*oid, n)));
+    let mut stmts = Vec::new();
+    let mut triggers = Vec::new();
+    for (oid, table) in members {
+        for name in trigger_names(c) {
+            stmts.push(state.record_object_statement(
+                plan.run_id,
+                "trigger",
+                &table.sibling(name.as_str()),
+                Some(oid),
+            ));
+        }
+        triggers.extend(trigger_steps(plan, table));
+    }
     stmts.extend(triggers.iter().map(|s| s.sql.clone()));
     let attempts = locking::run_ddl(
         client,
@@ -164,6 +169,16 @@ pub async fn install_triggers(
     .await?;
     crate::rewrite::step::record(&triggers);
     Ok(attempts)
+}
+
+/// The relations a capture on `plan`'s source goes on: the source, and every partition of a
+/// partitioned one (a statement naming a partition fires only that partition's statement-level
+/// triggers; one naming the parent, only the parent's, whose transition tables hold the rows of
+/// every partition it touched — so no write is logged twice).
+pub fn tree(plan: &Plan) -> Vec<&crate::db::ident::QualifiedName> {
+    std::iter::once(&plan.source)
+        .chain(plan.source_partitions.iter().map(|(_, n)| n))
+        .collect()
 }
 
 /// [`trigger_statements`] as steps, with the lock they take on the live table.

@@ -116,7 +116,10 @@ pub async fn plan_chunks(
         let k = &plan.key[0].name;
         let row = client
             .query_one(
-                &format!("SELECT min({k})::int8, max({k})::int8 FROM ONLY {src}"),
+                &format!(
+                    "SELECT min({k})::int8, max({k})::int8 FROM {}",
+                    plan.source_from()
+                ),
                 &[],
             )
             .await
@@ -292,6 +295,7 @@ async fn walk_bounds(
     chunk_rows: i64,
 ) -> Result<Option<Vec<Vec<String>>>> {
     let src = &plan.source;
+    let from = plan.source_from();
     let keys = plan.key_list();
     let order_by = order
         .iter()
@@ -330,7 +334,7 @@ async fn walk_bounds(
         .query(
             &format!(
                 "SELECT {text_cols}, {round_trip} FROM \
-                   (SELECT {keys}, row_number() OVER (ORDER BY {order_by}) AS hotswap_rn FROM ONLY {src}) s \
+                   (SELECT {keys}, row_number() OVER (ORDER BY {order_by}) AS hotswap_rn FROM {from}) s \
                   WHERE hotswap_rn % $1 = 0 ORDER BY hotswap_rn"
             ),
             &[&chunk_rows],

@@ -55,15 +55,130 @@ pub struct PartitionSpec {
 pub struct ShadowPartitioning {
     /// The partition key as PostgreSQL prints it (`pg_get_partkeydef`).
     pub key: String,
-    /// The partitions, each by its final (and current) name, with its bound as PostgreSQL
-    /// prints it.
+    /// Every partition of the shadow at every depth, parents first.
     pub partitions: Vec<ShadowPartition>,
 }
 
+/// A partition of the shadow.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShadowPartition {
+    /// Its name during the run.
     pub name: QualifiedName,
+    /// Its name after the swap: the source partition's it replaces, or the name given.
+    pub final_name: QualifiedName,
+    /// As PostgreSQL prints it.
     pub bound: String,
+    /// Partitioned in turn (it has no storage options then).
+    #[serde(default)]
+    pub partitioned: bool,
+    /// Storage options it takes in the swap (autovacuum is off until then).
+    #[serde(default)]
+    pub reloptions: Vec<String>,
+    #[serde(default)]
+    pub toast_options: Vec<String>,
+    /// The source's partition it replaces in a rewrite of a partitioned table: its oid, and its
+    /// name (which the swap frees for this one).
+    #[serde(default)]
+    pub replaces: Option<(u32, QualifiedName)>,
+}
+
+impl ShadowPartitioning {
+    /// The partitions that hold rows (leaves) or take storage options.
+    pub fn stored(&self) -> impl Iterator<Item = &ShadowPartition> {
+        self.partitions.iter().filter(|p| !p.partitioned)
+    }
+}
+
+/// One partition to create on the shadow.
+struct NewPartition {
+    name: QualifiedName,
+    final_name: QualifiedName,
+    parent: QualifiedName,
+    bound: String,
+    /// Its own partition key (sub-partitioned).
+    partition_key: Option<String>,
+    reloptions: Vec<String>,
+    toast_options: Vec<String>,
+    owner: Ident,
+    tablespace: Option<Ident>,
+    comment: Option<String>,
+    replaces: Option<(u32, QualifiedName)>,
+    /// The bound is the user's text (`--partition`): sent as a single statement.
+    given: bool,
+}
+
+/// The partitions the user asked for (`--partition`), in the table's schema, with the table's
+/// storage options, owner and tablespace.
+fn requested(src: &Source, shadow: &QualifiedName, req: &PartitionRequest) -> Vec<NewPartition> {
+    let t = &src.table;
+    req.partitions
+        .iter()
+        .map(|p| {
+            let name = t.name.sibling(p.name.as_str());
+            NewPartition {
+                final_name: name.clone(),
+                name,
+                parent: shadow.clone(),
+                bound: p.bound.clone(),
+                partition_key: None,
+                reloptions: t.reloptions.clone(),
+                toast_options: t.toast_options.clone(),
+                owner: t.owner.clone(),
+                tablespace: t.tablespace.clone(),
+                comment: None,
+                replaces: None,
+                given: true,
+            }
+        })
+        .collect()
+}
+
+/// The source's own partitions, at every depth, each under a free `<name>_new` until the swap.
+async fn mirrored(
+    tx: &Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+) -> Result<Vec<NewPartition>> {
+    let mut out: Vec<NewPartition> = Vec::new();
+    let mut taken = Vec::new();
+    for p in &src.partitions {
+        let parent = if p.parent == src.table.oid {
+            shadow.clone()
+        } else {
+            match src
+                .partitions
+                .iter()
+                .position(|q| q.oid == p.parent)
+                .and_then(|i| out.get(i))
+            {
+                Some(n) => n.name.clone(),
+                None => {
+                    return Err(Error::failed(format!(
+                        "partition {} comes before its parent in the catalog's list",
+                        p.name.human()
+                    )))
+                }
+            }
+        };
+        let new =
+            catalog::free_name(tx, &p.name.schema, p.name.name.as_str(), "_new", &taken).await?;
+        taken.push(new.clone());
+        out.push(NewPartition {
+            name: p.name.sibling(new),
+            final_name: p.name.clone(),
+            parent,
+            bound: p.bound.clone(),
+            partition_key: p.partition_key.clone(),
+            reloptions: p.reloptions.clone(),
+            toast_options: p.toast_options.clone(),
+            owner: p.owner.clone(),
+            tablespace: p.tablespace.clone(),
+            comment: p.comment.clone(),
+            replaces: Some((p.oid, p.name.clone())),
+            given: false,
+        });
+    }
+    Ok(out)
 }
 
 /// Parses `--partition-by`: `RANGE|LIST|HASH (...)`, one clause, nothing after its parentheses.
@@ -75,7 +190,9 @@ pub fn parse_partition_by(s: &str) -> std::result::Result<String, String> {
     let strategy = ["RANGE", "LIST", "HASH"]
         .into_iter()
         .find(|k| upper.starts_with(k))
-        .ok_or_else(|| format!("--partition-by {s:?}: expected RANGE (...), LIST (...) or HASH (...)"))?;
+        .ok_or_else(|| {
+            format!("--partition-by {s:?}: expected RANGE (...), LIST (...) or HASH (...)")
+        })?;
     let rest = t[strategy.len()..].trim_start();
     if !rest.starts_with('(') || !rest.ends_with(')') || rest.contains('\0') {
         return Err(format!(
@@ -94,8 +211,9 @@ pub fn parse_partition_by(s: &str) -> std::result::Result<String, String> {
 /// Errors (usage): no name, or neither `FOR VALUES` nor `DEFAULT` after it.
 pub fn parse_partition(s: &str) -> std::result::Result<PartitionSpec, String> {
     let t = s.trim();
-    let (name, rest) = split_identifier(t)
-        .ok_or_else(|| format!("--partition {s:?}: expected a name, then FOR VALUES ... or DEFAULT"))?;
+    let (name, rest) = split_identifier(t).ok_or_else(|| {
+        format!("--partition {s:?}: expected a name, then FOR VALUES ... or DEFAULT")
+    })?;
     let rest = rest.trim();
     let upper = rest.to_ascii_uppercase();
     let ok = upper == "DEFAULT"
@@ -158,7 +276,7 @@ pub async fn convert(
     tx: &Transaction<'_>,
     src: &Source,
     plan: &mut Plan,
-    req: &PartitionRequest,
+    req: Option<&PartitionRequest>,
     done: &mut Vec<Step>,
 ) -> Result<()> {
     let table = &src.table.name;
@@ -168,7 +286,10 @@ pub async fn convert(
             "cannot rewrite table {} into a partitioned table: {what}: {msg}",
             table.human()
         ))
-        .with_state(format!("nothing was changed; {} is untouched", table.human()))
+        .with_state(format!(
+            "nothing was changed; {} is untouched",
+            table.human()
+        ))
     };
     if src.table.persistence == "u" {
         return Err(Error::refused(format!(
@@ -178,12 +299,24 @@ pub async fn convert(
         .with_state("nothing was changed")
         .with_next("make it LOGGED first (ALTER TABLE ... SET LOGGED), or run without --partition-by"));
     }
-    if req.partitions.is_empty() {
+    let shadow = plan.shadow.clone();
+    let (key, parts) = match req {
+        Some(r) => (r.by.clone(), requested(src, &shadow, r)),
+        None => {
+            let what = "reading the source's partition key";
+            let key: String = tx
+                .query_one("SELECT pg_catalog.pg_get_partkeydef($1)", &[&src.table.oid])
+                .await
+                .ctx(what)?
+                .col(0, &what)?;
+            (key, mirrored(tx, src, &shadow).await?)
+        }
+    };
+    if parts.is_empty() {
         return Err(Error::usage(
             "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\"",
         ));
     }
-    let shadow = plan.shadow.clone();
     let template_oid = plan.shadow_oid;
     let template = shadow.sibling(format!("hotswap_{}_template", plan.run_id));
     let columns = catalog::columns(tx, template_oid).await?;
@@ -209,8 +342,7 @@ pub async fn convert(
             format!(
                 "CREATE TABLE {shadow} (LIKE {template} INCLUDING DEFAULTS INCLUDING GENERATED \
                  INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS \
-                 INCLUDING CONSTRAINTS) PARTITION BY {}{tablespace}",
-                req.by
+                 INCLUDING CONSTRAINTS) PARTITION BY {key}{tablespace}"
             ),
             format!("creating the partitioned shadow {}", shadow.human()),
         )
@@ -219,7 +351,10 @@ pub async fn convert(
     for c in &fks {
         steps.push(Step::new(
             format!("ALTER TABLE {shadow} ADD CONSTRAINT {} {}", c.name, c.def),
-            format!("adding foreign key {} to the partitioned shadow", c.name.as_str()),
+            format!(
+                "adding foreign key {} to the partitioned shadow",
+                c.name.as_str()
+            ),
         ));
     }
     steps.push(Step::new(
@@ -227,7 +362,10 @@ pub async fn convert(
         "dropping the template of the partitioned shadow",
     ));
     for st in &statistics {
-        let what = format!("creating statistics {} on the partitioned shadow", st.name.human());
+        let what = format!(
+            "creating statistics {} on the partitioned shadow",
+            st.name.human()
+        );
         steps.push(Step::new(st.create_sql(&st.name, &shadow), what.clone()));
         if st.target >= 0 {
             steps.push(Step::new(
@@ -267,14 +405,21 @@ pub async fn convert(
                 .map(|o| crate::rewrite::shadow::reloption_sql(o, ""))
                 .collect::<Result<Vec<_>>>()?;
             steps.push(Step::new(
-                format!("ALTER TABLE {shadow} ALTER COLUMN {} SET ({})", c.name, opts.join(", ")),
+                format!(
+                    "ALTER TABLE {shadow} ALTER COLUMN {} SET ({})",
+                    c.name,
+                    opts.join(", ")
+                ),
                 "copying a column's options",
             ));
         }
     }
     steps.push(Step::new(
         format!("ALTER TABLE {shadow} OWNER TO {}", src.table.owner),
-        format!("giving the partitioned shadow to the table's owner {}", src.table.owner.as_str()),
+        format!(
+            "giving the partitioned shadow to the table's owner {}",
+            src.table.owner.as_str()
+        ),
     ));
     for s in steps {
         crate::rewrite::step::exec(tx, &s).await.map_err(|e| {
@@ -288,41 +433,90 @@ pub async fn convert(
         done.push(s);
     }
 
-    let mut options = Vec::new();
-    for o in &src.table.reloptions {
-        options.push(crate::rewrite::shadow::reloption_sql(o, "")?);
-    }
-    for o in &src.table.toast_options {
-        options.push(crate::rewrite::shadow::reloption_sql(o, "toast.")?);
-    }
-    options.push("autovacuum_enabled = false".into());
-    options.push("toast.autovacuum_enabled = false".into());
-    for p in &req.partitions {
-        let part = table.sibling(p.name.as_str());
-        let s = Step::new(
-            format!("CREATE TABLE {part} PARTITION OF {shadow} {}{tablespace}", p.bound),
+    let mut recorded = Vec::new();
+    for p in &parts {
+        let part = &p.name;
+        let parent = &p.parent;
+        let sub = p
+            .partition_key
+            .as_ref()
+            .map(|k| format!(" PARTITION BY {k}"))
+            .unwrap_or_default();
+        let tablespace = p
+            .tablespace
+            .as_ref()
+            .map(|ts| format!(" TABLESPACE {ts}"))
+            .unwrap_or_default();
+        let mut create = Step::new(
+            format!(
+                "CREATE TABLE {part} PARTITION OF {parent} {}{sub}{tablespace}",
+                p.bound
+            ),
             format!("creating partition {} of the shadow", part.human()),
-        )
-        .single();
-        crate::rewrite::step::exec(tx, &s).await.map_err(|e| {
-            refuse(e, &format!("partition {}", p.name.as_str()))
-                .with_next("fix that --partition (a free name in the table's schema, then FOR VALUES ... or DEFAULT)")
+        );
+        if p.given {
+            create = create.single();
+        }
+        crate::rewrite::step::exec(tx, &create).await.map_err(|e| {
+            if p.given {
+                refuse(e, &format!("partition {}", part.name.as_str())).with_next(
+                    "fix that --partition (a free name in the table's schema, then FOR VALUES ... or DEFAULT)",
+                )
+            } else {
+                e
+            }
         })?;
-        done.push(s);
-        for s in [
-            Step::new(
+        done.push(create);
+        let mut steps = Vec::new();
+        if p.partition_key.is_none() {
+            let mut options = Vec::new();
+            for o in &p.reloptions {
+                options.push(crate::rewrite::shadow::reloption_sql(o, "")?);
+            }
+            for o in &p.toast_options {
+                options.push(crate::rewrite::shadow::reloption_sql(o, "toast.")?);
+            }
+            options.push("autovacuum_enabled = false".into());
+            options.push("toast.autovacuum_enabled = false".into());
+            steps.push(Step::new(
                 format!("ALTER TABLE {part} SET ({})", options.join(", ")),
-                "copying the table's storage options to a partition; autovacuum off until the swap",
-            ),
-            Step::new(
-                format!("ALTER TABLE {part} OWNER TO {}", src.table.owner),
-                "giving a partition to the table's owner",
-            ),
-        ] {
+                "copying storage options to a partition; autovacuum off until the swap",
+            ));
+        }
+        steps.push(Step::new(
+            format!("ALTER TABLE {part} OWNER TO {}", p.owner),
+            "giving a partition to its owner",
+        ));
+        if let Some(c) = &p.comment {
+            steps.push(Step::new(
+                format!(
+                    "COMMENT ON TABLE {part} IS {}",
+                    crate::db::ident::literal(c)
+                ),
+                "copying a partition's comment",
+            ));
+        }
+        for s in steps {
             crate::rewrite::step::exec(tx, &s).await?;
             done.push(s);
         }
+        recorded.push(ShadowPartition {
+            name: part.clone(),
+            final_name: p.final_name.clone(),
+            bound: p.bound.clone(),
+            partitioned: p.partition_key.is_some(),
+            reloptions: p.reloptions.clone(),
+            toast_options: p.toast_options.clone(),
+            replaces: p.replaces.clone(),
+        });
     }
+    // Default privileges may have granted the partitions to other roles: nobody writes into them
+    // during the run; the swap grants what the old table (or partition) had.
+    let objects: Vec<crate::db::acl::Object> = recorded
+        .iter()
+        .map(|p| crate::db::acl::Object::Table(&p.name))
+        .collect();
+    crate::db::acl::keep_to_owner(tx, &objects).await?;
 
     let what = "reading the partitioned shadow";
     let row = tx
@@ -335,25 +529,20 @@ pub async fn convert(
         .ctx(what)?;
     plan.shadow_oid = row.col(0, &what)?;
     let key: String = row.col(1, &what)?;
-    let mut partitions = Vec::new();
-    for r in tx
-        .query(
-            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid) \
-               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-              WHERE i.inhparent = $1 ORDER BY c.relname",
-            &[&plan.shadow_oid],
-        )
-        .await
-        .ctx(what)?
-    {
-        let schema: String = r.col(0, &what)?;
-        let name: String = r.col(1, &what)?;
-        partitions.push(ShadowPartition {
-            name: QualifiedName::new(schema, name),
-            bound: r.col(2, &what)?,
-        });
+    // The bounds as PostgreSQL prints them (`plan` shows them so).
+    for p in &mut recorded {
+        let what = "reading a partition's bound";
+        p.bound = tx
+            .query_one(
+                "SELECT pg_catalog.pg_get_expr(relpartbound, oid) FROM pg_catalog.pg_class \
+                  WHERE oid = $1::text::regclass",
+                &[&p.name.to_string()],
+            )
+            .await
+            .ctx(what)?
+            .col(0, &what)?;
     }
+    let partitions = recorded;
     plan.partitioning = Some(ShadowPartitioning { key, partitions });
     for ix in &mut plan.indexes {
         // PostgreSQL: "cannot mark index clustered in partitioned table".
@@ -382,16 +571,32 @@ async fn ask_postgres(tx: &Transaction<'_>, plan: &mut Plan) -> Result<()> {
         if let Some(c) = &ix.constraint_sql {
             sql.push(c.clone());
         }
-        let result = in_savepoint(tx, &sql, &format!("building index {} on the partitioned shadow", ix.final_name.as_str())).await;
+        let result = in_savepoint(
+            tx,
+            &sql,
+            &format!(
+                "building index {} on the partitioned shadow",
+                ix.final_name.as_str()
+            ),
+        )
+        .await;
         match result {
             Err(e)
                 if plan.indexes[i].temporary
-                    && e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) =>
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) =>
             {
                 let ix = &mut plan.indexes[i];
-                ix.create_sql = ix.create_sql.replacen("CREATE UNIQUE INDEX", "CREATE INDEX", 1);
+                ix.create_sql = ix
+                    .create_sql
+                    .replacen("CREATE UNIQUE INDEX", "CREATE INDEX", 1);
                 let sql = vec![ix.create_sql.clone()];
-                in_savepoint(tx, &sql, "building the replay index on the partitioned shadow").await?;
+                in_savepoint(
+                    tx,
+                    &sql,
+                    "building the replay index on the partitioned shadow",
+                )
+                .await?;
             }
             r => r?,
         }
@@ -401,7 +606,15 @@ async fn ask_postgres(tx: &Transaction<'_>, plan: &mut Plan) -> Result<()> {
             "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
             fk.name, fk.def
         )];
-        in_savepoint(tx, &sql, &format!("adding foreign key {} NOT VALID to the partitioned shadow", fk.name.as_str())).await?;
+        in_savepoint(
+            tx,
+            &sql,
+            &format!(
+                "adding foreign key {} NOT VALID to the partitioned shadow",
+                fk.name.as_str()
+            ),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -417,9 +630,11 @@ async fn in_savepoint(tx: &Transaction<'_>, sql: &[String], what: &str) -> Resul
             break;
         }
     }
-    tx.batch_execute("ROLLBACK TO SAVEPOINT hotswap_partitioning; RELEASE SAVEPOINT hotswap_partitioning")
-        .await
-        .ctx("rolling a savepoint back")?;
+    tx.batch_execute(
+        "ROLLBACK TO SAVEPOINT hotswap_partitioning; RELEASE SAVEPOINT hotswap_partitioning",
+    )
+    .await
+    .ctx("rolling a savepoint back")?;
     result
 }
 

@@ -171,6 +171,11 @@ pub struct Plan {
     /// read through its parent, not `ONLY`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_partitioned: bool,
+    /// The source's partitions at every depth (oid, name), when it is partitioned: the capture
+    /// triggers go on each, since a statement that names a partition fires only its own
+    /// statement-level triggers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_partitions: Vec<(u32, QualifiedName)>,
 }
 
 impl Plan {

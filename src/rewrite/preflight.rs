@@ -28,6 +28,9 @@ pub struct Source {
     pub statistics: Vec<catalog::Statistics>,
     /// Rules on the table: (name, CREATE RULE text).
     pub rules: Vec<(Ident, String)>,
+    /// A partitioned table's partitions, at every depth, parents first (issue 15); empty for a
+    /// plain table.
+    pub partitions: Vec<catalog::Partition>,
     /// The row identity: the primary key, or a unique index on NOT NULL columns.
     pub key_index: Ident,
     pub key: Vec<Ident>,
@@ -89,13 +92,8 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
             .with_state("nothing was changed")
     };
     match table.relkind.as_str() {
-        "r" => {}
-        "p" => {
-            return Err(refuse(
-                "it is a partitioned table, which pg-hotswap does not rewrite yet".into(),
-            )
-            .with_next("rewrite its partitions one at a time (each is a plain table)"))
-        }
+        // A partitioned table is rewritten as a whole tree (issue 15; `partitioning`).
+        "r" | "p" => {}
         "v" | "m" => return Err(refuse("it is a view, not a table".into())),
         "f" => return Err(refuse("it is a foreign table".into())),
         other => {
@@ -115,12 +113,17 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         )
         .with_next("partitions are not supported yet"));
     }
-    if table.has_inheritance {
+    if table.has_inheritance && table.relkind != "p" {
         return Err(refuse(
             "it takes part in table inheritance (it has a parent or children)".into(),
         ));
     }
     check_privileges(client, &table).await?;
+    let partitions = if table.relkind == "p" {
+        partition_tree_supported(client, &table).await?
+    } else {
+        Vec::new()
+    };
 
     let columns = catalog::columns(client, oid).await?;
     // PostgreSQL 18: a NOT NULL constraint may be NOT VALID (rows with NULLs may remain). The
@@ -216,6 +219,7 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         rules: catalog::rules(client, oid).await?,
         fingerprint: catalog::fingerprint(client, oid).await?,
         views,
+        partitions,
         key_index,
         key,
         table,
@@ -223,6 +227,42 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         indexes,
     };
     Ok((source, warnings))
+}
+
+/// The partitions of the partitioned table `table`, refusing a tree the rewrite cannot carry
+/// over whole: foreign or unlogged partitions, and what partitions have of their own (triggers,
+/// policies, rules, indexes or constraints their parent does not give them).
+async fn partition_tree_supported(
+    client: &Client,
+    table: &Table,
+) -> Result<Vec<catalog::Partition>> {
+    let name = table.name.human();
+    let refuse = |why: String| {
+        Error::refused(format!("cannot rewrite partitioned table {name}: {why}"))
+            .with_state("nothing was changed")
+    };
+    let parts = catalog::partition_tree(client, table.oid).await?;
+    if let Some(p) = parts.iter().find(|p| p.relkind == "f") {
+        return Err(refuse(format!(
+            "its partition {} is a foreign table, whose rows live on another server",
+            p.name.human()
+        )));
+    }
+    if let Some(p) = parts.iter().find(|p| p.persistence != "p") {
+        return Err(refuse(format!(
+            "its partition {} is unlogged or temporary",
+            p.name.human()
+        )));
+    }
+    let own = catalog::own_objects(client, table.oid).await?;
+    if !own.is_empty() {
+        return Err(refuse(format!(
+            "some partitions have objects of their own that the rewrite does not carry over yet: {}",
+            own.join(", ")
+        ))
+        .with_next("drop them before the rewrite and create them again afterwards, or define them on the partitioned table"));
+    }
+    Ok(parts)
 }
 
 /// The primary key, else the unique index on NOT NULL plain columns with the fewest columns.

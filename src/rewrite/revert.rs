@@ -189,6 +189,13 @@ pub fn reverse_plan(
         rewrite_probe: None,
         partitioning: None,
         source_partitioned: fwd.partitioning.is_some(),
+        // The new table's partitions, by the names they have after the swap.
+        source_partitions: fwd
+            .partitioning
+            .iter()
+            .flat_map(|p| &p.partitions)
+            .map(|p| (0, p.final_name.clone()))
+            .collect(),
     };
     ReversePlan {
         plan,
@@ -544,16 +551,23 @@ pub async fn finish(target: Target, opts: &FinishOptions) -> Result<Option<Quali
         if let Some(rev) = &plan.reverse {
             let c = &rev.plan.capture;
             let table = plan.source.clone();
+            // On the new table and, when it is partitioned, on each of its partitions.
+            let drops: Vec<String> = crate::rewrite::capture::tree(&rev.plan)
+                .into_iter()
+                .flat_map(|t| {
+                    crate::rewrite::capture::drop_trigger_statements(
+                        &c.trigger,
+                        &c.truncate_trigger,
+                        t,
+                    )
+                })
+                .collect();
             locking::run_ddl(
                 &ctl,
                 &opts.lock,
                 &format!("removing the reverse capture from {}", table.human()),
                 Some(oid),
-                &crate::rewrite::capture::drop_trigger_statements(
-                    &c.trigger,
-                    &c.truncate_trigger,
-                    &table,
-                ),
+                &drops,
             )
             .await?;
             ctl.batch_execute(&crate::rewrite::capture::drop_log_statement(c))

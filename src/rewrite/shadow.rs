@@ -306,7 +306,7 @@ pub async fn build_in(
         &shadow_ix,
         &shadow_key,
         &original_names,
-        req.partitioning.is_some(),
+        req.partitioning.is_some() || t.relkind == "p",
     )?;
     let tmp = Ident::new(tmp_index_name(run, shadow_ix.len()));
     indexes.extend(identity_index(
@@ -364,9 +364,17 @@ pub async fn build_in(
         rewrite_probe,
         partitioning: None,
         source_partitioned: false,
+        source_partitions: src
+            .partitions
+            .iter()
+            .map(|p| (p.oid, p.name.clone()))
+            .collect(),
     };
-    if let Some(p) = req.partitioning {
-        crate::rewrite::partitioning::convert(tx, src, &mut plan, p, &mut done).await?;
+    // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
+    plan.source_partitioned = t.relkind == "p";
+    if req.partitioning.is_some() || plan.source_partitioned {
+        crate::rewrite::partitioning::convert(tx, src, &mut plan, req.partitioning, &mut done)
+            .await?;
     }
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).

@@ -51,6 +51,10 @@ pub struct Names {
     old_sequences: Vec<(QualifiedName, String)>,
     /// (extended statistics of the source, its name once it belongs to the old table).
     old_statistics: Vec<(QualifiedName, String)>,
+    /// A rewritten partitioned table's partitions and their indexes (issue 15), in the order
+    /// the swap renames them: (current name, new name in the same schema). The old tree's move
+    /// out of the way first, then the new tree's take their names.
+    partition_renames: Vec<(QualifiedName, String)>,
 }
 
 /// The first of `<base>_old`, `<base>_old2`... that no statistics object in the schema uses.
@@ -118,12 +122,85 @@ pub async fn decide_names(
             free_statistics_name(client, &st.name).await?,
         ));
     }
+    let partition_renames = partition_renames(client, plan, &mut taken).await?;
     Ok(Names {
         old: plan.source.sibling(old),
         old_indexes,
         old_sequences,
         old_statistics,
+        partition_renames,
     })
+}
+
+/// The renames that give a rewritten partitioned table's new partitions, and their indexes,
+/// the old ones' names (issue 15). Indexes are paired within a pair of partitions by their
+/// definition after `USING` (the same key columns, method and options); a new index with no old
+/// twin (the ALTER changed it) gets its name with the partition's new name in it, when free.
+async fn partition_renames(
+    client: &Client,
+    plan: &Plan,
+    taken: &mut Vec<String>,
+) -> Result<Vec<(QualifiedName, String)>> {
+    let Some(parts) = &plan.partitioning else {
+        return Ok(Vec::new());
+    };
+    let mut old_side = Vec::new();
+    let mut new_side = Vec::new();
+    for p in &parts.partitions {
+        let Some((old_oid, old)) = &p.replaces else {
+            continue;
+        };
+        let moved =
+            catalog::free_name(client, &old.schema, old.name.as_str(), "_old", taken).await?;
+        taken.push(moved.clone());
+        old_side.push((old.clone(), moved));
+        new_side.push((p.name.clone(), p.final_name.name.as_str().to_string()));
+        let what = "pairing the indexes of a partition with the old one's";
+        let rows = client
+            .query(
+                "WITH i AS (SELECT x.indrelid AS rel, c.relname::text AS name, \
+                                   substr(pg_catalog.pg_get_indexdef(c.oid), \
+                                          position(' USING ' IN pg_catalog.pg_get_indexdef(c.oid))) AS def \
+                              FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid \
+                             WHERE x.indrelid IN ($1, $2::text::regclass)), \
+                      n AS (SELECT name, def, row_number() OVER (PARTITION BY def ORDER BY name) AS k \
+                              FROM i WHERE rel = $2::text::regclass), \
+                      o AS (SELECT name, def, row_number() OVER (PARTITION BY def ORDER BY name) AS k \
+                              FROM i WHERE rel = $1) \
+                 SELECT n.name, o.name FROM n LEFT JOIN o USING (def, k) ORDER BY n.name",
+                &[old_oid, &p.name.to_string()],
+            )
+            .await
+            .ctx(what)?;
+        for r in rows {
+            let new_ix: String = r.col(0, &what)?;
+            let old_ix: Option<String> = r.col(1, &what)?;
+            let schema = &p.name.schema;
+            match old_ix {
+                Some(o) => {
+                    let moved = catalog::free_name(client, schema, &o, "_old", taken).await?;
+                    taken.push(moved.clone());
+                    old_side.push((QualifiedName::new(schema.as_str(), o.clone()), moved));
+                    new_side.push((QualifiedName::new(schema.as_str(), new_ix), o));
+                }
+                None => {
+                    let Some(rest) = new_ix.strip_prefix(p.name.name.as_str()) else {
+                        continue;
+                    };
+                    let wanted = format!("{}{rest}", p.final_name.name.as_str());
+                    if wanted.len() <= crate::db::ident::MAX_IDENT_BYTES
+                        && !taken.contains(&wanted)
+                        && !catalog::relation_exists(client, schema, &wanted).await?
+                    {
+                        taken.push(wanted.clone());
+                        new_side.push((QualifiedName::new(schema.as_str(), new_ix), wanted));
+                    }
+                }
+            }
+        }
+    }
+    old_side.extend(new_side);
+    Ok(old_side)
 }
 
 pub struct SwapRequest<'a> {

@@ -77,6 +77,7 @@ scenarios!(
     i15_pk_widened,
     i15_pk_widened_same_name_fk_moves,
     i15_convert_to_range_partitions,
+    i15_partitioned_int_to_bigint,
     i15_pk_widened_fk_refused,
     i15_key_from_unique_index,
     i15_pk_new_name_cluster_on,
@@ -562,7 +563,7 @@ async fn create_ledger(
         .batch_execute(&format!(
             "CREATE TABLE {ledger} (LIKE {table} INCLUDING DEFAULTS INCLUDING GENERATED \
                INCLUDING IDENTITY INCLUDING INDEXES INCLUDING STORAGE INCLUDING COMPRESSION);
-             INSERT INTO {ledger} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM ONLY {table};"
+             INSERT INTO {ledger} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {table};"
         ))
         .await
         .unwrap_or_else(|e| panic!("creating the ledger {}: {e:?}", ledger.human()));
@@ -744,7 +745,7 @@ async fn run_scenario(name: &str) {
         .await
         .expect("ANALYZE");
     let rows: i64 = client
-        .query_one(&format!("SELECT count(*) FROM ONLY {table}"), &[])
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .expect("counting rows")
         .get(0);

@@ -18,6 +18,7 @@ mod bloat;
 mod columns;
 mod constraints;
 mod indexes;
+mod partitions;
 mod version;
 mod views;
 
@@ -27,6 +28,7 @@ pub use bloat::*;
 pub use columns::*;
 pub use constraints::*;
 pub use indexes::*;
+pub use partitions::*;
 pub use version::*;
 pub use views::*;
 

@@ -75,7 +75,12 @@ pub(super) async fn check(client: &Client, input: &CheckInput<'_>) -> Result<Che
     }
     let age = client
         .query_one(
-            "SELECT pg_catalog.age(c.relfrozenxid)::int8, \
+            // A partitioned table has no rows of its own (relfrozenxid 0): its oldest partition's.
+            "SELECT CASE WHEN c.relkind = 'p' \
+                         THEN (SELECT coalesce(max(pg_catalog.age(p.relfrozenxid)), 0)::int8 \
+                                 FROM pg_catalog.pg_partition_tree(c.oid) t \
+                                 JOIN pg_catalog.pg_class p ON p.oid = t.relid WHERE t.isleaf) \
+                         ELSE pg_catalog.age(c.relfrozenxid)::int8 END, \
                     LEAST(pg_catalog.current_setting('autovacuum_freeze_max_age')::int8, \
                           COALESCE((SELECT split_part(o, '=', 2)::int8 FROM unnest(c.reloptions) o \
                                      WHERE o LIKE 'autovacuum_freeze_max_age=%'), 2000000000)) \

@@ -172,9 +172,11 @@ pub(super) async fn fill_sample(
         .map(|k| format!("{k} DESC"))
         .collect::<Vec<_>>()
         .join(", ");
+    // A partitioned table's rows are in its partitions (issue 15).
+    let from = crate::rewrite::partitioning::from_rel(table, t.relkind == "p");
     let sample = match pct {
-        Some(_) => format!("SELECT * FROM ONLY {table} TABLESAMPLE SYSTEM ($1) LIMIT {cap}"),
-        None => format!("SELECT * FROM ONLY {table} LIMIT {cap}"),
+        Some(_) => format!("SELECT * FROM {from} TABLESAMPLE SYSTEM ($1) LIMIT {cap}"),
+        None => format!("SELECT * FROM {from} LIMIT {cap}"),
     };
     // UNION ALL, not UNION: columns of types without equality (xml, point) cannot be compared;
     // the key can (it has a unique btree index).
@@ -182,8 +184,8 @@ pub(super) async fn fill_sample(
         "INSERT INTO {clone} ({cols}, {row}) OVERRIDING SYSTEM VALUE \
          SELECT {cols}, row_number() OVER (ORDER BY {key}) FROM ( \
            SELECT DISTINCT ON ({key}) * FROM ( \
-             (SELECT * FROM ONLY {table} ORDER BY {key} LIMIT 1) \
-             UNION ALL (SELECT * FROM ONLY {table} ORDER BY {key_desc} LIMIT 1) \
+             (SELECT * FROM {from} ORDER BY {key} LIMIT 1) \
+             UNION ALL (SELECT * FROM {from} ORDER BY {key_desc} LIMIT 1) \
              UNION ALL ({sample}) \
            ) u ORDER BY {key} \
          ) s"

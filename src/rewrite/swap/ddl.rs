@@ -57,6 +57,10 @@ pub struct SwapFacts {
     /// to replace a dependent view in place, and the swap drops and creates the views again
     /// instead — decided only when the swap tries (`views::recreate_views`).
     pub view_replace_may_fail: bool,
+    /// Per partition of a partitioned new table (by its name after the swap): the privileges it
+    /// takes — those of the partition it replaces, or the table's for a partition the run made
+    /// (issue 15; default privileges were taken away from the shadow's partitions).
+    partition_grants: Vec<(QualifiedName, Vec<catalog::Grant>)>,
 }
 
 struct SequenceFacts {
@@ -68,6 +72,14 @@ struct SequenceFacts {
 
 /// Reads [`SwapFacts`].
 pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> Result<SwapFacts> {
+    let mut partition_grants = Vec::new();
+    for p in plan.partitioning.iter().flat_map(|p| &p.partitions) {
+        let grants = match &p.replaces {
+            Some((oid, _)) => catalog::grants(tx, *oid).await?,
+            None => src.grants.clone(),
+        };
+        partition_grants.push((p.final_name.clone(), grants));
+    }
     let mut sequences = Vec::new();
     for s in src.sequences.iter().filter(|s| s.deptype == "i") {
         let new: Option<String> = tx
@@ -148,6 +160,7 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
         .col(0, &what)?
     };
     Ok(SwapFacts {
+        partition_grants,
         sequences,
         fks_on_shadow,
         constraints,
@@ -167,22 +180,32 @@ pub struct SwapDdl {
 pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) -> Result<SwapDdl> {
     let mut before = Vec::new();
     // A partitioned table has no storage options: its partitions have them (issue 15).
-    let stored: Vec<&QualifiedName> = match &plan.partitioning {
-        Some(p) => p.partitions.iter().map(|p| &p.name).collect(),
-        None => vec![&plan.shadow],
-    };
-    for rel in stored {
-        before.push(Step::new(
-            autovacuum_restore(rel, &src.table.reloptions, &src.table.toast_options)?,
+    match &plan.partitioning {
+        Some(parts) => {
+            for p in parts.stored() {
+                before.push(Step::new(
+                    autovacuum_restore(&p.name, &p.reloptions, &p.toast_options)?,
+                    "giving a partition of the new table its storage options",
+                ));
+            }
+        }
+        None => before.push(Step::new(
+            autovacuum_restore(
+                &plan.shadow,
+                &src.table.reloptions,
+                &src.table.toast_options,
+            )?,
             "giving the new table the autovacuum settings of the old one",
-        ));
+        )),
     }
-    for s in capture::drop_trigger_statements(
-        &plan.capture.trigger,
-        &plan.capture.truncate_trigger,
-        &plan.source,
-    ) {
-        before.push(Step::new(s, "removing the capture trigger"));
+    for table in capture::tree(plan) {
+        for s in capture::drop_trigger_statements(
+            &plan.capture.trigger,
+            &plan.capture.truncate_trigger,
+            table,
+        ) {
+            before.push(Step::new(s, "removing the capture trigger"));
+        }
     }
     sequence_steps(plan, src, names, facts, &mut before)?;
     detach_steps(plan, src, &mut before);
@@ -191,11 +214,13 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
     let mut after = Vec::new();
     carry_over_steps(plan, src, names, facts, &mut after);
     if let Some(rev) = &plan.reverse {
-        for stmt in capture::trigger_statements(&rev.plan, &plan.source) {
-            after.push(Step::new(
-                stmt,
-                "installing the reverse capture on the new table",
-            ));
+        for table in capture::tree(&rev.plan) {
+            for stmt in capture::trigger_statements(&rev.plan, table) {
+                after.push(Step::new(
+                    stmt,
+                    "installing the reverse capture on the new table",
+                ));
+            }
         }
     }
     Ok(SwapDdl {
@@ -331,6 +356,22 @@ fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
                 Ident::new(old.clone())
             ),
             "renaming an index of the old table",
+        ));
+    }
+    for (from, to) in &names.partition_renames {
+        let kind = if plan
+            .partitioning
+            .iter()
+            .flat_map(|p| &p.partitions)
+            .any(|p| &p.name == from || p.replaces.as_ref().is_some_and(|r| &r.1 == from))
+        {
+            "TABLE"
+        } else {
+            "INDEX"
+        };
+        out.push(Step::new(
+            format!("ALTER {kind} {from} RENAME TO {}", Ident::new(to.clone())),
+            "renaming a partition or a partition's index",
         ));
     }
     for ix in &plan.indexes {
@@ -490,6 +531,14 @@ fn carry_over_steps(
     let revertible = plan.reverse.is_some();
     for stmt in build::security_statements(src, source) {
         out.push(Step::new(stmt, "carrying row level security over"));
+    }
+    for (part, grants) in &facts.partition_grants {
+        for g in grants {
+            out.push(Step::new(
+                g.sql(part),
+                "carrying a partition's privileges over",
+            ));
+        }
     }
     if revertible {
         // Replay into the old table must not fire its triggers or be filtered by its policies;

@@ -1,0 +1,11 @@
+SELECT relkind = 'p' FROM pg_class WHERE oid = 'public.measure'::regclass;
+SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute WHERE attrelid = 'public.measure_q2_north'::regclass AND attname = 'id';
+SELECT string_agg(c.relname || ':' || pg_get_expr(c.relpartbound, c.oid) || ':' || coalesce(pg_get_partkeydef(c.oid), '-') || ':' || i.inhparent::regclass::text, ' | ' ORDER BY c.relname) = 'measure_other:DEFAULT:-:measure | measure_q1:FOR VALUES FROM (0) TO (90):-:measure | measure_q2:FOR VALUES FROM (90) TO (180):LIST (site):measure | measure_q2_north:FOR VALUES IN (''n''):-:measure_q2 | measure_q2_rest:DEFAULT:-:measure_q2 | measure_q3:FOR VALUES FROM (180) TO (270):-:measure' FROM pg_partition_tree('public.measure') t JOIN pg_class c ON c.oid = t.relid JOIN pg_inherits i ON i.inhrelid = c.oid;
+SELECT reloptions::text = '{fillfactor=80}' FROM pg_class WHERE oid = 'public.measure_q3'::regclass;
+SELECT reloptions IS NULL FROM pg_class WHERE oid = 'public.measure_q1'::regclass;
+SELECT obj_description('public.measure_q3'::regclass, 'pg_class') = 'third quarter' AND obj_description('public.measure'::regclass, 'pg_class') = 'measurements';
+SELECT has_table_privilege('i15_reader', 'public.measure_q1', 'SELECT') AND NOT has_table_privilege('i15_reader', 'public.measure_q3', 'SELECT') AND has_table_privilege('i15_reader', 'public.measure', 'SELECT');
+SELECT EXISTS (SELECT FROM pg_class WHERE relname = 'measure_q1_pkey') AND EXISTS (SELECT FROM pg_class WHERE relname = 'measure_q2_north_site_day_idx') AND EXISTS (SELECT FROM pg_class WHERE relname = 'measure_pkey') AND EXISTS (SELECT FROM pg_class WHERE relname = 'measure_site_idx');
+SELECT NOT EXISTS (SELECT FROM pg_class WHERE relname LIKE '%\_new%' OR relname LIKE 'hotswap\_%');
+SELECT count(*) > 0 FROM ONLY public.measure_other;
+SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname LIKE 'hotswap%');
