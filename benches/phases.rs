@@ -253,6 +253,7 @@ async fn fresh_run(env: &Env) -> Result<(Plan, Client)> {
         maps: &[],
         shadow_name: None,
         revertible: false,
+        partitioning: None,
     };
     let plan = shadow::create(&mut ctl, &state, run, &src, &req, &env.policy).await?;
     capture::create_log(&mut ctl, &state, &plan, "").await?;
