@@ -372,6 +372,14 @@ pub async fn build_in(
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
+    if plan.source_partitioned && req.revertible {
+        return Err(Error::refused(format!(
+            "cannot rewrite partitioned table {} with --revertible: reverting a rewritten partition tree is not supported yet (its partitions would have to be swapped back one by one)",
+            table.human()
+        ))
+        .with_state(format!("nothing was changed; {} is untouched", table.human()))
+        .with_next("run without --revertible (the old tree is kept as <table>_old unless --drop-old), or revert by running pg-hotswap again with the inverse --alter"));
+    }
     if req.partitioning.is_some() || plan.source_partitioned {
         crate::rewrite::partitioning::convert(tx, src, &mut plan, req.partitioning, &mut done)
             .await?;

@@ -260,7 +260,7 @@ async fn snapshot(db: &TestDb, client: &Client, set_aside: &[QualifiedName]) -> 
         .query(
             &format!(
                 "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text {USER_RELATIONS} \
-                   AND c.relkind IN ('r', 'v', 'm') ORDER BY 1"
+                   AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1"
             ),
             &[&STATE_SCHEMA, &aside],
         )
@@ -1669,7 +1669,7 @@ async fn user_triggers_do_not_fire_for_copied_rows_and_fire_after_the_swap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitioned_and_inheritance_tables_are_refused_cleanly() {
+async fn partitions_and_inheritance_tables_are_refused_cleanly() {
     let db = TestDb::new("carry_partitioned").await;
     let client = db.client().await;
     exec(
@@ -1690,8 +1690,9 @@ async fn partitioned_and_inheritance_tables_are_refused_cleanly() {
     )
     .await;
     let mut findings = Findings::default();
+    // A partitioned table is rewritten as a whole tree (issue 15,
+    // `a_partition_tree_keeps_everything_attached`); one partition on its own is refused.
     for (name, reasons) in [
-        ("events", &["partition"][..]),
         ("events_2024", &["partition"][..]),
         ("base", &["inherit"][..]),
         ("derived", &["inherit"][..]),
@@ -1699,6 +1700,79 @@ async fn partitioned_and_inheritance_tables_are_refused_cleanly() {
         let table = QualifiedName::new("public", name);
         assert_refused(&db, &client, &table, reasons, &mut findings).await;
     }
+    findings.finish();
+}
+
+/// Issue 15: a partitioned table rewritten as a whole tree keeps everything attached to the tree
+/// and to each partition: sub-partitions and the default partition with their bounds, owners,
+/// privileges (the table's and a partition's own), row security and its policies, comments,
+/// per-partition storage options, indexes by name, a trigger, extended statistics, a view, an
+/// incoming foreign key and a publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_tree_keeps_everything_attached() {
+    let db = TestDb::new("carry_tree").await;
+    let client = db.client().await;
+    let (owner, reader) = ("hs_tree_owner", "hs_tree_reader");
+    ensure_roles(&client, &[owner, reader]).await;
+    exec(
+        &client,
+        &format!(
+            "
+            CREATE TABLE public.events (id int NOT NULL, at date NOT NULL, kind text NOT NULL,
+                what text, PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
+            CREATE TABLE public.events_2024 PARTITION OF public.events
+                FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') WITH (fillfactor = 70);
+            CREATE TABLE public.events_2025 PARTITION OF public.events
+                FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY LIST (kind);
+            CREATE TABLE public.events_2025_a PARTITION OF public.events_2025 FOR VALUES IN ('a');
+            CREATE TABLE public.events_2025_rest PARTITION OF public.events_2025 DEFAULT
+                WITH (autovacuum_vacuum_scale_factor = 0.02);
+            CREATE TABLE public.events_other PARTITION OF public.events DEFAULT;
+            CREATE INDEX events_kind_idx ON public.events (kind, at);
+            CREATE UNIQUE INDEX events_id_at_kind_key ON public.events (at, id, kind);
+            INSERT INTO public.events
+            SELECT g, date '2024-01-01' + (g % 900), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END,
+                   'e' || g FROM generate_series(1, 3000) g;
+            ALTER TABLE public.events OWNER TO {owner};
+            ALTER TABLE public.events_2024 OWNER TO {owner};
+            GRANT SELECT ON public.events TO {reader};
+            GRANT SELECT, UPDATE (what) ON public.events_2024 TO {reader};
+            ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY events_kind ON public.events USING (kind = 'a');
+            COMMENT ON TABLE public.events IS 'all events';
+            COMMENT ON TABLE public.events_2025_a IS 'kind a of 2025';
+            COMMENT ON COLUMN public.events.what IS 'what happened';
+            CREATE FUNCTION public.events_touch() RETURNS trigger LANGUAGE plpgsql
+                AS $$BEGIN NEW.what := coalesce(NEW.what, 'none'); RETURN NEW; END$$;
+            CREATE TRIGGER events_touch BEFORE INSERT ON public.events
+                FOR EACH ROW EXECUTE FUNCTION public.events_touch();
+            CREATE STATISTICS public.events_stats (dependencies) ON kind, at FROM public.events;
+            CREATE VIEW public.events_a AS SELECT id, at FROM public.events WHERE kind = 'a';
+            CREATE TABLE public.event_notes (id int PRIMARY KEY, event_id int, event_at date,
+                event_kind text, FOREIGN KEY (event_id, event_at, event_kind)
+                REFERENCES public.events (id, at, kind));
+            INSERT INTO public.event_notes
+            SELECT g, g, date '2024-01-01' + (g % 900), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END
+              FROM generate_series(1, 500) g;
+            CREATE PUBLICATION hs_tree_pub FOR TABLE public.events;
+            "
+        ),
+    )
+    .await;
+    let table = QualifiedName::new("public", "events");
+    let mut findings = Findings::default();
+    // The old tree: its partitions are renamed out of the way with it.
+    let mut set_aside: Vec<QualifiedName> = [
+        "events_2024_old",
+        "events_2025_old",
+        "events_2025_a_old",
+        "events_2025_rest_old",
+        "events_other_old",
+    ]
+    .iter()
+    .map(|n| QualifiedName::new("public", *n))
+    .collect();
+    rewrite_unchanged(&db, &client, &table, &mut set_aside, &mut findings).await;
     findings.finish();
 }
 

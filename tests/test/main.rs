@@ -24,6 +24,7 @@ mod locking;
 mod log_file;
 mod oracle;
 mod order_by;
+mod partition_trees;
 mod pgbouncer;
 mod plan;
 mod privileges;

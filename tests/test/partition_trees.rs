@@ -1,0 +1,158 @@
+//! Issue 15, partitioned tables: a conversion into a partitioned table reverted with every
+//! write (made through the table and straight into a partition), and what a rewrite of a
+//! partition tree refuses. The corpus (tests/scenarios/i15_*) checks the rewrites themselves
+//! against PostgreSQL's own ALTER.
+
+use std::time::Duration;
+
+use pg_hotswap::db::ident::QualifiedName;
+use pg_hotswap::demo::workload::{create_tables, TableSpec};
+
+use crate::harness::{
+    all_output, assert_exit, assert_matches_ledger, describe, hotswap_async, leftovers,
+    relation_exists, TestDb,
+};
+
+async fn relkind(client: &tokio_postgres::Client, table: &str) -> String {
+    client
+        .query_one(
+            "SELECT relkind::text FROM pg_class WHERE oid = $1::text::regclass",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A write straight into a partition, mirrored on the ledger in the same transaction: a
+/// statement naming a partition fires only that partition's statement-level triggers, so the
+/// reverse capture must be on every partition.
+async fn write_into_partition(client: &tokio_postgres::Client, partition: &str, id: i64) {
+    client
+        .batch_execute(&format!(
+            "BEGIN; UPDATE {partition} SET val = val + 7 WHERE id = {id}; \
+             UPDATE conv_ledger SET val = val + 7 WHERE id = {id}; COMMIT"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_into_a_partitioned_table_reverts_with_every_write() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("conversion_reverts").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "conv");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    let load = crate::harness::start_load(&db.conninfo, &spec, ROWS, 2, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.conv",
+        "--partition-by",
+        "RANGE (id)",
+        "--partition",
+        "conv_lo FOR VALUES FROM (MINVALUE) TO (10000)",
+        "--partition",
+        "conv_hi FOR VALUES FROM (10000) TO (20001)",
+        "--partition",
+        "conv_rest DEFAULT",
+        "--chunk-rows",
+        "800",
+        "--revertible",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_eq!(relkind(&client, "public.conv").await, "p");
+    // Writes after the swap: through the table (the load), and straight into partitions.
+    write_into_partition(&client, "conv_lo", 17).await;
+    write_into_partition(&client, "conv_hi", 15_003).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.conv"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_eq!(relkind(&client, "public.conv").await, "r", "not reverted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors {:#?}",
+        report.errors
+    );
+    assert_matches_ledger(&client, &spec).await;
+    let out = hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.conv"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    for gone in ["conv_lo", "conv_hi", "conv_rest", "conv_rewritten"] {
+        assert!(
+            !relation_exists(&client, &QualifiedName::new("public", gone)).await,
+            "{gone} is left after finish"
+        );
+    }
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_tree_rewrite_refuses_revertible_and_partitions_of_their_own() {
+    let db = TestDb::new("tree_refusals").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE tr (id int, day int, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE tr_a PARTITION OF tr FOR VALUES FROM (0) TO (10);
+             CREATE TABLE tr_b PARTITION OF tr FOR VALUES FROM (10) TO (20);
+             INSERT INTO tr SELECT i, i % 20 FROM generate_series(1, 100) i;",
+        )
+        .await
+        .unwrap();
+    let run = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "run".to_string(),
+            "--dsn".into(),
+            db.conninfo.clone(),
+            "--table".into(),
+            "public.tr".into(),
+            "--alter".into(),
+            "ALTER COLUMN id TYPE bigint".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            hotswap_async(&refs).await
+        }
+    };
+    let out = run(&["--revertible"]).await;
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("--revertible"),
+        "{}",
+        describe(&out)
+    );
+    // An index only on one partition is not carried over yet: refused, named.
+    client
+        .batch_execute("CREATE INDEX tr_b_only ON tr_b (id)")
+        .await
+        .unwrap();
+    let out = run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(all_output(&out).contains("tr_b_only"), "{}", describe(&out));
+    let kind: String = client
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tr_a'::regclass AND attname = 'id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "integer", "the refused runs changed the table");
+    let left = leftovers(&client, &QualifiedName::new("public", "tr"), "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for n in ["tr_new", "tr_a_new", "tr_b_new"] {
+        assert!(!relation_exists(&client, &QualifiedName::new("public", n)).await);
+    }
+}
