@@ -134,6 +134,16 @@ pub async fn create_log(client: &mut Client, state: &State, plan: &Plan, kind: &
     Ok(())
 }
 
+/// The `objects` kind of a capture trigger on a partition of a partitioned source (issue 15),
+/// followed by the partition's oid: the objects table keys on (run, kind, schema, name), and the
+/// trigger has the same name on every partition.
+pub const PARTITION_TRIGGER: &str = "partition trigger";
+
+/// Whether `kind` (of the `objects` table) is a capture trigger's, on the source or a partition.
+pub fn is_trigger_kind(kind: &str) -> bool {
+    kind == "trigger" || kind.starts_with(PARTITION_TRIGGER)
+}
+
 /// Installs the triggers on the source, under the lock discipline. Returns the attempts used.
 pub async fn install_triggers(
     client: &Client,
@@ -148,10 +158,17 @@ pub async fn install_triggers(
     let mut stmts = Vec::new();
     let mut triggers = Vec::new();
     for (oid, table) in members {
+        // The objects table keys on (run, kind, schema, name): the same trigger names on each
+        // partition are recorded as another kind.
+        let kind = if oid == plan.source_oid {
+            "trigger".to_string()
+        } else {
+            format!("{PARTITION_TRIGGER} {oid}")
+        };
         for name in trigger_names(c) {
             stmts.push(state.record_object_statement(
                 plan.run_id,
-                "trigger",
+                &kind,
                 &table.sibling(name.as_str()),
                 Some(oid),
             ));

@@ -81,6 +81,24 @@ impl State {
         )
     }
 
+    /// [`State::mark_dropped`] for every kind that starts with `prefix`.
+    pub async fn mark_dropped_prefix(
+        &self,
+        client: &impl GenericClient,
+        run: i64,
+        prefix: &str,
+    ) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET dropped_at = now() WHERE run_id = $1 AND starts_with(kind, $2) AND dropped_at IS NULL",
+            self.table("objects")
+        );
+        client
+            .execute(&sql, &[&run, &prefix])
+            .await
+            .ctx("recording dropped objects")?;
+        Ok(())
+    }
+
     pub async fn mark_dropped(
         &self,
         client: &impl GenericClient,

@@ -156,3 +156,74 @@ async fn a_partition_tree_rewrite_refuses_revertible_and_partitions_of_their_own
         assert!(!relation_exists(&client, &QualifiedName::new("public", n)).await);
     }
 }
+
+/// A partition attached while the run works would be lost by the swap (the new tree does not
+/// have it): the swap sees the tree changed, rolls back and says so, and the table keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_attached_during_the_run_stops_the_swap() {
+    let db = TestDb::new("tree_attach_during").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ta (id int, day int, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE ta_a PARTITION OF ta FOR VALUES FROM (0) TO (10);
+             CREATE TABLE ta_b PARTITION OF ta FOR VALUES FROM (10) TO (20);
+             INSERT INTO ta SELECT i, i % 20, 'v' FROM generate_series(1, 500) i;",
+        )
+        .await
+        .unwrap();
+    let hold = std::env::temp_dir().join(format!("pg-hotswap-tree-attach-{}", std::process::id()));
+    std::fs::write(&hold, "").unwrap();
+    let held = hold.with_extension("held");
+    let env = format!("before-swap-lock:{}", hold.display());
+    let conninfo = db.conninfo.clone();
+    let run = tokio::spawn(async move {
+        crate::harness::hotswap_env(
+            &[
+                "run",
+                "--dsn",
+                &conninfo,
+                "--table",
+                "public.ta",
+                "--alter",
+                "ALTER COLUMN v TYPE varchar(20)",
+            ],
+            &[("PGHOTSWAP_HOLD", &env)],
+        )
+        .await
+    });
+    let started = std::time::Instant::now();
+    while !held.exists() && !std::path::Path::new(&format!("{}.held", hold.display())).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the run never reached the swap"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE ta_c PARTITION OF ta FOR VALUES FROM (20) TO (30);
+             INSERT INTO ta VALUES (1000, 25, 'in the new partition');",
+        )
+        .await
+        .unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let out = run.await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("changed while pg-hotswap was rewriting it"),
+        "{}",
+        describe(&out)
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM ta WHERE id = 1000", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the row in the attached partition is gone");
+    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.ta"]).await;
+    assert_exit(&out, 0);
+    let left = leftovers(&client, &QualifiedName::new("public", "ta"), "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -171,6 +171,10 @@ pub async fn relation_comment(client: &impl GenericClient, oid: Oid) -> Result<O
 /// that reference it, views over it), taken at the
 /// start and compared under the swap lock, so that a concurrent ALTER by someone else stops the
 /// run instead of silently diverging (DESIGN.md, "What the capture cannot see").
+/// Partitioned tables (issue 15) add their partitions (oid, bound, how many indexes and user
+/// triggers each has): one attached, detached or given an index of its own during the run
+/// would be lost by the swap. NULL for a plain table, which `concat_ws` skips, so a plain
+/// table's fingerprint is what it always was.
 pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String> {
     let row = client
         .query_one(
@@ -188,7 +192,14 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
                (SELECT string_agg(DISTINCT r.ev_class::text, ',') FROM pg_catalog.pg_depend d \
                   JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
                  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = $1 \
-                   AND r.ev_class <> $1)))",
+                   AND r.ev_class <> $1), \
+               (SELECT string_agg(t.relid::text || ':' || coalesce(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '') \
+                                  || ':' || (SELECT count(*) FROM pg_catalog.pg_index x WHERE x.indrelid = t.relid) \
+                                  || ':' || (SELECT count(*) FROM pg_catalog.pg_trigger g \
+                                              WHERE g.tgrelid = t.relid AND g.tgname NOT LIKE 'hotswap%'), \
+                                  ',' ORDER BY t.relid) \
+                  FROM pg_catalog.pg_partition_tree($1::oid::regclass) t \
+                  JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.level > 0)))",
             &[&oid],
         )
         .await

@@ -73,6 +73,9 @@ pub(super) async fn drop_capture_objects(ctl: &Client, state: &State, plan: &Pla
     for k in ["log", "function", "trigger"] {
         state.mark_dropped(ctl, plan.run_id, k).await?;
     }
+    state
+        .mark_dropped_prefix(ctl, plan.run_id, capture::PARTITION_TRIGGER)
+        .await?;
     Ok(())
 }
 
@@ -100,7 +103,7 @@ pub async fn cleanup(
     let objects = state.live_objects(ctl, u.id).await?;
     // Triggers first, so the application stops writing the log.
     for (kind, name, on_table) in &objects {
-        if kind != "trigger" {
+        if !capture::is_trigger_kind(kind) {
             continue;
         }
         let Some(table_oid) = on_table else { continue };
@@ -146,6 +149,9 @@ pub async fn cleanup(
     for k in ["trigger", "function", "log", "table"] {
         state.mark_dropped(ctl, u.id, k).await?;
     }
+    state
+        .mark_dropped_prefix(ctl, u.id, capture::PARTITION_TRIGGER)
+        .await?;
     state
         .finish(ctl, u.id, "aborted", u.error.as_deref())
         .await?;
