@@ -64,6 +64,9 @@ pub struct ShadowPartitioning {
 pub struct ShadowPartition {
     /// Its name during the run.
     pub name: QualifiedName,
+    /// Its oid (kept through the swap's renames).
+    #[serde(default)]
+    pub oid: u32,
     /// Its name after the swap: the source partition's it replaces, or the name given.
     pub final_name: QualifiedName,
     /// As PostgreSQL prints it.
@@ -501,6 +504,7 @@ pub async fn convert(
             done.push(s);
         }
         recorded.push(ShadowPartition {
+            oid: 0,
             name: part.clone(),
             final_name: p.final_name.clone(),
             bound: p.bound.clone(),
@@ -532,15 +536,16 @@ pub async fn convert(
     // The bounds as PostgreSQL prints them (`plan` shows them so).
     for p in &mut recorded {
         let what = "reading a partition's bound";
-        p.bound = tx
+        let row = tx
             .query_one(
-                "SELECT pg_catalog.pg_get_expr(relpartbound, oid) FROM pg_catalog.pg_class \
+                "SELECT oid, pg_catalog.pg_get_expr(relpartbound, oid) FROM pg_catalog.pg_class \
                   WHERE oid = $1::text::regclass",
                 &[&p.name.to_string()],
             )
             .await
-            .ctx(what)?
-            .col(0, &what)?;
+            .ctx(what)?;
+        p.oid = row.col(0, &what)?;
+        p.bound = row.col(1, &what)?;
     }
     let partitions = recorded;
     plan.partitioning = Some(ShadowPartitioning { key, partitions });

@@ -194,7 +194,7 @@ pub fn reverse_plan(
             .partitioning
             .iter()
             .flat_map(|p| &p.partitions)
-            .map(|p| (0, p.final_name.clone()))
+            .map(|p| (p.oid, p.final_name.clone()))
             .collect(),
     };
     ReversePlan {

@@ -556,12 +556,29 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
         .iter()
         .map(|n| n.as_str().to_string())
         .collect();
-    let rows = state
-        .recorded_triggers(tx, plan.run_id, plan.source_oid, &names)
-        .await?;
+    // On the source and, when it is partitioned, on each partition (issue 15).
+    let mut rows = Vec::new();
+    let members = std::iter::once((plan.source_oid, "trigger".to_string(), &plan.source)).chain(
+        plan.source_partitions
+            .iter()
+            .map(|(oid, n)| (*oid, format!("{} {oid}", capture::PARTITION_TRIGGER), n)),
+    );
+    // A member without its oid (0: recorded by an earlier version) cannot be looked up.
+    for (oid, kind, table) in members.filter(|(oid, _, _)| *oid != 0) {
+        for r in state
+            .recorded_triggers(tx, plan.run_id, oid, &kind, &names)
+            .await?
+        {
+            let on = if oid == plan.source_oid {
+                String::new()
+            } else {
+                format!(" on {}", table.human())
+            };
+            rows.push((format!("{}{on}", r.name), r));
+        }
+    }
     let mut problems = Vec::new();
-    for r in &rows {
-        let name = &r.name;
+    for (name, r) in &rows {
         match (r.enabled.as_deref(), r.same_row) {
             (None, _) => problems.push(format!("{name} is gone")),
             (Some(e), _) if e != "A" => problems.push(format!(

@@ -143,13 +143,14 @@ impl State {
     }
 
     /// The capture triggers `names` of the run on `table`, as the catalog shows them now against
-    /// their `objects` rows (in the swap's transaction, under its lock). A catalog or objects
-    /// row frozen by vacuum (xmin reads 2) is judged by presence and mode only.
+    /// their `objects` rows of `kind` (in the swap's transaction, under its lock). A catalog or
+    /// objects row frozen by vacuum (xmin reads 2) is judged by presence and mode only.
     pub async fn recorded_triggers(
         &self,
         tx: &impl GenericClient,
         run: i64,
         table: Oid,
+        kind: &str,
         names: &[String],
     ) -> Result<Vec<TriggerRecord>> {
         let what = "checking the capture triggers under the swap lock";
@@ -160,10 +161,10 @@ impl State {
                             o.xmin IS NULL OR t.xmin::text = o.xmin::text OR '2' IN (t.xmin::text, o.xmin::text) \
                        FROM unnest($3::text[]) AS n(name) \
                        LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = $2 AND t.tgname = n.name \
-                       LEFT JOIN {} o ON o.run_id = $1 AND o.kind = 'trigger' AND o.name = n.name",
+                       LEFT JOIN {} o ON o.run_id = $1 AND o.kind = $4 AND o.name = n.name",
                     self.table("objects")
                 ),
-                &[&run, &table, &names],
+                &[&run, &table, &names, &kind],
             )
             .await
             .ctx(what)?;

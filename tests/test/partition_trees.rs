@@ -172,34 +172,7 @@ async fn a_partition_attached_during_the_run_stops_the_swap() {
         )
         .await
         .unwrap();
-    let hold = std::env::temp_dir().join(format!("pg-hotswap-tree-attach-{}", std::process::id()));
-    std::fs::write(&hold, "").unwrap();
-    let held = hold.with_extension("held");
-    let env = format!("before-swap-lock:{}", hold.display());
-    let conninfo = db.conninfo.clone();
-    let run = tokio::spawn(async move {
-        crate::harness::hotswap_env(
-            &[
-                "run",
-                "--dsn",
-                &conninfo,
-                "--table",
-                "public.ta",
-                "--alter",
-                "ALTER COLUMN v TYPE varchar(20)",
-            ],
-            &[("PGHOTSWAP_HOLD", &env)],
-        )
-        .await
-    });
-    let started = std::time::Instant::now();
-    while !held.exists() && !std::path::Path::new(&format!("{}.held", hold.display())).exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the run never reached the swap"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (run, hold) = held_run(&db, "public.ta", "attach").await;
     client
         .batch_execute(
             "CREATE TABLE ta_c PARTITION OF ta FOR VALUES FROM (20) TO (30);
@@ -226,4 +199,96 @@ async fn a_partition_attached_during_the_run_stops_the_swap() {
     assert_exit(&out, 0);
     let left = leftovers(&client, &QualifiedName::new("public", "ta"), "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A run of `table` held before the swap's lock (`PGHOTSWAP_HOLD=before-swap-lock:<file>`),
+/// returned once it waits there; removing the file lets it go on.
+async fn held_run(
+    db: &TestDb,
+    table: &str,
+    tag: &str,
+) -> (
+    tokio::task::JoinHandle<std::process::Output>,
+    std::path::PathBuf,
+) {
+    let hold = std::env::temp_dir().join(format!("pg-hotswap-tree-{tag}-{}", std::process::id()));
+    std::fs::write(&hold, "").unwrap();
+    let env = format!("before-swap-lock:{}", hold.display());
+    let (conninfo, table) = (db.conninfo.clone(), table.to_string());
+    let run = tokio::spawn(async move {
+        crate::harness::hotswap_env(
+            &[
+                "run",
+                "--dsn",
+                &conninfo,
+                "--table",
+                &table,
+                "--alter",
+                "ALTER COLUMN v TYPE varchar(20)",
+            ],
+            &[("PGHOTSWAP_HOLD", &env)],
+        )
+        .await
+    });
+    let held = std::path::PathBuf::from(format!("{}.held", hold.display()));
+    let started = std::time::Instant::now();
+    while !held.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the run never reached the swap"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (run, hold)
+}
+
+/// The capture triggers are on every partition; one disabled for a while on a partition (the
+/// writes made meanwhile were not captured) stops the swap as it does on the table itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_trigger_disabled_on_a_partition_stops_the_swap() {
+    let db = TestDb::new("tree_trigger_disabled").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE td (id int, day int, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE td_a PARTITION OF td FOR VALUES FROM (0) TO (10);
+             CREATE TABLE td_b PARTITION OF td FOR VALUES FROM (10) TO (20);
+             INSERT INTO td SELECT i, i % 20, 'v' FROM generate_series(1, 500) i;",
+        )
+        .await
+        .unwrap();
+    let (run, hold) = held_run(&db, "public.td", "disabled").await;
+    let trigger: String = client
+        .query_one(
+            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'td_b'::regclass AND tgname LIKE 'hotswap_capture_%_u'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE td_b DISABLE TRIGGER {trigger};
+             UPDATE td_b SET v = 'not captured' WHERE id = 11;
+             ALTER TABLE td_b ENABLE ALWAYS TRIGGER {trigger};"
+        ))
+        .await
+        .unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let out = run.await.unwrap();
+    eprintln!("{}", describe(&out));
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("td_b"),
+        "the refusal does not name the partition\n{}",
+        describe(&out)
+    );
+    let v: String = client
+        .query_one("SELECT v FROM td WHERE id = 11", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "not captured");
+    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.td"]).await;
+    assert_exit(&out, 0);
 }
