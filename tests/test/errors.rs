@@ -347,12 +347,14 @@ async fn unsupported_table_shape() {
         "--dsn",
         &db.conninfo,
         "--table",
-        "app.parted",
+        "app.parted_1",
         "--alter",
-        "ALTER COLUMN id TYPE bigint",
+        "ALTER COLUMN v TYPE varchar(10)",
     ])
     .await;
-    assert_failure(&out, 3, &[&["app.parted"], &["partitioned"]]);
+    // A partitioned table is rewritten as a whole tree (issue 15); one partition on its own is
+    // refused.
+    assert_failure(&out, 3, &[&["app.parted_1"], &["partition"]]);
     let left = leftovers(&client, &QualifiedName::new("app", "parted"), "hotswap").await;
     assert!(left.is_empty(), "{left:?}");
     let n: i64 = client
