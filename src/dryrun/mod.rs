@@ -221,6 +221,7 @@ async fn shadow_trial(
         shadow_name: o.shadow_name.as_deref(),
         revertible: o.revertible,
         partitioning: o.partitioning.as_ref(),
+        plain: false,
     };
     match validate(ctl, state, src, &req, &shadow, o).await {
         Ok(x) => Ok(Some((x, shadow))),
@@ -260,7 +261,9 @@ async fn source_summary(
     };
     let index_bytes: i64 = ctl
         .query_one(
-            "SELECT pg_catalog.pg_indexes_size($1::oid::regclass)",
+            // A partitioned table's indexes are its partitions' (issue 15).
+            "SELECT sum(pg_catalog.pg_indexes_size(relid))::int8 \
+               FROM pg_catalog.pg_partition_tree($1::oid::regclass)",
             &[&oid],
         )
         .await

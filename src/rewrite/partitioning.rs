@@ -1,5 +1,5 @@
-//! Partitioned shadows (issue 15): `--partition-by` and `--partition` turn a plain table into a
-//! partitioned one during the rewrite.
+//! Partitioned shadows (issue 15): a partitioned table rewritten as a whole tree, and
+//! `--partition-by` / `--partition` turning a plain table into a partitioned one.
 //!
 //! How: the shadow is first made exactly as for a plain table (`shadow::build_in`: the source's
 //! definition, the ALTER applied, the plan read back and its indexes dropped for the copy). Then,
@@ -7,10 +7,13 @@
 //! renamed aside, a partitioned table of the shadow's name created `LIKE` it (columns, defaults,
 //! identity with its sequence options, generated columns, storage, compression, comments, check
 //! constraints), its foreign keys, extended statistics, column settings and owner carried, the
-//! template dropped, and the partitions created with the user's bounds. The ALTER thus means on
-//! the partitioned table exactly what it meant on the plain one, and everything downstream
-//! (capture, copy, replay, verification, swap, revert) works on the partitioned shadow through
-//! its parent, where PostgreSQL routes rows to partitions.
+//! template dropped, and the partitions created: the ones asked for (`--partition`, under their
+//! own names), or a mirror of the source's tree at every depth under `<partition>_new` names,
+//! each with its bound, sub-partition key, storage options, owner, tablespace and comment (the
+//! swap gives them the old names, `swap::partition_renames`). The ALTER thus means on the
+//! partitioned table what it meant on the plain one, and everything downstream (capture, copy,
+//! replay, verification, swap, revert) works through the parent, where PostgreSQL routes rows to
+//! partitions ([`from_rel`]: no `ONLY` on a partitioned table).
 //!
 //! What PostgreSQL cannot do on a partitioned table is asked of PostgreSQL itself, in a
 //! savepoint on the empty shadow, so `plan` and `run` refuse it before anything exists: every
@@ -21,8 +24,8 @@
 //! there: replay only looks rows up by it, and the source keeps the identity unique.
 //!
 //! Storage options (`fillfactor`, autovacuum settings) live on the partitions: PostgreSQL has
-//! none on a partitioned table. `CLUSTER ON` cannot be marked on a partitioned table either:
-//! the mark is dropped, and said so.
+//! none on a partitioned table. `CLUSTER ON` cannot be marked on a partitioned table either
+//! ("cannot mark index clustered in partitioned table"): a conversion drops the mark.
 
 use crate::db::catalog;
 use crate::db::ident::{Ident, QualifiedName};

@@ -36,6 +36,10 @@ pub struct ShadowRequest<'a> {
     pub revertible: bool,
     /// `--partition-by` / `--partition`: the shadow is a partitioned table (issue 15).
     pub partitioning: Option<&'a crate::rewrite::partitioning::PartitionRequest>,
+    /// A plain shadow even for a partitioned source or `--partition-by`: `plan`'s estimate
+    /// sessions, which run side by side (partitions have fixed names) and measure sizes (a
+    /// partitioned table has none of its own).
+    pub plain: bool,
 }
 
 /// Temporary name of the n-th index the run builds on the shadow.
@@ -306,7 +310,7 @@ pub async fn build_in(
         &shadow_ix,
         &shadow_key,
         &original_names,
-        req.partitioning.is_some() || t.relkind == "p",
+        !req.plain && (req.partitioning.is_some() || t.relkind == "p"),
     )?;
     let tmp = Ident::new(tmp_index_name(run, shadow_ix.len()));
     indexes.extend(identity_index(
@@ -380,7 +384,7 @@ pub async fn build_in(
         .with_state(format!("nothing was changed; {} is untouched", table.human()))
         .with_next("run without --revertible (the old tree is kept as <table>_old unless --drop-old), or revert by running pg-hotswap again with the inverse --alter"));
     }
-    if req.partitioning.is_some() || plan.source_partitioned {
+    if !req.plain && (req.partitioning.is_some() || plan.source_partitioned) {
         crate::rewrite::partitioning::convert(tx, src, &mut plan, req.partitioning, &mut done)
             .await?;
     }

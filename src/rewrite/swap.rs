@@ -136,6 +136,8 @@ pub async fn decide_names(
 /// the old ones' names (issue 15). Indexes are paired within a pair of partitions by their
 /// definition after `USING` (the same key columns, method and options); a new index with no old
 /// twin (the ALTER changed it) gets its name with the partition's new name in it, when free.
+/// Outside the swap (`plan`, where the shadow exists only in a rolled-back trial) the new
+/// partitions' indexes are not known: only the partitions' renames are listed.
 async fn partition_renames(
     client: &Client,
     plan: &Plan,
@@ -162,9 +164,9 @@ async fn partition_renames(
                                    substr(pg_catalog.pg_get_indexdef(c.oid), \
                                           position(' USING ' IN pg_catalog.pg_get_indexdef(c.oid))) AS def \
                               FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid \
-                             WHERE x.indrelid IN ($1, $2::text::regclass)), \
+                             WHERE x.indrelid IN ($1, to_regclass($2::text))), \
                       n AS (SELECT name, def, row_number() OVER (PARTITION BY def ORDER BY name) AS k \
-                              FROM i WHERE rel = $2::text::regclass), \
+                              FROM i WHERE rel = to_regclass($2::text)), \
                       o AS (SELECT name, def, row_number() OVER (PARTITION BY def ORDER BY name) AS k \
                               FROM i WHERE rel = $1) \
                  SELECT n.name, o.name FROM n LEFT JOIN o USING (def, k) ORDER BY n.name",
