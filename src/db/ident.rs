@@ -119,6 +119,23 @@ pub fn dollar_quote(body: &str) -> String {
     format!("{tag}{body}{tag}")
 }
 
+/// Renders one `reloptions` entry (`name=value`) for `SET (...)`, with `prefix` (`toast.`).
+pub fn reloption_sql(opt: &str, prefix: &str) -> crate::error::Result<String> {
+    let (name, value) = opt
+        .split_once('=')
+        .ok_or_else(|| crate::error::Error::failed(format!("unexpected storage option {opt:?}")))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(crate::error::Error::failed(format!(
+            "unexpected storage option name {name:?}"
+        )));
+    }
+    Ok(format!("{prefix}{name} = {}", literal(value)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ use crate::db::catalog;
 use crate::db::ident::{Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::plan::Plan;
+pub use crate::rewrite::plan::{from_rel, ShadowPartition, ShadowPartitioning};
 use crate::rewrite::preflight::Source;
 use crate::rewrite::step::Step;
 use serde::{Deserialize, Serialize};
@@ -51,48 +52,6 @@ pub struct PartitionSpec {
     pub name: Ident,
     /// `FOR VALUES ...` or `DEFAULT`, as given.
     pub bound: String,
-}
-
-/// The partitioned shadow, as recorded in the plan.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ShadowPartitioning {
-    /// The partition key as PostgreSQL prints it (`pg_get_partkeydef`).
-    pub key: String,
-    /// Every partition of the shadow at every depth, parents first.
-    pub partitions: Vec<ShadowPartition>,
-}
-
-/// A partition of the shadow.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ShadowPartition {
-    /// Its name during the run.
-    pub name: QualifiedName,
-    /// Its oid (kept through the swap's renames).
-    #[serde(default)]
-    pub oid: u32,
-    /// Its name after the swap: the source partition's it replaces, or the name given.
-    pub final_name: QualifiedName,
-    /// As PostgreSQL prints it.
-    pub bound: String,
-    /// Partitioned in turn (it has no storage options then).
-    #[serde(default)]
-    pub partitioned: bool,
-    /// Storage options it takes in the swap (autovacuum is off until then).
-    #[serde(default)]
-    pub reloptions: Vec<String>,
-    #[serde(default)]
-    pub toast_options: Vec<String>,
-    /// The source's partition it replaces in a rewrite of a partitioned table: its oid, and its
-    /// name (which the swap frees for this one).
-    #[serde(default)]
-    pub replaces: Option<(u32, QualifiedName)>,
-}
-
-impl ShadowPartitioning {
-    /// The partitions that hold rows (leaves) or take storage options.
-    pub fn stored(&self) -> impl Iterator<Item = &ShadowPartition> {
-        self.partitions.iter().filter(|p| !p.partitioned)
-    }
 }
 
 /// One partition to create on the shadow.
@@ -408,7 +367,7 @@ pub async fn convert(
             let opts = c
                 .options
                 .iter()
-                .map(|o| crate::rewrite::shadow::reloption_sql(o, ""))
+                .map(|o| crate::db::ident::reloption_sql(o, ""))
                 .collect::<Result<Vec<_>>>()?;
             steps.push(Step::new(
                 format!(
@@ -477,10 +436,10 @@ pub async fn convert(
         if p.partition_key.is_none() {
             let mut options = Vec::new();
             for o in &p.reloptions {
-                options.push(crate::rewrite::shadow::reloption_sql(o, "")?);
+                options.push(crate::db::ident::reloption_sql(o, "")?);
             }
             for o in &p.toast_options {
-                options.push(crate::rewrite::shadow::reloption_sql(o, "toast.")?);
+                options.push(crate::db::ident::reloption_sql(o, "toast.")?);
             }
             options.push("autovacuum_enabled = false".into());
             options.push("toast.autovacuum_enabled = false".into());
@@ -644,16 +603,6 @@ async fn in_savepoint(tx: &Transaction<'_>, sql: &[String], what: &str) -> Resul
     .await
     .ctx("rolling a savepoint back")?;
     result
-}
-
-/// `FROM` target for reading a relation's rows: `ONLY x` for a plain table (no inheritance
-/// children), `x` for a partitioned one (whose rows are all in its partitions).
-pub fn from_rel(rel: &QualifiedName, partitioned: bool) -> String {
-    if partitioned {
-        rel.to_string()
-    } else {
-        format!("ONLY {rel}")
-    }
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ pub struct Plan {
     pub rewrite_probe: Option<crate::rewrite::fastpath::Probe>,
     /// The shadow is a partitioned table (`--partition-by`, issue 15): its key and partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partitioning: Option<crate::rewrite::partitioning::ShadowPartitioning>,
+    pub partitioning: Option<ShadowPartitioning>,
     /// The source is a partitioned table (a revert's plan after `--partition-by`): its rows are
     /// read through its parent, not `ONLY`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -182,13 +182,13 @@ impl Plan {
     /// `FROM` target for the source's rows: `ONLY source` for a plain table (preflight refuses
     /// inheritance; ONLY keeps a child added later out), the parent of a partitioned one.
     pub fn source_from(&self) -> String {
-        crate::rewrite::partitioning::from_rel(&self.source, self.source_partitioned)
+        from_rel(&self.source, self.source_partitioned)
     }
 
     /// `FROM` target for the shadow's rows: the parent of a partitioned shadow reads its
     /// partitions; `ONLY shadow` otherwise.
     pub fn shadow_from(&self) -> String {
-        crate::rewrite::partitioning::from_rel(&self.shadow, self.partitioning.is_some())
+        from_rel(&self.shadow, self.partitioning.is_some())
     }
 }
 
@@ -293,4 +293,56 @@ pub struct SampleCheck {
 pub struct SkippedColumn {
     pub column: String,
     pub reason: String,
+}
+
+/// The partitioned shadow, as recorded in the plan (issue 15; made by `rewrite::partitioning`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowPartitioning {
+    /// The partition key as PostgreSQL prints it (`pg_get_partkeydef`).
+    pub key: String,
+    /// Every partition of the shadow at every depth, parents first.
+    pub partitions: Vec<ShadowPartition>,
+}
+
+/// A partition of the shadow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowPartition {
+    /// Its name during the run.
+    pub name: QualifiedName,
+    /// Its oid (kept through the swap's renames).
+    #[serde(default)]
+    pub oid: u32,
+    /// Its name after the swap: the source partition's it replaces, or the name given.
+    pub final_name: QualifiedName,
+    /// As PostgreSQL prints it.
+    pub bound: String,
+    /// Partitioned in turn (it has no storage options then).
+    #[serde(default)]
+    pub partitioned: bool,
+    /// Storage options it takes in the swap (autovacuum is off until then).
+    #[serde(default)]
+    pub reloptions: Vec<String>,
+    #[serde(default)]
+    pub toast_options: Vec<String>,
+    /// The source's partition it replaces in a rewrite of a partitioned table: its oid, and its
+    /// name (which the swap frees for this one).
+    #[serde(default)]
+    pub replaces: Option<(u32, QualifiedName)>,
+}
+
+impl ShadowPartitioning {
+    /// The partitions that hold rows (leaves) or take storage options.
+    pub fn stored(&self) -> impl Iterator<Item = &ShadowPartition> {
+        self.partitions.iter().filter(|p| !p.partitioned)
+    }
+}
+
+/// `FROM` target for reading a relation's rows: `ONLY x` for a plain table (no inheritance
+/// children), `x` for a partitioned one (whose rows are all in its partitions).
+pub fn from_rel(rel: &QualifiedName, partitioned: bool) -> String {
+    if partitioned {
+        rel.to_string()
+    } else {
+        format!("ONLY {rel}")
+    }
 }

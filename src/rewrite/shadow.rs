@@ -47,22 +47,7 @@ fn tmp_index_name(run: i64, n: usize) -> String {
     format!("hotswap_{run}_i{n}")
 }
 
-/// Renders one `reloptions` entry (`name=value`) for `SET (...)`, with `prefix` (`toast.`).
-pub fn reloption_sql(opt: &str, prefix: &str) -> Result<String> {
-    let (name, value) = opt
-        .split_once('=')
-        .ok_or_else(|| Error::failed(format!("unexpected storage option {opt:?}")))?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(Error::failed(format!(
-            "unexpected storage option name {name:?}"
-        )));
-    }
-    Ok(format!("{prefix}{name} = {}", literal(value)))
-}
+pub use crate::db::ident::reloption_sql;
 
 /// Strips a trailing " NOT VALID" from a constraint definition.
 fn strip_not_valid(def: &str) -> String {
