@@ -1,10 +1,12 @@
 //! Verification before the swap: the shadow must equal the source through the mapping.
 //!
-//! Chunk by chunk (the copy's key ranges), one statement per chunk compares a 64-bit hash of
-//! every mapped source row with the hash of the shadow row of the same key, on the server; only
-//! the keys that differ come back. Both sides and the change log are read in that one statement's
+//! Chunk by chunk (the copy's key ranges), one statement per chunk compares the rows of both
+//! sides on the server by their count and the XOR of a 64-bit hash per row (the columns' own hash
+//! functions chained, `row_hash`); only for a range that differs do the differing keys come
+//! back (`diff_chunk`). Both sides and the change log are read in that one statement's
 //! snapshot, so a key that differs because a write to it has not been replayed yet is recognised
-//! by its log row and skipped (replay, and the final replay under the swap lock, take care of it).
+//! by its log row and left out of both sides (replay, and the final replay under the swap lock,
+//! take care of it).
 //! Any other difference is a real divergence: its key is queued for replay through the log (the
 //! repair re-reads the source) and checked again; if it still differs, the table is not swapped.
 //!
