@@ -1,10 +1,12 @@
 //! Verification before the swap: the shadow must equal the source through the mapping.
 //!
-//! Chunk by chunk (the copy's key ranges), one statement per chunk compares a 64-bit hash of
-//! every mapped source row with the hash of the shadow row of the same key, on the server; only
-//! the keys that differ come back. Both sides and the change log are read in that one statement's
+//! Chunk by chunk (the copy's key ranges), one statement per chunk compares the rows of both
+//! sides on the server by their count and the XOR of a 64-bit hash per row (the columns' own hash
+//! functions chained, `row_hash`); only for a range that differs do the differing keys come
+//! back (`diff_chunk`). Both sides and the change log are read in that one statement's
 //! snapshot, so a key that differs because a write to it has not been replayed yet is recognised
-//! by its log row and skipped (replay, and the final replay under the swap lock, take care of it).
+//! by its log row and left out of both sides (replay, and the final replay under the swap lock,
+//! take care of it).
 //! Any other difference is a real divergence: its key is queued for replay through the log (the
 //! repair re-reads the source) and checked again; if it still differs, the table is not swapped.
 //!
@@ -12,7 +14,7 @@
 //! derived from the source row.
 
 use crate::db::catalog;
-use crate::db::ident::{join_idents, literal};
+use crate::db::ident::{join_idents, literal, Ident};
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::capture::log_key_columns;
 use crate::rewrite::plan::Plan;
@@ -134,9 +136,83 @@ async fn hashable(client: &impl tokio_postgres::GenericClient, type_oid: u32) ->
         .col(0, &"checking how to hash a column type")
 }
 
+/// How one column's values are hashed (see [`row_hash`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ColumnHash {
+    /// The extended hash function (schema-qualified, quoted) of the default hash operator class
+    /// of the column's type (or its domain's base type), when it is declared over that type:
+    /// `hashint8extended`, `hashtextextended`... (not `timestamptz`'s, declared over timestamp,
+    /// nor `bytea`'s, over internal: those go by [`ColumnHash::Record`]).
+    Direct(String),
+    /// `hash_record_extended` over a one-column row (arrays, enums, ranges: polymorphic operator
+    /// classes; PostgreSQL 14 and later).
+    Record,
+    /// The text form (json, point...: no hash operator class).
+    Text,
+}
+
+/// The value written into a row's hash for a NULL column (a constant no hash needs to avoid:
+/// a column hash equal to it is a 64-bit collision).
+const NULL_HASH: &str = "(-6493163826339425911)::pg_catalog.int8";
+
+/// The extended hash function of the default hash operator class of `type_oid`, looking
+/// through domains; None when the class is polymorphic (arrays...), its function is declared
+/// over another type, or there is none.
+async fn direct_hash_function(
+    client: &impl tokio_postgres::GenericClient,
+    type_oid: u32,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "WITH RECURSIVE d(t) AS ( \
+                 SELECT $1::oid \
+                 UNION ALL \
+                 SELECT ty.typbasetype FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t \
+                  WHERE ty.typtype = 'd') \
+             SELECT pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(pp.proname) \
+               FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t AND ty.typtype <> 'd' \
+               JOIN pg_catalog.pg_opclass oc ON oc.opcintype = d.t AND oc.opcdefault \
+               JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash' \
+               JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily AND ap.amprocnum = 2 \
+                    AND ap.amproclefttype = d.t AND ap.amprocrighttype = d.t \
+               JOIN pg_catalog.pg_proc pp ON pp.oid = ap.amproc \
+                    AND pp.proargtypes[0] = d.t AND pp.proargtypes[1] = 'pg_catalog.int8'::pg_catalog.regtype \
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = pp.pronamespace \
+              LIMIT 1",
+            &[&type_oid],
+        )
+        .await
+        .ctx("checking how to hash a column type")?;
+    match row {
+        Some(r) => Ok(Some(r.col(0, &"checking how to hash a column type")?)),
+        None => Ok(None),
+    }
+}
+
+/// One row's 64-bit hash from its column values (SQL expressions, in the shadow's column
+/// order): each column hashed on its own by its type's hash function (`hashes`), NULL as
+/// [`NULL_HASH`], and the column hashes chained, each one hashed with the chain so far as the
+/// seed. The chain makes the row hash depend on every column and on its place, so values moved
+/// between rows or between columns change it; the set of rows is then compared by the count and
+/// the XOR of these hashes. About half the server's work of `hash_record_extended(ROW(...))`,
+/// which builds a record per row (measured: docs/benchmarks.md, session 6).
+fn row_hash(values: &[String], hashes: &[ColumnHash]) -> String {
+    let mut acc = "0::pg_catalog.int8".to_string();
+    for (v, h) in values.iter().zip(hashes) {
+        let col = match h {
+            ColumnHash::Direct(f) => format!("{f}({v}, 0::pg_catalog.int8)"),
+            ColumnHash::Record => format!("pg_catalog.hash_record_extended(ROW({v}), 0)"),
+            ColumnHash::Text => format!("pg_catalog.hashtextextended(CAST({v} AS text), 0)"),
+        };
+        acc = format!("pg_catalog.hashint8extended(COALESCE({col}, {NULL_HASH}), {acc})");
+    }
+    acc
+}
+
 async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Result<Sides> {
     let shadow_cols = catalog::columns(client, plan.shadow_oid).await?;
-    // hash_record_extended is in PostgreSQL 14 and later; before that, everything goes as text.
+    // hash_record_extended is in PostgreSQL 14 and later; before that, polymorphic types go as
+    // text.
     let record_hash: bool = client
         .query_one(
             "SELECT current_setting('server_version_num')::int >= 140000",
@@ -147,6 +223,8 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
         .col(0, &"reading the server version")?;
     let mut src_exprs = Vec::new();
     let mut dst_exprs = Vec::new();
+    let mut hashes = Vec::new();
+    let mut names = Vec::new();
     for c in plan.columns.iter() {
         let Some(expr) = &c.expr else { continue };
         let col = shadow_cols
@@ -158,13 +236,22 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
                     c.column.as_str()
                 ))
             })?;
+        names.push(c.column.as_str());
         // The full type (with its modifier) so both sides hold the same values.
-        if record_hash && hashable(client, col.type_oid).await? {
-            src_exprs.push(format!("CAST({expr} AS {})", col.type_name));
-            dst_exprs.push(c.column.to_string());
-        } else {
-            src_exprs.push(format!("CAST(CAST({expr} AS {}) AS text)", col.type_name));
-            dst_exprs.push(format!("CAST({} AS text)", c.column));
+        src_exprs.push(format!("CAST({expr} AS {})", col.type_name));
+        dst_exprs.push(c.column.to_string());
+        hashes.push(match direct_hash_function(client, col.type_oid).await? {
+            Some(f) => ColumnHash::Direct(f),
+            None if record_hash && hashable(client, col.type_oid).await? => ColumnHash::Record,
+            None => ColumnHash::Text,
+        });
+    }
+    // Both sides hash in the shadow column's collation (a hash under a nondeterministic
+    // collation is not the hash of the bytes).
+    let value_collations = collations(client, plan.shadow_oid, &names).await?;
+    for (e, c) in src_exprs.iter_mut().zip(&value_collations) {
+        if let Some(c) = c {
+            *e = format!("({e} COLLATE {c})");
         }
     }
     let kcols = log_key_columns(plan);
@@ -206,20 +293,11 @@ async fn sides(client: &impl tokio_postgres::GenericClient, plan: &Plan) -> Resu
         .map(|(k, a)| format!("{} AS {a}", k.shadow_name))
         .collect::<Vec<_>>()
         .join(", ");
-    let hash = |exprs: &[String]| {
-        if exprs.is_empty() {
-            "0::int8".to_string()
-        } else if record_hash {
-            format!("hash_record_extended(ROW({}), 0)", exprs.join(", "))
-        } else {
-            format!("hashtextextended(ROW({})::text, 0)", exprs.join(", "))
-        }
-    };
     Ok(Sides {
         src_keys,
         dst_keys,
-        src_hash: hash(&src_exprs),
-        dst_hash: hash(&dst_exprs),
+        src_hash: row_hash(&src_exprs, &hashes),
+        dst_hash: row_hash(&dst_exprs, &hashes),
         transparent,
         dst_collations,
     })
@@ -291,6 +369,20 @@ fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
         .join(", ")
 }
 
+/// The name of the pending keys of a range in [`compare_chunk`]'s statement: one that neither
+/// table is called, so that inside the lateral lookups `<alias>.<key>` means the pending key,
+/// never a column of the table looked in.
+fn pending_alias(plan: &Plan) -> Ident {
+    let mut name = String::from("hotswap_pending");
+    while [&plan.source, &plan.shadow]
+        .iter()
+        .any(|t| t.name.as_str() == name)
+    {
+        name.push('_');
+    }
+    Ident::new(name)
+}
+
 /// Compares one key range by aggregates, on the server: the count and the XOR of the row hashes
 /// of each side, leaving out the keys that have a pending write (a left join against the
 /// change log, in the same snapshot). Returns (rows in the source range, equal).
@@ -332,21 +424,49 @@ async fn compare_chunk(
             row.try_get(1).ctx("reading a verification result")?,
         ));
     }
-    let dst_pred = predicate;
+    // Transparent: the predicate selects the same keys on the shadow and on the log's keys
+    // (cast to the shadow's types and named like the key columns), so each side is aggregated
+    // over the whole range without a join, and the rows of the range's pending keys (few, looked
+    // up by key) are taken out again: XOR is its own inverse, and every key is in the range once.
+    let pending = pending_alias(plan);
+    let named_log_keys = log_key_columns(plan)
+        .iter()
+        .zip(&plan.key)
+        .zip(&s.dst_collations)
+        .map(|((a, k), coll)| {
+            let e = match &k.shadow_cast {
+                Some(t) => format!("CAST(l.{a} AS {t})"),
+                None => format!("l.{a}"),
+            };
+            let e = match coll {
+                Some(c) => format!("{e} COLLATE {c}"),
+                None => e,
+            };
+            format!("{e} AS {}", k.shadow_name)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let matches = plan
+        .key
+        .iter()
+        .map(|k| format!("{n} = {pending}.{n}", n = k.shadow_name))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let sql = format!(
-        "WITH p AS (SELECT DISTINCT {log_keys} FROM {log} l WHERE NOT l.truncated), \
-              s AS (SELECT count(*) AS n, count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
-                           bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
-                      FROM (SELECT {sk}, {sh} AS h FROM {src} WHERE {predicate}) q LEFT JOIN p USING ({klist})), \
-              d AS (SELECT count(*) FILTER (WHERE p.{first} IS NULL) AS c, \
-                           bit_xor(q.h) FILTER (WHERE p.{first} IS NULL) AS x \
-                      FROM (SELECT {dk}, {dh} AS h FROM {shadow} WHERE {dst_pred}) q LEFT JOIN p USING ({klist})) \
-         SELECT s.n, s.c = d.c AND s.x IS NOT DISTINCT FROM d.x FROM s, d",
+        "WITH {pending} AS (SELECT * FROM (SELECT DISTINCT {named_log_keys} FROM {log} l WHERE NOT l.truncated) p \
+                            WHERE {predicate}), \
+              s AS (SELECT count(*) AS n, bit_xor({sh}) AS x FROM {src} WHERE {predicate}), \
+              sp AS (SELECT count(*) AS n, bit_xor(q.h) AS x FROM {pending} CROSS JOIN LATERAL \
+                       (SELECT {sh} AS h FROM {src} WHERE {matches} OFFSET 0) q), \
+              d AS (SELECT count(*) AS n, bit_xor({dh}) AS x FROM {shadow} WHERE {predicate}), \
+              dp AS (SELECT count(*) AS n, bit_xor(q.h) AS x FROM {pending} CROSS JOIN LATERAL \
+                       (SELECT {dh} AS h FROM {shadow} WHERE {matches} OFFSET 0) q) \
+         SELECT s.n, s.n - sp.n = d.n - dp.n \
+                AND (COALESCE(s.x, 0) # COALESCE(sp.x, 0)) = (COALESCE(d.x, 0) # COALESCE(dp.x, 0)) \
+           FROM s, sp, d, dp",
         log = plan.capture.log,
-        sk = s.src_keys,
         sh = s.src_hash,
         src = plan.source_from(),
-        dk = s.dst_keys,
         dh = s.dst_hash,
         shadow = plan.shadow_from(),
     );
