@@ -254,6 +254,7 @@ async fn fresh_run(env: &Env) -> Result<(Plan, Client)> {
         shadow_name: None,
         revertible: false,
         partitioning: None,
+        show_unrouted: false,
     };
     let plan = shadow::create(&mut ctl, &state, run, &src, &req, &env.policy).await?;
     capture::create_log(&mut ctl, &state, &plan, "").await?;

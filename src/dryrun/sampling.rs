@@ -259,6 +259,7 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         // The estimate's sessions copy into plain shadows (the partitions' names are fixed,
         // and concurrent sessions would collide on them).
         partitioning: None,
+        show_unrouted: false,
     };
     let tx = writer
         .transaction()

@@ -321,6 +321,7 @@ impl Ctx<'_> {
                 shadow_name: opts.shadow_name.as_deref(),
                 revertible: opts.revertible,
                 partitioning: opts.partitioning.as_ref(),
+                show_unrouted: false,
             };
             shadow::dry_run(ctl, state, src, &req, &opts.lock).await?;
         }
@@ -470,6 +471,7 @@ impl Ctx<'_> {
             shadow_name: opts.shadow_name.as_deref(),
             revertible: opts.revertible,
             partitioning: opts.partitioning.as_ref(),
+            show_unrouted: false,
         };
         let plan = match shadow::create(ctl, state, run, src, &req, &opts.lock).await {
             Ok(mut p) if opts.revertible => {

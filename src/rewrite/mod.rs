@@ -17,6 +17,8 @@ pub mod fastpath;
 pub mod mapping;
 pub mod migrator;
 pub mod oracle;
+pub mod partition_ranges;
+pub mod partition_sample;
 pub mod partitioning;
 pub mod plan;
 pub mod preflight;

@@ -55,6 +55,7 @@ impl Ctx<'_> {
             shadow_name: opts.shadow_name.as_deref(),
             revertible: opts.revertible,
             partitioning: opts.partitioning.as_ref(),
+            show_unrouted: false,
         };
         let plan = shadow::dry_run(ctl, self.state, src, &req, &opts.lock).await?;
         let Some(probe) = &plan.rewrite_probe else {
