@@ -449,10 +449,14 @@ async fn count_by_partition(tx: &Transaction<'_>, plan: &Plan) -> Result<Vec<(u3
     let rows = tx
         .query(
             &format!(
-                "SELECT (SELECT a.relid::oid FROM pg_catalog.pg_partition_ancestors(s.tableoid) a \
-                           JOIN pg_catalog.pg_inherits i ON i.inhrelid = a.relid AND i.inhparent = $1) AS part, \
-                        count(*) \
-                   FROM {} s GROUP BY 1",
+                // Grouped by leaf first: the ancestors are looked up once per partition, not
+                // once per row (0.2 ms a row with 354 partitions).
+                "SELECT part, sum(n)::int8 FROM ( \
+                   SELECT (SELECT a.relid::oid FROM pg_catalog.pg_partition_ancestors(g.leaf) a \
+                             JOIN pg_catalog.pg_inherits i ON i.inhrelid = a.relid AND i.inhparent = $1) AS part, \
+                          g.n \
+                     FROM (SELECT s.tableoid AS leaf, count(*) AS n FROM {} s GROUP BY 1) g) p \
+                  GROUP BY 1",
                 plan.shadow
             ),
             &[&plan.shadow_oid],
