@@ -126,6 +126,46 @@ impl Unrouted {
 }
 
 impl PartitionSample {
+    /// One line for `run`'s log: the partitions, how many rows each would get.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "new table partitioned: {} partitions",
+            self.partitions.len()
+        );
+        if let Some(g) = &self.generated {
+            s = format!("new table partitioned: {}", g.describe());
+        }
+        if self.done {
+            let shown: Vec<String> = self
+                .partitions
+                .iter()
+                .take(12)
+                .map(|p| {
+                    if self.method == "whole table" {
+                        format!("{} {}", p.name, p.sampled_rows)
+                    } else {
+                        format!("{} ~{}", p.name, p.estimated_rows)
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                "; rows by partition ({}): {}{}",
+                if self.method == "whole table" {
+                    "counted".to_string()
+                } else {
+                    format!("sampled, {}", self.method)
+                },
+                shown.join(", "),
+                if self.partitions.len() > 12 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        s
+    }
+
     /// The refusal of rows without a partition, None when every sampled row has one.
     pub fn refusal(&self, table: &QualifiedName) -> Option<Error> {
         let u = self.unrouted.as_ref()?;
@@ -228,20 +268,24 @@ async fn sample_in(tx: &Transaction<'_>, src: &Source, plan: &Plan) -> Result<Pa
         None => None,
     };
 
+    let bounds: Vec<&str> = parts.partitions.iter().map(|p| p.bound.as_str()).collect();
     let how = How::of(src.table.reltuples, src.table.heap_bytes);
     let method = how.method();
     let insert = crate::rewrite::copier::insert_select_statement(plan, &how.filter());
     let sampled = match insert_rows(tx, &insert).await? {
         Ok(n) => n as i64,
-        Err(e) if hash && e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
-            let detail = hash_gaps(
-                &parts
-                    .partitions
-                    .iter()
-                    .map(|p| p.bound.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_else(|| e.message().to_string());
+        // A HASH set that leaves remainders uncovered: a sampled row hashed there (a failed
+        // CHECK constraint is another matter, and the copy's or the oracle's to report).
+        Err(e)
+            if hash
+                && e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+                && hash_gaps(&bounds).is_some() =>
+        {
+            let detail = format!(
+                "{}; PostgreSQL: {}",
+                hash_gaps(&bounds).unwrap_or_default(),
+                e.message()
+            );
             return Ok(PartitionSample {
                 method,
                 done: true,
