@@ -255,6 +255,7 @@ async fn fresh_run(env: &Env) -> Result<(Plan, Client)> {
         revertible: false,
         partitioning: None,
         plain: false,
+        show_unrouted: false,
     };
     let plan = shadow::create(&mut ctl, &state, run, &src, &req, &env.policy).await?;
     capture::create_log(&mut ctl, &state, &plan, "").await?;

@@ -114,6 +114,12 @@ pub struct RunArgs {
     /// WITH (MODULUS 4, REMAINDER 0)" or "<name> DEFAULT". Created in the table's schema.
     #[arg(long = "partition", value_parser = crate::rewrite::partitioning::parse_partition)]
     pub partition: Vec<crate::rewrite::partitioning::PartitionSpec>,
+    /// Instead of --partition: one partition per day, week, month or year over the span of the
+    /// data of the --partition-by "RANGE (<column>)" column (a date, timestamp or timestamptz),
+    /// named <table>_pYYYYMM (month; _pYYYY, _pYYYYMMDD for year, week and day), and a
+    /// <table>_default partition (docs/operations.md).
+    #[arg(long, value_parser = crate::rewrite::partition_ranges::Interval::parse)]
+    pub partition_interval: Option<crate::rewrite::partition_ranges::Interval>,
     /// Do not rewrite: print the plan instead (the same as `pg-hotswap plan`).
     #[arg(long)]
     pub dry_run: bool,
@@ -190,16 +196,40 @@ impl RunArgs {
                 "--maintenance-work-mem {mwm:?} is not a memory size (e.g. 256MB, 1GB)"
             )));
         }
-        let partitioning = match (self.partition_by, self.partition.is_empty()) {
-            (Some(by), false) => Some(crate::rewrite::partitioning::PartitionRequest {
+        let partitioning = match (
+            self.partition_by,
+            self.partition.is_empty(),
+            self.partition_interval,
+        ) {
+            (Some(by), false, None) => Some(crate::rewrite::partitioning::PartitionRequest {
                 by,
                 partitions: self.partition,
+                interval: None,
             }),
-            (Some(_), true) => return Err(Error::usage(
-                "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\"",
-            )),
-            (None, false) => return Err(Error::usage("--partition goes with --partition-by")),
-            (None, true) => None,
+            (Some(by), true, Some(interval)) => {
+                Some(crate::rewrite::partitioning::PartitionRequest {
+                    by,
+                    partitions: Vec::new(),
+                    interval: Some(interval),
+                })
+            }
+            (Some(_), false, Some(_)) => {
+                return Err(Error::usage(
+                    "--partition-interval generates the partitions: give it or --partition, not both",
+                ))
+            }
+            (Some(_), true, None) => {
+                return Err(Error::usage(
+                    "--partition-by needs at least one --partition \"<name> FOR VALUES ... | DEFAULT\", or --partition-interval day|week|month|year",
+                ))
+            }
+            (None, false, _) => return Err(Error::usage("--partition goes with --partition-by")),
+            (None, true, Some(_)) => {
+                return Err(Error::usage(
+                    "--partition-interval goes with --partition-by \"RANGE (<column>)\"",
+                ))
+            }
+            (None, true, None) => None,
         };
         let conn = conn_spec(&self.conn, &self.lock)?;
         let opts = RunOptions {

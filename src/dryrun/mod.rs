@@ -94,6 +94,11 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
     r.columns = report::columns(plan);
     r.sample_check = plan.sample_check.clone();
     r.carried_over = Some(report::carried_over(plan, &src, &src.table.name));
+    if let Some(p) = &plan.partition_sample {
+        r.checks
+            .extend(report::partitions_check(p, &src.table.name));
+        r.partitions = Some(p.clone());
+    }
     let swap_names =
         crate::rewrite::swap::decide_names(&ctl, plan, &src, o.old_name.as_deref()).await?;
     let summary = source_summary(&ctl, &src, oid, &shadow, &swap_names.old).await?;
@@ -222,6 +227,7 @@ async fn shadow_trial(
         revertible: o.revertible,
         partitioning: o.partitioning.as_ref(),
         plain: false,
+        show_unrouted: true,
     };
     match validate(ctl, state, src, &req, &shadow, o).await {
         Ok(x) => Ok(Some((x, shadow))),

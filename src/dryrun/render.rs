@@ -52,11 +52,12 @@ fn open<T>(t: &mut Text, items: &[T], title: Option<&str>) -> bool {
 type Section = fn(&mut Text, &PlanReport);
 
 /// The sections in the order they are printed.
-const SECTIONS: [Section; 10] = [
+const SECTIONS: [Section; 11] = [
     heading,
     source,
     columns,
     sample_check,
+    partitions,
     carried_over,
     warnings,
     checks,
@@ -154,6 +155,46 @@ fn sample_check(t: &mut Text, r: &PlanReport) {
     if let Some(s) = &r.sample_check {
         t.section(None);
         t.line(s.summary());
+    }
+}
+
+/// The partitions of a partitioned new table (issue 15): bound, sampled and estimated rows;
+/// the rows no partition would take.
+fn partitions(t: &mut Text, r: &PlanReport) {
+    let Some(p) = &r.partitions else { return };
+    t.section(Some("Partitions of the new table"));
+    if let Some(g) = &p.generated {
+        t.line(format!("  generated: {}", g.describe()));
+    }
+    let counted = p.method == "whole table";
+    if p.done {
+        t.line(format!(
+            "  rows: {} (sampled: {} rows of the table through the mapping, {})",
+            if counted {
+                "counted".to_string()
+            } else {
+                format!("estimated from a sample, scaled to {} rows", p.table_rows)
+            },
+            p.sampled_rows,
+            p.method
+        ));
+    }
+    let width = p.partitions.iter().map(|x| x.name.len()).max().unwrap_or(0);
+    for x in &p.partitions {
+        let rows = if !p.done {
+            String::new()
+        } else if counted {
+            format!("{} rows", x.sampled_rows)
+        } else {
+            format!("~{} rows ({} sampled)", x.estimated_rows, x.sampled_rows)
+        };
+        t.line(format!("  {:<width$}  {:<48}  {rows}", x.name, x.bound));
+    }
+    if let Some(u) = &p.unrouted {
+        t.line(format!("  NO PARTITION: {}", u.describe()));
+    }
+    for n in &p.notes {
+        t.line(format!("  note: {n}"));
     }
 }
 

@@ -34,6 +34,9 @@ pub struct PlanReport {
     /// PostgreSQL's own ALTER on sampled rows against the mapping (issue 13, `rewrite::oracle`).
     pub sample_check: Option<crate::rewrite::oracle::SampleCheck>,
     pub carried_over: Option<CarriedOver>,
+    /// `--partition-by` (issue 15): the partitions of the new table with sampled row counts,
+    /// and the rows no partition would take (`rewrite::partition_sample`).
+    pub partitions: Option<crate::rewrite::partition_sample::PartitionSample>,
     /// Preflight warnings (as `run` prints them).
     pub warnings: Vec<String>,
     pub checks: Vec<Check>,
@@ -189,6 +192,7 @@ pub(super) fn new(table: String) -> PlanReport {
         columns: Vec::new(),
         sample_check: None,
         carried_over: None,
+        partitions: None,
         warnings: Vec::new(),
         checks: Vec::new(),
         phases: Vec::new(),
@@ -335,4 +339,25 @@ pub(super) fn carried_over(plan: &Plan, src: &Source, table: &QualifiedName) -> 
         }
         .to_string(),
     }
+}
+
+/// The blocking check of rows no partition would take (`run` refuses them before creating
+/// anything), None when every sampled row has a partition.
+pub(super) fn partitions_check(
+    sample: &crate::rewrite::partition_sample::PartitionSample,
+    table: &QualifiedName,
+) -> Option<Check> {
+    let e = sample.refusal(table)?;
+    Some(Check {
+        name: "partitions",
+        verdict: Verdict::Blocking,
+        summary: e.message().to_string(),
+        details: sample
+            .unrouted
+            .iter()
+            .filter_map(|u| u.detail.clone())
+            .collect(),
+        action: e.next().map(str::to_string),
+        pids: Vec::new(),
+    })
 }

@@ -260,6 +260,7 @@ pub async fn session(job: SessionJob) -> Result<SessionResult> {
         // and concurrent sessions would collide on them).
         partitioning: None,
         plain: true,
+        show_unrouted: false,
     };
     let tx = writer
         .transaction()

@@ -322,6 +322,7 @@ impl Ctx<'_> {
                 revertible: opts.revertible,
                 partitioning: opts.partitioning.as_ref(),
                 plain: false,
+                show_unrouted: false,
             };
             shadow::dry_run(ctl, state, src, &req, &opts.lock).await?;
         }
@@ -472,6 +473,7 @@ impl Ctx<'_> {
             revertible: opts.revertible,
             partitioning: opts.partitioning.as_ref(),
             plain: false,
+            show_unrouted: false,
         };
         let plan = match shadow::create(ctl, state, run, src, &req, &opts.lock).await {
             Ok(mut p) if opts.revertible => {

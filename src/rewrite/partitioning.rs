@@ -43,6 +43,10 @@ pub struct PartitionRequest {
     /// The partition key: `RANGE (created_at)`, `LIST (region)`, `HASH (id)`.
     pub by: String,
     pub partitions: Vec<PartitionSpec>,
+    /// `--partition-interval`: the partitions are generated over the data's span
+    /// (`partition_ranges`), and `partitions` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<crate::rewrite::partition_report::Interval>,
 }
 
 /// One `--partition "<name> <FOR VALUES ... | DEFAULT>"`.

@@ -176,6 +176,10 @@ pub struct Plan {
     /// statement-level triggers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_partitions: Vec<(u32, QualifiedName)>,
+    /// Sampled rows per partition of a partitioned shadow, and rows no partition takes
+    /// (`partition_sample`, issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_sample: Option<crate::rewrite::partition_report::PartitionSample>,
 }
 
 impl Plan {

@@ -196,6 +196,7 @@ pub fn reverse_plan(
             .flat_map(|p| &p.partitions)
             .map(|p| (p.oid, p.final_name.clone()))
             .collect(),
+        partition_sample: None,
     };
     ReversePlan {
         plan,

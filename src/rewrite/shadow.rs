@@ -40,6 +40,9 @@ pub struct ShadowRequest<'a> {
     /// sessions, which run side by side (partitions have fixed names) and measure sizes (a
     /// partitioned table has none of its own).
     pub plain: bool,
+    /// `plan`: rows that would have no partition are shown in the plan (`partition_sample`)
+    /// instead of refused.
+    pub show_unrouted: bool,
 }
 
 /// Temporary name of the n-th index the run builds on the shadow.
@@ -358,6 +361,7 @@ pub async fn build_in(
             .iter()
             .map(|p| (p.oid, p.name.clone()))
             .collect(),
+        partition_sample: None,
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
@@ -369,9 +373,24 @@ pub async fn build_in(
         .with_state(format!("nothing was changed; {} is untouched", table.human()))
         .with_next("run without --revertible (the old tree is kept as <table>_old unless --drop-old), or revert by running pg-hotswap again with the inverse --alter"));
     }
-    if !req.plain && (req.partitioning.is_some() || plan.source_partitioned) {
-        crate::rewrite::partitioning::convert(tx, src, &mut plan, req.partitioning, &mut done)
-            .await?;
+    // Issue 15: `--partition-interval` generates the partitions (`partition_ranges`).
+    let generated = match req.partitioning {
+        Some(p) => crate::rewrite::partition_ranges::expand(tx, src, &plan, p).await?,
+        None => None,
+    };
+    let request = generated.as_ref().map(|g| &g.0).or(req.partitioning);
+    if !req.plain && (request.is_some() || plan.source_partitioned) {
+        crate::rewrite::partitioning::convert(tx, src, &mut plan, request, &mut done).await?;
+    }
+    if !req.plain && request.is_some() && !plan.source_partitioned {
+        // Where the rows go; rows no partition takes are refused here (`plan` shows them).
+        let sample =
+            crate::rewrite::partition_sample::sample(tx, src, &plan, generated.map(|g| g.1))
+                .await?;
+        if let Some(e) = sample.refusal(table).filter(|_| !req.show_unrouted) {
+            return Err(e);
+        }
+        plan.partition_sample = Some(sample);
     }
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).

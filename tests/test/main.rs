@@ -25,6 +25,7 @@ mod log_file;
 mod oracle;
 mod order_by;
 mod partition_trees;
+mod partitions;
 mod pgbouncer;
 mod plan;
 mod privileges;

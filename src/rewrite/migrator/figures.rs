@@ -67,6 +67,9 @@ pub(super) fn print_mapping(plan: &Plan) {
     if let Some(s) = &plan.sample_check {
         say(&s.summary());
     }
+    if let Some(p) = &plan.partition_sample {
+        say(&p.summary());
+    }
     for d in &plan.dropped {
         say(&format!(
             "column {}: DROPPED — its data is not carried into the new table",

@@ -56,6 +56,7 @@ impl Ctx<'_> {
             revertible: opts.revertible,
             partitioning: opts.partitioning.as_ref(),
             plain: false,
+            show_unrouted: false,
         };
         let plan = shadow::dry_run(ctl, self.state, src, &req, &opts.lock).await?;
         let Some(probe) = &plan.rewrite_probe else {
