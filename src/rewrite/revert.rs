@@ -196,6 +196,7 @@ pub fn reverse_plan(
             .flat_map(|p| &p.partitions)
             .map(|p| (0, p.final_name.clone()))
             .collect(),
+        partition_of: None,
     };
     ReversePlan {
         plan,
