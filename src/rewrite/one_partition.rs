@@ -42,7 +42,6 @@
 
 use crate::db::ident::{Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result, RowExt};
-use crate::rewrite::plan::Plan;
 use crate::rewrite::step::Step;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Oid;
@@ -248,13 +247,16 @@ pub fn shadow_step(of: &PartitionOf, shadow: &QualifiedName, run: i64) -> Option
 /// After the ALTER, on the shadow: ATTACH needs the parent's columns exactly (names, types,
 /// NOT NULL, no others), and every index the parent's partitioned indexes need, or it fails or
 /// builds the index under the lock. Refused here, before anything is copied.
+/// `source` is the partition (oid, name, columns); `indexes`, the names the shadow's indexes
+/// take in the swap. (Neither `preflight` nor `plan` is imported: both name this module.)
 pub async fn check_shadow(
     client: &impl GenericClient,
-    src: &crate::rewrite::preflight::Source,
-    plan_indexes: &[crate::rewrite::plan::ShadowIndex],
+    source: (Oid, &QualifiedName, &[crate::db::catalog::Column]),
+    indexes: &[&Ident],
     shadow_oid: Oid,
 ) -> Result<()> {
-    let name = src.table.name.human();
+    let (source_oid, source_name, source_columns) = source;
+    let name = source_name.human();
     let refuse = |why: String| {
         Error::refused(format!("cannot rewrite partition {name}: {why}"))
             .with_state(format!("nothing was changed; {name} is untouched"))
@@ -264,8 +266,10 @@ pub async fn check_shadow(
     let same = |a: &crate::db::catalog::Column, b: &crate::db::catalog::Column| {
         a.name == b.name && a.type_name == b.type_name && a.not_null == b.not_null
     };
-    if cols.len() != src.columns.len()
-        || !src.columns.iter().all(|c| cols.iter().any(|s| same(c, s)))
+    if cols.len() != source_columns.len()
+        || !source_columns
+            .iter()
+            .all(|c| cols.iter().any(|s| same(c, s)))
     {
         return Err(refuse(
             "the ALTER changes its columns, and ATTACH PARTITION needs exactly the partitioned table's columns".into(),
@@ -278,18 +282,17 @@ pub async fn check_shadow(
                JOIN pg_catalog.pg_inherits h ON h.inhrelid = i.indexrelid \
                JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
               WHERE i.indrelid = $1 ORDER BY 1",
-            &[&src.table.oid],
+            &[&source_oid],
         )
         .await
         .ctx(&what)?
         .iter()
         .map(|r| r.col::<String>(0, &what))
         .collect::<Result<_>>()?;
-    if let Some(missing) = attached.iter().find(|a| {
-        !plan_indexes
-            .iter()
-            .any(|i| i.final_name.as_str() == a.as_str())
-    }) {
+    if let Some(missing) = attached
+        .iter()
+        .find(|a| !indexes.iter().any(|i| i.as_str() == a.as_str()))
+    {
         return Err(refuse(format!(
             "the ALTER drops or changes its index {missing}, which an index of the partitioned table needs: ATTACH PARTITION would build it again while holding the lock"
         )));
@@ -300,8 +303,8 @@ pub async fn check_shadow(
 /// The swap's first lock: the parent (`ONLY`: not its other partitions), its default
 /// partition, then the partition and the shadow, in the order statements through the parent
 /// take them.
-pub fn lock_step(plan: &Plan, of: &PartitionOf) -> Step {
-    let (source, shadow, parent) = (&plan.source, &plan.shadow, &of.parent);
+pub fn lock_step(source: &QualifiedName, shadow: &QualifiedName, of: &PartitionOf) -> Step {
+    let parent = &of.parent;
     let mut first: Vec<String> = of
         .ancestors
         .iter()
@@ -337,9 +340,9 @@ pub fn lock_step(plan: &Plan, of: &PartitionOf) -> Step {
 
 /// Before the renames: the old partition leaves the parent (it becomes a plain table, the
 /// parent's triggers leave it).
-pub fn detach_step(plan: &Plan, of: &PartitionOf) -> Step {
+pub fn detach_step(source: &QualifiedName, of: &PartitionOf) -> Step {
     Step::new(
-        format!("ALTER TABLE {} DETACH PARTITION {}", of.parent, plan.source),
+        format!("ALTER TABLE {} DETACH PARTITION {source}", of.parent),
         "detaching the old partition",
     )
     .locks("ACCESS EXCLUSIVE", &of.parent, true)
@@ -347,12 +350,9 @@ pub fn detach_step(plan: &Plan, of: &PartitionOf) -> Step {
 
 /// After the renames (the shadow has the partition's name): the new table becomes the
 /// partition, with the old bound; its indexes attach to the parent's; the bound's CHECK goes.
-pub fn attach_steps(plan: &Plan, of: &PartitionOf) -> Vec<Step> {
+pub fn attach_steps(source: &QualifiedName, run: i64, of: &PartitionOf) -> Vec<Step> {
     let mut s = Step::new(
-        format!(
-            "ALTER TABLE {} ATTACH PARTITION {} {}",
-            of.parent, plan.source, of.bound
-        ),
+        format!("ALTER TABLE {} ATTACH PARTITION {source} {}", of.parent, of.bound),
         "attaching the new table as the partition",
     )
     .locks("ACCESS EXCLUSIVE", &of.parent, true)
@@ -369,9 +369,8 @@ pub fn attach_steps(plan: &Plan, of: &PartitionOf) -> Vec<Step> {
     if of.constraint.is_some() {
         out.push(Step::new(
             format!(
-                "ALTER TABLE {} DROP CONSTRAINT {}",
-                plan.source,
-                bound_constraint(plan.run_id)
+                "ALTER TABLE {source} DROP CONSTRAINT {}",
+                bound_constraint(run)
             ),
             "dropping the bound's check constraint from the new partition",
         ));

@@ -430,7 +430,14 @@ async fn one_partition_shadow(
             "a partition cannot be partitioned while it stays attached",
         ));
     }
-    crate::rewrite::one_partition::check_shadow(tx, src, &plan.indexes, plan.shadow_oid).await?;
+    let indexes: Vec<&Ident> = plan.indexes.iter().map(|i| &i.final_name).collect();
+    crate::rewrite::one_partition::check_shadow(
+        tx,
+        (src.table.oid, &src.table.name, &src.columns),
+        &indexes,
+        plan.shadow_oid,
+    )
+    .await?;
     if let Some(s) = crate::rewrite::one_partition::shadow_step(of, &plan.shadow, plan.run_id) {
         run_step(tx, s, done).await?;
     }

@@ -533,7 +533,7 @@ async fn attempt_swap(
 /// transaction's `lock_timeout`.
 pub fn lock_step(plan: &Plan) -> Step {
     if let Some(of) = &plan.partition_of {
-        return crate::rewrite::one_partition::lock_step(plan, of);
+        return crate::rewrite::one_partition::lock_step(&plan.source, &plan.shadow, of);
     }
     let (source, shadow) = (&plan.source, &plan.shadow);
     Step::new(
