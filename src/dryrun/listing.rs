@@ -264,7 +264,8 @@ fn capture_phase(b: &mut Builder, i: &ListInput<'_>) {
         "no lock on the table; then REVOKE of what default privileges granted others, if any"
             .into(),
     );
-    // On the table and, when it is partitioned, on every partition (one transaction).
+    // On every relation the capture covers: a partitioned source's partitions, a partition's
+    // ancestors (issue 15), as `capture::install_triggers` does.
     let trig: Vec<_> = capture::tree(plan)
         .into_iter()
         .flat_map(|t| capture::trigger_steps(plan, t))

@@ -2,7 +2,8 @@
 //! `preflight` (with its `checks`, shared with `plan`), `shadow` (the ALTER applied, the `plan` derived), `capture`, the copy (`chunks`,
 //! `batching`, `copier`), `build`, `replay`, `verify`, `snapshots`, `swap` — and `revert` is the
 //! way back. The ALTER's text is read by `alter_text` and followed by `mapping`; the sample
-//! `oracle` compares it with PostgreSQL's own ALTER before anything is copied; `dependents`
+//! `oracle` compares it with PostgreSQL's own ALTER before anything is copied; `one_partition` rewrites
+//! a single partition and attaches it back (issue 15); `dependents`
 //! refuses what the ALTER cannot do. Every DDL statement is a `step` value, listed by `plan`.
 
 pub mod alter_text;
@@ -16,6 +17,7 @@ pub mod dependents;
 pub mod fastpath;
 pub mod mapping;
 pub mod migrator;
+pub mod one_partition;
 pub mod oracle;
 pub mod partition_ranges;
 pub mod partition_report;

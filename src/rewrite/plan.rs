@@ -171,7 +171,8 @@ pub struct Plan {
     /// read through its parent, not `ONLY`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_partitioned: bool,
-    /// The source's partitions at every depth (oid, name), when it is partitioned: the capture
+    /// The source's partitions at every depth (oid, name), when it is partitioned, or the
+    /// partitioned tables above a partition rewritten on its own (`one_partition`): the capture
     /// triggers go on each, since a statement that names a partition fires only its own
     /// statement-level triggers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -180,6 +181,10 @@ pub struct Plan {
     /// (`partition_sample`, issue 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_sample: Option<crate::rewrite::partition_report::PartitionSample>,
+    /// The source is a partition rewritten on its own: the swap detaches it from this parent
+    /// and attaches the new table with its bound (issue 15; `one_partition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<crate::rewrite::one_partition::PartitionOf>,
 }
 
 impl Plan {

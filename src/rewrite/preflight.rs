@@ -31,6 +31,8 @@ pub struct Source {
     /// A partitioned table's partitions, at every depth, parents first (issue 15); empty for a
     /// plain table.
     pub partitions: Vec<catalog::Partition>,
+    /// A partition rewritten on its own: its parent and bound (issue 15; `one_partition`).
+    pub partition_of: Option<crate::rewrite::one_partition::PartitionOf>,
     /// The row identity: the primary key, or a unique index on NOT NULL columns.
     pub key_index: Ident,
     pub key: Vec<Ident>,
@@ -107,13 +109,16 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
             "it is a temporary table, visible only to its own session".into(),
         ));
     }
-    if table.is_partition {
-        return Err(refuse(
-            "it is a partition; swapping it would detach it from its parent".into(),
-        )
-        .with_next("partitions are not supported yet"));
-    }
-    if table.has_inheritance && table.relkind != "p" {
+    // A partition is rewritten on its own and attached back (issue 15; `one_partition`).
+    let (partition_of, partition_warnings) = if table.is_partition {
+        let (of, w) =
+            crate::rewrite::one_partition::inspect(client, oid, &table.name, &table.relkind)
+                .await?;
+        (Some(of), w)
+    } else {
+        (None, Vec::new())
+    };
+    if table.has_inheritance && table.relkind != "p" && !table.is_partition {
         return Err(refuse(
             "it takes part in table inheritance (it has a parent or children)".into(),
         ));
@@ -179,7 +184,7 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         .with_next("drop them before the rewrite and create them again afterwards"));
     }
 
-    let mut warnings = Vec::new();
+    let mut warnings = partition_warnings;
     let long = client
         .query(
             "SELECT pid, now() - xact_start, state FROM pg_catalog.pg_stat_activity \
@@ -207,10 +212,16 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
             crate::output::ui::bytes(mv.bytes.max(0) as u64)
         ));
     }
+    let mut triggers = catalog::triggers(client, oid).await?;
+    if let Some(of) = &partition_of {
+        // The parent's triggers, cloned onto the partition, are not its own (`one_partition`).
+        triggers.retain(|t| !of.cloned_triggers.contains(&t.name));
+    }
     let source = Source {
         constraints: catalog::constraints(client, oid).await?,
         incoming: catalog::incoming_foreign_keys(client, oid).await?,
-        triggers: catalog::triggers(client, oid).await?,
+        triggers,
+        partition_of,
         sequences: catalog::sequences(client, oid).await?,
         grants: catalog::grants(client, oid).await?,
         policies: catalog::policies(client, oid).await?,

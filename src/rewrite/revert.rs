@@ -197,6 +197,7 @@ pub fn reverse_plan(
             .map(|p| (p.oid, p.final_name.clone()))
             .collect(),
         partition_sample: None,
+        partition_of: None,
     };
     ReversePlan {
         plan,

@@ -356,12 +356,17 @@ pub async fn build_in(
         rewrite_probe,
         partitioning: None,
         source_partitioned: false,
+        // A partition rewritten on its own: the capture goes on its ancestors too, since a
+        // statement through the parent fires only the parent's statement triggers
+        // (`one_partition`).
         source_partitions: src
             .partitions
             .iter()
             .map(|p| (p.oid, p.name.clone()))
+            .chain(src.partition_of.iter().flat_map(|of| of.ancestors.clone()))
             .collect(),
         partition_sample: None,
+        partition_of: src.partition_of.clone(),
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
@@ -392,11 +397,59 @@ pub async fn build_in(
         }
         plan.partition_sample = Some(sample);
     }
+    if let Some(of) = &src.partition_of {
+        // Issue 15: a partition rewritten on its own (`one_partition`).
+        one_partition_shadow(tx, src, req, &plan, of, &mut done).await?;
+    }
     // Issue 13, the sample oracle: PostgreSQL's own ALTER on sampled rows must give what the
     // mapping gives them, or nothing is created (`rewrite::oracle`; rolled back inside).
     plan.sample_check =
         Some(crate::rewrite::oracle::check_sample(tx, src, &plan, req.alter).await?);
     Ok((plan, done))
+}
+
+/// A partition's shadow: what a single-partition rewrite refuses once the ALTER has run, and
+/// the bound's check constraint on the still empty shadow (`one_partition`).
+async fn one_partition_shadow(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    req: &ShadowRequest<'_>,
+    plan: &Plan,
+    of: &crate::rewrite::one_partition::PartitionOf,
+    done: &mut Vec<Step>,
+) -> Result<()> {
+    let name = src.table.name.human();
+    let refuse = |flag: &str, why: &str| {
+        Error::refused(format!(
+            "cannot rewrite partition {name} with {flag}: {why}"
+        ))
+        .with_state(format!("nothing was changed; {name} is untouched"))
+    };
+    if req.revertible {
+        return Err(refuse(
+            "--revertible",
+            "reverting would detach and attach the partition again, which is not supported yet",
+        )
+        .with_next("run without --revertible (the old partition is kept as a plain table <name>_old unless --drop-old)"));
+    }
+    if req.partitioning.is_some() {
+        return Err(refuse(
+            "--partition-by",
+            "a partition cannot be partitioned while it stays attached",
+        ));
+    }
+    let indexes: Vec<&Ident> = plan.indexes.iter().map(|i| &i.final_name).collect();
+    crate::rewrite::one_partition::check_shadow(
+        tx,
+        (src.table.oid, &src.table.name, &src.columns),
+        &indexes,
+        plan.shadow_oid,
+    )
+    .await?;
+    if let Some(s) = crate::rewrite::one_partition::shadow_step(of, &plan.shadow, plan.run_id) {
+        run_step(tx, s, done).await?;
+    }
+    Ok(())
 }
 
 /// Executes `step` in the shadow's transaction and keeps it in `done` (what `plan` lists).

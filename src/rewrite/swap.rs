@@ -534,6 +534,9 @@ async fn attempt_swap(
 /// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the
 /// transaction's `lock_timeout`.
 pub fn lock_step(plan: &Plan) -> Step {
+    if let Some(of) = &plan.partition_of {
+        return crate::rewrite::one_partition::lock_step(&plan.source, &plan.shadow, of);
+    }
     let (source, shadow) = (&plan.source, &plan.shadow);
     Step::new(
         format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),

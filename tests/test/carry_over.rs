@@ -1691,12 +1691,10 @@ async fn partitions_and_inheritance_tables_are_refused_cleanly() {
     .await;
     let mut findings = Findings::default();
     // A partitioned table is rewritten as a whole tree (issue 15,
-    // `a_partition_tree_keeps_everything_attached`); one partition on its own is refused.
-    for (name, reasons) in [
-        ("events_2024", &["partition"][..]),
-        ("base", &["inherit"][..]),
-        ("derived", &["inherit"][..]),
-    ] {
+    // `a_partition_tree_keeps_everything_attached`), a partition on its own and attached back
+    // (`one_partition_keeps_everything_attached`); what it refuses:
+    // `one_partition_refusals_leave_nothing_behind`.
+    for (name, reasons) in [("base", &["inherit"][..]), ("derived", &["inherit"][..])] {
         let table = QualifiedName::new("public", name);
         assert_refused(&db, &client, &table, reasons, &mut findings).await;
     }
@@ -1773,6 +1771,190 @@ async fn a_partition_tree_keeps_everything_attached() {
     .map(|n| QualifiedName::new("public", *n))
     .collect();
     rewrite_unchanged(&db, &client, &table, &mut set_aside, &mut findings).await;
+    findings.finish();
+}
+
+/// Issue 15: one partition rewritten on its own is attached back and keeps everything: its
+/// bound, owner, privileges, comment, storage options, own index, check constraint, trigger,
+/// row security policy, publication membership and an incoming foreign key of its own; the
+/// parent's indexes stay attached to its indexes and the parent's trigger is cloned onto it
+/// once. A leaf two levels down (under a sub-partitioned partition) and the default partition
+/// too, one after the other: `pg_dump` is identical after each, but for the old partition,
+/// kept as a plain table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_partition_keeps_everything_attached() {
+    let db = TestDb::new("carry_one_part").await;
+    let client = db.client().await;
+    let (owner, reader) = ("hs_part_owner", "hs_part_reader");
+    ensure_roles(&client, &[owner, reader]).await;
+    exec(
+        &client,
+        &format!(
+            "
+            CREATE TABLE public.events (id int NOT NULL, at date NOT NULL, kind text NOT NULL,
+                what text, CHECK (id > 0), PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
+            CREATE TABLE public.events_2024 PARTITION OF public.events
+                FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') WITH (fillfactor = 70);
+            CREATE TABLE public.events_2025 PARTITION OF public.events
+                FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY LIST (kind);
+            CREATE TABLE public.events_2025_a PARTITION OF public.events_2025 FOR VALUES IN ('a');
+            CREATE TABLE public.events_2025_rest PARTITION OF public.events_2025 DEFAULT;
+            CREATE TABLE public.events_other PARTITION OF public.events DEFAULT
+                WITH (autovacuum_vacuum_scale_factor = 0.02);
+            CREATE INDEX events_kind_idx ON public.events (kind, at);
+            INSERT INTO public.events
+            SELECT g, date '2024-01-01' + (g % 900), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END,
+                   'e' || g FROM generate_series(1, 3000) g;
+            ALTER TABLE public.events OWNER TO {owner};
+            ALTER TABLE public.events_2024 OWNER TO {owner};
+            GRANT SELECT ON public.events TO {reader};
+            GRANT SELECT, UPDATE (what) ON public.events_2024 TO {reader};
+            CREATE INDEX events_2024_what_idx ON public.events_2024 (what);
+            ALTER TABLE public.events_2024 ADD CONSTRAINT events_2024_what_check
+                CHECK (what <> '');
+            ALTER TABLE public.events_2024 ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY events_2024_a ON public.events_2024 USING (kind = 'a');
+            COMMENT ON TABLE public.events_2024 IS 'the year 2024';
+            COMMENT ON TABLE public.events_2025_a IS 'kind a of 2025';
+            COMMENT ON COLUMN public.events.what IS 'what happened';
+            CREATE FUNCTION public.events_touch() RETURNS trigger LANGUAGE plpgsql
+                AS $$BEGIN NEW.what := coalesce(NEW.what, 'none'); RETURN NEW; END$$;
+            CREATE TRIGGER events_touch BEFORE INSERT ON public.events
+                FOR EACH ROW EXECUTE FUNCTION public.events_touch();
+            CREATE TRIGGER events_2024_touch BEFORE UPDATE ON public.events_2024
+                FOR EACH ROW EXECUTE FUNCTION public.events_touch();
+            CREATE TABLE public.notes_2024 (id int PRIMARY KEY, event_id int, event_at date,
+                event_kind text, FOREIGN KEY (event_id, event_at, event_kind)
+                REFERENCES public.events_2024 (id, at, kind));
+            INSERT INTO public.notes_2024
+            SELECT g, g, date '2024-01-01' + (g % 900), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END
+              FROM generate_series(1, 900) g WHERE g % 900 < 366;
+            CREATE PUBLICATION hs_part_pub FOR TABLE public.events_2024;
+            "
+        ),
+    )
+    .await;
+    let mut findings = Findings::default();
+    let mut set_aside = Vec::new();
+    for name in ["events_2024", "events_2025_a", "events_other"] {
+        let table = QualifiedName::new("public", name);
+        if !rewrite_unchanged(&db, &client, &table, &mut set_aside, &mut findings).await {
+            continue;
+        }
+        let old = old_table(&table);
+        let attached: bool = client
+            .query_one(
+                "SELECT NOT o.relispartition AND n.relispartition \
+                   FROM pg_class o, pg_class n WHERE o.oid = $1::text::regclass \
+                    AND n.oid = $2::text::regclass",
+                &[&old.to_string(), &table.to_string()],
+            )
+            .await
+            .expect("reading relispartition")
+            .get(0);
+        findings.check(attached, || {
+            format!("{name}: the new table is not the partition, or the old one still is")
+        });
+    }
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM public.events", &[])
+        .await
+        .expect("counting rows")
+        .get(0);
+    findings.check(rows == 3000, || {
+        format!("the partitioned table holds {rows} rows, not 3000")
+    });
+    findings.finish();
+}
+
+/// Issue 15: what a single-partition rewrite refuses, at preflight, changing nothing: a
+/// partition partitioned in turn, a partition of a table that foreign keys reference (detaching
+/// it checks every referencing row under the lock), a partition of a table with foreign keys of
+/// its own (ATTACH validates them over the whole new partition under the lock), and
+/// `--revertible`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_partition_refusals_leave_nothing_behind() {
+    let db = TestDb::new("carry_one_part_refused").await;
+    let client = db.client().await;
+    exec(
+        &client,
+        "CREATE TABLE public.events (id int NOT NULL, at date NOT NULL, kind text NOT NULL,
+             PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
+         CREATE TABLE public.events_2024 PARTITION OF public.events
+             FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE public.events_2025 PARTITION OF public.events
+             FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY LIST (kind);
+         CREATE TABLE public.events_2025_a PARTITION OF public.events_2025 FOR VALUES IN ('a');
+         INSERT INTO public.events SELECT g, date '2024-01-01' + (g % 500), 'a'
+           FROM generate_series(1, 1000) g;
+         CREATE TABLE public.event_refs (id int PRIMARY KEY, e int, at date, kind text,
+             FOREIGN KEY (e, at, kind) REFERENCES public.events (id, at, kind));
+         CREATE TABLE public.kinds (kind text PRIMARY KEY);
+         INSERT INTO public.kinds VALUES ('a');
+         CREATE TABLE public.orders (id int NOT NULL, at date NOT NULL, kind text NOT NULL
+             REFERENCES public.kinds, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.orders_2024 PARTITION OF public.orders
+             FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         INSERT INTO public.orders SELECT g, date '2024-01-01' + (g % 300), 'a'
+           FROM generate_series(1, 1000) g;
+         CREATE TABLE public.plain_parts (id int PRIMARY KEY) PARTITION BY RANGE (id);
+         CREATE TABLE public.plain_parts_1 PARTITION OF public.plain_parts
+             FOR VALUES FROM (0) TO (1000000);
+         INSERT INTO public.plain_parts SELECT generate_series(1, 1000);",
+    )
+    .await;
+    let mut findings = Findings::default();
+    for (name, reasons) in [
+        ("events_2025", &["partitioned in turn"][..]),
+        (
+            "events_2024",
+            &["foreign keys reference its partitioned parent"][..],
+        ),
+        (
+            "events_2025_a",
+            &["foreign keys reference its partitioned parent"][..],
+        ),
+        (
+            "orders_2024",
+            &["its partitioned parent has foreign keys"][..],
+        ),
+    ] {
+        let table = QualifiedName::new("public", name);
+        assert_refused(&db, &client, &table, reasons, &mut findings).await;
+    }
+    // --revertible: refused when the shadow is tried, before anything is created.
+    let before = snapshot(&db, &client, &[]).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.plain_parts_1",
+        "--revertible",
+    ])
+    .await;
+    let said = all_output(&out);
+    findings.check(
+        out.status.code() == Some(3) && said.contains("--revertible"),
+        || {
+            format!(
+                "--revertible on a partition: expected a refusal (exit 3)\n{}",
+                describe(&out)
+            )
+        },
+    );
+    let after = snapshot(&db, &client, &[]).await;
+    compare_snapshots(
+        &before,
+        &after,
+        "run --revertible on plain_parts_1",
+        &mut findings,
+    );
+    let table = QualifiedName::new("public", "plain_parts_1");
+    let left = leftovers(&client, &table).await;
+    findings.check(left.is_empty(), || {
+        format!("--revertible: left behind: {left:#?}")
+    });
     findings.finish();
 }
 

@@ -292,3 +292,92 @@ async fn a_capture_trigger_disabled_on_a_partition_stops_the_swap() {
     let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.td"]).await;
     assert_exit(&out, 0);
 }
+
+/// Issue 15, one partition rewritten on its own: the capture is on the partition and on every
+/// partitioned table above it (a statement through the parent fires only the parent's statement
+/// triggers). A run that dies under the swap's lock, then `abort`, leaves no capture trigger on
+/// any of them (the state's `objects` keeps one trigger row per schema and name: abort used to
+/// leave the ancestors' behind), the partition attached and its rows as they were; a new run
+/// then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_run_aborted_leaves_no_trigger_on_its_ancestors() {
+    let db = TestDb::new("one_part_abort").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.sales (id int NOT NULL, day int NOT NULL, region text NOT NULL,
+                 amount numeric, PRIMARY KEY (id, day, region)) PARTITION BY RANGE (day);
+             CREATE TABLE public.sales_q1 PARTITION OF public.sales FOR VALUES FROM (0) TO (90)
+                 PARTITION BY LIST (region);
+             CREATE TABLE public.sales_q1_north PARTITION OF public.sales_q1 FOR VALUES IN ('n');
+             CREATE TABLE public.sales_q1_rest PARTITION OF public.sales_q1 DEFAULT;
+             CREATE TABLE public.sales_other PARTITION OF public.sales DEFAULT;
+             INSERT INTO public.sales SELECT i, i % 200, CASE WHEN i % 2 = 0 THEN 'n' ELSE 's' END,
+                 i / 3.0 FROM generate_series(1, 4000) i;",
+        )
+        .await
+        .unwrap();
+    let digest = "SELECT count(*)::text || '/' || sum(hashtext(s::text))::text FROM public.sales s";
+    let before: String = client.query_one(digest, &[]).await.unwrap().get(0);
+    let run = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.sales_q1_north",
+    ];
+    let out = crate::harness::hotswap_failpoint(&run, Some("swap-locked")).await;
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    let on: Vec<String> = client
+        .query(
+            "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'hotswap%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        on,
+        ["sales", "sales_q1", "sales_q1_north"],
+        "the capture is on the partition and every ancestor"
+    );
+    let out = hotswap_async(&[
+        "abort",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.sales_q1_north",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "abort left capture triggers behind");
+    let table = QualifiedName::new("public", "sales_q1_north");
+    let rest = leftovers(&client, &table, "hotswap").await;
+    assert!(rest.is_empty(), "left behind: {rest:?}");
+    let attached: bool = client
+        .query_one(
+            "SELECT relispartition FROM pg_class WHERE oid = 'public.sales_q1_north'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attached);
+    let after: String = client.query_one(digest, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    let out = crate::harness::hotswap_failpoint(&run, None).await;
+    assert_exit(&out, 0);
+    let after: String = client.query_one(digest, &[]).await.unwrap().get(0);
+    assert_eq!(before, after, "the rewrite changed the rows");
+    assert!(relation_exists(&client, &QualifiedName::new("public", "sales_q1_north_old")).await);
+}

@@ -101,12 +101,28 @@ pub async fn cleanup(
         return Ok(());
     }
     let objects = state.live_objects(ctl, u.id).await?;
-    // Triggers first, so the application stops writing the log.
-    for (kind, name, on_table) in &objects {
-        if !capture::is_trigger_kind(kind) {
-            continue;
+    // Triggers first, so the application stops writing the log. `objects` keys a trigger by
+    // schema and name, so of a capture on several tables of one schema (a partition's
+    // ancestors, a tree's partitions: issue 15) it keeps one row: the recorded plan names the
+    // others, and the triggers there carry the run's own names.
+    let mut triggers: Vec<(crate::db::ident::Ident, tokio_postgres::types::Oid)> = objects
+        .iter()
+        .filter(|(kind, _, _)| capture::is_trigger_kind(kind))
+        .filter_map(|(_, name, on)| Some((name.name.clone(), (*on)?)))
+        .collect();
+    if let Some(plan) = &plan {
+        let members = std::iter::once(plan.source_oid)
+            .chain(plan.source_partitions.iter().map(|(oid, _)| *oid))
+            .filter(|oid| *oid != 0);
+        for oid in members {
+            for t in capture::trigger_names(&plan.capture) {
+                if !triggers.iter().any(|(n, o)| n == &t && *o == oid) {
+                    triggers.push((t, oid));
+                }
+            }
         }
-        let Some(table_oid) = on_table else { continue };
+    }
+    for (name, table_oid) in &triggers {
         let table: Option<String> = ctl
             .query_one("SELECT (SELECT $1::oid::regclass::text WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = $1))", &[table_oid])
             .await
@@ -116,9 +132,9 @@ pub async fn cleanup(
             locking::run_ddl(
                 ctl,
                 policy,
-                &format!("removing capture trigger {} from {t}", name.name.as_str()),
+                &format!("removing capture trigger {} from {t}", name.as_str()),
                 Some(*table_oid),
-                &[format!("DROP TRIGGER IF EXISTS {} ON {t}", name.name)],
+                &[format!("DROP TRIGGER IF EXISTS {name} ON {t}")],
             )
             .await?;
         }

@@ -208,8 +208,18 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
         }
     }
     sequence_steps(plan, src, names, facts, &mut before)?;
+    if let Some(of) = &plan.partition_of {
+        before.push(crate::rewrite::one_partition::detach_step(&plan.source, of));
+    }
     detach_steps(plan, src, &mut before);
     rename_steps(plan, names, &mut before);
+    if let Some(of) = &plan.partition_of {
+        before.extend(crate::rewrite::one_partition::attach_steps(
+            &plan.source,
+            plan.run_id,
+            of,
+        ));
+    }
     attach_foreign_key_steps(plan, src, facts, &mut before);
     let mut after = Vec::new();
     carry_over_steps(plan, src, names, facts, &mut after);

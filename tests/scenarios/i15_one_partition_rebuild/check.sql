@@ -1,0 +1,10 @@
+SELECT pg_get_expr(c.relpartbound, c.oid) = 'FOR VALUES FROM (100) TO (250)' AND i.inhparent = 'public.reading'::regclass FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.oid = 'public.reading_mid'::regclass;
+SELECT NOT relispartition AND relkind = 'r' FROM pg_class WHERE oid = 'public.reading_mid_old'::regclass;
+SELECT reloptions::text = '{fillfactor=80}' FROM pg_class WHERE oid = 'public.reading_mid'::regclass;
+SELECT obj_description('public.reading_mid'::regclass, 'pg_class') = 'the middle';
+SELECT has_table_privilege('i15_one_reader', 'public.reading_mid', 'SELECT') AND NOT has_table_privilege('i15_one_reader', 'public.reading_early', 'SELECT');
+SELECT count(*) = 3 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.reading_mid'::regclass AND c.relname IN ('reading_mid_pkey', 'reading_mid_v_idx', 'reading_mid_note_idx');
+SELECT count(*) = 2 FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE c.relname IN ('reading_mid_pkey', 'reading_mid_v_idx') AND h.inhparent IN ('public.reading_pkey'::regclass, 'public.reading_v_idx'::regclass);
+SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname LIKE 'hotswap%');
+SELECT NOT EXISTS (SELECT FROM pg_class WHERE relname LIKE '%\_new%' OR relname LIKE 'hotswap\_%');
+SELECT count(*) > 0 FROM ONLY public.reading_other;
