@@ -268,8 +268,10 @@ async fn source_summary(
     let index_bytes: i64 = ctl
         .query_one(
             // A partitioned table's indexes are its partitions' (issue 15).
-            "SELECT sum(pg_catalog.pg_indexes_size(relid))::int8 \
-               FROM pg_catalog.pg_partition_tree($1::oid::regclass)",
+            // (pg_partition_tree is empty for a table outside any tree.)
+            "SELECT coalesce((SELECT sum(pg_catalog.pg_indexes_size(relid))::int8 \
+                                FROM pg_catalog.pg_partition_tree($1::oid::regclass)), \
+                             pg_catalog.pg_indexes_size($1::oid::regclass))",
             &[&oid],
         )
         .await
