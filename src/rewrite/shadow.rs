@@ -517,29 +517,8 @@ fn definition_steps(src: &Source, shadow: &QualifiedName) -> Result<Vec<Step>> {
     ));
     // Per-column settings LIKE does not copy: statistics targets and options (n_distinct...).
     for c in &src.columns {
-        if c.stat_target >= 0 {
-            steps.push(Step::new(
-                format!(
-                    "ALTER TABLE {shadow} ALTER COLUMN {} SET STATISTICS {}",
-                    c.name, c.stat_target
-                ),
-                "copying a column's statistics target",
-            ));
-        }
-        if !c.options.is_empty() {
-            let opts = c
-                .options
-                .iter()
-                .map(|o| reloption_sql(o, ""))
-                .collect::<Result<Vec<_>>>()?;
-            steps.push(Step::new(
-                format!(
-                    "ALTER TABLE {shadow} ALTER COLUMN {} SET ({})",
-                    c.name,
-                    opts.join(", ")
-                ),
-                "copying a column's options",
-            ));
+        for (sql, what) in c.settings_sql(shadow)? {
+            steps.push(Step::new(sql, what));
         }
     }
     Ok(steps)

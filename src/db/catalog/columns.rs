@@ -34,6 +34,41 @@ impl Column {
         !self.generated.is_empty()
     }
 
+    /// The per-column settings `CREATE TABLE ... LIKE` does not copy, as statements that give
+    /// them to the column of the same name on `table`: its statistics target and its options
+    /// (`n_distinct`...), with what each does. Errors: an option that is not `name=value`.
+    pub fn settings_sql(
+        &self,
+        table: &crate::db::ident::QualifiedName,
+    ) -> Result<Vec<(String, &'static str)>> {
+        let mut out = Vec::new();
+        if self.stat_target >= 0 {
+            out.push((
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET STATISTICS {}",
+                    self.name, self.stat_target
+                ),
+                "copying a column's statistics target",
+            ));
+        }
+        if !self.options.is_empty() {
+            let opts = self
+                .options
+                .iter()
+                .map(|o| crate::db::ident::reloption_sql(o, ""))
+                .collect::<Result<Vec<_>>>()?;
+            out.push((
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET ({})",
+                    self.name,
+                    opts.join(", ")
+                ),
+                "copying a column's options",
+            ));
+        }
+        Ok(out)
+    }
+
     /// A row of sql/columns.sql; a row of another shape (a catalog that changed) is an error
     /// naming `what`, the column and the server version, not a panic (issue 14).
     pub fn from_row(r: &tokio_postgres::Row, what: &dyn std::fmt::Display) -> Result<Column> {
