@@ -402,7 +402,7 @@ mod tests {
         let s = shadow_step(&of, &QualifiedName::new("public", "x_new"), 3).unwrap();
         assert_eq!(
             s.sql,
-            "ALTER TABLE public.x_new ADD CONSTRAINT hotswap_3_bound CHECK ((a > 1))"
+            "ALTER TABLE \"public\".\"x_new\" ADD CONSTRAINT \"hotswap_3_bound\" CHECK ((a > 1))"
         );
     }
 }
