@@ -153,8 +153,17 @@ pub async fn install_triggers(
 ) -> Result<u32> {
     let c = &plan.capture;
     let src = &plan.source;
-    let members = std::iter::once((plan.source_oid, src))
-        .chain(plan.source_partitions.iter().map(|(oid, n)| (*oid, n)));
+    let mut members: Vec<(u32, &crate::db::ident::QualifiedName)> =
+        std::iter::once((plan.source_oid, src))
+            .chain(plan.source_partitions.iter().map(|(oid, n)| (*oid, n)))
+            .collect();
+    // Locks in the order the application takes them, the root first: a statement through a
+    // parent locks it before its partitions, and the other order deadlocks with it (found by a
+    // fresh tester). A partition rewritten on its own lists its ancestors, root first, in
+    // `source_partitions`: they go before it.
+    if plan.partition_of.is_some() {
+        members.rotate_left(1);
+    }
     let mut stmts = Vec::new();
     let mut triggers = Vec::new();
     for (oid, table) in members {

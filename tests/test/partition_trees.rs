@@ -133,6 +133,41 @@ async fn a_partition_tree_rewrite_refuses_revertible_and_partitions_of_their_own
         "{}",
         describe(&out)
     );
+    // Another partitioning for a partitioned table: refused (the old partitions would keep
+    // their names on the old tree, and writes naming them would go there).
+    let out = run(&[
+        "--partition-by",
+        "HASH (id)",
+        "--partition",
+        "trh FOR VALUES WITH (MODULUS 1, REMAINDER 0)",
+    ])
+    .await;
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("re-partitioning"),
+        "{}",
+        describe(&out)
+    );
+    // A view reading one partition, and a foreign key referencing one, would stay on the old
+    // partition: refused, named (found by a fresh tester).
+    client
+        .batch_execute("CREATE VIEW tr_a_view AS SELECT id FROM tr_a")
+        .await
+        .unwrap();
+    let out = run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(all_output(&out).contains("tr_a_view"), "{}", describe(&out));
+    client
+        .batch_execute(
+            "DROP VIEW tr_a_view;
+             CREATE TABLE tr_ref (id int, day int, FOREIGN KEY (id, day) REFERENCES tr_a (id, day));",
+        )
+        .await
+        .unwrap();
+    let out = run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(all_output(&out).contains("tr_ref"), "{}", describe(&out));
+    client.batch_execute("DROP TABLE tr_ref").await.unwrap();
     // An index only on one partition is not carried over yet: refused, named.
     client
         .batch_execute("CREATE INDEX tr_b_only ON tr_b (id)")

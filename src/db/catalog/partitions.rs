@@ -62,7 +62,9 @@ pub async fn partition_tree(client: &impl GenericClient, root: Oid) -> Result<Ve
 
 /// What partitions of the tree carry that their parent does not give them and a rewrite does
 /// not carry over: their own triggers, row security policies, rules, and indexes or constraints
-/// that no parent's index or constraint stands for. One line each (`"trigger t on p1"`).
+/// that no parent's index or constraint stands for; and what names a partition from outside
+/// (views reading it, foreign keys referencing it), which would stay on the old partition. One
+/// line each (`"trigger t on p1"`).
 pub async fn own_objects(client: &impl GenericClient, root: Oid) -> Result<Vec<String>> {
     let what = format!("reading what the partitions of table oid {root} have of their own");
     let rows = client
@@ -85,6 +87,16 @@ pub async fn own_objects(client: &impl GenericClient, root: Oid) -> Result<Vec<S
              SELECT 'constraint ' || quote_ident(c.conname) || ' (only on ' || c.conrelid::regclass::text || ')' \
                FROM pg_catalog.pg_constraint c JOIN p ON p.relid = c.conrelid \
               WHERE c.conislocal AND c.coninhcount = 0 AND c.conparentid = 0 AND c.contype IN ('c', 'f', 'x', 'u', 'p') \
+             UNION ALL \
+             SELECT 'view ' || r.ev_class::regclass::text || ' (reads ' || d.refobjid::regclass::text || ')' \
+               FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+               JOIN p ON p.relid = d.refobjid \
+              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.ev_class <> d.refobjid \
+             UNION ALL \
+             SELECT 'foreign key ' || quote_ident(c.conname) || ' of ' || c.conrelid::regclass::text \
+                    || ' (references ' || c.confrelid::regclass::text || ')' \
+               FROM pg_catalog.pg_constraint c JOIN p ON p.relid = c.confrelid \
+              WHERE c.contype = 'f' AND c.conparentid = 0 \
              ORDER BY 1",
             &[&root],
         )
