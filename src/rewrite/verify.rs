@@ -342,9 +342,9 @@ pub async fn time_sample(
     Ok((rows as u64, started.elapsed().as_secs_f64()))
 }
 
-/// The change log's keys (table alias `l`) in the shadow's types, to compare with either side;
-/// `aliased` names them k1..kn.
-fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
+/// The change log's keys (table alias `l`) in the shadow's types and collations, one
+/// expression per key column.
+fn log_key_exprs(plan: &Plan, s: &Sides) -> Vec<String> {
     log_key_columns(plan)
         .iter()
         .zip(&plan.key)
@@ -355,16 +355,21 @@ fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
                 None => format!("l.{a}"),
             };
             // The log's columns have their type's default collation; compare in the shadow's.
-            let e = match coll {
+            match coll {
                 Some(c) => format!("{e} COLLATE {c}"),
                 None => e,
-            };
-            if aliased {
-                format!("{e} AS {a}")
-            } else {
-                e
             }
         })
+        .collect()
+}
+
+/// The change log's keys (table alias `l`) in the shadow's types, to compare with either side;
+/// `aliased` names them k1..kn.
+fn log_keys_as_shadow(plan: &Plan, s: &Sides, aliased: bool) -> String {
+    log_key_exprs(plan, s)
+        .into_iter()
+        .zip(log_key_columns(plan))
+        .map(|(e, a)| if aliased { format!("{e} AS {a}") } else { e })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -429,21 +434,10 @@ async fn compare_chunk(
     // over the whole range without a join, and the rows of the range's pending keys (few, looked
     // up by key) are taken out again: XOR is its own inverse, and every key is in the range once.
     let pending = pending_alias(plan);
-    let named_log_keys = log_key_columns(plan)
-        .iter()
+    let named_log_keys = log_key_exprs(plan, s)
+        .into_iter()
         .zip(&plan.key)
-        .zip(&s.dst_collations)
-        .map(|((a, k), coll)| {
-            let e = match &k.shadow_cast {
-                Some(t) => format!("CAST(l.{a} AS {t})"),
-                None => format!("l.{a}"),
-            };
-            let e = match coll {
-                Some(c) => format!("{e} COLLATE {c}"),
-                None => e,
-            };
-            format!("{e} AS {}", k.shadow_name)
-        })
+        .map(|(e, k)| format!("{e} AS {}", k.shadow_name))
         .collect::<Vec<_>>()
         .join(", ");
     let matches = plan
