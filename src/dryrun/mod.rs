@@ -100,7 +100,7 @@ pub async fn plan(target: Target, opts: &PlanOptions) -> Result<PlanReport> {
         r.partitions = Some(p.clone());
     }
     let swap_names =
-        crate::rewrite::swap::decide_names(&ctl, plan, &src, o.old_name.as_deref()).await?;
+        crate::rewrite::swap::decide_names(&ctl, plan, &src, o.old_name.as_deref(), "_old").await?;
     let summary = source_summary(&ctl, &src, oid, &shadow, &swap_names.old).await?;
     let rows = summary.rows;
     r.source = Some(summary);

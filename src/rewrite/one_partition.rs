@@ -25,10 +25,13 @@
 //!   need their triggers); foreign keys of the parent or an ancestor (ATTACH clones them onto
 //!   the new partition and validates them over every row under the lock: PostgreSQL 15 does not
 //!   adopt a NOT VALID one, and a valid one on the shadow would make the application's deletes
-//!   in the referenced table fail on rows replay has not yet removed); `--revertible` and
-//!   `--partition-by`. After the shadow is built: an ALTER that changed a column (ATTACH needs
-//!   the parent's columns exactly) or dropped an index the parent's partitioned index needs
-//!   (ATTACH would build it under the lock).
+//!   in the referenced table fail on rows replay has not yet removed); `--partition-by`.
+//!   After the shadow is built: an ALTER that changed a column (ATTACH needs the parent's
+//!   columns exactly) or dropped an index the parent's partitioned index needs (ATTACH would
+//!   build it under the lock).
+//! - **The way back** (`--revertible`, `revert.rs`): the old partition, a plain table after the
+//!   swap, gets the bound back as a CHECK (added NOT VALID, then validated) before a revert
+//!   attaches it again with the same statements.
 //! - **The capture on the ancestors.** A statement fires only the statement-level triggers of
 //!   the table it names: writes through the parent (or any ancestor) would never reach a capture
 //!   on the partition alone (the first scenario run lost them). The capture goes on every

@@ -187,17 +187,22 @@ pub fn reverse_plan(
         sample_check: None,
         replica_identity: None,
         rewrite_probe: None,
-        partitioning: None,
+        partitioning: reverse_partitioning(fwd, &mut unsafe_reasons),
         source_partitioned: fwd.partitioning.is_some(),
-        // The new table's partitions, by the names they have after the swap.
-        source_partitions: fwd
-            .partitioning
-            .iter()
-            .flat_map(|p| &p.partitions)
-            .map(|p| (p.oid, p.final_name.clone()))
-            .collect(),
+        // The new table's partitions, by the names they have after the swap; for a partition
+        // rewritten on its own, its ancestors (the capture covers statements through them).
+        source_partitions: match &fwd.partition_of {
+            Some(_) => fwd.source_partitions.clone(),
+            None => fwd
+                .partitioning
+                .iter()
+                .flat_map(|p| &p.partitions)
+                .map(|p| (p.oid, p.final_name.clone()))
+                .collect(),
+        },
         partition_sample: None,
-        partition_of: None,
+        // A partition rewritten on its own goes back under the same parent with the same bound.
+        partition_of: fwd.partition_of.clone(),
     };
     ReversePlan {
         plan,
@@ -205,6 +210,90 @@ pub fn reverse_plan(
         unsafe_reasons,
         lost_columns,
     }
+}
+
+/// The way back for a rewritten partition tree (issue 15): the old tree is the shadow, each old
+/// partition replacing the new partition that took its name. Names and storage options are
+/// those at the forward swap's planning; `revert` reads the current ones by oid
+/// ([`refresh_partitions`]). `None` for a plain table and for a conversion (the old table was
+/// plain); a new partition with no old one (the run made it) cannot go back and is a reason
+/// the revert is unsafe.
+fn reverse_partitioning(
+    fwd: &Plan,
+    unsafe_reasons: &mut Vec<String>,
+) -> Option<crate::rewrite::plan::ShadowPartitioning> {
+    use crate::rewrite::plan::{ShadowPartition, ShadowPartitioning};
+    let parts = fwd
+        .partitioning
+        .as_ref()
+        .filter(|_| fwd.source_partitioned)?;
+    let mut partitions = Vec::new();
+    for p in &parts.partitions {
+        let Some((old_oid, old_name)) = &p.replaces else {
+            unsafe_reasons.push(format!(
+                "partition {} was made by the rewrite and has no partition of the old table to go back to",
+                p.final_name.human()
+            ));
+            continue;
+        };
+        partitions.push(ShadowPartition {
+            name: old_name.clone(),
+            oid: *old_oid,
+            final_name: old_name.clone(),
+            bound: p.bound.clone(),
+            partitioned: p.partitioned,
+            reloptions: Vec::new(),
+            toast_options: Vec::new(),
+            replaces: Some((p.oid, p.final_name.clone())),
+        });
+    }
+    Some(ShadowPartitioning {
+        key: parts.key.clone(),
+        partitions,
+    })
+}
+
+/// Before a revert of a partition tree: the old partitions' current names (the forward swap
+/// moved them out of the way) and storage options, read by oid; refused when the new tree's
+/// partitions are not the ones the reverse capture covers (a partition attached or detached
+/// since the swap would lose its rows on the way back).
+async fn refresh_partitions(
+    ctl: &tokio_postgres::Client,
+    plan: &mut Plan,
+    src: &Source,
+    table: &str,
+) -> Result<()> {
+    if plan.source_partitioned && plan.partition_of.is_none() {
+        let mut now: Vec<u32> = src.partitions.iter().map(|p| p.oid).collect();
+        let mut covered: Vec<u32> = plan.source_partitions.iter().map(|(o, _)| *o).collect();
+        now.sort_unstable();
+        covered.sort_unstable();
+        if now != covered {
+            return Err(Error::refused(format!(
+                "cannot revert {table}: its partitions changed since the swap (a partition attached or detached since has no reverse capture)"
+            ))
+            .with_state("nothing was changed")
+            .with_next("detach or attach partitions back as they were at the swap, or run `pg-hotswap finish` to keep the new table"));
+        }
+    }
+    let Some(parts) = plan.partitioning.as_mut() else {
+        return Ok(());
+    };
+    let old_root = plan.shadow_oid;
+    let tree = catalog::partition_tree(ctl, old_root).await?;
+    for p in parts.partitions.iter_mut() {
+        let Some(now) = tree.iter().find(|t| t.oid == p.oid) else {
+            return Err(Error::refused(format!(
+                "cannot revert {table}: partition {} of the old table is gone or no longer in the old table",
+                p.final_name.human()
+            ))
+            .with_state("nothing was changed"));
+        };
+        p.name = now.name.clone();
+        p.reloptions = now.reloptions.clone();
+        p.toast_options = now.toast_options.clone();
+    }
+    Ok(())
 }
 
 /// What `revert` needs besides its target.
@@ -321,6 +410,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
         })
         .unwrap_or_default();
 
+    refresh_partitions(&ctl, &mut plan, &src, &table).await?;
     // Rows written since the swap must fit the old table: run the inverse mapping over them.
     check_fits(&mut ctl, &plan, &table).await?;
     if !rev.lost_columns.is_empty() {
@@ -354,6 +444,16 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
                 .await
                 .unwrap_or(false);
             if !swapped {
+                if let Some(drop) = bound_check_drop(&plan) {
+                    let _ = locking::run_ddl(
+                        &ctl,
+                        &opts.lock,
+                        "removing the bound's check constraint added for the revert",
+                        None,
+                        &[drop],
+                    )
+                    .await;
+                }
                 for fk in &rev.foreign_keys {
                     let _ = locking::run_ddl(
                         &ctl,
@@ -426,6 +526,9 @@ async fn revert_run(
             to_validate.push((plan.source.clone(), fk.name.clone()));
         }
     }
+    if let Some(of) = &plan.partition_of {
+        bound_check(ctl, opts, plan, of).await?;
+    }
     let mut rc = conn::connect(conn, "revert-replay").await?;
     crate::rewrite::replay::prepare_session(&rc, plan).await?;
     let backlog = crate::rewrite::capture::backlog(&rc, plan).await?;
@@ -460,6 +563,7 @@ async fn revert_run(
         gov: &gov,
         replay_limit: opts.replay_batch,
         old_name: Some(&kept),
+        kept_suffix: "_rewritten",
         terminate_blockers_after: None,
     };
     let out = swap::swap(&mut rc, ctl, state, plan, src, &req).await?;
@@ -485,6 +589,57 @@ async fn revert_run(
     state.set_reverse(&*ctl, fwd_run, "reverted").await?;
     state.finish(ctl, plan.run_id, "succeeded", None).await?;
     Ok(())
+}
+
+/// A partition rewritten on its own goes back by ATTACH PARTITION, which scans the table it
+/// attaches under the swap's lock unless a valid CHECK implies the bound (`one_partition`). The
+/// old partition lost its partition constraint when the forward swap detached it: it gets the
+/// bound back as a CHECK, added NOT VALID under the short lock timeout and validated with
+/// SHARE UPDATE EXCLUSIVE, which lets replay go on writing it. The revert's swap drops it after
+/// the attach (`one_partition::attach_steps`).
+async fn bound_check(
+    ctl: &tokio_postgres::Client,
+    opts: &RevertOptions,
+    plan: &Plan,
+    of: &crate::rewrite::one_partition::PartitionOf,
+) -> Result<()> {
+    let Some(c) = &of.constraint else {
+        return Ok(());
+    };
+    let name = crate::rewrite::one_partition::bound_constraint(plan.run_id);
+    let old = &plan.shadow;
+    locking::run_ddl(
+        ctl,
+        &opts.lock,
+        &format!(
+            "giving {} its partition bound as a check constraint",
+            old.human()
+        ),
+        None,
+        &[format!(
+            "ALTER TABLE {old} ADD CONSTRAINT {name} CHECK ({c}) NOT VALID"
+        )],
+    )
+    .await?;
+    locking::run_ddl(
+        ctl,
+        &opts.lock,
+        &format!("validating the bound's check constraint on {}", old.human()),
+        None,
+        &[format!("ALTER TABLE {old} VALIDATE CONSTRAINT {name}")],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement that removes [`bound_check`]'s constraint after a failed revert.
+fn bound_check_drop(plan: &Plan) -> Option<String> {
+    plan.partition_of.as_ref()?.constraint.as_ref()?;
+    Some(format!(
+        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+        plan.shadow,
+        crate::rewrite::one_partition::bound_constraint(plan.run_id)
+    ))
 }
 
 /// Runs the inverse mapping over the rows written since the swap, in a transaction that is

@@ -370,14 +370,6 @@ pub async fn build_in(
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
-    if plan.source_partitioned && req.revertible {
-        return Err(Error::refused(format!(
-            "cannot rewrite partitioned table {} with --revertible: reverting a rewritten partition tree is not supported yet (its partitions would have to be swapped back one by one)",
-            table.human()
-        ))
-        .with_state(format!("nothing was changed; {} is untouched", table.human()))
-        .with_next("run without --revertible (the old tree is kept as <table>_old unless --drop-old), or revert by running pg-hotswap again with the inverse --alter"));
-    }
     // Issue 15: `--partition-interval` generates the partitions (`partition_ranges`).
     let generated = match req.partitioning {
         Some(p) => crate::rewrite::partition_ranges::expand(tx, src, &plan, p).await?,
@@ -425,13 +417,6 @@ async fn one_partition_shadow(
         ))
         .with_state(format!("nothing was changed; {name} is untouched"))
     };
-    if req.revertible {
-        return Err(refuse(
-            "--revertible",
-            "reverting would detach and attach the partition again, which is not supported yet",
-        )
-        .with_next("run without --revertible (the old partition is kept as a plain table <name>_old unless --drop-old)"));
-    }
     if req.partitioning.is_some() {
         return Err(refuse(
             "--partition-by",

@@ -86,11 +86,14 @@ async fn free_statistics_name(client: &Client, name: &QualifiedName) -> Result<S
     )))
 }
 
+/// `suffix` goes on the names the old table's indexes and partitions move to: `_old` for a
+/// forward run, `_rewritten` for a revert (whose outgoing table is the rewritten one).
 pub async fn decide_names(
     client: &Client,
     plan: &Plan,
     src: &Source,
     old_name: Option<&str>,
+    suffix: &str,
 ) -> Result<Names> {
     let schema = &plan.source.schema;
     let old = match old_name {
@@ -104,7 +107,7 @@ pub async fn decide_names(
     }
     let mut old_indexes = Vec::new();
     for ix in &src.indexes {
-        let n = catalog::free_name(client, schema, ix.name.as_str(), "_old", &taken).await?;
+        let n = catalog::free_name(client, schema, ix.name.as_str(), suffix, &taken).await?;
         taken.push(n.clone());
         old_indexes.push((ix.name.clone(), n));
     }
@@ -122,7 +125,7 @@ pub async fn decide_names(
             free_statistics_name(client, &st.name).await?,
         ));
     }
-    let partition_renames = partition_renames(client, plan, &mut taken).await?;
+    let partition_renames = partition_renames(client, plan, &mut taken, suffix).await?;
     Ok(Names {
         old: plan.source.sibling(old),
         old_indexes,
@@ -142,6 +145,7 @@ async fn partition_renames(
     client: &Client,
     plan: &Plan,
     taken: &mut Vec<String>,
+    suffix: &str,
 ) -> Result<Vec<(QualifiedName, String)>> {
     let Some(parts) = &plan.partitioning else {
         return Ok(Vec::new());
@@ -153,7 +157,7 @@ async fn partition_renames(
             continue;
         };
         let moved =
-            catalog::free_name(client, &old.schema, old.name.as_str(), "_old", taken).await?;
+            catalog::free_name(client, &old.schema, old.name.as_str(), suffix, taken).await?;
         taken.push(moved.clone());
         old_side.push((old.clone(), moved));
         new_side.push((p.name.clone(), p.final_name.name.as_str().to_string()));
@@ -180,7 +184,7 @@ async fn partition_renames(
             let schema = &p.name.schema;
             match old_ix {
                 Some(o) => {
-                    let moved = catalog::free_name(client, schema, &o, "_old", taken).await?;
+                    let moved = catalog::free_name(client, schema, &o, suffix, taken).await?;
                     taken.push(moved.clone());
                     old_side.push((QualifiedName::new(schema.as_str(), o.clone()), moved));
                     new_side.push((QualifiedName::new(schema.as_str(), new_ix), o));
@@ -211,6 +215,8 @@ pub struct SwapRequest<'a> {
     pub gov: &'a crate::pacing::governor::Governor,
     pub replay_limit: i64,
     pub old_name: Option<&'a str>,
+    /// Goes on the names the outgoing table's indexes and partitions move to (`decide_names`).
+    pub kept_suffix: &'a str,
     /// `--terminate-blockers-after`: after a failed attempt, terminate the sessions that blocked
     /// it whose transaction is older than this (issue 20; `swap/blocked.rs`).
     pub terminate_blockers_after: Option<Duration>,
@@ -225,7 +231,7 @@ pub async fn swap(
     src: &Source,
     req: &SwapRequest<'_>,
 ) -> Result<SwapOutcome> {
-    let names = decide_names(ctl, plan, src, req.old_name).await?;
+    let names = decide_names(ctl, plan, src, req.old_name, req.kept_suffix).await?;
     replay::prepare_session(client, plan).await?;
     // The swap's own backend, whose lock waits `blocked::watch` samples.
     let waiter: i32 = client

@@ -24,14 +24,55 @@ async fn relkind(client: &tokio_postgres::Client, table: &str) -> String {
         .get(0)
 }
 
+/// The workload's plain table `public.<name>` made a range-partitioned table with the same rows:
+/// `<name>_lo` (ids below 10,000), `<name>_hi` (10,000 to 20,000) and `<name>_rest` (default:
+/// the workload's inserts above the initial ids).
+async fn partition_workload_table(client: &tokio_postgres::Client, name: &str) {
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {name} RENAME TO {name}_plain;
+             CREATE TABLE {name} (id int PRIMARY KEY, val int, note text) PARTITION BY RANGE (id);
+             CREATE TABLE {name}_lo PARTITION OF {name} FOR VALUES FROM (MINVALUE) TO (10000);
+             CREATE TABLE {name}_hi PARTITION OF {name} FOR VALUES FROM (10000) TO (20001)
+                 WITH (fillfactor = 90);
+             CREATE TABLE {name}_rest PARTITION OF {name} DEFAULT;
+             INSERT INTO {name} SELECT * FROM {name}_plain;
+             DROP TABLE {name}_plain;
+             ANALYZE {name};"
+        ))
+        .await
+        .unwrap();
+}
+
+async fn oid_of(client: &tokio_postgres::Client, table: &str) -> u32 {
+    client
+        .query_one("SELECT $1::text::regclass::oid", &[&table])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn column_type(client: &tokio_postgres::Client, table: &str, column: &str) -> String {
+    client
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+              WHERE attrelid = $1::text::regclass AND attname = $2",
+            &[&table, &column],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A write straight into a partition, mirrored on the ledger in the same transaction: a
 /// statement naming a partition fires only that partition's statement-level triggers, so the
 /// reverse capture must be on every partition.
 async fn write_into_partition(client: &tokio_postgres::Client, partition: &str, id: i64) {
+    let ledger = format!("{}_ledger", partition.split('_').next().unwrap());
     client
         .batch_execute(&format!(
             "BEGIN; UPDATE {partition} SET val = val + 7 WHERE id = {id}; \
-             UPDATE conv_ledger SET val = val + 7 WHERE id = {id}; COMMIT"
+             UPDATE {ledger} SET val = val + 7 WHERE id = {id}; COMMIT"
         ))
         .await
         .unwrap();
@@ -98,7 +139,7 @@ async fn a_conversion_into_a_partitioned_table_reverts_with_every_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_tree_rewrite_refuses_revertible_and_partitions_of_their_own() {
+async fn a_partition_tree_rewrite_refuses_partitions_of_their_own() {
     let db = TestDb::new("tree_refusals").await;
     let client = db.client().await;
     client
@@ -126,13 +167,6 @@ async fn a_partition_tree_rewrite_refuses_revertible_and_partitions_of_their_own
             hotswap_async(&refs).await
         }
     };
-    let out = run(&["--revertible"]).await;
-    assert_exit(&out, 3);
-    assert!(
-        all_output(&out).contains("--revertible"),
-        "{}",
-        describe(&out)
-    );
     // Another partitioning for a partitioned table: refused (the old partitions would keep
     // their names on the old tree, and writes naming them would go there).
     let out = run(&[
@@ -415,4 +449,343 @@ async fn a_partition_run_aborted_leaves_no_trigger_on_its_ancestors() {
     let after: String = client.query_one(digest, &[]).await.unwrap().get(0);
     assert_eq!(before, after, "the rewrite changed the rows");
     assert!(relation_exists(&client, &QualifiedName::new("public", "sales_q1_north_old")).await);
+}
+
+/// Issue 15, `--revertible` for a rewritten partition tree: the revert replays every write made
+/// since the swap (through the table and straight into partitions) into the old tree and swaps
+/// the whole old tree back: the same relations (by oid) under their names again, with their
+/// indexes' names and storage options, equal to the ledger, no writer error. `finish` then
+/// drops the rewritten tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_tree_rewrite_reverts_with_every_write() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("tree_reverts").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "trv");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    partition_workload_table(&client, "trv").await;
+    let before: Vec<u32> = {
+        let mut v = Vec::new();
+        for t in ["trv", "trv_lo", "trv_hi", "trv_rest", "trv_hi_pkey"] {
+            v.push(oid_of(&client, t).await);
+        }
+        v
+    };
+    let load = crate::harness::start_load(&db.conninfo, &spec, ROWS, 2, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.trv",
+        "--alter",
+        "ALTER COLUMN val TYPE bigint",
+        "--chunk-rows",
+        "800",
+        "--revertible",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_eq!(column_type(&client, "trv_hi", "val").await, "bigint");
+    assert_ne!(oid_of(&client, "trv_hi").await, before[2], "not rewritten");
+    write_into_partition(&client, "trv_lo", 17).await;
+    write_into_partition(&client, "trv_hi", 15_003).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.trv"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors {:#?}",
+        report.errors
+    );
+    let mut after = Vec::new();
+    for t in ["trv", "trv_lo", "trv_hi", "trv_rest", "trv_hi_pkey"] {
+        after.push(oid_of(&client, t).await);
+    }
+    assert_eq!(before, after, "the old tree is not back under its names");
+    assert_eq!(relkind(&client, "public.trv").await, "p");
+    assert_eq!(column_type(&client, "trv_hi", "val").await, "integer");
+    let options: Option<Vec<String>> = client
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE oid = 'trv_hi'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(options, Some(vec!["fillfactor=90".to_string()]));
+    assert_matches_ledger(&client, &spec).await;
+    // Writes after the revert reach the old tree and nothing else.
+    write_into_partition(&client, "trv_hi", 15_004).await;
+    assert_matches_ledger(&client, &spec).await;
+    let out = hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.trv"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    for gone in [
+        "trv_rewritten",
+        "trv_lo_rewritten",
+        "trv_hi_rewritten",
+        "trv_rest_rewritten",
+    ] {
+        assert!(
+            !relation_exists(&client, &QualifiedName::new("public", gone)).await,
+            "{gone} is left after finish"
+        );
+    }
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let triggers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 0, "capture triggers left behind");
+}
+
+/// Issue 15, `--revertible` for one partition rewritten on its own: after the swap the old
+/// partition is a detached table kept in sync; `revert` gives it its bound back as a validated
+/// CHECK (so ATTACH does not scan under the lock), replays the writes made since (through the
+/// parent and straight into the partition) and attaches it again in place of the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_rewritten_on_its_own_reverts_with_every_write() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("one_part_reverts").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "opr");
+    create_tables(&client, &spec, ROWS).await.unwrap();
+    partition_workload_table(&client, "opr").await;
+    let original = oid_of(&client, "opr_hi").await;
+    let load = crate::harness::start_load(&db.conninfo, &spec, ROWS, 2, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.opr_hi",
+        "--alter",
+        "SET (fillfactor = 70)",
+        "--chunk-rows",
+        "800",
+        "--revertible",
+    ])
+    .await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert_ne!(oid_of(&client, "opr_hi").await, original, "not rewritten");
+    write_into_partition(&client, "opr_hi", 15_003).await;
+    write_into_partition(&client, "opr_lo", 17).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.opr_hi"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.stop().await;
+    assert!(
+        report.errors.is_empty(),
+        "writer errors {:#?}",
+        report.errors
+    );
+    assert_eq!(
+        oid_of(&client, "opr_hi").await,
+        original,
+        "the old partition is not back"
+    );
+    let row = client
+        .query_one(
+            "SELECT c.relispartition, pg_get_expr(c.relpartbound, c.oid), c.reloptions, \
+                    (SELECT count(*) FROM pg_constraint WHERE conrelid = c.oid AND contype = 'c') \
+               FROM pg_class c WHERE c.oid = 'opr_hi'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the old partition is not attached");
+    assert_eq!(
+        row.get::<_, String>(1),
+        "FOR VALUES FROM (10000) TO (20001)"
+    );
+    assert_eq!(
+        row.get::<_, Option<Vec<String>>>(2),
+        Some(vec!["fillfactor=90".to_string()])
+    );
+    assert_eq!(
+        row.get::<_, i64>(3),
+        0,
+        "the bound's check constraint is left"
+    );
+    assert_matches_ledger(&client, &spec).await;
+    let out = hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.opr_hi"]).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(!relation_exists(&client, &QualifiedName::new("public", "opr_hi_rewritten")).await);
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let triggers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 0, "capture triggers left behind");
+}
+
+/// Neighbours of the two reverts above: a tree with a sub-partitioned partition and a default
+/// partition at each level, reverted with a leaf attached since the swap refused (its rows
+/// have no reverse capture) and accepted once it is detached again; then a leaf two levels
+/// down, and the default partition, each rewritten on its own and reverted. The rows are
+/// compared by digest with what they were (no writes: the reverts' swaps and ATTACH are what
+/// these check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_partitions_and_default_partitions_revert() {
+    let db = TestDb::new("tree_reverts_deep").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.sales (id int NOT NULL, day int NOT NULL, region text NOT NULL,
+                 amount numeric, PRIMARY KEY (id, day, region)) PARTITION BY RANGE (day);
+             CREATE TABLE public.sales_q1 PARTITION OF public.sales FOR VALUES FROM (0) TO (90)
+                 PARTITION BY LIST (region);
+             CREATE TABLE public.sales_q1_north PARTITION OF public.sales_q1 FOR VALUES IN ('n');
+             CREATE TABLE public.sales_q1_rest PARTITION OF public.sales_q1 DEFAULT;
+             CREATE TABLE public.sales_other PARTITION OF public.sales DEFAULT;
+             INSERT INTO public.sales SELECT i, i % 200, CASE WHEN i % 2 = 0 THEN 'n' ELSE 's' END,
+                 i / 3.0 FROM generate_series(1, 4000) i;",
+        )
+        .await
+        .unwrap();
+    let digest = "SELECT count(*)::text || '/' || sum(hashtext(s::text))::text FROM public.sales s";
+    let before: String = client.query_one(digest, &[]).await.unwrap().get(0);
+    let names = [
+        "sales",
+        "sales_q1",
+        "sales_q1_north",
+        "sales_q1_rest",
+        "sales_other",
+    ];
+    let mut oids = Vec::new();
+    for n in names {
+        oids.push(oid_of(&client, n).await);
+    }
+    let cmd = |verb: &'static str, table: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            verb.to_string(),
+            "--dsn".into(),
+            db.conninfo.clone(),
+            "--table".into(),
+            table.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = hotswap_async(&refs).await;
+            eprintln!("{}", describe(&out));
+            out
+        }
+    };
+    let out = cmd(
+        "run",
+        "public.sales",
+        &[
+            "--alter",
+            "ALTER COLUMN amount TYPE numeric(12,2)",
+            "--revertible",
+        ],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        column_type(&client, "sales_q1_north", "amount").await,
+        "numeric(12,2)"
+    );
+    // A leaf attached since the swap has no reverse capture: refused, named the reason.
+    client
+        .batch_execute(
+            "CREATE TABLE public.sales_late (LIKE public.sales);
+             ALTER TABLE public.sales ATTACH PARTITION public.sales_late FOR VALUES FROM (500) TO (600);",
+        )
+        .await
+        .unwrap();
+    let out = cmd("revert", "public.sales", &[]).await;
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("partitions changed since the swap"),
+        "{}",
+        describe(&out)
+    );
+    client
+        .batch_execute("ALTER TABLE public.sales DETACH PARTITION public.sales_late; DROP TABLE public.sales_late")
+        .await
+        .unwrap();
+    let out = cmd("revert", "public.sales", &[]).await;
+    assert_exit(&out, 0);
+    let mut now = Vec::new();
+    for n in names {
+        now.push(oid_of(&client, n).await);
+    }
+    assert_eq!(oids, now, "the old tree is not back under its names");
+    assert_eq!(
+        column_type(&client, "sales_q1_north", "amount").await,
+        "numeric"
+    );
+    let after: String = client.query_one(digest, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    let out = cmd("finish", "public.sales", &[]).await;
+    assert_exit(&out, 0);
+    // One leaf two levels down, then the default partition, each on its own.
+    for leaf in ["public.sales_q1_north", "public.sales_other"] {
+        let original = oid_of(&client, leaf).await;
+        let out = cmd("run", leaf, &["--revertible"]).await;
+        assert_exit(&out, 0);
+        assert_ne!(
+            oid_of(&client, leaf).await,
+            original,
+            "{leaf} not rewritten"
+        );
+        client
+            .batch_execute(
+                "UPDATE public.sales SET amount = amount + 1 WHERE id % 7 = 0;
+                 INSERT INTO public.sales VALUES (90001, 10, 'n', 1), (90002, 300, 's', 2);
+                 DELETE FROM public.sales WHERE id IN (90001, 90002);
+                 UPDATE public.sales SET amount = amount - 1 WHERE id % 7 = 0;",
+            )
+            .await
+            .unwrap();
+        let out = cmd("revert", leaf, &[]).await;
+        assert_exit(&out, 0);
+        assert_eq!(oid_of(&client, leaf).await, original, "{leaf} is not back");
+        let attached: bool = client
+            .query_one(
+                "SELECT relispartition FROM pg_class WHERE oid = $1::text::regclass",
+                &[&leaf],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(attached, "{leaf} is not attached");
+        let after: String = client.query_one(digest, &[]).await.unwrap().get(0);
+        assert_eq!(before, after, "{leaf}: the rows changed");
+        let out = cmd("finish", leaf, &[]).await;
+        assert_exit(&out, 0);
+    }
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname ~ '_(old|rewritten|new)$' \
+                 AND relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "relations left behind");
 }

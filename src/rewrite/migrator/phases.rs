@@ -402,6 +402,7 @@ impl Flow<'_> {
             gov: self.gov,
             replay_limit: opts.replay_batch,
             old_name: opts.old_name.as_deref(),
+            kept_suffix: "_old",
             terminate_blockers_after: opts.terminate_blockers_after,
         };
         // --- old snapshots (issue 21, input 6): wait for transactions that could not see the
