@@ -60,6 +60,12 @@ fn windows(
                 .collect()
         }
         None => {
+            // The windows of one session go into one sample shadow, so they must not share a
+            // row: each takes the sampled blocks whose number leaves its own remainder (a
+            // different seed per window sampled overlapping blocks, and the shadow's unique
+            // index failed on the rows read twice). Each samples `count` times as many blocks
+            // to keep its size after the filter.
+            let count = positions.len().max(1);
             let pct = (100.0 * rows_each as f64 / rows.max(1) as f64).clamp(0.0001, 100.0);
             positions
                 .iter()
@@ -68,9 +74,9 @@ fn windows(
                     let size = if i % 2 == 0 { 0.5 } else { 1.5 };
                     Window {
                         clause: format!(
-                            "TABLESAMPLE SYSTEM ({:.6}) REPEATABLE ({})",
-                            (pct * size).min(100.0),
-                            seed + i as i32
+                            "TABLESAMPLE SYSTEM ({:.6}) REPEATABLE ({seed}) \
+                             WHERE (ctid::text::point)[0]::int8 % {count} = {i}",
+                            (pct * size * count as f64).min(100.0),
                         ),
                     }
                 })
