@@ -13,8 +13,9 @@
 //! savepoint (HASH partitioning has none: there a set of remainders that does not cover every
 //! hash is read from the bounds, and PostgreSQL's own error on a sampled row says it). A sample
 //! can miss a few outliers, so when the partition key is one column that a btree index leads
-//! with on the source, the rows with its smallest and largest value, and a row where it is
-//! NULL, are tried too (three index probes). `run` refuses such rows before anything is
+//! with on the source, the rows with its smallest and largest value are tried too (two index
+//! probes), and a row where it is NULL whenever the column may hold one (by the index, or by a
+//! scan that stops at the first NULL: a whole-table scan when there is none). `run` refuses such rows before anything is
 //! created (DESIGN.md, "refuse before creating anything"); the copy would otherwise fail on
 //! them; `plan` shows them, with the partition key's values, as a blocking check.
 //!
@@ -208,8 +209,14 @@ async fn sample_in(tx: &Transaction<'_>, src: &Source, plan: &Plan) -> Result<Pa
             .find(|c| c.0 == catch_oid)
             .map(|c| c.1)
             .unwrap_or(0);
-        let extremes = match extremes_filters(tx, src, plan).await? {
-            Some(filters) => {
+        let probes = extremes_filters(tx, src, plan).await?;
+        if !probes.as_ref().is_some_and(|p| p.extremes) {
+            notes.push(
+                "the smallest and largest partition key values were not checked (the key is not one column a btree index of the table leads with); a row outside every bound that the sample missed fails the copy".into(),
+            );
+        }
+        let extremes = match probes {
+            Some(Probes { filters, .. }) => {
                 let mut found = 0;
                 for f in filters {
                     let before = rows_in(tx, catch).await?;
@@ -224,12 +231,7 @@ async fn sample_in(tx: &Transaction<'_>, src: &Source, plan: &Plan) -> Result<Pa
                 }
                 found
             }
-            None => {
-                notes.push(
-                    "the smallest and largest partition key values were not checked (the key is not one column a btree index of the table leads with); a row outside every bound that the sample missed fails the copy".into(),
-                );
-                0
-            }
+            None => 0,
         };
         if n + extremes > 0 {
             let (key, values, more, last) = key_values(tx, plan, catch).await?;
@@ -388,7 +390,7 @@ async fn extremes_filters(
     tx: &Transaction<'_>,
     src: &Source,
     plan: &Plan,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Probes>> {
     let what = "reading the partition key";
     let cols: Vec<i16> = tx
         .query_one(
@@ -402,14 +404,16 @@ async fn extremes_filters(
     if attnum <= 0 {
         return Ok(None);
     }
-    let name: String = tx
+    let row = tx
         .query_one(
-            "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
+            "SELECT attname::text, attnotnull FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
             &[&plan.shadow_oid, &attnum],
         )
         .await
-        .ctx(what)?
-        .col(0, &what)?;
+        .ctx(what)?;
+    let name: String = row.col(0, &what)?;
+    // NOT NULL in the new table: a NULL is refused before this (`oracle::nulls`).
+    let new_not_null: bool = row.col(1, &what)?;
     let Some(m) = plan.columns.iter().find(|c| c.column.as_str() == name) else {
         return Ok(None);
     };
@@ -430,18 +434,31 @@ async fn extremes_filters(
         .await
         .ctx(what)?
         .col(0, &what)?;
-    if !indexed {
-        return Ok(None);
-    }
     let c = &o.name;
-    let mut filters = vec![
-        format!("WHERE {c} IS NOT NULL ORDER BY {c} ASC LIMIT 1"),
-        format!("WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT 1"),
-    ];
-    if !o.not_null {
+    let mut filters = Vec::new();
+    if indexed {
+        filters.push(format!("WHERE {c} IS NOT NULL ORDER BY {c} ASC LIMIT 1"));
+        filters.push(format!("WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT 1"));
+    }
+    // A NULL key has a partition only in a LIST partition that names NULL or a default one
+    // (here there is no default): one NULL row among millions is what a sample misses and the
+    // copy then fails on. Probed with or without an index: without one, a scan that stops at
+    // the first NULL (the whole table when there is none; declare the column NOT NULL to spare
+    // it).
+    if !o.not_null && !new_not_null {
         filters.push(format!("WHERE {c} IS NULL LIMIT 1"));
     }
-    Ok(Some(filters))
+    Ok(Some(Probes {
+        filters,
+        extremes: indexed,
+    }))
+}
+
+/// The probes for rows a sample misses: the smallest and largest key value (`extremes`, when
+/// an index gives them cheaply) and a NULL key.
+struct Probes {
+    filters: Vec<String>,
+    extremes: bool,
 }
 
 /// The partition key's text and up to [`SHOWN_KEYS`] of its distinct values among the rows in

@@ -370,6 +370,11 @@ pub async fn build_in(
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
+    // A NULL the sample oracle missed in a column the ALTER makes NOT NULL would fail the copy
+    // halfway (`oracle::nulls`); probed over the whole table before anything is created.
+    if !req.plain {
+        crate::rewrite::oracle::nulls::refuse_nulls(tx, src, &plan).await?;
+    }
     // Issue 15: `--partition-interval` generates the partitions (`partition_ranges`).
     let generated = match req.partitioning {
         Some(p) => crate::rewrite::partition_ranges::expand(tx, src, &plan, p).await?,

@@ -789,3 +789,90 @@ async fn sub_partitions_and_default_partitions_revert() {
         .get(0);
     assert_eq!(left, 0, "relations left behind");
 }
+
+/// `resume` (and running the same command again) after a crash, for a rewrite of a partition
+/// tree and for a conversion into a partitioned table, under writes: at a copy chunk, during
+/// replay, under the swap's lock and right after the swap's commit. Each finishes equal to the
+/// ledger with no writer error and nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_rewrites_and_conversions_resume_after_a_crash() {
+    const ROWS: i64 = 20_000;
+    let db = TestDb::new("tree_resume").await;
+    let client = db.client().await;
+    let points = ["copy-chunk@2", "replay-batch", "swap-locked", "swapped"];
+    for (i, point) in points.iter().enumerate() {
+        for convert in [false, true] {
+            let name = format!("rs{i}{}", if convert { "c" } else { "t" });
+            let spec = TableSpec::simple("public", &name);
+            create_tables(&client, &spec, ROWS).await.unwrap();
+            if !convert {
+                partition_workload_table(&client, &name).await;
+            }
+            let table = format!("public.{name}");
+            let lo = format!("{name}_a FOR VALUES FROM (MINVALUE) TO (10000)");
+            let rest = format!("{name}_b DEFAULT");
+            let mut args = vec![
+                "run",
+                "--dsn",
+                &db.conninfo,
+                "--table",
+                &table,
+                "--alter",
+                "ALTER COLUMN val TYPE bigint",
+                "--chunk-rows",
+                "2000",
+                "--replay-batch",
+                "50",
+            ];
+            if convert {
+                args.extend([
+                    "--partition-by",
+                    "RANGE (id)",
+                    "--partition",
+                    &lo,
+                    "--partition",
+                    &rest,
+                ]);
+            }
+            let load = crate::harness::start_load(&db.conninfo, &spec, ROWS, 2, 200);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let out = crate::harness::hotswap_failpoint(&args, Some(point)).await;
+            assert_eq!(
+                out.status.code(),
+                Some(pg_hotswap::failpoint::EXIT),
+                "{name}: failpoint {point} was not reached:\n{}",
+                describe(&out)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let resume = ["resume", "--dsn", &db.conninfo, "--table", &table];
+            let again: &[&str] = if i % 2 == 0 { &resume } else { &args };
+            let out = crate::harness::hotswap_failpoint(again, None).await;
+            assert_exit(&out, 0);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let report = load.stop().await;
+            assert!(
+                report.errors.is_empty(),
+                "{name} after {point}: writer errors {:#?}",
+                report.errors
+            );
+            assert_eq!(relkind(&client, &table).await, "p", "{name} after {point}");
+            assert_eq!(
+                column_type(&client, &table, "val").await,
+                "bigint",
+                "{name} after {point}"
+            );
+            assert_matches_ledger(&client, &spec).await;
+            let left = leftovers(&client, &spec.table, "hotswap").await;
+            assert!(left.is_empty(), "{name} after {point} left {left:?}");
+            let triggers: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(triggers, 0, "{name} after {point}: capture triggers left");
+        }
+    }
+}

@@ -93,6 +93,8 @@ scenarios!(
     i15_key_from_unique_index,
     i15_pk_new_name_cluster_on,
     i15_one_partition_rebuild,
+    i15_convert_null_key_refused,
+    i15_set_not_null_one_null_refused,
     // issue 21
     i21_varchar_to_char,
     i21_citext_key_to_text,

@@ -36,6 +36,9 @@
 //! on its clone (an ALTER naming a foreign key, which the clone does not carry, to take no lock
 //! on other tables) it reports as not done, and the run goes on as before it existed.
 //!
+//! Rows the sample cannot see: `nulls` probes the whole table for NULLs in the columns the ALTER
+//! makes NOT NULL.
+//!
 //! The parts: `sample` (the clones and their rows), `mapped` (the rows through the copy's own
 //! statements), `alter` (the user's ALTER on a clone), `compare` (which columns, and where they
 //! differ), `report` (the refusals). What the check found is a [`SampleCheck`], recorded in the
@@ -44,6 +47,7 @@
 mod alter;
 mod compare;
 mod mapped;
+pub mod nulls;
 mod report;
 mod sample;
 
