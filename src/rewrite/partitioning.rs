@@ -183,6 +183,11 @@ pub fn parse_partition(s: &str) -> std::result::Result<PartitionSpec, String> {
     let (name, rest) = split_identifier(t).ok_or_else(|| {
         format!("--partition {s:?}: expected a name, then FOR VALUES ... or DEFAULT")
     })?;
+    if rest.starts_with('.') {
+        return Err(format!(
+            "--partition {s:?}: give the partition's name without a schema; partitions are created in the table's schema"
+        ));
+    }
     let rest = rest.trim();
     let upper = rest.to_ascii_uppercase();
     let ok = upper == "DEFAULT"
@@ -626,5 +631,10 @@ mod tests {
         assert!(parse_partition("p VALUES (1)").is_err());
         assert!(parse_partition("1p DEFAULT").is_err());
         assert!(parse_partition("p DEFAULT; DROP TABLE x").is_err());
+        // A schema-qualified name gets its own message (a fresh tester got the generic one).
+        let e = parse_partition("app.p1 DEFAULT").unwrap_err();
+        assert!(e.contains("without a schema"), "{e}");
+        let e = parse_partition("\"App\".\"P1\" FOR VALUES IN (1)").unwrap_err();
+        assert!(e.contains("without a schema"), "{e}");
     }
 }

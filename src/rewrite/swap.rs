@@ -575,18 +575,17 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
             .map(|(oid, n)| (*oid, format!("{} {oid}", capture::PARTITION_TRIGGER), n)),
     );
     // A member without its oid (0: recorded by an earlier version) cannot be looked up.
-    for (oid, kind, table) in members.filter(|(oid, _, _)| *oid != 0) {
-        for r in state
-            .recorded_triggers(tx, plan.run_id, oid, &kind, &names)
-            .await?
-        {
-            let on = if oid == plan.source_oid {
-                String::new()
-            } else {
-                format!(" on {}", table.human())
-            };
-            rows.push((format!("{}{on}", r.name), r));
-        }
+    let members: Vec<_> = members.filter(|(oid, _, _)| *oid != 0).collect();
+    let tables: Vec<(u32, String)> = members.iter().map(|(o, k, _)| (*o, k.clone())).collect();
+    for (oid, r) in state
+        .recorded_triggers(tx, plan.run_id, &tables, &names)
+        .await?
+    {
+        let on = match members.iter().find(|(o, _, _)| *o == oid) {
+            Some((_, _, table)) if oid != plan.source_oid => format!(" on {}", table.human()),
+            _ => String::new(),
+        };
+        rows.push((format!("{}{on}", r.name), r));
     }
     let mut problems = Vec::new();
     for (name, r) in &rows {

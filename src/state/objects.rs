@@ -149,32 +149,39 @@ impl State {
         &self,
         tx: &impl GenericClient,
         run: i64,
-        table: Oid,
-        kind: &str,
+        tables: &[(Oid, String)],
         names: &[String],
-    ) -> Result<Vec<TriggerRecord>> {
+    ) -> Result<Vec<(Oid, TriggerRecord)>> {
         let what = "checking the capture triggers under the swap lock";
+        let (oids, kinds): (Vec<Oid>, Vec<&str>) =
+            tables.iter().map(|(o, k)| (*o, k.as_str())).unzip();
+        // One statement for the table and every partition: it runs under the swap's lock.
         let rows = tx
             .query(
                 &format!(
-                    "SELECT n.name, t.tgenabled::text, \
+                    "SELECT m.rel, n.name, t.tgenabled::text, \
                             o.xmin IS NULL OR t.xmin::text = o.xmin::text OR '2' IN (t.xmin::text, o.xmin::text) \
-                       FROM unnest($3::text[]) AS n(name) \
-                       LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = $2 AND t.tgname = n.name \
-                       LEFT JOIN {} o ON o.run_id = $1 AND o.kind = $4 AND o.name = n.name",
+                       FROM unnest($2::oid[], $4::text[]) WITH ORDINALITY AS m(rel, kind, i) \
+                      CROSS JOIN unnest($3::text[]) AS n(name) \
+                       LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = m.rel AND t.tgname = n.name \
+                       LEFT JOIN {} o ON o.run_id = $1 AND o.kind = m.kind AND o.name = n.name \
+                      ORDER BY m.i",
                     self.table("objects")
                 ),
-                &[&run, &table, &names, &kind],
+                &[&run, &oids, &names, &kinds],
             )
             .await
             .ctx(what)?;
         rows.iter()
             .map(|r| {
-                Ok(TriggerRecord {
-                    name: r.col(0, &what)?,
-                    enabled: r.col(1, &what)?,
-                    same_row: r.col(2, &what)?,
-                })
+                Ok((
+                    r.col(0, &what)?,
+                    TriggerRecord {
+                        name: r.col(1, &what)?,
+                        enabled: r.col(2, &what)?,
+                        same_row: r.col(3, &what)?,
+                    },
+                ))
             })
             .collect()
     }

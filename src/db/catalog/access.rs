@@ -63,21 +63,38 @@ impl Policy {
 }
 
 pub async fn grants(client: &impl GenericClient, oid: Oid) -> Result<Vec<Grant>> {
+    Ok(grants_of(client, &[oid])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// The privileges of each relation in `oids`, in the same order, read in one statement.
+pub async fn grants_of(client: &impl GenericClient, oids: &[Oid]) -> Result<Vec<Vec<Grant>>> {
+    let what = if let [one] = oids {
+        format!("reading the privileges on relation oid {one}")
+    } else {
+        format!("reading the privileges on {} relations", oids.len())
+    };
     let rows = client
-        .query(include_str!("../../../sql/grants.sql"), &[&oid])
+        .query(include_str!("../../../sql/grants.sql"), &[&oids])
         .await
-        .ctx(format_args!("reading the privileges on relation oid {oid}"))?;
-    let what = format!("reading the privileges on relation oid {oid}");
-    rows.iter()
-        .map(|r| {
-            Ok(Grant {
-                privilege: r.col(0, &what)?,
-                column: r.col::<Option<String>>(1, &what)?.map(Ident::new),
-                grantee: r.col(2, &what)?,
-                grantable: r.col(3, &what)?,
-            })
-        })
-        .collect()
+        .ctx(&what)?;
+    let mut out: Vec<Vec<Grant>> = vec![Vec::new(); oids.len()];
+    for r in &rows {
+        let rel: Oid = r.col(4, &what)?;
+        let grant = Grant {
+            privilege: r.col(0, &what)?,
+            column: r.col::<Option<String>>(1, &what)?.map(Ident::new),
+            grantee: r.col(2, &what)?,
+            grantable: r.col(3, &what)?,
+        };
+        for (i, _) in oids.iter().enumerate().filter(|(_, o)| **o == rel) {
+            out[i].push(grant.clone());
+        }
+    }
+    Ok(out)
 }
 
 pub async fn policies(client: &impl GenericClient, oid: Oid) -> Result<Vec<Policy>> {

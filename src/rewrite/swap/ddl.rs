@@ -72,10 +72,21 @@ struct SequenceFacts {
 
 /// Reads [`SwapFacts`].
 pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> Result<SwapFacts> {
+    // One statement for every partition: this runs under the swap's lock (issue 15).
+    let parts: Vec<_> = plan
+        .partitioning
+        .iter()
+        .flat_map(|p| &p.partitions)
+        .collect();
+    let replaced: Vec<u32> = parts
+        .iter()
+        .filter_map(|p| Some(p.replaces.as_ref()?.0))
+        .collect();
+    let mut read = catalog::grants_of(tx, &replaced).await?.into_iter();
     let mut partition_grants = Vec::new();
-    for p in plan.partitioning.iter().flat_map(|p| &p.partitions) {
+    for p in parts {
         let grants = match &p.replaces {
-            Some((oid, _)) => catalog::grants(tx, *oid).await?,
+            Some(_) => read.next().unwrap_or_default(),
             None => src.grants.clone(),
         };
         partition_grants.push((p.final_name.clone(), grants));
