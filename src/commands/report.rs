@@ -8,74 +8,74 @@ use crate::rewrite::migrator::RunReport;
 /// Prints the summary of a finished run.
 pub(super) fn print(r: &RunReport) {
     if let Some(statements) = &r.in_place {
-        println!(
+        crate::outln!(
             "pg-hotswap: altered {} in place, no rewrite needed (run {})",
             r.table, r.run_id
         );
         for s in statements {
-            println!("  ran:                {s}");
+            crate::outln!("  ran:                {s}");
         }
-        println!(
+        crate::outln!(
             "  lock attempts:      {} (each waited at most --lock-timeout); ACCESS EXCLUSIVE held at most {:.1} ms",
             r.lock_attempts, r.longest_lock_ms
         );
-        println!("  total:              {:.1} s", r.total_secs);
+        crate::outln!("  total:              {:.1} s", r.total_secs);
         for w in &r.warnings {
-            println!("  warning: {w}");
+            crate::outln!("  warning: {w}");
         }
         return;
     }
-    println!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
-    println!("  rows copied:        {}", r.rows_copied);
-    println!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
-    println!(
+    crate::outln!("pg-hotswap: rewrote {} (run {})", r.table, r.run_id);
+    crate::outln!("  rows copied:        {}", r.rows_copied);
+    crate::outln!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
+    crate::outln!(
         "  changes replayed:   {} (largest backlog measured: {})",
         r.replayed_log_rows, r.replay_backlog_peak
     );
-    println!(
+    crate::outln!(
         "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
         r.lock_held_ms, r.lock_attempts, r.longest_lock_ms
     );
     if r.fault_retries > 0 {
-        println!(
+        crate::outln!(
             "  lost sessions:      {} (reconnected and redone)",
             r.fault_retries
         );
     }
     match (&r.old_table, r.old_table_dropped) {
-        (Some(o), false) => println!(
+        (Some(o), false) => crate::outln!(
             "  old table:          kept as {o} (drop it when you no longer need a way back)"
         ),
-        (Some(o), true) => println!("  old table:          {o} dropped"),
+        (Some(o), true) => crate::outln!("  old table:          {o} dropped"),
         _ => {}
     }
     if !r.dropped_columns.is_empty() {
-        println!("  dropped columns:    {}", r.dropped_columns.join(", "));
+        crate::outln!("  dropped columns:    {}", r.dropped_columns.join(", "));
     }
     let phases: Vec<String> = r
         .phases
         .iter()
         .map(|(p, s)| format!("{p} {s:.1}s"))
         .collect();
-    println!("  phases:             {}", phases.join(", "));
+    crate::outln!("  phases:             {}", phases.join(", "));
     if let Some(v) = &r.verify {
         if v.chunks_verified > 0 {
-            println!(
+            crate::outln!(
                 "  verified:           {} rows in {} of {} chunks ({}), {} repaired",
                 v.rows_verified, v.chunks_verified, v.chunks_total, v.mode, v.repaired
             );
         } else {
-            println!("  verified:           no (--verify off)");
+            crate::outln!("  verified:           no (--verify off)");
         }
     }
     if let Some(w) = r.wal_bytes {
-        println!(
+        crate::outln!(
             "  WAL written:        {} (by the whole server during the run)",
             ui::bytes(w)
         );
     }
     if let Some(p) = &r.read_probe {
-        println!(
+        crate::outln!(
             "  reads of the table: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} reads every 100 ms{}",
             p.p50_ms,
             p.p99_ms,
@@ -84,8 +84,8 @@ pub(super) fn print(r: &RunReport) {
             if p.errors > 0 { format!(" ({} failed)", p.errors) } else { String::new() }
         );
     }
-    println!("  total:              {:.1} s", r.total_secs);
+    crate::outln!("  total:              {:.1} s", r.total_secs);
     for w in &r.warnings {
-        println!("  warning: {w}");
+        crate::outln!("  warning: {w}");
     }
 }

@@ -41,7 +41,9 @@ pub struct RunArgs {
     /// col=<SQL expression over the old row> for a renamed or computed column (repeatable).
     #[arg(long = "map", value_parser = parse_map_arg)]
     pub maps: Vec<MapArg>,
-    /// Parallel copy workers (each uses two connections) and index builds.
+    /// Parallel copy workers (each uses two connections) and index builds. Default 1: on a
+    /// 2-core server one stream already keeps both cores busy; 2 was 20% faster under writes
+    /// and raised their p99 latency, and slower idle (docs/benchmarks.md, "The default --jobs").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     #[command(flatten)]
@@ -426,7 +428,7 @@ fn print_many(
             for r in reports {
                 super::report::print(r);
             }
-            println!(
+            crate::outln!(
                 "pg-hotswap: rewrote {} of {} table(s){}{}",
                 done.len(),
                 done.len() + not_done.len(),

@@ -316,3 +316,28 @@ mod tests {
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 }
+
+/// Writes to standard output (the reports, `--output json`). A closed standard output (`| head
+/// -1`) drops the rest instead of panicking as `print!` does; the command's outcome and exit
+/// status are unchanged.
+pub fn stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|_| out.flush());
+}
+
+/// `print!` through [`stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::output::ui::stdout(format_args!($($t)*))
+    };
+}
+
+/// `println!` through [`stdout`].
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::output::ui::stdout(format_args!("{}\n", format_args!($($t)*)))
+    };
+}

@@ -263,6 +263,22 @@ async fn refresh_partitions(
     src: &Source,
     table: &str,
 ) -> Result<()> {
+    if let Some(of) = &plan.partition_of {
+        // A partition rewritten on its own goes back by DETACH of the new one: it must still be
+        // a partition of the same parent (a fresh tester detached it: the swap failed midway
+        // on PostgreSQL's error).
+        if src.partition_of.as_ref().map(|o| o.parent_oid) != Some(of.parent_oid) {
+            return Err(Error::refused(format!(
+                "cannot revert {table}: it is no longer a partition of {}",
+                of.parent.human()
+            ))
+            .with_state("nothing was changed")
+            .with_next(format!(
+                "attach it back (ALTER TABLE {} ATTACH PARTITION {table} {}) and run revert again, or run `pg-hotswap finish --table {table}` to keep it",
+                of.parent, of.bound
+            )));
+        }
+    }
     if plan.source_partitioned && plan.partition_of.is_none() {
         let mut now: Vec<u32> = src.partitions.iter().map(|p| p.oid).collect();
         let mut covered: Vec<u32> = plan.source_partitions.iter().map(|(o, _)| *o).collect();
@@ -292,6 +308,43 @@ async fn refresh_partitions(
         p.name = now.name.clone();
         p.reloptions = now.reloptions.clone();
         p.toast_options = now.toast_options.clone();
+    }
+    Ok(())
+}
+
+/// A TRUNCATE of the new table since the swap leaves a mark in the reverse log that replay
+/// cannot apply to the old table (the rows the old table still has would come back): refused
+/// before anything is changed, with what is true (a fresh tester got the forward run's message,
+/// which advised `abort`).
+async fn refuse_truncated(
+    ctl: &tokio_postgres::Client,
+    plan: &Plan,
+    old: &QualifiedName,
+    table: &str,
+) -> Result<()> {
+    let what = "looking for a TRUNCATE in the reverse log";
+    let truncated: bool = ctl
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE truncated)",
+                plan.capture.log
+            ),
+            &[],
+        )
+        .await
+        .ctx(what)?
+        .col(0, &what)?;
+    if truncated {
+        return Err(Error::refused(format!(
+            "cannot revert {table}: it (or one of its partitions) was truncated since the swap, and a TRUNCATE is not replayed into the old table"
+        ))
+        .with_state(format!(
+            "nothing was changed; {table} keeps its rows, and the old table {} still has the rows it had at the swap",
+            old.human()
+        ))
+        .with_next(format!(
+            "run `pg-hotswap finish --table {table}` to keep the new table and drop the old one"
+        )));
     }
     Ok(())
 }
@@ -411,6 +464,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
         .unwrap_or_default();
 
     refresh_partitions(&ctl, &mut plan, &src, &table).await?;
+    refuse_truncated(&ctl, &plan, &old, &table).await?;
     // Rows written since the swap must fit the old table: run the inverse mapping over them.
     check_fits(&mut ctl, &plan, &table).await?;
     if !rev.lost_columns.is_empty() {
@@ -468,6 +522,21 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
                     .await;
                 }
             }
+            // The swap's advice is a forward run's (`resume`, `abort`, options `revert` does
+            // not take): a revert is continued by running it again (a fresh tester's report).
+            let forward_advice = e
+                .next()
+                .is_some_and(|n| n.contains("resume") || n.contains("abort"));
+            let e = if forward_advice {
+                let next = if e.kind() == Kind::LockTimeout {
+                    format!("end the blocking transactions named above (or wait for them) and run `pg-hotswap revert --table {table}` again; `pg-hotswap finish --table {table}` keeps the new table instead")
+                } else {
+                    format!("fix the cause and run `pg-hotswap revert --table {table}` again; `pg-hotswap finish --table {table}` keeps the new table instead")
+                };
+                e.with_next(next)
+            } else {
+                e
+            };
             Err(e.or_state(
                 format!(
                     "{} is unchanged (the new table) and the old table is still kept in sync",

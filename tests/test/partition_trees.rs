@@ -876,3 +876,77 @@ async fn tree_rewrites_and_conversions_resume_after_a_crash() {
         }
     }
 }
+
+/// What a revert cannot bring back is refused before anything changes, with a true message (a
+/// fresh tester's findings): a TRUNCATE since the swap (it got the forward run's message, which
+/// advised `abort`), and a partition rewritten on its own that was detached since (the swap
+/// failed midway on PostgreSQL's error). `finish` is the way out of the first; attaching it
+/// back, of the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_refuses_a_truncate_and_a_detached_partition() {
+    let db = TestDb::new("revert_refusals").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE pt (id int PRIMARY KEY, v text);
+             INSERT INTO pt SELECT g, 'v' FROM generate_series(1, 1000) g;
+             CREATE TABLE m (id int, day int, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10);
+             CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10) TO (20);
+             INSERT INTO m SELECT g, g % 20 FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    let cmd = |verb: &'static str, table: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            verb.to_string(),
+            "--dsn".into(),
+            db.conninfo.clone(),
+            "--table".into(),
+            table.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = hotswap_async(&refs).await;
+            eprintln!("{}", describe(&out));
+            out
+        }
+    };
+    let out = cmd("run", "public.pt", &["--alter", "ALTER COLUMN v TYPE varchar(10)", "--revertible"]).await;
+    assert_exit(&out, 0);
+    client
+        .batch_execute("TRUNCATE pt; INSERT INTO pt VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let out = cmd("revert", "public.pt", &[]).await;
+    assert_exit(&out, 3);
+    let text = all_output(&out);
+    assert!(text.contains("truncated since the swap"), "{text}");
+    assert!(!text.contains("abort"), "{text}");
+    let out = cmd("finish", "public.pt", &[]).await;
+    assert_exit(&out, 0);
+    let n: i64 = client.query_one("SELECT count(*) FROM pt", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+
+    let out = cmd("run", "public.m2", &["--revertible"]).await;
+    assert_exit(&out, 0);
+    client
+        .batch_execute("ALTER TABLE m DETACH PARTITION m2")
+        .await
+        .unwrap();
+    let out = cmd("revert", "public.m2", &[]).await;
+    assert_exit(&out, 3);
+    let text = all_output(&out);
+    assert!(text.contains("no longer a partition of public.m"), "{text}");
+    client
+        .batch_execute("ALTER TABLE m ATTACH PARTITION m2 FOR VALUES FROM (10) TO (20)")
+        .await
+        .unwrap();
+    let out = cmd("revert", "public.m2", &[]).await;
+    assert_exit(&out, 0);
+    let out = cmd("finish", "public.m2", &[]).await;
+    assert_exit(&out, 0);
+    let n: i64 = client.query_one("SELECT count(*) FROM m", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1000);
+}

@@ -51,8 +51,8 @@ pub(super) fn finish_report(
             cutover: Some(report),
         }),
         OutputFormat::Text => {
-            println!("fleet {fleet_id}: {outcome}");
-            print!("{}", report.render());
+            crate::outln!("fleet {fleet_id}: {outcome}");
+            crate::out!("{}", report.render());
         }
     }
 }
@@ -190,7 +190,7 @@ pub(super) async fn fail_before_gate(
             cutover: None,
         });
     } else {
-        print!("{}", status::render(&statuses));
+        crate::out!("{}", status::render(&statuses));
     }
     let named: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
     Err(Error::failed(format!(
