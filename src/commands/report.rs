@@ -10,7 +10,8 @@ pub(super) fn print(r: &RunReport) {
     if let Some(statements) = &r.in_place {
         crate::outln!(
             "pg-hotswap: altered {} in place, no rewrite needed (run {})",
-            r.table, r.run_id
+            r.table,
+            r.run_id
         );
         for s in statements {
             crate::outln!("  ran:                {s}");
@@ -30,11 +31,14 @@ pub(super) fn print(r: &RunReport) {
     crate::outln!("  bytes copied:       {}", ui::bytes(r.bytes_copied));
     crate::outln!(
         "  changes replayed:   {} (largest backlog measured: {})",
-        r.replayed_log_rows, r.replay_backlog_peak
+        r.replayed_log_rows,
+        r.replay_backlog_peak
     );
     crate::outln!(
         "  swap lock:          held {:.1} ms (attempt {}; longest wait or hold {:.1} ms)",
-        r.lock_held_ms, r.lock_attempts, r.longest_lock_ms
+        r.lock_held_ms,
+        r.lock_attempts,
+        r.longest_lock_ms
     );
     if r.fault_retries > 0 {
         crate::outln!(
@@ -62,7 +66,11 @@ pub(super) fn print(r: &RunReport) {
         if v.chunks_verified > 0 {
             crate::outln!(
                 "  verified:           {} rows in {} of {} chunks ({}), {} repaired",
-                v.rows_verified, v.chunks_verified, v.chunks_total, v.mode, v.repaired
+                v.rows_verified,
+                v.chunks_verified,
+                v.chunks_total,
+                v.mode,
+                v.repaired
             );
         } else {
             crate::outln!("  verified:           no (--verify off)");

@@ -312,6 +312,35 @@ async fn refresh_partitions(
     Ok(())
 }
 
+/// An earlier revert of this table that stopped without ending its run (killed, or its session
+/// lost) is marked aborted: this revert starts over from the recorded forward run, and
+/// `status` would otherwise show the stopped one as resumable, which `resume` refuses (a fresh
+/// tester's finding). Only runs of `revert` are touched, and only while this process holds the
+/// table's run lock.
+async fn close_stopped_reverts(
+    ctl: &tokio_postgres::Client,
+    state: &State,
+    oid: u32,
+) -> Result<()> {
+    for _ in 0..100 {
+        let Some(run) = state.unfinished_run(ctl, oid).await? else {
+            return Ok(());
+        };
+        if run.args.get("revert_of").is_none() {
+            return Ok(());
+        }
+        state
+            .finish(
+                ctl,
+                run.id,
+                "aborted",
+                Some("stopped before it ended; a later revert started over"),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// A TRUNCATE of the new table since the swap leaves a mark in the reverse log that replay
 /// cannot apply to the old table (the rows the old table still has would come back): refused
 /// before anything is changed, with what is true (a fresh tester got the forward run's message,
@@ -478,6 +507,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
         ));
     }
 
+    close_stopped_reverts(&ctl, &state, oid).await?;
     let args = serde_json::json!({ "revert_of": fwd_run });
     let run = state
         .create_run(&ctl, fwd.shadow_oid, &fwd.source, Some("revert"), &args)
@@ -808,6 +838,12 @@ pub async fn finish(target: Target, opts: &FinishOptions) -> Result<Option<Quali
     if let Some(old) = old_name {
         let old_q = plan.source.sibling(old);
         let same = catalog::names_relation(&ctl, &old_q, plan.source_oid).await?;
+        if !same {
+            say(&format!(
+                "the old table {} is not the one the rewrite left (renamed, dropped or replaced since): nothing was dropped",
+                old_q.human()
+            ));
+        }
         if same {
             locking::run_ddl(
                 &ctl,

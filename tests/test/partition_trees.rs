@@ -913,7 +913,12 @@ async fn revert_refuses_a_truncate_and_a_detached_partition() {
             out
         }
     };
-    let out = cmd("run", "public.pt", &["--alter", "ALTER COLUMN v TYPE varchar(10)", "--revertible"]).await;
+    let out = cmd(
+        "run",
+        "public.pt",
+        &["--alter", "ALTER COLUMN v TYPE varchar(10)", "--revertible"],
+    )
+    .await;
     assert_exit(&out, 0);
     client
         .batch_execute("TRUNCATE pt; INSERT INTO pt VALUES (1, 'a')")
@@ -926,7 +931,11 @@ async fn revert_refuses_a_truncate_and_a_detached_partition() {
     assert!(!text.contains("abort"), "{text}");
     let out = cmd("finish", "public.pt", &[]).await;
     assert_exit(&out, 0);
-    let n: i64 = client.query_one("SELECT count(*) FROM pt", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM pt", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 
     let out = cmd("run", "public.m2", &["--revertible"]).await;
@@ -947,6 +956,10 @@ async fn revert_refuses_a_truncate_and_a_detached_partition() {
     assert_exit(&out, 0);
     let out = cmd("finish", "public.m2", &[]).await;
     assert_exit(&out, 0);
-    let n: i64 = client.query_one("SELECT count(*) FROM m", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM m", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1000);
 }

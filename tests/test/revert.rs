@@ -184,3 +184,82 @@ async fn revert_refuses_what_no_longer_fits_and_finish_cleans_up() {
     );
     assert!(relation_exists(&client, &QualifiedName::new("public", "slim_old")).await);
 }
+
+/// A revert killed under its swap's lock leaves its run unfinished; the next revert starts over
+/// and succeeds, and the stopped run is closed (it was shown by `status` as resumable, which
+/// `resume` refused; a fresh tester's finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_killed_under_the_lock_is_closed_by_the_next_one() {
+    let db = TestDb::new("revert_killed").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE rk (id int PRIMARY KEY, v text);
+             INSERT INTO rk SELECT g, 'v' || g FROM generate_series(1, 2000) g;",
+        )
+        .await
+        .unwrap();
+    let run = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.rk",
+        "--alter",
+        "ALTER COLUMN v TYPE varchar(20)",
+        "--revertible",
+    ];
+    assert_exit(&hotswap_async(&run).await, 0);
+    client
+        .batch_execute("UPDATE rk SET v = 'w' WHERE id < 10")
+        .await
+        .unwrap();
+    let revert = ["revert", "--dsn", &db.conninfo, "--table", "public.rk"];
+    let out = crate::harness::hotswap_failpoint(&revert, Some("swap-locked")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.runs WHERE status NOT IN ('succeeded', 'aborted')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1, "the killed revert's run is not left open");
+    let out = hotswap_async(&revert).await;
+    eprintln!("{}", describe(&out));
+    assert_exit(&out, 0);
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.runs WHERE status NOT IN ('succeeded', 'aborted')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0, "the killed revert's run is still open");
+    assert_eq!(
+        column_type(
+            &client,
+            &QualifiedName::new("public", "rk"),
+            &Ident::new("v")
+        )
+        .await,
+        "text"
+    );
+    let w: i64 = client
+        .query_one("SELECT count(*) FROM rk WHERE v = 'w'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(w, 9, "a write made after the swap is lost");
+    assert_exit(
+        &hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.rk"]).await,
+        0,
+    );
+}
