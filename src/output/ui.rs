@@ -259,6 +259,31 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// Writes to standard output (the reports, `--output json`). A closed standard output (`| head
+/// -1`) drops the rest instead of panicking as `print!` does; the command's outcome and exit
+/// status are unchanged.
+pub fn stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|_| out.flush());
+}
+
+/// `print!` through [`stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::output::ui::stdout(format_args!($($t)*))
+    };
+}
+
+/// `println!` through [`stdout`].
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::output::ui::stdout(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -315,29 +340,4 @@ mod tests {
         assert_eq!(v["rows"], 5);
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
-}
-
-/// Writes to standard output (the reports, `--output json`). A closed standard output (`| head
-/// -1`) drops the rest instead of panicking as `print!` does; the command's outcome and exit
-/// status are unchanged.
-pub fn stdout(args: std::fmt::Arguments) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(args).and_then(|_| out.flush());
-}
-
-/// `print!` through [`stdout`].
-#[macro_export]
-macro_rules! out {
-    ($($t:tt)*) => {
-        $crate::output::ui::stdout(format_args!($($t)*))
-    };
-}
-
-/// `println!` through [`stdout`].
-#[macro_export]
-macro_rules! outln {
-    ($($t:tt)*) => {
-        $crate::output::ui::stdout(format_args!("{}\n", format_args!($($t)*)))
-    };
 }
