@@ -310,7 +310,7 @@ pub async fn build_in(
         &table.human(),
     )?);
     refuse_lost_referenced_keys(src, &built.columns, &shadow_ix)?;
-    refuse_taken_names(tx, src, &indexes).await?;
+    refuse_taken_names(tx, src, shadow_oid, &indexes).await?;
     let replica_identity = replica_identity_after(tx, shadow_oid, run, &shadow_ix).await?;
     let late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
     drops.extend(late.drops);
@@ -756,6 +756,33 @@ mod tests {
     fn derived_names_follow_the_table() {
         assert_eq!(derive_name("t_new_email_key", "t_new", "t"), "t_email_key");
         assert_eq!(derive_name("custom_idx", "t_new", "t"), "custom_idx");
+        // A 57-byte table: its shadow is `<table>_new` (61 bytes), and PostgreSQL names the new
+        // key `<table>_` + `_pkey` (the shadow's name cut to fit 63 bytes); on the table itself
+        // it would be `<table>_pkey` (62 bytes).
+        let t = "a23456789012345678901234567890123456789012345678901234567";
+        let shadow = format!("{t}_new");
+        assert_eq!(
+            derive_name(&format!("{t}__pkey"), &shadow, t),
+            format!("{t}_pkey")
+        );
+        // 60 bytes: the table's name is cut too (`<59 bytes>_pkey` on the table).
+        let t = "b23456789012345678901234567890123456789012345678901234567890";
+        let shadow = crate::db::ident::fit_name(t, "_new");
+        let on_shadow = format!("{}_pkey", &shadow[..58]);
+        assert_eq!(on_shadow.len(), 63);
+        assert_eq!(
+            derive_name(&on_shadow, &shadow, t),
+            format!("{}_pkey", &t[..58])
+        );
+        // The shadow's cut name was the table's key's own, so PostgreSQL numbered it.
+        let on_shadow = format!("{}_pkey1", &shadow[..57]);
+        assert_eq!(
+            derive_name(&on_shadow, &shadow, t),
+            format!("{}_pkey", &t[..58])
+        );
+        // A 63-byte name of the user's own that shares no prefix is kept.
+        let own = "c".repeat(63);
+        assert_eq!(derive_name(&own, &shadow, t), own);
     }
 
     #[test]

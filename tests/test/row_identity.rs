@@ -433,3 +433,71 @@ async fn a_key_change_takes_the_copy() {
         describe(&out)
     );
 }
+
+/// Long table names (a fresh tester's report: 55 bytes and up): PostgreSQL shortens the
+/// shadow's name to name the new key, and the run took that shortened name for the table's and
+/// refused a clash with the shadow's own index. The new key must get the name PostgreSQL's own
+/// ALTER gives it on a twin table of the same name in another schema, for names of 55 to 63
+/// bytes and for an unnamed primary key and unique constraint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_table_names_get_the_key_names_postgresql_gives() {
+    let db = TestDb::new("long_names_keys").await;
+    let client = db.client().await;
+    client.batch_execute("CREATE SCHEMA twin").await.unwrap();
+    for len in [55usize, 57, 60, 63] {
+        let name: String = format!("t{len}_")
+            .chars()
+            .chain(std::iter::repeat('x'))
+            .take(len)
+            .collect();
+        let alter = format!(
+            "DROP CONSTRAINT {}, ADD PRIMARY KEY (k, id), ADD UNIQUE (v, id)",
+            pg_hotswap::db::ident::fit_name(&name, "_pkey")
+        );
+        for schema in ["public", "twin"] {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE {schema}.{name} (id int PRIMARY KEY, k int NOT NULL, v text);
+                     INSERT INTO {schema}.{name} SELECT g, g % 7, 'v' || g FROM generate_series(1, 500) g;"
+                ))
+                .await
+                .unwrap();
+        }
+        client
+            .batch_execute(&format!("ALTER TABLE twin.{name} {alter}"))
+            .await
+            .unwrap();
+        let table = format!("public.{name}");
+        let out = hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table,
+            "--alter",
+            &alter,
+            "--drop-old",
+        ])
+        .await;
+        eprintln!("{}", describe(&out));
+        assert_exit(&out, 0);
+        let names = |schema: &'static str| {
+            let client = &client;
+            let name = name.clone();
+            async move {
+                client
+                    .query(
+                        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                          WHERE i.indrelid = ($1 || '.' || $2)::regclass ORDER BY 1",
+                        &[&schema, &name],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(names("public").await, names("twin").await, "{len} bytes");
+    }
+}

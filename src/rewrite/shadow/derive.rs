@@ -7,7 +7,7 @@
 use super::{deferrable_clause, strip_not_valid, tmp_index_name, ShadowRequest};
 use crate::db::catalog;
 use crate::db::ident::{fit_name, literal, Ident, QualifiedName};
-use crate::error::{DbContext, Error, Kind, Result};
+use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::rewrite::mapping;
 use crate::rewrite::plan::{LateConstraint, ShadowIndex};
 use crate::rewrite::preflight::Source;
@@ -423,12 +423,33 @@ pub(super) async fn orphan_check(
 }
 
 /// A name PostgreSQL chose for an index the ALTER added on the shadow (`t_new_email_key`),
-/// turned into the name it would have chosen on the table (`t_email_key`).
+/// turned into the name it would have chosen on the table (`t_email_key`). When the shadow's
+/// name is long, PostgreSQL shortened it to make room for the rest (`makeObjectName`: the name
+/// is then 63 bytes and starts with a prefix of the shadow's name): the rest is what follows
+/// that prefix. A fresh tester's 57-byte table got `<table>__pkey` for its new primary key,
+/// which the shadow's own index held, and the run was refused as a name clash.
 pub(super) fn derive_name(name: &str, shadow: &str, table: &str) -> String {
-    match name.strip_prefix(shadow) {
-        Some(rest) if rest.starts_with('_') => fit_name(table, rest),
-        _ => name.to_string(),
+    if let Some(rest) = name.strip_prefix(shadow).filter(|r| r.starts_with('_')) {
+        return fit_name(table, rest);
     }
+    if name.len() == crate::db::ident::MAX_IDENT_BYTES {
+        let cut = name.char_indices().rev().map(|(i, _)| i).find(|&i| {
+            i > 0
+                && i < shadow.len()
+                && name[i..].starts_with('_')
+                && shadow.is_char_boundary(i)
+                && shadow[..i] == name[..i]
+        });
+        if let Some(i) = cut {
+            // Cut this short, the shadow's name for the new key can be the table's current
+            // one (`<table cut>_pkey`), so PostgreSQL numbered it (`_pkey1`); on the table,
+            // where the ALTER drops the old key first, it gets the plain name. A real clash is
+            // left to `refuse_taken_names`.
+            let rest = name[i..].trim_end_matches(|c: char| c.is_ascii_digit());
+            return fit_name(table, rest);
+        }
+    }
+    name.to_string()
 }
 
 /// A unique, non-partial index on exactly the row-identity columns.
@@ -597,6 +618,7 @@ pub(super) fn refuse_lost_referenced_keys(
 pub(super) async fn refuse_taken_names(
     tx: &tokio_postgres::Transaction<'_>,
     src: &Source,
+    shadow_oid: u32,
     indexes: &[ShadowIndex],
 ) -> Result<()> {
     let names: Vec<&Ident> = indexes
@@ -607,9 +629,23 @@ pub(super) async fn refuse_taken_names(
     let schema = &src.table.name.schema;
     for (n, name) in names.iter().enumerate() {
         let twice = names[..n].contains(name);
+        // The shadow's own indexes do not count: they take temporary names before the build
+        // (with a long table name the one the ALTER made can already have the final name).
+        let what = "looking up an index name";
         let taken = !twice
             && !src.indexes.iter().any(|s| &s.name == *name)
-            && catalog::relation_exists(tx, schema, name.as_str()).await?;
+            && tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = $1 AND c.relname = $2 \
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                                         WHERE i.indexrelid = c.oid AND i.indrelid = $3))",
+                    &[&schema.as_str(), &name.as_str(), &shadow_oid],
+                )
+                .await
+                .ctx(what)?
+                .col::<bool>(0, &what)?;
         if twice || taken {
             return Err(Error::refused(format!(
                 "cannot rewrite table {}: after the ALTER two indexes of the table, or an index and another relation of schema {}, would be named {name}",
