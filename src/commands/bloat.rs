@@ -56,7 +56,7 @@ pub(super) async fn command(args: BloatArgs) -> Result<i32> {
     let rows: Vec<BloatRow> = tables.iter().map(row).collect();
     match args.output {
         OutputFormat::Json => super::print_json(&rows),
-        OutputFormat::Text => crate::out!("{}", render(&rows)),
+        OutputFormat::Text => crate::output::ui::out!("{}", render(&rows)),
     }
     Ok(0)
 }

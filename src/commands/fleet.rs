@@ -517,9 +517,9 @@ async fn status_command(args: FleetStatusArgs) -> Result<i32> {
         }),
         OutputFormat::Text => {
             if let Some(id) = &id {
-                crate::outln!("fleet {id}, table {}", args.t.table);
+                crate::output::ui::outln!("fleet {id}, table {}", args.t.table);
             }
-            crate::out!("{}", status::render(&statuses));
+            crate::output::ui::out!("{}", status::render(&statuses));
         }
     }
     Ok(0)
@@ -582,7 +582,7 @@ async fn revert_command(args: FleetCutoverArgs) -> Result<i32> {
             ));
         }
     }
-    crate::outln!(
+    crate::output::ui::outln!(
         "fleet {}: reverted {} target(s){}",
         id.as_deref().unwrap_or("?"),
         reverted.len(),

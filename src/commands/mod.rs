@@ -61,7 +61,7 @@ pub async fn dispatch(command: Command) -> Result<i32> {
 
 /// A report as pretty JSON on stdout (`--output json`).
 fn print_json(value: &impl serde::Serialize) {
-    crate::outln!(
+    crate::output::ui::outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );

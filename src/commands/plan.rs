@@ -39,7 +39,7 @@ pub(super) async fn command(args: RunArgs) -> Result<i32> {
             let report = r.map_err(|e| e.or_state("nothing was changed", "fix the cause and plan again"))?;
             match output {
                 OutputFormat::Json => super::print_json(&report),
-                OutputFormat::Text => crate::out!("{}", dryrun::render_text(&report)),
+                OutputFormat::Text => crate::output::ui::out!("{}", dryrun::render_text(&report)),
             }
             match &report.refused {
                 Some(why) => Err(Error::new(Kind::Refused, why.clone()).with_state("nothing was changed")),

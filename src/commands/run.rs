@@ -428,7 +428,7 @@ fn print_many(
             for r in reports {
                 super::report::print(r);
             }
-            crate::outln!(
+            crate::output::ui::outln!(
                 "pg-hotswap: rewrote {} of {} table(s){}{}",
                 done.len(),
                 done.len() + not_done.len(),

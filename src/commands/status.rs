@@ -50,7 +50,7 @@ pub(super) async fn command(args: StatusArgs) -> Result<i32> {
     let runs = status(&args.into_options()?).await?;
     match output {
         OutputFormat::Json => super::print_json(&runs),
-        OutputFormat::Text => crate::out!("{}", render(&runs)),
+        OutputFormat::Text => crate::output::ui::out!("{}", render(&runs)),
     }
     Ok(0)
 }

@@ -269,7 +269,6 @@ pub fn stdout(args: std::fmt::Arguments) {
 }
 
 /// `print!` through [`stdout`].
-#[macro_export]
 macro_rules! out {
     ($($t:tt)*) => {
         $crate::output::ui::stdout(format_args!($($t)*))
@@ -277,12 +276,12 @@ macro_rules! out {
 }
 
 /// `println!` through [`stdout`].
-#[macro_export]
 macro_rules! outln {
     ($($t:tt)*) => {
         $crate::output::ui::stdout(format_args!("{}\n", format_args!($($t)*)))
     };
 }
+pub(crate) use {out, outln};
 
 #[cfg(test)]
 mod tests {

@@ -51,8 +51,8 @@ pub(super) fn finish_report(
             cutover: Some(report),
         }),
         OutputFormat::Text => {
-            crate::outln!("fleet {fleet_id}: {outcome}");
-            crate::out!("{}", report.render());
+            crate::output::ui::outln!("fleet {fleet_id}: {outcome}");
+            crate::output::ui::out!("{}", report.render());
         }
     }
 }
@@ -190,7 +190,7 @@ pub(super) async fn fail_before_gate(
             cutover: None,
         });
     } else {
-        crate::out!("{}", status::render(&statuses));
+        crate::output::ui::out!("{}", status::render(&statuses));
     }
     let named: Vec<String> = failures.iter().map(|(t, e)| format!("{t}: {e}")).collect();
     Err(Error::failed(format!(
