@@ -64,6 +64,27 @@ async fn column_type(client: &tokio_postgres::Client, table: &str, column: &str)
         .get(0)
 }
 
+/// The capture triggers (forward and reverse) left on any table of the database.
+async fn capture_triggers(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// `pg-hotswap <verb> --dsn ... --table <table> <extra...>`, its output shown.
+async fn command(db: &TestDb, verb: &str, table: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![verb, "--dsn", &db.conninfo, "--table", table];
+    args.extend_from_slice(extra);
+    let out = hotswap_async(&args).await;
+    eprintln!("{}", describe(&out));
+    out
+}
+
 /// A write straight into a partition, mirrored on the ledger in the same transaction: a
 /// statement naming a partition fires only that partition's statement-level triggers, so the
 /// reverse capture must be on every partition.
@@ -539,14 +560,7 @@ async fn a_partition_tree_rewrite_reverts_with_every_write() {
     }
     let left = leftovers(&client, &spec.table, "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:?}");
-    let triggers: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let triggers = capture_triggers(&client).await;
     assert_eq!(triggers, 0, "capture triggers left behind");
 }
 
@@ -629,14 +643,7 @@ async fn a_partition_rewritten_on_its_own_reverts_with_every_write() {
     assert!(!relation_exists(&client, &QualifiedName::new("public", "opr_hi_rewritten")).await);
     let left = leftovers(&client, &spec.table, "hotswap").await;
     assert!(left.is_empty(), "left behind: {left:?}");
-    let triggers: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let triggers = capture_triggers(&client).await;
     assert_eq!(triggers, 0, "capture triggers left behind");
 }
 
@@ -677,22 +684,7 @@ async fn sub_partitions_and_default_partitions_revert() {
     for n in names {
         oids.push(oid_of(&client, n).await);
     }
-    let cmd = |verb: &'static str, table: &'static str, extra: &'static [&'static str]| {
-        let mut args = vec![
-            verb.to_string(),
-            "--dsn".into(),
-            db.conninfo.clone(),
-            "--table".into(),
-            table.into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = hotswap_async(&refs).await;
-            eprintln!("{}", describe(&out));
-            out
-        }
-    };
+    let cmd = |verb, table, extra| command(&db, verb, table, extra);
     let out = cmd(
         "run",
         "public.sales",
@@ -864,14 +856,7 @@ async fn tree_rewrites_and_conversions_resume_after_a_crash() {
             assert_matches_ledger(&client, &spec).await;
             let left = leftovers(&client, &spec.table, "hotswap").await;
             assert!(left.is_empty(), "{name} after {point} left {left:?}");
-            let triggers: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'hotswap%'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let triggers = capture_triggers(&client).await;
             assert_eq!(triggers, 0, "{name} after {point}: capture triggers left");
         }
     }
@@ -897,22 +882,7 @@ async fn revert_refuses_a_truncate_and_a_detached_partition() {
         )
         .await
         .unwrap();
-    let cmd = |verb: &'static str, table: &'static str, extra: &'static [&'static str]| {
-        let mut args = vec![
-            verb.to_string(),
-            "--dsn".into(),
-            db.conninfo.clone(),
-            "--table".into(),
-            table.into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = hotswap_async(&refs).await;
-            eprintln!("{}", describe(&out));
-            out
-        }
-    };
+    let cmd = |verb, table, extra| command(&db, verb, table, extra);
     let out = cmd(
         "run",
         "public.pt",

@@ -222,26 +222,12 @@ async fn a_revert_killed_under_the_lock_is_closed_by_the_next_one() {
         "{}",
         describe(&out)
     );
-    let open: i64 = client
-        .query_one(
-            "SELECT count(*) FROM hotswap.runs WHERE status NOT IN ('succeeded', 'aborted')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let open = open_runs(&client).await;
     assert_eq!(open, 1, "the killed revert's run is not left open");
     let out = hotswap_async(&revert).await;
     eprintln!("{}", describe(&out));
     assert_exit(&out, 0);
-    let open: i64 = client
-        .query_one(
-            "SELECT count(*) FROM hotswap.runs WHERE status NOT IN ('succeeded', 'aborted')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let open = open_runs(&client).await;
     assert_eq!(open, 0, "the killed revert's run is still open");
     assert_eq!(
         column_type(
@@ -262,4 +248,16 @@ async fn a_revert_killed_under_the_lock_is_closed_by_the_next_one() {
         &hotswap_async(&["finish", "--dsn", &db.conninfo, "--table", "public.rk"]).await,
         0,
     );
+}
+
+/// Runs of the state schema neither succeeded nor aborted.
+async fn open_runs(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM hotswap.runs WHERE status NOT IN ('succeeded', 'aborted')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
