@@ -15,9 +15,10 @@
 //! can miss a few outliers, so when the partition key is one column that a btree index leads
 //! with on the source, the rows with its smallest and largest value are tried too (two index
 //! probes), and a row where it is NULL whenever the column may hold one (by the index, or by a
-//! scan that stops at the first NULL: a whole-table scan when there is none). `run` refuses such rows before anything is
-//! created (DESIGN.md, "refuse before creating anything"); the copy would otherwise fail on
-//! them; `plan` shows them, with the partition key's values, as a blocking check.
+//! scan that stops at the first NULL: a whole-table scan when there is none). `run` refuses
+//! such rows before anything is created (DESIGN.md, "refuse before creating anything"); the
+//! copy would otherwise fail on them; `plan` shows them, with the partition key's values, as a
+//! blocking check.
 //!
 //! Invariant kept here: nothing outlives the savepoint. New columns whose default draws from a
 //! sequence (or identity columns the mapping does not write) have the default dropped inside
