@@ -542,7 +542,7 @@ fn phase_estimates(
             "build".to_string(),
             Some(p.index),
             format!(
-                "measured: each index built on the sample at two sizes, scaled to the table, scheduled on {} connection(s){}",
+                "measured: each index built on the sample at two sizes, scaled to the table, scheduled on {} connection(s); the plain ones are built beside verification, so build plus verify is at most their sum{}",
                 o.jobs,
                 if plan.foreign_keys.is_empty() { "" } else { "; foreign key validation not measured" }
             ),

@@ -377,6 +377,15 @@ fn build_phase(b: &mut Builder, i: &ListInput<'_>) {
     b.step(&build::session_step(i.maintenance_work_mem), false)
         .repeat = Some(format!("per index connection ({})", i.jobs));
     build_stage(b, i.plan, Stage::Bulk, None);
+    build_stage(
+        b,
+        i.plan,
+        Stage::Beside,
+        match i.order_by {
+            Some(_) => None,
+            None => Some("plain index: built beside verification, after the catch-up"),
+        },
+    );
     if let Some(order) = i.order_by {
         match build::cluster_steps(i.plan, order, i.maintenance_work_mem) {
             Ok(steps) => b.steps(&steps, false),

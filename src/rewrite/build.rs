@@ -53,8 +53,15 @@ pub struct BuildOptions {
 /// Which of the planned indexes and constraints a [`build`] call makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// After the copy: everything that does not compare rows.
+    /// After the copy: what replay and the steps before verification use — the unique index
+    /// replay finds rows by, the constraints it backs, per-row checks.
     Bulk,
+    /// Beside verification, after the catch-up (issue 16): the plain indexes
+    /// ([`ShadowIndex::is_plain`]), which nothing before the swap reads. Verification only
+    /// reads the shadow (ACCESS SHARE, which CREATE INDEX's SHARE lock allows), so the two
+    /// share the server instead of taking turns. A run with `--order-by` builds them with
+    /// [`Stage::Bulk`] instead: CLUSTER may order the table by one of them.
+    Beside,
     /// At the consistency point: unique indexes (but the row identity's) and exclusion
     /// constraints.
     Consistent,
@@ -62,8 +69,17 @@ pub enum Stage {
 
 impl Stage {
     fn takes(self, ix: &ShadowIndex) -> bool {
-        ix.after_catch_up == (self == Stage::Consistent)
+        match self {
+            Stage::Consistent => ix.after_catch_up,
+            Stage::Bulk => !ix.after_catch_up && !ix.is_plain(),
+            Stage::Beside => !ix.after_catch_up && ix.is_plain(),
+        }
     }
+}
+
+/// How many indexes and constraints `stage` makes (built or not).
+pub fn stage_size(plan: &Plan, stage: Stage) -> usize {
+    plan.indexes.iter().filter(|i| stage.takes(i)).count()
 }
 
 /// True when the plan has constraints for [`Stage::Consistent`].

@@ -97,6 +97,21 @@ pub struct ShadowIndex {
     pub clustered: Option<bool>,
 }
 
+impl ShadowIndex {
+    /// A plain index: not unique, backing no constraint, not the temporary index replay finds
+    /// rows by. Replay looks rows up by the row identity's unique index, the constraints need
+    /// theirs, and verification reads ranges of the key; nothing before the swap reads a plain
+    /// index, so it is built beside verification ([`crate::rewrite::build::Stage::Beside`]).
+    /// Unique is read from `create_sql`, which `shadow::derive` writes as `CREATE UNIQUE INDEX`
+    /// for every unique index (also in plans recorded by earlier versions).
+    pub fn is_plain(&self) -> bool {
+        !self.temporary
+            && !self.built_by_constraint
+            && self.constraint_sql.is_none()
+            && !self.create_sql.starts_with("CREATE UNIQUE ")
+    }
+}
+
 /// A constraint added to the shadow after the copy (NOT VALID checks, foreign keys).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LateConstraint {

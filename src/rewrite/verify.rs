@@ -55,6 +55,7 @@ pub struct Report {
 }
 
 /// The SQL pieces for comparing rows of both tables.
+#[derive(Clone)]
 struct Sides {
     /// Source: `CAST(key AS shadow type)` per key column, aliased k1..kn.
     src_keys: String,
@@ -647,27 +648,39 @@ async fn queue_for_replay(
 /// More differing rows than this is not a stray corruption to repair quietly: stop and say so.
 const MAX_REPAIR: usize = 10_000;
 
-/// Verifies the shadow against the source (see the module header). `chunks` are the copy's key
-/// ranges. On success every real difference found was repaired and verified again.
-#[allow(clippy::too_many_arguments)]
-pub async fn verify(
-    client: &mut Client,
+/// What [`compare`] found: the counts so far, and the keys that differ with no pending change.
+pub struct Compared {
+    report: Report,
+    /// Differing keys, with the chunk predicate they were found by (None: by the check for rows
+    /// only the shadow has).
+    to_repair: Vec<(Option<String>, Vec<Option<String>>)>,
+    /// None with `--verify off`.
+    sides: Option<Sides>,
+}
+
+/// Compares the shadow with the source (see the module header), range by range on `jobs`
+/// sessions, and looks for rows only the shadow has; writes nothing. `chunks` are the copy's
+/// key ranges. Differences go to [`repair`].
+pub async fn compare(
+    client: &Client,
     spec: &crate::db::conn::ConnSpec,
     jobs: usize,
     plan: &Plan,
     chunks: &[String],
     mode: Mode,
-    replay_batch: i64,
     gov: &crate::pacing::governor::Governor,
-    policy: &crate::db::locking::LockPolicy,
-) -> Result<Report> {
+) -> Result<Compared> {
     let mut report = Report {
         mode: format!("{mode:?}").to_lowercase(),
         chunks_total: chunks.len(),
         ..Default::default()
     };
     if mode == Mode::Off {
-        return Ok(report);
+        return Ok(Compared {
+            report,
+            to_repair: Vec::new(),
+            sides: None,
+        });
     }
     let mut s = sides(client, plan).await?;
     // Block-range chunks select rows by their place in the source: never apply them to the
@@ -723,8 +736,6 @@ pub async fn verify(
             Ok::<_, Error>(out)
         });
     }
-    // Differing keys, with the chunk predicate they were found by (None: by the check for rows
-    // only the shadow has).
     let mut to_repair: Vec<(Option<String>, Vec<Option<String>>)> = Vec::new();
     while let Some(j) = set.join_next().await {
         let (rows, chunks_done, pending, diffs) =
@@ -739,9 +750,35 @@ pub async fn verify(
             to_repair.push((None, k));
         }
     }
-    if to_repair.is_empty() {
+    Ok(Compared {
+        report,
+        to_repair,
+        sides: Some(std::sync::Arc::try_unwrap(s).unwrap_or_else(|s| (*s).clone())),
+    })
+}
+
+/// Repairs what [`compare`] found: the differing keys are queued for replay through the change
+/// log (the repair re-reads the source), replayed, and their ranges compared again. Returns the
+/// report; an error when more than `MAX_REPAIR` rows differ or a repaired row still differs.
+/// Replay writes the shadow: nothing may hold a lock on it that conflicts with ROW EXCLUSIVE
+/// (an index build) while this runs.
+pub async fn repair(
+    client: &mut Client,
+    plan: &Plan,
+    found: Compared,
+    replay_batch: i64,
+    gov: &crate::pacing::governor::Governor,
+    policy: &crate::db::locking::LockPolicy,
+) -> Result<Report> {
+    let Compared {
+        mut report,
+        to_repair,
+        sides,
+    } = found;
+    // Without sides (`--verify off`) nothing was compared, so nothing differs.
+    let Some(s) = sides.filter(|_| !to_repair.is_empty()) else {
         return Ok(report);
-    }
+    };
     if to_repair.len() > MAX_REPAIR {
         return Err(Error::failed(format!(
             "verification failed: {} rows of {} differ from {} (more than {MAX_REPAIR}, so they are not repaired automatically); \

@@ -163,12 +163,12 @@ impl Flow<'_> {
             .await?;
         let t0 = Instant::now();
         self.build_stage(ctl, build::Stage::Bulk).await?;
-        let n = self
-            .plan
-            .indexes
-            .iter()
-            .filter(|i| !i.after_catch_up)
-            .count();
+        let mut n = build::stage_size(self.plan, build::Stage::Bulk);
+        if self.opts.order_by.is_some() {
+            // CLUSTER may order the table by a plain index: all of them now.
+            self.build_stage(ctl, build::Stage::Beside).await?;
+            n += build::stage_size(self.plan, build::Stage::Beside);
+        }
         say(&format!(
             "built {n} index{} and constraints in {:.1} s",
             if n == 1 { "" } else { "es" },
@@ -265,20 +265,41 @@ impl Flow<'_> {
         timer.start(Phase::Verify);
         state.set_phase(ctl, run, Phase::Verify).await?;
         let predicates = state.chunk_predicates(&*ctl, run).await?;
+        // The comparison reads both tables; beside it, on other sessions, the plain indexes are
+        // built and then the table attributes set and the shadow analyzed (issue 16: each
+        // leaves the server's cores partly idle on its own). Repairs replay into the shadow,
+        // which an index build's SHARE lock would block: they come after both.
+        let ctl_ro: &Client = ctl;
+        let beside = async {
+            let t0 = Instant::now();
+            self.build_stage(ctl_ro, build::Stage::Beside).await?;
+            let n = build::stage_size(plan, build::Stage::Beside);
+            if n > 0 && self.opts.order_by.is_none() {
+                say(&format!(
+                    "built {n} plain index{} beside verification in {:.1} s",
+                    if n == 1 { "" } else { "es" },
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+            build::prepare(ctl_ro, plan, self.src).await
+        };
+        let compare = gov.abortable(
+            run,
+            verify::compare(
+                rc,
+                self.conn,
+                opts.jobs,
+                plan,
+                &predicates,
+                opts.verify,
+                gov,
+            ),
+        );
+        let (found, ()) = tokio::try_join!(compare, beside)?;
         let v = gov
             .abortable(
                 run,
-                verify::verify(
-                    rc,
-                    self.conn,
-                    opts.jobs,
-                    plan,
-                    &predicates,
-                    opts.verify,
-                    opts.replay_batch,
-                    gov,
-                    &opts.lock,
-                ),
+                verify::repair(rc, plan, found, opts.replay_batch, gov, &opts.lock),
             )
             .await?;
         if opts.verify != verify::Mode::Off {
@@ -296,7 +317,6 @@ impl Flow<'_> {
         }
         report.verify = Some(v);
         check_new_foreign_keys(ctl, plan).await?;
-        build::prepare(ctl, plan, self.src).await?;
         self.say_order_correlation(ctl).await
     }
 
