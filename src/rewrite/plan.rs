@@ -101,7 +101,7 @@ impl ShadowIndex {
     /// A plain index: not unique, backing no constraint, not the temporary index replay finds
     /// rows by. Replay looks rows up by the row identity's unique index, the constraints need
     /// theirs, and verification reads ranges of the key; nothing before the swap reads a plain
-    /// index, so it is built beside verification ([`crate::rewrite::build::Stage::Beside`]).
+    /// index, so it is built beside verification (`Stage::Beside` in `rewrite::build`).
     /// Unique is read from `create_sql`, which `shadow::derive` writes as `CREATE UNIQUE INDEX`
     /// for every unique index (also in plans recorded by earlier versions).
     pub fn is_plain(&self) -> bool {
