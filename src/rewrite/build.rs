@@ -298,11 +298,25 @@ pub fn security_statements(src: &Source, target: &crate::db::ident::QualifiedNam
     stmts
 }
 
-/// Puts the table-level attributes of the source on the shadow and analyzes it.
-pub async fn prepare(client: &Client, plan: &Plan, src: &Source) -> Result<()> {
+/// Which of [`attribute_steps`] a [`prepare`] call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attributes {
+    /// Those whose locks let verification read the shadow meanwhile (SHARE UPDATE EXCLUSIVE:
+    /// comment, statistics targets, CLUSTER ON, `ANALYZE`).
+    BesideReads,
+    /// The rest (the replica identity: ACCESS EXCLUSIVE), after verification's reads.
+    AfterReads,
+}
+
+/// Puts the table-level attributes of the source on the shadow and analyzes it: the steps of
+/// `part` (see [`Attributes`]).
+pub async fn prepare(client: &Client, plan: &Plan, src: &Source, part: Attributes) -> Result<()> {
     let ri = replica_identity_index(client, src.table.oid).await?;
     for s in attribute_steps(plan, src, ri.as_deref()) {
-        on_shadow(client, &s).await?;
+        let exclusive = s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE");
+        if exclusive == (part == Attributes::AfterReads) {
+            on_shadow(client, &s).await?;
+        }
     }
     Ok(())
 }
@@ -317,6 +331,8 @@ pub fn attribute_steps(
 ) -> Vec<Step> {
     let shadow = &plan.shadow;
     let t = &src.table;
+    // Each of these takes SHARE UPDATE EXCLUSIVE (PostgreSQL's ALTER TABLE reference); the
+    // replica identity, below, ACCESS EXCLUSIVE.
     let mut stmts = Vec::new();
     stmts.push(match &t.comment {
         Some(c) => format!("COMMENT ON TABLE {shadow} IS {}", literal(c)),
@@ -338,6 +354,7 @@ pub fn attribute_steps(
             stmts.push(format!("ALTER TABLE {shadow} CLUSTER ON {}", ix.tmp_name));
         }
     }
+    let shared = stmts.len();
     use crate::rewrite::plan::ReplicaIdentity as R;
     match &plan.replica_identity {
         // What the shadow said after the ALTER (issue 15: the ALTER's own setting wins).
@@ -355,7 +372,15 @@ pub fn attribute_steps(
     let what = format!("carrying table attributes over to {}", shadow.human());
     let mut steps: Vec<Step> = stmts
         .into_iter()
-        .map(|s| Step::new(s, what.clone()).locks("ACCESS EXCLUSIVE", shadow, false))
+        .enumerate()
+        .map(|(i, s)| {
+            let mode = if i < shared {
+                "SHARE UPDATE EXCLUSIVE"
+            } else {
+                "ACCESS EXCLUSIVE"
+            };
+            Step::new(s, what.clone()).locks(mode, shadow, false)
+        })
         .collect();
     steps.push(
         Step::new(

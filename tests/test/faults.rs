@@ -5,7 +5,7 @@
 //! equals the ledger. A fault that persists stops the run (exit 1, resumable) and `resume`
 //! finishes it. The moment is made deterministic by a hold point (`PGHOTSWAP_HOLD`, see
 //! src/failpoint.rs): the run waits inside the unit of work, the test cuts its sessions off,
-//! then lets it go on.
+//! then lets it go on. The same hold points show what runs beside verification (issue 16).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -271,6 +271,55 @@ async fn done_chunks(client: &Client) -> Vec<(i32, String)> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
+}
+
+/// Issue 16: the plain index and ANALYZE run beside verification. With verification held at its
+/// first range, the shadow gets its plain index and is analyzed (before, ANALYZE came only after
+/// the whole verification, so it never happened while held); the run is in phase verify
+/// meanwhile, and finishes with the table equal to its ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_indexes_and_analyze_run_beside_verification() {
+    let test = "beside_verification";
+    let db = TestDb::new(test).await;
+    let client = db.client().await;
+    let (spec, w) = table_under_load(&db, &client, "t").await;
+    let file = hold_file(test, "verify-range");
+    let mut child = start_held_run(&db, "public.t", "verify-range", &file);
+    wait_held(&file, &mut child).await;
+    let started = Instant::now();
+    let (indexes, analyzed) = loop {
+        let r = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_index WHERE indrelid = 'public.t_new'::regclass), \
+                        (SELECT analyze_count FROM pg_stat_user_tables WHERE relid = 'public.t_new'::regclass)",
+                &[],
+            )
+            .await
+            .expect("reading the shadow");
+        let (indexes, analyzed): (i64, i64) = (r.get(0), r.get(1));
+        if (indexes == 2 && analyzed > 0) || started.elapsed() > Duration::from_secs(60) {
+            break (indexes, analyzed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let held_in = phase(&client).await;
+    std::fs::remove_file(&file).unwrap();
+    let out = wait_output(child).await;
+    let _ = std::fs::remove_file(marker(&file));
+    assert_eq!(
+        (indexes, analyzed),
+        (2, 1),
+        "with verification held, the shadow has {indexes} of 2 indexes and was analyzed {analyzed} time(s)\n{}",
+        describe(&out)
+    );
+    assert_eq!(held_in, "verify", "{}", describe(&out));
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("built 1 plain index beside verification"),
+        "{}",
+        describe(&out)
+    );
+    check_result(&client, &spec, w, test).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,9 +266,10 @@ impl Flow<'_> {
         state.set_phase(ctl, run, Phase::Verify).await?;
         let predicates = state.chunk_predicates(&*ctl, run).await?;
         // The comparison reads both tables; beside it, on other sessions, the plain indexes are
-        // built and then the table attributes set and the shadow analyzed (issue 16: each
-        // leaves the server's cores partly idle on its own). Repairs replay into the shadow,
-        // which an index build's SHARE lock would block: they come after both.
+        // built, then the table attributes whose locks allow the comparison's reads set, and the
+        // shadow analyzed (issue 16: each leaves the server's cores partly idle on its own).
+        // Repairs replay into the shadow, which an index build's SHARE lock would block, and
+        // the replica identity takes ACCESS EXCLUSIVE: both come after.
         let ctl_ro: &Client = ctl;
         let beside = async {
             let t0 = Instant::now();
@@ -281,7 +282,7 @@ impl Flow<'_> {
                     t0.elapsed().as_secs_f64()
                 ));
             }
-            build::prepare(ctl_ro, plan, self.src).await
+            build::prepare(ctl_ro, plan, self.src, build::Attributes::BesideReads).await
         };
         let compare = gov.abortable(
             run,
@@ -316,6 +317,7 @@ impl Flow<'_> {
             ));
         }
         report.verify = Some(v);
+        build::prepare(ctl, plan, self.src, build::Attributes::AfterReads).await?;
         check_new_foreign_keys(ctl, plan).await?;
         self.say_order_correlation(ctl).await
     }
