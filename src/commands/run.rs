@@ -507,6 +507,16 @@ async fn mark_interrupted(spec: &TargetSpec) -> Result<Option<Phase>> {
                 Some("interrupted by the operator"),
             )
             .await?;
+        // The run's sessions are closed, but a statement in flight on the shadow (an index
+        // build) would run on to its end, holding the shadow.
+        if let Some(plan) = u
+            .plan
+            .clone()
+            .and_then(|p| serde_json::from_value::<crate::rewrite::plan::Plan>(p).ok())
+            .filter(|p| p.shadow_oid != 0)
+        {
+            migrator::cancel_own_statements_on(ctl, plan.shadow_oid).await?;
+        }
         state
             .event(
                 ctl,

@@ -12,7 +12,7 @@ mod phases;
 mod redo;
 
 use cleanup::abandon;
-pub use cleanup::{cleanup, drop_capture_step, drop_old_step};
+pub use cleanup::{cancel_own_statements_on, cleanup, drop_capture_step, drop_old_step};
 use figures::{print_mapping, wal_position, wal_since};
 use phases::Flow;
 

@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{
     all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,
-    hotswap_command, leftovers, start_load, TestDb,
+    hotswap_async_timeout, hotswap_command, leftovers, start_load, TestDb,
 };
 
 const ROWS: i64 = 30_000;
@@ -320,6 +320,125 @@ async fn plain_indexes_and_analyze_run_beside_verification() {
         describe(&out)
     );
     check_result(&client, &spec, w, test).await;
+}
+
+/// The tool's sessions running a statement on the shadow, by their `application_name`.
+async fn tool_statements_on_shadow(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name LIKE 'pg-hotswap/%' AND datname = current_database() \
+                AND state = 'active' AND query LIKE 'SET default_tablespace%CREATE INDEX%'",
+            &[],
+        )
+        .await
+        .expect("reading pg_stat_activity")
+        .get(0)
+}
+
+/// Found by a fresh tester (issue 16's plain indexes built beside verification): an abort, or a
+/// SIGTERM, while an index build runs left that CREATE INDEX running on the server (the session
+/// was closed, but the server finishes the statement first), and the removal of the shadow
+/// failed on its lock: the run exited 5 saying the removal failed, and `abort` after SIGTERM
+/// failed too. Now the run's own statements on the shadow are cancelled, and the removal waits
+/// for their locks. A plain index on a slow (IMMUTABLE, sleeping) function makes the build last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_or_a_sigterm_stops_the_index_build_in_flight() {
+    let db = TestDb::new("stop_in_index_build").await;
+    let client = db.client().await;
+    for how in ["abort", "SIGTERM"] {
+        client
+            .batch_execute(
+                "DROP TABLE IF EXISTS public.t; DROP FUNCTION IF EXISTS public.slow(int); \
+                 CREATE FUNCTION public.slow(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN v; END $$; \
+                 CREATE TABLE public.t (id int PRIMARY KEY, val int); \
+                 INSERT INTO public.t SELECT g, g FROM generate_series(1, 3000) g; \
+                 CREATE INDEX t_slow ON public.t (public.slow(val)); \
+                 CREATE OR REPLACE FUNCTION public.slow(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE \
+                   AS $$ BEGIN IF current_setting('application_name') LIKE 'pg-hotswap/index%' THEN PERFORM pg_sleep(0.02); END IF; RETURN v; END $$;",
+            )
+            .await
+            .unwrap();
+        let child = tokio::process::Command::from(hotswap_command(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--chunk-rows",
+            "1000",
+        ]))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning pg-hotswap");
+        let started = Instant::now();
+        while tool_statements_on_shadow(&client).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "{how}: the index build never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = child.id().expect("the run's pid").to_string();
+        let run_out = match how {
+            "abort" => {
+                let out = hotswap_async_timeout(
+                    &["abort", "--dsn", &db.conninfo, "--table", "public.t"],
+                    Duration::from_secs(60),
+                )
+                .await;
+                assert_exit(&out, 0);
+                let run_out = wait_output(child).await;
+                assert_exit(&run_out, 5);
+                assert!(
+                    all_output(&run_out).contains("everything the run created is removed"),
+                    "{}",
+                    describe(&run_out)
+                );
+                run_out
+            }
+            _ => {
+                let kill = std::process::Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .expect("running kill");
+                assert!(kill.success());
+                let run_out = wait_output(child).await;
+                assert_exit(&run_out, 130);
+                // The build in flight is cancelled, not left to run for the ~60 s it takes.
+                let gone = Instant::now();
+                while tool_statements_on_shadow(&client).await > 0 {
+                    assert!(
+                        gone.elapsed() < Duration::from_secs(10),
+                        "SIGTERM: the index build still runs on the server 10 s after the run exited\n{}",
+                        describe(&run_out)
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let out = hotswap_async_timeout(
+                    &["abort", "--dsn", &db.conninfo, "--table", "public.t"],
+                    Duration::from_secs(60),
+                )
+                .await;
+                assert_exit(&out, 0);
+                run_out
+            }
+        };
+        let spec = TableSpec::simple("public", "t");
+        let left = leftovers(&client, &spec.table, "hotswap").await;
+        assert!(
+            left.is_empty(),
+            "{how} left {left:#?}\n{}",
+            describe(&run_out)
+        );
+        assert_eq!(
+            column_type(&client, &spec.table, &spec.id_col).await,
+            "integer",
+            "{how}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

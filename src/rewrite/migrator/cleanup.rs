@@ -154,9 +154,7 @@ pub async fn cleanup(
                 let Some(plan) = &plan else { continue };
                 let same = catalog::names_relation(ctl, name, plan.shadow_oid).await?;
                 if same {
-                    ctl.batch_execute(&format!("DROP TABLE {name}"))
-                        .await
-                        .ctx(format_args!("dropping the shadow table {}", name.human()))?;
+                    drop_shadow(ctl, name, plan.shadow_oid, u.id).await?;
                 }
             }
             _ => {}
@@ -172,4 +170,63 @@ pub async fn cleanup(
         .finish(ctl, u.id, "aborted", u.error.as_deref())
         .await?;
     Ok(())
+}
+
+/// Drops the run's shadow `name` (oid `oid`). A statement of the run's own that still holds it
+/// is cancelled first ([`cancel_own_statements_on`]): after an abort or Ctrl-C its session is
+/// closed, but the server finishes a statement (an index build, a verification range) before it
+/// notices, holding its lock meanwhile. The drop then waits up to [`locking::SHADOW_WAIT`] for
+/// the locks: nothing of the application uses the shadow.
+async fn drop_shadow(
+    ctl: &Client,
+    name: &crate::db::ident::QualifiedName,
+    oid: tokio_postgres::types::Oid,
+    run: i64,
+) -> Result<()> {
+    let what = format!("dropping the shadow table {}", name.human());
+    cancel_own_statements_on(ctl, oid).await?;
+    let r = ctl
+        .batch_execute(&format!(
+            "BEGIN; {}; DROP TABLE {name}; COMMIT",
+            locking::local_timeout_sql(locking::SHADOW_WAIT)
+        ))
+        .await;
+    if r.is_err() {
+        let _ = ctl.batch_execute("ROLLBACK").await;
+    }
+    r.ctx(&what).map_err(|e| {
+        e.with_state(format!(
+            "run {run} is not removed completely: its capture triggers are gone, its shadow table {} and change log are left",
+            name.human()
+        ))
+        .with_next("run the same `pg-hotswap abort` again; if it fails the same way, look in pg_stat_activity for what holds a lock on the shadow table")
+    })
+}
+
+/// Cancels (`pg_cancel_backend`, not terminate) the statements still running in this tool's own
+/// sessions — named `<application_name>/<role>` like the session calling this (src/db/conn.rs)
+/// — that hold a lock on the relation `oid` or one of its partitions (`pg_partition_tree` lists
+/// nothing for a table that is neither partitioned nor a partition): a run's shadow, which only
+/// that run uses. Returns how many were cancelled. Used when the run is abandoned (abort,
+/// Ctrl-C): no other session's statement is touched.
+pub async fn cancel_own_statements_on(
+    ctl: &Client,
+    oid: tokio_postgres::types::Oid,
+) -> Result<i64> {
+    ctl.query_one(
+        "WITH me AS (SELECT pg_catalog.split_part(pg_catalog.current_setting('application_name'), '/', 1) || '/' AS prefix) \
+         SELECT count(*) FILTER (WHERE pg_catalog.pg_cancel_backend(a.pid)) \
+           FROM pg_catalog.pg_stat_activity a, me \
+          WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid() \
+            AND a.state = 'active' \
+            AND pg_catalog.left(a.application_name, pg_catalog.length(me.prefix)) = me.prefix \
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+                         WHERE l.pid = a.pid AND l.locktype = 'relation' \
+                           AND (l.relation = $1 \
+                                OR l.relation IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass))))",
+        &[&oid],
+    )
+    .await
+    .ctx("cancelling the run's own statements on its shadow table")?
+    .col(0, &"cancelling the run's own statements on its shadow table")
 }
