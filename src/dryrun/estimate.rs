@@ -542,8 +542,9 @@ fn phase_estimates(
             "build".to_string(),
             Some(p.index),
             format!(
-                "measured: each index built on the sample at two sizes, scaled to the table, scheduled on {} connection(s); the plain ones are built beside verification, so build plus verify is at most their sum{}",
+                "measured: each index built on the sample at two sizes, scaled to the table, scheduled on {} connection(s){}{}",
                 o.jobs,
+                if o.order_by.is_some() { "" } else { "; the plain ones are built beside verification, so build plus verify is at most their sum" },
                 if plan.foreign_keys.is_empty() { "" } else { "; foreign key validation not measured" }
             ),
         ),

@@ -169,13 +169,14 @@ impl Builder {
 type PhaseFn = fn(&mut Builder, &ListInput<'_>);
 
 /// The phases in the order a run goes through them: name, one transaction, the statements.
-const PHASES: [(&str, bool, PhaseFn); 9] = [
+const PHASES: [(&str, bool, PhaseFn); 10] = [
     ("preflight", false, preflight_phase),
     ("shadow", true, shadow_phase),
     ("capture", false, capture_phase),
     ("copy", false, copy_phase),
     ("build", false, build_phase),
     ("replay", false, replay_phase),
+    ("verify", false, verify_phase),
     ("swap", true, swap_phase),
     ("after swap", false, after_swap_phase),
     ("finish", false, finish_phase),
@@ -372,21 +373,14 @@ fn copy_phase(b: &mut Builder, i: &ListInput<'_>) {
     .repeat = Some(format!("{per}, on {} writing connection(s)", i.jobs));
 }
 
-/// The build: each index connection's session settings, the bulk stage, the attributes.
+/// The build: each index connection's session settings, the bulk stage (with `--order-by`, the
+/// plain indexes too, then CLUSTER).
 fn build_phase(b: &mut Builder, i: &ListInput<'_>) {
     b.step(&build::session_step(i.maintenance_work_mem), false)
         .repeat = Some(format!("per index connection ({})", i.jobs));
     build_stage(b, i.plan, Stage::Bulk, None);
-    build_stage(
-        b,
-        i.plan,
-        Stage::Beside,
-        match i.order_by {
-            Some(_) => None,
-            None => Some("plain index: built beside verification, after the catch-up"),
-        },
-    );
     if let Some(order) = i.order_by {
+        build_stage(b, i.plan, Stage::Beside, None);
         match build::cluster_steps(i.plan, order, i.maintenance_work_mem) {
             Ok(steps) => b.steps(&steps, false),
             Err(e) => {
@@ -394,10 +388,29 @@ fn build_phase(b: &mut Builder, i: &ListInput<'_>) {
             }
         }
     }
-    b.steps(
-        &build::attribute_steps(i.plan, i.src, i.replica_identity_index),
-        false,
-    );
+}
+
+/// Verification (its range comparisons only read) and, beside it on other connections, the
+/// plain indexes, the attributes whose locks allow its reads and `ANALYZE`; then the replica
+/// identity (ACCESS EXCLUSIVE on the shadow), as `migrator::phases` runs them.
+fn verify_phase(b: &mut Builder, i: &ListInput<'_>) {
+    if i.order_by.is_none() {
+        build_stage(
+            b,
+            i.plan,
+            Stage::Beside,
+            Some("plain index: built beside verification"),
+        );
+    }
+    let steps = build::attribute_steps(i.plan, i.src, i.replica_identity_index);
+    let exclusive =
+        |s: &crate::rewrite::step::Step| s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE");
+    for s in steps.iter().filter(|s| !exclusive(s)) {
+        b.step(s, false).note = Some("beside verification".into());
+    }
+    for s in steps.iter().filter(|s| exclusive(s)) {
+        b.step(s, false).note = Some("after verification's reads".into());
+    }
 }
 
 /// Replay: the batch repeated until the log is nearly empty, and the consistency point with

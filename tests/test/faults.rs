@@ -315,7 +315,7 @@ async fn plain_indexes_and_analyze_run_beside_verification() {
     assert_eq!(held_in, "verify", "{}", describe(&out));
     assert_exit(&out, 0);
     assert!(
-        all_output(&out).contains("built 1 plain index beside verification"),
+        all_output(&out).contains("1 plain index ready beside verification"),
         "{}",
         describe(&out)
     );

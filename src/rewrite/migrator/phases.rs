@@ -277,7 +277,7 @@ impl Flow<'_> {
             let n = build::stage_size(plan, build::Stage::Beside);
             if n > 0 && self.opts.order_by.is_none() {
                 say(&format!(
-                    "built {n} plain index{} beside verification in {:.1} s",
+                    "{n} plain index{} ready beside verification after {:.1} s",
                     if n == 1 { "" } else { "es" },
                     t0.elapsed().as_secs_f64()
                 ));
