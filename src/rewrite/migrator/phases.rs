@@ -271,7 +271,7 @@ impl Flow<'_> {
         // Repairs replay into the shadow, which an index build's SHARE lock would block, and
         // the replica identity takes ACCESS EXCLUSIVE: both come after.
         let ctl_ro: &Client = ctl;
-        let beside = async {
+        let beside = gov.abortable(run, async {
             let t0 = Instant::now();
             self.build_stage(ctl_ro, build::Stage::Beside).await?;
             let n = build::stage_size(plan, build::Stage::Beside);
@@ -283,7 +283,7 @@ impl Flow<'_> {
                 ));
             }
             build::prepare(ctl_ro, plan, self.src, build::Attributes::BesideReads).await
-        };
+        });
         let compare = gov.abortable(
             run,
             verify::compare(
