@@ -403,13 +403,13 @@ fn verify_phase(b: &mut Builder, i: &ListInput<'_>) {
         );
     }
     let steps = build::attribute_steps(i.plan, i.src, i.replica_identity_index);
-    let exclusive =
-        |s: &crate::rewrite::step::Step| s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE");
-    for s in steps.iter().filter(|s| !exclusive(s)) {
-        b.step(s, false).note = Some("beside verification".into());
-    }
-    for s in steps.iter().filter(|s| exclusive(s)) {
-        b.step(s, false).note = Some("after verification's reads".into());
+    for (part, note) in [
+        (build::Attributes::BesideReads, "beside verification"),
+        (build::Attributes::AfterReads, "after verification's reads"),
+    ] {
+        for s in steps.iter().filter(|s| build::Attributes::of(s) == part) {
+            b.step(s, false).note = Some(note.into());
+        }
     }
 }
 

@@ -308,13 +308,23 @@ pub enum Attributes {
     AfterReads,
 }
 
+impl Attributes {
+    /// The part `step` (one of [`attribute_steps`]) belongs to, by the locks it takes.
+    pub fn of(step: &Step) -> Attributes {
+        if step.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE") {
+            Attributes::AfterReads
+        } else {
+            Attributes::BesideReads
+        }
+    }
+}
+
 /// Puts the table-level attributes of the source on the shadow and analyzes it: the steps of
 /// `part` (see [`Attributes`]).
 pub async fn prepare(client: &Client, plan: &Plan, src: &Source, part: Attributes) -> Result<()> {
     let ri = replica_identity_index(client, src.table.oid).await?;
     for s in attribute_steps(plan, src, ri.as_deref()) {
-        let exclusive = s.locks.iter().any(|l| l.mode == "ACCESS EXCLUSIVE");
-        if exclusive == (part == Attributes::AfterReads) {
+        if Attributes::of(&s) == part {
             on_shadow(client, &s).await?;
         }
     }
