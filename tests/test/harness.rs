@@ -359,6 +359,66 @@ pub async fn wait_for_done_chunks(client: &Client, n: i64) {
     }
 }
 
+/// A hold point armed for one run (`PGHOTSWAP_HOLD=<point>:<file>`, debug builds only; see
+/// `src/failpoint.rs`): the run waits at `point` while the file exists and says so by creating
+/// `<file>.held`. It lets a test act at an exact moment of the run on a machine of any speed.
+pub struct HoldPoint {
+    point: String,
+    file: std::path::PathBuf,
+}
+
+impl HoldPoint {
+    /// Creates the hold file for `point`, named after the test (`test`) and this process.
+    pub fn new(test: &str, point: &str) -> HoldPoint {
+        let file =
+            std::env::temp_dir().join(format!("hs-hold-{}-{test}-{point}", std::process::id()));
+        let hold = HoldPoint {
+            point: point.to_string(),
+            file,
+        };
+        let _ = std::fs::remove_file(hold.marker());
+        std::fs::write(&hold.file, b"").expect("creating the hold file");
+        hold
+    }
+
+    /// The environment variable that arms the hold in a `pg-hotswap` process.
+    pub fn env(&self) -> (&'static str, String) {
+        (
+            "PGHOTSWAP_HOLD",
+            format!("{}:{}", self.point, self.file.display()),
+        )
+    }
+
+    fn marker(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("{}.held", self.file.display()))
+    }
+
+    /// Waits until the run waits at the point, failing the test after two minutes.
+    pub async fn wait_reached(&self) {
+        let started = Instant::now();
+        while !self.marker().exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the run never reached its hold point {}",
+                self.point
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lets the run go on (it no longer waits at the point, however often it reaches it).
+    pub fn release(&self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+impl Drop for HoldPoint {
+    fn drop(&mut self) {
+        self.release();
+        let _ = std::fs::remove_file(self.marker());
+    }
+}
+
 pub async fn relation_exists(client: &Client, table: &QualifiedName) -> bool {
     client
         .query_one(

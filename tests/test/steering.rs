@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{
     all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,
-    hotswap_command, leftovers, start_load, wait_for_done_chunks, TestDb,
+    hotswap_command, leftovers, start_load, wait_for_done_chunks, HoldPoint, TestDb,
 };
 
 const ROWS: i64 = 60_000;
@@ -179,6 +179,23 @@ impl Loaded {
         spawn_tool(&run_args(&self.db, &self.table, extra), env)
     }
 
+    /// [`Loaded::run`] with its copy held after its first chunk commits (the hold point
+    /// `copy-unit-committed`), returned once it waits there: a hold the test puts in place before
+    /// [`HoldPoint::release`] must then freeze the copy before it can finish, on a machine of any
+    /// speed. (These tests slowed the copy with `--nice 50` instead, which stretched verification
+    /// and replay fifty-fold too and ran past the timeout on a loaded CI machine.)
+    async fn run_held(
+        &self,
+        test: &str,
+        extra: &[&str],
+    ) -> (tokio::task::JoinHandle<Output>, HoldPoint) {
+        let hold = HoldPoint::new(test, "copy-unit-committed");
+        let (k, v) = hold.env();
+        let run = self.run(extra, &[(k, &v)]);
+        hold.wait_reached().await;
+        (run, hold)
+    }
+
     /// `pg-hotswap <command> --table <this table>`, which must succeed.
     async fn command(&self, command: &str) -> Output {
         let out =
@@ -248,16 +265,14 @@ async fn pace_events(client: &Client, prefix: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_freezes_the_copy_and_resume_finishes_it() {
     let t = Loaded::new("steer_pause", "paused").await;
-    // --nice 50: a pause of fifty times each chunk's duration, so the copy lasts seconds even on
-    // a fast, idle machine (30 chunks of a few ms each).
-    let run = t.run(&["--nice", "50"], &[]);
-    wait_for_done_chunks(&t.client, 2).await;
+    let (run, hold) = t.run_held("pause", &[]).await;
     t.command("pause").await;
     let s = t
         .wait_status("paused", |s| held_by(s).contains("paused"))
         .await;
     assert_eq!(s["control"], "pause", "{s:#}");
     assert_eq!(s["status"], "running");
+    hold.release();
     t.assert_copy_frozen("paused").await;
     let out = t.command("resume").await;
     assert!(all_output(&out).contains("resume"), "{}", describe(&out));
@@ -362,16 +377,12 @@ async fn a_throttle_query_that_returns_true_holds_the_copy() {
         .batch_execute("CREATE TABLE busy (now_busy boolean); INSERT INTO busy VALUES (false)")
         .await
         .unwrap();
-    let run = t.run(
-        &[
-            "--throttle-query",
-            "SELECT now_busy FROM busy",
-            "--nice",
-            "50",
-        ],
-        &[],
-    );
-    wait_for_done_chunks(&t.client, 2).await;
+    let (run, hold) = t
+        .run_held(
+            "throttle",
+            &["--throttle-query", "SELECT now_busy FROM busy"],
+        )
+        .await;
     t.client
         .batch_execute("UPDATE busy SET now_busy = true")
         .await
@@ -380,6 +391,7 @@ async fn a_throttle_query_that_returns_true_holds_the_copy() {
         held_by(s).contains("--throttle-query returned true")
     })
     .await;
+    hold.release();
     t.assert_copy_frozen("throttled").await;
     t.client
         .batch_execute("UPDATE busy SET now_busy = false")
@@ -554,18 +566,9 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
     let t = Loaded::in_db(db, "lagged").await;
     let replica = crate::harness::connect(&standby.conninfo("postgres")).await;
     let standby_dsn = standby.conninfo("postgres");
-    let run = t.run(
-        &[
-            "--max-lag",
-            "1s",
-            "--replica-dsn",
-            &standby_dsn,
-            "--nice",
-            "50",
-        ],
-        &[],
-    );
-    wait_for_done_chunks(&t.client, 2).await;
+    let (run, hold) = t
+        .run_held("lag", &["--max-lag", "1s", "--replica-dsn", &standby_dsn])
+        .await;
     replica
         .batch_execute("SELECT pg_wal_replay_pause()")
         .await
@@ -579,6 +582,7 @@ async fn a_lagging_replica_holds_the_copy_until_it_catches_up() {
         })
         .await;
     assert!(s["lag_secs"].as_f64().unwrap_or(0.0) > 1.0, "{s:#}");
+    hold.release();
     t.assert_copy_frozen("the replica lagged").await;
     replica
         .batch_execute("SELECT pg_wal_replay_resume()")
@@ -648,8 +652,7 @@ async fn a_burst_before_the_swap_lock_is_replayed_outside_the_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_active_sessions_hold_the_copy() {
     let t = Loaded::new("steer_active", "crowded").await;
-    let run = t.run(&["--max-active", "2", "--nice", "50"], &[]);
-    wait_for_done_chunks(&t.client, 2).await;
+    let (run, hold) = t.run_held("active", &["--max-active", "2"]).await;
     // Three sessions busy in a query (the two writers are active only for moments).
     let mut sleepers = Vec::new();
     for _ in 0..3 {
@@ -662,6 +665,7 @@ async fn too_many_active_sessions_hold_the_copy() {
         held_by(s).contains("active sessions exceed --max-active 2")
     })
     .await;
+    hold.release();
     t.assert_copy_frozen("too many sessions were active").await;
     t.client
         .batch_execute(
