@@ -313,3 +313,65 @@ pub async fn backlog(client: &Client, plan: &Plan) -> Result<i64> {
         .ctx("counting the change log")?
         .col(0, &"counting the change log")
 }
+
+/// What is wrong with the run's capture triggers, one line per trigger; empty when they are
+/// still the ones the run installed, untouched: every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
+/// that installed it (the one that recorded it in `objects` as kind `trigger`; the reverse
+/// capture of a revert, recorded otherwise, is checked for presence and mode only; so is a row
+/// that vacuum has frozen, whose xmin then reads as 2, after some 50 million transactions).
+/// `ALTER TABLE ... DISABLE TRIGGER`
+/// then `ENABLE [ALWAYS] TRIGGER` leaves the trigger looking as before but writes its row again;
+/// the writes made in between (or under `session_replication_role = replica` while it fired
+/// only on origin) were never logged, and swapping would lose them (found by a fresh tester).
+/// Checked under the swap lock, and before an unfinished run is continued (a half-done `abort`
+/// removes the triggers first).
+pub async fn trigger_problems(
+    tx: &impl tokio_postgres::GenericClient,
+    state: &State,
+    plan: &Plan,
+) -> Result<Vec<String>> {
+    let names: Vec<String> = trigger_names(&plan.capture)
+        .iter()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    // On the source and, when it is partitioned, on each partition (issue 15).
+    let mut rows = Vec::new();
+    let members = std::iter::once((plan.source_oid, "trigger".to_string(), &plan.source)).chain(
+        plan.source_partitions
+            .iter()
+            .map(|(oid, n)| (*oid, format!("{} {oid}", PARTITION_TRIGGER), n)),
+    );
+    // A member without its oid (0: recorded by an earlier version) cannot be looked up.
+    let members: Vec<_> = members.filter(|(oid, _, _)| *oid != 0).collect();
+    let tables: Vec<(u32, String)> = members.iter().map(|(o, k, _)| (*o, k.clone())).collect();
+    for (oid, r) in state
+        .recorded_triggers(tx, plan.run_id, &tables, &names)
+        .await?
+    {
+        let on = match members.iter().find(|(o, _, _)| *o == oid) {
+            Some((_, _, table)) if oid != plan.source_oid => format!(" on {}", table.human()),
+            _ => String::new(),
+        };
+        rows.push((format!("{}{on}", r.name), r));
+    }
+    let mut problems = Vec::new();
+    for (name, r) in &rows {
+        match (r.enabled.as_deref(), r.same_row) {
+            (None, _) => problems.push(format!("{name} is gone")),
+            (Some(e), _) if e != "A" => problems.push(format!(
+                "{name} fires {} instead of always",
+                match e {
+                    "D" => "never (disabled)",
+                    "O" => "only on origin",
+                    "R" => "only on replica",
+                    _ => "otherwise",
+                }
+            )),
+            (Some(_), Some(true)) => {}
+            (Some(_), _) => problems.push(format!(
+                "{name} was altered after it was installed (disabled and enabled again?)"
+            )),
+        }
+    }
+    Ok(problems)
+}

@@ -24,6 +24,7 @@ use crate::db::locking::LockPolicy;
 use crate::error::{Error, Kind, Result};
 use crate::output::ui::{self, say};
 use crate::pacing::governor::{Governor, PaceOptions};
+use crate::rewrite::capture;
 use crate::rewrite::mapping::MapArg;
 use crate::rewrite::plan::Plan;
 use crate::rewrite::preflight::{self, Source};
@@ -381,6 +382,27 @@ impl Ctx<'_> {
                         u.id
                     ))
                     .with_next(format!("run `pg-hotswap abort --table {typed}` and start again")));
+                }
+                // Before the swap the capture must still be whole: writes made while a trigger
+                // was missing or disabled were not logged, and the swap would refuse only after
+                // the whole copy again. A half-done `abort` removes the triggers first.
+                if phase < Phase::Swap {
+                    let problems = capture::trigger_problems(ctl, state, &plan).await?;
+                    if !problems.is_empty() {
+                        return Err(Error::failed(format!(
+                            "run {} of {} cannot be continued: its capture triggers changed while it was stopped ({}), so writes made since were not captured",
+                            u.id,
+                            table.human(),
+                            problems.join("; ")
+                        ))
+                        .with_state(format!(
+                            "{} is unchanged and usable; the run's shadow table and change log are still in place",
+                            table.human()
+                        ))
+                        .with_next(format!(
+                            "run `pg-hotswap abort --table {typed}` to remove them (an abort that stopped halfway removes the triggers first), then start again"
+                        )));
+                    }
                 }
                 say(&format!(
                     "continuing run {} of {} from phase {}",

@@ -553,59 +553,11 @@ pub fn lock_step(plan: &Plan) -> Step {
     .note("blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds")
 }
 
-/// Under the swap lock: the capture triggers are still the ones the run installed, untouched —
-/// every one exists, fires ALWAYS, and its `pg_trigger` row was last written by the transaction
-/// that installed it (the one that recorded it in `objects` as kind `trigger`; the reverse
-/// capture of a revert, recorded otherwise, is checked for presence and mode only; so is a row
-/// that vacuum has frozen, whose xmin then reads as 2, after some 50 million transactions).
-/// `ALTER TABLE ... DISABLE TRIGGER`
-/// then `ENABLE [ALWAYS] TRIGGER` leaves the trigger looking as before but writes its row again;
-/// the writes made in between (or under `session_replication_role = replica` while it fired
-/// only on origin) were never logged, and swapping would lose them (found by a fresh tester).
+/// Under the swap lock: the capture triggers are still the ones the run installed, untouched
+/// ([`capture::trigger_problems`]); otherwise writes were not captured and swapping would lose
+/// them.
 async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Plan) -> Result<()> {
-    let names: Vec<String> = capture::trigger_names(&plan.capture)
-        .iter()
-        .map(|n| n.as_str().to_string())
-        .collect();
-    // On the source and, when it is partitioned, on each partition (issue 15).
-    let mut rows = Vec::new();
-    let members = std::iter::once((plan.source_oid, "trigger".to_string(), &plan.source)).chain(
-        plan.source_partitions
-            .iter()
-            .map(|(oid, n)| (*oid, format!("{} {oid}", capture::PARTITION_TRIGGER), n)),
-    );
-    // A member without its oid (0: recorded by an earlier version) cannot be looked up.
-    let members: Vec<_> = members.filter(|(oid, _, _)| *oid != 0).collect();
-    let tables: Vec<(u32, String)> = members.iter().map(|(o, k, _)| (*o, k.clone())).collect();
-    for (oid, r) in state
-        .recorded_triggers(tx, plan.run_id, &tables, &names)
-        .await?
-    {
-        let on = match members.iter().find(|(o, _, _)| *o == oid) {
-            Some((_, _, table)) if oid != plan.source_oid => format!(" on {}", table.human()),
-            _ => String::new(),
-        };
-        rows.push((format!("{}{on}", r.name), r));
-    }
-    let mut problems = Vec::new();
-    for (name, r) in &rows {
-        match (r.enabled.as_deref(), r.same_row) {
-            (None, _) => problems.push(format!("{name} is gone")),
-            (Some(e), _) if e != "A" => problems.push(format!(
-                "{name} fires {} instead of always",
-                match e {
-                    "D" => "never (disabled)",
-                    "O" => "only on origin",
-                    "R" => "only on replica",
-                    _ => "otherwise",
-                }
-            )),
-            (Some(_), Some(true)) => {}
-            (Some(_), _) => problems.push(format!(
-                "{name} was altered after it was installed (disabled and enabled again?)"
-            )),
-        }
-    }
+    let problems = capture::trigger_problems(tx, state, plan).await?;
     if problems.is_empty() {
         return Ok(());
     }

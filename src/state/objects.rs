@@ -152,7 +152,7 @@ impl State {
         tables: &[(Oid, String)],
         names: &[String],
     ) -> Result<Vec<(Oid, TriggerRecord)>> {
-        let what = "checking the capture triggers under the swap lock";
+        let what = "checking the capture triggers";
         let (oids, kinds): (Vec<Oid>, Vec<&str>) =
             tables.iter().map(|(o, k)| (*o, k.as_str())).unzip();
         // One statement for the table and every partition: it runs under the swap's lock.

@@ -311,6 +311,87 @@ async fn unrepairable_difference_is_never_swapped() {
     assert_exit(&out, 0);
 }
 
+/// Found in session 8's reading: an `abort` that stopped halfway removes the capture triggers
+/// first, and the same command then continued the run, copied everything again and was refused
+/// only at the swap, with advice to leave the triggers alone. A run whose capture is no longer
+/// whole (triggers dropped, or disabled and enabled again, while it was stopped) is refused
+/// before it copies anything, saying to abort it; `abort` then leaves the table as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_whose_capture_triggers_changed_is_refused_before_copying() {
+    const ROWS: i64 = 12_000;
+    let db = TestDb::new("resume_capture_changed").await;
+    let client = db.client().await;
+    for (name, tamper) in [
+        ("dropped", "DROP TRIGGER {t} ON {table}"),
+        (
+            "reenabled",
+            "ALTER TABLE {table} DISABLE TRIGGER {t}; ALTER TABLE {table} ENABLE ALWAYS TRIGGER {t}",
+        ),
+    ] {
+        let spec = TableSpec::simple("public", name);
+        create_tables(&client, &spec, ROWS).await.unwrap();
+        let w = start_load(&db.conninfo, &spec, ROWS, 2, 200);
+        let table = format!("public.{name}");
+        let args = [
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table,
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--chunk-rows",
+            "1000",
+        ];
+        let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
+        assert_eq!(
+            out.status.code(),
+            Some(pg_hotswap::failpoint::EXIT),
+            "{}",
+            describe(&out)
+        );
+        let copied = done_chunks(&client).await.len();
+        let triggers: Vec<String> = client
+            .query(
+                "SELECT quote_ident(tgname) FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(!triggers.is_empty(), "no capture trigger on {table}");
+        for t in &triggers {
+            client
+                .batch_execute(&tamper.replace("{t}", t).replace("{table}", &table))
+                .await
+                .unwrap();
+        }
+        let out = hotswap_failpoint(&args, None).await;
+        assert_exit(&out, 1);
+        let text = all_output(&out);
+        assert!(
+            text.contains("cannot be continued") && text.contains("pg-hotswap abort"),
+            "{}",
+            describe(&out)
+        );
+        assert_eq!(
+            done_chunks(&client).await.len(),
+            copied,
+            "the refused run copied chunks ({name})"
+        );
+        let out = hotswap_failpoint(&["abort", "--dsn", &db.conninfo, "--table", &table], None).await;
+        assert_exit(&out, 0);
+        let report = w.stop().await;
+        assert!(report.errors.is_empty(), "writer errors {:#?}", report.errors);
+        assert_eq!(column_type(&client, &spec.table, &spec.id_col).await, "integer");
+        assert_matches_ledger(&client, &spec).await;
+        let left = leftovers(&client, &spec.table, "hotswap").await;
+        assert!(left.is_empty(), "left behind ({name}): {left:#?}");
+    }
+}
+
 /// The server restarts (crash: `pg_ctl stop -m immediate`, then start) in the middle of the copy;
 /// the run rides it out by itself (issue 20: it reconnects while the server recovers and goes
 /// on from the copy's recorded chunks) to an exact result. (Before issue 20 the run failed and
