@@ -352,7 +352,13 @@ pub fn attribute_steps(
     for ix in &plan.indexes {
         let orig = src.indexes.iter().find(|s| s.name == ix.final_name);
         let target = shadow.sibling(ix.tmp_name.as_str());
-        for (col, stat) in orig.map(|o| o.column_stats.as_slice()).unwrap_or_default() {
+        // What the ALTER left of the source's targets; in a plan from before that was kept,
+        // the source's.
+        let stats = match &ix.column_stats {
+            Some(s) => s.as_slice(),
+            None => orig.map(|o| o.column_stats.as_slice()).unwrap_or_default(),
+        };
+        for (col, stat) in stats {
             stmts.push(format!(
                 "ALTER INDEX {target} ALTER COLUMN {col} SET STATISTICS {stat}"
             ));

@@ -95,6 +95,13 @@ pub struct ShadowIndex {
     /// source's mark is used then).
     #[serde(default)]
     pub clustered: Option<bool>,
+    /// Per-column statistics targets (index column number, target) after the ALTER: the
+    /// source's, set on the shadow's index before the ALTER, as far as PostgreSQL's own ALTER
+    /// kept them (it resets them on an index it re-creates, e.g. an expression index over a
+    /// column whose type changes). None in plans recorded before this was kept (the source's
+    /// are used then).
+    #[serde(default)]
+    pub column_stats: Option<Vec<(i32, i32)>>,
 }
 
 impl ShadowIndex {

@@ -486,6 +486,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
                         after_catch_up: true,
                         temporary: false,
                         clustered: None,
+                        column_stats: None,
                     })
                 })
                 .collect()

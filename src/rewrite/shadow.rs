@@ -628,6 +628,20 @@ fn index_steps(
             ));
         }
     }
+    // The per-column statistics targets before the ALTER, which resets them on an index it
+    // re-creates; the plan keeps what the shadow says after it.
+    for (n, ix) in src.indexes.iter().enumerate() {
+        let target = shadow.sibling(tmp_index_name(run, n).as_str());
+        for (col, stat) in &ix.column_stats {
+            steps.push(Step::new(
+                format!("ALTER INDEX {target} ALTER COLUMN {col} SET STATISTICS {stat}"),
+                format!(
+                    "setting the statistics target of column {col} of index {} on the shadow",
+                    ix.name.as_str()
+                ),
+            ));
+        }
+    }
     // The CLUSTER mark before the ALTER, which may move it (`CLUSTER ON`, `SET WITHOUT
     // CLUSTER`); the plan keeps what the shadow says after it (issue 15).
     for (n, ix) in src.indexes.iter().enumerate().filter(|(_, i)| i.clustered) {

@@ -603,3 +603,77 @@ async fn extended_statistics_follow_a_renamed_column() {
     )
     .await;
 }
+
+/// (index name without the table's, column, statistics target) of every index column of
+/// `table`, sorted; -1 is the default (NULL from PostgreSQL 17 on).
+async fn index_targets(client: &Client, table: &str) -> Vec<(String, i16, i32)> {
+    client
+        .query(
+            "SELECT substr(c.relname, length($1) + 1), a.attnum, COALESCE(a.attstattarget::int4, -1) \
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
+              WHERE i.indrelid = $1::text::regclass ORDER BY 1, 2",
+            &[&table],
+        )
+        .await
+        .expect("reading index statistics targets")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Noticed in session 8: the per-column statistics target of an expression index survived a
+/// type change of its column, where PostgreSQL's own ALTER re-creates the index and resets it.
+/// Each ALTER here is applied by pg-hotswap to `t` and by PostgreSQL to `u` (made by the same
+/// statements: `LIKE` does not copy index targets); every index column must end with the same
+/// target. Neighbours: a column retyped to its own type (PostgreSQL still re-creates the
+/// indexes on it), a binary-coercible widening beside a rewrite (the index is reused under a new
+/// OID), and an index over two columns of which one changes.
+#[tokio::test]
+async fn index_statistics_targets_follow_postgresql() {
+    let setup = |t: &str| {
+        format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY, a int, b varchar(20), c int);
+             INSERT INTO {t} SELECT g, g % 10, 'b' || (g % 5), g % 3 FROM generate_series(1, 40) g;
+             CREATE INDEX {t}_ax ON {t} ((a + 1));
+             CREATE INDEX {t}_bx ON {t} ((b || 'x'));
+             CREATE INDEX {t}_cx ON {t} ((c * 2), (a - 1));
+             ALTER INDEX {t}_ax ALTER COLUMN 1 SET STATISTICS 300;
+             ALTER INDEX {t}_bx ALTER COLUMN 1 SET STATISTICS 400;
+             ALTER INDEX {t}_cx ALTER COLUMN 1 SET STATISTICS 500;
+             ALTER INDEX {t}_cx ALTER COLUMN 2 SET STATISTICS 600;"
+        )
+    };
+    for (test, alter) in [
+        ("ix_targets_retype", "ALTER COLUMN a TYPE bigint"),
+        (
+            "ix_targets_same_type",
+            "ALTER COLUMN a TYPE int, ALTER COLUMN id TYPE bigint",
+        ),
+        (
+            "ix_targets_widened",
+            "ALTER COLUMN b TYPE varchar(50), ALTER COLUMN id TYPE bigint",
+        ),
+        ("ix_targets_untouched", "ALTER COLUMN id TYPE bigint"),
+    ] {
+        let client =
+            rewrite_like_postgres(test, &format!("{}\n{}", setup("t"), setup("u")), alter, &[])
+                .await;
+        client
+            .batch_execute(&format!("ALTER TABLE u {alter}"))
+            .await
+            .expect("PostgreSQL's ALTER on u");
+        let (ours, theirs) = (
+            index_targets(&client, "t").await,
+            index_targets(&client, "u").await,
+        );
+        assert_eq!(
+            ours, theirs,
+            "{alter}: pg-hotswap (left) against PostgreSQL"
+        );
+        assert!(
+            theirs.iter().any(|(_, _, s)| *s > 0),
+            "{alter}: no target left to compare"
+        );
+    }
+}

@@ -181,6 +181,7 @@ pub(super) fn plan_indexes(
             after_catch_up: compares_rows && identity_index != Some(n),
             temporary: false,
             clustered: Some(ix.clustered),
+            column_stats: Some(ix.column_stats.clone()),
         });
     }
     Ok((indexes, drops))
@@ -542,6 +543,7 @@ pub(super) fn identity_index(
         after_catch_up: false,
         temporary: true,
         clustered: Some(false),
+        column_stats: Some(Vec::new()),
     }))
 }
 
