@@ -387,20 +387,33 @@ impl Ctx<'_> {
                 // was missing or disabled were not logged, and the swap would refuse only after
                 // the whole copy again. A half-done `abort` removes the triggers first.
                 if phase < Phase::Swap {
-                    let problems = capture::trigger_problems(ctl, state, &plan).await?;
+                    let mut problems = capture::trigger_problems(ctl, state, &plan).await?;
+                    let log = &plan.capture.log;
+                    let log_gone =
+                        !catalog::relation_exists(ctl, &log.schema, log.name.as_str()).await?;
+                    if log_gone {
+                        problems.push(format!("the change log {} is gone", log.human()));
+                    }
                     if !problems.is_empty() {
                         return Err(Error::failed(format!(
-                            "run {} of {} cannot be continued: its capture triggers changed while it was stopped ({}), so writes made since were not captured",
+                            "run {} of {} cannot be continued: its capture changed while it was stopped ({}), so writes made since were not captured",
                             u.id,
                             table.human(),
                             problems.join("; ")
                         ))
-                        .with_state(format!(
-                            "{} is unchanged and usable; the run's shadow table and change log are still in place",
-                            table.human()
-                        ))
+                        .with_state(if log_gone {
+                            format!(
+                                "{} is unchanged, but writes to it fail while the run's capture triggers call the missing log",
+                                table.human()
+                            )
+                        } else {
+                            format!(
+                                "{} is unchanged and usable; the run's shadow table and change log are still in place",
+                                table.human()
+                            )
+                        })
                         .with_next(format!(
-                            "run `pg-hotswap abort --table {typed}` to remove them (an abort that stopped halfway removes the triggers first), then start again"
+                            "run `pg-hotswap abort --table {typed}` to remove what is left of the run (an abort that stopped halfway removes the triggers first), then start again"
                         )));
                     }
                 }

@@ -392,6 +392,112 @@ async fn a_resume_whose_capture_triggers_changed_is_refused_before_copying() {
     }
 }
 
+/// Found by a fresh tester: a capture trigger renamed by hand made `abort` fail halfway (the
+/// function could not go, the log already had), after which every write to the table failed; a
+/// shadow renamed by hand was left behind while `abort` said everything was removed; a change
+/// log dropped by hand was not noticed by `resume` until it failed mid-run, saying the table was
+/// usable. Now: `abort` removes every trigger that calls the run's function, drops the function
+/// before the log, and drops the shadow by its oid; `resume` refuses a run whose log is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_removes_what_was_renamed_and_resume_refuses_a_dropped_log() {
+    let db = TestDb::new("abort_renamed").await;
+    let client = db.client().await;
+    for (name, tamper) in [
+        (
+            "trg_renamed",
+            "ALTER TRIGGER {trigger} ON {table} RENAME TO \"My trg\"",
+        ),
+        (
+            "shadow_renamed",
+            "ALTER TABLE {table}_new RENAME TO \"kept by hand\"",
+        ),
+        ("log_dropped", "DROP TABLE {log}"),
+    ] {
+        let spec = TableSpec::simple("public", name);
+        create_tables(&client, &spec, 3_000).await.unwrap();
+        let table = format!("public.{name}");
+        let args = [
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table,
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--chunk-rows",
+            "500",
+        ];
+        let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
+        assert_eq!(
+            out.status.code(),
+            Some(pg_hotswap::failpoint::EXIT),
+            "{}",
+            describe(&out)
+        );
+        let row = client
+            .query_one(
+                "SELECT (SELECT quote_ident(tgname) FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal LIMIT 1), \
+                        (SELECT format('%I.%I', schema_name, name) FROM hotswap.objects WHERE kind = 'log' AND dropped_at IS NULL \
+                          ORDER BY run_id DESC LIMIT 1)",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        let (trigger, log): (String, String) = (row.get(0), row.get(1));
+        client
+            .batch_execute(
+                &tamper
+                    .replace("{trigger}", &trigger)
+                    .replace("{table}", &table)
+                    .replace("{log}", &log),
+            )
+            .await
+            .unwrap();
+        if name == "log_dropped" {
+            let out = hotswap_failpoint(&args, None).await;
+            assert_exit(&out, 1);
+            let text = all_output(&out);
+            assert!(
+                text.contains("cannot be continued")
+                    && text.contains("change log")
+                    && text.contains("writes to it fail"),
+                "{}",
+                describe(&out)
+            );
+        }
+        let out =
+            hotswap_failpoint(&["abort", "--dsn", &db.conninfo, "--table", &table], None).await;
+        assert_exit(&out, 0);
+        client
+            .batch_execute(&format!("UPDATE {table} SET val = val + 1 WHERE id = 1"))
+            .await
+            .unwrap_or_else(|e| panic!("a write after the abort ({name}): {e}"));
+        let left: Vec<String> = client
+            .query(
+                "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal \
+                 UNION ALL SELECT relname::text FROM pg_class WHERE relname = 'kept by hand' \
+                 UNION ALL SELECT proname::text FROM pg_proc WHERE pronamespace = 'hotswap'::regnamespace",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "left behind ({name}): {left:?}\n{}",
+            describe(&out)
+        );
+        let left = leftovers(&client, &spec.table, "hotswap").await;
+        assert!(left.is_empty(), "left behind ({name}): {left:#?}");
+        assert_eq!(
+            column_type(&client, &spec.table, &spec.id_col).await,
+            "integer"
+        );
+    }
+}
+
 /// The server restarts (crash: `pg_ctl stop -m immediate`, then start) in the middle of the copy;
 /// the run rides it out by itself (issue 20: it reconnects while the server recovers and goes
 /// on from the copy's recorded chunks) to an exact result. (Before issue 20 the run failed and

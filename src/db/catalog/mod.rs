@@ -225,6 +225,26 @@ pub async fn names_relation(
         .col(0, &format_args!("looking up {}", name.human()))
 }
 
+/// The schema-qualified name of the relation `oid` now; None when there is none.
+pub async fn relation_name(client: &impl GenericClient, oid: Oid) -> Result<Option<QualifiedName>> {
+    let what = format!("looking up the relation of oid {oid}");
+    let row = client
+        .query_opt(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await
+        .ctx(&what)?;
+    match row {
+        Some(r) => Ok(Some(QualifiedName::new(
+            r.col::<String>(0, &what)?,
+            r.col::<String>(1, &what)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// Whether a relation with this name exists in the schema (any kind: tables, indexes, views...).
 pub async fn relation_exists(
     client: &impl GenericClient,

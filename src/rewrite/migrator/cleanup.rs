@@ -139,25 +139,66 @@ pub async fn cleanup(
             .await?;
         }
     }
-    for (kind, name, _) in &objects {
-        match kind.as_str() {
-            "function" => ctl
-                .batch_execute(&format!("DROP FUNCTION IF EXISTS {name}()"))
-                .await
-                .ctx(format_args!("dropping function {}", name.human()))?,
-            "log" => ctl
-                .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
-                .await
-                .ctx(format_args!("dropping the change log {}", name.human()))?,
-            "table" => {
-                // Only the very table this run created (by oid), never one that took its name.
-                let Some(plan) = &plan else { continue };
-                let same = catalog::names_relation(ctl, name, plan.shadow_oid).await?;
-                if same {
-                    drop_shadow(ctl, name, plan.shadow_oid, u.id).await?;
+    // A capture trigger renamed by hand still calls the run's function: every trigger that
+    // does, on any table, goes too. (Found by a fresh tester: otherwise dropping the function
+    // failed after the log was gone, and every write to the table failed.)
+    let functions: Vec<String> = objects
+        .iter()
+        .filter(|(kind, _, _)| kind == "function")
+        .map(|(_, name, _)| format!("{name}()"))
+        .collect();
+    for (name, table_oid, table) in triggers_calling(ctl, &functions).await? {
+        locking::run_ddl(
+            ctl,
+            policy,
+            &format!("removing capture trigger {} from {table}", name.as_str()),
+            Some(table_oid),
+            &[format!("DROP TRIGGER IF EXISTS {name} ON {table}")],
+        )
+        .await?;
+    }
+    // Then the functions, and only then the log: while a trigger still calls a function, the
+    // function stays, and so does the log it writes to.
+    for kind in ["function", "log", "table"] {
+        for (_, name, _) in objects.iter().filter(|(k, _, _)| k == kind) {
+            match kind {
+                "function" => ctl
+                    .batch_execute(&format!("DROP FUNCTION IF EXISTS {name}()"))
+                    .await
+                    .ctx(format_args!("dropping function {}", name.human()))
+                    .map_err(|e| {
+                        e.with_state(format!(
+                            "run {} is not removed completely: its change log {} and shadow table are left, and the table is usable",
+                            u.id,
+                            plan.as_ref().map(|p| p.capture.log.human()).unwrap_or_default()
+                        ))
+                        .with_next("run the same `pg-hotswap abort` again; if it fails the same way, drop the trigger named in the error yourself and abort again")
+                    })?,
+                "log" => ctl
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                    .await
+                    .ctx(format_args!("dropping the change log {}", name.human()))?,
+                _ => {
+                    // Only the very table this run created, by oid, under whatever name it has
+                    // now (renamed by hand, it is still the run's shadow); never one that only
+                    // took its name, and never the table the run rewrites.
+                    let Some(plan) = &plan else { continue };
+                    let Some(now) = catalog::relation_name(ctl, plan.shadow_oid).await? else {
+                        continue;
+                    };
+                    if now == plan.source {
+                        continue;
+                    }
+                    if &now != name {
+                        say(&format!(
+                            "the shadow table {} was renamed to {}; dropping it by its oid",
+                            name.human(),
+                            now.human()
+                        ));
+                    }
+                    drop_shadow(ctl, &now, plan.shadow_oid, u.id).await?;
                 }
             }
-            _ => {}
         }
     }
     for k in ["trigger", "function", "log", "table"] {
@@ -170,6 +211,33 @@ pub async fn cleanup(
         .finish(ctl, u.id, "aborted", u.error.as_deref())
         .await?;
     Ok(())
+}
+
+/// Every trigger (not internal) whose function is one of `functions` (`schema.name()`, quoted;
+/// a name that no longer exists is skipped): (trigger name, table oid, table as SQL).
+async fn triggers_calling(
+    ctl: &Client,
+    functions: &[String],
+) -> Result<Vec<(crate::db::ident::Ident, tokio_postgres::types::Oid, String)>> {
+    let what = "looking for triggers that call the run's capture functions";
+    let rows = ctl
+        .query(
+            "SELECT t.tgname::text, t.tgrelid, t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t \
+              WHERE NOT t.tgisinternal \
+                AND t.tgfoid = ANY (SELECT to_regprocedure(f)::oid FROM unnest($1::text[]) f)",
+            &[&functions],
+        )
+        .await
+        .ctx(what)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                crate::db::ident::Ident::new(r.col::<String>(0, &what)?),
+                r.col(1, &what)?,
+                r.col::<String>(2, &what)?,
+            ))
+        })
+        .collect()
 }
 
 /// Drops the run's shadow `name` (oid `oid`). A statement of the run's own that still holds it
