@@ -50,7 +50,11 @@ CREATE TABLE IF NOT EXISTS @schema@.runs (
     reverse        text,
     -- The fleet run this run belongs to (issue 18: `pg-hotswap fleet run` passes it to the run
     -- of every target), NULL for a run of its own.
-    fleet_id       text
+    fleet_id       text,
+    -- The cut-over mode the run was last started with (auto, manual): a continued run keeps it
+    -- unless --cutover is given again (a run stopped while waiting for a manual cut-over must
+    -- not swap by itself when it is resumed).
+    cutover        text
 );
 
 -- Upgrade of a state schema made before issue 18: the fleet column, added once (the catalog is
@@ -64,6 +68,17 @@ BEGIN
   END IF;
 END
 $hotswap_fleet$;
+
+-- Upgrade of a state schema made before the cut-over mode was recorded: the column, added once.
+DO $hotswap_cutover$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                  WHERE attrelid = pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.runs')
+                    AND attname = 'cutover' AND NOT attisdropped) THEN
+    ALTER TABLE @schema@.runs ADD COLUMN cutover text;
+  END IF;
+END
+$hotswap_cutover$;
 
 -- One row per chunk of the copy. done_at is set in the same transaction that commits the
 -- chunk's rows into the shadow, so a chunk is never copied twice.

@@ -37,10 +37,11 @@ pub struct PaceArgs {
     /// timestamp ('2026-11-22 01:00 Europe/Berlin').
     #[arg(long)]
     pub start_at: Option<String>,
-    /// auto: swap as soon as the shadow is ready; manual: keep replaying and wait for
-    /// `pg-hotswap cutover`.
-    #[arg(long, value_enum, default_value_t = CutoverArg::Auto)]
-    pub cutover: CutoverArg,
+    /// auto (the default): swap as soon as the shadow is ready; manual: keep replaying and wait
+    /// for `pg-hotswap cutover`. A resumed run keeps the mode it was started with unless this
+    /// is given again.
+    #[arg(long, value_enum)]
+    pub cutover: Option<CutoverArg>,
     /// Stop without swapping when the replay backlog has not shrunk for this long (the writes
     /// outpace replay).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
@@ -117,9 +118,10 @@ impl PaceArgs {
             windows: self.windows,
             start_at: self.start_at,
             cutover: match self.cutover {
-                CutoverArg::Auto => crate::pacing::governor::Cutover::Auto,
-                CutoverArg::Manual => crate::pacing::governor::Cutover::Manual,
+                Some(CutoverArg::Manual) => crate::pacing::governor::Cutover::Manual,
+                _ => crate::pacing::governor::Cutover::Auto,
             },
+            cutover_given: self.cutover.is_some(),
             converge_timeout: self.converge_timeout,
             hooks,
             metrics_file: self.metrics_file,

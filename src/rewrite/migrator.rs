@@ -23,7 +23,7 @@ use crate::db::ident::QualifiedName;
 use crate::db::locking::LockPolicy;
 use crate::error::{Error, Kind, Result};
 use crate::output::ui::{self, say};
-use crate::pacing::governor::{Governor, PaceOptions};
+use crate::pacing::governor::{Cutover, Governor, PaceOptions};
 use crate::rewrite::capture;
 use crate::rewrite::mapping::MapArg;
 use crate::rewrite::plan::Plan;
@@ -447,6 +447,9 @@ impl Ctx<'_> {
         run: i64,
         pace: &PaceOptions,
     ) -> Result<Governor> {
+        self.state
+            .set_cutover(ctl, run, pace.cutover == Cutover::Manual)
+            .await?;
         let gov = Governor::start(self.conn, self.state, run, pace).await?;
         if let Err(e) = gov.start_permit(run).await {
             return Err(abandon(ctl, self.state, self.oid, &self.opts.lock, table, e).await);
@@ -470,7 +473,16 @@ impl Ctx<'_> {
                 "run {run} was paused when it stopped; continuing unpaused"
             ));
         }
-        let gov = self.governor(ctl, table, run, pace).await?;
+        // The cut-over mode it was started with, unless --cutover is given again: a run stopped
+        // while it waited for the operator must not swap by itself (found by a fresh tester).
+        let mut pace = pace.clone();
+        if !pace.cutover_given && self.state.cutover_manual(ctl, run).await? == Some(true) {
+            pace.cutover = Cutover::Manual;
+            say(&format!(
+                "run {run} was started with --cutover manual: it waits for `pg-hotswap cutover` again (give --cutover auto to swap as soon as it is ready)"
+            ));
+        }
+        let gov = self.governor(ctl, table, run, &pace).await?;
         Ok((run, plan, phase, gov))
     }
 

@@ -193,6 +193,44 @@ impl State {
         Ok(())
     }
 
+    /// Records the cut-over mode the run is (re)started with: `manual` or `auto`.
+    pub async fn set_cutover(
+        &self,
+        client: &impl GenericClient,
+        run: i64,
+        manual: bool,
+    ) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET cutover = $2 WHERE id = $1",
+            self.table("runs")
+        );
+        let mode = if manual { "manual" } else { "auto" };
+        client
+            .execute(&sql, &[&run, &mode])
+            .await
+            .ctx("recording the cut-over mode")?;
+        Ok(())
+    }
+
+    /// Whether the run was last started with `--cutover manual` (None: not recorded, by a
+    /// version before this was kept).
+    pub async fn cutover_manual(
+        &self,
+        client: &impl GenericClient,
+        run: i64,
+    ) -> Result<Option<bool>> {
+        let what = "reading the recorded cut-over mode";
+        let mode: Option<String> = client
+            .query_one(
+                &format!("SELECT cutover FROM {} WHERE id = $1", self.table("runs")),
+                &[&run],
+            )
+            .await
+            .ctx(what)?
+            .col(0, &what)?;
+        Ok(mode.map(|m| m == "manual"))
+    }
+
     /// The old table's name recorded by the swap (None before it).
     pub async fn old_name(&self, client: &impl GenericClient, run: i64) -> Result<Option<String>> {
         client

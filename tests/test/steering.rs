@@ -332,6 +332,72 @@ async fn start_at_waits_before_creating_anything() {
     t.finish(run, "waiting for --start-at").await;
 }
 
+/// Found by a fresh tester: a run started with `--cutover manual` that stopped (here it
+/// crashes before verification) was continued by `resume` without the flag and swapped by
+/// itself, with nobody watching. A continued run keeps the mode it was started with: it waits
+/// for `pg-hotswap cutover` again, and swaps on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_manual_cutover_run_still_waits_for_the_operator() {
+    let t = Loaded::new("steer_cutover_resumed", "manual_resumed").await;
+    let out = t
+        .run(
+            &["--cutover", "manual"],
+            &[("PGHOTSWAP_FAILPOINT", "phase-verify")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    // The same command without --cutover, as `resume` is documented to be.
+    let run = t.run(&[], &[]);
+    t.wait_status("waiting for the cut-over after the resume", |s| {
+        held_by(s).contains("cut-over")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        column_type(&t.client, &t.spec.table, &t.spec.id_col).await,
+        "integer",
+        "the resumed run swapped without the operator's cut-over"
+    );
+    t.command("cutover").await;
+    t.finish(run, "--cutover manual").await;
+}
+
+/// A state schema made before the cut-over mode was recorded (no `runs.cutover`) gains the
+/// column on the next run, which records its mode there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_schema_without_the_cutover_column_is_upgraded() {
+    let db = TestDb::new("steer_cutover_upgrade").await;
+    let client = db.client().await;
+    for name in ["first", "second"] {
+        create_tables(&client, &TableSpec::simple("public", name), 100)
+            .await
+            .unwrap();
+    }
+    let out = hotswap_async(&run_args(&db, "public.first", &[])).await;
+    assert_exit(&out, 0);
+    client
+        .batch_execute("ALTER TABLE hotswap.runs DROP COLUMN cutover")
+        .await
+        .unwrap();
+    let out = hotswap_async(&run_args(&db, "public.second", &[])).await;
+    assert_exit(&out, 0);
+    let mode: Option<String> = client
+        .query_one(
+            "SELECT cutover FROM hotswap.runs ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode.as_deref(), Some("auto"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_cutover_replays_while_waiting_and_swaps_on_command() {
     let t = Loaded::new("steer_cutover", "manual").await;

@@ -69,6 +69,8 @@ pub struct PaceOptions {
     /// `--start-at` as given; resolved to an absolute time by [`validate`].
     pub start_at: Option<String>,
     pub cutover: Cutover,
+    /// Whether `--cutover` was given: a continued run keeps its recorded mode otherwise.
+    pub cutover_given: bool,
     /// Give up (without swapping) when the replay backlog has not shrunk for this long.
     pub converge_timeout: Duration,
     /// How often the conditions are checked.
@@ -90,6 +92,7 @@ impl Default for PaceOptions {
             windows: Vec::new(),
             start_at: None,
             cutover: Cutover::Auto,
+            cutover_given: false,
             converge_timeout: Duration::from_secs(300),
             poll: Duration::from_secs(1),
             hooks: None,
