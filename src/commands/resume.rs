@@ -81,8 +81,9 @@ impl ResumeArgs {
             terminate_blockers_after: self.blockers.terminate_blockers_after,
             df_on_server: false,
             fleet_id: None,
-            // A resumed run continues a copy; the fast path never leaves one to continue.
-            force_rewrite: true,
+            // From the record ([`recorded_options`]): a run stopped before it copied (an
+            // in-place ALTER still waiting for its lock, say) starts again the way `run` would.
+            force_rewrite: false,
             partitioning: None,
         };
         Ok((target, opts))
@@ -105,7 +106,7 @@ pub(super) async fn command(args: ResumeArgs) -> Result<i32> {
 }
 
 /// Fills in the arguments that decide the result (ALTER, maps, shadow name, revertible,
-/// map-back) from the table's unfinished run.
+/// map-back, partitioning, --force-rewrite) from the table's unfinished run.
 async fn recorded_options(
     target: &Target,
     has_state: bool,
@@ -145,12 +146,28 @@ async fn recorded_options(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     base.map_back = maps("map_back")?;
+    base.force_rewrite = a
+        .get("force_rewrite")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     base.partitioning = match a.get("partitioning") {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
             Error::failed(format!("reading the run's recorded --partition-by: {e}"))
         })?),
     };
+    // The cut-over mode it was started with, unless --cutover is given again; also for a run
+    // that starts over (one stopped before its copy, such as an in-place ALTER).
+    if !base.pace.cutover_given
+        && target.state.cutover_manual(&target.client, u.id).await? == Some(true)
+    {
+        base.pace.cutover = crate::pacing::governor::Cutover::Manual;
+        base.pace.cutover_given = true;
+        say(&format!(
+            "run {} was started with --cutover manual: it waits for `pg-hotswap cutover` again (give --cutover auto to let it go on by itself)",
+            u.id
+        ));
+    }
     say(&format!(
         "resuming run {} of {} (stopped in phase {}, {})",
         u.id,

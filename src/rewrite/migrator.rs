@@ -82,14 +82,19 @@ pub struct RunOptions {
 impl RunOptions {
     /// The arguments that decide the result; a resumed run must have the same ones.
     fn recorded_args(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut args = serde_json::json!({
             "alter": self.alter,
             "maps": self.maps.iter().map(|m| format!("{}={}", m.column, m.expr)).collect::<Vec<_>>(),
             "shadow_name": self.shadow_name,
             "revertible": self.revertible,
             "map_back": self.map_back.iter().map(|m| format!("{}={}", m.column, m.expr)).collect::<Vec<_>>(),
             "partitioning": self.partitioning,
-        })
+        });
+        // Only when given, so that runs recorded before it was kept compare equal without it.
+        if self.force_rewrite {
+            args["force_rewrite"] = serde_json::Value::Bool(true);
+        }
+        args
     }
 }
 

@@ -716,6 +716,84 @@ async fn a_manual_cutover_holds_the_in_place_alter() {
     assert!(has_note(&client).await, "{}", describe(&out));
 }
 
+/// Found by a fresh tester: an in-place ALTER stopped while it waited for its manual cut-over
+/// was continued by `resume` as a full rewrite (resume forced one), and without `--cutover` it
+/// would not have waited for the operator. Now `resume` starts it over the way `run` would: in
+/// place (the relfilenode kept), still waiting for `pg-hotswap cutover`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_in_place_alter_stays_in_place_and_waits_for_the_cut_over() {
+    let db = TestDb::new("fast_resume_in_place").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let before = relfilenode(&client, "t").await;
+    let mut child = tokio::process::Command::from(hotswap_command(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text",
+        "--cutover",
+        "manual",
+    ]))
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawning");
+    let first = waiting_for_cut_over(&client, 0).await;
+    child.kill().await.expect("killing the run");
+    let child = tokio::process::Command::from(hotswap_command(&[
+        "resume",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+    ]))
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawning");
+    let resumed = tokio::spawn(async move { child.wait_with_output().await.expect("waiting") });
+    waiting_for_cut_over(&client, first).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!has_note(&client).await, "altered before the cut-over");
+    let out = hotswap_async(&["cutover", "--dsn", &db.conninfo, "--table", "public.t"]).await;
+    assert_exit(&out, 0);
+    let out = tokio::time::timeout(Duration::from_secs(60), resumed)
+        .await
+        .expect("finished after the cut-over")
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(has_note(&client).await, "{}", describe(&out));
+    assert_eq!(
+        relfilenode(&client, "t").await,
+        before,
+        "the resumed run rewrote the table\n{}",
+        describe(&out)
+    );
+}
+
+/// Waits (a minute at most) until a run of the database newer than run `after` waits for its
+/// manual cut-over; returns its id.
+async fn waiting_for_cut_over(client: &Client, after: i64) -> i64 {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(r)) = client
+            .query_opt(
+                "SELECT id FROM hotswap.runs WHERE status = 'running' AND throttle LIKE '%cut-over%' AND id > $1",
+                &[&after],
+            )
+            .await
+        {
+            return r.get(0);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no run waiting for its cut-over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn has_note(c: &Client) -> bool {
     c.query_opt(
         "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'note'",
