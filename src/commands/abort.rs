@@ -71,8 +71,12 @@ async fn abort(target: &Target, opts: &AbortOptions) -> Result<Option<i64>> {
     }
     // A process is working on it: ask it to stop and clean up itself (from any terminal).
     if let Some(run) = control::send(target, Request::Abort).await? {
-        control::wait_aborted(target, run, opts.wait).await?;
-        return Ok(Some(run));
+        if control::wait_aborted(target, run, opts.wait).await? {
+            return Ok(Some(run));
+        }
+        say(&format!(
+            "run {run}'s process ended without seeing the request; removing what it created here"
+        ));
     }
     if !state.try_lock_table(ctl, oid).await? {
         let pid = state.lock_holder(ctl, oid).await?;

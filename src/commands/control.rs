@@ -115,8 +115,11 @@ pub(super) async fn send(target: &Target, req: Request) -> Result<Option<i64>> {
     Ok(Some(run.id))
 }
 
-/// After `abort` was sent: waits until the running process has stopped and cleaned up.
-pub(super) async fn wait_aborted(target: &Target, run: i64, timeout: Duration) -> Result<()> {
+/// After `abort` was sent: waits until the running process has stopped and cleaned up
+/// (true), or until no process holds the table any more while the run is still unfinished
+/// (false: it ended without seeing the request, e.g. a process that had just exited when the
+/// request was sent, whose session the server had not closed yet; the caller cleans up).
+pub(super) async fn wait_aborted(target: &Target, run: i64, timeout: Duration) -> Result<bool> {
     let (client, state) = (&target.client, &target.state);
     let started = Instant::now();
     loop {
@@ -127,12 +130,17 @@ pub(super) async fn wait_aborted(target: &Target, run: i64, timeout: Duration) -
                     "run {run} aborted: everything it created is removed; {} is as it was",
                     target.table
                 ));
-                return Ok(());
+                return Ok(true);
             }
             return Err(Error::failed(format!(
                 "run {run} ended with status {status} instead of aborting (it may have swapped before it saw the request)"
             ))
             .with_next("see `pg-hotswap status`"));
+        }
+        if state.lock_holder(client, target.oid).await?.is_none()
+            && state.run_status(client, run).await? == "running"
+        {
+            return Ok(false);
         }
         if started.elapsed() > timeout {
             return Err(Error::failed(format!(

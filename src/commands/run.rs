@@ -485,6 +485,7 @@ async fn interrupted(spec: &TargetSpec, sig: &str) -> Error {
         Ok(_) => format!("{table} is unchanged and usable; the open transactions of the run were rolled back, and its capture trigger (if installed) keeps recording writes"),
         Err(e) => format!("could not record the interruption ({e})"),
     };
+    let table = crate::output::ui::shell_word(table);
     Error::new(Kind::Interrupted, format!("interrupted by {sig}"))
         .with_state(state)
         .with_next(format!("`pg-hotswap resume --table {table}` (or the same command again) continues, `pg-hotswap abort --table {table}` removes everything the run created"))
@@ -552,6 +553,7 @@ fn advise(e: Error, table: &str, opts: &RunOptions) -> Error {
         (false, true) => "the --map expressions so that they work",
         (false, false) => "the rows (or the --alter) so that the new shape holds",
     };
+    let table = crate::output::ui::shell_word(table);
     e.with_next(format!(
         "the rows do not fit the new shape, and PostgreSQL's own ALTER TABLE would fail on them too: \
          `pg-hotswap abort --table {table}` removes what the run created; then change {what} \

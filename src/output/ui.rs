@@ -19,6 +19,16 @@ static TTY: AtomicBool = AtomicBool::new(false);
 /// Colour (ANSI escape codes) is allowed on stderr: see [`colour_wanted`].
 static COLOUR: AtomicBool = AtomicBool::new(false);
 
+/// `word` as one POSIX shell word, for the commands that messages suggest (`pg-hotswap abort
+/// --table ...`): unchanged when the shell would read it as it is, quoted otherwise (a quoted
+/// table name such as `"App"."Weird ""Name"" tbl"` loses its double quotes in a shell). Quoting
+/// is the `shlex` crate's; a word it cannot quote (a NUL byte) is returned as it is.
+pub fn shell_word(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| word.to_string())
+}
+
 pub fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
 }
@@ -294,6 +304,16 @@ mod tests {
         // no-color.org: set to a non-empty value; an empty NO_COLOR is as if unset.
         assert!(super::colour_wanted(true, Some(OsStr::new(""))));
         assert!(!super::colour_wanted(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn table_names_become_one_shell_word() {
+        assert_eq!(super::shell_word("public.orders"), "public.orders");
+        assert_eq!(
+            super::shell_word(r#""App"."Weird ""Name"" tbl""#),
+            r#"'"App"."Weird ""Name"" tbl"'"#
+        );
+        assert_eq!(super::shell_word("it's"), r#""it's""#);
     }
 
     #[test]

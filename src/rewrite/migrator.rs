@@ -162,7 +162,8 @@ struct Ctx<'a> {
     opts: &'a RunOptions,
     /// For the run's further sessions (copy workers, replay, the governor, the read probe).
     conn: &'a ConnSpec,
-    /// `--table` as the user typed it: how the suggested next commands name it.
+    /// `--table` as the user typed it, as one shell word: how the suggested next commands name
+    /// it.
     typed: &'a str,
     state: &'a State,
     oid: Oid,
@@ -182,6 +183,7 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
         client: mut ctl,
         oid,
     } = target;
+    let typed = crate::output::ui::shell_word(&typed);
     let cx = Ctx {
         opts,
         conn: &conn,

@@ -141,7 +141,7 @@ pub async fn apply_batch(
         ))
         .with_next(format!(
             "run `pg-hotswap abort --table {}` and start the rewrite again",
-            plan.source
+            crate::output::ui::shell_word(&plan.source.to_string())
         )));
     }
     // Keys as the shadow stores them (cast when the ALTER changed a key column's type).

@@ -274,8 +274,10 @@ async fn refresh_partitions(
             ))
             .with_state("nothing was changed")
             .with_next(format!(
-                "attach it back (ALTER TABLE {} ATTACH PARTITION {table} {}) and run revert again, or run `pg-hotswap finish --table {table}` to keep it",
-                of.parent, of.bound
+                "attach it back (ALTER TABLE {} ATTACH PARTITION {table} {}) and run revert again, or run `pg-hotswap finish --table {}` to keep it",
+                of.parent,
+                of.bound,
+                crate::output::ui::shell_word(table)
             )));
         }
     }
@@ -372,7 +374,8 @@ async fn refuse_truncated(
             old.human()
         ))
         .with_next(format!(
-            "run `pg-hotswap finish --table {table}` to keep the new table and drop the old one"
+            "run `pg-hotswap finish --table {}` to keep the new table and drop the old one",
+            crate::output::ui::shell_word(table)
         )));
     }
     Ok(())
@@ -444,7 +447,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
             rev.unsafe_reasons.join("; ")
         ))
         .with_state("nothing was changed")
-        .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", table)));
+        .with_next(format!("the old table {old_name} is still there; run `pg-hotswap finish --table {}` to drop it", crate::output::ui::shell_word(&table))));
     }
     let old = fwd.source.sibling(old_name.clone());
     if !catalog::names_relation(&ctl, &old, fwd.source_oid).await? {
@@ -559,6 +562,7 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
                 .next()
                 .is_some_and(|n| n.contains("resume") || n.contains("abort"));
             let e = if forward_advice {
+                let table = crate::output::ui::shell_word(&table);
                 let next = if e.kind() == Kind::LockTimeout {
                     format!("end the blocking transactions named above (or wait for them) and run `pg-hotswap revert --table {table}` again; `pg-hotswap finish --table {table}` keeps the new table instead")
                 } else {

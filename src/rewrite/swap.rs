@@ -282,7 +282,7 @@ pub async fn swap(
                     ),
                     format!(
                         "fix the cause and run the same command again (or `pg-hotswap resume`) to continue, or `pg-hotswap abort --table {}` to remove the run",
-                        plan.source
+                        crate::output::ui::shell_word(&plan.source.to_string())
                     ),
                 ));
             }
@@ -475,7 +475,10 @@ async fn attempt_swap(
             source.human()
         ))
         .with_state(format!("the swap was rolled back; {} is unchanged and usable", source.human()))
-        .with_next(format!("run `pg-hotswap abort --table {source}` and start the rewrite again")));
+        .with_next(format!(
+            "run `pg-hotswap abort --table {}` and start the rewrite again",
+            crate::output::ui::shell_word(&source.to_string())
+        )));
     }
 
     check_capture_untouched(tx, state, plan).await?;
@@ -573,6 +576,6 @@ async fn check_capture_untouched(tx: &Transaction<'_>, state: &State, plan: &Pla
     ))
     .with_next(format!(
         "run `pg-hotswap abort --table {}` and start the rewrite again (and leave the hotswap_capture triggers alone while it runs)",
-        plan.source
+        crate::output::ui::shell_word(&plan.source.to_string())
     )))
 }

@@ -788,7 +788,7 @@ pub async fn repair(
             plan.source.human()
         ))
         .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
-        .with_next(format!("investigate, then run `pg-hotswap abort --table {}`", plan.source)));
+        .with_next(format!("investigate, then run `pg-hotswap abort --table {}`", crate::output::ui::shell_word(&plan.source.to_string()))));
     }
     crate::output::ui::say(&format!(
         "verify: {} row{} of the shadow differ from the source; repairing them from the source",
@@ -840,7 +840,7 @@ pub async fn repair(
         .with_state(format!("nothing was swapped; {} is unchanged and usable", plan.source.human()))
         .with_next(format!(
             "investigate, then run `pg-hotswap abort --table {}`; use --verify off only if the difference is expected",
-            plan.source
+            crate::output::ui::shell_word(&plan.source.to_string())
         )));
     }
     report.repaired = keys.len() as u64;

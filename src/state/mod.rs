@@ -33,7 +33,7 @@ use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 
 /// Namespace for the tool's advisory locks (`pg_try_advisory_lock(int4, int4)`): "hswp".
-const LOCK_CLASS: i32 = 0x6873_7770;
+pub const LOCK_CLASS: i32 = 0x6873_7770;
 
 /// The state schema, with helpers that name its tables.
 #[derive(Clone, Debug)]

@@ -498,6 +498,177 @@ async fn abort_removes_what_was_renamed_and_resume_refuses_a_dropped_log() {
     }
 }
 
+/// Found by a fresh tester: for `"App"."Weird ""Name"" tbl"` the suggested `pg-hotswap abort
+/// --table "App"."Weird ""Name"" tbl"` lost its double quotes when pasted into a shell. The
+/// command an error suggests is run here exactly as printed, by `sh`, and must do its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suggested_command_for_an_odd_table_name_works_pasted_into_a_shell() {
+    let db = TestDb::new("suggested_command_pasted").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            r#"CREATE SCHEMA "App";
+               CREATE TABLE "App"."Weird ""Name"" tbl" (id int PRIMARY KEY, v int);
+               INSERT INTO "App"."Weird ""Name"" tbl" SELECT g, g FROM generate_series(1, 3000) g;"#,
+        )
+        .await
+        .unwrap();
+    let table = r#""App"."Weird ""Name"" tbl""#;
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        table,
+        "--alter",
+        "ALTER COLUMN v TYPE bigint",
+        "--chunk-rows",
+        "500",
+    ];
+    let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    client
+        .batch_execute(&format!(
+            "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tgname FROM pg_trigger \
+               WHERE tgrelid = '{}'::regclass AND NOT tgisinternal LOOP \
+               EXECUTE format('DROP TRIGGER %I ON {}', r.tgname); END LOOP; END $$",
+            table.replace('\'', "''"),
+            table
+        ))
+        .await
+        .unwrap();
+    let out = hotswap_failpoint(&args, None).await;
+    assert_exit(&out, 1);
+    let text = all_output(&out);
+    let next = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("next:"))
+        .unwrap_or_else(|| panic!("no next: line\n{}", describe(&out)));
+    let command = next
+        .split('`')
+        .nth(1)
+        .filter(|c| c.starts_with("pg-hotswap abort"))
+        .unwrap_or_else(|| panic!("no suggested abort in {next:?}"));
+    let bin = std::path::PathBuf::from(
+        std::env::var_os(crate::harness::BIN_ENV)
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_pg-hotswap").into()),
+    );
+    let dir = bin.parent().expect("the binary's directory").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let conninfo = db.conninfo.clone();
+    let command = command.to_string();
+    let pasted = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env("PATH", path)
+            .env("DATABASE_URL", conninfo)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running sh")
+    })
+    .await
+    .unwrap();
+    assert_exit(&pasted, 0);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'Weird \"Name\" tbl_new%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left,
+        0,
+        "the pasted abort left the shadow\n{}",
+        describe(&pasted)
+    );
+}
+
+/// Found when `a_suggested_command_...` failed once under load: `abort` right after a run's
+/// process exited saw the process's session still holding the table's advisory lock (the server
+/// closes it a moment later), sent the request to a process that was gone, and waited its full
+/// `--wait` (60 s) for nothing before failing. Here a session of the test holds that lock for
+/// two seconds after the run crashed: `abort` must then remove the run itself, well within its
+/// wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
+    let db = TestDb::new("abort_process_gone").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "gone");
+    create_tables(&client, &spec, 3_000).await.unwrap();
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.gone",
+        "--alter",
+        "ALTER COLUMN id TYPE bigint",
+        "--chunk-rows",
+        "500",
+    ];
+    let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    // A lingering session of the run: it holds the per-table advisory lock.
+    let lingering = db.client().await;
+    lingering
+        .query_one(
+            "SELECT pg_advisory_lock($1, ('public.gone'::regclass::oid)::int4)",
+            &[&pg_hotswap::state::LOCK_CLASS],
+        )
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(lingering);
+    });
+    let started = std::time::Instant::now();
+    let out = hotswap_failpoint(
+        &[
+            "abort",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.gone",
+            "--wait",
+            "30s",
+        ],
+        None,
+    )
+    .await;
+    release.await.unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "abort waited {:?} for a process that was gone\n{}",
+        started.elapsed(),
+        describe(&out)
+    );
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "integer"
+    );
+}
+
 /// The server restarts (crash: `pg_ctl stop -m immediate`, then start) in the middle of the copy;
 /// the run rides it out by itself (issue 20: it reconnects while the server recovers and goes
 /// on from the copy's recorded chunks) to an exact result. (Before issue 20 the run failed and

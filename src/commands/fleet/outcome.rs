@@ -68,8 +68,8 @@ pub(super) fn cutover_result(
         if canary {
             say(&format!(
                 "fleet {fleet_id}: canary swapped; the other targets wait ready (replaying): `pg-hotswap fleet cutover --targets {} --table {}` swaps them",
-                t.targets.display(),
-                t.table
+                crate::output::ui::shell_word(&t.targets.display().to_string()),
+                crate::output::ui::shell_word(&t.table)
             ));
         }
         return Ok(0);
@@ -88,8 +88,8 @@ pub(super) fn cutover_result(
     .with_state("the swapped targets have the new table; the others still have the old one (their runs keep the shadow in sync where they still run)")
     .with_next(format!(
         "`pg-hotswap fleet cutover --targets {} --table {}` tries the rest again; a --revertible fleet can go back with `pg-hotswap fleet revert`",
-        t.targets.display(),
-        t.table
+        crate::output::ui::shell_word(&t.targets.display().to_string()),
+        crate::output::ui::shell_word(&t.table)
     )))
 }
 
@@ -210,7 +210,7 @@ pub(super) async fn fail_before_gate(
             OnFailure::Wait => "ready targets are reused, not copied again",
             OnFailure::Abort => "the aborted targets start anew",
         },
-        args.t.targets.display(),
-        args.t.table
+        crate::output::ui::shell_word(&args.t.targets.display().to_string()),
+        crate::output::ui::shell_word(&args.t.table)
     )))
 }

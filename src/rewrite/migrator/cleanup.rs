@@ -45,7 +45,7 @@ pub(super) async fn abandon(
             ))
             .with_next(format!(
                 "run `pg-hotswap abort --table {}` again",
-                table.human()
+                crate::output::ui::shell_word(&table.to_string())
             )),
     }
 }

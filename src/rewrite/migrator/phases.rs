@@ -37,7 +37,8 @@ pub(super) struct Flow<'a> {
     pub(super) opts: &'a RunOptions,
     /// For the phases' own sessions (copy workers, replay, verification, index builds).
     pub(super) conn: &'a ConnSpec,
-    /// `--table` as the user typed it: how the suggested next commands name it.
+    /// `--table` as the user typed it, as one shell word: how the suggested next commands name
+    /// it.
     pub(super) typed: &'a str,
     pub(super) state: &'a State,
     pub(super) src: &'a Source,
@@ -572,7 +573,7 @@ async fn check_new_foreign_keys(ctl: &Client, plan: &Plan) -> Result<()> {
             .with_next(format!(
                 "`pg-hotswap abort --table {}` removes what the run created; fix the rows \
                  (or add the key NOT VALID) and run again",
-                plan.source
+                crate::output::ui::shell_word(&plan.source.to_string())
             )));
         }
     }
