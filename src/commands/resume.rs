@@ -85,6 +85,7 @@ impl ResumeArgs {
             // in-place ALTER still waiting for its lock, say) starts again the way `run` would.
             force_rewrite: false,
             partitioning: None,
+            resume_of: None,
         };
         Ok((target, opts))
     }
@@ -146,6 +147,7 @@ async fn recorded_options(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     base.map_back = maps("map_back")?;
+    base.resume_of = Some(u.id);
     base.force_rewrite = a
         .get("force_rewrite")
         .and_then(|v| v.as_bool())

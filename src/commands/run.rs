@@ -257,6 +257,7 @@ impl RunArgs {
             fleet_id: self.fleet_id,
             force_rewrite: self.force_rewrite,
             partitioning,
+            resume_of: None,
         };
         Ok((conn, self.state_schema, opts))
     }

@@ -127,6 +127,7 @@ async fn run_in(cluster: &Cluster, args: &DemoOptions) -> Result<()> {
         fleet_id: None,
         force_rewrite: false,
         partitioning: None,
+        resume_of: None,
     };
     say("pg-hotswap run --table public.accounts --alter \"ALTER COLUMN id TYPE bigint\"");
     let t0 = Instant::now();

@@ -77,6 +77,9 @@ pub struct RunOptions {
     pub force_rewrite: bool,
     /// `--partition-by` with its `--partition`s: the new table is partitioned (issue 15).
     pub partitioning: Option<crate::rewrite::partitioning::PartitionRequest>,
+    /// `resume`: the id of the unfinished run it found. Checked again under the table's lock,
+    /// so that a run aborted (or finished) meanwhile is not started anew by a resume.
+    pub resume_of: Option<i64>,
 }
 
 impl RunOptions {
@@ -193,6 +196,7 @@ pub async fn run(target: Target, opts: &RunOptions) -> Result<RunReport> {
     };
     let wal_start = wal_position(&ctl).await;
     let (src, pace, warnings) = cx.preflight(&mut ctl).await?;
+    crate::failpoint::hold("before-claim").await;
     cx.claim_table(&mut ctl, &src).await?;
     let table = src.table.name.clone();
     let mut report = RunReport {
@@ -361,7 +365,20 @@ impl Ctx<'_> {
         let (state, typed) = (self.state, self.typed);
         let table = &src.table.name;
         let args = self.opts.recorded_args();
-        let Some(u) = state.unfinished_run(ctl, self.oid).await? else {
+        let u = state.unfinished_run(ctl, self.oid).await?;
+        if let Some(id) = self.opts.resume_of {
+            if u.as_ref().map(|u| u.id) != Some(id) {
+                return Err(Error::usage(format!(
+                    "run {id} of {} is no longer unfinished: it was aborted or finished while this resume started",
+                    table.human()
+                ))
+                .with_state("nothing was changed by this command")
+                .with_next(format!(
+                    "see `pg-hotswap status --table {typed}`; start a new run with `pg-hotswap run` if you want one"
+                )));
+            }
+        }
+        let Some(u) = u else {
             return Ok(None);
         };
         if u.args != args {

@@ -11,8 +11,8 @@ use pg_hotswap::demo::workload::{create_tables, TableSpec};
 use tokio_postgres::Client;
 
 use crate::harness::{
-    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_failpoint,
-    leftovers, start_load, TestDb,
+    all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_env,
+    hotswap_failpoint, leftovers, start_load, HoldPoint, TestDb,
 };
 
 /// The committed chunks of the newest run: ((run, chunk), when it was marked done).
@@ -667,6 +667,72 @@ async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
         column_type(&client, &spec.table, &spec.id_col).await,
         "integer"
     );
+}
+
+/// Found by a fresh tester: `resume` and `abort` started together; the abort removed the run,
+/// and the resume, which had found it a moment before, started a brand-new run of the table.
+/// Here the resume is held after it found the run (hold point `before-claim`) while `abort`
+/// removes it: the resume must then refuse and create nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_of_a_run_aborted_meanwhile_starts_nothing() {
+    let db = TestDb::new("resume_aborted_meanwhile").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "raced");
+    create_tables(&client, &spec, 3_000).await.unwrap();
+    let out = hotswap_failpoint(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.raced",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--chunk-rows",
+            "500",
+        ],
+        Some("copy-chunk@2"),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    let hold = HoldPoint::new("resume_aborted_meanwhile", "before-claim");
+    let (k, v) = hold.env();
+    let conninfo = db.conninfo.clone();
+    let resume = tokio::spawn(async move {
+        hotswap_env(
+            &["resume", "--dsn", &conninfo, "--table", "public.raced"],
+            &[(k, &v)],
+        )
+        .await
+    });
+    hold.wait_reached().await;
+    let out = hotswap_failpoint(
+        &["abort", "--dsn", &db.conninfo, "--table", "public.raced"],
+        None,
+    )
+    .await;
+    assert_exit(&out, 0);
+    hold.release();
+    let out = resume.await.unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        all_output(&out).contains("no longer unfinished"),
+        "{}",
+        describe(&out)
+    );
+    let runs: i64 = client
+        .query_one("SELECT count(*) FROM hotswap.runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "the resume started a new run\n{}", describe(&out));
+    let left = leftovers(&client, &spec.table, "hotswap").await;
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
 /// The server restarts (crash: `pg_ctl stop -m immediate`, then start) in the middle of the copy;
