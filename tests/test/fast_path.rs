@@ -496,6 +496,66 @@ async fn a_lock_held_elsewhere_makes_it_retry_not_queue() {
         .is_some());
 }
 
+/// Found by a fresh tester: while the in-place statements waited for a lock held elsewhere,
+/// `abort` was ignored (the run went on and altered the table once the lock was free, and
+/// `abort` failed), and the retries said nothing without `-v`. Now each retry is said, and an
+/// abort stops the run before its next attempt: nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_stops_the_in_place_alter_between_its_lock_attempts() {
+    let db = TestDb::new("fast_abort_retrying").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let child = tokio::process::Command::from(hotswap_command(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text",
+        "--lock-timeout",
+        "100ms",
+        "--max-lock-attempts",
+        "200",
+        "--retry-delay",
+        "50ms",
+    ]))
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawning");
+    let run = tokio::spawn(async move { child.wait_with_output().await.expect("waiting") });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let conninfo = db.conninfo.clone();
+    let abort = tokio::spawn(async move {
+        hotswap_async(&["abort", "--dsn", &conninfo, "--table", "public.t"]).await
+    });
+    // The run sees the request within a second or so; the lock is free only after that.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let out = abort.await.unwrap();
+    assert_exit(&out, 0);
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ended")
+        .unwrap();
+    assert_exit(&out, 5);
+    assert!(
+        all_output(&out).contains("trying again"),
+        "the retries were not said\n{}",
+        describe(&out)
+    );
+    assert!(
+        !has_note(&client).await,
+        "altered after the abort\n{}",
+        describe(&out)
+    );
+}
+
 /// The same lock, never released: the run stops after its attempts with exit 4, nothing changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_never_released_exits_4_after_its_attempts() {

@@ -277,6 +277,11 @@ impl Governor {
         Ok(None)
     }
 
+    /// Whether the operator has asked to abort, now (for a loop that checks between steps).
+    pub fn abort_requested(&self) -> bool {
+        self.rx.borrow().abort
+    }
+
     /// Whether the operator asked to abort (checked by steps that cannot wait on a permit).
     pub async fn aborted(&self) {
         let mut rx = self.rx.clone();

@@ -9,7 +9,7 @@
 
 use super::{InPlace, Unit};
 use crate::db::locking::{self, LockPolicy};
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, Error, Result};
 use crate::rewrite::step::{self, Step};
 use tokio_postgres::Client;
 
@@ -25,13 +25,19 @@ pub struct Applied {
     pub longest_exclusive_ms: f64,
 }
 
-/// Executes the in-place statements on the live table, each unit under the lock rule. On an
-/// error, removes what a half-done ALTER would leave behind (helper and unvalidated
+/// Executes the in-place statements on the live table, each unit under the lock rule. `stop`
+/// is asked before every attempt: an error from it (the operator's abort) ends the work there.
+/// On an error, removes what a half-done ALTER would leave behind (helper and unvalidated
 /// constraints, unattached indexes) and says what was applied.
-pub async fn apply(client: &mut Client, policy: &LockPolicy, p: &InPlace) -> Result<Applied> {
+pub async fn apply(
+    client: &mut Client,
+    policy: &LockPolicy,
+    p: &InPlace,
+    stop: &(dyn Fn() -> Option<Error> + Sync),
+) -> Result<Applied> {
     let mut done = Applied::default();
     for (u, unit) in p.units.iter().enumerate() {
-        match run_unit(client, policy, unit).await {
+        match run_unit(client, policy, unit, stop).await {
             Ok((attempts, ms)) => {
                 done.attempts += attempts;
                 let exclusive = unit
@@ -67,13 +73,28 @@ pub async fn apply(client: &mut Client, policy: &LockPolicy, p: &InPlace) -> Res
     Ok(done)
 }
 
-/// Runs one unit, retried on lock timeouts; returns the attempts it took and how long the
-/// successful attempt took, ms.
-async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Result<(u32, f64)> {
+/// Runs one unit, retried on lock timeouts (each retry said on stderr); returns the attempts it
+/// took and how long the successful attempt took, ms. `stop` is asked before each attempt.
+async fn run_unit(
+    client: &mut Client,
+    policy: &LockPolicy,
+    unit: &Unit,
+    stop: &(dyn Fn() -> Option<Error> + Sync),
+) -> Result<(u32, f64)> {
+    let retrying = |what: &str, attempt: u32| {
+        crate::output::ui::say(&format!(
+            "{what}: the lock was not granted within {} (attempt {attempt} of {}); trying again",
+            crate::db::ident::pg_millis(policy.timeout),
+            policy.attempts
+        ))
+    };
     match unit {
         Unit::Transaction { what, steps } => {
             let mut tries = locking::Retry::new(policy, what);
             loop {
+                if let Some(e) = stop() {
+                    return Err(e);
+                }
                 let attempt = tries.start();
                 let started = std::time::Instant::now();
                 let result = async {
@@ -89,11 +110,15 @@ async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Resu
                 if tries.settle(result).await?.is_some() {
                     return Ok((attempt, ms));
                 }
+                retrying(what, attempt);
             }
         }
         Unit::Concurrently { what, step, undo } => {
             let mut tries = locking::Retry::new(policy, what);
             loop {
+                if let Some(e) = stop() {
+                    return Err(e);
+                }
                 let attempt = tries.start();
                 let started = std::time::Instant::now();
                 let result = step::exec(&*client, step).await;
@@ -104,6 +129,7 @@ async fn run_unit(client: &mut Client, policy: &LockPolicy, unit: &Unit) -> Resu
                 if tries.settle(result).await?.is_some() {
                     return Ok((attempt, started.elapsed().as_secs_f64() * 1000.0));
                 }
+                retrying(what, attempt);
             }
         }
     }
@@ -131,7 +157,7 @@ async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -
             what: s.what.clone(),
             steps: vec![s],
         };
-        match run_unit(client, policy, &unit).await {
+        match run_unit(client, policy, &unit, &|| None).await {
             Ok(_) => removed.extend(cons.iter().map(|c| format!("constraint {}", c.as_str()))),
             Err(_) => failed.extend(cons.iter().map(|c| format!("constraint {}", c.as_str()))),
         }

@@ -14,7 +14,7 @@
 use super::{Ctx, RunReport};
 use crate::error::Result;
 use crate::output::ui::say;
-use crate::pacing::governor::PaceOptions;
+use crate::pacing::governor::{Governor, PaceOptions};
 use crate::rewrite::fastpath::{self, Ask, Decision, InPlace};
 use crate::rewrite::preflight::Source;
 use crate::rewrite::shadow::{self, ShadowRequest};
@@ -103,9 +103,15 @@ impl Ctx<'_> {
             )
             .await?;
         let applied = match self.wait_for_schedule(ctl, src, run, pace).await {
-            Ok(()) => {
+            Ok(gov) => {
                 crate::output::progress::phase("in place");
-                fastpath::apply(ctl, &opts.lock, &p).await
+                // An abort is honoured between lock attempts (found by a fresh tester: it was
+                // ignored while the statements waited for their locks).
+                let stop = || {
+                    gov.abort_requested()
+                        .then(|| crate::pacing::governor::aborted_error(run))
+                };
+                fastpath::apply(ctl, &opts.lock, &p, &stop).await
             }
             Err(e) => Err(e),
         };
@@ -131,14 +137,15 @@ impl Ctx<'_> {
     }
 
     /// Waits for the start permit and for the swap's hold to lift (the window, a manual
-    /// cut-over, the hooks), as the swap would; the governor is stopped on return.
+    /// cut-over, the hooks), as the swap would; returns the governor, which watches for an
+    /// abort while the statements run (it stops when dropped).
     async fn wait_for_schedule(
         &self,
         ctl: &Client,
         src: &Source,
         run: i64,
         pace: &PaceOptions,
-    ) -> Result<()> {
+    ) -> Result<Governor> {
         let gov = self.governor(ctl, &src.table.name, run, pace).await?;
         let mut waited = false;
         while let Some(why) = gov.swap_hold(run)? {
@@ -153,6 +160,6 @@ impl Ctx<'_> {
             gov.set_note(None);
             gov.cutover_taken(ctl, self.state, run).await?;
         }
-        Ok(())
+        Ok(gov)
     }
 }
