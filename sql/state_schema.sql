@@ -57,28 +57,23 @@ CREATE TABLE IF NOT EXISTS @schema@.runs (
     cutover        text
 );
 
--- Upgrade of a state schema made before issue 18: the fleet column, added once (the catalog is
--- read first, so an up-to-date schema takes no lock on runs here).
-DO $hotswap_fleet$
+-- Upgrade of a state schema made by an earlier version: the columns added since (fleet_id,
+-- issue 18; cutover), each added once (the catalog is read first, so an up-to-date schema takes
+-- no lock on runs here).
+DO $hotswap_upgrade$
+DECLARE
+  runs regclass := pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.runs');
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                  WHERE attrelid = pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.runs')
-                    AND attname = 'fleet_id' AND NOT attisdropped) THEN
+                  WHERE attrelid = runs AND attname = 'fleet_id' AND NOT attisdropped) THEN
     ALTER TABLE @schema@.runs ADD COLUMN fleet_id text;
   END IF;
-END
-$hotswap_fleet$;
-
--- Upgrade of a state schema made before the cut-over mode was recorded: the column, added once.
-DO $hotswap_cutover$
-BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                  WHERE attrelid = pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || '.runs')
-                    AND attname = 'cutover' AND NOT attisdropped) THEN
+                  WHERE attrelid = runs AND attname = 'cutover' AND NOT attisdropped) THEN
     ALTER TABLE @schema@.runs ADD COLUMN cutover text;
   END IF;
 END
-$hotswap_cutover$;
+$hotswap_upgrade$;
 
 -- One row per chunk of the copy. done_at is set in the same transaction that commits the
 -- chunk's rows into the shadow, so a chunk is never copied twice.

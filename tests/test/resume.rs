@@ -311,6 +311,36 @@ async fn unrepairable_difference_is_never_swapped() {
     assert_exit(&out, 0);
 }
 
+/// The arguments of a `run` of `table` (`alter`, 500-row chunks, so the copy has several).
+fn mid_copy_args(db: &TestDb, table: &str, alter: &str) -> Vec<String> {
+    [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        table,
+        "--alter",
+        alter,
+        "--chunk-rows",
+        "500",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// Runs `args` until the second copy unit commits and the process dies there (failpoint
+/// `copy-chunk@2`): the run's capture, shadow and log are left in place, as after a crash.
+async fn crash_mid_copy(args: &[&str]) {
+    let out = hotswap_failpoint(args, Some("copy-chunk@2")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+}
+
 /// Found in session 8's reading: an `abort` that stopped halfway removes the capture triggers
 /// first, and the same command then continued the run, copied everything again and was refused
 /// only at the swap, with advice to leave the triggers alone. A run whose capture is no longer
@@ -332,24 +362,9 @@ async fn a_resume_whose_capture_triggers_changed_is_refused_before_copying() {
         create_tables(&client, &spec, ROWS).await.unwrap();
         let w = start_load(&db.conninfo, &spec, ROWS, 2, 200);
         let table = format!("public.{name}");
-        let args = [
-            "run",
-            "--dsn",
-            &db.conninfo,
-            "--table",
-            &table,
-            "--alter",
-            "ALTER COLUMN id TYPE bigint",
-            "--chunk-rows",
-            "1000",
-        ];
-        let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
-        assert_eq!(
-            out.status.code(),
-            Some(pg_hotswap::failpoint::EXIT),
-            "{}",
-            describe(&out)
-        );
+        let args = mid_copy_args(&db, &table, "ALTER COLUMN id TYPE bigint");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crash_mid_copy(&args).await;
         let copied = done_chunks(&client).await.len();
         let triggers: Vec<String> = client
             .query(
@@ -416,24 +431,9 @@ async fn abort_removes_what_was_renamed_and_resume_refuses_a_dropped_log() {
         let spec = TableSpec::simple("public", name);
         create_tables(&client, &spec, 3_000).await.unwrap();
         let table = format!("public.{name}");
-        let args = [
-            "run",
-            "--dsn",
-            &db.conninfo,
-            "--table",
-            &table,
-            "--alter",
-            "ALTER COLUMN id TYPE bigint",
-            "--chunk-rows",
-            "500",
-        ];
-        let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
-        assert_eq!(
-            out.status.code(),
-            Some(pg_hotswap::failpoint::EXIT),
-            "{}",
-            describe(&out)
-        );
+        let args = mid_copy_args(&db, &table, "ALTER COLUMN id TYPE bigint");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crash_mid_copy(&args).await;
         let row = client
             .query_one(
                 "SELECT (SELECT quote_ident(tgname) FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal LIMIT 1), \
@@ -514,24 +514,9 @@ async fn a_suggested_command_for_an_odd_table_name_works_pasted_into_a_shell() {
         .await
         .unwrap();
     let table = r#""App"."Weird ""Name"" tbl""#;
-    let args = [
-        "run",
-        "--dsn",
-        &db.conninfo,
-        "--table",
-        table,
-        "--alter",
-        "ALTER COLUMN v TYPE bigint",
-        "--chunk-rows",
-        "500",
-    ];
-    let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
-    assert_eq!(
-        out.status.code(),
-        Some(pg_hotswap::failpoint::EXIT),
-        "{}",
-        describe(&out)
-    );
+    let args = mid_copy_args(&db, table, "ALTER COLUMN v TYPE bigint");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crash_mid_copy(&args).await;
     client
         .batch_execute(&format!(
             "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tgname FROM pg_trigger \
@@ -608,24 +593,8 @@ async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "gone");
     create_tables(&client, &spec, 3_000).await.unwrap();
-    let args = [
-        "run",
-        "--dsn",
-        &db.conninfo,
-        "--table",
-        "public.gone",
-        "--alter",
-        "ALTER COLUMN id TYPE bigint",
-        "--chunk-rows",
-        "500",
-    ];
-    let out = hotswap_failpoint(&args, Some("copy-chunk@2")).await;
-    assert_eq!(
-        out.status.code(),
-        Some(pg_hotswap::failpoint::EXIT),
-        "{}",
-        describe(&out)
-    );
+    let args = mid_copy_args(&db, "public.gone", "ALTER COLUMN id TYPE bigint");
+    crash_mid_copy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     // A lingering session of the run: it holds the per-table advisory lock.
     let lingering = db.client().await;
     lingering
@@ -679,27 +648,8 @@ async fn a_resume_of_a_run_aborted_meanwhile_starts_nothing() {
     let client = db.client().await;
     let spec = TableSpec::simple("public", "raced");
     create_tables(&client, &spec, 3_000).await.unwrap();
-    let out = hotswap_failpoint(
-        &[
-            "run",
-            "--dsn",
-            &db.conninfo,
-            "--table",
-            "public.raced",
-            "--alter",
-            "ALTER COLUMN id TYPE bigint",
-            "--chunk-rows",
-            "500",
-        ],
-        Some("copy-chunk@2"),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(pg_hotswap::failpoint::EXIT),
-        "{}",
-        describe(&out)
-    );
+    let args = mid_copy_args(&db, "public.raced", "ALTER COLUMN id TYPE bigint");
+    crash_mid_copy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let hold = HoldPoint::new("resume_aborted_meanwhile", "before-claim");
     let (k, v) = hold.env();
     let conninfo = db.conninfo.clone();

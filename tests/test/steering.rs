@@ -368,8 +368,8 @@ async fn a_resumed_manual_cutover_run_still_waits_for_the_operator() {
     t.finish(run, "--cutover manual").await;
 }
 
-/// A state schema made before the cut-over mode was recorded (no `runs.cutover`) gains the
-/// column on the next run, which records its mode there.
+/// A state schema made before the cut-over mode was recorded (no `runs.cutover`, nor the
+/// older `fleet_id`) gains the columns on the next run, which records its mode there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_schema_without_the_cutover_column_is_upgraded() {
     let db = TestDb::new("steer_cutover_upgrade").await;
@@ -382,14 +382,14 @@ async fn a_state_schema_without_the_cutover_column_is_upgraded() {
     let out = hotswap_async(&run_args(&db, "public.first", &[])).await;
     assert_exit(&out, 0);
     client
-        .batch_execute("ALTER TABLE hotswap.runs DROP COLUMN cutover")
+        .batch_execute("ALTER TABLE hotswap.runs DROP COLUMN cutover, DROP COLUMN fleet_id")
         .await
         .unwrap();
     let out = hotswap_async(&run_args(&db, "public.second", &[])).await;
     assert_exit(&out, 0);
     let mode: Option<String> = client
         .query_one(
-            "SELECT cutover FROM hotswap.runs ORDER BY id DESC LIMIT 1",
+            "SELECT cutover FROM hotswap.runs WHERE fleet_id IS NULL ORDER BY id DESC LIMIT 1",
             &[],
         )
         .await
