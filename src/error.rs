@@ -155,6 +155,13 @@ impl Error {
         &self.message
     }
 
+    /// The same error with its message rewritten by `f` (e.g. internal names replaced by the
+    /// user's); kind, SQLSTATE, state and next are kept.
+    pub fn map_message(mut self, f: impl FnOnce(String) -> String) -> Error {
+        self.message = f(std::mem::take(&mut self.message));
+        self
+    }
+
     /// The state the database is left in, if said.
     pub fn state(&self) -> Option<&str> {
         self.state.as_deref()

@@ -14,7 +14,7 @@ mod derive;
 use crate::db::catalog;
 use crate::db::ident::{literal, Ident, QualifiedName};
 use crate::db::locking::{self, LockPolicy};
-use crate::error::{DbContext, Error, Kind, Result, RowExt};
+use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::mapping::MapArg;
 use crate::rewrite::plan::{CapturePlan, Plan};
 use crate::rewrite::preflight::Source;
@@ -256,8 +256,19 @@ pub async fn build_in(
         run_step(tx, alter_step(table, shadow, &alter), &mut done)
             .await
             .map_err(|e| {
-                e.with_kind(Kind::Refused)
-                    .with_state(format!("nothing was changed; {} is untouched", table.human()))
+                // PostgreSQL's message names the shadow's temporary index names: say the
+                // user's (found by a fresh tester: `CLUSTER ON` a partial index named
+                // "hotswap_0_i3").
+                e.map_message(|message| {
+                    original_names.iter().fold(message, |m, (tmp, orig)| {
+                        m.replace(
+                            &format!("\"{}\"", tmp.as_str()),
+                            &format!("\"{}\"", orig.as_str()),
+                        )
+                    })
+                })
+                .with_kind(crate::error::Kind::Refused)
+                .with_state(format!("nothing was changed; {} is untouched", table.human()))
                     .with_next("fix the --alter text (it takes the actions of ALTER TABLE, e.g. \"ALTER COLUMN id TYPE bigint, ADD COLUMN flags int NOT NULL DEFAULT 0\")")
             })?;
     }

@@ -771,3 +771,36 @@ async fn runs_succeed_and_replication_goes_on_where_the_tools_tables_are_not_pub
     exec(&sub, "DROP SUBSCRIPTION sub_list").await;
     lc.stop().await;
 }
+
+/// Found by a fresh tester: an ALTER that PostgreSQL refuses on the shadow was reported with the
+/// shadow's temporary index name (`cannot cluster on partial index "hotswap_0_i3"`). The
+/// message names the user's index, as PostgreSQL's own ALTER on the table would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_alter_names_the_users_index_not_a_temporary_one() {
+    let db = TestDb::new("refused_alter_index_name").await;
+    let client = db.client().await;
+    exec(
+        &client,
+        "CREATE TABLE tt (id int PRIMARY KEY, c int);
+         CREATE INDEX tt_expr ON tt ((c + 1)) WHERE c > 0;
+         INSERT INTO tt SELECT g, g FROM generate_series(1, 100) g;",
+    )
+    .await;
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.tt",
+        "--alter",
+        "ALTER COLUMN c TYPE bigint, CLUSTER ON tt_expr",
+    ])
+    .await;
+    assert_exit(&out, 3);
+    let said = all_output(&out);
+    assert!(
+        said.contains("\"tt_expr\"") && !said.contains("hotswap_"),
+        "{}",
+        describe(&out)
+    );
+}
