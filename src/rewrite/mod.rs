@@ -10,6 +10,7 @@ pub mod alter_text;
 pub mod batching;
 pub mod build;
 pub mod capture;
+pub mod carried;
 pub mod checks;
 pub mod chunks;
 pub mod copier;

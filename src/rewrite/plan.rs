@@ -207,6 +207,11 @@ pub struct Plan {
     /// and attaches the new table with its bound (issue 15; `one_partition`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_of: Option<crate::rewrite::one_partition::PartitionOf>,
+    /// The source's per-column settings and index statistics targets when the shadow was made:
+    /// the swap carries the ones changed during the run unless the ALTER set them
+    /// (`rewrite::carried`). None in a plan made before this was kept, and in a revert's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_base: Option<SettingsBase>,
 }
 
 impl Plan {
@@ -221,6 +226,34 @@ impl Plan {
     pub fn shadow_from(&self) -> String {
         from_rel(&self.shadow, self.partitioning.is_some())
     }
+}
+
+/// One column's settings that live outside the table's definition (`sql/column_settings.sql`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ColumnSettings {
+    pub name: Ident,
+    /// `SET STATISTICS`, -1 for the default.
+    pub stat_target: i32,
+    /// `attstorage`: p, e, x or m.
+    pub storage: String,
+    /// `attcompression`: empty for the default, p (pglz) or l (lz4).
+    pub compression: String,
+    /// `n_distinct=100`...
+    pub options: Vec<String>,
+    pub comment: Option<String>,
+}
+
+/// The source's settings when the run started, recorded in the plan (`rewrite::carried`): what tells a setting the
+/// ALTER changed (the shadow's differs from it) from one it left alone.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SettingsBase {
+    pub columns: Vec<ColumnSettings>,
+    /// Per source index (by name): its columns' statistics targets (column number, target),
+    /// the default ones left out.
+    pub index_stats: Vec<(Ident, Vec<(i32, i32)>)>,
+    /// The replica identity: `relreplident` and, for `i`, the index's name.
+    #[serde(default)]
+    pub replica_identity: Option<(String, Option<Ident>)>,
 }
 
 /// `REPLICA IDENTITY` of the new table.

@@ -240,6 +240,30 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
     Ok((source, warnings))
 }
 
+/// The source as it is now, for the swap (`rewrite::carried`): its row, columns, indexes,
+/// constraints, triggers, privileges, policies, publications and extended statistics read again;
+/// the rest as `src` has it (what the definition's fingerprint guards, or what the swap reads
+/// itself). Nothing is refused here: the swap compares fingerprints instead.
+pub async fn refresh(client: &impl tokio_postgres::GenericClient, src: &Source) -> Result<Source> {
+    let oid = src.table.oid;
+    let mut triggers = catalog::triggers(client, oid).await?;
+    if let Some(of) = &src.partition_of {
+        triggers.retain(|t| !of.cloned_triggers.contains(&t.name));
+    }
+    Ok(Source {
+        table: catalog::table(client, oid).await?,
+        columns: catalog::columns(client, oid).await?,
+        indexes: catalog::indexes(client, oid).await?,
+        constraints: catalog::constraints(client, oid).await?,
+        triggers,
+        grants: catalog::grants(client, oid).await?,
+        policies: catalog::policies(client, oid).await?,
+        publications: catalog::publications(client, oid).await?,
+        statistics: catalog::statistics(client, oid).await?,
+        ..src.clone()
+    })
+}
+
 /// The partitions of the partitioned table `table`, refusing a tree the rewrite cannot carry
 /// over whole: foreign or unlogged partitions, and what partitions have of their own (triggers,
 /// policies, rules, indexes or constraints their parent does not give them).

@@ -203,6 +203,7 @@ pub fn reverse_plan(
         partition_sample: None,
         // A partition rewritten on its own goes back under the same parent with the same bound.
         partition_of: fwd.partition_of.clone(),
+        settings_base: None,
     };
     ReversePlan {
         plan,

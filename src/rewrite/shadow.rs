@@ -378,6 +378,7 @@ pub async fn build_in(
             .collect(),
         partition_sample: None,
         partition_of: src.partition_of.clone(),
+        settings_base: Some(crate::rewrite::carried::base(tx, src).await?),
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";

@@ -22,6 +22,7 @@ use crate::db::ident::{pg_millis, Ident, QualifiedName};
 use crate::db::locking::{self, LockPolicy};
 use crate::error::{DbContext, Error, Kind, Result, RowExt};
 use crate::rewrite::capture;
+use crate::rewrite::carried;
 use crate::rewrite::plan::Plan;
 use crate::rewrite::preflight::Source;
 use crate::rewrite::replay;
@@ -242,6 +243,9 @@ pub async fn swap(
     let relations = [plan.source_oid, plan.shadow_oid];
     let mut longest = Duration::ZERO;
     let mut tries = locking::Retry::new(req.policy, "swap");
+    // The source's privileges, comments and settings as they are now (`carried`), read again
+    // only when their fingerprint moved since the last attempt.
+    let mut fresh: Option<carried::Fresh> = None;
     loop {
         let attempt = tries.start();
         replay::catch_up(
@@ -253,6 +257,12 @@ pub async fn swap(
             req.policy,
         )
         .await?;
+        let now = catalog::carried_fingerprint(&*client, plan.source_oid).await?;
+        let current = match fresh.take() {
+            Some(f) if f.fingerprint == now => f,
+            _ => carried::read(&*client, plan, src).await?,
+        };
+        let fresh = &*fresh.insert(current);
         crate::failpoint::hold("before-swap-lock").await;
         let started = Instant::now();
         let tx = client
@@ -264,7 +274,7 @@ pub async fn swap(
             waiter,
             &relations,
             req.policy.timeout,
-            attempt_swap(&tx, state, plan, src, &names, req),
+            attempt_swap(&tx, state, plan, fresh, &names, req),
         )
         .await;
         let outcome = match outcome {
@@ -285,6 +295,38 @@ pub async fn swap(
                         crate::output::ui::shell_word(&plan.source.to_string())
                     ),
                 ));
+            }
+            // The source's privileges, comments or settings changed between reading them and the
+            // lock: read them again, then retry at once.
+            Ok(Attempt::SourceChanged) => {
+                longest = longest.max(waited(started, req.policy));
+                drop(tx); // rolls back: the source is untouched
+                let why =
+                    "the table's privileges, comments or settings changed just before the lock";
+                state
+                    .event(
+                        ctl,
+                        plan.run_id,
+                        Phase::Swap,
+                        "swap_source_changed",
+                        &format!("swap attempt {attempt}: {why}"),
+                        None,
+                    )
+                    .await?;
+                crate::output::ui::say(&format!(
+                    "swap attempt {attempt}/{}: {why}; rolled back to carry them over",
+                    req.policy.attempts,
+                ));
+                if !tries.may_retry() {
+                    return Err(Error::new(
+                        Kind::LockTimeout,
+                        format!(
+                            "could not swap {}: at each of {attempt} attempts its privileges, comments or settings changed between reading them and the lock",
+                            plan.source.human()
+                        ),
+                    ));
+                }
+                continue;
             }
             // Too many changes to replay under the lock: catch up again, then retry at once.
             Ok(Attempt::BacklogTooBig { pending, most }) => {
@@ -439,6 +481,9 @@ enum Attempt {
     /// More changes arrived between the catch-up and the lock than may be replayed under it:
     /// roll back, catch up and try again at once.
     BacklogTooBig { pending: i64, most: i64 },
+    /// The source's privileges, comments or settings (`carried`) changed since they were read
+    /// for this attempt: roll back, read them again and try again at once.
+    SourceChanged,
 }
 
 /// A successful attempt, not yet committed.
@@ -456,10 +501,11 @@ async fn attempt_swap(
     tx: &Transaction<'_>,
     state: &State,
     plan: &Plan,
-    src: &Source,
+    fresh: &carried::Fresh,
     names: &Names,
     req: &SwapRequest<'_>,
 ) -> Result<Attempt> {
+    let src = &fresh.src;
     let source = &plan.source;
     locking::set_local_timeout(tx, req.policy.timeout).await?;
     step::exec(tx, &lock_step(plan)).await?;
@@ -479,6 +525,10 @@ async fn attempt_swap(
             "run `pg-hotswap abort --table {}` and start the rewrite again",
             crate::output::ui::shell_word(&source.to_string())
         )));
+    }
+
+    if catalog::carried_fingerprint(tx, plan.source_oid).await? != fresh.fingerprint {
+        return Ok(Attempt::SourceChanged);
     }
 
     check_capture_untouched(tx, state, plan).await?;
@@ -506,6 +556,8 @@ async fn attempt_swap(
 
     let facts = read_facts(tx, plan, src).await?;
     let ddl = ddl_steps(plan, src, names, &facts)?;
+    // What changed on the source during the run, on the shadow's own names (before the renames).
+    step::exec_all(tx, &fresh.steps).await?;
     step::exec_all(tx, &ddl.before_views).await?;
     views::recreate_views(tx, src).await?;
     step::exec_all(tx, &ddl.after_views).await?;

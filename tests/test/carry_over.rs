@@ -2154,3 +2154,221 @@ async fn objects_bound_to_the_table_are_refused_or_carried_over() {
     }
     findings.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Changes made to the table while a run is under way
+
+/// `public.<name>` with an owner, privileges, an expression index, a trigger and extended
+/// statistics: the table a run rewrites and its twin, which PostgreSQL's own ALTER changes.
+fn during_fixture(name: &str) -> String {
+    format!(
+        "CREATE TABLE public.{name} (id int PRIMARY KEY, v text, n int, w text);
+         CREATE INDEX {name}_expr ON public.{name} ((n + 1));
+         CREATE TRIGGER {name}_trg BEFORE INSERT ON public.{name}
+             FOR EACH ROW EXECUTE FUNCTION public.hs_during_trg();
+         CREATE STATISTICS public.{name}_stats ON v, n FROM public.{name};
+         ALTER TABLE public.{name} OWNER TO hs_during_owner;
+         INSERT INTO public.{name} SELECT g, 'v' || g, g, 'w' || g FROM generate_series(1, 2000) g;
+         ANALYZE public.{name};"
+    )
+}
+
+/// What a DBA may do to the table during a run of hours without changing its definition.
+fn during_changes(name: &str) -> String {
+    format!(
+        "GRANT SELECT ON public.{name} TO hs_during_reader;
+         GRANT UPDATE (v) ON public.{name} TO hs_during_reader;
+         ALTER TABLE public.{name} ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY {name}_pol ON public.{name} USING (v <> 'x');
+         COMMENT ON TABLE public.{name} IS 'table comment';
+         COMMENT ON COLUMN public.{name}.v IS 'column comment';
+         COMMENT ON INDEX public.{name}_expr IS 'index comment';
+         COMMENT ON CONSTRAINT {name}_pkey ON public.{name} IS 'constraint comment';
+         COMMENT ON TRIGGER {name}_trg ON public.{name} IS 'trigger comment';
+         ALTER TABLE public.{name} SET (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05);
+         ALTER TABLE public.{name} ALTER COLUMN v SET STATISTICS 77,
+             ALTER COLUMN n SET STATISTICS 33,
+             ALTER COLUMN v SET STORAGE EXTERNAL,
+             ALTER COLUMN w SET COMPRESSION pglz,
+             ALTER COLUMN v SET (n_distinct = 5);
+         ALTER INDEX public.{name}_expr ALTER COLUMN 1 SET STATISTICS 44;
+         ALTER STATISTICS public.{name}_stats SET STATISTICS 300;
+         ALTER TABLE public.{name} DISABLE TRIGGER {name}_trg;
+         ALTER PUBLICATION hs_during_pub ADD TABLE public.{name};
+         ALTER TABLE public.{name} REPLICA IDENTITY USING INDEX {name}_pkey;
+         ALTER TABLE public.{name} OWNER TO hs_during_reader;"
+    )
+}
+
+/// Runs the tool on `public.hs_carried` with `alter`, making [`during_changes`] while it waits
+/// just before its swap lock, and compares `pg_dump` of the result with that of
+/// `public.hs_twin`, given the same changes and then PostgreSQL's own `ALTER TABLE`.
+async fn carried_like_postgresql(test: &str, alter: &str) {
+    let db = TestDb::new(test).await;
+    let client = db.client().await;
+    ensure_roles(&client, &["hs_during_owner", "hs_during_reader"]).await;
+    exec(
+        &client,
+        &format!(
+            "CREATE FUNCTION public.hs_during_trg() RETURNS trigger LANGUAGE plpgsql
+                 AS 'BEGIN RETURN NEW; END';
+             CREATE PUBLICATION hs_during_pub;
+             {} {}",
+            during_fixture("hs_carried"),
+            during_fixture("hs_twin")
+        ),
+    )
+    .await;
+    let hold = crate::harness::HoldPoint::new(test, "before-swap-lock");
+    let (k, v) = hold.env();
+    let conninfo = db.conninfo.clone();
+    let alter_arg = alter.to_string();
+    let run = tokio::spawn(async move {
+        let mut args = vec![
+            "run",
+            "--dsn",
+            &conninfo,
+            "--table",
+            "public.hs_carried",
+            "--force-rewrite",
+            "--drop-old",
+        ];
+        if !alter_arg.is_empty() {
+            args.extend(["--alter", &alter_arg]);
+        }
+        crate::harness::hotswap_env(&args, &[(k, &v)]).await
+    });
+    hold.wait_reached().await;
+    exec(&client, &during_changes("hs_carried")).await;
+    hold.release();
+    let out = run.await.expect("the run's task");
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut twin = during_changes("hs_twin");
+    if !alter.is_empty() {
+        twin.push_str(&format!("\nALTER TABLE public.hs_twin {alter};"));
+    }
+    exec(&client, &twin).await;
+    let dump_of = |t: &'static str| {
+        let db = &db;
+        async move {
+            let bindir = tokio::task::spawn_blocking(pg_hotswap::demo::cluster::find_bindir)
+                .await
+                .expect("finding the PostgreSQL binaries")
+                .expect("PostgreSQL binaries (for pg_dump)");
+            let out = tokio::process::Command::new(bindir.join("pg_dump"))
+                .args(["--schema-only", "--table", t, "--dbname", &db.conninfo])
+                .output()
+                .await
+                .expect("running pg_dump");
+            assert!(out.status.success(), "pg_dump failed");
+            String::from_utf8(out.stdout).expect("pg_dump printed UTF-8")
+        }
+    };
+    let carried = parse_dump(&dump_of("public.hs_carried").await);
+    let twin = parse_dump(
+        &dump_of("public.hs_twin")
+            .await
+            .replace("hs_twin", "hs_carried"),
+    );
+    let diff = DumpDiff::new(&twin, &carried);
+    let (gone, new) = diff.flat_changes();
+    assert!(
+        gone.is_empty() && new.is_empty(),
+        "--alter {alter:?}: what was changed during the run differs from PostgreSQL's \
+         (- the twin, + the rewritten table):\n{}",
+        diff.render()
+    );
+}
+
+/// A GRANT, a policy, comments, storage options, per-column settings, an index statistics
+/// target, a disabled trigger, a publication, a replica identity and a new owner, all given to the table while the
+/// run waits just before its swap: the swap carries every one (before, every one was lost, and
+/// the reader lost its access).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_during_the_run_are_carried_by_the_swap() {
+    carried_like_postgresql("carry_during", "").await;
+}
+
+/// The same changes under an ALTER that changes a column's type and sets a statistics target
+/// itself: the result is what PostgreSQL gives when the changes come first and its ALTER after
+/// them (the retyped column's index is re-created with default targets, the ALTER's target
+/// wins over the one set during the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_during_the_run_meet_the_alter_as_in_postgresql() {
+    carried_like_postgresql(
+        "carry_during_alter",
+        "ALTER COLUMN n TYPE bigint, ALTER COLUMN v SET STATISTICS 500",
+    )
+    .await;
+    carried_like_postgresql("carry_during_alter_w", "ALTER COLUMN w TYPE varchar(50)").await;
+}
+
+/// A policy on a column the ALTER retypes, created while the run waits before its swap:
+/// PostgreSQL's own ALTER would refuse it ("cannot alter type of a column used in a policy
+/// definition"), and so does the swap, leaving the table as it is; once the policy is dropped,
+/// `resume` finishes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_made_during_the_run_on_a_retyped_column_is_refused_like_postgresql() {
+    let db = TestDb::new("carry_during_policy").await;
+    let client = db.client().await;
+    ensure_roles(&client, &["hs_during_owner"]).await;
+    exec(
+        &client,
+        &format!(
+            "CREATE FUNCTION public.hs_during_trg() RETURNS trigger LANGUAGE plpgsql
+                 AS 'BEGIN RETURN NEW; END';
+             {}",
+            during_fixture("hs_carried")
+        ),
+    )
+    .await;
+    let hold = crate::harness::HoldPoint::new("carry_during_policy", "before-swap-lock");
+    let (k, v) = hold.env();
+    let conninfo = db.conninfo.clone();
+    let run = tokio::spawn(async move {
+        crate::harness::hotswap_env(
+            &[
+                "run",
+                "--dsn",
+                &conninfo,
+                "--table",
+                "public.hs_carried",
+                "--alter",
+                "ALTER COLUMN n TYPE bigint",
+            ],
+            &[(k, &v)],
+        )
+        .await
+    });
+    hold.wait_reached().await;
+    exec(
+        &client,
+        "CREATE POLICY hs_carried_n ON public.hs_carried USING (n > 10)",
+    )
+    .await;
+    hold.release();
+    let out = run.await.expect("the run's task");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("cannot alter type of a column used in a policy definition")
+            && text.contains("hs_carried_n"),
+        "{}",
+        describe(&out)
+    );
+    let table = QualifiedName::new("public", "hs_carried");
+    let ty = crate::harness::column_type(&client, &table, &Ident::new("n")).await;
+    assert_eq!(ty, "integer", "the table was changed: {}", describe(&out));
+    exec(&client, "DROP POLICY hs_carried_n ON public.hs_carried").await;
+    let out = crate::harness::hotswap_async(&[
+        "resume",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.hs_carried",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let ty = crate::harness::column_type(&client, &table, &Ident::new("n")).await;
+    assert_eq!(ty, "bigint", "{}", describe(&out));
+}

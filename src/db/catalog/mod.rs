@@ -208,6 +208,21 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
     row.col(0, &what)
 }
 
+/// A fingerprint of what the swap carries from the source as it is at the swap rather than as it
+/// was at the start (privileges, policies, comments, settings...: `sql/carried_fingerprint.sql`,
+/// `rewrite::carried`). Errors: the query failed.
+pub async fn carried_fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String> {
+    let what = format!("fingerprinting the privileges, comments and settings of table oid {oid}");
+    client
+        .query_one(
+            include_str!("../../../sql/carried_fingerprint.sql"),
+            &[&oid],
+        )
+        .await
+        .ctx(&what)?
+        .col(0, &what)
+}
+
 /// Whether `name` still names the relation `oid` (false when it is gone or another relation took
 /// the name): the tool drops or trusts only the very relation it recorded.
 pub async fn names_relation(
