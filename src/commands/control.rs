@@ -115,6 +115,22 @@ pub(super) async fn send(target: &Target, req: Request) -> Result<Option<i64>> {
     Ok(Some(run.id))
 }
 
+/// After `resume` was sent: whether a process still works on the table's unfinished run after
+/// `within` (true), or none does any more while the run is unfinished (false: the process was
+/// exiting when asked, and the caller continues the run itself). A run that finished meanwhile
+/// counts as attached: there is nothing to continue. Polls every 100 ms.
+pub(super) async fn still_attached(target: &Target, within: Duration) -> Result<bool> {
+    let started = Instant::now();
+    loop {
+        match find(target).await? {
+            Some((_, None)) => return Ok(false),
+            None => return Ok(true),
+            Some((_, Some(_))) if started.elapsed() >= within => return Ok(true),
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// After `abort` was sent: waits until the running process has stopped and cleaned up
 /// (true), or until no process holds the table any more while the run is still unfinished
 /// (false: it ended without seeing the request, e.g. a process that had just exited when the

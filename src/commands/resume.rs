@@ -91,6 +91,10 @@ impl ResumeArgs {
     }
 }
 
+/// How long `resume` watches the process it asked (polling the table's advisory lock): one that
+/// was exiting when asked lets go of the lock within milliseconds once its session closes.
+const PROCESS_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The command: tells a paused run to go on, or continues the stopped run here.
 pub(super) async fn command(args: ResumeArgs) -> Result<i32> {
     let output = args.output;
@@ -98,9 +102,18 @@ pub(super) async fn command(args: ResumeArgs) -> Result<i32> {
     let target = spec.resolve("control").await?;
     let has_state = target.state_exists().await?;
     // A paused run with its process still attached is told to go on; a stopped run is
-    // continued here.
-    if has_state && control::send(&target, Request::Resume).await?.is_some() {
-        return Ok(0);
+    // continued here, and so is one whose process was exiting when the request was sent (its
+    // session still held the table a moment longer).
+    if has_state {
+        if let Some(run) = control::send(&target, Request::Resume).await? {
+            if control::still_attached(&target, PROCESS_GONE_WITHIN).await? {
+                return Ok(0);
+            }
+            crate::output::ui::say(&format!(
+                "the process working on run {run} of {} has exited; continuing the run here",
+                target.table
+            ));
+        }
     }
     let opts = recorded_options(&target, has_state, base).await?;
     rewrite(Some(target), &spec, opts, output).await

@@ -762,3 +762,47 @@ async fn server_restart_mid_copy_is_ridden_out() {
     assert_matches_ledger(&client, &spec).await;
     drop(cluster);
 }
+
+/// Found by a fresh tester (session 9): `resume` sent just as the process working on a run
+/// exited said "the run goes on" and did nothing, since the exiting process's session still held
+/// the table's advisory lock. Here a lingering session holds the lock for half a second: `resume`
+/// must notice that nobody is left and continue the run itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_sent_as_its_process_exits_continues_the_run_itself() {
+    let db = TestDb::new("resume_process_gone").await;
+    let client = db.client().await;
+    let spec = TableSpec::simple("public", "gone");
+    create_tables(&client, &spec, 3_000).await.unwrap();
+    let args = mid_copy_args(&db, "public.gone", "ALTER COLUMN id TYPE bigint");
+    crash_mid_copy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let lingering = db.client().await;
+    lingering
+        .query_one(
+            "SELECT pg_advisory_lock($1, ('public.gone'::regclass::oid)::int4)",
+            &[&pg_hotswap::state::LOCK_CLASS],
+        )
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(lingering);
+    });
+    let out = hotswap_failpoint(
+        &["resume", "--dsn", &db.conninfo, "--table", "public.gone"],
+        None,
+    )
+    .await;
+    release.await.unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("has exited; continuing the run here"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        column_type(&client, &spec.table, &spec.id_col).await,
+        "bigint",
+        "{}",
+        describe(&out)
+    );
+}
