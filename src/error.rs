@@ -182,6 +182,17 @@ impl Error {
             .unwrap_or(false)
     }
 
+    /// True for PostgreSQL's "tuple concurrently updated" (or "deleted"): two sessions wrote the
+    /// same catalog row at once, e.g. a `GRANT` (which takes no lock on the table) while the swap
+    /// sets the new table's privileges. The transaction is lost but trying again works. It has
+    /// no SQLSTATE of its own (XX000, internal error), so the message is read too: PostgreSQL's
+    /// own words, the same in every supported version.
+    pub fn is_concurrent_catalog_update(&self) -> bool {
+        self.code.as_ref() == Some(&SqlState::INTERNAL_ERROR)
+            && (self.message.ends_with("tuple concurrently updated")
+                || self.message.ends_with("tuple concurrently deleted"))
+    }
+
     /// True for a `lock_timeout` expiry (SQLSTATE 55P03).
     pub fn is_lock_timeout(&self) -> bool {
         self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)

@@ -280,6 +280,37 @@ pub fn actions(sql: &str) -> Result<Vec<(Vec<Token>, &str)>, LexError> {
     Ok(out)
 }
 
+/// The storage options the ALTER's own `SET (...)` and `RESET (...)` actions name (not a
+/// column's `ALTER COLUMN c SET (...)`), as (a `toast.` one, name in lower case), in order.
+/// `SET WITHOUT CLUSTER`, `SET TABLESPACE` and the like name none.
+pub fn storage_option_names(alter: &str) -> Result<Vec<(bool, String)>, LexError> {
+    let mut out = Vec::new();
+    for (toks, text) in actions(alter)? {
+        let first = toks.first();
+        if !(is_word(alter, first, "set") || is_word(alter, first, "reset"))
+            || toks.get(1).map(|t| t.kind) != Some(Kind::Open)
+        {
+            continue;
+        }
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        for item in text[open + 1..close].split(',') {
+            let name = item
+                .split_once('=')
+                .map_or(item, |(n, _)| n)
+                .trim()
+                .to_lowercase();
+            match name.strip_prefix("toast.") {
+                Some(n) => out.push((true, n.trim().to_string())),
+                None if !name.is_empty() => out.push((false, name)),
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A column name as PostgreSQL reads it: unquoted names fold to lower case, quoted ones keep
 /// their spelling with `""` undoubled.
 pub(crate) fn ident_of(sql: &str, t: &Token) -> Option<Ident> {
@@ -557,6 +588,22 @@ pub fn translate_names(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn storage_option_names_are_the_tables_set_and_reset_ones() {
+        assert_eq!(
+            storage_option_names(
+                "SET (fillfactor = 40, TOAST.autovacuum_enabled=false), ALTER COLUMN a SET (n_distinct = 5), \
+                 RESET (autovacuum_vacuum_scale_factor), SET WITHOUT CLUSTER, SET TABLESPACE x"
+            )
+            .unwrap(),
+            vec![
+                (false, "fillfactor".to_string()),
+                (true, "autovacuum_enabled".to_string()),
+                (false, "autovacuum_vacuum_scale_factor".to_string()),
+            ]
+        );
+    }
+
     use super::*;
 
     fn tc(c: &str, u: Option<&str>) -> TypeChange {

@@ -84,6 +84,7 @@ pub async fn base(client: &impl GenericClient, src: &Source) -> Result<SettingsB
             .map(|i| (i.name.clone(), i.column_stats.clone()))
             .collect(),
         replica_identity: Some(replica_identity(client, src.table.oid).await?),
+        owner: Some(src.table.owner.clone()),
     })
 }
 
@@ -96,6 +97,9 @@ pub struct Fresh {
     /// What brings the shadow's owner, comments and settings up to the source's (shadow names,
     /// before the swap renames anything); empty when nothing changed.
     pub steps: Vec<Step>,
+    /// What comes after every other swap statement (the new table under its final name): the
+    /// owner the ALTER gives it.
+    pub last: Vec<Step>,
 }
 
 /// Reads the source again for a swap attempt (outside the lock).
@@ -103,11 +107,12 @@ pub async fn read(client: &impl GenericClient, plan: &Plan, src: &Source) -> Res
     let fingerprint = catalog::carried_fingerprint(client, plan.source_oid).await?;
     let src = preflight::refresh(client, src).await?;
     refuse_new_dependents(client, plan, &src).await?;
-    let steps = steps(client, plan, &src).await?;
+    let (steps, last) = steps(client, plan, &src).await?;
     Ok(Fresh {
         fingerprint,
         src,
         steps,
+        last,
     })
 }
 
@@ -136,7 +141,11 @@ fn compression_word(c: &str) -> &'static str {
 }
 
 /// The statements that give the shadow what changed on the source since the run started.
-async fn steps(client: &impl GenericClient, plan: &Plan, now: &Source) -> Result<Vec<Step>> {
+async fn steps(
+    client: &impl GenericClient,
+    plan: &Plan,
+    now: &Source,
+) -> Result<(Vec<Step>, Vec<Step>)> {
     let shadow = &plan.shadow;
     let what = "reading the shadow's owner and comment";
     let row = client
@@ -151,12 +160,24 @@ async fn steps(client: &impl GenericClient, plan: &Plan, now: &Source) -> Result
     let owner = Ident::new(row.col::<String>(0, &what)?);
     let comment: Option<String> = row.col(1, &what)?;
     let mut out = Vec::new();
-    // The ALTER sets neither: the new table takes the source's.
+    // The owner: the swap grants the source's privileges with the new table owned by the
+    // source's owner now; when the ALTER gives the table to another owner (`OWNER TO`, the
+    // shadow's owner differs from the source's when the run started), that comes last, so that
+    // PostgreSQL moves the old owner's privileges to the new one as its ALTER does.
     if owner != now.table.owner {
         out.push(Step::new(
             format!("ALTER TABLE {shadow} OWNER TO {}", now.table.owner),
             "giving the new table the owner the table has now",
         ));
+    }
+    let mut last = Vec::new();
+    if let Some(base) = plan.settings_base.as_ref().and_then(|b| b.owner.as_ref()) {
+        if &owner != base && owner != now.table.owner {
+            last.push(Step::new(
+                format!("ALTER TABLE {} OWNER TO {owner}", plan.source),
+                "giving the new table the owner the ALTER gives it",
+            ));
+        }
     }
     if comment != now.table.comment {
         out.push(Step::new(
@@ -342,7 +363,7 @@ async fn steps(client: &impl GenericClient, plan: &Plan, now: &Source) -> Result
             }
         }
     }
-    Ok(out)
+    Ok((out, last))
 }
 
 /// What PostgreSQL's ALTER refuses because of an object on a dropped or retyped column (a

@@ -212,6 +212,20 @@ pub struct Plan {
     /// (`rewrite::carried`). None in a plan made before this was kept, and in a revert's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_base: Option<SettingsBase>,
+    /// The storage options the ALTER itself sets or resets (`SET (fillfactor = 40)`, `RESET
+    /// (...)`, `toast.` ones): the swap applies them over the source's options as they are then,
+    /// as PostgreSQL's ALTER would over the table's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alter_options: Vec<OptionChange>,
+}
+
+/// One storage option the ALTER sets (`value` Some) or resets (None); `toast` for a `toast.`
+/// one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OptionChange {
+    pub toast: bool,
+    pub name: String,
+    pub value: Option<String>,
 }
 
 impl Plan {
@@ -254,6 +268,9 @@ pub struct SettingsBase {
     /// The replica identity: `relreplident` and, for `i`, the index's name.
     #[serde(default)]
     pub replica_identity: Option<(String, Option<Ident>)>,
+    /// The owner (`ALTER TABLE ... OWNER TO` may be one of the ALTER's actions).
+    #[serde(default)]
+    pub owner: Option<Ident>,
 }
 
 /// `REPLICA IDENTITY` of the new table.

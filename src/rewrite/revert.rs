@@ -204,6 +204,7 @@ pub fn reverse_plan(
         // A partition rewritten on its own goes back under the same parent with the same bound.
         partition_of: fwd.partition_of.clone(),
         settings_base: None,
+        alter_options: Vec::new(),
     };
     ReversePlan {
         plan,

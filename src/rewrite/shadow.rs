@@ -275,6 +275,26 @@ pub async fn build_in(
 
     // Read back what the ALTER produced.
     let shadow_oid = relation_oid(tx, shadow).await?;
+    // The storage options the ALTER sets or resets itself, with the values it gave them: the
+    // swap applies them over the source's options as they are then.
+    let alter_options = match req.alter {
+        Some(alter) => {
+            let after = table_options(tx, shadow_oid).await?;
+            crate::rewrite::alter_text::storage_option_names(alter)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(toast, name)| crate::rewrite::plan::OptionChange {
+                    value: after.iter().find_map(|(t, o)| {
+                        let (n, v) = o.split_once('=')?;
+                        (*t == toast && n == name).then(|| v.to_string())
+                    }),
+                    toast,
+                    name,
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let shadow_cols = catalog::columns(tx, shadow_oid).await?;
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
@@ -379,6 +399,7 @@ pub async fn build_in(
         partition_sample: None,
         partition_of: src.partition_of.clone(),
         settings_base: Some(crate::rewrite::carried::base(tx, src).await?),
+        alter_options,
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
@@ -524,6 +545,30 @@ fn definition_steps(src: &Source, shadow: &QualifiedName) -> Result<Vec<Step>> {
         }
     }
     Ok(steps)
+}
+
+/// The storage options of table `oid` and of its TOAST table (`true`), `name=value` each.
+async fn table_options(
+    tx: &tokio_postgres::Transaction<'_>,
+    oid: u32,
+) -> Result<Vec<(bool, String)>> {
+    let what = "reading the shadow's storage options";
+    let row = tx
+        .query_one(
+            "SELECT COALESCE(c.reloptions, '{}')::text[], COALESCE(t.reloptions, '{}')::text[] \
+               FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid \
+              WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await
+        .ctx(what)?;
+    let table: Vec<String> = row.col(0, &what)?;
+    let toast: Vec<String> = row.col(1, &what)?;
+    Ok(table
+        .into_iter()
+        .map(|o| (false, o))
+        .chain(toast.into_iter().map(|o| (true, o)))
+        .collect())
 }
 
 /// Identity sequences: LIKE gives the new one the right options but not always the right type;

@@ -279,6 +279,8 @@ pub async fn swap(
         .await;
         let outcome = match outcome {
             Err(e) if e.is_lock_timeout() => Ok(Attempt::LockNotGranted(e)),
+            // A GRANT or REVOKE, which locks nothing, wrote the table's catalog row meanwhile.
+            Err(e) if e.is_concurrent_catalog_update() => Ok(Attempt::SourceChanged),
             other => other,
         };
         let swapped = match outcome {
@@ -302,7 +304,7 @@ pub async fn swap(
                 longest = longest.max(waited(started, req.policy));
                 drop(tx); // rolls back: the source is untouched
                 let why =
-                    "the table's privileges, comments or settings changed just before the lock";
+                    "the table's privileges, comments or settings changed while the swap was being made";
                 state
                     .event(
                         ctl,
@@ -561,6 +563,7 @@ async fn attempt_swap(
     step::exec_all(tx, &ddl.before_views).await?;
     views::recreate_views(tx, src).await?;
     step::exec_all(tx, &ddl.after_views).await?;
+    step::exec_all(tx, &fresh.last).await?;
     let to_validate = ddl::to_validate(plan, src);
     if let Some(rev) = &plan.reverse {
         // The way back: every write to the new table from now on is recorded for `revert`

@@ -2179,7 +2179,7 @@ fn during_changes(name: &str) -> String {
         "GRANT SELECT ON public.{name} TO hs_during_reader;
          GRANT UPDATE (v) ON public.{name} TO hs_during_reader;
          ALTER TABLE public.{name} ENABLE ROW LEVEL SECURITY;
-         CREATE POLICY {name}_pol ON public.{name} USING (v <> 'x');
+         CREATE POLICY {name}_pol ON public.{name} USING (id > 0);
          COMMENT ON TABLE public.{name} IS 'table comment';
          COMMENT ON COLUMN public.{name}.v IS 'column comment';
          COMMENT ON INDEX public.{name}_expr IS 'index comment';
@@ -2194,7 +2194,7 @@ fn during_changes(name: &str) -> String {
          ALTER INDEX public.{name}_expr ALTER COLUMN 1 SET STATISTICS 44;
          ALTER STATISTICS public.{name}_stats SET STATISTICS 300;
          ALTER TABLE public.{name} DISABLE TRIGGER {name}_trg;
-         ALTER PUBLICATION hs_during_pub ADD TABLE public.{name};
+         ALTER PUBLICATION hs_during_pub ADD TABLE public.{name} (id, v);
          ALTER TABLE public.{name} REPLICA IDENTITY USING INDEX {name}_pkey;
          ALTER TABLE public.{name} OWNER TO hs_during_reader;"
     )
@@ -2206,7 +2206,11 @@ fn during_changes(name: &str) -> String {
 async fn carried_like_postgresql(test: &str, alter: &str) {
     let db = TestDb::new(test).await;
     let client = db.client().await;
-    ensure_roles(&client, &["hs_during_owner", "hs_during_reader"]).await;
+    ensure_roles(
+        &client,
+        &["hs_during_owner", "hs_during_reader", "hs_during_third"],
+    )
+    .await;
     exec(
         &client,
         &format!(
@@ -2301,6 +2305,20 @@ async fn changes_made_during_the_run_meet_the_alter_as_in_postgresql() {
     )
     .await;
     carried_like_postgresql("carry_during_alter_w", "ALTER COLUMN w TYPE varchar(50)").await;
+}
+
+/// The same changes under ALTERs that set what the changes set too, found by a fresh tester:
+/// the ALTER's own storage options and owner used to lose to the old table's, and a publication's
+/// column list kept a renamed column's old name, so the swap failed at every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alters_own_options_owner_and_renames_win_as_in_postgresql() {
+    carried_like_postgresql(
+        "carry_during_options",
+        "SET (fillfactor = 40, toast.autovacuum_vacuum_cost_delay = 5), \
+         RESET (autovacuum_vacuum_scale_factor), OWNER TO hs_during_third",
+    )
+    .await;
+    carried_like_postgresql("carry_during_rename", "RENAME COLUMN v TO v2").await;
 }
 
 /// A policy on a column the ALTER retypes, created while the run waits before its swap:

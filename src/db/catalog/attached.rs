@@ -73,8 +73,8 @@ pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<Owne
 #[derive(Clone, Debug)]
 pub struct Publication {
     pub name: Ident,
-    /// `(a, b)` or empty.
-    pub columns: String,
+    /// The column list's names, in order (empty without a list).
+    pub column_names: Vec<Ident>,
     /// ` WHERE (...)` or empty.
     pub filter: String,
 }
@@ -84,10 +84,11 @@ pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<P
     let rows = client
         .query(
             "SELECT p.pubname::text, \
-                    COALESCE((SELECT ' (' || string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.ord) || ')' \
-                                FROM unnest(pr.prattrs::int2[]) WITH ORDINALITY AS k(attnum, ord) \
-                                JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum), ''), \
-                    COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', '') \
+                    COALESCE(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid) || ')', ''), \
+                    ARRAY(SELECT a.attname::text \
+                            FROM unnest(pr.prattrs::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum \
+                           ORDER BY k.ord) \
                FROM pg_catalog.pg_publication_rel pr \
                JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
               WHERE pr.prrelid = $1 ORDER BY 1",
@@ -100,8 +101,12 @@ pub async fn publications(client: &impl GenericClient, oid: Oid) -> Result<Vec<P
         .map(|r| {
             Ok(Publication {
                 name: Ident::new(r.col::<String>(0, &what)?),
-                columns: r.col(1, &what)?,
-                filter: r.col(2, &what)?,
+                filter: r.col(1, &what)?,
+                column_names: r
+                    .col::<Vec<String>>(2, &what)?
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
             })
         })
         .collect()

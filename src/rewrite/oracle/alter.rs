@@ -66,20 +66,9 @@ pub(super) async fn trial(
         Err(e) => return Ok(Trial::NotApplicable(e)),
     }
     // The ALTER may have renamed the clone or moved it to another schema.
-    let r = tx
-        .query_one(
-            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            &[&oid],
-        )
-        .await
-        .ctx("sample check: looking up the sample table")?;
-    let altered = QualifiedName::new(
-        r.try_get::<_, String>(0)
-            .ctx("sample check: looking up the sample table")?,
-        r.try_get::<_, String>(1)
-            .ctx("sample check: looking up the sample table")?,
-    );
+    let altered = catalog::relation_name(tx, oid)
+        .await?
+        .ok_or_else(|| Error::failed("sample check: the sample table vanished"))?;
     let diffs = differences(tx, &altered, mapped_table, row, compared, &key_names(plan)).await?;
     Ok(Trial::Compared(diffs))
 }

@@ -42,6 +42,37 @@ fn autovacuum_restore(
     Ok(sql.join("; "))
 }
 
+/// The storage options the ALTER itself sets or resets ([`Plan::alter_options`]), as statements
+/// on the shadow. Errors: an option name that is not a plain word (never from the catalog).
+fn alter_option_steps(plan: &Plan) -> Result<Vec<Step>> {
+    let (mut set, mut reset) = (Vec::new(), Vec::new());
+    for c in &plan.alter_options {
+        let prefix = if c.toast { "toast." } else { "" };
+        let value = c.value.as_deref().unwrap_or("");
+        let sql = crate::rewrite::shadow::reloption_sql(&format!("{}={value}", c.name), prefix)?;
+        match c.value {
+            Some(_) => set.push(sql),
+            // reloption_sql checked the name: `<prefix><name> = ...`.
+            None => reset.push(format!("{prefix}{}", c.name)),
+        }
+    }
+    let shadow = &plan.shadow;
+    let mut out = Vec::new();
+    if !reset.is_empty() {
+        out.push(Step::new(
+            format!("ALTER TABLE {shadow} RESET ({})", reset.join(", ")),
+            "resetting the storage options the ALTER resets",
+        ));
+    }
+    if !set.is_empty() {
+        out.push(Step::new(
+            format!("ALTER TABLE {shadow} SET ({})", set.join(", ")),
+            "setting the storage options the ALTER sets",
+        ));
+    }
+    Ok(out)
+}
+
 /// What the swap's statements depend on besides the plan, the source and the names: read from
 /// the catalog in the swap transaction (and by `plan` in its trial transaction, where the shadow
 /// exists too).
@@ -200,14 +231,19 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
                 ));
             }
         }
-        None => before.push(Step::new(
-            autovacuum_restore(
-                &plan.shadow,
-                &src.table.reloptions,
-                &src.table.toast_options,
-            )?,
-            "giving the new table the autovacuum settings of the old one",
-        )),
+        None => {
+            before.push(Step::new(
+                autovacuum_restore(
+                    &plan.shadow,
+                    &src.table.reloptions,
+                    &src.table.toast_options,
+                )?,
+                "giving the new table the autovacuum settings of the old one",
+            ));
+            // Then what the ALTER itself sets or resets, over the source's options as they are
+            // now (a fresh tester: `SET (fillfactor = 40)` ended with the old table's 70).
+            before.extend(alter_option_steps(plan)?);
+        }
     }
     for table in capture::tree(plan) {
         for s in capture::drop_trigger_statements(
@@ -611,10 +647,23 @@ fn carry_over_steps(
             format!("ALTER PUBLICATION {} DROP TABLE {}", p.name, names.old),
             what,
         ));
+        // The column list in the new table's names: a RENAME COLUMN renames it in the list, as
+        // PostgreSQL's does (the list and the row filter on a dropped or retyped column were
+        // refused before anything was created).
+        let columns = if p.column_names.is_empty() {
+            String::new()
+        } else {
+            let mapped: Vec<String> = p
+                .column_names
+                .iter()
+                .map(|c| plan.shadow_column_of(c).unwrap_or(c).to_string())
+                .collect();
+            format!(" ({})", mapped.join(", "))
+        };
         out.push(Step::new(
             format!(
-                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{}{}",
-                p.name, p.columns, p.filter
+                "ALTER PUBLICATION {} ADD TABLE ONLY {source}{columns}{}",
+                p.name, p.filter
             ),
             what,
         ));
