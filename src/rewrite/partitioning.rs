@@ -432,11 +432,15 @@ pub async fn convert(
         done.push(create);
         let mut steps = Vec::new();
         if p.partition_key.is_none() {
+            // The table's own autovacuum_enabled gives way to the load's (the swap sets the
+            // stored options again): named twice, PostgreSQL refuses the statement (a fresh
+            // tester: a table created WITH (autovacuum_enabled = false) could not be converted).
+            let own = |o: &&String| !o.starts_with("autovacuum_enabled=");
             let mut options = Vec::new();
-            for o in &p.reloptions {
+            for o in p.reloptions.iter().filter(own) {
                 options.push(crate::db::ident::reloption_sql(o, "")?);
             }
-            for o in &p.toast_options {
+            for o in p.toast_options.iter().filter(own) {
                 options.push(crate::db::ident::reloption_sql(o, "toast.")?);
             }
             options.push("autovacuum_enabled = false".into());

@@ -499,6 +499,33 @@ pub async fn revert(target: Target, opts: &RevertOptions) -> Result<()> {
         .unwrap_or_default();
 
     refresh_partitions(&ctl, &mut plan, &src, &table).await?;
+    if plan.partitioning.is_none() {
+        // The old table gets its own storage options back, not the new table's (which has the
+        // forward ALTER's `SET (...)`, the swap carries them and then these over them).
+        let own = crate::rewrite::shadow::table_options(&ctl, fwd.source_oid).await?;
+        let new: Vec<(bool, &String)> = src
+            .table
+            .reloptions
+            .iter()
+            .map(|o| (false, o))
+            .chain(src.table.toast_options.iter().map(|o| (true, o)))
+            .collect();
+        let name = |o: &str| o.split_once('=').map_or(o, |(n, _)| n).to_string();
+        plan.alter_options = new
+            .iter()
+            .filter(|(t, o)| !own.iter().any(|(t2, o2)| t2 == t && name(o2) == name(o)))
+            .map(|(t, o)| crate::rewrite::plan::OptionChange {
+                toast: *t,
+                name: name(o),
+                value: None,
+            })
+            .chain(own.iter().map(|(t, o)| crate::rewrite::plan::OptionChange {
+                toast: *t,
+                name: name(o),
+                value: o.split_once('=').map(|(_, v)| v.to_string()),
+            }))
+            .collect();
+    }
     refuse_truncated(&ctl, &plan, &old, &table).await?;
     // Rows written since the swap must fit the old table: run the inverse mapping over them.
     check_fits(&mut ctl, &plan, &table).await?;

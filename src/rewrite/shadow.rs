@@ -548,11 +548,11 @@ fn definition_steps(src: &Source, shadow: &QualifiedName) -> Result<Vec<Step>> {
 }
 
 /// The storage options of table `oid` and of its TOAST table (`true`), `name=value` each.
-async fn table_options(
-    tx: &tokio_postgres::Transaction<'_>,
+pub(crate) async fn table_options(
+    tx: &impl tokio_postgres::GenericClient,
     oid: u32,
 ) -> Result<Vec<(bool, String)>> {
-    let what = "reading the shadow's storage options";
+    let what = "reading a table's storage options";
     let row = tx
         .query_one(
             "SELECT COALESCE(c.reloptions, '{}')::text[], COALESCE(t.reloptions, '{}')::text[] \

@@ -933,3 +933,51 @@ async fn revert_refuses_a_truncate_and_a_detached_partition() {
         .get(0);
     assert_eq!(n, 1000);
 }
+
+/// Found by a fresh tester: a table created `WITH (autovacuum_enabled = false)` could not be
+/// converted (`parameter "autovacuum_enabled" specified more than once`, and advice about rows
+/// that do not fit). The partitions now get the table's options, autovacuum off among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_autovacuum_off_converts_with_its_options() {
+    let db = TestDb::new("convert_autovacuum_off").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE acct (id int, k int NOT NULL, v text, PRIMARY KEY (id, k))
+                 WITH (fillfactor = 50, autovacuum_enabled = false);
+             INSERT INTO acct SELECT i, i % 7, 'v' || i FROM generate_series(1, 3000) i;",
+        )
+        .await
+        .unwrap();
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.acct",
+        "--partition-by",
+        "HASH (k)",
+        "--partition",
+        "acct_h0 FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "--partition",
+        "acct_h1 FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    for part in ["acct_h0", "acct_h1"] {
+        let opts: Vec<String> = client
+            .query_one(
+                "SELECT COALESCE(reloptions, '{}')::text[] FROM pg_class WHERE oid = $1::text::regclass",
+                &[&format!("public.{part}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            opts.contains(&"fillfactor=50".to_string())
+                && opts.contains(&"autovacuum_enabled=false".to_string()),
+            "{part}: {opts:?}\n{}",
+            describe(&out)
+        );
+    }
+}
