@@ -2,11 +2,11 @@
 -- is at the swap rather than as it was when the run started (owner, privileges, row level
 -- security and policies, comments, storage options, per-column settings, index statistics
 -- targets, replica identity, triggers' state, publications, extended statistics;
--- `rewrite::carried`). `swap` reads those before its lock and compares this under the lock: a
--- GRANT, COMMENT ON or ALTER ... SET made in between makes it read them again instead of
--- swapping without them. It runs under the lock, so it reads no text: every such change writes a
--- new version of a catalog row (a new xmin) or adds or removes one, and the md5 is over the rows'
--- identities and xmins. VACUUM and ANALYZE update pg_class in place (same xmin) and do not move
+-- `rewrite::carried`). `swap` reads those when it starts and compares this before each attempt:
+-- a GRANT, COMMENT ON or ALTER ... SET made since makes it read them again instead of swapping
+-- without them. It is cheap, reading no text: every such change writes a new version of a
+-- catalog row (a new xmin) or adds or removes one, and the md5 is over the rows' identities and
+-- xmins. VACUUM and ANALYZE update pg_class in place (same xmin) and do not move
 -- it. $1: the table's oid. The capture triggers (named hotswap...) are the tool's and left out,
 -- as by catalog::fingerprint.
 WITH t AS (SELECT $1::oid AS oid),

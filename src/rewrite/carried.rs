@@ -6,11 +6,12 @@
 //! a lost policy exposes rows). None of these changes the table's definition, so the
 //! definition's fingerprint (`catalog::fingerprint`) does not see them.
 //!
-//! Before each swap attempt, outside its lock, [`read`] reads the source again
-//! (`preflight::refresh`) and fingerprints these attributes (`sql/carried_fingerprint.sql`);
-//! under the lock the fingerprint is taken again, and if it changed in between the attempt is
-//! rolled back and made again with what was changed ([`Fresh::fingerprint`], `swap.rs`). The
-//! swap's statements then grant, comment and set from the fresh source.
+//! When the swap starts, [`read`] reads the source again (`preflight::refresh`) and fingerprints
+//! these attributes (`sql/carried_fingerprint.sql`); before each attempt the fingerprint is
+//! taken again and the source re-read when it moved ([`Fresh::fingerprint`], `swap.rs`). The
+//! swap's statements then grant, comment and set from the fresh source. Not compared under the
+//! lock (time there lets writers of referencing tables pile up, `swap.rs`): a `GRANT` committed
+//! in the milliseconds between the last check and the swap's commit is not seen.
 //!
 //! Per-column settings and index statistics targets are also things the ALTER itself may set
 //! (`ALTER COLUMN c SET STATISTICS 500`, a type change that resets a column's storage and an
@@ -91,7 +92,7 @@ pub async fn base(client: &impl GenericClient, src: &Source) -> Result<SettingsB
 /// The source as it is before a swap attempt.
 pub struct Fresh {
     /// `sql/carried_fingerprint.sql` of the source, taken before `src` was read: the swap takes
-    /// it again under its lock and tries again when it differs.
+    /// it again before each attempt and reads the source again when it differs.
     pub fingerprint: String,
     pub src: Source,
     /// What brings the shadow's owner, comments and settings up to the source's (shadow names,
