@@ -114,6 +114,11 @@ impl<'a> Retry<'a> {
         self.attempt
     }
 
+    /// The number of the attempt under way (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
     /// Whether the policy allows another attempt after the current one.
     pub fn may_retry(&self) -> bool {
         self.attempt < self.policy.attempts

@@ -475,7 +475,7 @@ fn swap_phase(b: &mut Builder, i: &ListInput<'_>) {
         );
     }
     b.begin_under_lock_rule(i);
-    b.step(&swap::lock_step(i.plan), true);
+    b.step(&swap::lock_step(i.plan, i.src), true);
     b.own(
         "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
         true,

@@ -634,12 +634,8 @@ fn constraint_steps(src: &Source, shadow: &QualifiedName) -> Vec<Step> {
             format!("adding foreign key {} to the shadow", c.name.as_str()),
         )
         .note("locks the referenced table SHARE ROW EXCLUSIVE (blocking its writes) until the shadow transaction commits, in milliseconds");
-        if let Some(r) = referenced_table(c) {
-            s.locks.push(crate::rewrite::step::LockTaken {
-                mode: "SHARE ROW EXCLUSIVE".into(),
-                on: r,
-                live: true,
-            });
+        if let Some(r) = &c.referenced_table {
+            s = s.locks("SHARE ROW EXCLUSIVE", r, true);
         }
         steps.push(s);
     }
@@ -787,13 +783,6 @@ async fn current_user(tx: &tokio_postgres::Transaction<'_>) -> Result<String> {
         .await
         .ctx("reading current_user")?
         .col(0, &"reading current_user")
-}
-
-/// The table an outgoing foreign key references, `schema.name` as its definition's text shows it
-/// (for people: `plan`'s list of locks).
-pub fn referenced_table(c: &catalog::Constraint) -> Option<String> {
-    let rest = c.def.split(" REFERENCES ").nth(1)?;
-    Some(rest.split('(').next()?.trim().to_string())
 }
 
 fn deferrable_clause(deferrable: bool, deferred: bool) -> &'static str {

@@ -298,68 +298,33 @@ pub async fn swap(
                     ),
                 ));
             }
-            // The source's privileges, comments or settings changed between reading them and the
-            // lock: read them again, then retry at once.
+            // A GRANT, REVOKE or similar wrote the source's catalog row while the swap wrote it
+            // (PostgreSQL's "tuple concurrently updated"): read them again, then retry at once.
             Ok(Attempt::SourceChanged) => {
                 longest = longest.max(waited(started, req.policy));
                 drop(tx); // rolls back: the source is untouched
-                let why =
-                    "the table's privileges, comments or settings changed while the swap was being made";
-                state
-                    .event(
-                        ctl,
-                        plan.run_id,
-                        Phase::Swap,
-                        "swap_source_changed",
-                        &format!("swap attempt {attempt}: {why}"),
-                        None,
-                    )
-                    .await?;
-                crate::output::ui::say(&format!(
-                    "swap attempt {attempt}/{}: {why}; rolled back to carry them over",
-                    req.policy.attempts,
-                ));
-                if !tries.may_retry() {
-                    return Err(Error::new(
-                        Kind::LockTimeout,
-                        format!(
-                            "could not swap {}: at each of {attempt} attempts its privileges, comments or settings changed between reading them and the lock",
-                            plan.source.human()
-                        ),
-                    ));
-                }
+                let again = RetryAtOnce {
+                    kind: "swap_source_changed",
+                    why: "the table's privileges, comments or settings changed while the swap was being made".into(),
+                    then: "rolled back to carry them over",
+                    every_time: "another session changed its privileges, comments or settings while the swap was being made",
+                };
+                again.record(ctl, state, plan, &tries, req).await?;
                 continue;
             }
             // Too many changes to replay under the lock: catch up again, then retry at once.
             Ok(Attempt::BacklogTooBig { pending, most }) => {
                 longest = longest.max(waited(started, req.policy));
                 drop(tx); // rolls back: the source is untouched
-                let why = format!(
-                    "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
-                );
-                state
-                    .event(
-                        ctl,
-                        plan.run_id,
-                        Phase::Swap,
-                        "swap_backlog",
-                        &format!("swap attempt {attempt}: {why}"),
-                        None,
-                    )
-                    .await?;
-                crate::output::ui::say(&format!(
-                    "swap attempt {attempt}/{}: {why}; rolled back to catch up first",
-                    req.policy.attempts,
-                ));
-                if !tries.may_retry() {
-                    return Err(Error::new(
-                        Kind::LockTimeout,
-                        format!(
-                            "could not swap {}: at each of {attempt} attempts the writes left more changes than can be replayed under the lock",
-                            plan.source.human()
-                        ),
-                    ));
-                }
+                let again = RetryAtOnce {
+                    kind: "swap_backlog",
+                    why: format!(
+                        "{pending} changes arrived between the catch-up and the lock (more than {most}); replaying them under the lock would hold it too long"
+                    ),
+                    then: "rolled back to catch up first",
+                    every_time: "the writes left more changes than can be replayed under the lock",
+                };
+                again.record(ctl, state, plan, &tries, req).await?;
                 continue;
             }
             Ok(Attempt::LockNotGranted(e)) => {
@@ -489,6 +454,56 @@ enum Attempt {
     SourceChanged,
 }
 
+/// A swap attempt rolled back for a reason that calls for trying again at once, not after the
+/// retry delay: recorded as event `kind`, printed with what was done (`then`).
+struct RetryAtOnce {
+    kind: &'static str,
+    why: String,
+    then: &'static str,
+    /// The reason in the final error, when it happened at every attempt.
+    every_time: &'static str,
+}
+
+impl RetryAtOnce {
+    /// Records and prints the attempt. Errors: [`Kind::LockTimeout`] when it was the last one
+    /// `--max-lock-attempts` allows; or the state's event could not be written.
+    async fn record(
+        &self,
+        ctl: &Client,
+        state: &State,
+        plan: &Plan,
+        tries: &locking::Retry<'_>,
+        req: &SwapRequest<'_>,
+    ) -> Result<()> {
+        let attempt = tries.attempt();
+        state
+            .event(
+                ctl,
+                plan.run_id,
+                Phase::Swap,
+                self.kind,
+                &format!("swap attempt {attempt}: {}", self.why),
+                None,
+            )
+            .await?;
+        crate::output::ui::say(&format!(
+            "swap attempt {attempt}/{}: {}; {}",
+            req.policy.attempts, self.why, self.then
+        ));
+        if tries.may_retry() {
+            return Ok(());
+        }
+        Err(Error::new(
+            Kind::LockTimeout,
+            format!(
+                "could not swap {}: at each of {attempt} attempts {}",
+                plan.source.human(),
+                self.every_time
+            ),
+        ))
+    }
+}
+
 /// A successful attempt, not yet committed.
 struct Swapped {
     locked_at: Instant,
@@ -511,7 +526,7 @@ async fn attempt_swap(
     let src = &fresh.src;
     let source = &plan.source;
     locking::set_local_timeout(tx, req.policy.timeout).await?;
-    step::exec(tx, &lock_step(plan)).await?;
+    step::exec(tx, &lock_step(plan, src)).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
     crate::failpoint::hold("swap-locked").await;
@@ -594,18 +609,51 @@ async fn attempt_swap(
 
 /// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the
 /// transaction's `lock_timeout`.
-pub fn lock_step(plan: &Plan) -> Step {
+pub fn lock_step(plan: &Plan, src: &Source) -> Step {
     if let Some(of) = &plan.partition_of {
         return crate::rewrite::one_partition::lock_step(&plan.source, &plan.shadow, of);
     }
     let (source, shadow) = (&plan.source, &plan.shadow);
-    Step::new(
-        format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+    let neighbours = foreign_key_neighbours(plan, src);
+    let mut tables = vec![source.to_string(), shadow.to_string()];
+    tables.extend(neighbours.iter().map(ToString::to_string));
+    let mut step = Step::new(
+        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")),
         format!("locking {}", source.human()),
     )
     .locks("ACCESS EXCLUSIVE", source, true)
-    .locks("ACCESS EXCLUSIVE", shadow, false)
-    .note("blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds")
+    .locks("ACCESS EXCLUSIVE", shadow, false);
+    for t in &neighbours {
+        step = step.locks("ACCESS EXCLUSIVE", t, true);
+    }
+    step.note(if neighbours.is_empty() {
+        "blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds"
+    } else {
+        "blocks every reader and writer of the table while it waits (at most --lock-timeout per table) and until COMMIT; typically held for milliseconds. The tables linked to it by a foreign key are locked in the same statement: moving the keys locks them ACCESS EXCLUSIVE later in this transaction anyway, and taking them then would let their writers queue behind the table's lock while holding them"
+    })
+}
+
+/// The other tables whose foreign keys the swap moves, and so locks ACCESS EXCLUSIVE
+/// (PostgreSQL's `DROP CONSTRAINT` of a foreign key locks both ends): those with a foreign key
+/// to the source, and those the source's foreign keys reference. In catalog order, each once.
+fn foreign_key_neighbours(plan: &Plan, src: &Source) -> Vec<QualifiedName> {
+    let mut out: Vec<QualifiedName> = Vec::new();
+    let incoming = src
+        .incoming
+        .iter()
+        .filter(|fk| fk.table_oid != plan.source_oid)
+        .map(|fk| &fk.table);
+    let outgoing = src
+        .constraints
+        .iter()
+        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
+        .filter_map(|c| c.referenced_table.as_ref());
+    for t in incoming.chain(outgoing) {
+        if !out.contains(t) && t != &plan.source && t != &plan.shadow {
+            out.push(t.clone());
+        }
+    }
+    out
 }
 
 /// Under the swap lock: the capture triggers are still the ones the run installed, untouched

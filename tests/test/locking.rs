@@ -214,3 +214,146 @@ async fn replay_waits_out_a_lock_within_max_lock_attempts() {
     );
     assert_matches_ledger(&t.client, &t.spec).await;
 }
+
+/// The swap takes the locks of the tables linked to the table by a foreign key in its first
+/// statement, not when it moves the keys. An application transaction that writes the
+/// referencing table and then the table (deleting a sale, then its store) used to get the
+/// referencing table while the swap held only the table, queue behind the swap, and so make
+/// the swap's `DROP CONSTRAINT` on the referencing table wait for it: a lock timeout, an
+/// attempt lost, the application held for the whole timeout (CI: 30 attempts in a row in the
+/// FK-chain scenario). Now that transaction waits for the swap's short lock instead, and the
+/// first attempt succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_of_a_referencing_table_does_not_cost_the_swap_an_attempt() {
+    neighbour_writer_meets_the_swap(
+        "fk_neighbour_child",
+        "DELETE FROM sale WHERE store_id = 7; DELETE FROM store WHERE id = 7;",
+        (0, 0),
+    )
+    .await;
+}
+
+/// The same from the other end: the table's own foreign key references `region`, and the
+/// application adds a region and then a store in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_of_a_referenced_table_does_not_cost_the_swap_an_attempt() {
+    neighbour_writer_meets_the_swap(
+        "fk_neighbour_parent",
+        "INSERT INTO region VALUES (9); INSERT INTO store VALUES (7000, 9);",
+        (1, 10),
+    )
+    .await;
+}
+
+/// Holds the swap of `store` (region <- store <- sale) just after its lock, runs `app` in one
+/// transaction from another session, lets the swap go on once that transaction waits for a
+/// lock, and checks: the swap's first attempt succeeded, the application's transaction
+/// committed, and `expect` = (rows of store 7000, sales of store 7) afterwards.
+async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64, i64)) {
+    let db = TestDb::new(name).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE region (id int PRIMARY KEY);
+             CREATE TABLE store (id int PRIMARY KEY, region_id int NOT NULL REFERENCES region);
+             CREATE TABLE sale (id int PRIMARY KEY, store_id int NOT NULL REFERENCES store);
+             INSERT INTO region SELECT generate_series(1, 5);
+             INSERT INTO store SELECT i, 1 + i % 5 FROM generate_series(1, 50) i;
+             INSERT INTO sale SELECT i, 1 + i % 50 FROM generate_series(1, 500) i;",
+        )
+        .await
+        .expect("creating the tables");
+    let hold = crate::harness::HoldPoint::new(name, "swap-locked");
+    let (k, v) = hold.env();
+    let conninfo = db.conninfo.clone();
+    let run = tokio::spawn(async move {
+        crate::harness::hotswap_env(
+            &[
+                "run",
+                "--dsn",
+                &conninfo,
+                "--table",
+                "public.store",
+                "--alter",
+                "ALTER COLUMN id TYPE bigint",
+                "--lock-timeout",
+                "300ms",
+                "--max-lock-attempts",
+                "5",
+            ],
+            &[(k, &v)],
+        )
+        .await
+    });
+    hold.wait_reached().await;
+    // The application's transaction, started while the swap holds its lock.
+    let app = db.client().await;
+    let app_pid: i32 = app
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("reading the application's pid")
+        .get(0);
+    let app_sql = format!("BEGIN; {app_sql} COMMIT;");
+    let writer = tokio::spawn(async move { app.batch_execute(&app_sql).await });
+    // Let the run go on once the application waits for a lock.
+    let started = Instant::now();
+    loop {
+        let waiting: bool = client
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&app_pid],
+            )
+            .await
+            .expect("reading the application's wait")
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the application's transaction never waited for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.release();
+    let out = run.await.expect("the run's task");
+    assert_exit(&out, 0);
+    writer
+        .await
+        .expect("the application's task")
+        .expect("the application's transaction failed");
+    let not_granted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.events WHERE phase = 'swap' AND kind = 'lock_timeout'",
+            &[],
+        )
+        .await
+        .expect("counting the swap's lock timeouts")
+        .get(0);
+    assert_eq!(
+        not_granted,
+        0,
+        "the swap lost an attempt to the application's transaction:\n{}",
+        describe(&out)
+    );
+    let store = pg_hotswap::db::ident::QualifiedName::new("public", "store");
+    let ty = column_type(&client, &store, &pg_hotswap::db::ident::Ident::new("id")).await;
+    assert_eq!(ty, "bigint", "{}", describe(&out));
+    let check: (i64, i64, bool) = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM store WHERE id = 7000),
+                    (SELECT count(*) FROM sale WHERE store_id = 7),
+                    (SELECT bool_and(confrelid = 'public.store'::regclass)
+                       FROM pg_constraint WHERE conrelid = 'public.sale'::regclass AND contype = 'f')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("reading the result");
+    assert_eq!(
+        check,
+        (expect.0, expect.1, true),
+        "(rows of store 7000, sales of store 7, sale's key points at the new store): {}",
+        describe(&out)
+    );
+}

@@ -855,9 +855,24 @@ async fn run_scenario(name: &str) {
         report.serialization_retries += r.serialization_retries;
         report.errors.extend(r.errors);
     }
+    // How often the swap's lock was not granted: a measure of how the table's neighbours'
+    // writers meet the swap (printed, not asserted: it depends on the machine's load).
+    let swap_lock_timeouts: i64 = client
+        .query_opt(
+            &format!(
+                "SELECT count(*) FROM {} WHERE phase = 'swap' AND kind = 'lock_timeout'",
+                QualifiedName::new(STATE_SCHEMA, "events")
+            ),
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or(-1, |r| r.get(0));
     eprintln!(
         "scenario {name}: {rows} rows, run took {run_time:?}; workload: {} transactions \
-         ({during} during the run), {} serialization failures retried, {} errors\n{}",
+         ({during} during the run), {} serialization failures retried, {} errors; \
+         swap lock not granted {swap_lock_timeouts} times\n{}",
         report.transactions,
         report.serialization_retries,
         report.errors.len(),

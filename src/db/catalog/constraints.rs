@@ -19,6 +19,9 @@ pub struct Constraint {
     pub comment: Option<String>,
     /// For a foreign key: the referenced table's columns, in order (empty for a check).
     pub referenced_columns: Vec<Ident>,
+    /// For a foreign key: the referenced table (read by oid, not from `def`, whose name depends
+    /// on the search_path).
+    pub referenced_table: Option<QualifiedName>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +62,13 @@ pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Co
                     .into_iter()
                     .map(Ident::new)
                     .collect(),
+                referenced_table: match (
+                    r.col::<Option<String>>(9, &what)?,
+                    r.col::<Option<String>>(10, &what)?,
+                ) {
+                    (Some(schema), Some(name)) => Some(QualifiedName::new(schema, name)),
+                    _ => None,
+                },
             })
         })
         .collect()

@@ -373,12 +373,8 @@ fn detach_steps(plan: &Plan, src: &Source, out: &mut Vec<Step>) {
             "removing a foreign key from the old table",
         )
         .note("the old table lets go of its outgoing foreign keys");
-        if let Some(r) = crate::rewrite::shadow::referenced_table(c) {
-            s.locks.push(crate::rewrite::step::LockTaken {
-                mode: "ACCESS EXCLUSIVE".into(),
-                on: r,
-                live: true,
-            });
+        if let Some(r) = &c.referenced_table {
+            s = s.locks("ACCESS EXCLUSIVE", r, true);
         }
         out.push(s);
     }
@@ -472,13 +468,9 @@ fn attach_foreign_key_steps(plan: &Plan, src: &Source, facts: &SwapFacts, out: &
             .constraints
             .iter()
             .find(|c| c.name == fk.name)
-            .and_then(crate::rewrite::shadow::referenced_table)
+            .and_then(|c| c.referenced_table.as_ref())
         {
-            s.locks.push(crate::rewrite::step::LockTaken {
-                mode: "SHARE ROW EXCLUSIVE".into(),
-                on: r,
-                live: true,
-            });
+            s = s.locks("SHARE ROW EXCLUSIVE", r, true);
         }
         out.push(s);
     }
