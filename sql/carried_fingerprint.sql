@@ -7,11 +7,19 @@
 -- without them. It is cheap, reading no text: every such change writes a new version of a
 -- catalog row (a new xmin) or adds or removes one, and the md5 is over the rows' identities and
 -- xmins. VACUUM and ANALYZE update pg_class in place (same xmin) and do not move
--- it. $1: the table's oid. The capture triggers (named hotswap...) are the tool's and left out,
--- as by catalog::fingerprint.
-WITH t AS (SELECT $1::oid AS oid),
+-- it. The views over the table (at any depth) are in it too: the swap re-creates them from
+-- their definition, owner, grants and comments as read. $1: the table's oid. The capture
+-- triggers (named hotswap...) are the tool's and left out, as by catalog::fingerprint.
+WITH RECURSIVE t AS (SELECT $1::oid AS oid),
      ix AS (SELECT i.indexrelid AS oid FROM pg_catalog.pg_index i, t WHERE i.indrelid = t.oid),
-     rel AS (SELECT t.oid FROM t
+     views(oid) AS (SELECT t.oid FROM t
+                    UNION
+                    SELECT r.ev_class FROM views v
+                      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                                                 AND d.refobjid = v.oid
+                                                 AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+                      JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid),
+     rel AS (SELECT views.oid FROM views
              UNION ALL SELECT ix.oid FROM ix
              UNION ALL SELECT c.reltoastrelid FROM pg_catalog.pg_class c, t
                         WHERE c.oid = t.oid AND c.reltoastrelid <> 0),
@@ -29,6 +37,9 @@ SELECT md5(string_agg(v, ',' ORDER BY v)) FROM (
     UNION ALL
     SELECT 'd' || d.objoid || '.' || d.classoid || '.' || d.objsubid || ':' || d.xmin
       FROM pg_catalog.pg_description d WHERE d.objoid = ANY (ARRAY(SELECT oid FROM described))
+    UNION ALL
+    SELECT 'w' || r.oid || ':' || r.xmin FROM pg_catalog.pg_rewrite r
+     WHERE r.ev_class = ANY (ARRAY(SELECT oid FROM views))
     UNION ALL
     SELECT 'p' || p.oid || ':' || p.xmin FROM pg_catalog.pg_policy p, t WHERE p.polrelid = t.oid
     UNION ALL

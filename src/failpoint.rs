@@ -3,13 +3,13 @@
 //! time (default: the first) it reaches the point `<name>`. Compiled into debug builds only, so a
 //! release binary never reads the variable.
 //!
-//! `hold` is the gentle sibling: `PGHOTSWAP_HOLD=<name>:<file>` waits at a point while the file
-//! exists, and says it is waiting by creating `<file>.held` (`before-swap-lock`: after the last
+//! `hold` is the gentle sibling: `PGHOTSWAP_HOLD=<name>:<file>[,<name>:<file>...]` waits at a
+//! point while its file exists, and says it is waiting by creating `<file>.held` (`before-swap-lock`: after the last
 //! catch-up, before the swap takes its lock; issue 20, points inside units of work whose session
 //! a test cuts off while they wait: `copy-unit` before a copy unit commits, `copy-unit-committed` after, `replay-batch` before
 //! a replay batch commits, `build-index` on an index session before its build, `verify-range` on
 //! a verification session before its range, `swap-locked` inside the swap holding its lock,
-//! `before-claim` after preflight, before the run takes the table's advisory lock).
+//! `swap-before-commit` inside the swap after its last statement, `before-claim` after preflight, before the run takes the table's advisory lock).
 //!
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,
 //! `replay-batch` after a replay batch commits, `swap-locked` inside the swap transaction while
@@ -55,15 +55,16 @@ pub fn hit(_name: &str) {}
 /// between the last catch-up and the swap's lock) and then remove the file to let the run go on.
 #[cfg(debug_assertions)]
 pub async fn hold(name: &str) {
-    let Ok(spec) = std::env::var("PGHOTSWAP_HOLD") else {
+    let Ok(specs) = std::env::var("PGHOTSWAP_HOLD") else {
         return;
     };
-    let Some((point, file)) = spec.split_once(':') else {
+    let Some(file) = specs
+        .split(',')
+        .filter_map(|spec| spec.split_once(':'))
+        .find_map(|(point, file)| (point == name).then_some(file))
+    else {
         return;
     };
-    if point != name {
-        return;
-    }
     if std::path::Path::new(file).exists() {
         let _ = std::fs::write(format!("{file}.held"), b"");
     }

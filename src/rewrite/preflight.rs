@@ -159,14 +159,9 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         )
         .with_next("add a primary key (or a unique index on NOT NULL columns) first")
     })?;
-    let views = catalog::dependent_views(client, oid).await?;
-    if let Some(r) = views.iter().find(|v| v.relkind != "v" && v.relkind != "m") {
-        return Err(refuse(format!(
-            "a rule on {} refers to it, and would keep pointing at the old table",
-            r.name.human()
-        ))
-        .with_next("drop the rule before the rewrite and create it again afterwards"));
-    }
+    let views = views_over(client, &table)
+        .await
+        .map_err(|e| e.with_state("nothing was changed"))?;
     let rowtype = catalog::rowtype_dependents(client, oid).await?;
     if !rowtype.is_empty() {
         return Err(refuse(format!(
@@ -240,8 +235,27 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
     Ok((source, warnings))
 }
 
+/// The views and materialized views over `table` (`catalog::dependent_views`), refusing a rule
+/// of another relation that refers to it: it would keep pointing at the old table.
+async fn views_over(
+    client: &impl tokio_postgres::GenericClient,
+    table: &Table,
+) -> Result<Vec<catalog::View>> {
+    let views = catalog::dependent_views(client, table.oid).await?;
+    if let Some(r) = views.iter().find(|v| v.relkind != "v" && v.relkind != "m") {
+        return Err(Error::refused(format!(
+            "cannot rewrite table {}: a rule on {} refers to it, and would keep pointing at the old table",
+            table.name.human(),
+            r.name.human()
+        ))
+        .with_next("drop the rule before the rewrite and create it again afterwards"));
+    }
+    Ok(views)
+}
+
 /// The source as it is now, for the swap (`rewrite::carried`): its row, columns, indexes,
-/// constraints, triggers, privileges, policies, publications and extended statistics read again;
+/// constraints, triggers, privileges, policies, publications, extended statistics and the views
+/// over it read again;
 /// the rest as `src` has it (what the definition's fingerprint guards, or what the swap reads
 /// itself). Nothing is refused here: the swap compares fingerprints instead.
 pub async fn refresh(client: &impl tokio_postgres::GenericClient, src: &Source) -> Result<Source> {
@@ -260,6 +274,7 @@ pub async fn refresh(client: &impl tokio_postgres::GenericClient, src: &Source) 
         policies: catalog::policies(client, oid).await?,
         publications: catalog::publications(client, oid).await?,
         statistics: catalog::statistics(client, oid).await?,
+        views: views_over(client, &src.table).await?,
         ..src.clone()
     })
 }

@@ -394,6 +394,7 @@ pub async fn swap(
                 continue;
             }
         };
+        crate::failpoint::hold("swap-before-commit").await;
         tx.commit().await.ctx("committing the swap")?;
         crate::failpoint::hit("swapped");
         let held = swapped.locked_at.elapsed();
@@ -614,22 +615,50 @@ pub fn lock_step(plan: &Plan, src: &Source) -> Step {
         return crate::rewrite::one_partition::lock_step(&plan.source, &plan.shadow, of);
     }
     let (source, shadow) = (&plan.source, &plan.shadow);
-    let neighbours = foreign_key_neighbours(plan, src);
-    let mut tables = vec![source.to_string(), shadow.to_string()];
-    tables.extend(neighbours.iter().map(ToString::to_string));
-    let mut step = Step::new(
-        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")),
-        format!("locking {}", source.human()),
-    )
-    .locks("ACCESS EXCLUSIVE", source, true)
-    .locks("ACCESS EXCLUSIVE", shadow, false);
-    for t in &neighbours {
-        step = step.locks("ACCESS EXCLUSIVE", t, true);
+    let mut sql = Vec::new();
+    let mut others: Vec<&QualifiedName> = Vec::new();
+    // Views, materialized views and sequences: `LOCK TABLE` refuses the latter two and would
+    // lock a view's base tables with it. `OWNER TO` the owner they have takes ACCESS EXCLUSIVE
+    // on the object alone and writes nothing (PostgreSQL: "If the new owner is the same as the
+    // existing owner, consider the command to have succeeded"). An owned sequence has its
+    // table's owner.
+    for v in &src.views {
+        let kind = if v.relkind == "m" {
+            "MATERIALIZED VIEW"
+        } else {
+            "VIEW"
+        };
+        sql.push(format!("ALTER {kind} {} OWNER TO {}", v.name, v.owner));
+        others.push(&v.name);
     }
-    step.note(if neighbours.is_empty() {
+    for q in &src.sequences {
+        sql.push(format!(
+            "ALTER SEQUENCE {} OWNER TO {}",
+            q.name, src.table.owner
+        ));
+        others.push(&q.name);
+    }
+    let neighbours = foreign_key_neighbours(plan, src);
+    let tables: Vec<String> = neighbours
+        .iter()
+        .chain([source, shadow])
+        .map(ToString::to_string)
+        .collect();
+    sql.push(format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables.join(", ")
+    ));
+    others.extend(&neighbours);
+    let mut step = Step::new(sql.join("; "), format!("locking {}", source.human()))
+        .locks("ACCESS EXCLUSIVE", source, true)
+        .locks("ACCESS EXCLUSIVE", shadow, false);
+    for o in &others {
+        step = step.locks("ACCESS EXCLUSIVE", o, true);
+    }
+    step.note(if others.is_empty() {
         "blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds"
     } else {
-        "blocks every reader and writer of the table while it waits (at most --lock-timeout per table) and until COMMIT; typically held for milliseconds. The tables linked to it by a foreign key are locked in the same statement: moving the keys locks them ACCESS EXCLUSIVE later in this transaction anyway, and taking them then would let their writers queue behind the table's lock while holding them"
+        "blocks every reader and writer of the table while it waits (at most --lock-timeout per object) and until COMMIT; typically held for milliseconds. The views over the table, its sequences and the tables linked to it by a foreign key are locked first, in the same message: the swap locks them ACCESS EXCLUSIVE later in this transaction anyway, and taking them after the table would let the application's statements that hold them (a read of a view locks the view, then the table) queue behind the table's lock, and the swap wait for them until its timeout"
     })
 }
 

@@ -2169,11 +2169,14 @@ fn during_fixture(name: &str) -> String {
          CREATE STATISTICS public.{name}_stats ON v, n FROM public.{name};
          ALTER TABLE public.{name} OWNER TO hs_during_owner;
          INSERT INTO public.{name} SELECT g, 'v' || g, g, 'w' || g FROM generate_series(1, 2000) g;
+         CREATE VIEW public.{name}_v AS SELECT id FROM public.{name};
+         ALTER VIEW public.{name}_v OWNER TO hs_during_owner;
          ANALYZE public.{name};"
     )
 }
 
-/// What a DBA may do to the table during a run of hours without changing its definition.
+/// What a DBA may do to the table (and a view over it) during a run of hours without changing
+/// the table's definition.
 fn during_changes(name: &str) -> String {
     format!(
         "GRANT SELECT ON public.{name} TO hs_during_reader;
@@ -2196,7 +2199,11 @@ fn during_changes(name: &str) -> String {
          ALTER TABLE public.{name} DISABLE TRIGGER {name}_trg;
          ALTER PUBLICATION hs_during_pub ADD TABLE public.{name} (id, v);
          ALTER TABLE public.{name} REPLICA IDENTITY USING INDEX {name}_pkey;
-         ALTER TABLE public.{name} OWNER TO hs_during_reader;"
+         ALTER TABLE public.{name} OWNER TO hs_during_reader;
+         CREATE OR REPLACE VIEW public.{name}_v AS SELECT id, id * 2 AS twice FROM public.{name};
+         ALTER VIEW public.{name}_v OWNER TO hs_during_reader;
+         GRANT SELECT ON public.{name}_v TO hs_during_owner;
+         COMMENT ON VIEW public.{name}_v IS 'view comment';"
     )
 }
 
@@ -2260,7 +2267,14 @@ async fn carried_like_postgresql(test: &str, alter: &str) {
                 .expect("finding the PostgreSQL binaries")
                 .expect("PostgreSQL binaries (for pg_dump)");
             let out = tokio::process::Command::new(bindir.join("pg_dump"))
-                .args(["--schema-only", "--table", t, "--dbname", &db.conninfo])
+                // The table and its view (`<table>_v`).
+                .args([
+                    "--schema-only",
+                    "--table",
+                    &format!("{t}*"),
+                    "--dbname",
+                    &db.conninfo,
+                ])
                 .output()
                 .await
                 .expect("running pg_dump");

@@ -245,7 +245,20 @@ async fn a_writer_of_a_referenced_table_does_not_cost_the_swap_an_attempt() {
     .await;
 }
 
-/// Holds the swap of `store` (region <- store <- sale) just after its lock, runs `app` in one
+/// And a reader of a view over the table: PostgreSQL locks the view before the table it
+/// reads, so every read of the view that arrived while the swap held the table kept the view
+/// the swap re-creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_a_view_over_the_table_does_not_cost_the_swap_an_attempt() {
+    neighbour_writer_meets_the_swap(
+        "fk_neighbour_view",
+        "SELECT count(*) FROM store_v;",
+        (0, 10),
+    )
+    .await;
+}
+
+/// Holds the swap of `store` (region <- store <- sale, a view `store_v` over it) just after its lock, runs `app` in one
 /// transaction from another session, lets the swap go on once that transaction waits for a
 /// lock, and checks: the swap's first attempt succeeded, the application's transaction
 /// committed, and `expect` = (rows of store 7000, sales of store 7) afterwards.
@@ -257,6 +270,7 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
             "CREATE TABLE region (id int PRIMARY KEY);
              CREATE TABLE store (id int PRIMARY KEY, region_id int NOT NULL REFERENCES region);
              CREATE TABLE sale (id int PRIMARY KEY, store_id int NOT NULL REFERENCES store);
+             CREATE VIEW store_v AS SELECT id, region_id FROM store;
              INSERT INTO region SELECT generate_series(1, 5);
              INSERT INTO store SELECT i, 1 + i % 5 FROM generate_series(1, 50) i;
              INSERT INTO sale SELECT i, 1 + i % 50 FROM generate_series(1, 500) i;",
@@ -356,4 +370,143 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
         "(rows of store 7000, sales of store 7, sale's key points at the new store): {}",
         describe(&out)
     );
+}
+
+/// The whole kind of the above: every lock the swap transaction holds when it commits that
+/// would make an application's statement wait (SHARE or stronger, on a table, view, materialized
+/// view or sequence the application can see) was taken by its first statement. A lock taken
+/// later lets the application's transactions that hold that relation queue behind the swap's
+/// lock on the table, and make the swap wait for them until its timeout. The table has every
+/// kind of neighbour the swap touches: foreign keys both ways, views (one over another), a
+/// materialized view, owned sequences, a trigger that writes another table, a policy that reads
+/// one, a publication, extended statistics; the ALTER retypes the key, so the views are
+/// re-created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
+    let db = TestDb::new("swap_first_locks").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE region (id int PRIMARY KEY);
+             CREATE TABLE store (id int PRIMARY KEY, region_id int REFERENCES region, name text,
+                                 n serial, g int GENERATED ALWAYS AS IDENTITY);
+             CREATE TABLE sale (id int PRIMARY KEY, store_id int REFERENCES store);
+             CREATE TABLE audit (id int);
+             CREATE VIEW store_v AS SELECT id, name FROM store;
+             CREATE VIEW store_vv AS SELECT id FROM store_v;
+             CREATE MATERIALIZED VIEW store_m AS SELECT id, region_id FROM store;
+             CREATE FUNCTION audit_f() RETURNS trigger LANGUAGE plpgsql
+                 AS 'BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END';
+             CREATE TRIGGER store_audit AFTER INSERT ON store FOR EACH ROW EXECUTE FUNCTION audit_f();
+             ALTER TABLE store ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY store_p ON store USING (EXISTS (SELECT FROM region r WHERE r.id = region_id));
+             CREATE PUBLICATION store_pub FOR TABLE store;
+             CREATE STATISTICS store_st ON id, region_id FROM store;
+             CREATE VIEW sale_v AS SELECT s.id, t.name FROM sale s JOIN store_v t ON t.id = s.store_id;
+             INSERT INTO region SELECT generate_series(1, 5);
+             INSERT INTO store (id, region_id, name) SELECT i, 1 + i % 5, 's' || i FROM generate_series(1, 50) i;
+             INSERT INTO sale SELECT i, 1 + i % 50 FROM generate_series(1, 200) i;",
+        )
+        .await
+        .expect("creating the tables");
+    let locked = crate::harness::HoldPoint::new("swap_first_locks", "swap-locked");
+    let before_commit = crate::harness::HoldPoint::new("swap_first_locks", "swap-before-commit");
+    let holds = format!("{},{}", locked.env().1, before_commit.env().1);
+    let conninfo = db.conninfo.clone();
+    let run = tokio::spawn(async move {
+        crate::harness::hotswap_env(
+            &[
+                "run",
+                "--dsn",
+                &conninfo,
+                "--table",
+                "public.store",
+                "--alter",
+                "ALTER COLUMN id TYPE bigint",
+            ],
+            &[("PGHOTSWAP_HOLD", &holds)],
+        )
+        .await
+    });
+    // The relations the swap's backend holds, in modes that make the application wait, as the
+    // test's session sees them (an object the swap created is invisible to it and left out).
+    let held = |pid: i32| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT c.oid, n.nspname || '.' || c.relname, l.mode
+                       FROM pg_locks l
+                       JOIN pg_class c ON c.oid = l.relation
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE l.pid = $1 AND l.locktype = 'relation' AND l.granted
+                        AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                        AND n.nspname NOT IN ('hotswap', 'pg_catalog')
+                        -- the shadow's own sequences: no application knows them
+                        AND NOT EXISTS (SELECT FROM pg_depend d
+                                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                           AND d.refobjid = 'public.store_new'::regclass)
+                        AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                       'AccessExclusiveLock')",
+                    &[&pid],
+                )
+                .await
+                .expect("reading the swap's locks")
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, u32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    locked.wait_reached().await;
+    let pid: i32 = client
+        .query_one(
+            "SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND state = 'idle in transaction'
+                AND query LIKE '%LOCK TABLE %'",
+            &[],
+        )
+        .await
+        .expect("finding the swap's session")
+        .get(0);
+    let first = held(pid).await;
+    locked.release();
+    before_commit.wait_reached().await;
+    let last = held(pid).await;
+    before_commit.release();
+    let out = run.await.expect("the run's task");
+    assert_exit(&out, 0);
+    let late: Vec<String> = last
+        .iter()
+        .filter(|(oid, _, mode)| {
+            !first
+                .iter()
+                .any(|(o, _, m)| o == oid && (m == mode || m == "AccessExclusiveLock"))
+        })
+        .map(|(_, name, mode)| format!("{name} {mode}"))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "locks the swap took after its first statement: {late:?}\n(first statement: {first:?})\n{}",
+        describe(&out)
+    );
+    // The test can fail: the first statement locked the table and its neighbours.
+    let names: Vec<&str> = first.iter().map(|(_, n, _)| n.as_str()).collect();
+    for t in [
+        "public.store",
+        "public.sale",
+        "public.region",
+        "public.store_v",
+        "public.store_vv",
+        "public.sale_v",
+        "public.store_m",
+        "public.store_n_seq",
+    ] {
+        assert!(names.contains(&t), "{t} not locked at first: {first:?}");
+    }
 }

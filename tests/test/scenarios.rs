@@ -112,6 +112,7 @@ scenarios!(
     fk_self_reference,
     fk_incoming_cascade,
     fk_outgoing_and_incoming,
+    views_read_while_written,
     // deferrable constraints
     deferrable_initially_deferred_swap,
     deferrable_pk_shift,
