@@ -383,11 +383,9 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
 /// re-created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
-    let db = TestDb::new("swap_first_locks").await;
-    let client = db.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE region (id int PRIMARY KEY);
+    first_statement_takes_every_lock(
+        "swap_first_locks",
+        "CREATE TABLE region (id int PRIMARY KEY);
              CREATE TABLE store (id int PRIMARY KEY, region_id int REFERENCES region, name text,
                                  n serial, g int GENERATED ALWAYS AS IDENTITY);
              CREATE TABLE sale (id int PRIMARY KEY, store_id int REFERENCES store);
@@ -406,23 +404,69 @@ async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
              INSERT INTO region SELECT generate_series(1, 5);
              INSERT INTO store (id, region_id, name) SELECT i, 1 + i % 5, 's' || i FROM generate_series(1, 50) i;
              INSERT INTO sale SELECT i, 1 + i % 50 FROM generate_series(1, 200) i;",
-        )
+        ("store", "ALTER COLUMN id TYPE bigint"),
+        &[
+            "public.store",
+            "public.sale",
+            "public.region",
+            "public.store_v",
+            "public.store_vv",
+            "public.sale_v",
+            "public.store_m",
+            "public.store_n_seq",
+        ],
+    )
+    .await;
+}
+
+/// The same for a partitioned table (its partitions are locked with it by `LOCK TABLE`), a
+/// foreign key to it from a plain table, and a view over it. (An outgoing foreign key is refused
+/// on a partitioned table before PostgreSQL 18.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swap_of_a_partitioned_table_takes_every_lock_in_its_first_statement() {
+    first_statement_takes_every_lock(
+        "swap_first_locks_tree",
+        "CREATE TABLE ev (id int, at date, region_id int, note text,
+                          PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         CREATE TABLE ev_ref (id int PRIMARY KEY, ev_id int, ev_at date,
+                              FOREIGN KEY (ev_id, ev_at) REFERENCES ev);
+         CREATE VIEW ev_v AS SELECT id, at, note FROM ev;
+         INSERT INTO ev SELECT i, date '2024-06-01' + i, 1 + i % 5, 'n' || i FROM generate_series(1, 300) i;
+         INSERT INTO ev_ref SELECT i, i, date '2024-06-01' + i FROM generate_series(1, 100) i;",
+        ("ev", "ALTER COLUMN region_id TYPE bigint"),
+        &["public.ev", "public.ev_2024", "public.ev_ref", "public.ev_v"],
+    )
+    .await;
+}
+
+/// Runs `pg-hotswap run` on `public.<table>` with `alter` after `setup`, holding the swap after
+/// its first statement and before its commit, and checks that every lock it holds at the commit
+/// was taken by the first statement, among them those on `must_lock` (so that the test can
+/// fail).
+async fn first_statement_takes_every_lock(
+    name: &str,
+    setup: &str,
+    (table, alter): (&str, &str),
+    must_lock: &[&str],
+) {
+    let db = TestDb::new(name).await;
+    let client = db.client().await;
+    client
+        .batch_execute(setup)
         .await
         .expect("creating the tables");
-    let locked = crate::harness::HoldPoint::new("swap_first_locks", "swap-locked");
-    let before_commit = crate::harness::HoldPoint::new("swap_first_locks", "swap-before-commit");
+    let locked = crate::harness::HoldPoint::new(name, "swap-locked");
+    let before_commit = crate::harness::HoldPoint::new(name, "swap-before-commit");
     let holds = format!("{},{}", locked.env().1, before_commit.env().1);
     let conninfo = db.conninfo.clone();
+    let (table_arg, alter_arg) = (format!("public.{table}"), alter.to_string());
+    let shadow = format!("public.{table}_new");
     let run = tokio::spawn(async move {
         crate::harness::hotswap_env(
             &[
-                "run",
-                "--dsn",
-                &conninfo,
-                "--table",
-                "public.store",
-                "--alter",
-                "ALTER COLUMN id TYPE bigint",
+                "run", "--dsn", &conninfo, "--table", &table_arg, "--alter", &alter_arg,
             ],
             &[("PGHOTSWAP_HOLD", &holds)],
         )
@@ -431,7 +475,7 @@ async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
     // The relations the swap's backend holds, in modes that make the application wait, as the
     // test's session sees them (an object the swap created is invisible to it and left out).
     let held = |pid: i32| {
-        let client = &client;
+        let (client, shadow) = (&client, &shadow);
         async move {
             client
                 .query(
@@ -445,10 +489,10 @@ async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
                         -- the shadow's own sequences: no application knows them
                         AND NOT EXISTS (SELECT FROM pg_depend d
                                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                                           AND d.refobjid = 'public.store_new'::regclass)
+                                           AND d.refobjid = $2::text::regclass)
                         AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
                                        'AccessExclusiveLock')",
-                    &[&pid],
+                    &[&pid, &shadow],
                 )
                 .await
                 .expect("reading the swap's locks")
@@ -497,16 +541,7 @@ async fn the_swaps_first_statement_takes_every_lock_it_will_hold() {
     );
     // The test can fail: the first statement locked the table and its neighbours.
     let names: Vec<&str> = first.iter().map(|(_, n, _)| n.as_str()).collect();
-    for t in [
-        "public.store",
-        "public.sale",
-        "public.region",
-        "public.store_v",
-        "public.store_vv",
-        "public.sale_v",
-        "public.store_m",
-        "public.store_n_seq",
-    ] {
-        assert!(names.contains(&t), "{t} not locked at first: {first:?}");
+    for t in must_lock {
+        assert!(names.contains(t), "{t} not locked at first: {first:?}");
     }
 }
