@@ -2231,24 +2231,19 @@ async fn carried_like_postgresql(test: &str, alter: &str) {
     )
     .await;
     let hold = crate::harness::HoldPoint::new(test, "before-swap-lock");
-    let (k, v) = hold.env();
-    let conninfo = db.conninfo.clone();
-    let alter_arg = alter.to_string();
-    let run = tokio::spawn(async move {
-        let mut args = vec![
-            "run",
-            "--dsn",
-            &conninfo,
-            "--table",
-            "public.hs_carried",
-            "--force-rewrite",
-            "--drop-old",
-        ];
-        if !alter_arg.is_empty() {
-            args.extend(["--alter", &alter_arg]);
-        }
-        crate::harness::hotswap_env(&args, &[(k, &v)]).await
-    });
+    let mut args = vec![
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.hs_carried",
+        "--force-rewrite",
+        "--drop-old",
+    ];
+    if !alter.is_empty() {
+        args.extend(["--alter", alter]);
+    }
+    let run = crate::harness::spawn_held(&args, &[&hold]);
     hold.wait_reached().await;
     exec(&client, &during_changes("hs_carried")).await;
     hold.release();
@@ -2355,23 +2350,18 @@ async fn a_policy_made_during_the_run_on_a_retyped_column_is_refused_like_postgr
     )
     .await;
     let hold = crate::harness::HoldPoint::new("carry_during_policy", "before-swap-lock");
-    let (k, v) = hold.env();
-    let conninfo = db.conninfo.clone();
-    let run = tokio::spawn(async move {
-        crate::harness::hotswap_env(
-            &[
-                "run",
-                "--dsn",
-                &conninfo,
-                "--table",
-                "public.hs_carried",
-                "--alter",
-                "ALTER COLUMN n TYPE bigint",
-            ],
-            &[(k, &v)],
-        )
-        .await
-    });
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.hs_carried",
+            "--alter",
+            "ALTER COLUMN n TYPE bigint",
+        ],
+        &[&hold],
+    );
     hold.wait_reached().await;
     exec(
         &client,

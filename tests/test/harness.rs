@@ -412,6 +412,20 @@ impl HoldPoint {
     }
 }
 
+/// Starts `pg-hotswap <args>` in the background, waiting at each of `holds` (debug builds).
+pub fn spawn_held(args: &[&str], holds: &[&HoldPoint]) -> tokio::task::JoinHandle<Output> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let spec = holds
+        .iter()
+        .map(|h| h.env().1)
+        .collect::<Vec<_>>()
+        .join(",");
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        hotswap_env(&args, &[("PGHOTSWAP_HOLD", &spec)]).await
+    })
+}
+
 impl Drop for HoldPoint {
     fn drop(&mut self) {
         self.release();

@@ -278,27 +278,22 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
         .await
         .expect("creating the tables");
     let hold = crate::harness::HoldPoint::new(name, "swap-locked");
-    let (k, v) = hold.env();
-    let conninfo = db.conninfo.clone();
-    let run = tokio::spawn(async move {
-        crate::harness::hotswap_env(
-            &[
-                "run",
-                "--dsn",
-                &conninfo,
-                "--table",
-                "public.store",
-                "--alter",
-                "ALTER COLUMN id TYPE bigint",
-                "--lock-timeout",
-                "300ms",
-                "--max-lock-attempts",
-                "5",
-            ],
-            &[(k, &v)],
-        )
-        .await
-    });
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.store",
+            "--alter",
+            "ALTER COLUMN id TYPE bigint",
+            "--lock-timeout",
+            "300ms",
+            "--max-lock-attempts",
+            "5",
+        ],
+        &[&hold],
+    );
     hold.wait_reached().await;
     // The application's transaction, started while the swap holds its lock.
     let app = db.client().await;
@@ -459,19 +454,20 @@ async fn first_statement_takes_every_lock(
         .expect("creating the tables");
     let locked = crate::harness::HoldPoint::new(name, "swap-locked");
     let before_commit = crate::harness::HoldPoint::new(name, "swap-before-commit");
-    let holds = format!("{},{}", locked.env().1, before_commit.env().1);
-    let conninfo = db.conninfo.clone();
-    let (table_arg, alter_arg) = (format!("public.{table}"), alter.to_string());
+    let table_arg = format!("public.{table}");
     let shadow = format!("public.{table}_new");
-    let run = tokio::spawn(async move {
-        crate::harness::hotswap_env(
-            &[
-                "run", "--dsn", &conninfo, "--table", &table_arg, "--alter", &alter_arg,
-            ],
-            &[("PGHOTSWAP_HOLD", &holds)],
-        )
-        .await
-    });
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            &table_arg,
+            "--alter",
+            alter,
+        ],
+        &[&locked, &before_commit],
+    );
     // The relations the swap's backend holds, in modes that make the application wait, as the
     // test's session sees them (an object the swap created is invisible to it and left out).
     let held = |pid: i32| {

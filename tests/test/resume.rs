@@ -581,21 +581,19 @@ async fn a_suggested_command_for_an_odd_table_name_works_pasted_into_a_shell() {
     );
 }
 
-/// Found when `a_suggested_command_...` failed once under load: `abort` right after a run's
-/// process exited saw the process's session still holding the table's advisory lock (the server
-/// closes it a moment later), sent the request to a process that was gone, and waited its full
-/// `--wait` (60 s) for nothing before failing. Here a session of the test holds that lock for
-/// two seconds after the run crashed: `abort` must then remove the run itself, well within its
-/// wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
-    let db = TestDb::new("abort_process_gone").await;
+/// A run of `public.gone` crashed mid-copy, and a session that holds the run's per-table
+/// advisory lock, as the crashed process's session does until the server closes it, for
+/// `linger` (the returned task ends it).
+async fn crashed_run_with_a_lingering_session(
+    name: &str,
+    linger: Duration,
+) -> (TestDb, tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let db = TestDb::new(name).await;
     let client = db.client().await;
     let spec = TableSpec::simple("public", "gone");
     create_tables(&client, &spec, 3_000).await.unwrap();
     let args = mid_copy_args(&db, "public.gone", "ALTER COLUMN id TYPE bigint");
     crash_mid_copy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    // A lingering session of the run: it holds the per-table advisory lock.
     let lingering = db.client().await;
     lingering
         .query_one(
@@ -605,9 +603,23 @@ async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
         .await
         .unwrap();
     let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(linger).await;
         drop(lingering);
     });
+    (db, client, release)
+}
+
+/// Found when `a_suggested_command_...` failed once under load: `abort` right after a run's
+/// process exited saw the process's session still holding the table's advisory lock (the server
+/// closes it a moment later), sent the request to a process that was gone, and waited its full
+/// `--wait` (60 s) for nothing before failing. Here a session of the test holds that lock for
+/// two seconds after the run crashed: `abort` must then remove the run itself, well within its
+/// wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_cleans_up_itself_when_the_process_it_asked_is_gone() {
+    let (db, client, release) =
+        crashed_run_with_a_lingering_session("abort_process_gone", Duration::from_secs(2)).await;
+    let spec = TableSpec::simple("public", "gone");
     let started = std::time::Instant::now();
     let out = hotswap_failpoint(
         &[
@@ -769,24 +781,10 @@ async fn server_restart_mid_copy_is_ridden_out() {
 /// must notice that nobody is left and continue the run itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_sent_as_its_process_exits_continues_the_run_itself() {
-    let db = TestDb::new("resume_process_gone").await;
-    let client = db.client().await;
+    let (db, client, release) =
+        crashed_run_with_a_lingering_session("resume_process_gone", Duration::from_millis(500))
+            .await;
     let spec = TableSpec::simple("public", "gone");
-    create_tables(&client, &spec, 3_000).await.unwrap();
-    let args = mid_copy_args(&db, "public.gone", "ALTER COLUMN id TYPE bigint");
-    crash_mid_copy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let lingering = db.client().await;
-    lingering
-        .query_one(
-            "SELECT pg_advisory_lock($1, ('public.gone'::regclass::oid)::int4)",
-            &[&pg_hotswap::state::LOCK_CLASS],
-        )
-        .await
-        .unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        drop(lingering);
-    });
     let out = hotswap_failpoint(
         &["resume", "--dsn", &db.conninfo, "--table", "public.gone"],
         None,
