@@ -11,9 +11,12 @@ SELECT con.conname::text,
        ARRAY(SELECT a.attname::text
                FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
                JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
-              ORDER BY k.ord) AS referenced_columns
+              ORDER BY k.ord) AS referenced_columns,
+       c.relkind = 'p' AS partitioned
   FROM pg_catalog.pg_constraint con
   JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE con.contype = 'f' AND con.confrelid = $1 AND con.conrelid <> $1
+   -- A partition's copy of its partitioned table's foreign key goes and comes with the parent's.
+   AND NOT (c.relispartition AND con.conparentid <> 0)
  ORDER BY n.nspname, c.relname, con.conname

@@ -193,9 +193,22 @@ impl Error {
                 || self.message.ends_with("tuple concurrently deleted"))
     }
 
-    /// True for a `lock_timeout` expiry (SQLSTATE 55P03).
-    pub fn is_lock_timeout(&self) -> bool {
-        self.code.as_ref() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    /// True when PostgreSQL ended a lock wait as a deadlock (SQLSTATE 40P01).
+    pub fn is_deadlock(&self) -> bool {
+        self.code.as_ref() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+    }
+
+    /// True when a lock the statement waited for was not granted and its transaction was rolled
+    /// back, so the attempt may be made again: `lock_timeout` expired (SQLSTATE 55P03), or
+    /// PostgreSQL ended the wait as a deadlock (40P01). The second happens when `--lock-timeout`
+    /// is longer than the server's `deadlock_timeout` (1 s by default) and an application
+    /// transaction holds what the tool waits for while it waits for what the tool holds: the
+    /// session whose wait reaches `deadlock_timeout` first is the one rolled back.
+    pub fn is_lock_not_granted(&self) -> bool {
+        matches!(
+            self.code.as_ref(),
+            Some(&SqlState::LOCK_NOT_AVAILABLE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        )
     }
 
     /// True when the session this error came from is gone, but a new one may well work (issue

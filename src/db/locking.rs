@@ -141,11 +141,11 @@ impl<'a> Retry<'a> {
     pub async fn settle<T>(&self, result: Result<T>) -> Result<Option<T>> {
         match result {
             Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_lock_timeout() && self.may_retry() => {
+            Err(e) if e.is_lock_not_granted() && self.may_retry() => {
                 self.back_off().await;
                 Ok(None)
             }
-            Err(e) if e.is_lock_timeout() => Err(e.with_kind(Kind::LockTimeout)),
+            Err(e) if e.is_lock_not_granted() => Err(e.with_kind(Kind::LockTimeout)),
             Err(e) => Err(e),
         }
     }
@@ -194,7 +194,7 @@ pub async fn run_ddl(
     })
     .await;
     match r {
-        Err(e) if e.is_lock_timeout() => {
+        Err(e) if e.is_lock_not_granted() => {
             let holders = match table {
                 Some(oid) => lock_holders(client, oid).await.unwrap_or_default(),
                 None => String::new(),
@@ -314,7 +314,7 @@ mod tests {
         let (r, ran) = count(3, 99, Error::lock_timeout_for_tests).await;
         assert_eq!(ran, 3);
         let e = r.unwrap_err();
-        assert!(e.is_lock_timeout());
+        assert!(e.is_lock_not_granted());
         assert_eq!(e.kind(), Kind::LockTimeout);
         assert_eq!(e.kind().exit_code(), 4);
     }

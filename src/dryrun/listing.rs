@@ -475,7 +475,10 @@ fn swap_phase(b: &mut Builder, i: &ListInput<'_>) {
         );
     }
     b.begin_under_lock_rule(i);
-    b.step(&swap::lock_step(i.plan, i.src), true);
+    b.step(
+        &swap::lock_step(i.plan, i.src, swap::LockOrder::for_attempt(1)),
+        true,
+    );
     b.own(
         "SELECT ... (fingerprint of the source's definition, compared with the one taken at the start; the capture triggers checked untouched)",
         true,

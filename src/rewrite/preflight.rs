@@ -212,9 +212,28 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
         // The parent's triggers, cloned onto the partition, are not its own (`one_partition`).
         triggers.retain(|t| !of.cloned_triggers.contains(&t.name));
     }
+    let incoming = catalog::incoming_foreign_keys(client, oid).await?;
+    if let Some(fk) = incoming.iter().find(|fk| fk.partitioned) {
+        if catalog::server_version(client).await? < 180_000 {
+            return Err(refuse(format!(
+                "the partitioned table {} references it (foreign key {}): the swap re-points such a \
+                 key at the new table NOT VALID and validates it after the lock, and PostgreSQL \
+                 before 18 cannot add a NOT VALID foreign key on a partitioned table (adding it \
+                 validated would scan {} under the swap's lock)",
+                fk.table.human(),
+                fk.name.as_str(),
+                fk.table.human()
+            ))
+            .with_next(format!(
+                "drop foreign key {} before the run and add it again after it (NOT VALID, then \
+                 VALIDATE CONSTRAINT), or run on PostgreSQL 18",
+                fk.name.as_str()
+            )));
+        }
+    }
     let source = Source {
         constraints: catalog::constraints(client, oid).await?,
-        incoming: catalog::incoming_foreign_keys(client, oid).await?,
+        incoming,
         triggers,
         partition_of,
         sequences: catalog::sequences(client, oid).await?,

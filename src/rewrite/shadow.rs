@@ -137,7 +137,7 @@ pub async fn dry_run(
         match tries.settle(result).await {
             Ok(Some((plan, _))) => return Ok(plan),
             Ok(None) => {}
-            Err(e) if e.is_lock_timeout() => return Err(e),
+            Err(e) if e.is_lock_not_granted() => return Err(e),
             Err(e) => {
                 return Err(e.or_state(
                     format!("nothing was changed; {} is untouched", table.human()),

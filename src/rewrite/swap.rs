@@ -274,11 +274,11 @@ pub async fn swap(
             waiter,
             &relations,
             req.policy.timeout,
-            attempt_swap(&tx, state, plan, &fresh, &names, req),
+            attempt_swap(&tx, state, plan, &fresh, &names, req, attempt),
         )
         .await;
         let outcome = match outcome {
-            Err(e) if e.is_lock_timeout() => Ok(Attempt::LockNotGranted(e)),
+            Err(e) if e.is_lock_not_granted() => Ok(Attempt::LockNotGranted(e)),
             // A GRANT or REVOKE, which locks nothing, wrote the table's catalog row meanwhile.
             Err(e) if e.is_concurrent_catalog_update() => Ok(Attempt::SourceChanged),
             other => other,
@@ -364,11 +364,15 @@ pub async fn swap(
                     "blockers".into(),
                     list.iter().map(|b| b.pid).collect::<Vec<_>>().into(),
                 );
+                let how = if e.is_deadlock() {
+                    "before PostgreSQL ended its wait as a deadlock (a transaction that held what it waited for waited for what it held)".to_string()
+                } else {
+                    format!("within {}", pg_millis(req.policy.timeout))
+                };
                 crate::output::ui::say_with(
                     &format!(
-                        "warning: swap attempt {attempt}/{} could not get the lock within {}{holders}",
+                        "warning: swap attempt {attempt}/{} could not get the lock {how}{holders}",
                         req.policy.attempts,
-                        pg_millis(req.policy.timeout)
                     ),
                     fields,
                 );
@@ -523,11 +527,12 @@ async fn attempt_swap(
     fresh: &carried::Fresh,
     names: &Names,
     req: &SwapRequest<'_>,
+    attempt: u32,
 ) -> Result<Attempt> {
     let src = &fresh.src;
     let source = &plan.source;
     locking::set_local_timeout(tx, req.policy.timeout).await?;
-    step::exec(tx, &lock_step(plan, src)).await?;
+    step::exec(tx, &lock_step(plan, src, LockOrder::for_attempt(attempt))).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
     crate::failpoint::hold("swap-locked").await;
@@ -608,57 +613,102 @@ async fn attempt_swap(
     }))
 }
 
-/// The lock the swap takes first: both tables, ACCESS EXCLUSIVE, waiting at most the
-/// transaction's `lock_timeout`.
-pub fn lock_step(plan: &Plan, src: &Source) -> Step {
+/// Which objects the swap's first message locks first (see [`lock_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockOrder {
+    /// The views over the table and the tables linked to it by a foreign key, then the table:
+    /// right for what takes them in that order (a read of a view locks the view, then the
+    /// table; a transaction deletes a child row, then its parent).
+    OthersFirst,
+    /// The table, then the others: right for a transaction that writes the table and then
+    /// reads a view over it, or inserts a row whose foreign key checks its parent.
+    TableFirst,
+}
+
+impl LockOrder {
+    /// Attempt `n` (from 1): odd attempts lock the others first, even ones the table. No one
+    /// order avoids a cycle with every application (each of the two kinds of transaction above
+    /// makes every attempt in the other order wait out its lock timeout, measured), so the
+    /// attempts alternate.
+    pub fn for_attempt(n: u32) -> LockOrder {
+        if n % 2 == 1 {
+            LockOrder::OthersFirst
+        } else {
+            LockOrder::TableFirst
+        }
+    }
+}
+
+/// The swap's first message: every lock the swap transaction will hold, taken before it does
+/// anything, each waiting at most the transaction's `lock_timeout`. A lock taken later, when
+/// its object is re-created or its foreign key moved, let the application's statements that
+/// held that object queue behind the swap's lock on the table, and the swap then waited for them
+/// until its timeout (CI: 30 attempts in a row). The objects: the views and materialized views
+/// over the table (outermost first, as a read takes them), the tables linked to it by a foreign
+/// key (dropping a foreign key locks both its tables), the table and the shadow, in `order`;
+/// then the table's owned sequences (an INSERT locks the table, then its sequence).
+pub fn lock_step(plan: &Plan, src: &Source, order: LockOrder) -> Step {
     if let Some(of) = &plan.partition_of {
         return crate::rewrite::one_partition::lock_step(&plan.source, &plan.shadow, of);
     }
     let (source, shadow) = (&plan.source, &plan.shadow);
-    let mut sql = Vec::new();
-    let mut others: Vec<&QualifiedName> = Vec::new();
     // Views, materialized views and sequences: `LOCK TABLE` refuses the latter two and would
     // lock a view's base tables with it. `OWNER TO` the owner they have takes ACCESS EXCLUSIVE
     // on the object alone and writes nothing (PostgreSQL: "If the new owner is the same as the
     // existing owner, consider the command to have succeeded"). An owned sequence has its
     // table's owner.
-    for v in &src.views {
-        let kind = if v.relkind == "m" {
-            "MATERIALIZED VIEW"
-        } else {
-            "VIEW"
-        };
-        sql.push(format!("ALTER {kind} {} OWNER TO {}", v.name, v.owner));
-        others.push(&v.name);
-    }
-    for q in &src.sequences {
-        sql.push(format!(
-            "ALTER SEQUENCE {} OWNER TO {}",
-            q.name, src.table.owner
-        ));
-        others.push(&q.name);
-    }
-    let neighbours = foreign_key_neighbours(plan, src);
-    let tables: Vec<String> = neighbours
+    let views: Vec<String> = src
+        .views
         .iter()
-        .chain([source, shadow])
-        .map(ToString::to_string)
+        .rev()
+        .map(|v| {
+            let kind = if v.relkind == "m" {
+                "MATERIALIZED VIEW"
+            } else {
+                "VIEW"
+            };
+            format!("ALTER {kind} {} OWNER TO {}", v.name, v.owner)
+        })
         .collect();
-    sql.push(format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-        tables.join(", ")
-    ));
-    others.extend(&neighbours);
+    let neighbours = foreign_key_neighbours(plan, src);
+    let lock = |names: Vec<String>| {
+        (!names.is_empty())
+            .then(|| format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")))
+    };
+    let others = || {
+        views
+            .iter()
+            .cloned()
+            .chain(lock(neighbours.iter().map(ToString::to_string).collect()))
+    };
+    let table = lock(vec![source.to_string(), shadow.to_string()]);
+    let mut sql: Vec<String> = match order {
+        LockOrder::OthersFirst => others().chain(table).collect(),
+        LockOrder::TableFirst => table.into_iter().chain(others()).collect(),
+    };
+    sql.extend(
+        src.sequences
+            .iter()
+            .map(|q| format!("ALTER SEQUENCE {} OWNER TO {}", q.name, src.table.owner)),
+    );
     let mut step = Step::new(sql.join("; "), format!("locking {}", source.human()))
         .locks("ACCESS EXCLUSIVE", source, true)
         .locks("ACCESS EXCLUSIVE", shadow, false);
-    for o in &others {
+    let alone = sql.len() == 1;
+    for o in src
+        .views
+        .iter()
+        .rev()
+        .map(|v| &v.name)
+        .chain(&neighbours)
+        .chain(src.sequences.iter().map(|q| &q.name))
+    {
         step = step.locks("ACCESS EXCLUSIVE", o, true);
     }
-    step.note(if others.is_empty() {
+    step.note(if alone {
         "blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds"
     } else {
-        "blocks every reader and writer of the table while it waits (at most --lock-timeout per object) and until COMMIT; typically held for milliseconds. The views over the table, its sequences and the tables linked to it by a foreign key are locked first, in the same message: the swap locks them ACCESS EXCLUSIVE later in this transaction anyway, and taking them after the table would let the application's statements that hold them (a read of a view locks the view, then the table) queue behind the table's lock, and the swap wait for them until its timeout"
+        "blocks every reader and writer of the table while it waits (at most --lock-timeout per object) and until COMMIT; typically held for milliseconds. The views over the table, the tables linked to it by a foreign key and its sequences are locked in the same message (the swap changes them too); odd attempts lock the views and linked tables before the table, even attempts after it"
     })
 }
 

@@ -541,3 +541,97 @@ async fn first_statement_takes_every_lock(
         assert!(names.contains(t), "{t} not locked at first: {first:?}");
     }
 }
+
+/// With a `--lock-timeout` longer than PostgreSQL's `deadlock_timeout` (1 s), a wait of the
+/// swap's that is part of a cycle with an application transaction is ended by PostgreSQL as a
+/// deadlock (40P01) in whichever session waited first. Here the swap, holding the view, waits
+/// for the table an application transaction has written; that transaction then reads the view.
+/// The swap's wait started first, so it is the swap that is rolled back: that attempt is lost
+/// and the next one succeeds, and the application's statements all succeed. (Before, the
+/// deadlock error failed the run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_ended_by_postgresql_costs_the_swap_one_attempt_not_the_run() {
+    let db = TestDb::new("swap_deadlock").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE store (id int PRIMARY KEY, n int);
+             CREATE VIEW store_v AS SELECT id, n FROM store;
+             INSERT INTO store SELECT i, i FROM generate_series(1, 100) i;",
+        )
+        .await
+        .expect("creating the table");
+    let hold = crate::harness::HoldPoint::new("swap_deadlock", "before-swap-lock");
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.store",
+            "--alter",
+            "ALTER COLUMN n TYPE bigint",
+            "--lock-timeout",
+            "3s",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    let app = db.client().await;
+    app.batch_execute("BEGIN; UPDATE store SET n = n + 1 WHERE id = 1")
+        .await
+        .expect("the application's update");
+    hold.release();
+    // The swap holds the view and waits for the table.
+    let started = Instant::now();
+    loop {
+        let waiting: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_stat_activity
+                                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                                   AND query LIKE '%LOCK TABLE %')",
+                &[],
+            )
+            .await
+            .expect("reading the swap's wait")
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the swap never waited for the table"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read = app
+        .query_one("SELECT count(*) FROM store_v", &[])
+        .await
+        .map(|r| r.get::<_, i64>(0));
+    let commit = app.batch_execute("COMMIT").await;
+    let out = run.await.expect("the run's task");
+    assert!(
+        matches!(read, Ok(100)) && commit.is_ok(),
+        "the application's read {read:?} or commit {commit:?} failed\n{}",
+        describe(&out)
+    );
+    assert_exit(&out, 0);
+    let lost: i64 = client
+        .query_one(
+            "SELECT count(*) FROM hotswap.events WHERE phase = 'swap' AND kind = 'lock_timeout'",
+            &[],
+        )
+        .await
+        .expect("counting the swap's lost attempts")
+        .get(0);
+    assert_eq!(lost, 1, "{}", describe(&out));
+    let n = pg_hotswap::db::ident::Ident::new("n");
+    let store = pg_hotswap::db::ident::QualifiedName::new("public", "store");
+    assert_eq!(column_type(&client, &store, &n).await, "bigint");
+    let bumped: i64 = client
+        .query_one("SELECT n FROM store WHERE id = 1", &[])
+        .await
+        .expect("reading the application's write")
+        .get(0);
+    assert_eq!(bumped, 2, "the application's update was lost");
+}

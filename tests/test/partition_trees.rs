@@ -981,3 +981,79 @@ async fn a_table_with_autovacuum_off_converts_with_its_options() {
         );
     }
 }
+
+/// Found by a fresh tester: a table referenced by a partitioned table's foreign key could never
+/// be swapped ("constraint orders_t_id_fkey of relation orders_2025 does not exist"): the swap
+/// dropped the partition's copy of the key after dropping the parent's, which takes the copies
+/// with it. Now only the parent's key is moved, and PostgreSQL gives the partitions theirs. Before
+/// PostgreSQL 18 the key cannot be added NOT VALID on a partitioned table, so the run is refused
+/// before anything is created, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_referenced_by_a_partitioned_table_is_swapped_or_refused_before_anything() {
+    let db = TestDb::new("referenced_by_tree").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+             CREATE TABLE orders (id int, t_id int NOT NULL REFERENCES t (id), at date NOT NULL)
+                 PARTITION BY RANGE (at);
+             CREATE TABLE orders_2025 PARTITION OF orders FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+             CREATE TABLE orders_2026 PARTITION OF orders FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             INSERT INTO t SELECT generate_series(1, 500);
+             INSERT INTO orders SELECT i, i, date '2025-01-01' + i FROM generate_series(1, 500) i;",
+        )
+        .await
+        .expect("creating the tables");
+    let out = command(
+        &db,
+        "run",
+        "public.t",
+        &["--alter", "ALTER COLUMN v TYPE bigint"],
+    )
+    .await;
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("reading the server's version")
+        .get(0);
+    if version < 180_000 {
+        assert_exit(&out, 3);
+        assert!(
+            all_output(&out).contains("PostgreSQL before 18 cannot add a NOT VALID foreign key"),
+            "{}",
+            describe(&out)
+        );
+        let table = QualifiedName::new("public", "t");
+        assert!(leftovers(&client, &table, "hotswap").await.is_empty());
+        assert_eq!(column_type(&client, "public.t", "v").await, "integer");
+        return;
+    }
+    assert_exit(&out, 0);
+    assert_eq!(column_type(&client, "public.t", "v").await, "bigint");
+    // Every level's key points at the new table, validated, and still refuses an orphan.
+    let keys: Vec<(String, bool)> = client
+        .query(
+            "SELECT conrelid::regclass::text, convalidated FROM pg_constraint
+              WHERE contype = 'f' AND confrelid = 'public.t'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("reading the foreign keys")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("orders".to_string(), true),
+            ("orders_2025".to_string(), true),
+            ("orders_2026".to_string(), true),
+        ],
+        "{}",
+        describe(&out)
+    );
+    let orphan = client
+        .batch_execute("INSERT INTO orders VALUES (9999, 9999, '2026-02-01')")
+        .await;
+    assert!(orphan.is_err(), "an orphan order was accepted");
+}

@@ -113,6 +113,7 @@ scenarios!(
     fk_incoming_cascade,
     fk_outgoing_and_incoming,
     views_read_while_written,
+    views_written_then_read,
     // deferrable constraints
     deferrable_initially_deferred_swap,
     deferrable_pk_shift,

@@ -34,6 +34,8 @@ pub struct IncomingForeignKey {
     pub comment: Option<String>,
     /// The columns of the referenced table (this one) it points at, in order.
     pub referenced_columns: Vec<Ident>,
+    /// Whether the referencing table is partitioned.
+    pub partitioned: bool,
 }
 
 pub async fn constraints(client: &impl GenericClient, oid: Oid) -> Result<Vec<Constraint>> {
@@ -99,6 +101,7 @@ pub async fn incoming_foreign_keys(
                     .into_iter()
                     .map(Ident::new)
                     .collect(),
+                partitioned: r.col(8, &what)?,
             })
         })
         .collect()

@@ -71,7 +71,7 @@ pub(super) async fn recreate_views(tx: &Transaction<'_>, src: &Source) -> Result
     };
     match replaced {
         Ok(()) => return exec(tx, "RELEASE SAVEPOINT hotswap_views", "replacing views").await,
-        Err(e) if e.is_lock_timeout() => return Err(e),
+        Err(e) if e.is_lock_not_granted() => return Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "views cannot be replaced in place; dropping and re-creating them");
             exec(tx, "ROLLBACK TO SAVEPOINT hotswap_views", "replacing views").await?;
