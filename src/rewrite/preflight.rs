@@ -214,7 +214,7 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
     }
     let incoming = catalog::incoming_foreign_keys(client, oid).await?;
     if let Some(fk) = incoming.iter().find(|fk| fk.partitioned) {
-        if catalog::server_version(client).await? < 180_000 {
+        if version < 180_000 {
             return Err(refuse(format!(
                 "the partitioned table {} references it (foreign key {}): the swap re-points such a \
                  key at the new table NOT VALID and validates it after the lock, and PostgreSQL \
