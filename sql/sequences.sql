@@ -1,12 +1,16 @@
 -- Used by catalog::sequences: sequences owned by a table's columns, serial ('a') or identity
--- ('i'). $1: the table's oid.
+-- ('i'), with their bounds (a revert restores the bounds the swap narrowed). $1: the table's oid.
 SELECT s.oid,
        n.nspname::text,
        s.relname::text,
        a.attname::text AS column_name,
-       d.deptype::text
+       d.deptype::text,
+       q.seqmin,
+       q.seqmax,
+       q.seqcycle
   FROM pg_catalog.pg_depend d
   JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
   JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
  WHERE d.classid = 'pg_catalog.pg_class'::regclass

@@ -40,6 +40,18 @@ pub struct Source {
 }
 
 impl Source {
+    /// The bounds of the table's identity sequences: what a revert gives back to them after the
+    /// forward swap narrowed them (`swap::sequences`).
+    pub fn identity_sequence_bounds(&self) -> Vec<catalog::SequenceBounds> {
+        self.sequences
+            .iter()
+            .filter(|s| s.deptype == "i")
+            .map(|s| s.bounds.clone())
+            .collect()
+    }
+}
+
+impl Source {
     pub fn column(&self, name: &Ident) -> Option<&Column> {
         self.columns.iter().find(|c| &c.name == name)
     }

@@ -205,6 +205,7 @@ pub fn reverse_plan(
         partition_of: fwd.partition_of.clone(),
         settings_base: None,
         alter_options: Vec::new(),
+        sequence_bounds: src.identity_sequence_bounds(),
     };
     ReversePlan {
         plan,

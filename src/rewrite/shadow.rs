@@ -400,6 +400,7 @@ pub async fn build_in(
         partition_of: src.partition_of.clone(),
         settings_base: Some(crate::rewrite::carried::base(tx, src).await?),
         alter_options,
+        sequence_bounds: Vec::new(),
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";

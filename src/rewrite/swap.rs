@@ -11,10 +11,12 @@
 mod after;
 mod blocked;
 mod ddl;
+mod sequences;
 mod views;
 
 pub use after::{after_swap_steps, analyze_step, validate_foreign_keys, validate_step};
 pub use ddl::{ddl_steps, read_facts, SwapDdl, SwapFacts};
+pub use sequences::SEQUENCE_RESERVE;
 pub use views::{view_recreate_steps, view_replace_steps};
 
 use crate::db::catalog;

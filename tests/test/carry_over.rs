@@ -7,7 +7,9 @@
 //! - every table, view and materialized view holds the same rows (count and md5 of the sorted
 //!   row texts);
 //! - every sequence is at the same position (`last_value`, `is_called`) with the same
-//!   definition (type, start, increment, bounds, cache, cycle);
+//!   definition (type, start, increment, bounds, cache, cycle), except that a rewritten table's
+//!   identity sequence hands out its next value `SEQUENCE_RESERVE` increments later (the swap's
+//!   reserve for sessions that waited on the old sequence; `swap::ddl`);
 //! - no capture trigger, no function in the state schema and no shadow table is left.
 //!
 //! With an `--alter`, the dump differs by exactly what the ALTER says. Tables the tool does not
@@ -241,8 +243,11 @@ struct Snapshot {
     dump: Vec<Entry>,
     /// `schema.relation` -> `<n> rows, md5 <hash>` for every table, view and materialized view.
     data: BTreeMap<String, String>,
-    /// `schema.sequence` -> `<last_value> called|not called (as <type> start .. max ..)`.
+    /// `schema.sequence` -> `<last_value> called|not called (as <type> start .. max ..)`; for an
+    /// identity sequence only the definition (its position is in `identity_next`).
     sequences: BTreeMap<String, String>,
+    /// Identity sequences: `schema.sequence` -> (the next value it hands out, its increment).
+    identity_next: BTreeMap<String, (i64, i64)>,
 }
 
 const USER_RELATIONS: &str = "\
@@ -299,29 +304,44 @@ async fn snapshot(db: &TestDb, client: &Client, set_aside: &[QualifiedName]) -> 
         .await
         .expect("listing sequences");
     let mut sequences = BTreeMap::new();
+    let mut identity_next = BTreeMap::new();
     for row in seqs {
         let name: String = row.get(0);
         let lit = pg_hotswap::db::ident::literal(&name);
         let sql = format!(
             "SELECT last_value::text || CASE WHEN is_called THEN ' called' \
-                    ELSE ' not called' END || \
+                    ELSE ' not called' END, \
                     (SELECT format(' (as %s start %s increment %s min %s max %s cache %s%s)', \
                                    format_type(seqtypid, NULL), seqstart, seqincrement, seqmin, \
                                    seqmax, seqcache, CASE WHEN seqcycle THEN ' cycle' END) \
-                       FROM pg_catalog.pg_sequence WHERE seqrelid = {lit}::regclass) \
+                       FROM pg_catalog.pg_sequence WHERE seqrelid = {lit}::regclass), \
+                    CASE WHEN is_called THEN last_value + (SELECT seqincrement \
+                         FROM pg_catalog.pg_sequence WHERE seqrelid = {lit}::regclass) \
+                         ELSE last_value END, \
+                    (SELECT seqincrement FROM pg_catalog.pg_sequence \
+                      WHERE seqrelid = {lit}::regclass), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                             WHERE d.classid = 'pg_catalog.pg_class'::regclass \
+                               AND d.objid = {lit}::regclass AND d.deptype = 'i') \
                FROM {name}"
         );
-        let position: String = client
+        let row = client
             .query_one(&sql, &[])
             .await
-            .unwrap_or_else(|e| panic!("reading sequence {name}: {e:?}"))
-            .get(0);
-        sequences.insert(name, position);
+            .unwrap_or_else(|e| panic!("reading sequence {name}: {e:?}"));
+        let (position, definition): (String, String) = (row.get(0), row.get(1));
+        if row.get::<_, bool>(4) {
+            identity_next.insert(name.clone(), (row.get(2), row.get(3)));
+            sequences.insert(name, definition);
+        } else {
+            sequences.insert(name, position + &definition);
+        }
     }
     Snapshot {
         dump: parse_dump(&pg_dump(db, set_aside).await),
         data,
         sequences,
+        identity_next,
     }
 }
 
@@ -390,6 +410,39 @@ fn compare_data(before: &Snapshot, after: &Snapshot, what: &str, findings: &mut 
         format!(
             "{what}: sequences (position or definition) differ:\n{}",
             seqs.join("\n")
+        )
+    });
+    // An identity sequence continues SEQUENCE_RESERVE increments on (or where it was, when the
+    // run did not swap its table).
+    let reserve = pg_hotswap::rewrite::swap::SEQUENCE_RESERVE;
+    let expected: BTreeMap<String, (i64, i64)> = before
+        .identity_next
+        .iter()
+        .map(|(name, &(next, inc))| {
+            let moved = after
+                .identity_next
+                .get(name)
+                .is_some_and(|&(n, _)| n != next);
+            let next = if moved { next + reserve * inc } else { next };
+            (name.clone(), (next, inc))
+        })
+        .collect();
+    let ids = map_diff(
+        &expected
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{v:?}")))
+            .collect(),
+        &after
+            .identity_next
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{v:?}")))
+            .collect(),
+    );
+    findings.check(ids.is_empty(), || {
+        format!(
+            "{what}: identity sequences do not continue {reserve} increments on \
+             (next value, increment; expected -> found):\n{}",
+            ids.join("\n")
         )
     });
 }
@@ -1182,10 +1235,12 @@ async fn column_properties_and_sequences() {
             let got: Vec<String> = (0..6).map(|i| row.get(i)).collect();
             let last_id: i64 = last_id.parse().unwrap();
             let shared_before: i64 = shared_before.parse().unwrap();
+            // Identity sequences continue SEQUENCE_RESERVE increments on (`swap::ddl`).
+            let reserve = pg_hotswap::rewrite::swap::SEQUENCE_RESERVE;
             let expected = vec![
-                (last_id + 5).to_string(),
+                (last_id + 5 + 5 * reserve).to_string(),
                 // alt_id: 3001 defaults so far, from 7 by 2.
-                (7 + 2 * 3001).to_string(),
+                (7 + 2 * 3001 + 2 * reserve).to_string(),
                 "5000".to_string(),
                 "77778".to_string(),
                 (shared_before + 3).to_string(),
@@ -2031,6 +2086,7 @@ async fn alter_changes_only(
         dump: Vec::new(),
         data: before.data.clone(),
         sequences: before.sequences.clone(),
+        identity_next: before.identity_next.clone(),
     };
     before_rest.data.remove("public.widgets");
     after.data.remove("public.widgets");

@@ -433,6 +433,32 @@ impl Drop for HoldPoint {
     }
 }
 
+/// Polls `sql` (one boolean column) every 20 ms until it is true, failing the test with `what`
+/// after a minute: how a test waits until a session waits for a lock, say.
+pub async fn wait_until(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &str,
+) {
+    let started = Instant::now();
+    loop {
+        let done: bool = client
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("polling until {what}: {e:?}"))
+            .get(0);
+        if done {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited a minute, and still not: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn relation_exists(client: &Client, table: &QualifiedName) -> bool {
     client
         .query_one(

@@ -305,25 +305,13 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
     let app_sql = format!("BEGIN; {app_sql} COMMIT;");
     let writer = tokio::spawn(async move { app.batch_execute(&app_sql).await });
     // Let the run go on once the application waits for a lock.
-    let started = Instant::now();
-    loop {
-        let waiting: bool = client
-            .query_one(
-                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-                &[&app_pid],
-            )
-            .await
-            .expect("reading the application's wait")
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the application's transaction never waited for a lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::wait_until(
+        &client,
+        "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+        &[&app_pid],
+        "the application's transaction waits for a lock",
+    )
+    .await;
     hold.release();
     let out = run.await.expect("the run's task");
     assert_exit(&out, 0);
@@ -583,27 +571,15 @@ async fn a_deadlock_ended_by_postgresql_costs_the_swap_one_attempt_not_the_run()
         .expect("the application's update");
     hold.release();
     // The swap holds the view and waits for the table.
-    let started = Instant::now();
-    loop {
-        let waiting: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_stat_activity
-                                 WHERE datname = current_database() AND wait_event_type = 'Lock'
-                                   AND query LIKE '%LOCK TABLE %')",
-                &[],
-            )
-            .await
-            .expect("reading the swap's wait")
-            .get(0);
-        if waiting {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the swap never waited for the table"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::wait_until(
+        &client,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'
+                           AND query LIKE '%LOCK TABLE %')",
+        &[],
+        "the swap waits for the table",
+    )
+    .await;
     let read = app
         .query_one("SELECT count(*) FROM store_v", &[])
         .await

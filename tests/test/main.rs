@@ -35,6 +35,7 @@ mod revert;
 mod row_identity;
 mod scenarios;
 mod semantics;
+mod sequences;
 mod soak;
 mod statements;
 mod steering;

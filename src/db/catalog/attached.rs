@@ -22,6 +22,18 @@ pub struct OwnedSequence {
     pub column: Ident,
     /// `a` for a serial (owned) sequence, `i` for an identity sequence.
     pub deptype: String,
+    /// The sequence's MINVALUE, MAXVALUE and CYCLE (`pg_sequence`).
+    pub bounds: SequenceBounds,
+}
+
+/// A sequence's MINVALUE, MAXVALUE and CYCLE, and which sequence (by oid): what the swap narrows
+/// on the old identity sequence and a revert gives back (`swap::ddl`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SequenceBounds {
+    pub oid: Oid,
+    pub min: i64,
+    pub max: i64,
+    pub cycle: bool,
 }
 
 /// User triggers (internal ones, like those behind foreign keys, are left out).
@@ -64,6 +76,12 @@ pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<Owne
                 name: QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
                 column: Ident::new(r.col::<String>(3, &what)?),
                 deptype: r.col(4, &what)?,
+                bounds: SequenceBounds {
+                    oid: r.col(0, &what)?,
+                    min: r.col(5, &what)?,
+                    max: r.col(6, &what)?,
+                    cycle: r.col(7, &what)?,
+                },
             })
         })
         .collect()

@@ -6,10 +6,11 @@
 //! What they depend on besides the plan and the source ([`SwapFacts`]) is read from the catalog
 //! in the swap transaction, and by `plan` in its trial transaction, where the shadow exists too.
 
+use super::sequences;
 use super::Names;
 use crate::db::catalog;
 use crate::db::ident::{literal, Ident, QualifiedName};
-use crate::error::{DbContext, Error, Result, RowExt};
+use crate::error::{DbContext, Result, RowExt};
 use crate::rewrite::build;
 use crate::rewrite::capture;
 use crate::rewrite::plan::Plan;
@@ -79,7 +80,7 @@ fn alter_option_steps(plan: &Plan) -> Result<Vec<Step>> {
 pub struct SwapFacts {
     /// Per identity sequence of the source: the shadow's sequence for the same column, and the
     /// old sequence's privileges and comment, which follow its name.
-    sequences: Vec<SequenceFacts>,
+    sequences: Vec<sequences::SequenceFacts>,
     /// Foreign keys already on the shadow (a run started by an older version added them there).
     fks_on_shadow: Vec<String>,
     /// The new table's constraints once the swap has renamed them.
@@ -92,13 +93,6 @@ pub struct SwapFacts {
     /// takes — those of the partition it replaces, or the table's for a partition the run made
     /// (issue 15; default privileges were taken away from the shadow's partitions).
     partition_grants: Vec<(QualifiedName, Vec<catalog::Grant>)>,
-}
-
-struct SequenceFacts {
-    old: QualifiedName,
-    new: Option<String>,
-    grants: Vec<catalog::Grant>,
-    comment: Option<String>,
 }
 
 /// Reads [`SwapFacts`].
@@ -122,23 +116,7 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
         };
         partition_grants.push((p.final_name.clone(), grants));
     }
-    let mut sequences = Vec::new();
-    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
-        let new: Option<String> = tx
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
-                &[&plan.shadow.to_string(), &s.column.as_str()],
-            )
-            .await
-            .ctx("looking up the new identity sequence")?
-            .col(0, &"looking up the new identity sequence")?;
-        sequences.push(SequenceFacts {
-            old: s.name.clone(),
-            new,
-            grants: catalog::grants(tx, s.oid).await?,
-            comment: catalog::relation_comment(tx, s.oid).await?,
-        });
-    }
+    let sequences = sequences::read(tx, plan, src).await?;
     let what = "reading the constraints of the new table";
     let on_shadow: Vec<(String, String)> = tx
         .query(
@@ -254,7 +232,7 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
             before.push(Step::new(s, "removing the capture trigger"));
         }
     }
-    sequence_steps(plan, src, names, facts, &mut before)?;
+    sequences::steps(plan, src, names, &facts.sequences, &mut before)?;
     if let Some(of) = &plan.partition_of {
         before.push(crate::rewrite::one_partition::detach_step(&plan.source, of));
     }
@@ -284,78 +262,6 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
         before_views: before,
         after_views: after,
     })
-}
-
-/// Identity sequences: the new table's sequence continues from the old one's position and takes
-/// its name, privileges and comment. Serial sequences are handed to the new table's column, so
-/// dropping the old table later does not drop the sequence the new table's default uses.
-fn sequence_steps(
-    plan: &Plan,
-    src: &Source,
-    names: &Names,
-    facts: &SwapFacts,
-    out: &mut Vec<Step>,
-) -> Result<()> {
-    let shadow = &plan.shadow;
-    for f in &facts.sequences {
-        let Some(new_seq) = &f.new else { continue };
-        let old = &f.old;
-        let lock = |s: Step| s.locks("ACCESS EXCLUSIVE", old, true);
-        out.push(lock(Step::new(
-            format!(
-                "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
-                literal(new_seq)
-            ),
-            "carrying the identity sequence position over",
-        )));
-        let old_name = names
-            .old_sequences
-            .iter()
-            .find(|(q, _)| q == old)
-            .map(|(_, n)| n.clone())
-            .ok_or_else(|| Error::failed(format!("no name decided for {}", old.human())))?;
-        out.push(lock(Step::new(
-            format!("ALTER SEQUENCE {old} RENAME TO {}", Ident::new(old_name)),
-            "renaming the old identity sequence",
-        )));
-        out.push(Step::new(
-            format!("ALTER SEQUENCE {new_seq} RENAME TO {}", old.name),
-            "renaming the new identity sequence",
-        ));
-        for g in &f.grants {
-            out.push(Step::new(
-                format!(
-                    "GRANT {} ON SEQUENCE {old} TO {}{}",
-                    g.privilege,
-                    g.grantee,
-                    if g.grantable {
-                        " WITH GRANT OPTION"
-                    } else {
-                        ""
-                    }
-                ),
-                "carrying an identity sequence's privileges over",
-            ));
-        }
-        if let Some(c) = &f.comment {
-            out.push(Step::new(
-                format!("COMMENT ON SEQUENCE {old} IS {}", literal(c)),
-                "carrying an identity sequence's comment over",
-            ));
-        }
-    }
-    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
-        if let Some(col) = plan.shadow_column_of(&s.column) {
-            out.push(
-                Step::new(
-                    format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
-                    "handing the serial sequence to the new table",
-                )
-                .locks("ACCESS EXCLUSIVE", &s.name, true),
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Outgoing foreign keys leave the old table: it must not block deletes in the tables it

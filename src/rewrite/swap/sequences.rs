@@ -1,0 +1,355 @@
+//! Sequences across the swap. Serial sequences are handed to the new table's column. An identity
+//! sequence cannot be: the new table has its own, which takes the old one's name, privileges and
+//! comment and continues [`SEQUENCE_RESERVE`] increments past the old one's position, while the
+//! old one is closed just below (the reason is on the constant). A revert gives the original
+//! sequence back the bounds the forward swap narrowed (`Plan::sequence_bounds`).
+
+use super::Names;
+use crate::db::catalog;
+use crate::db::ident::{literal, Ident, QualifiedName};
+use crate::error::{DbContext, Error, Result, RowExt};
+use crate::rewrite::plan::Plan;
+use crate::rewrite::preflight::Source;
+use crate::rewrite::step::Step;
+use tokio_postgres::GenericClient;
+
+pub(super) struct SequenceFacts {
+    old: QualifiedName,
+    new: Option<String>,
+    /// The old sequence's position and bounds and the new one's bounds (None: no new sequence).
+    position: Option<SequencePosition>,
+    grants: Vec<catalog::Grant>,
+    comment: Option<String>,
+}
+
+/// An identity sequence at the swap: the old one's position and bounds, the new one's bounds.
+#[derive(Clone, Copy, Debug)]
+struct SequencePosition {
+    last_value: i64,
+    is_called: bool,
+    increment: i64,
+    min: i64,
+    max: i64,
+    start: i64,
+    new_oid: u32,
+    new_min: i64,
+    new_max: i64,
+}
+
+/// How many values (in increments) the new identity sequence skips past the old one's position.
+///
+/// A statement that looked the sequence's name up before the swap (`SELECT nextval('t_id_seq')`
+/// on its own, as ORMs that fetch keys ahead do) and then waited for the swap's lock draws from
+/// the *old* sequence once the swap commits; the application inserts that value into the new
+/// table. The new sequence starts this many values further on, and the old one is closed just
+/// below where the new one starts (MAXVALUE, NO CYCLE): such a straggler gets a value no one else
+/// gets, or, past the reserve, PostgreSQL's "reached maximum value" — never a duplicate key.
+/// PostgreSQL's own ALTER TABLE keeps one sequence; sequences promise no gapless numbering
+/// (a rolled-back nextval, a cache, a crash all skip values).
+pub const SEQUENCE_RESERVE: i64 = 1000;
+
+/// Where the new sequence starts and how the old one is closed. None when the old position
+/// does not fit the new sequence's bounds (the old statement, which lets PostgreSQL say why).
+#[derive(Debug, PartialEq, Eq)]
+struct SequenceCarry {
+    /// The new sequence's next value (`setval(..., false)`).
+    next: i64,
+    /// The old sequence's new MAXVALUE (ascending) or MINVALUE (descending), when one is valid.
+    close_at: Option<i64>,
+}
+
+impl SequencePosition {
+    fn carry(&self, new_min: i64, new_max: i64) -> Option<SequenceCarry> {
+        let inc = i128::from(self.increment);
+        let last = i128::from(self.last_value);
+        let (lo, hi) = (i128::from(new_min), i128::from(new_max));
+        let next_old = if self.is_called { last + inc } else { last };
+        if next_old < lo || next_old > hi {
+            return None;
+        }
+        let next = (next_old + inc * i128::from(SEQUENCE_RESERVE)).clamp(lo, hi);
+        let (start, min, max) = (
+            i128::from(self.start),
+            i128::from(self.min),
+            i128::from(self.max),
+        );
+        // The old sequence hands out at most up to just before `next`; the bound must still
+        // hold its current value and START, and stay on the right side of the other bound.
+        let close_at = if inc > 0 {
+            let cap = next - 1;
+            (cap >= last && cap >= start && cap > min && cap < max).then_some(cap)
+        } else {
+            let cap = next + 1;
+            (cap <= last && cap <= start && cap < max && cap > min).then_some(cap)
+        };
+        Some(SequenceCarry {
+            next: i64::try_from(next).ok()?,
+            close_at: close_at.and_then(|c| i64::try_from(c).ok()),
+        })
+    }
+}
+
+/// Reads, per identity sequence of the source, the new table's sequence and the old one's
+/// position (under the swap's lock: it cannot move until COMMIT), privileges and comment.
+pub(super) async fn read(
+    tx: &impl GenericClient,
+    plan: &Plan,
+    src: &Source,
+) -> Result<Vec<SequenceFacts>> {
+    let mut sequences = Vec::new();
+    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
+        // The shadow's column that came from this one (a RENAME COLUMN renamed it).
+        let column = plan
+            .shadow_column_of(&s.column)
+            .map(|c| c.as_str())
+            .unwrap_or("");
+        let what = "reading the identity sequences' positions";
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT pg_catalog.pg_get_serial_sequence($1, $2), o.last_value, o.is_called, \
+                            p.seqincrement, p.seqmin, p.seqmax, p.seqstart, q.seqrelid, q.seqmin, q.seqmax \
+                       FROM {} o \
+                       JOIN pg_catalog.pg_sequence p ON p.seqrelid = $3 \
+                       LEFT JOIN pg_catalog.pg_sequence q \
+                         ON q.seqrelid = pg_catalog.to_regclass(pg_catalog.pg_get_serial_sequence($1, $2))",
+                    s.name
+                ),
+                &[&plan.shadow.to_string(), &column, &s.oid],
+            )
+            .await
+            .ctx(what)?;
+        let new: Option<String> = row.col(0, &what)?;
+        let new_oid: Option<u32> = row.col(7, &what)?;
+        let position = match (
+            new_oid,
+            row.col::<Option<i64>>(8, &what)?,
+            row.col::<Option<i64>>(9, &what)?,
+        ) {
+            (Some(oid), Some(new_min), Some(new_max)) => Some(SequencePosition {
+                last_value: row.col(1, &what)?,
+                is_called: row.col(2, &what)?,
+                increment: row.col(3, &what)?,
+                min: row.col(4, &what)?,
+                max: row.col(5, &what)?,
+                start: row.col(6, &what)?,
+                new_oid: oid,
+                new_min,
+                new_max,
+            }),
+            _ => None,
+        };
+        sequences.push(SequenceFacts {
+            old: s.name.clone(),
+            new,
+            position,
+            grants: catalog::grants(tx, s.oid).await?,
+            comment: catalog::relation_comment(tx, s.oid).await?,
+        });
+    }
+    Ok(sequences)
+}
+
+/// Identity sequences: the new table's sequence continues from the old one's position and takes
+/// its name, privileges and comment. Serial sequences are handed to the new table's column, so
+/// dropping the old table later does not drop the sequence the new table's default uses.
+pub(super) fn steps(
+    plan: &Plan,
+    src: &Source,
+    names: &Names,
+    sequences: &[SequenceFacts],
+    out: &mut Vec<Step>,
+) -> Result<()> {
+    let shadow = &plan.shadow;
+    for f in sequences {
+        let Some(new_seq) = &f.new else { continue };
+        let old = &f.old;
+        let lock = |s: Step| s.locks("ACCESS EXCLUSIVE", old, true);
+        let restored = f
+            .position
+            .and_then(|p| plan.sequence_bounds.iter().find(|b| b.oid == p.new_oid));
+        if let Some(b) = restored {
+            // A revert: the original sequence gets back the bounds the forward swap narrowed.
+            out.push(Step::new(
+                format!(
+                    "ALTER SEQUENCE {new_seq} MINVALUE {} MAXVALUE {} {}",
+                    b.min,
+                    b.max,
+                    if b.cycle { "CYCLE" } else { "NO CYCLE" }
+                ),
+                "giving the identity sequence back its bounds",
+            ));
+        }
+        let carry = f.position.and_then(|p| {
+            let (lo, hi) = restored.map_or((p.new_min, p.new_max), |b| (b.min, b.max));
+            p.carry(lo, hi)
+        });
+        match carry {
+            Some(c) => {
+                out.push(lock(Step::new(
+                    format!(
+                        "SELECT pg_catalog.setval({}::regclass, {}, false)",
+                        literal(new_seq),
+                        c.next
+                    ),
+                    "carrying the identity sequence position over",
+                )));
+                if let Some(cap) = c.close_at {
+                    let bound = if f.position.is_some_and(|p| p.increment > 0) {
+                        "MAXVALUE"
+                    } else {
+                        "MINVALUE"
+                    };
+                    out.push(lock(Step::new(
+                        format!("ALTER SEQUENCE {old} {bound} {cap} NO CYCLE"),
+                        "closing the old identity sequence below the new one's values",
+                    )));
+                }
+            }
+            None => out.push(lock(Step::new(
+                format!(
+                    "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
+                    literal(new_seq)
+                ),
+                "carrying the identity sequence position over",
+            ))),
+        }
+        let old_name = names
+            .old_sequences
+            .iter()
+            .find(|(q, _)| q == old)
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| Error::failed(format!("no name decided for {}", old.human())))?;
+        out.push(lock(Step::new(
+            format!("ALTER SEQUENCE {old} RENAME TO {}", Ident::new(old_name)),
+            "renaming the old identity sequence",
+        )));
+        out.push(Step::new(
+            format!("ALTER SEQUENCE {new_seq} RENAME TO {}", old.name),
+            "renaming the new identity sequence",
+        ));
+        for g in &f.grants {
+            out.push(Step::new(
+                format!(
+                    "GRANT {} ON SEQUENCE {old} TO {}{}",
+                    g.privilege,
+                    g.grantee,
+                    if g.grantable {
+                        " WITH GRANT OPTION"
+                    } else {
+                        ""
+                    }
+                ),
+                "carrying an identity sequence's privileges over",
+            ));
+        }
+        if let Some(c) = &f.comment {
+            out.push(Step::new(
+                format!("COMMENT ON SEQUENCE {old} IS {}", literal(c)),
+                "carrying an identity sequence's comment over",
+            ));
+        }
+    }
+    for s in src.sequences.iter().filter(|s| s.deptype == "a") {
+        if let Some(col) = plan.shadow_column_of(&s.column) {
+            out.push(
+                Step::new(
+                    format!("ALTER SEQUENCE {} OWNED BY {}.{}", s.name, shadow, col),
+                    "handing the serial sequence to the new table",
+                )
+                .locks("ACCESS EXCLUSIVE", &s.name, true),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(
+        last_value: i64,
+        is_called: bool,
+        increment: i64,
+        min: i64,
+        max: i64,
+    ) -> SequencePosition {
+        SequencePosition {
+            last_value,
+            is_called,
+            increment,
+            min,
+            max,
+            start: if increment > 0 { min } else { max },
+            new_oid: 1,
+            new_min: min,
+            new_max: max,
+        }
+    }
+
+    #[test]
+    fn the_new_sequence_starts_a_reserve_past_the_old_one_which_is_closed_below_it() {
+        let r = SEQUENCE_RESERVE;
+        let p = pos(200, true, 1, 1, i64::from(i32::MAX));
+        let c = p.carry(p.new_min, p.new_max).unwrap();
+        assert_eq!(
+            c,
+            SequenceCarry {
+                next: 201 + r,
+                close_at: Some(200 + r)
+            }
+        );
+        // Never used: the old one's next value is its last_value.
+        let p = pos(1, false, 1, 1, 100_000);
+        assert_eq!(p.carry(1, 100_000).unwrap().next, 1 + r);
+        // Descending, by 3.
+        let p = pos(-598, true, -3, -100_000_000, -1);
+        let c = p.carry(p.new_min, p.new_max).unwrap();
+        assert_eq!(
+            c,
+            SequenceCarry {
+                next: -601 - 3 * r,
+                close_at: Some(-600 - 3 * r)
+            }
+        );
+    }
+
+    #[test]
+    fn near_its_end_the_reserve_shrinks_and_the_old_one_closes_where_it_can() {
+        // Ten values left: the new sequence starts at its MAXVALUE.
+        let p = pos(90, true, 1, 1, 100);
+        assert_eq!(
+            p.carry(1, 100).unwrap(),
+            SequenceCarry {
+                next: 100,
+                close_at: Some(99)
+            }
+        );
+        // A wider new sequence (int -> bigint) keeps the whole reserve; the old one closes
+        // inside its own bounds.
+        let p = pos(90, true, 1, 1, 100);
+        assert_eq!(
+            p.carry(1, i64::MAX).unwrap(),
+            SequenceCarry {
+                next: 91 + SEQUENCE_RESERVE,
+                close_at: None
+            }
+        );
+        // Exhausted: the old position does not fit; PostgreSQL says why.
+        let p = pos(100, true, 1, 1, 100);
+        assert_eq!(p.carry(1, 100), None);
+        // No room at all: no bound below the current value.
+        let p = pos(100, false, 1, 1, 100);
+        assert_eq!(
+            p.carry(1, 100),
+            Some(SequenceCarry {
+                next: 100,
+                close_at: None
+            })
+        );
+        // Sums that would overflow an i64 are clamped, not wrapped.
+        let p = pos(i64::MAX - 5, true, 1, 1, i64::MAX);
+        assert_eq!(p.carry(1, i64::MAX).unwrap().next, i64::MAX);
+    }
+}
