@@ -185,10 +185,11 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
     let others = catalog::other_dependents(client, oid).await?;
     if !others.is_empty() {
         return Err(refuse(format!(
-            "these objects depend on it and would keep pointing at the old table: {}",
+            "these objects depend on it and would keep pointing at the old table (or at its old \
+             identity sequence, which the swap replaces by the new table's own): {}",
             others.join(", ")
         ))
-        .with_next("drop them before the rewrite and create them again afterwards"));
+        .with_next("drop them (or give such a default its own sequence) before the rewrite and create them again afterwards"));
     }
 
     let mut warnings = partition_warnings;
