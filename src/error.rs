@@ -115,6 +115,16 @@ impl Error {
         }
     }
 
+    /// A lock the tool asked for was not granted in time, found by the tool rather than by the
+    /// server (a message of several lock statements that waited longer in all than
+    /// `--lock-timeout`): carries SQLSTATE 55P03, so [`Error::is_lock_not_granted`] holds.
+    pub fn lock_not_granted(message: impl Into<String>) -> Error {
+        Error {
+            code: Some(SqlState::LOCK_NOT_AVAILABLE),
+            ..Error::failed(message)
+        }
+    }
+
     pub fn with_kind(mut self, kind: Kind) -> Error {
         self.kind = kind;
         self
@@ -209,6 +219,12 @@ impl Error {
             self.code.as_ref(),
             Some(&SqlState::LOCK_NOT_AVAILABLE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
         )
+    }
+
+    /// True when a relation the statement named does not exist (SQLSTATE 42P01): a view or
+    /// table the tool read was dropped since.
+    pub fn is_undefined_relation(&self) -> bool {
+        self.code.as_ref() == Some(&SqlState::UNDEFINED_TABLE)
     }
 
     /// True when the session this error came from is gone, but a new one may well work (issue

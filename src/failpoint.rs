@@ -8,7 +8,8 @@
 //! catch-up, before the swap takes its lock; issue 20, points inside units of work whose session
 //! a test cuts off while they wait: `copy-unit` before a copy unit commits, `copy-unit-committed` after, `replay-batch` before
 //! a replay batch commits, `build-index` on an index session before its build, `verify-range` on
-//! a verification session before its range, `swap-locked` inside the swap holding its lock,
+//! a verification session before its range, `before-swap-transaction` after the swap's last look at what it carries, before its
+//! transaction begins, `swap-locked` inside the swap holding its lock,
 //! `swap-before-commit` inside the swap after its last statement, `before-claim` after preflight, before the run takes the table's advisory lock).
 //!
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,

@@ -251,6 +251,9 @@ pub async fn swap(
     // table queue behind the lock while holding that table (measured: the FK-chain scenario's
     // swap then failed its 30 attempts in CI).
     let mut fresh = carried::read(&*client, plan, src).await?;
+    // Set when an attempt found the source changed under its lock: read it again whatever the
+    // version says.
+    let mut reread = false;
     loop {
         let attempt = tries.start();
         replay::catch_up(
@@ -263,22 +266,29 @@ pub async fn swap(
         )
         .await?;
         crate::failpoint::hold("before-swap-lock").await;
-        if catalog::carried_fingerprint(&*client, plan.source_oid).await? != fresh.fingerprint {
+        if std::mem::take(&mut reread)
+            || catalog::carried_fingerprint(&*client, plan.source_oid).await? != fresh.fingerprint
+        {
             fresh = carried::read(&*client, plan, src).await?;
         }
+        crate::failpoint::hold("before-swap-transaction").await;
         let started = Instant::now();
         let tx = client
             .transaction()
             .await
             .ctx("starting the swap transaction")?;
-        let (outcome, sampled) = blocked::watch(
-            ctl,
-            waiter,
-            &relations,
-            req.policy.timeout,
-            attempt_swap(&tx, state, plan, &fresh, &names, req, attempt),
-        )
-        .await;
+        let (outcome, sampled) =
+            blocked::watch(ctl, waiter, &relations, req.policy.timeout, async {
+                locking::set_local_timeout(&tx, req.policy.timeout).await?;
+                let first = lock_step(plan, &fresh.src, LockOrder::for_attempt(attempt));
+                match take_locks(&tx, ctl, waiter, &first, req.policy.timeout).await {
+                    // A view or linked table the source was read with was dropped since.
+                    Err(e) if e.is_undefined_relation() => return Ok(Attempt::SourceChanged),
+                    other => other?,
+                }
+                attempt_swap(&tx, state, plan, &fresh, &names, req).await
+            })
+            .await;
         let outcome = match outcome {
             Err(e) if e.is_lock_not_granted() => Ok(Attempt::LockNotGranted(e)),
             // A GRANT or REVOKE, which locks nothing, wrote the table's catalog row meanwhile.
@@ -303,13 +313,14 @@ pub async fn swap(
             // A GRANT, REVOKE or similar wrote the source's catalog row while the swap wrote it
             // (PostgreSQL's "tuple concurrently updated"): read them again, then retry at once.
             Ok(Attempt::SourceChanged) => {
+                reread = true;
                 longest = longest.max(waited(started, req.policy));
                 drop(tx); // rolls back: the source is untouched
                 let again = RetryAtOnce {
                     kind: "swap_source_changed",
-                    why: "the table's privileges, comments or settings changed while the swap was being made".into(),
+                    why: "the table's privileges, comments or settings, or the views over it, changed while the swap was being made".into(),
                     then: "rolled back to carry them over",
-                    every_time: "another session changed its privileges, comments or settings while the swap was being made",
+                    every_time: "another session changed its privileges, comments, settings or views while the swap was being made",
                 };
                 again.record(ctl, state, plan, &tries, req).await?;
                 continue;
@@ -522,6 +533,40 @@ async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
     tx.batch_execute(sql).await.ctx(what)
 }
 
+/// Runs the swap's first message, which takes every lock the swap will hold, within `budget`
+/// (`--lock-timeout`) *in all*. Each of its statements waits at most the transaction's
+/// `lock_timeout`, but while one waits the application queues behind the locks the earlier ones
+/// took: a message that met several busy objects blocked the application for several timeouts
+/// (a fresh tester: a reader of a view waited 551 ms with the default 100 ms). Past the budget
+/// the statement is cancelled from the control session (`pg_cancel_backend` of the swap's own
+/// backend, `waiter`; a cancel that arrives once the message is done finds the backend idle in
+/// its transaction and is ignored by PostgreSQL), and the attempt ends as a lock not granted:
+/// rolled back and retried like a `lock_timeout`.
+async fn take_locks(
+    tx: &Transaction<'_>,
+    ctl: &tokio_postgres::Client,
+    waiter: i32,
+    first: &Step,
+    budget: Duration,
+) -> Result<()> {
+    let mut run = std::pin::pin!(step::exec(tx, first));
+    match tokio::time::timeout(budget, &mut run).await {
+        Ok(done) => done,
+        Err(_) => {
+            ctl.execute("SELECT pg_catalog.pg_cancel_backend($1)", &[&waiter])
+                .await
+                .ctx("cancelling the swap's lock statement")?;
+            // Cancelled, or granted just before: either way the attempt waited too long.
+            let _ = run.await;
+            Err(Error::lock_not_granted(format!(
+                "its locks were not all granted within {} in all (cancelled)",
+                pg_millis(budget)
+            )))
+        }
+    }
+}
+
+/// The rest of an attempt once [`take_locks`] holds every lock.
 async fn attempt_swap(
     tx: &Transaction<'_>,
     state: &State,
@@ -529,12 +574,9 @@ async fn attempt_swap(
     fresh: &carried::Fresh,
     names: &Names,
     req: &SwapRequest<'_>,
-    attempt: u32,
 ) -> Result<Attempt> {
     let src = &fresh.src;
     let source = &plan.source;
-    locking::set_local_timeout(tx, req.policy.timeout).await?;
-    step::exec(tx, &lock_step(plan, src, LockOrder::for_attempt(attempt))).await?;
     let locked_at = Instant::now();
     crate::failpoint::hit("swap-locked");
     crate::failpoint::hold("swap-locked").await;
@@ -551,6 +593,14 @@ async fn attempt_swap(
             "run `pg-hotswap abort --table {}` and start the rewrite again",
             crate::output::ui::shell_word(&source.to_string())
         )));
+    }
+
+    // A view created or dropped after the source was read (another session's CREATE VIEW over
+    // the table cannot commit now: it needs a lock the swap holds): read them again, retry.
+    let mut known: Vec<u32> = src.views.iter().map(|v| v.oid).collect();
+    known.sort_unstable();
+    if catalog::dependent_relation_oids(tx, plan.source_oid).await? != known {
+        return Ok(Attempt::SourceChanged);
     }
 
     check_capture_untouched(tx, state, plan).await?;
@@ -710,7 +760,7 @@ pub fn lock_step(plan: &Plan, src: &Source, order: LockOrder) -> Step {
     step.note(if alone {
         "blocks every reader and writer of the table while it waits (at most --lock-timeout) and until COMMIT; typically held for milliseconds"
     } else {
-        "blocks every reader and writer of the table while it waits (at most --lock-timeout per object) and until COMMIT; typically held for milliseconds. The views over the table, the tables linked to it by a foreign key and its sequences are locked in the same message (the swap changes them too); odd attempts lock the views and linked tables before the table, even attempts after it"
+        "blocks every reader and writer of the table while it waits (at most --lock-timeout in all) and until COMMIT; typically held for milliseconds. The views over the table, the tables linked to it by a foreign key and its sequences are locked in the same message (the swap changes them too); odd attempts lock the views and linked tables before the table, even attempts after it"
     })
 }
 

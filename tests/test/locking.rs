@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{
     all_output, assert_exit, assert_matches_ledger, column_type, describe, hotswap_async,
-    hotswap_command, table_arg, TestDb,
+    hotswap_command, table_arg, wait_until, TestDb,
 };
 
 const ROWS: i64 = 5_000;
@@ -610,4 +610,90 @@ async fn a_deadlock_ended_by_postgresql_costs_the_swap_one_attempt_not_the_run()
         .expect("reading the application's write")
         .get(0);
     assert_eq!(bumped, 2, "the application's update was lost");
+}
+
+/// The swap's first message takes several locks, each waiting at most `--lock-timeout`; while
+/// one waits, the application queues behind those already taken. Here the table and then its
+/// sequence are each held by an application transaction for 1.5 s, under a 2 s lock timeout:
+/// neither wait alone reaches it, but a reader of a view over the table, which the message
+/// locked first, waited for both (3 s and more). The message now gets the lock timeout in all:
+/// the attempt is cancelled at 2 s, the reader goes on, and a later attempt swaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swaps_locks_block_the_application_for_one_lock_timeout_in_all() {
+    let name = "swap_lock_budget";
+    let db = TestDb::new(name).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.t (id int PRIMARY KEY, n serial, v int);
+             CREATE VIEW public.t_v AS SELECT id, v FROM public.t;
+             INSERT INTO public.t (id, v) SELECT i, i FROM generate_series(1, 100) i;",
+        )
+        .await
+        .expect("creating the table");
+    let hold = crate::harness::HoldPoint::new(name, "before-swap-lock");
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ALTER COLUMN v TYPE bigint",
+            "--lock-timeout",
+            "2s",
+            "--retry-delay",
+            "10ms",
+            "--max-lock-attempts",
+            "10",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    // One transaction holds the table, another the sequence; each lets go 1.5 s after the last.
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; UPDATE public.t SET v = v WHERE id = 1")
+        .await
+        .expect("the application's update");
+    let drawer = db.client().await;
+    drawer
+        .batch_execute("BEGIN; SELECT nextval('public.t_n_seq')")
+        .await
+        .expect("the application's nextval");
+    hold.release();
+    let ends = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        writer.batch_execute("COMMIT").await.expect("commit");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drawer.batch_execute("COMMIT").await.expect("commit");
+    });
+    // Once the swap holds the view, a reader of the view queues behind it.
+    wait_until(
+        &client,
+        "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                         WHERE l.relation = 'public.t_v'::regclass AND l.granted
+                           AND l.mode = 'AccessExclusiveLock' AND a.query LIKE '%LOCK TABLE %')",
+        &[],
+        "the swap holds the view",
+    )
+    .await;
+    let reader = db.client().await;
+    let started = Instant::now();
+    let read = reader
+        .query_one("SELECT count(*) FROM public.t_v", &[])
+        .await
+        .map(|r| r.get::<_, i64>(0));
+    let waited = started.elapsed();
+    eprintln!("a reader of the view waited {waited:?}");
+    ends.await.expect("the application's transactions");
+    let out = run.await.expect("the run's task");
+    assert_exit(&out, 0);
+    assert!(matches!(read, Ok(100)), "the reader's query: {read:?}");
+    assert!(
+        waited < Duration::from_millis(2600),
+        "a reader of the view waited {waited:?} behind the swap's locks, more than the 2 s lock timeout\n{}",
+        describe(&out)
+    );
 }

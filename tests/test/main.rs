@@ -42,4 +42,5 @@ mod steering;
 mod timeouts;
 mod tls;
 mod versions;
+mod views_during_run;
 mod workload;

@@ -168,9 +168,11 @@ pub async fn relation_comment(client: &impl GenericClient, oid: Oid) -> Result<O
 }
 
 /// A fingerprint of the table's definition (columns, indexes, constraints, triggers, foreign keys
-/// that reference it, views over it), taken at the
+/// that reference it), taken at the
 /// start and compared under the swap lock, so that a concurrent ALTER by someone else stops the
-/// run instead of silently diverging (DESIGN.md, "What the capture cannot see").
+/// run instead of silently diverging (DESIGN.md, "What the capture cannot see"). Not the views
+/// over it: the swap reads them again and carries them as they are (a view created or dropped
+/// during the run used to stop the swap here; see [`dependent_relation_oids`]).
 /// Partitioned tables (issue 15) add their partitions (oid, bound, how many indexes and user
 /// triggers each has): one attached, detached or given an index of its own during the run
 /// would be lost by the swap. NULL for a plain table, which `concat_ws` skips, so a plain
@@ -189,10 +191,6 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
                   WHERE tgrelid = $1 AND tgname NOT LIKE 'hotswap%'), \
                (SELECT string_agg(conname || conrelid::text, ',' ORDER BY oid) \
                   FROM pg_catalog.pg_constraint WHERE confrelid = $1 AND conrelid <> $1), \
-               (SELECT string_agg(DISTINCT r.ev_class::text, ',') FROM pg_catalog.pg_depend d \
-                  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
-                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = $1 \
-                   AND r.ev_class <> $1), \
                (SELECT string_agg(t.relid::text || ':' || coalesce(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '') \
                                   || ':' || (SELECT count(*) FROM pg_catalog.pg_index x WHERE x.indrelid = t.relid) \
                                   || ':' || (SELECT count(*) FROM pg_catalog.pg_trigger g \
@@ -206,6 +204,25 @@ pub async fn fingerprint(client: &impl GenericClient, oid: Oid) -> Result<String
         .ctx(format_args!("fingerprinting the definition of table oid {oid}"))?;
     let what = format!("fingerprinting the definition of table oid {oid}");
     row.col(0, &what)
+}
+
+/// The relations whose rules read the table, directly or through one another (views,
+/// materialized views, or another relation's rule: `sql/views.sql`), sorted: the swap compares
+/// them under its lock with those it read, so that a view created or dropped just before the
+/// lock makes it read them again instead of leaving the new view on the old table.
+pub async fn dependent_relation_oids(client: &impl GenericClient, oid: Oid) -> Result<Vec<Oid>> {
+    let what = format!("listing the views over table oid {oid}");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT v.oid FROM ({}) v ORDER BY v.oid",
+                include_str!("../../../sql/views.sql")
+            ),
+            &[&oid],
+        )
+        .await
+        .ctx(&what)?;
+    rows.iter().map(|r| r.col(0, &what)).collect()
 }
 
 /// A fingerprint of what the swap carries from the source as it is at the swap rather than as it
