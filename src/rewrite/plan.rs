@@ -134,6 +134,30 @@ pub struct LateConstraint {
     pub orphan_check: Option<String>,
 }
 
+impl LateConstraint {
+    /// The source's foreign keys that `keep` selects, as a later step adds them again (NOT
+    /// VALID, then validated if they were).
+    pub fn foreign_keys(
+        src: &crate::rewrite::preflight::Source,
+        keep: impl Fn(&crate::db::catalog::Constraint) -> bool,
+    ) -> Vec<LateConstraint> {
+        src.constraints
+            .iter()
+            .filter(|c| c.kind == "f" && keep(c))
+            .map(|c| LateConstraint {
+                orphan_check: None,
+                name: c.name.clone(),
+                def: c
+                    .def
+                    .strip_suffix(" NOT VALID")
+                    .unwrap_or(&c.def)
+                    .to_string(),
+                validate: c.validated,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CapturePlan {
     pub log: QualifiedName,

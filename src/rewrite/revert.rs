@@ -144,21 +144,7 @@ pub fn reverse_plan(
         .filter(|c| !columns.iter().any(|o| o.origin.as_ref() == Some(&c.column)))
         .map(|c| c.column.clone())
         .collect();
-    let foreign_keys = src
-        .constraints
-        .iter()
-        .filter(|c| c.kind == "f" && c.references != src.table.oid)
-        .map(|c| LateConstraint {
-            orphan_check: None,
-            name: c.name.clone(),
-            def: c
-                .def
-                .strip_suffix(" NOT VALID")
-                .unwrap_or(&c.def)
-                .to_string(),
-            validate: c.validated,
-        })
-        .collect();
+    let foreign_keys = LateConstraint::foreign_keys(src, |c| c.references != src.table.oid);
     let plan = Plan {
         run_id: run,
         source: fwd.source.clone(),
@@ -172,7 +158,8 @@ pub fn reverse_plan(
         indexes: Vec::new(),
         late_checks: Vec::new(),
         foreign_keys: Vec::new(),
-        self_foreign_keys: Vec::new(),
+        // The forward swap took them off the old table, for replay into it (`swap::ddl`).
+        self_foreign_keys: LateConstraint::foreign_keys(src, |c| c.references == src.table.oid),
         capture: CapturePlan {
             log: state.table(&format!("rlog_{run}")),
             function: state.table(&format!("rcapture_{run}")),

@@ -261,3 +261,76 @@ async fn open_runs(client: &tokio_postgres::Client) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// A self-referencing foreign key: replay into the kept old table deletes and re-inserts each
+/// changed row, which the old table's own key refused when the row is referenced (`revert`
+/// failed once such a row was updated; a fresh tester, session 11) or, with `ON DELETE
+/// CASCADE`, answered by deleting the row's children from the old table (lost on revert). The
+/// forward swap now takes the self-references off the old table, and the revert's swap adds
+/// them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_with_a_self_referencing_foreign_key_keeps_every_row() {
+    for (i, action) in ["NO ACTION", "CASCADE"].iter().enumerate() {
+        let db = TestDb::new(&format!("revert_self_fk_{i}")).await;
+        let client = db.client().await;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE public.node (id int PRIMARY KEY, parent_id int
+                     CONSTRAINT node_parent_fk REFERENCES public.node (id) ON DELETE {action},
+                     v int);
+                 INSERT INTO public.node SELECT i, NULL, i FROM generate_series(1, 10) i;
+                 INSERT INTO public.node SELECT i, 1 + i % 10, i FROM generate_series(11, 200) i;"
+            ))
+            .await
+            .expect("creating the table");
+        let out = hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.node",
+            "--alter",
+            "ALTER COLUMN v TYPE bigint",
+            "--revertible",
+        ])
+        .await;
+        assert_exit(&out, 0);
+        // After the swap: referenced rows updated, a child added, a leaf deleted.
+        client
+            .batch_execute(
+                "UPDATE public.node SET v = v + 1000 WHERE id <= 5;
+                 INSERT INTO public.node VALUES (500, 3, 500);
+                 DELETE FROM public.node WHERE id = 200;",
+            )
+            .await
+            .expect("writing after the swap");
+        let rows = "SELECT string_agg(format('%s:%s:%s', id, parent_id, v), ',' ORDER BY id) \
+                    FROM public.node";
+        let expected: String = client.query_one(rows, &[]).await.unwrap().get(0);
+        let out = hotswap_async(&["revert", "--dsn", &db.conninfo, "--table", "public.node"]).await;
+        assert_exit(&out, 0);
+        let got: String = client.query_one(rows, &[]).await.unwrap().get(0);
+        assert_eq!(
+            got, expected,
+            "ON DELETE {action}: the reverted table's rows"
+        );
+        let fk: Option<String> = client
+            .query_one(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                  WHERE conrelid = 'public.node'::regclass AND conname = 'node_parent_fk'
+                    AND confrelid = 'public.node'::regclass AND convalidated",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let want = match *action {
+            "CASCADE" => "REFERENCES node(id) ON DELETE CASCADE",
+            _ => "REFERENCES node(id)",
+        };
+        assert!(
+            fk.as_deref().is_some_and(|d| d.ends_with(want)),
+            "ON DELETE {action}: the reverted table's validated self-reference is {fk:?}"
+        );
+    }
+}

@@ -266,13 +266,18 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
 
 /// Outgoing foreign keys leave the old table: it must not block deletes in the tables it
 /// references (nor cascade into them) while it is kept. Incoming foreign keys are dropped now
-/// and re-added after the rename (their text names the table).
+/// and re-added after the rename (their text names the table). A revertible run's old table
+/// also lets go of its self-references: replay into it deletes and re-inserts a changed row,
+/// which such a key refused (the referenced row of an UPDATE) or, `ON DELETE CASCADE`, answered
+/// by deleting the row's children from the old table; the revert's swap adds them back
+/// (`revert::reverse_plan`).
 fn detach_steps(plan: &Plan, src: &Source, out: &mut Vec<Step>) {
     let source = &plan.source;
+    let revertible = plan.reverse.is_some();
     for c in src
         .constraints
         .iter()
-        .filter(|c| c.kind == "f" && c.references != plan.source_oid)
+        .filter(|c| c.kind == "f" && (c.references != plan.source_oid || revertible))
     {
         let mut s = Step::new(
             format!("ALTER TABLE {source} DROP CONSTRAINT {}", c.name),
