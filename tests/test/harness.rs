@@ -459,6 +459,17 @@ pub async fn wait_until(
     }
 }
 
+/// Waits until backend `pid` waits for a lock (see [`wait_until`]).
+pub async fn wait_for_lock_wait(client: &Client, pid: i32, what: &str) {
+    wait_until(
+        client,
+        "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+        &[&pid],
+        what,
+    )
+    .await;
+}
+
 pub async fn relation_exists(client: &Client, table: &QualifiedName) -> bool {
     client
         .query_one(

@@ -305,10 +305,9 @@ async fn neighbour_writer_meets_the_swap(name: &str, app_sql: &str, expect: (i64
     let app_sql = format!("BEGIN; {app_sql} COMMIT;");
     let writer = tokio::spawn(async move { app.batch_execute(&app_sql).await });
     // Let the run go on once the application waits for a lock.
-    crate::harness::wait_until(
+    crate::harness::wait_for_lock_wait(
         &client,
-        "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-        &[&app_pid],
+        app_pid,
         "the application's transaction waits for a lock",
     )
     .await;

@@ -10,7 +10,7 @@
 
 use tokio_postgres::Client;
 
-use crate::harness::{all_output, assert_exit, hotswap_async, wait_until, HoldPoint, TestDb};
+use crate::harness::{all_output, assert_exit, hotswap_async, HoldPoint, TestDb};
 
 /// The increments the new sequence skips (`swap::ddl`).
 const RESERVE: i64 = pg_hotswap::rewrite::swap::SEQUENCE_RESERVE;
@@ -37,10 +37,9 @@ async fn straggle(
     let sql = straggler_sql.to_string();
     let straggler =
         tokio::spawn(async move { app.query_one(&sql, &[]).await.map(|r| r.get::<_, i64>(0)) });
-    wait_until(
+    crate::harness::wait_for_lock_wait(
         &client,
-        "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-        &[&app_pid],
+        app_pid,
         "the session waits for the swap's lock on the sequence",
     )
     .await;
