@@ -36,7 +36,8 @@ struct SequencePosition {
     new_max: i64,
 }
 
-/// How many values (in increments) the new identity sequence skips past the old one's position.
+/// How many values (in increments) the new identity sequence skips past the old one's position:
+/// this many, or a tenth of what the new sequence has left when that is less.
 ///
 /// A statement that looked the sequence's name up before the swap (`SELECT nextval('t_id_seq')`
 /// on its own, as ORMs that fetch keys ahead do) and then waited for the swap's lock draws from
@@ -67,7 +68,15 @@ impl SequencePosition {
         if next_old < lo || next_old > hi {
             return None;
         }
-        let next = (next_old + inc * i128::from(SEQUENCE_RESERVE)).clamp(lo, hi);
+        // What the new sequence has left from there, in increments; the reserve takes at most
+        // a tenth of it (a sequence near its end keeps nearly all it had: a fresh tester's
+        // smallint identity with 468 values left kept one when the reserve was clamped).
+        let left = if inc > 0 {
+            (hi - next_old) / inc + 1
+        } else {
+            (next_old - lo) / -inc + 1
+        };
+        let next = next_old + inc * i128::from(SEQUENCE_RESERVE).min(left / 10);
         let (start, min, max) = (
             i128::from(self.start),
             i128::from(self.min),
@@ -317,17 +326,32 @@ mod tests {
 
     #[test]
     fn near_its_end_the_reserve_shrinks_and_the_old_one_closes_where_it_can() {
-        // Ten values left: the new sequence starts at its MAXVALUE.
+        // 468 values left (a fresh tester's smallint identity): the reserve takes a tenth.
+        let p = pos(32299, true, 1, 32000, 32767);
+        assert_eq!(
+            p.carry(32000, 32767).unwrap(),
+            SequenceCarry {
+                next: 32346,
+                close_at: Some(32345)
+            }
+        );
+        // Ten values left: one for the reserve.
         let p = pos(90, true, 1, 1, 100);
         assert_eq!(
             p.carry(1, 100).unwrap(),
             SequenceCarry {
-                next: 100,
-                close_at: Some(99)
+                next: 92,
+                close_at: Some(91)
             }
         );
-        // A wider new sequence (int -> bigint) keeps the whole reserve; the old one closes
-        // inside its own bounds.
+        // Descending by 50, 400 values left: 40 increments of reserve.
+        let p = pos(-100_000 + 50 * 400, true, -50, -100_000, -1);
+        assert_eq!(
+            p.carry(-100_000, -1).unwrap().next,
+            -100_000 + 50 * 399 - 50 * 40
+        );
+        // A wider new sequence (int -> bigint) keeps the whole reserve; the old one needs no
+        // bound of ours: it ends below the new one's values already.
         let p = pos(90, true, 1, 1, 100);
         assert_eq!(
             p.carry(1, i64::MAX).unwrap(),
@@ -339,7 +363,7 @@ mod tests {
         // Exhausted: the old position does not fit; PostgreSQL says why.
         let p = pos(100, true, 1, 1, 100);
         assert_eq!(p.carry(1, 100), None);
-        // No room at all: no bound below the current value.
+        // One value left: no reserve, and no bound below the current value.
         let p = pos(100, false, 1, 1, 100);
         assert_eq!(
             p.carry(1, 100),
@@ -348,8 +372,8 @@ mod tests {
                 close_at: None
             })
         );
-        // Sums that would overflow an i64 are clamped, not wrapped.
+        // Near i64's end: no overflow.
         let p = pos(i64::MAX - 5, true, 1, 1, i64::MAX);
-        assert_eq!(p.carry(1, i64::MAX).unwrap().next, i64::MAX);
+        assert_eq!(p.carry(1, i64::MAX).unwrap().next, i64::MAX - 4);
     }
 }
