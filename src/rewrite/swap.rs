@@ -602,6 +602,21 @@ async fn attempt_swap(
     if catalog::dependent_relation_oids(tx, plan.source_oid).await? != known {
         return Ok(Attempt::SourceChanged);
     }
+    // What preflight refuses, created during the run: an object that would keep pointing at the
+    // old table, or drawing from its identity sequence, which this swap closes (a fresh tester:
+    // a default nextval('t_id_seq') added during the run failed the application's INSERTs
+    // after 1,000 rows).
+    let others = catalog::other_dependents(tx, plan.source_oid).await?;
+    if !others.is_empty() {
+        return Err(Error::failed(format!(
+            "these objects were made during the run and depend on {} (or on its identity sequence, which the swap replaces by the new table's own): {}",
+            source.human(),
+            others.join(", ")
+        ))
+        .with_next(
+            "drop them (or give such a default its own sequence), run the same command again (or `pg-hotswap resume`) to swap, and create them again after the swap",
+        ));
+    }
 
     check_capture_untouched(tx, state, plan).await?;
 
