@@ -243,6 +243,7 @@ pub async fn swap(
         .ctx("reading the swap session's pid")?
         .col(0, &"reading the swap session's pid")?;
     let relations = [plan.source_oid, plan.shadow_oid];
+    let budget = first_message_budget(ctl, req.policy.timeout).await?;
     let mut longest = Duration::ZERO;
     let mut tries = locking::Retry::new(req.policy, "swap");
     // The source's privileges, comments and settings as they are now (`carried`): read here,
@@ -277,18 +278,17 @@ pub async fn swap(
             .transaction()
             .await
             .ctx("starting the swap transaction")?;
-        let (outcome, sampled) =
-            blocked::watch(ctl, waiter, &relations, req.policy.timeout, async {
-                locking::set_local_timeout(&tx, req.policy.timeout).await?;
-                let first = lock_step(plan, &fresh.src, LockOrder::for_attempt(attempt));
-                match take_locks(&tx, ctl, waiter, &first, req.policy.timeout).await {
-                    // A view or linked table the source was read with was dropped since.
-                    Err(e) if e.is_undefined_relation() => return Ok(Attempt::SourceChanged),
-                    other => other?,
-                }
-                attempt_swap(&tx, state, plan, &fresh, &names, req).await
-            })
-            .await;
+        let (outcome, sampled) = blocked::watch(ctl, waiter, &relations, budget, async {
+            locking::set_local_timeout(&tx, budget).await?;
+            let first = lock_step(plan, &fresh.src, LockOrder::for_attempt(attempt));
+            match take_locks(&tx, ctl, waiter, &first, budget).await {
+                // A view or linked table the source was read with was dropped since.
+                Err(e) if e.is_undefined_relation() => return Ok(Attempt::SourceChanged),
+                other => other?,
+            }
+            attempt_swap(&tx, state, plan, &fresh, &names, req).await
+        })
+        .await;
         let outcome = match outcome {
             Err(e) if e.is_lock_not_granted() => Ok(Attempt::LockNotGranted(e)),
             // A GRANT or REVOKE, which locks nothing, wrote the table's catalog row meanwhile.
@@ -380,7 +380,7 @@ pub async fn swap(
                 let how = if e.is_deadlock() {
                     "before PostgreSQL ended its wait as a deadlock (a transaction that held what it waited for waited for what it held)".to_string()
                 } else {
-                    format!("within {}", pg_millis(req.policy.timeout))
+                    format!("within {}", pg_millis(budget))
                 };
                 crate::output::ui::say_with(
                     &format!(
@@ -531,6 +531,37 @@ struct Swapped {
 
 async fn exec(tx: &Transaction<'_>, sql: &str, what: &str) -> Result<()> {
     tx.batch_execute(sql).await.ctx(what)
+}
+
+/// How long the swap's first message may wait in all: `--lock-timeout`, but at most half the
+/// server's `deadlock_timeout`. While the message waits for one object it holds others; an
+/// application transaction that holds the one and then waits for one of the others started
+/// waiting before the swap did, so PostgreSQL's deadlock check (after `deadlock_timeout` of
+/// waiting) ends the application's transaction, not the swap's (a fresh tester: "deadlock
+/// detected" in pgbench with `--lock-timeout 2s`, and with 100 ms on a server whose
+/// `deadlock_timeout` is 50 ms). Giving up well before `deadlock_timeout` leaves no cycle for
+/// the check to find. Says so once when it shortens the wait. Errors: reading the setting.
+async fn first_message_budget(ctl: &Client, timeout: Duration) -> Result<Duration> {
+    let what = "reading deadlock_timeout";
+    let ms: i64 = ctl
+        .query_one(
+            "SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout'",
+            &[],
+        )
+        .await
+        .ctx(what)?
+        .col(0, &what)?;
+    let deadlock = Duration::from_millis(ms.max(2) as u64);
+    let budget = timeout.min(deadlock / 2);
+    if budget < timeout {
+        crate::output::ui::say(&format!(
+            "warning: --lock-timeout {} is not below half the server's deadlock_timeout ({}): the swap's lock statement gives up after {} in all, so that an application transaction waiting for it is never the one PostgreSQL ends as a deadlock",
+            pg_millis(timeout),
+            pg_millis(deadlock),
+            pg_millis(budget)
+        ));
+    }
+    Ok(budget)
 }
 
 /// Runs the swap's first message, which takes every lock the swap will hold, within `budget`

@@ -530,12 +530,14 @@ async fn first_statement_takes_every_lock(
 }
 
 /// With a `--lock-timeout` longer than PostgreSQL's `deadlock_timeout` (1 s), a wait of the
-/// swap's that is part of a cycle with an application transaction is ended by PostgreSQL as a
-/// deadlock (40P01) in whichever session waited first. Here the swap, holding the view, waits
-/// for the table an application transaction has written; that transaction then reads the view.
-/// The swap's wait started first, so it is the swap that is rolled back: that attempt is lost
-/// and the next one succeeds, and the application's statements all succeed. (Before, the
-/// deadlock error failed the run.)
+/// swap's that is part of a cycle with an application transaction was ended by PostgreSQL as a
+/// deadlock (40P01) in whichever session waited first, and the deadlock error failed the run.
+/// Here the swap, holding the view, waits for the table an application transaction has
+/// written; that transaction then reads the view. The swap's lock statement now gives up after
+/// half of `deadlock_timeout` (`swap::first_message_budget`), before PostgreSQL's check; a 40P01
+/// in the swap's session (a server whose sessions have different settings) still costs one
+/// attempt (`Error::is_lock_not_granted`). Either way that attempt is lost, the next one
+/// succeeds, and the application's statements all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_ended_by_postgresql_costs_the_swap_one_attempt_not_the_run() {
     let db = TestDb::new("swap_deadlock").await;
@@ -693,6 +695,92 @@ async fn the_swaps_locks_block_the_application_for_one_lock_timeout_in_all() {
     assert!(
         waited < Duration::from_millis(2600),
         "a reader of the view waited {waited:?} behind the swap's locks, more than the 2 s lock timeout\n{}",
+        describe(&out)
+    );
+}
+
+/// An application transaction that holds the table and then reads a view over it, while the
+/// swap, holding the view, waits for a table linked by a foreign key: the application starts
+/// waiting first, so with `--lock-timeout` above PostgreSQL's `deadlock_timeout` (1 s) its
+/// deadlock check came first and PostgreSQL ended the *application's* transaction ("deadlock
+/// detected"; a fresh tester's pgbench). The swap's lock statement now gives up after half of
+/// `deadlock_timeout`, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_waiting_for_the_swap_is_never_ended_as_a_deadlock() {
+    let name = "swap_app_deadlock";
+    let db = TestDb::new(name).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.t (id int PRIMARY KEY, v int);
+             CREATE TABLE public.ch (id int PRIMARY KEY, t_id int REFERENCES public.t, n int);
+             CREATE VIEW public.t_v AS SELECT id, v FROM public.t;
+             INSERT INTO public.t SELECT i, i FROM generate_series(1, 100) i;
+             INSERT INTO public.ch SELECT i, i, 0 FROM generate_series(1, 100) i;",
+        )
+        .await
+        .expect("creating the tables");
+    let hold = crate::harness::HoldPoint::new(name, "before-swap-lock");
+    let run = crate::harness::spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ALTER COLUMN v TYPE bigint",
+            "--lock-timeout",
+            "3s",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    // A holds the linked table, B the table itself.
+    let a = db.client().await;
+    a.batch_execute("BEGIN; UPDATE public.ch SET n = n + 1 WHERE id = 1")
+        .await
+        .expect("A's update");
+    let b = db.client().await;
+    let b_pid: i32 = b
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("B's pid")
+        .get(0);
+    b.batch_execute("BEGIN; UPDATE public.t SET v = v + 1 WHERE id = 1")
+        .await
+        .expect("B's update");
+    hold.release();
+    // The swap holds the view and waits for ch; B then reads the view and waits for the swap.
+    crate::harness::wait_until(
+        &client,
+        "SELECT EXISTS (SELECT FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'
+                           AND query LIKE '%LOCK TABLE %')",
+        &[],
+        "the swap waits for the linked table",
+    )
+    .await;
+    let reader = tokio::spawn(async move {
+        let read = b.query_one("SELECT count(*) FROM public.t_v", &[]).await;
+        let commit = b.batch_execute("COMMIT").await;
+        (read.map(|r| r.get::<_, i64>(0)), commit)
+    });
+    crate::harness::wait_for_lock_wait(&client, b_pid, "B waits for the view").await;
+    // A lets go: the swap now waits for the table, which B holds.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    a.batch_execute("COMMIT").await.expect("A's commit");
+    let (read, commit) = reader.await.expect("B's task");
+    let out = run.await.expect("the run's task");
+    assert!(
+        matches!(read, Ok(100)) && commit.is_ok(),
+        "the application's read {read:?} or commit {commit:?} failed\n{}",
+        describe(&out)
+    );
+    assert_exit(&out, 0);
+    assert!(
+        all_output(&out).contains("deadlock_timeout"),
+        "no word of the shortened wait\n{}",
         describe(&out)
     );
 }
