@@ -107,11 +107,11 @@ pub(super) async fn read(
 ) -> Result<Vec<SequenceFacts>> {
     let mut sequences = Vec::new();
     for s in src.sequences.iter().filter(|s| s.deptype == "i") {
-        // The shadow's column that came from this one (a RENAME COLUMN renamed it).
-        let column = plan
-            .shadow_column_of(&s.column)
-            .map(|c| c.as_str())
-            .unwrap_or("");
+        // The shadow's column that came from this one (a RENAME COLUMN renamed it); none when
+        // the ALTER drops it, and the old sequence stays with the old table.
+        let Some(column) = plan.shadow_column_of(&s.column).map(|c| c.as_str()) else {
+            continue;
+        };
         let what = "reading the identity sequences' positions";
         let row = tx
             .query_one(
