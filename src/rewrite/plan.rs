@@ -242,7 +242,7 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alter_options: Vec<OptionChange>,
     /// A revert's: the bounds the shadow's identity sequences (the original table's) had before
-    /// the forward swap narrowed them (`swap::ddl::sequence_steps`); the revert's swap gives
+    /// the forward swap narrowed them (`swap::sequences`); the revert's swap gives
     /// them back before carrying the position. Empty in a forward plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequence_bounds: Vec<crate::db::catalog::SequenceBounds>,

@@ -49,9 +49,7 @@ impl Source {
             .map(|s| s.bounds.clone())
             .collect()
     }
-}
 
-impl Source {
     pub fn column(&self, name: &Ident) -> Option<&Column> {
         self.columns.iter().find(|c| &c.name == name)
     }

@@ -9,7 +9,7 @@
 //! - every sequence is at the same position (`last_value`, `is_called`) with the same
 //!   definition (type, start, increment, bounds, cache, cycle), except that a rewritten table's
 //!   identity sequence hands out its next value `SEQUENCE_RESERVE` increments later (the swap's
-//!   reserve for sessions that waited on the old sequence; `swap::ddl`);
+//!   reserve for sessions that waited on the old sequence; `swap::sequences`);
 //! - no capture trigger, no function in the state schema and no shadow table is left.
 //!
 //! With an `--alter`, the dump differs by exactly what the ALTER says. Tables the tool does not
@@ -1235,7 +1235,7 @@ async fn column_properties_and_sequences() {
             let got: Vec<String> = (0..6).map(|i| row.get(i)).collect();
             let last_id: i64 = last_id.parse().unwrap();
             let shared_before: i64 = shared_before.parse().unwrap();
-            // Identity sequences continue SEQUENCE_RESERVE increments on (`swap::ddl`).
+            // Identity sequences continue SEQUENCE_RESERVE increments on (`swap::sequences`).
             let reserve = pg_hotswap::rewrite::swap::SEQUENCE_RESERVE;
             let expected = vec![
                 (last_id + 5 + 5 * reserve).to_string(),

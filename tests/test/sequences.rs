@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{all_output, assert_exit, hotswap_async, HoldPoint, TestDb};
 
-/// The increments the new sequence skips (`swap::ddl`).
+/// The increments the new sequence skips (`swap::sequences`).
 const RESERVE: i64 = pg_hotswap::rewrite::swap::SEQUENCE_RESERVE;
 
 /// Runs `pg-hotswap <args>` (a `run` or a `revert` of `public.t`) held before its swap commits;

@@ -27,7 +27,7 @@ pub struct OwnedSequence {
 }
 
 /// A sequence's MINVALUE, MAXVALUE and CYCLE, and which sequence (by oid): what the swap narrows
-/// on the old identity sequence and a revert gives back (`swap::ddl`).
+/// on the old identity sequence and a revert gives back (`swap::sequences`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SequenceBounds {
     pub oid: Oid,
