@@ -246,6 +246,12 @@ pub struct Plan {
     /// them back before carrying the position. Empty in a forward plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequence_bounds: Vec<crate::db::catalog::SequenceBounds>,
+    /// The shadow's identity columns whose sequence the ALTER positioned itself (`RESTART [WITH
+    /// n]`, or `DROP IDENTITY` then `ADD GENERATED`): the swap keeps that position instead of
+    /// carrying the old sequence's, as PostgreSQL's ALTER would (`shadow::identity`). Empty in a
+    /// plan made before this was kept, and in a revert's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_positioned_by_alter: Vec<Ident>,
 }
 
 /// One storage option the ALTER sets (`value` Some) or resets (None); `toast` for a `toast.`

@@ -193,6 +193,7 @@ pub fn reverse_plan(
         settings_base: None,
         alter_options: Vec::new(),
         sequence_bounds: src.identity_sequence_bounds(),
+        identity_positioned_by_alter: Vec::new(),
     };
     ReversePlan {
         plan,

@@ -10,6 +10,7 @@
 //! the fastest). If anything fails, the transaction rolls back and nothing is left.
 
 mod derive;
+mod identity;
 
 use crate::db::catalog;
 use crate::db::ident::{literal, Ident, QualifiedName};
@@ -194,7 +195,7 @@ pub async fn build_in(
     for s in definition_steps(src, shadow)? {
         run_step(tx, s, &mut done).await?;
     }
-    for s in identity_sequence_steps(tx, src, shadow).await? {
+    for s in identity::identity_sequence_steps(tx, src, shadow).await? {
         run_step(tx, s, &mut done).await?;
     }
     if t.owner.as_str() != current_user(tx).await? {
@@ -233,6 +234,11 @@ pub async fn build_in(
     let before = match req.alter {
         Some(_) => Some(crate::rewrite::fastpath::Snapshot::read(tx, before_oid).await?),
         None => None,
+    };
+    // Which identity sequences the ALTER positions itself (`RESTART`): marked now, read after.
+    let marked = match req.alter {
+        Some(_) => identity::mark(tx, before_oid).await?,
+        None => Vec::new(),
     };
     if let Some(alter) = req.alter {
         if let Some(action) = crate::rewrite::alter_text::drop_cascade(alter) {
@@ -275,6 +281,8 @@ pub async fn build_in(
 
     // Read back what the ALTER produced.
     let shadow_oid = relation_oid(tx, shadow).await?;
+    let identity_positioned_by_alter =
+        identity::positioned_by_alter(tx, shadow_oid, &marked).await?;
     // The storage options the ALTER sets or resets itself, with the values it gave them: the
     // swap applies them over the source's options as they are then.
     let alter_options = match req.alter {
@@ -401,6 +409,7 @@ pub async fn build_in(
         settings_base: Some(crate::rewrite::carried::base(tx, src).await?),
         alter_options,
         sequence_bounds: Vec::new(),
+        identity_positioned_by_alter,
     };
     // Issue 15: a partitioned shadow, for `--partition-by` or a partitioned source.
     plan.source_partitioned = t.relkind == "p";
@@ -570,49 +579,6 @@ pub(crate) async fn table_options(
         .map(|o| (false, o))
         .chain(toast.into_iter().map(|o| (true, o)))
         .collect())
-}
-
-/// Identity sequences: LIKE gives the new one the right options but not always the right type;
-/// make it the old one's twin before the ALTER, so a type change then does to it exactly what
-/// ALTER TABLE would. Reads the new sequence's name (it exists once the shadow does).
-async fn identity_sequence_steps(
-    tx: &tokio_postgres::Transaction<'_>,
-    src: &Source,
-    shadow: &QualifiedName,
-) -> Result<Vec<Step>> {
-    let mut steps = Vec::new();
-    for s in src.sequences.iter().filter(|s| s.deptype == "i") {
-        let what = "reading an identity sequence";
-        let row = tx
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2), \
-                        pg_catalog.format_type(seqtypid, NULL), seqstart, seqincrement, seqmin, seqmax, seqcache, seqcycle \
-                   FROM pg_catalog.pg_sequence WHERE seqrelid = $3",
-                &[&shadow.to_string(), &s.column.as_str(), &s.oid],
-            )
-            .await
-            .ctx(what)?;
-        let new_seq: Option<String> = row.col(0, &what)?;
-        let Some(new_seq) = new_seq else { continue };
-        let (ty, start, inc, min, max, cache, cycle): (String, i64, i64, i64, i64, i64, bool) = (
-            row.col(1, &what)?,
-            row.col(2, &what)?,
-            row.col(3, &what)?,
-            row.col(4, &what)?,
-            row.col(5, &what)?,
-            row.col(6, &what)?,
-            row.col(7, &what)?,
-        );
-        steps.push(Step::new(
-            format!(
-                "ALTER SEQUENCE {new_seq} AS {ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} \
-                 START WITH {start} CACHE {cache} {}",
-                if cycle { "CYCLE" } else { "NO CYCLE" }
-            ),
-            "copying an identity sequence's options",
-        ));
-    }
-    Ok(steps)
 }
 
 /// Check constraints keep their names (they are per table); foreign keys to other tables too.

@@ -18,6 +18,9 @@ pub(super) struct SequenceFacts {
     new: Option<String>,
     /// The old sequence's position and bounds and the new one's bounds (None: no new sequence).
     position: Option<SequencePosition>,
+    /// The ALTER positioned the new sequence (`RESTART`): its next value, which the swap keeps
+    /// (`Plan::identity_positioned_by_alter`).
+    positioned_by_alter: Option<i64>,
     grants: Vec<catalog::Grant>,
     comment: Option<String>,
 }
@@ -77,24 +80,50 @@ impl SequencePosition {
             (next_old - lo) / -inc + 1
         };
         let next = next_old + inc * i128::from(SEQUENCE_RESERVE).min(left / 10);
+        Some(SequenceCarry {
+            next: i64::try_from(next).ok()?,
+            close_at: self.close_before(next),
+        })
+    }
+
+    /// The old sequence's new MAXVALUE (ascending) or MINVALUE (descending) that stops it just
+    /// before `next`, the new sequence's next value. When the ALTER restarted the new sequence
+    /// at or behind the old position, the old one's last value (if handed out already), so
+    /// that it hands out nothing more. None when no valid bound does it: a bound must still
+    /// hold the current value and START and stay on the right side of the other bound.
+    fn close_before(&self, next: i128) -> Option<i64> {
+        let last = i128::from(self.last_value);
         let (start, min, max) = (
             i128::from(self.start),
             i128::from(self.min),
             i128::from(self.max),
         );
-        // The old sequence hands out at most up to just before `next`; the bound must still
-        // hold its current value and START, and stay on the right side of the other bound.
-        let close_at = if inc > 0 {
-            let cap = next - 1;
-            (cap >= last && cap >= start && cap > min && cap < max).then_some(cap)
-        } else {
-            let cap = next + 1;
-            (cap <= last && cap <= start && cap < max && cap > min).then_some(cap)
+        let valid = |cap: i128| {
+            if self.increment > 0 {
+                cap >= last && cap >= start && cap > min && cap < max
+            } else {
+                cap <= last && cap <= start && cap < max && cap > min
+            }
         };
-        Some(SequenceCarry {
-            next: i64::try_from(next).ok()?,
-            close_at: close_at.and_then(|c| i64::try_from(c).ok()),
-        })
+        let cap = if self.increment > 0 {
+            next - 1
+        } else {
+            next + 1
+        };
+        // Restarted at or behind the old position: the two would overlap from there on.
+        let overlaps = if self.increment > 0 {
+            cap < last
+        } else {
+            cap > last
+        };
+        let cap = if overlaps && self.is_called {
+            last
+        } else {
+            cap
+        };
+        valid(cap)
+            .then_some(cap)
+            .and_then(|c| i64::try_from(c).ok())
     }
 }
 
@@ -148,10 +177,35 @@ pub(super) async fn read(
             }),
             _ => None,
         };
+        let positioned_by_alter = match &new {
+            Some(seq)
+                if plan
+                    .identity_positioned_by_alter
+                    .iter()
+                    .any(|c| c.as_str() == column) =>
+            {
+                let what = "reading the position the ALTER gave the new identity sequence";
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "SELECT CASE WHEN s.is_called THEN s.last_value + p.seqincrement \
+                                         ELSE s.last_value END \
+                               FROM {seq} s, pg_catalog.pg_sequence p \
+                              WHERE p.seqrelid = pg_catalog.to_regclass($1)"
+                        ),
+                        &[seq],
+                    )
+                    .await
+                    .ctx(what)?;
+                Some(row.col(0, &what)?)
+            }
+            _ => None,
+        };
         sequences.push(SequenceFacts {
             old: s.name.clone(),
             new,
             position,
+            positioned_by_alter,
             grants: catalog::grants(tx, s.oid).await?,
             comment: catalog::relation_comment(tx, s.oid).await?,
         });
@@ -189,11 +243,24 @@ pub(super) fn steps(
                 "giving the identity sequence back its bounds",
             ));
         }
-        let carry = f.position.and_then(|p| {
-            let (lo, hi) = restored.map_or((p.new_min, p.new_max), |b| (b.min, b.max));
-            p.carry(lo, hi)
+        let carry = f.position.and_then(|p| match f.positioned_by_alter {
+            // The ALTER restarted the new sequence: it stays there, as PostgreSQL's ALTER
+            // leaves it; the old one is closed below it all the same.
+            Some(next) => Some(SequenceCarry {
+                next,
+                close_at: p.close_before(i128::from(next)),
+            }),
+            None => {
+                let (lo, hi) = restored.map_or((p.new_min, p.new_max), |b| (b.min, b.max));
+                p.carry(lo, hi)
+            }
         });
         match carry {
+            Some(c) if f.positioned_by_alter.is_some() => {
+                if let Some(cap) = c.close_at {
+                    out.push(lock(close_step(old, f.position, cap)));
+                }
+            }
             Some(c) => {
                 out.push(lock(Step::new(
                     format!(
@@ -204,15 +271,7 @@ pub(super) fn steps(
                     "carrying the identity sequence position over",
                 )));
                 if let Some(cap) = c.close_at {
-                    let bound = if f.position.is_some_and(|p| p.increment > 0) {
-                        "MAXVALUE"
-                    } else {
-                        "MINVALUE"
-                    };
-                    out.push(lock(Step::new(
-                        format!("ALTER SEQUENCE {old} {bound} {cap} NO CYCLE"),
-                        "closing the old identity sequence below the new one's values",
-                    )));
+                    out.push(lock(close_step(old, f.position, cap)));
                 }
             }
             None => out.push(lock(Step::new(
@@ -271,6 +330,19 @@ pub(super) fn steps(
         }
     }
     Ok(())
+}
+
+/// `ALTER SEQUENCE old MAXVALUE cap NO CYCLE` (MINVALUE for a descending one).
+fn close_step(old: &QualifiedName, position: Option<SequencePosition>, cap: i64) -> Step {
+    let bound = if position.is_some_and(|p| p.increment > 0) {
+        "MAXVALUE"
+    } else {
+        "MINVALUE"
+    };
+    Step::new(
+        format!("ALTER SEQUENCE {old} {bound} {cap} NO CYCLE"),
+        "closing the old identity sequence below the new one's values",
+    )
 }
 
 #[cfg(test)]
@@ -375,5 +447,21 @@ mod tests {
         // Near i64's end: no overflow.
         let p = pos(i64::MAX - 5, true, 1, 1, i64::MAX);
         assert_eq!(p.carry(1, i64::MAX).unwrap().next, i64::MAX - 4);
+    }
+
+    #[test]
+    fn an_old_sequence_restarted_past_is_closed_at_its_last_value() {
+        // The ALTER restarted the new sequence at 50, behind the old one's 200: the old one
+        // can give out nothing more.
+        let p = pos(200, true, 1, 1, i64::from(i32::MAX));
+        assert_eq!(p.close_before(50), Some(200));
+        assert_eq!(p.close_before(5000), Some(4999));
+        // Not yet called: its last value is still to be handed out, so no bound below it.
+        let p = pos(200, false, 1, 1, i64::from(i32::MAX));
+        assert_eq!(p.close_before(50), None);
+        // Descending.
+        let p = pos(-200, true, -1, i64::from(i32::MIN), -1);
+        assert_eq!(p.close_before(-50), Some(-200));
+        assert_eq!(p.close_before(-5000), Some(-4999));
     }
 }
