@@ -108,6 +108,30 @@ pub fn fit_name(base: &str, suffix: &str) -> String {
     format!("{}{}", &base[..end], suffix)
 }
 
+/// PostgreSQL's `makeObjectName` (`src/backend/commands/indexcmds.c`): `name1_name2_label`,
+/// made to fit in 63 bytes by shortening the longer of the two names first, a byte at a time,
+/// then cutting each back to a character boundary (`pg_mbcliplen`). The names PostgreSQL gives
+/// identity and serial sequences (`ChooseRelationName(table, column, "seq")`), indexes and
+/// constraints are built this way.
+pub fn make_object_name(name1: &str, name2: &str, label: &str) -> String {
+    let avail = MAX_IDENT_BYTES.saturating_sub(label.len() + 2);
+    let (mut n1, mut n2) = (name1.len(), name2.len());
+    while n1 + n2 > avail {
+        if n1 > n2 {
+            n1 -= 1;
+        } else {
+            n2 -= 1;
+        }
+    }
+    fn clip(s: &str, mut n: usize) -> &str {
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        &s[..n]
+    }
+    format!("{}_{}_{label}", clip(name1, n1), clip(name2, n2))
+}
+
 /// Wraps a function body in a dollar quote whose tag does not occur in the body.
 pub fn dollar_quote(body: &str) -> String {
     let mut tag = String::from("$hotswap$");
@@ -139,6 +163,25 @@ pub fn reloption_sql(opt: &str, prefix: &str) -> crate::error::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_names_are_cut_as_postgresql_cuts_them() {
+        // The names PostgreSQL 15 gave these identity columns' sequences.
+        assert_eq!(make_object_name("t", "id", "seq"), "t_id_seq");
+        assert_eq!(
+            make_object_name(&"a".repeat(60), &"b".repeat(10), "seq"),
+            format!("{}_{}_seq", "a".repeat(48), "b".repeat(10))
+        );
+        let e = "é".repeat(31);
+        assert_eq!(
+            make_object_name(&e, "c", "seq"),
+            format!("{}_c_seq", "é".repeat(28))
+        );
+        assert_eq!(
+            make_object_name(&e, &"d".repeat(45), "seq1"),
+            format!("{}_{}_seq1", "é".repeat(14), "d".repeat(28))
+        );
+    }
 
     #[test]
     fn quotes_every_identifier() {

@@ -80,7 +80,7 @@ fn alter_option_steps(plan: &Plan) -> Result<Vec<Step>> {
 pub struct SwapFacts {
     /// Per identity sequence of the source: the shadow's sequence for the same column, and the
     /// old sequence's privileges and comment, which follow its name.
-    sequences: Vec<sequences::SequenceFacts>,
+    sequences: sequences::Sequences,
     /// Foreign keys already on the shadow (a run started by an older version added them there).
     fks_on_shadow: Vec<String>,
     /// The new table's constraints once the swap has renamed them.

@@ -6,7 +6,7 @@
 
 use super::Names;
 use crate::db::catalog;
-use crate::db::ident::{literal, Ident, QualifiedName};
+use crate::db::ident::{literal, make_object_name, Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::plan::Plan;
 use crate::rewrite::preflight::Source;
@@ -127,9 +127,25 @@ impl SequencePosition {
     }
 }
 
+/// What the swap does with sequences, read under its lock.
+pub(super) struct Sequences {
+    /// Per identity sequence of the source.
+    carried: Vec<SequenceFacts>,
+    /// Identity sequences the ALTER made for columns the source had none for, by their
+    /// current names (schema-qualified, quoted), and the names the swap gives them.
+    renamed: Vec<(String, Ident)>,
+}
+
 /// Reads, per identity sequence of the source, the new table's sequence and the old one's
-/// position (under the swap's lock: it cannot move until COMMIT), privileges and comment.
-pub(super) async fn read(
+/// position (under the swap's lock: it cannot move until COMMIT), privileges and comment; and
+/// the names the new table's other identity sequences take ([`new_names`]).
+pub(super) async fn read(tx: &impl GenericClient, plan: &Plan, src: &Source) -> Result<Sequences> {
+    let carried = read_carried(tx, plan, src).await?;
+    let renamed = new_names(tx, plan, &carried).await?;
+    Ok(Sequences { carried, renamed })
+}
+
+async fn read_carried(
     tx: &impl GenericClient,
     plan: &Plan,
     src: &Source,
@@ -213,6 +229,81 @@ pub(super) async fn read(
     Ok(sequences)
 }
 
+/// The names of the new table's identity sequences that no source sequence hands its name to
+/// (`ADD COLUMN n int GENERATED ... AS IDENTITY`, `ADD GENERATED` on a serial or plain column):
+/// PostgreSQL named them after the shadow (`t_new_n_seq`); they take the name its ALTER would
+/// have given them on the table, `ChooseRelationName(table, column, "seq")` — `t_n_seq`, or
+/// `t_id_seq1` beside a serial column's own `t_id_seq`, which stays. A name the ALTER gave
+/// (`SEQUENCE NAME`) is kept. Read under the swap's lock, where no other name can appear.
+async fn new_names(
+    tx: &impl GenericClient,
+    plan: &Plan,
+    carried: &[SequenceFacts],
+) -> Result<Vec<(String, Ident)>> {
+    let what = "reading the new table's identity sequences";
+    let rows = tx
+        .query(
+            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
+                    c.relname::text, a.attname::text, c.relnamespace \
+               FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+              WHERE d.classid = 'pg_catalog.pg_class'::regclass \
+                AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                AND d.deptype = 'i' AND d.refobjid = pg_catalog.to_regclass($1)",
+            &[&plan.shadow.to_string()],
+        )
+        .await
+        .ctx(what)?;
+    let shadow = plan.shadow.name.as_str();
+    let table = plan.source.name.as_str();
+    let mut out = Vec::new();
+    for r in &rows {
+        let (current, relname, column, namespace): (String, String, String, u32) = (
+            r.col(0, &what)?,
+            r.col(1, &what)?,
+            r.col(2, &what)?,
+            r.col(3, &what)?,
+        );
+        if carried.iter().any(|f| f.new.as_deref() == Some(&current)) {
+            continue;
+        }
+        let label = |k: usize| match k {
+            0 => "seq".to_string(),
+            k => format!("seq{k}"),
+        };
+        if !(0..100).any(|k| make_object_name(shadow, &column, &label(k)) == relname) {
+            continue;
+        }
+        let mut chosen = None;
+        for k in 0..1000 {
+            let name = make_object_name(table, &column, &label(k));
+            let taken: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_class \
+                                     WHERE relname = $1 AND relnamespace = $2)",
+                    &[&name, &namespace],
+                )
+                .await
+                .ctx(what)?
+                .col(0, &what)?;
+            if !taken {
+                chosen = Some(name);
+                break;
+            }
+        }
+        let name = chosen.ok_or_else(|| {
+            Error::failed(format!(
+                "no free name for the identity sequence of column {column} of {}",
+                plan.source.human()
+            ))
+        })?;
+        out.push((current, Ident::new(name)));
+    }
+    Ok(out)
+}
+
 /// Identity sequences: the new table's sequence continues from the old one's position and takes
 /// its name, privileges and comment. Serial sequences are handed to the new table's column, so
 /// dropping the old table later does not drop the sequence the new table's default uses.
@@ -220,11 +311,17 @@ pub(super) fn steps(
     plan: &Plan,
     src: &Source,
     names: &Names,
-    sequences: &[SequenceFacts],
+    sequences: &Sequences,
     out: &mut Vec<Step>,
 ) -> Result<()> {
     let shadow = &plan.shadow;
-    for f in sequences {
+    for (current, name) in &sequences.renamed {
+        out.push(Step::new(
+            format!("ALTER SEQUENCE {current} RENAME TO {name}"),
+            "naming a new identity sequence as PostgreSQL's ALTER would",
+        ));
+    }
+    for f in &sequences.carried {
         let Some(new_seq) = &f.new else { continue };
         let old = &f.old;
         let lock = |s: Step| s.locks("ACCESS EXCLUSIVE", old, true);
