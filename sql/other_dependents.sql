@@ -1,6 +1,8 @@
 -- Used by preflight: objects other than views, indexes, constraints, sequences, triggers,
--- policies, defaults and types that depend on the table, which a swap would leave pointing at
--- the old table (functions with SQL-standard bodies, publications handled elsewhere...); and
+-- the table's own policies, defaults and types that depend on the table, which a swap would
+-- leave pointing at the old table (functions with SQL-standard bodies, another table's policy
+-- that reads this one — its rows would be checked against the old table from then on;
+-- publications are handled elsewhere...); and
 -- any object that uses one of the table's identity sequences (another column's default
 -- `nextval('t_id_seq')`, here or in another table, a view reading it): the swap gives the new
 -- table its own identity sequence under that name, and such objects would keep drawing from the
@@ -13,9 +15,13 @@ SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS
    AND d.deptype = 'n'
    AND d.classid NOT IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_class'::regclass,
                          'pg_catalog.pg_constraint'::regclass, 'pg_catalog.pg_trigger'::regclass,
-                         'pg_catalog.pg_policy'::regclass, 'pg_catalog.pg_attrdef'::regclass,
+                         'pg_catalog.pg_attrdef'::regclass,
                          'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_publication_rel'::regclass,
                          'pg_catalog.pg_statistic_ext'::regclass)
+   -- The table's own policies go with it; another table's policy that reads it stays behind.
+   AND NOT (d.classid = 'pg_catalog.pg_policy'::regclass
+            AND EXISTS (SELECT FROM pg_catalog.pg_policy p
+                         WHERE p.oid = d.objid AND p.polrelid = $1))
 UNION
 SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
        || ' (uses the identity sequence ' || pg_catalog.quote_ident(s.relname) || ')'

@@ -268,6 +268,56 @@ pub async fn probe_views(
     ))
 }
 
+/// Objects that would keep the swap from dropping and creating the views over the table again
+/// (a function taking a view's row type, a `BEGIN ATOMIC` function or another table's policy
+/// reading a view): refused here (exit 3), before anything is created, where the swap found them
+/// only after the whole copy (a fresh tester, session 12). The swap drops and creates the views
+/// when a materialized view is among them, or when a column a view reads changes type, typmod
+/// or collation (`catalog::view_column_changes`, as the swap decides); `columns` are the
+/// (source, shadow) names of the columns the shadow keeps.
+pub async fn refuse_view_blockers(
+    client: &impl GenericClient,
+    src: &crate::rewrite::preflight::Source,
+    shadow_oid: u32,
+    columns: &[(&str, &str)],
+) -> Result<()> {
+    if src.views.is_empty() {
+        return Ok(());
+    }
+    let (from, to): (Vec<&str>, Vec<&str>) = columns.iter().copied().unzip();
+    let recreated = src.views.iter().any(|v| v.relkind == "m")
+        || crate::db::catalog::view_column_changes(client, src.table.oid, shadow_oid, &from, &to)
+            .await?;
+    if !recreated {
+        return Ok(());
+    }
+    let oids: Vec<u32> = src.views.iter().map(|v| v.oid).collect();
+    let blockers = crate::db::catalog::view_dependents(client, &oids).await?;
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    let table = src.table.name.human();
+    Err(Error::refused(format!(
+        "cannot rewrite table {table}: the swap must drop and create again the views over it \
+         ({}), and these objects depend on them, so PostgreSQL would refuse the DROP VIEW:\n    {}",
+        if src.views.iter().any(|v| v.relkind == "m") {
+            "a materialized view is among them"
+        } else {
+            "a column they read changes type"
+        },
+        blockers
+            .iter()
+            .map(|(what, view)| format!("{what} uses {view}"))
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    ))
+    .with_state(format!("nothing was changed; {table} is untouched"))
+    .with_next(
+        "drop these objects before the run and create them again after it (pg-hotswap never \
+         drops dependent objects: there is no CASCADE)",
+    ))
+}
+
 /// Creates view `oid`'s definition as a temporary view over a temporary table named like the
 /// source with the shadow's columns, in a savepoint that is always rolled back. `Some(message)`
 /// when the server refuses the definition; `None` when it compiles, or when the probe cannot be

@@ -327,7 +327,16 @@ pub async fn build_in(
     };
 
     let built = map_columns(tx, src, req, &origins, shadow_oid, &shadow_cols).await?;
-    refuse_dependents(tx, src, shadow, &origins, &shadow_cols, &built.dropped).await?;
+    refuse_dependents(
+        tx,
+        src,
+        shadow,
+        shadow_oid,
+        &origins,
+        &shadow_cols,
+        &built.dropped,
+    )
+    .await?;
 
     let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
     let (mut indexes, mut drops) = plan_indexes(

@@ -151,3 +151,49 @@ pub async fn other_dependents(client: &impl GenericClient, oid: Oid) -> Result<V
     let what = format!("reading the objects that depend on table oid {oid}");
     rows.iter().map(|r| r.col(0, &what)).collect()
 }
+
+/// Objects besides the views themselves that keep views `oids` from being dropped: (object,
+/// view) descriptions (see sql/view_dependents.sql).
+pub async fn view_dependents(
+    client: &impl GenericClient,
+    oids: &[Oid],
+) -> Result<Vec<(String, String)>> {
+    let what = "reading the objects that depend on the views over the table";
+    let rows = client
+        .query(include_str!("../../../sql/view_dependents.sql"), &[&oids])
+        .await
+        .ctx(what)?;
+    rows.iter()
+        .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
+        .collect()
+}
+
+/// Whether a column some view reads changes its type, typmod or collation from the table
+/// `source` to `shadow`, through the column pairs `(from, to)` (source name, shadow name): then
+/// PostgreSQL refuses `CREATE OR REPLACE VIEW` ("cannot change data type of view column"), and
+/// the swap drops and creates the views again (`swap::views`).
+pub async fn view_column_changes(
+    client: &impl GenericClient,
+    source: Oid,
+    shadow: Oid,
+    from: &[&str],
+    to: &[&str],
+) -> Result<bool> {
+    let what = "comparing the column types of the old and the new table";
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS m(src, dst) \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname = m.src \
+               JOIN pg_catalog.pg_attribute b ON b.attrelid = $2 AND b.attname = m.dst \
+              WHERE (a.atttypid, a.atttypmod, a.attcollation) \
+                    IS DISTINCT FROM (b.atttypid, b.atttypmod, b.attcollation) \
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                             WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass \
+                               AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                               AND d.refobjid = $1 AND d.refobjsubid = a.attnum))",
+            &[&source, &shadow, &from, &to],
+        )
+        .await
+        .ctx(what)?
+        .col(0, &what)
+}

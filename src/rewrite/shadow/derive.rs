@@ -67,6 +67,7 @@ pub(super) async fn refuse_dependents(
     tx: &tokio_postgres::Transaction<'_>,
     src: &Source,
     shadow: &QualifiedName,
+    shadow_oid: u32,
     origins: &[(i32, Ident)],
     shadow_cols: &[catalog::Column],
     dropped: &[Ident],
@@ -96,7 +97,15 @@ pub(super) async fn refuse_dependents(
     )
     .await?;
     retyped.extend(renamed);
-    crate::rewrite::dependents::probe_views(tx, src.table.oid, &retyped, shadow, table).await
+    crate::rewrite::dependents::probe_views(tx, src.table.oid, &retyped, shadow, table).await?;
+    let columns: Vec<(&str, &str)> = shadow_cols
+        .iter()
+        .filter_map(|c| {
+            let (_, origin) = origins.iter().find(|(n, _)| *n == c.num)?;
+            Some((origin.as_str(), c.name.as_str()))
+        })
+        .collect();
+    crate::rewrite::dependents::refuse_view_blockers(tx, src, shadow_oid, &columns).await
 }
 
 /// The indexes the ALTER left on the shadow, planned for the build (issue 13: the row

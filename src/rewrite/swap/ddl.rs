@@ -162,22 +162,7 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
             .iter()
             .filter_map(|c| Some((c.origin.as_ref()?.as_str(), c.column.as_str())))
             .unzip();
-        let what = "comparing the column types of the old and the new table";
-        tx.query_one(
-            "SELECT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS m(src, dst) \
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname = m.src \
-               JOIN pg_catalog.pg_attribute b ON b.attrelid = $2 AND b.attname = m.dst \
-              WHERE (a.atttypid, a.atttypmod, a.attcollation) \
-                    IS DISTINCT FROM (b.atttypid, b.atttypmod, b.attcollation) \
-                AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                             WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass \
-                               AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-                               AND d.refobjid = $1 AND d.refobjsubid = a.attnum))",
-            &[&plan.source_oid, &plan.shadow_oid, &from, &to],
-        )
-        .await
-        .ctx(what)?
-        .col(0, &what)?
+        catalog::view_column_changes(tx, plan.source_oid, plan.shadow_oid, &from, &to).await?
     };
     Ok(SwapFacts {
         partition_grants,
