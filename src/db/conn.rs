@@ -125,8 +125,43 @@ fn resolve_with_tls(
             .unwrap_or(10);
         config.connect_timeout(Duration::from_secs(secs.max(2)));
     }
+    if let Some(options) = startup_options(config.get_options(), env) {
+        config.options(&options);
+    }
     config.ssl_mode(tls.mode.for_driver());
     Ok((config, tls))
+}
+
+/// The `options` startup parameter as libpq would make it: `PGOPTIONS` when the string gives
+/// none, and `PGDATESTYLE`, `PGTZ` and `PGGEQO`, which libpq sends as the startup parameters
+/// `datestyle`, `timezone` and `geqo` (not when set to `default`; libpq's `EnvironmentOptions`).
+/// tokio-postgres sends no startup parameters but `options`, so these become `-c` switches
+/// placed first, where the string's own switches override them. Without this, `PGTZ=Asia/Tokyo`
+/// made the tool convert `timestamp` to `timestamptz` in the server's zone while `psql` in the
+/// same shell used Tokyo's (a fresh tester, session 13). None when there is nothing to send.
+fn startup_options(own: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    // In `options`, a backslash escapes the next character (the server's `pg_split_opts`).
+    let escape = |v: &str| {
+        v.chars()
+            .flat_map(|c| match c {
+                ' ' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect::<String>()
+    };
+    let mut parts: Vec<String> = [
+        ("PGDATESTYLE", "datestyle"),
+        ("PGTZ", "timezone"),
+        ("PGGEQO", "geqo"),
+    ]
+    .iter()
+    .filter_map(|(var, param)| {
+        let v = env(var).filter(|v| !v.eq_ignore_ascii_case("default"))?;
+        Some(format!("-c {param}={}", escape(&v)))
+    })
+    .collect();
+    parts.extend(own.map(str::to_string).or_else(|| env("PGOPTIONS")));
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 pub mod pgpass {
@@ -473,6 +508,37 @@ pub async fn connect(spec: &ConnSpec, role: &str) -> Result<Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgtz_pgdatestyle_and_pgoptions_become_startup_options_as_libpq_sends_them() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(startup_options(None, env(&[])), None);
+        assert_eq!(
+            startup_options(
+                None,
+                env(&[("PGTZ", "Asia/Tokyo"), ("PGOPTIONS", "-c work_mem=64MB")])
+            ),
+            Some("-c timezone=Asia/Tokyo -c work_mem=64MB".into())
+        );
+        // The string's own options win over PGOPTIONS; a space is escaped; "default" is not sent.
+        assert_eq!(
+            startup_options(
+                Some("-c search_path=app"),
+                env(&[
+                    ("PGDATESTYLE", "ISO, DMY"),
+                    ("PGOPTIONS", "-c x=1"),
+                    ("PGGEQO", "default")
+                ])
+            ),
+            Some("-c datestyle=ISO,\\ DMY -c search_path=app".into())
+        );
+    }
 
     #[test]
     fn key_value_and_uri_both_parse() {

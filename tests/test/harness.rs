@@ -231,6 +231,13 @@ pub async fn hotswap_async_timeout(args: &[&str], timeout: Duration) -> Output {
     wait_async(hotswap_command(args), args, timeout).await
 }
 
+/// [`hotswap_async`] with these environment variables set for the tool.
+pub async fn hotswap_async_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = hotswap_command(args);
+    cmd.envs(env.iter().copied());
+    wait_async(cmd, args, HOTSWAP_TIMEOUT).await
+}
+
 /// [`hotswap_async`] with the failpoint `failpoint` armed (`PGHOTSWAP_FAILPOINT=<name>[@n]`, see
 /// `src/failpoint.rs`), or with none even if the environment names one.
 pub async fn hotswap_failpoint(args: &[&str], failpoint: Option<&str>) -> Output {

@@ -5,7 +5,7 @@
 
 use tokio_postgres::Client;
 
-use crate::harness::{all_output, assert_exit, describe, hotswap_async, TestDb};
+use crate::harness::{all_output, assert_exit, describe, hotswap_async, hotswap_async_env, TestDb};
 
 /// Creates `t` and its twin `t_twin` from `setup` (which creates `t`), runs pg-hotswap with
 /// `alter` on `t`, the real ALTER on `t_twin`, and asserts both hold the same rows as text.
@@ -675,5 +675,53 @@ async fn index_statistics_targets_follow_postgresql() {
             theirs.iter().any(|(_, _, s)| *s > 0),
             "{alter}: no target left to compare"
         );
+    }
+}
+
+/// `PGTZ` reaches the tool's sessions as libpq sends it, so `timestamp` to `timestamptz`
+/// converts in that zone, as `psql` in the same shell does (a fresh tester, session 13: with
+/// `PGTZ=Asia/Tokyo` all 300 rows differed from the ledger, converted in the server's zone).
+/// In place and with a rewrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgtz_is_the_zone_a_timestamp_to_timestamptz_alter_converts_in() {
+    for (i, extra) in [None, Some("--force-rewrite")].into_iter().enumerate() {
+        let db = TestDb::new(&format!("semantics_pgtz_{i}")).await;
+        let client = db.client().await;
+        client
+            .batch_execute(
+                "SET timezone = 'UTC';
+                 CREATE TABLE t (id int PRIMARY KEY, ts timestamp);
+                 INSERT INTO t SELECT g, '2026-03-08 01:30'::timestamp + g * interval '7 minutes'
+                   FROM generate_series(1, 300) g;
+                 CREATE TABLE t_twin (LIKE t INCLUDING ALL); INSERT INTO t_twin SELECT * FROM t;
+                 SET timezone = 'Asia/Tokyo';
+                 ALTER TABLE t_twin ALTER COLUMN ts TYPE timestamptz;",
+            )
+            .await
+            .expect("setup");
+        let mut args = vec![
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ALTER COLUMN ts TYPE timestamptz",
+            "--chunk-rows",
+            "50",
+        ];
+        args.extend(extra);
+        let out = hotswap_async_env(&args, &[("PGTZ", "Asia/Tokyo")]).await;
+        assert_exit(&out, 0);
+        let differ: i64 = client
+            .query_one(
+                "SELECT count(*) FROM ((SELECT id, ts FROM t EXCEPT SELECT id, ts FROM t_twin)
+                   UNION ALL (SELECT id, ts FROM t_twin EXCEPT SELECT id, ts FROM t)) d",
+                &[],
+            )
+            .await
+            .expect("comparing")
+            .get(0);
+        assert_eq!(differ, 0, "{extra:?}: {}", describe(&out));
     }
 }
