@@ -35,5 +35,12 @@ SELECT DISTINCT
    AND d.refobjsubid > 0
    AND d.deptype = 'n'
    AND d.classid <> 'pg_catalog.pg_attrdef'::regclass
+   -- An object that also depends automatically on the column (a CHECK constraint of the table
+   -- has both: automatic on its columns, normal on its expression's) is dropped with it by
+   -- DROP COLUMN without CASCADE, as PostgreSQL's findDependentObjects decides.
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x
+                    WHERE x.classid = d.classid AND x.objid = d.objid
+                      AND x.refclassid = d.refclassid AND x.refobjid = d.refobjid
+                      AND x.refobjsubid = d.refobjsubid AND x.deptype IN ('a', 'i'))
    AND a.attname::text = ANY ($2::text[])
  ORDER BY a.attnum, object

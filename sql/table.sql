@@ -28,7 +28,8 @@ SELECT n.nspname,
             THEN (SELECT coalesce(sum(pg_catalog.pg_total_relation_size(t.relid)), 0)::int8
                     FROM pg_catalog.pg_partition_tree(c.oid) t)
             ELSE pg_catalog.pg_total_relation_size(c.oid) END AS total_bytes,
-       c.relacl IS NOT NULL AS has_acl
+       c.relacl IS NOT NULL AS has_acl,
+       CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END AS of_type
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid

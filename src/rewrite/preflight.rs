@@ -133,6 +133,20 @@ pub async fn inspect(client: &Client, oid: Oid) -> Result<(Source, Vec<String>)>
             "it takes part in table inheritance (it has a parent or children)".into(),
         ));
     }
+    if let Some(of) = &table.of_type {
+        // The new table would not be of the type (a fresh tester, session 13: the link was
+        // silently lost), and PostgreSQL's own ALTER TABLE refuses column changes on a typed
+        // table ("cannot alter column type of typed table").
+        return Err(refuse(format!(
+            "it is a typed table (OF {of}): the new table would not be of that type, and \
+             PostgreSQL's own ALTER TABLE refuses to change a typed table's columns"
+        ))
+        .with_next(format!(
+            "if it need not be typed, run ALTER TABLE {} NOT OF first; else change the type \
+             with ALTER TYPE {of} ... CASCADE",
+            table.name
+        )));
+    }
     check_privileges(client, &table).await?;
     let partitions = if table.relkind == "p" {
         partition_tree_supported(client, &table).await?

@@ -11,6 +11,7 @@
 //! - Another table's row-level security policy that reads the table: the swap left it reading
 //!   the old table (its rows were checked against a frozen copy from then on, and `--drop-old`
 //!   failed on it).
+//! - A typed table (`OF type`): the new table lost the type.
 
 use tokio_postgres::Client;
 
@@ -148,4 +149,36 @@ async fn another_tables_policy_that_reads_the_table_is_refused_before_anything()
         .expect("reading what the policy reads")
         .get(0);
     assert_eq!(reads, "t");
+}
+
+/// A typed table (`CREATE TABLE ... OF type`) is refused: the new table would have lost its
+/// type (a fresh tester, session 13: `run` exited 0 and `reloftype` was gone), and PostgreSQL's
+/// own ALTER TABLE refuses to retype its columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_table_is_refused_before_anything() {
+    let db = TestDb::new("in_the_way_typed").await;
+    let client = db.client().await;
+    exec(
+        &client,
+        "CREATE TYPE public.rowt AS (id int, v int, note text);
+         CREATE TABLE public.t OF public.rowt (PRIMARY KEY (id));
+         INSERT INTO public.t SELECT g, g, 'n' FROM generate_series(1, 100) g;",
+    )
+    .await;
+    for alter in [
+        &["--alter", "ALTER COLUMN v TYPE bigint"][..],
+        &["--force-rewrite"][..],
+    ] {
+        let out = run(&db, alter).await;
+        assert_refused_naming(&db, &client, &out, "typed table (OF rowt)").await;
+    }
+    let of: Option<String> = client
+        .query_one(
+            "SELECT NULLIF(reloftype, 0)::regtype::text FROM pg_class WHERE oid = 'public.t'::regclass",
+            &[],
+        )
+        .await
+        .expect("reading the table's type")
+        .get(0);
+    assert_eq!(of.as_deref(), Some("rowt"));
 }

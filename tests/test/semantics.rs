@@ -725,3 +725,39 @@ async fn pgtz_is_the_zone_a_timestamp_to_timestamptz_alter_converts_in() {
         assert_eq!(differ, 0, "{extra:?}: {}", describe(&out));
     }
 }
+
+/// `DROP COLUMN` of a column the table's own CHECK constraints use: PostgreSQL drops those
+/// constraints with the column (they depend on it automatically as well as normally); the tool
+/// refused it as though PostgreSQL would (a fresh tester, session 13). A one-column and a
+/// two-column check go, the others stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_column_drops_the_tables_own_checks_on_it_as_postgres_does() {
+    let client = rewrite_like_postgres(
+        "semantics_drop_checked_column",
+        "CREATE TABLE t (id int PRIMARY KEY, x int, y int, q int,
+             CONSTRAINT yck CHECK (y >= 0), CONSTRAINT qid CHECK (q > 0 AND id > 0),
+             CONSTRAINT xck CHECK (x >= 0));
+         INSERT INTO t SELECT g, g, g % 10, g FROM generate_series(1, 20) g;",
+        "DROP COLUMN y, DROP COLUMN q",
+        &[],
+    )
+    .await;
+    let checks = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+                      WHERE conrelid = $1::text::regclass AND contype = 'c' ORDER BY 1",
+                    &[&table],
+                )
+                .await
+                .expect("reading the checks")
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(checks("t").await, checks("t_twin").await);
+    assert_eq!(checks("t").await.len(), 1);
+}

@@ -59,6 +59,8 @@ pub struct Table {
     pub total_bytes: i64,
     /// Whether the table has explicit privileges (relacl not NULL).
     pub has_acl: bool,
+    /// A typed table's composite type (`CREATE TABLE ... OF type`; `pg_class.reloftype`).
+    pub of_type: Option<String>,
 }
 
 /// Resolves `--table` like PostgreSQL does (quoted parts kept, unquoted folded to lower case,
@@ -152,6 +154,7 @@ pub async fn table(client: &impl GenericClient, oid: Oid) -> Result<Table> {
         heap_bytes: r.col(15, &what)?,
         total_bytes: r.col(16, &what)?,
         has_acl: r.col(17, &what)?,
+        of_type: r.col(18, &what)?,
     })
 }
 
