@@ -230,26 +230,6 @@ pub fn constraint_steps(plan: &Plan, stage: Stage) -> Vec<(Option<String>, Step)
             ));
         }
     }
-    if stage == Stage::Bulk {
-        // NOT VALID checks (per row): new rows are checked, legacy rows are not, as on the source.
-        for c in &plan.late_checks {
-            out.push((
-                Some(c.name.as_str().to_string()),
-                Step::new(
-                    format!(
-                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                        c.name, c.def
-                    ),
-                    format!(
-                        "adding check constraint {} to {}",
-                        c.name.as_str(),
-                        shadow.human()
-                    ),
-                )
-                .locks("ACCESS EXCLUSIVE", shadow, false),
-            ));
-        }
-    }
     out
 }
 

@@ -698,7 +698,7 @@ async fn revert_run(
     let mut all = out.to_validate.clone();
     // The old table's own foreign keys now live on the table under its original name.
     all.extend(to_validate);
-    for w in swap::validate_foreign_keys(ctl, &all, &opts.lock).await {
+    for (_, w) in swap::validate_foreign_keys(ctl, &all, &opts.lock).await {
         say(&format!("warning: {w}"));
     }
     let c = &plan.capture;

@@ -5,7 +5,10 @@
 
 use tokio_postgres::Client;
 
-use crate::harness::{all_output, assert_exit, describe, hotswap_async, hotswap_async_env, TestDb};
+use crate::harness::{
+    all_output, assert_exit, describe, hotswap_async, hotswap_async_env, spawn_held, HoldPoint,
+    TestDb,
+};
 
 /// Creates `t` and its twin `t_twin` from `setup` (which creates `t`), runs pg-hotswap with
 /// `alter` on `t`, the real ALTER on `t_twin`, and asserts both hold the same rows as text.
@@ -760,4 +763,131 @@ async fn drop_column_drops_the_tables_own_checks_on_it_as_postgres_does() {
     };
     assert_eq!(checks("t").await, checks("t_twin").await);
     assert_eq!(checks("t").await.len(), 1);
+}
+
+/// A check the ALTER adds NOT VALID holds only for rows written after the ALTER: a row the
+/// application makes violate it during the run was written before the ALTER's moment (the
+/// swap), so the run goes on, the row stays, and the check is enforced from the swap on. Before,
+/// the check was on the shadow during replay and the run failed with "PostgreSQL's own ALTER
+/// TABLE would fail on them too" (a fresh tester, session 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_valid_check_holds_from_the_swap_on_not_for_rows_written_during_the_run() {
+    let db = TestDb::new("semantics_not_valid_check_run").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, x int, u int);
+             INSERT INTO t SELECT g, g, g FROM generate_series(1, 400) g;",
+        )
+        .await
+        .expect("setup");
+    let hold = HoldPoint::new("semantics_not_valid_check_run", "before-swap-lock");
+    let run = spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ADD CONSTRAINT pos CHECK (x > 0) NOT VALID, ALTER COLUMN u TYPE bigint",
+            "--chunk-rows",
+            "50",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    client
+        .batch_execute("UPDATE t SET x = -1 WHERE id = 7; INSERT INTO t VALUES (401, -5, 1)")
+        .await
+        .expect("the application's writes");
+    hold.release();
+    let out = run.await.expect("the run's task");
+    assert_exit(&out, 0);
+    let (valid, negative): (bool, i64) = {
+        let r = client
+            .query_one(
+                "SELECT (SELECT convalidated FROM pg_constraint
+                          WHERE conrelid = 't'::regclass AND conname = 'pos'),
+                        (SELECT count(*) FROM t WHERE x < 0)",
+                &[],
+            )
+            .await
+            .expect("reading the result");
+        (r.get(0), r.get(1))
+    };
+    assert!(!valid, "the check should stay NOT VALID");
+    assert_eq!(negative, 2, "the rows written during the run are kept");
+    let err = client
+        .batch_execute("INSERT INTO t VALUES (402, -1, 1)")
+        .await
+        .expect_err("the check is enforced after the swap");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+        "{err:?}"
+    );
+}
+
+/// A foreign key the ALTER adds, broken by a row the application writes after the check
+/// before the swap: the swap is done (the application's write stands), but the run ends with
+/// exit 1 naming the row, not exit 0 with a warning (a fresh tester, session 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_foreign_key_broken_during_the_run_is_an_error_not_a_warning() {
+    let db = TestDb::new("semantics_fk_broken_run").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY);
+             INSERT INTO parent SELECT generate_series(1, 100);
+             CREATE TABLE t (id int PRIMARY KEY, p int, v text);
+             INSERT INTO t SELECT g, g % 100 + 1, 'v' FROM generate_series(1, 400) g;",
+        )
+        .await
+        .expect("setup");
+    let hold = HoldPoint::new("semantics_fk_broken_run", "before-swap-lock");
+    let run = spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            "ADD CONSTRAINT t_p_fk FOREIGN KEY (p) REFERENCES parent (id), ALTER COLUMN v TYPE varchar(10)",
+            "--chunk-rows",
+            "50",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    client
+        .batch_execute("INSERT INTO t VALUES (401, 5000, 'v')")
+        .await
+        .expect("the application's write");
+    hold.release();
+    let out = run.await.expect("the run's task");
+    assert_exit(&out, 1);
+    let said = all_output(&out);
+    assert!(
+        said.contains("t_p_fk") && said.contains("5000") && said.contains("NOT VALID"),
+        "{}",
+        describe(&out)
+    );
+    let (valid, ty, kept): (bool, String, i64) = {
+        let r = client
+            .query_one(
+                "SELECT (SELECT convalidated FROM pg_constraint WHERE conname = 't_p_fk'),
+                        (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                          WHERE attrelid = 't'::regclass AND attname = 'v'),
+                        (SELECT count(*) FROM t WHERE id = 401)",
+                &[],
+            )
+            .await
+            .expect("reading the result");
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert!(!valid);
+    assert_eq!(ty, "character varying(10)", "the swap is done");
+    assert_eq!(kept, 1);
 }

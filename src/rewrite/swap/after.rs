@@ -11,25 +11,28 @@ use crate::rewrite::step::{self, Step};
 use tokio_postgres::Client;
 
 /// After the swap: validates re-pointed foreign keys without blocking writes (SHARE UPDATE
-/// EXCLUSIVE), each under the lock discipline. A failure is a warning: the constraint stays
-/// NOT VALID and still checks every new write.
+/// EXCLUSIVE), each under the lock discipline. Returns the ones that failed, by name, with a
+/// message: such a constraint stays NOT VALID and still checks every new write.
 pub async fn validate_foreign_keys(
     client: &Client,
     to_validate: &[(QualifiedName, Ident)],
     policy: &LockPolicy,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
+) -> Vec<(Ident, String)> {
+    let mut failed = Vec::new();
     for (table, name) in to_validate {
         let s = validate_step(table, name);
         if let Err(e) =
             step::exec_locked(client, policy, &s.what, None, std::slice::from_ref(&s)).await
         {
-            warnings.push(format!(
-                "{e}; the constraint stays NOT VALID (it still checks new writes); validate it later with ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
+            failed.push((
+                name.clone(),
+                format!(
+                    "{e}; the constraint stays NOT VALID (it still checks new writes); validate it later with ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
+                ),
             ));
         }
     }
-    warnings
+    failed
 }
 
 /// `VALIDATE CONSTRAINT` of a foreign key re-pointed or added NOT VALID by the swap: scans the

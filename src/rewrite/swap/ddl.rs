@@ -81,8 +81,9 @@ pub struct SwapFacts {
     /// Per identity sequence of the source: the shadow's sequence for the same column, and the
     /// old sequence's privileges and comment, which follow its name.
     sequences: sequences::Sequences,
-    /// Foreign keys already on the shadow (a run started by an older version added them there).
-    fks_on_shadow: Vec<String>,
+    /// Foreign keys and check constraints already on the shadow (a run started by an older
+    /// version added them there).
+    late_on_shadow: Vec<String>,
     /// The new table's constraints once the swap has renamed them.
     constraints: Vec<String>,
     /// A column a view reads changes type, typmod or collation: PostgreSQL may then refuse
@@ -128,9 +129,9 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
         .iter()
         .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
         .collect::<Result<_>>()?;
-    let fks_on_shadow: Vec<String> = on_shadow
+    let late_on_shadow: Vec<String> = on_shadow
         .iter()
-        .filter(|(_, k)| k == "f")
+        .filter(|(_, k)| k == "f" || k == "c")
         .map(|(n, _)| n.clone())
         .collect();
     // Constraints that come with an index carry its temporary name until the swap renames the
@@ -167,7 +168,7 @@ pub async fn read_facts(tx: &impl GenericClient, plan: &Plan, src: &Source) -> R
     Ok(SwapFacts {
         partition_grants,
         sequences,
-        fks_on_shadow,
+        late_on_shadow,
         constraints,
         view_replace_may_fail,
     })
@@ -230,6 +231,7 @@ pub fn ddl_steps(plan: &Plan, src: &Source, names: &Names, facts: &SwapFacts) ->
             of,
         ));
     }
+    attach_check_steps(plan, facts, &mut before);
     attach_foreign_key_steps(plan, src, facts, &mut before);
     let mut after = Vec::new();
     carry_over_steps(plan, src, names, facts, &mut after);
@@ -342,6 +344,28 @@ fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
     }
 }
 
+/// The NOT VALID check constraints (the source's, and those the ALTER adds NOT VALID) join the
+/// new table only now: PostgreSQL's ALTER checks them on rows written after it, and for the
+/// tool every row the application wrote during the run was written before the ALTER's moment,
+/// the swap. On the shadow before replay, a row the application updated during the run to
+/// violate a new NOT VALID check failed the run, with the false "PostgreSQL's own ALTER TABLE
+/// would fail on them too" (a fresh tester, session 13).
+fn attach_check_steps(plan: &Plan, facts: &SwapFacts, out: &mut Vec<Step>) {
+    let source = &plan.source;
+    for c in &plan.late_checks {
+        if facts.late_on_shadow.iter().any(|n| n == c.name.as_str()) {
+            continue;
+        }
+        out.push(Step::new(
+            format!(
+                "ALTER TABLE {source} ADD CONSTRAINT {} {} NOT VALID",
+                c.name, c.def
+            ),
+            "adding a NOT VALID check constraint to the new table",
+        ));
+    }
+}
+
 /// Outgoing foreign keys join the new table only now, NOT VALID, validated after the commit
 /// (issue 13): on the shadow, while the application wrote the tables they reference, their
 /// checks saw child rows replay had not yet removed, and the application's own DELETE of a
@@ -349,7 +373,7 @@ fn rename_steps(plan: &Plan, names: &Names, out: &mut Vec<Step>) {
 fn attach_foreign_key_steps(plan: &Plan, src: &Source, facts: &SwapFacts, out: &mut Vec<Step>) {
     let source = &plan.source;
     for fk in &plan.foreign_keys {
-        if facts.fks_on_shadow.iter().any(|n| n == fk.name.as_str()) {
+        if facts.late_on_shadow.iter().any(|n| n == fk.name.as_str()) {
             continue;
         }
         let mut s = Step::new(
