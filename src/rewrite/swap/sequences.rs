@@ -131,8 +131,8 @@ impl SequencePosition {
 pub(super) struct Sequences {
     /// Per identity sequence of the source.
     carried: Vec<SequenceFacts>,
-    /// Identity sequences the ALTER made for columns the source had none for, by their
-    /// current names (schema-qualified, quoted), and the names the swap gives them.
+    /// Identity and serial sequences the ALTER made for columns the source had none for, by
+    /// their current names (schema-qualified, quoted), and the names the swap gives them.
     renamed: Vec<(String, Ident)>,
 }
 
@@ -229,8 +229,9 @@ async fn read_carried(
     Ok(sequences)
 }
 
-/// The names of the new table's identity sequences that no source sequence hands its name to
-/// (`ADD COLUMN n int GENERATED ... AS IDENTITY`, `ADD GENERATED` on a serial or plain column):
+/// The names of the new table's identity and serial sequences that no source sequence hands
+/// its name to (`ADD COLUMN n int GENERATED ... AS IDENTITY`, `ADD GENERATED` on a serial or
+/// plain column, `ADD COLUMN n bigserial`; the shadow owns no other sequence):
 /// PostgreSQL named them after the shadow (`t_new_n_seq`); they take the name its ALTER would
 /// have given them on the table, `ChooseRelationName(table, column, "seq")` — `t_n_seq`, or
 /// `t_id_seq1` beside a serial column's own `t_id_seq`, which stays. A name the ALTER gave
@@ -251,7 +252,7 @@ async fn new_names(
                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
               WHERE d.classid = 'pg_catalog.pg_class'::regclass \
                 AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-                AND d.deptype = 'i' AND d.refobjid = pg_catalog.to_regclass($1)",
+                AND d.deptype IN ('i', 'a') AND d.refobjid = pg_catalog.to_regclass($1)",
             &[&plan.shadow.to_string()],
         )
         .await
@@ -318,7 +319,7 @@ pub(super) fn steps(
     for (current, name) in &sequences.renamed {
         out.push(Step::new(
             format!("ALTER SEQUENCE {current} RENAME TO {name}"),
-            "naming a new identity sequence as PostgreSQL's ALTER would",
+            "naming a sequence the ALTER made as PostgreSQL's ALTER would",
         ));
     }
     for f in &sequences.carried {
