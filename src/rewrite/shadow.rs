@@ -360,8 +360,10 @@ pub async fn build_in(
     refuse_lost_referenced_keys(src, &built.columns, &shadow_ix)?;
     refuse_taken_names(tx, src, shadow_oid, &indexes).await?;
     let replica_identity = replica_identity_after(tx, shadow_oid, run, &shadow_ix).await?;
-    let late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
+    let mut late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
+    let renames = derive::table_constraint_names(tx, src, shadow, &shadow_cons, &mut late).await?;
     drops.extend(late.drops);
+    drops.extend(renames);
     for s in drops {
         run_step(tx, s, &mut done).await?;
     }

@@ -891,3 +891,58 @@ async fn a_new_foreign_key_broken_during_the_run_is_an_error_not_a_warning() {
     assert_eq!(ty, "character varying(10)", "the swap is done");
     assert_eq!(kept, 1);
 }
+
+/// Unnamed CHECK and FOREIGN KEY constraints the ALTER adds take the names PostgreSQL's ALTER
+/// gives them on the table (`t_x_check1` beside the table's own `t_x_check`, `t_p_fkey`), valid
+/// and NOT VALID ones alike; before, they kept the shadow's (`t_new_x_check`; a fresh tester,
+/// session 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_constraints_the_alter_adds_are_named_as_postgres_names_them() {
+    let db = TestDb::new("semantics_constraint_names").await;
+    let client = db.client().await;
+    let alter = "ADD CHECK (x > 0), ADD CHECK (x < 1000000) NOT VALID, \
+                 ADD FOREIGN KEY (p) REFERENCES parent (id), ALTER COLUMN x TYPE bigint";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE parent (id int PRIMARY KEY);
+             INSERT INTO parent SELECT generate_series(1, 10);
+             CREATE TABLE t (id int PRIMARY KEY, x int CHECK (x <> 5000), p int);
+             CREATE TABLE ledger (id int PRIMARY KEY, x int CHECK (x <> 5000), p int);
+             INSERT INTO t SELECT g, g, g % 10 + 1 FROM generate_series(1, 200) g;
+             INSERT INTO ledger SELECT * FROM t;
+             ALTER TABLE ledger {alter};"
+        ))
+        .await
+        .expect("setup");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        alter,
+        "--chunk-rows",
+        "50",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let constraints =
+        |table: &'static str| {
+            let client = &client;
+            async move {
+                client
+                .query(
+                    "SELECT regexp_replace(conname, '^ledger_', 't_'), contype::text, convalidated
+                       FROM pg_constraint WHERE conrelid = $1::text::regclass ORDER BY 1",
+                    &[&table],
+                )
+                .await
+                .expect("reading the constraints")
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, bool>(2)))
+                .collect::<Vec<_>>()
+            }
+        };
+    assert_eq!(constraints("t").await, constraints("ledger").await);
+}

@@ -277,6 +277,68 @@ pub(super) async fn plan_constraints(
     Ok(late)
 }
 
+/// Unnamed CHECK and FOREIGN KEY constraints the ALTER adds: PostgreSQL named them after the
+/// shadow (`t_new_x_check`, `t_new_p_fkey`); they take the name its ALTER gives on the table
+/// (`ChooseConstraintName`: the first of `t_x_check`, `t_x_check1`, ... that no constraint in
+/// the schema has), as the indexes do (`derive_name`). Before, they kept the shadow's names (a
+/// fresh tester, session 13). Late ones (NOT VALID checks, foreign keys) are renamed in the plan,
+/// since the swap adds them by name; the returned steps rename the valid checks the shadow
+/// keeps. The source's own constraints are on the shadow under their names already.
+pub(super) async fn table_constraint_names(
+    tx: &tokio_postgres::Transaction<'_>,
+    src: &Source,
+    shadow: &QualifiedName,
+    shadow_cons: &[catalog::Constraint],
+    late: &mut LatePlan,
+) -> Result<Vec<Step>> {
+    use crate::error::{DbContext, RowExt};
+    let what = "reading the constraint names in the table's schema";
+    let mut taken: Vec<String> = tx
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1",
+            &[&src.table.name.schema.as_str()],
+        )
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|r| r.col(0, &what))
+        .collect::<Result<_>>()?;
+    let (shadow_name, table) = (shadow.name.as_str(), src.table.name.name.as_str());
+    let mut choose = |name: &str| -> Option<Ident> {
+        if src.constraints.iter().any(|c| c.name.as_str() == name) {
+            return None;
+        }
+        let rest = name
+            .strip_prefix(shadow_name)
+            .filter(|r| r.starts_with('_'))?
+            .trim_end_matches(|c: char| c.is_ascii_digit());
+        let chosen = (0..1000)
+            .map(|k| match k {
+                0 => crate::db::ident::fit_name(table, rest),
+                k => crate::db::ident::fit_name(table, &format!("{rest}{k}")),
+            })
+            .find(|n| !taken.contains(n))?;
+        taken.push(chosen.clone());
+        Some(Ident::new(chosen))
+    };
+    let mut steps = Vec::new();
+    for c in shadow_cons.iter().filter(|c| c.kind == "c" && c.validated) {
+        if let Some(n) = choose(c.name.as_str()) {
+            steps.push(Step::new(
+                format!("ALTER TABLE {shadow} RENAME CONSTRAINT {} TO {n}", c.name),
+                "naming a check constraint the ALTER adds as PostgreSQL would",
+            ));
+        }
+    }
+    for c in late.checks.iter_mut().chain(late.foreign_keys.iter_mut()) {
+        if let Some(n) = choose(c.name.as_str()) {
+            c.name = n;
+        }
+    }
+    Ok(steps)
+}
+
 /// The mapping must compile against the source before anything is copied. Prepared, not
 /// executed, and over the extended protocol: a `--map` expression that closes the CAST around
 /// it and appends `; DROP ...` is refused by the server as a second statement.
