@@ -439,3 +439,55 @@ async fn version_names_the_server_and_whether_it_is_tested() {
         describe(&out)
     );
 }
+
+/// PostgreSQL 18 names NOT NULL constraints: one the ALTER makes (`SET NOT NULL`, also after
+/// `DROP NOT NULL` of the same column) gets PostgreSQL's name for the table (`t_y_not_null`,
+/// `t_x_not_null`), not the shadow's (`t_new_y_not_null`), compared with the ledger's.
+#[tokio::test]
+async fn pg18_not_null_constraints_the_alter_makes_get_the_tables_names() {
+    let db = TestDb::new("pg18_not_null_names").await;
+    let client = db.client().await;
+    if !needs(&client, 180_000, "named NOT NULL constraints").await {
+        return;
+    }
+    let alter = "ALTER COLUMN y SET NOT NULL, ALTER COLUMN x DROP NOT NULL, \
+                 ALTER COLUMN x TYPE bigint, ALTER COLUMN x SET NOT NULL";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL, y int);
+             CREATE TABLE ledger (id int PRIMARY KEY, x int NOT NULL, y int);
+             INSERT INTO t SELECT g, g, g FROM generate_series(1, 100) g;
+             INSERT INTO ledger SELECT * FROM t;
+             ALTER TABLE ledger {alter};"
+        ))
+        .await
+        .expect("creating the tables");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        alter,
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let mut names = Vec::new();
+    for table in ["t", "ledger"] {
+        let rows = client
+            .query(
+                "SELECT regexp_replace(conname, '^ledger_', 't_') FROM pg_constraint
+                  WHERE conrelid = $1::text::regclass ORDER BY 1",
+                &[&table],
+            )
+            .await
+            .expect("reading the constraints");
+        names.push(
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(names[0], names[1]);
+}

@@ -282,8 +282,9 @@ pub(super) async fn plan_constraints(
 /// (`ChooseConstraintName`: the first of `t_x_check`, `t_x_check1`, ... that no constraint in
 /// the schema has), as the indexes do (`derive_name`). Before, they kept the shadow's names (a
 /// fresh tester, session 13). Late ones (NOT VALID checks, foreign keys) are renamed in the plan,
-/// since the swap adds them by name; the returned steps rename the valid checks the shadow
-/// keeps. The source's own constraints are on the shadow under their names already.
+/// since the swap adds them by name; the returned steps rename the valid checks and (PostgreSQL
+/// 18) NOT NULL constraints the shadow keeps. The source's own constraints are on the shadow
+/// under their names already.
 pub(super) async fn table_constraint_names(
     tx: &tokio_postgres::Transaction<'_>,
     src: &Source,
@@ -293,11 +294,16 @@ pub(super) async fn table_constraint_names(
 ) -> Result<Vec<Step>> {
     use crate::error::{DbContext, RowExt};
     let what = "reading the constraint names in the table's schema";
+    // The schema's constraint names as they would be after PostgreSQL's ALTER on the table: the
+    // other tables' (the shadow's among them, with the source's surviving names), not the ones
+    // of the source the ALTER drops (`DROP NOT NULL, ... SET NOT NULL` gives the name back);
+    // index-backed ones carry temporary names on the shadow, so the source's count as taken.
     let mut taken: Vec<String> = tx
         .query(
             "SELECT conname::text FROM pg_catalog.pg_constraint c \
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1",
-            &[&src.table.name.schema.as_str()],
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace \
+              WHERE n.nspname = $1 AND (c.conrelid <> $2 OR c.contype IN ('p', 'u', 'x'))",
+            &[&src.table.name.schema.as_str(), &src.table.oid],
         )
         .await
         .ctx(what)?
@@ -322,12 +328,33 @@ pub(super) async fn table_constraint_names(
         taken.push(chosen.clone());
         Some(Ident::new(chosen))
     };
+    // PostgreSQL 18 names NOT NULL constraints too (`t_new_y_not_null` for `SET NOT NULL`).
+    let what = "reading the shadow's NOT NULL constraints";
+    let not_null: Vec<String> = tx
+        .query(
+            "SELECT conname::text FROM pg_catalog.pg_constraint \
+              WHERE conrelid = pg_catalog.to_regclass($1) AND contype::text = 'n'",
+            &[&shadow.to_string()],
+        )
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|r| r.col(0, &what))
+        .collect::<Result<_>>()?;
+    let kept = shadow_cons
+        .iter()
+        .filter(|c| c.kind == "c" && c.validated)
+        .map(|c| c.name.as_str().to_string())
+        .chain(not_null);
     let mut steps = Vec::new();
-    for c in shadow_cons.iter().filter(|c| c.kind == "c" && c.validated) {
-        if let Some(n) = choose(c.name.as_str()) {
+    for name in kept {
+        if let Some(n) = choose(&name) {
             steps.push(Step::new(
-                format!("ALTER TABLE {shadow} RENAME CONSTRAINT {} TO {n}", c.name),
-                "naming a check constraint the ALTER adds as PostgreSQL would",
+                format!(
+                    "ALTER TABLE {shadow} RENAME CONSTRAINT {} TO {n}",
+                    Ident::new(name)
+                ),
+                "naming a constraint the ALTER adds as PostgreSQL would",
             ));
         }
     }
