@@ -765,6 +765,38 @@ async fn drop_column_drops_the_tables_own_checks_on_it_as_postgres_does() {
     assert_eq!(checks("t").await.len(), 1);
 }
 
+/// Runs `alter` on `public.t`, held just before the swap takes its lock (after the checks
+/// before the swap), while the application runs `app_sql`; returns the run's output.
+async fn run_with_a_write_before_the_swap(
+    db: &TestDb,
+    alter: &str,
+    app_sql: &str,
+) -> std::process::Output {
+    let hold = HoldPoint::new(&db.name, "before-swap-lock");
+    let run = spawn_held(
+        &[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            "public.t",
+            "--alter",
+            alter,
+            "--chunk-rows",
+            "50",
+        ],
+        &[&hold],
+    );
+    hold.wait_reached().await;
+    db.client()
+        .await
+        .batch_execute(app_sql)
+        .await
+        .expect("the application's writes");
+    hold.release();
+    run.await.expect("the run's task")
+}
+
 /// A check the ALTER adds NOT VALID holds only for rows written after the ALTER: a row the
 /// application makes violate it during the run was written before the ALTER's moment (the
 /// swap), so the run goes on, the row stays, and the check is enforced from the swap on. Before,
@@ -781,28 +813,12 @@ async fn a_not_valid_check_holds_from_the_swap_on_not_for_rows_written_during_th
         )
         .await
         .expect("setup");
-    let hold = HoldPoint::new("semantics_not_valid_check_run", "before-swap-lock");
-    let run = spawn_held(
-        &[
-            "run",
-            "--dsn",
-            &db.conninfo,
-            "--table",
-            "public.t",
-            "--alter",
-            "ADD CONSTRAINT pos CHECK (x > 0) NOT VALID, ALTER COLUMN u TYPE bigint",
-            "--chunk-rows",
-            "50",
-        ],
-        &[&hold],
-    );
-    hold.wait_reached().await;
-    client
-        .batch_execute("UPDATE t SET x = -1 WHERE id = 7; INSERT INTO t VALUES (401, -5, 1)")
-        .await
-        .expect("the application's writes");
-    hold.release();
-    let out = run.await.expect("the run's task");
+    let out = run_with_a_write_before_the_swap(
+        &db,
+        "ADD CONSTRAINT pos CHECK (x > 0) NOT VALID, ALTER COLUMN u TYPE bigint",
+        "UPDATE t SET x = -1 WHERE id = 7; INSERT INTO t VALUES (401, -5, 1)",
+    )
+    .await;
     assert_exit(&out, 0);
     let (valid, negative): (bool, i64) = {
         let r = client
@@ -845,28 +861,12 @@ async fn a_new_foreign_key_broken_during_the_run_is_an_error_not_a_warning() {
         )
         .await
         .expect("setup");
-    let hold = HoldPoint::new("semantics_fk_broken_run", "before-swap-lock");
-    let run = spawn_held(
-        &[
-            "run",
-            "--dsn",
-            &db.conninfo,
-            "--table",
-            "public.t",
-            "--alter",
-            "ADD CONSTRAINT t_p_fk FOREIGN KEY (p) REFERENCES parent (id), ALTER COLUMN v TYPE varchar(10)",
-            "--chunk-rows",
-            "50",
-        ],
-        &[&hold],
-    );
-    hold.wait_reached().await;
-    client
-        .batch_execute("INSERT INTO t VALUES (401, 5000, 'v')")
-        .await
-        .expect("the application's write");
-    hold.release();
-    let out = run.await.expect("the run's task");
+    let out = run_with_a_write_before_the_swap(
+        &db,
+        "ADD CONSTRAINT t_p_fk FOREIGN KEY (p) REFERENCES parent (id), ALTER COLUMN v TYPE varchar(10)",
+        "INSERT INTO t VALUES (401, 5000, 'v')",
+    )
+    .await;
     assert_exit(&out, 1);
     let said = all_output(&out);
     assert!(
