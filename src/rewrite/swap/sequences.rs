@@ -20,7 +20,7 @@ pub(super) struct SequenceFacts {
     position: Option<SequencePosition>,
     /// The ALTER positioned the new sequence (`RESTART`): its next value, which the swap keeps
     /// (`Plan::identity_positioned_by_alter`).
-    positioned_by_alter: Option<i64>,
+    positioned_by_alter: Option<i128>,
     grants: Vec<catalog::Grant>,
     comment: Option<String>,
 }
@@ -204,8 +204,7 @@ async fn read_carried(
                 let row = tx
                     .query_one(
                         &format!(
-                            "SELECT CASE WHEN s.is_called THEN s.last_value + p.seqincrement \
-                                         ELSE s.last_value END \
+                            "SELECT s.last_value, s.is_called, p.seqincrement \
                                FROM {seq} s, pg_catalog.pg_sequence p \
                               WHERE p.seqrelid = pg_catalog.to_regclass($1)"
                         ),
@@ -213,7 +212,11 @@ async fn read_carried(
                     )
                     .await
                     .ctx(what)?;
-                Some(row.col(0, &what)?)
+                let last = i128::from(row.col::<i64>(0, &what)?);
+                let called: bool = row.col(1, &what)?;
+                let inc = i128::from(row.col::<i64>(2, &what)?);
+                // In i128: a sequence at its very end is no overflow here.
+                Some(if called { last + inc } else { last })
             }
             _ => None,
         };
@@ -341,44 +344,39 @@ pub(super) fn steps(
                 "giving the identity sequence back its bounds",
             ));
         }
-        let carry = f.position.and_then(|p| match f.positioned_by_alter {
+        if let Some(next) = f.positioned_by_alter {
             // The ALTER restarted the new sequence: it stays there, as PostgreSQL's ALTER
             // leaves it; the old one is closed below it all the same.
-            Some(next) => Some(SequenceCarry {
-                next,
-                close_at: p.close_before(i128::from(next)),
-            }),
-            None => {
+            if let Some(cap) = f.position.and_then(|p| p.close_before(next)) {
+                out.push(lock(close_step(old, f.position, cap)));
+            }
+        } else {
+            let carry = f.position.and_then(|p| {
                 let (lo, hi) = restored.map_or((p.new_min, p.new_max), |b| (b.min, b.max));
                 p.carry(lo, hi)
-            }
-        });
-        match carry {
-            Some(c) if f.positioned_by_alter.is_some() => {
-                if let Some(cap) = c.close_at {
-                    out.push(lock(close_step(old, f.position, cap)));
+            });
+            match carry {
+                Some(c) => {
+                    out.push(lock(Step::new(
+                        format!(
+                            "SELECT pg_catalog.setval({}::regclass, {}, false)",
+                            literal(new_seq),
+                            c.next
+                        ),
+                        "carrying the identity sequence position over",
+                    )));
+                    if let Some(cap) = c.close_at {
+                        out.push(lock(close_step(old, f.position, cap)));
+                    }
                 }
-            }
-            Some(c) => {
-                out.push(lock(Step::new(
+                None => out.push(lock(Step::new(
                     format!(
-                        "SELECT pg_catalog.setval({}::regclass, {}, false)",
-                        literal(new_seq),
-                        c.next
+                        "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
+                        literal(new_seq)
                     ),
                     "carrying the identity sequence position over",
-                )));
-                if let Some(cap) = c.close_at {
-                    out.push(lock(close_step(old, f.position, cap)));
-                }
+                ))),
             }
-            None => out.push(lock(Step::new(
-                format!(
-                    "SELECT pg_catalog.setval({}::regclass, last_value, is_called) FROM {old}",
-                    literal(new_seq)
-                ),
-                "carrying the identity sequence position over",
-            ))),
         }
         let old_name = names
             .old_sequences
