@@ -863,3 +863,46 @@ async fn has_note(c: &Client) -> bool {
     .unwrap()
     .is_some()
 }
+
+/// The in-place statements never get their lock (a session keeps the table locked through every
+/// attempt): exit 4, and the message names that session, as the swap names its blockers (a
+/// fresh tester, session 13: it said only "canceling statement due to lock timeout").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_never_granted_names_the_session_that_holds_it() {
+    let db = TestDb::new("fast_lock_names_holder").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE")
+        .await
+        .expect("locking the table");
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("reading the pid")
+        .get(0);
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text",
+        "--lock-timeout",
+        "50ms",
+        "--max-lock-attempts",
+        "2",
+        "--retry-delay",
+        "10ms",
+    ])
+    .await;
+    assert_exit(&out, 4);
+    assert!(
+        all_output(&out).contains(&format!("pid {pid} holds")),
+        "the holder {pid} is not named\n{}",
+        describe(&out)
+    );
+    holder.batch_execute("COMMIT").await.expect("committing");
+}

@@ -50,6 +50,11 @@ pub async fn apply(
                 done.statements += unit.steps().len();
             }
             Err(e) => {
+                let e = if e.kind() == crate::error::Kind::LockTimeout {
+                    with_lock_holders(client, &p.table, e).await
+                } else {
+                    e
+                };
                 let removed = undo(client, policy, p, u).await;
                 let applied: Vec<&str> = p.units[..u]
                     .iter()
@@ -71,6 +76,31 @@ pub async fn apply(
         }
     }
     Ok(done)
+}
+
+/// A lock not granted in any attempt: the message names the sessions holding locks on the
+/// table (`locking::lock_holders`), as the swap names its blockers; it named none (a fresh
+/// tester, session 13).
+async fn with_lock_holders(
+    client: &Client,
+    table: &crate::db::ident::QualifiedName,
+    e: Error,
+) -> Error {
+    let oid: Option<u32> = match client
+        .query_one(
+            "SELECT pg_catalog.to_regclass($1)::oid",
+            &[&table.to_string()],
+        )
+        .await
+    {
+        Ok(row) => row.try_get(0).ok().flatten(),
+        Err(_) => None,
+    };
+    let holders = match oid {
+        Some(oid) => locking::lock_holders(client, oid).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    e.map_message(|m| format!("{m}{holders}"))
 }
 
 /// Runs one unit, retried on lock timeouts (each retry said on stderr); returns the attempts it
