@@ -21,6 +21,12 @@ pub(super) struct SequenceFacts {
     /// The ALTER positioned the new sequence (`RESTART`): its next value, which the swap keeps
     /// (`Plan::identity_positioned_by_alter`).
     positioned_by_alter: Option<i128>,
+    /// The new sequence's own next value (`last_value`, one increment on when called).
+    own_next: Option<i128>,
+    /// The ALTER named the new sequence (`SEQUENCE NAME`): it keeps that name, and the old
+    /// one's privileges and comment stay with the old one, as PostgreSQL's DROP IDENTITY
+    /// drops them.
+    named_by_alter: bool,
     grants: Vec<catalog::Grant>,
     comment: Option<String>,
 }
@@ -86,11 +92,22 @@ impl SequencePosition {
         })
     }
 
+    /// Whether `a` comes after `b` in this sequence's direction.
+    fn beyond(&self, a: i128, b: i128) -> bool {
+        if self.increment > 0 {
+            a > b
+        } else {
+            a < b
+        }
+    }
+
     /// The old sequence's new MAXVALUE (ascending) or MINVALUE (descending) that stops it just
-    /// before `next`, the new sequence's next value. When the ALTER restarted the new sequence
-    /// at or behind the old position, the old one's last value (if handed out already), so
-    /// that it hands out nothing more. None when no valid bound does it: a bound must still
-    /// hold the current value and START and stay on the right side of the other bound.
+    /// before `next`, the new sequence's next value. None when no valid bound does it: a bound
+    /// must still hold the current value and START and stay on the right side of the other
+    /// bound. So an old sequence the ALTER restarted the new one behind (`RESTART WITH 1`) is
+    /// not closed: a session that waited for the swap draws its next value, past every row the
+    /// table had, where closing it at its last value failed that session's `nextval` (a fresh
+    /// tester); the new sequence meets the table's rows long before it meets those values.
     fn close_before(&self, next: i128) -> Option<i64> {
         let last = i128::from(self.last_value);
         let (start, min, max) = (
@@ -109,17 +126,6 @@ impl SequencePosition {
             next - 1
         } else {
             next + 1
-        };
-        // Restarted at or behind the old position: the two would overlap from there on.
-        let overlaps = if self.increment > 0 {
-            cap < last
-        } else {
-            cap > last
-        };
-        let cap = if overlaps && self.is_called {
-            last
-        } else {
-            cap
         };
         valid(cap)
             .then_some(cap)
@@ -162,11 +168,13 @@ async fn read_carried(
             .query_one(
                 &format!(
                     "SELECT pg_catalog.pg_get_serial_sequence($1, $2), o.last_value, o.is_called, \
-                            p.seqincrement, p.seqmin, p.seqmax, p.seqstart, q.seqrelid, q.seqmin, q.seqmax \
+                            p.seqincrement, p.seqmin, p.seqmax, p.seqstart, q.seqrelid, q.seqmin, q.seqmax, \
+                            c.relname::text \
                        FROM {} o \
                        JOIN pg_catalog.pg_sequence p ON p.seqrelid = $3 \
                        LEFT JOIN pg_catalog.pg_sequence q \
-                         ON q.seqrelid = pg_catalog.to_regclass(pg_catalog.pg_get_serial_sequence($1, $2))",
+                         ON q.seqrelid = pg_catalog.to_regclass(pg_catalog.pg_get_serial_sequence($1, $2)) \
+                       LEFT JOIN pg_catalog.pg_class c ON c.oid = q.seqrelid",
                     s.name
                 ),
                 &[&plan.shadow.to_string(), &column, &s.oid],
@@ -175,6 +183,12 @@ async fn read_carried(
             .ctx(what)?;
         let new: Option<String> = row.col(0, &what)?;
         let new_oid: Option<u32> = row.col(7, &what)?;
+        // A name the ALTER gave the new sequence (`DROP IDENTITY, ADD GENERATED ... (SEQUENCE
+        // NAME s)`) stays, as PostgreSQL keeps it; only a name PostgreSQL chose for the shadow
+        // takes the old sequence's (a fresh tester: `SEQUENCE NAME` was lost).
+        // Only a sequence the ALTER made (positioned by it, below) can have such a name; a
+        // revert's shadow holds the original sequence under the name the forward swap gave.
+        let relname: Option<String> = row.col(10, &what)?;
         let position = match (
             new_oid,
             row.col::<Option<i64>>(8, &what)?,
@@ -193,14 +207,11 @@ async fn read_carried(
             }),
             _ => None,
         };
-        let positioned_by_alter = match &new {
-            Some(seq)
-                if plan
-                    .identity_positioned_by_alter
-                    .iter()
-                    .any(|c| c.as_str() == column) =>
-            {
-                let what = "reading the position the ALTER gave the new identity sequence";
+        // The new sequence's own next value: where the ALTER put it (`RESTART`), or, in a
+        // revert, where the original sequence stood, which the revert never goes back behind.
+        let own_next = match &new {
+            Some(seq) => {
+                let what = "reading the new identity sequence's position";
                 let row = tx
                     .query_one(
                         &format!(
@@ -218,18 +229,41 @@ async fn read_carried(
                 // In i128: a sequence at its very end is no overflow here.
                 Some(if called { last + inc } else { last })
             }
-            _ => None,
+            None => None,
         };
+        let positioned_by_alter = own_next.filter(|_| {
+            plan.identity_positioned_by_alter
+                .iter()
+                .any(|c| c.as_str() == column)
+        });
+        let named_by_alter = positioned_by_alter.is_some()
+            && relname.is_some_and(|r| !is_shadow_choice(plan, column, &r));
         sequences.push(SequenceFacts {
             old: s.name.clone(),
             new,
             position,
             positioned_by_alter,
+            own_next,
+            named_by_alter,
             grants: catalog::grants(tx, s.oid).await?,
             comment: catalog::relation_comment(tx, s.oid).await?,
         });
     }
     Ok(sequences)
+}
+
+/// Whether `relname` is a name PostgreSQL chose for a sequence of the shadow's `column`
+/// (`ChooseRelationName(shadow, column, "seq")`), not one the ALTER gave.
+fn is_shadow_choice(plan: &Plan, column: &str, relname: &str) -> bool {
+    (0..100).any(|k| make_object_name(plan.shadow.name.as_str(), column, &seq_label(k)) == relname)
+}
+
+/// `seq`, then `seq1`, `seq2`...: the labels `ChooseRelationName` tries.
+fn seq_label(k: usize) -> String {
+    match k {
+        0 => "seq".to_string(),
+        k => format!("seq{k}"),
+    }
 }
 
 /// The names of the new table's identity and serial sequences that no source sequence hands
@@ -260,7 +294,6 @@ async fn new_names(
         )
         .await
         .ctx(what)?;
-    let shadow = plan.shadow.name.as_str();
     let table = plan.source.name.as_str();
     let mut out = Vec::new();
     for r in &rows {
@@ -273,16 +306,17 @@ async fn new_names(
         if carried.iter().any(|f| f.new.as_deref() == Some(&current)) {
             continue;
         }
-        let label = |k: usize| match k {
-            0 => "seq".to_string(),
-            k => format!("seq{k}"),
-        };
-        if !(0..100).any(|k| make_object_name(shadow, &column, &label(k)) == relname) {
+        if !is_shadow_choice(plan, &column, &relname) {
             continue;
         }
         let mut chosen = None;
         for k in 0..1000 {
-            let name = make_object_name(table, &column, &label(k));
+            let name = make_object_name(table, &column, &seq_label(k));
+            if name == relname {
+                // A long table's shadow name is cut to the same prefix: the name is this
+                // sequence's already (a fresh tester: a 57-byte table got `..._n_seq1`).
+                break;
+            }
             let taken: bool = tx
                 .query_one(
                     "SELECT EXISTS (SELECT FROM pg_catalog.pg_class \
@@ -297,13 +331,9 @@ async fn new_names(
                 break;
             }
         }
-        let name = chosen.ok_or_else(|| {
-            Error::failed(format!(
-                "no free name for the identity sequence of column {column} of {}",
-                plan.source.human()
-            ))
-        })?;
-        out.push((current, Ident::new(name)));
+        if let Some(name) = chosen {
+            out.push((current, Ident::new(name)));
+        }
     }
     Ok(out)
 }
@@ -353,7 +383,19 @@ pub(super) fn steps(
         } else {
             let carry = f.position.and_then(|p| {
                 let (lo, hi) = restored.map_or((p.new_min, p.new_max), |b| (b.min, b.max));
-                p.carry(lo, hi)
+                let c = p.carry(lo, hi)?;
+                // A revert never puts the original sequence behind where it stood: a forward
+                // ALTER that restarted the sequence lower would otherwise hand the original
+                // table's own keys out again (a fresh tester: duplicate keys after `revert`).
+                match (restored, f.own_next) {
+                    (Some(_), Some(own)) if p.beyond(own, i128::from(c.next)) => {
+                        Some(SequenceCarry {
+                            next: i64::try_from(own).ok()?,
+                            close_at: p.close_before(own),
+                        })
+                    }
+                    _ => Some(c),
+                }
             });
             match carry {
                 Some(c) => {
@@ -388,6 +430,9 @@ pub(super) fn steps(
             format!("ALTER SEQUENCE {old} RENAME TO {}", Ident::new(old_name)),
             "renaming the old identity sequence",
         )));
+        if f.named_by_alter {
+            continue;
+        }
         out.push(Step::new(
             format!("ALTER SEQUENCE {new_seq} RENAME TO {}", old.name),
             "renaming the new identity sequence",
@@ -546,18 +591,17 @@ mod tests {
     }
 
     #[test]
-    fn an_old_sequence_restarted_past_is_closed_at_its_last_value() {
+    fn an_old_sequence_restarted_behind_stays_open() {
         // The ALTER restarted the new sequence at 50, behind the old one's 200: the old one
-        // can give out nothing more.
+        // keeps handing out values past the table's rows to sessions that waited.
         let p = pos(200, true, 1, 1, i64::from(i32::MAX));
-        assert_eq!(p.close_before(50), Some(200));
+        assert_eq!(p.close_before(50), None);
         assert_eq!(p.close_before(5000), Some(4999));
-        // Not yet called: its last value is still to be handed out, so no bound below it.
         let p = pos(200, false, 1, 1, i64::from(i32::MAX));
         assert_eq!(p.close_before(50), None);
         // Descending.
         let p = pos(-200, true, -1, i64::from(i32::MIN), -1);
-        assert_eq!(p.close_before(-50), Some(-200));
+        assert_eq!(p.close_before(-50), None);
         assert_eq!(p.close_before(-5000), Some(-4999));
     }
 }
