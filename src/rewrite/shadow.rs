@@ -12,6 +12,8 @@
 mod derive;
 mod identity;
 
+pub(crate) use identity::identity_sequence_steps;
+
 use crate::db::catalog;
 use crate::db::ident::{literal, Ident, QualifiedName};
 use crate::db::locking::{self, LockPolicy};

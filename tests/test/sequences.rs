@@ -533,6 +533,14 @@ async fn an_alter_that_restarts_the_identity_sequence_is_kept_through_a_rewrite(
             true,
         ),
         ("ALTER COLUMN id SET INCREMENT BY 5", "--force-rewrite", false),
+        // The sample check's clone had a bigint sequence with int's MAXVALUE and refused both
+        // (a fresh tester, session 13).
+        (
+            "ALTER COLUMN id TYPE bigint, ALTER COLUMN id RESTART WITH 3000000000",
+            "",
+            true,
+        ),
+        ("ALTER COLUMN id TYPE smallint", "", false),
     ];
     for (i, (alter, extra, restarts)) in cases.iter().enumerate() {
         let db = TestDb::new(&format!("seq_restart_{i}")).await;
@@ -571,6 +579,30 @@ async fn an_alter_that_restarts_the_identity_sequence_is_kept_through_a_rewrite(
         }
         let out = hotswap_async(&args).await;
         assert_exit(&out, 0);
+        let kind = |table: &'static str| {
+            let client = &client;
+            async move {
+                let r = client
+                    .query_one(
+                        "SELECT format_type(s.seqtypid, NULL), s.seqmax, s.seqincrement
+                           FROM pg_sequence s
+                          WHERE s.seqrelid = pg_get_serial_sequence($1, 'id')::regclass",
+                        &[&table],
+                    )
+                    .await
+                    .expect("reading the sequence");
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i64>(1),
+                    r.get::<_, i64>(2),
+                )
+            }
+        };
+        assert_eq!(
+            kind("public.t").await,
+            kind("public.ledger").await,
+            "{alter}"
+        );
         let expected = next_of(&client, "public.ledger", "id").await;
         let got = next_of(&client, "public.t", "id").await;
         if *restarts {

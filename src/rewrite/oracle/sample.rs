@@ -112,7 +112,20 @@ pub(super) async fn create_clone(
     .ctx(format_args!(
         "sample check: creating the sample table {}",
         clone.human()
-    ))
+    ))?;
+    // LIKE gives an identity sequence the source's bounds but the default type (bigint): made
+    // the source's twin, as the shadow's is, so that the ALTER does to it what it does to the
+    // table's (`TYPE bigint, RESTART WITH 3000000000` was refused here with "RESTART value
+    // cannot be greater than MAXVALUE", which PostgreSQL's ALTER on the table accepts; a fresh
+    // tester, session 13).
+    for s in crate::rewrite::shadow::identity_sequence_steps(tx, src, clone).await? {
+        tx.batch_execute(&s.sql).await.ctx(format_args!(
+            "sample check: {} of {}",
+            s.what,
+            clone.human()
+        ))?;
+    }
+    Ok(())
 }
 
 /// The source's columns an INSERT writes (generated ones are computed).

@@ -11,7 +11,7 @@ use crate::rewrite::step::Step;
 /// Identity sequences: LIKE gives the new one the right options but not always the right type;
 /// make it the old one's twin before the ALTER, so a type change then does to it exactly what
 /// ALTER TABLE would. Reads the new sequence's name (it exists once the shadow does).
-pub(super) async fn identity_sequence_steps(
+pub(crate) async fn identity_sequence_steps(
     tx: &tokio_postgres::Transaction<'_>,
     src: &Source,
     shadow: &QualifiedName,
