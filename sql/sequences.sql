@@ -1,5 +1,7 @@
 -- Used by catalog::sequences: sequences owned by a table's columns, serial ('a') or identity
--- ('i'), with their bounds (a revert restores the bounds the swap narrowed). $1: the table's oid.
+-- ('i'), with their bounds (a revert restores the bounds the swap narrowed) and their column's
+-- attnum. $1: the table's oid. The one definition of a table's sequences: the shadow's identity
+-- sequences are read with it too (shadow::identity).
 SELECT s.oid,
        n.nspname::text,
        s.relname::text,
@@ -7,7 +9,8 @@ SELECT s.oid,
        d.deptype::text,
        q.seqmin,
        q.seqmax,
-       q.seqcycle
+       q.seqcycle,
+       a.attnum
   FROM pg_catalog.pg_depend d
   JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
   JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid

@@ -132,6 +132,26 @@ pub fn make_object_name(name1: &str, name2: &str, label: &str) -> String {
     format!("{}_{}_{label}", clip(name1, n1), clip(name2, n2))
 }
 
+/// PostgreSQL's numbering of a name it chooses itself (`ChooseRelationName`,
+/// `ChooseConstraintName` in `src/backend/commands/indexcmds.c` and `pg_constraint.c`): the
+/// first of `candidate(0)`, `candidate(1)`, ... that `taken` does not reject, where candidate
+/// `k > 0` carries the number `k` after its label (`t_x_check1`). None after 1000 tries.
+pub fn first_free(
+    candidate: impl Fn(usize) -> String,
+    mut taken: impl FnMut(&str) -> bool,
+) -> Option<String> {
+    (0..1000).map(candidate).find(|n| !taken(n))
+}
+
+/// The candidates [`first_free`] tries for a name `<table><rest>` (`rest` = `_x_check`): the
+/// table's name cut so that the whole fits in 63 bytes, then `rest` numbered.
+pub fn numbered(table: &str, rest: &str, k: usize) -> String {
+    match k {
+        0 => fit_name(table, rest),
+        k => fit_name(table, &format!("{rest}{k}")),
+    }
+}
+
 /// Wraps a function body in a dollar quote whose tag does not occur in the body.
 pub fn dollar_quote(body: &str) -> String {
     let mut tag = String::from("$hotswap$");

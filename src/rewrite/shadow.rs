@@ -11,6 +11,7 @@
 
 mod derive;
 mod identity;
+mod names;
 
 pub(crate) use identity::identity_sequence_steps;
 
@@ -25,9 +26,10 @@ use crate::rewrite::step::Step;
 use crate::state::State;
 use derive::{
     compile_mapping, identity_index, map_columns, plan_constraints, plan_indexes,
-    refuse_dependents, refuse_lost_referenced_keys, refuse_taken_names, replica_identity_after,
-    replica_identity_step, NamePair,
+    refuse_dependents, refuse_lost_referenced_keys, replica_identity_after, replica_identity_step,
+    NamePair,
 };
+use names::choose_index_names;
 use tokio_postgres::Client;
 
 pub struct ShadowRequest<'a> {
@@ -309,12 +311,12 @@ pub async fn build_in(
     let shadow_ix = catalog::indexes(tx, shadow_oid).await?;
     let shadow_cons = catalog::constraints(tx, shadow_oid).await?;
     let statistics = surviving_statistics(tx, src, run, shadow_oid).await?;
-    let rewrite_probe = match &before {
+    let mut rewrite_probe = match &before {
         Some(b) => {
             // A temporary name the ALTER's translation gave (issue 15) means the user's name.
             let live = |n: &str| match original_names.iter().find(|(tmp, _)| tmp.as_str() == n) {
                 Some((_, orig)) => orig.as_str().to_string(),
-                None => derive::derive_name(n, shadow.name.as_str(), table.name.as_str()),
+                None => names::derive_name(n, shadow.name.as_str(), table.name.as_str()),
             };
             let mut p = crate::rewrite::fastpath::Probe::compare(tx, b, shadow_oid, &live).await?;
             // Rebuilt indexes by the source's names, not the clone's temporary ones.
@@ -341,7 +343,11 @@ pub async fn build_in(
     .await?;
 
     let shadow_key: Vec<Ident> = built.key.iter().map(|k| k.shadow_name.clone()).collect();
-    let (mut indexes, mut drops) = plan_indexes(
+    let derive::PlannedIndexes {
+        mut indexes,
+        mut drops,
+        chosen_by_postgres,
+    } = plan_indexes(
         src,
         run,
         shadow,
@@ -360,10 +366,37 @@ pub async fn build_in(
         &table.human(),
     )?);
     refuse_lost_referenced_keys(src, &built.columns, &shadow_ix)?;
-    refuse_taken_names(tx, src, shadow_oid, &indexes).await?;
+    let index_names =
+        choose_index_names(tx, src, shadow_oid, &mut indexes, &chosen_by_postgres).await?;
     let replica_identity = replica_identity_after(tx, shadow_oid, run, &shadow_ix).await?;
     let mut late = plan_constraints(tx, src, shadow, &shadow_cons, &shadow_cols).await?;
-    let renames = derive::table_constraint_names(tx, src, shadow, &shadow_cons, &mut late).await?;
+    let (renames, chosen) = names::table_constraint_names(
+        tx,
+        src,
+        shadow,
+        &shadow_cons,
+        &mut [&mut late.checks, &mut late.foreign_keys],
+    )
+    .await?;
+    if let Some(p) = rewrite_probe.as_mut() {
+        // In place, the ALTER's unnamed constraints and indexes take the names the copy gives
+        // them (chosen over the schema as PostgreSQL chooses), not the shadow's cut to the
+        // table's.
+        for c in &mut p.new_constraints {
+            if let Some((_, n)) = chosen.iter().find(|(old, _)| *old == c.clone_name) {
+                c.name = n.clone();
+            }
+        }
+        for i in &mut p.new_indexes {
+            let on_shadow = |n: &usize| shadow_ix.get(*n).map(|x| x.name.as_str());
+            if let Some((_, n)) = index_names
+                .iter()
+                .find(|(at, _)| on_shadow(at) == Some(i.clone_name.as_str()))
+            {
+                i.name = n.clone();
+            }
+        }
+    }
     drops.extend(late.drops);
     drops.extend(renames);
     for s in drops {
@@ -775,7 +808,7 @@ fn deferrable_clause(deferrable: bool, deferred: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::derive::derive_name;
+    use super::names::derive_name;
     use super::*;
 
     #[test]

@@ -22,6 +22,7 @@ mod keys;
 mod layout;
 mod locking;
 mod log_file;
+mod names;
 mod objects_in_the_way;
 mod oracle;
 mod order_by;

@@ -20,6 +20,8 @@ pub struct OwnedSequence {
     pub oid: Oid,
     pub name: QualifiedName,
     pub column: Ident,
+    /// The column's `attnum`.
+    pub attnum: i16,
     /// `a` for a serial (owned) sequence, `i` for an identity sequence.
     pub deptype: String,
     /// The sequence's MINVALUE, MAXVALUE and CYCLE (`pg_sequence`).
@@ -75,6 +77,7 @@ pub async fn sequences(client: &impl GenericClient, oid: Oid) -> Result<Vec<Owne
                 oid: r.col(0, &what)?,
                 name: QualifiedName::new(r.col::<String>(1, &what)?, r.col::<String>(2, &what)?),
                 column: Ident::new(r.col::<String>(3, &what)?),
+                attnum: r.col(8, &what)?,
                 deptype: r.col(4, &what)?,
                 bounds: SequenceBounds {
                     oid: r.col(0, &what)?,

@@ -695,10 +695,12 @@ mod tests {
                 deferred: false,
                 key_columns: vec![Ident::new("email")],
                 tablespace: None,
+                clone_name: "t_new_email_key".into(),
             }],
             new_constraints: vec![NewConstraint {
                 name: Ident::new("t_n_check"),
                 kind: "c".into(),
+                clone_name: "t_new_n_check".into(),
             }],
             ..Probe::default()
         };

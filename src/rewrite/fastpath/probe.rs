@@ -85,6 +85,9 @@ pub struct NewIndex {
     pub deferred: bool,
     pub key_columns: Vec<Ident>,
     pub tablespace: Option<Ident>,
+    /// Its name on the clone (`t_new_email_key` when the ALTER gave none).
+    #[serde(default)]
+    pub clone_name: String,
 }
 
 /// A check or foreign key constraint the ALTER added to the clone.
@@ -93,6 +96,10 @@ pub struct NewConstraint {
     pub name: Ident,
     /// `c` or `f`.
     pub kind: String,
+    /// Its name on the clone, where PostgreSQL chose it (`t_new_x_check`) when the ALTER gave
+    /// none.
+    #[serde(default)]
+    pub clone_name: String,
 }
 
 /// What the ALTER did to the empty clone: PostgreSQL's own answer to "does it rewrite?".
@@ -148,6 +155,7 @@ impl Probe {
             }
             new_indexes.push(NewIndex {
                 name: Ident::new(live_name(ix.name.as_str())),
+                clone_name: ix.name.as_str().to_string(),
                 body: ix.body()?.to_string(),
                 unique: ix.unique,
                 constraint: ix.constraint_type.clone(),
@@ -166,6 +174,7 @@ impl Probe {
             .map(|c| NewConstraint {
                 name: Ident::new(live_name(c.name.as_str())),
                 kind: c.kind.clone(),
+                clone_name: c.name.as_str().to_string(),
             })
             .collect();
         Ok(Probe {

@@ -4,10 +4,11 @@
 //! foreign keys in the swap), and the refusals that must come before anything is copied
 //! (dependent objects, a lost row identity, a mapping that does not compile).
 
+use super::names::derive_name;
 use super::{deferrable_clause, strip_not_valid, tmp_index_name, ShadowRequest};
 use crate::db::catalog;
-use crate::db::ident::{fit_name, literal, Ident, QualifiedName};
-use crate::error::{DbContext, Error, Kind, Result, RowExt};
+use crate::db::ident::{literal, Ident, QualifiedName};
+use crate::error::{DbContext, Error, Kind, Result};
 use crate::rewrite::mapping;
 use crate::rewrite::plan::{LateConstraint, ShadowIndex};
 use crate::rewrite::preflight::Source;
@@ -120,13 +121,14 @@ pub(super) fn plan_indexes(
     shadow_key: &[Ident],
     original_names: &[NamePair],
     partitioned: bool,
-) -> Result<(Vec<ShadowIndex>, Vec<Step>)> {
+) -> Result<PlannedIndexes> {
     let table = &src.table.name;
     let identity_index = shadow_ix
         .iter()
         .position(|ix| is_identity_index(ix, shadow_key));
     let mut indexes = Vec::new();
     let mut drops = Vec::new();
+    let mut chosen_by_postgres = Vec::new();
     for (n, ix) in shadow_ix.iter().enumerate() {
         let final_name = match original_names.iter().find(|(tmp, _)| tmp == &ix.name) {
             Some((_, orig)) => orig.clone(),
@@ -136,6 +138,16 @@ pub(super) fn plan_indexes(
                 table.name.as_str(),
             )),
         };
+        if !original_names.iter().any(|(tmp, _)| tmp == &ix.name) {
+            if let Some(rest) = ix
+                .name
+                .as_str()
+                .strip_prefix(shadow.name.as_str())
+                .filter(|r| r.starts_with('_'))
+            {
+                chosen_by_postgres.push((n, rest.to_string()));
+            }
+        }
         let tmp = Ident::new(tmp_index_name(run, n));
         let (create_sql, constraint_sql, by_constraint) = match ix.constraint_type.as_deref() {
             // Exclusion constraints and temporal keys (issue 14): only their constraint makes
@@ -193,7 +205,21 @@ pub(super) fn plan_indexes(
             column_stats: Some(ix.column_stats.clone()),
         });
     }
-    Ok((indexes, drops))
+    Ok(PlannedIndexes {
+        indexes,
+        drops,
+        chosen_by_postgres,
+    })
+}
+
+/// What [`plan_indexes`] plans.
+pub(super) struct PlannedIndexes {
+    pub indexes: Vec<ShadowIndex>,
+    /// The steps that remove the shadow's indexes for the bulk copy.
+    pub drops: Vec<Step>,
+    /// Indexes whose name PostgreSQL chose on the shadow (the ALTER gave none): (position in
+    /// `indexes`, the part after the shadow's name), for [`choose_index_names`].
+    pub chosen_by_postgres: Vec<(usize, String)>,
 }
 
 /// Constraints the shadow gets only later: NOT VALID checks (after the copy), foreign keys and
@@ -275,95 +301,6 @@ pub(super) async fn plan_constraints(
         }
     }
     Ok(late)
-}
-
-/// Unnamed CHECK and FOREIGN KEY constraints the ALTER adds: PostgreSQL named them after the
-/// shadow (`t_new_x_check`, `t_new_p_fkey`); they take the name its ALTER gives on the table
-/// (`ChooseConstraintName`: the first of `t_x_check`, `t_x_check1`, ... that no constraint in
-/// the schema has), as the indexes do (`derive_name`). Before, they kept the shadow's names (a
-/// fresh tester, session 13). Late ones (NOT VALID checks, foreign keys) are renamed in the plan,
-/// since the swap adds them by name; the returned steps rename the valid checks and (PostgreSQL
-/// 18) NOT NULL constraints the shadow keeps. The source's own constraints are on the shadow
-/// under their names already.
-pub(super) async fn table_constraint_names(
-    tx: &tokio_postgres::Transaction<'_>,
-    src: &Source,
-    shadow: &QualifiedName,
-    shadow_cons: &[catalog::Constraint],
-    late: &mut LatePlan,
-) -> Result<Vec<Step>> {
-    use crate::error::{DbContext, RowExt};
-    let what = "reading the constraint names in the table's schema";
-    // The schema's constraint names as they would be after PostgreSQL's ALTER on the table: the
-    // other tables' (the shadow's among them, with the source's surviving names), not the ones
-    // of the source the ALTER drops (`DROP NOT NULL, ... SET NOT NULL` gives the name back);
-    // index-backed ones carry temporary names on the shadow, so the source's count as taken.
-    let mut taken: Vec<String> = tx
-        .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint c \
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace \
-              WHERE n.nspname = $1 AND (c.conrelid <> $2 OR c.contype IN ('p', 'u', 'x'))",
-            &[&src.table.name.schema.as_str(), &src.table.oid],
-        )
-        .await
-        .ctx(what)?
-        .iter()
-        .map(|r| r.col(0, &what))
-        .collect::<Result<_>>()?;
-    let (shadow_name, table) = (shadow.name.as_str(), src.table.name.name.as_str());
-    let mut choose = |name: &str| -> Option<Ident> {
-        if src.constraints.iter().any(|c| c.name.as_str() == name) {
-            return None;
-        }
-        let rest = name
-            .strip_prefix(shadow_name)
-            .filter(|r| r.starts_with('_'))?
-            .trim_end_matches(|c: char| c.is_ascii_digit());
-        let chosen = (0..1000)
-            .map(|k| match k {
-                0 => crate::db::ident::fit_name(table, rest),
-                k => crate::db::ident::fit_name(table, &format!("{rest}{k}")),
-            })
-            .find(|n| !taken.contains(n))?;
-        taken.push(chosen.clone());
-        Some(Ident::new(chosen))
-    };
-    // PostgreSQL 18 names NOT NULL constraints too (`t_new_y_not_null` for `SET NOT NULL`).
-    let what = "reading the shadow's NOT NULL constraints";
-    let not_null: Vec<String> = tx
-        .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint \
-              WHERE conrelid = pg_catalog.to_regclass($1) AND contype::text = 'n'",
-            &[&shadow.to_string()],
-        )
-        .await
-        .ctx(what)?
-        .iter()
-        .map(|r| r.col(0, &what))
-        .collect::<Result<_>>()?;
-    let kept = shadow_cons
-        .iter()
-        .filter(|c| c.kind == "c" && c.validated)
-        .map(|c| c.name.as_str().to_string())
-        .chain(not_null);
-    let mut steps = Vec::new();
-    for name in kept {
-        if let Some(n) = choose(&name) {
-            steps.push(Step::new(
-                format!(
-                    "ALTER TABLE {shadow} RENAME CONSTRAINT {} TO {n}",
-                    Ident::new(name)
-                ),
-                "naming a constraint the ALTER adds as PostgreSQL would",
-            ));
-        }
-    }
-    for c in late.checks.iter_mut().chain(late.foreign_keys.iter_mut()) {
-        if let Some(n) = choose(c.name.as_str()) {
-            c.name = n;
-        }
-    }
-    Ok(steps)
 }
 
 /// The mapping must compile against the source before anything is copied. Prepared, not
@@ -521,36 +458,6 @@ pub(super) async fn orphan_check(
     ))
 }
 
-/// A name PostgreSQL chose for an index the ALTER added on the shadow (`t_new_email_key`),
-/// turned into the name it would have chosen on the table (`t_email_key`). When the shadow's
-/// name is long, PostgreSQL shortened it to make room for the rest (`makeObjectName`: the name
-/// is then 63 bytes and starts with a prefix of the shadow's name): the rest is what follows
-/// that prefix. A fresh tester's 57-byte table got `<table>__pkey` for its new primary key,
-/// which the shadow's own index held, and the run was refused as a name clash.
-pub(super) fn derive_name(name: &str, shadow: &str, table: &str) -> String {
-    if let Some(rest) = name.strip_prefix(shadow).filter(|r| r.starts_with('_')) {
-        return fit_name(table, rest);
-    }
-    if name.len() == crate::db::ident::MAX_IDENT_BYTES {
-        let cut = name.char_indices().rev().map(|(i, _)| i).find(|&i| {
-            i > 0
-                && i < shadow.len()
-                && name[i..].starts_with('_')
-                && shadow.is_char_boundary(i)
-                && shadow[..i] == name[..i]
-        });
-        if let Some(i) = cut {
-            // Cut this short, the shadow's name for the new key can be the table's current
-            // one (`<table cut>_pkey`), so PostgreSQL numbered it (`_pkey1`); on the table,
-            // where the ALTER drops the old key first, it gets the plain name. A real clash is
-            // left to `refuse_taken_names`.
-            let rest = name[i..].trim_end_matches(|c: char| c.is_ascii_digit());
-            return fit_name(table, rest);
-        }
-    }
-    name.to_string()
-}
-
 /// A unique, non-partial index on exactly the row-identity columns.
 pub(super) fn is_identity_index(ix: &catalog::Index, key: &[Ident]) -> bool {
     ix.unique
@@ -703,57 +610,6 @@ pub(super) fn refuse_lost_referenced_keys(
             .with_next(format!(
                 "keep a unique key on those columns (add `, ADD UNIQUE ({cols})` to the --alter), or drop the foreign key first"
             )));
-        }
-    }
-    Ok(())
-}
-
-/// Every index the swap names must get a name of its own: not another planned index's, and not
-/// one a relation of the schema holds other than the table's own indexes (the swap moves those
-/// to `_old` names first). PostgreSQL's ALTER would say "relation ... already exists" at once;
-/// the swap would say it only after the copy (issue 15: `ADD CONSTRAINT <an existing index's
-/// name> PRIMARY KEY`).
-///
-/// Errors (refused, nothing created): the first such name.
-pub(super) async fn refuse_taken_names(
-    tx: &tokio_postgres::Transaction<'_>,
-    src: &Source,
-    shadow_oid: u32,
-    indexes: &[ShadowIndex],
-) -> Result<()> {
-    let names: Vec<&Ident> = indexes
-        .iter()
-        .filter(|i| !i.temporary)
-        .map(|i| &i.final_name)
-        .collect();
-    let schema = &src.table.name.schema;
-    for (n, name) in names.iter().enumerate() {
-        let twice = names[..n].contains(name);
-        // The shadow's own indexes do not count: they take temporary names before the build
-        // (with a long table name the one the ALTER made can already have the final name).
-        let what = "looking up an index name";
-        let taken = !twice
-            && !src.indexes.iter().any(|s| &s.name == *name)
-            && tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE n.nspname = $1 AND c.relname = $2 \
-                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
-                                         WHERE i.indexrelid = c.oid AND i.indrelid = $3))",
-                    &[&schema.as_str(), &name.as_str(), &shadow_oid],
-                )
-                .await
-                .ctx(what)?
-                .col::<bool>(0, &what)?;
-        if twice || taken {
-            return Err(Error::refused(format!(
-                "cannot rewrite table {}: after the ALTER two indexes of the table, or an index and another relation of schema {}, would be named {name}",
-                src.table.name.human(),
-                schema.as_str()
-            ))
-            .with_state("nothing was changed")
-            .with_next("give the new constraint a name of its own in the --alter"));
         }
     }
     Ok(())

@@ -68,27 +68,35 @@ pub(super) async fn mark(
     shadow_oid: u32,
 ) -> Result<Vec<Marked>> {
     let what = "marking the shadow's identity sequences before the ALTER";
-    let rows = tx
-        .query(
-            "SELECT a.attnum, d.objid, pg_catalog.setval(d.objid::regclass, s.seqstart, true) \
-               FROM pg_catalog.pg_attribute a \
-               JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass \
-                AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i' \
-                AND d.classid = 'pg_catalog.pg_class'::regclass \
-               JOIN pg_catalog.pg_sequence s ON s.seqrelid = d.objid \
-              WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
-            &[&shadow_oid],
-        )
-        .await
-        .ctx(what)?;
-    rows.iter()
-        .map(|r| {
-            Ok(Marked {
-                attnum: r.col(0, &what)?,
-                oid: r.col(1, &what)?,
-            })
+    let marked: Vec<Marked> = identity_sequences(tx, shadow_oid)
+        .await?
+        .into_iter()
+        .map(|s| Marked {
+            attnum: s.attnum,
+            oid: s.oid,
         })
-        .collect()
+        .collect();
+    let oids: Vec<u32> = marked.iter().map(|m| m.oid).collect();
+    tx.execute(
+        "SELECT pg_catalog.setval(s.seqrelid::regclass, s.seqstart, true) \
+           FROM pg_catalog.pg_sequence s WHERE s.seqrelid = ANY($1)",
+        &[&oids],
+    )
+    .await
+    .ctx(what)?;
+    Ok(marked)
+}
+
+/// The identity sequences of `oid` (`catalog::sequences`, the one definition).
+async fn identity_sequences(
+    tx: &tokio_postgres::Transaction<'_>,
+    oid: u32,
+) -> Result<Vec<crate::db::catalog::OwnedSequence>> {
+    Ok(crate::db::catalog::sequences(tx, oid)
+        .await?
+        .into_iter()
+        .filter(|s| s.deptype == "i")
+        .collect())
 }
 
 /// After the ALTER: the shadow's identity columns whose sequence position the ALTER decided —
@@ -101,30 +109,19 @@ pub(super) async fn positioned_by_alter(
     marked: &[Marked],
 ) -> Result<Vec<Ident>> {
     let what = "reading the shadow's identity sequences after the ALTER";
-    let rows = tx
-        .query(
-            "SELECT a.attnum, a.attname::text, d.objid, \
-                    (pg_catalog.pg_sequence_last_value(d.objid::regclass) IS NOT NULL) \
-               FROM pg_catalog.pg_attribute a \
-               JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass \
-                AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.deptype = 'i' \
-                AND d.classid = 'pg_catalog.pg_class'::regclass \
-              WHERE a.attrelid = $1 AND a.attidentity <> '' AND NOT a.attisdropped",
-            &[&shadow_oid],
-        )
-        .await
-        .ctx(what)?;
     let mut out = Vec::new();
-    for r in &rows {
-        let (attnum, name, oid, called): (i16, String, u32, bool) = (
-            r.col(0, &what)?,
-            r.col(1, &what)?,
-            r.col(2, &what)?,
-            r.col(3, &what)?,
-        );
-        let was = marked.iter().find(|m| m.attnum == attnum);
-        if was.is_some_and(|m| m.oid != oid || !called) {
-            out.push(Ident::new(name));
+    for s in identity_sequences(tx, shadow_oid).await? {
+        let called: bool = tx
+            .query_one(
+                "SELECT pg_catalog.pg_sequence_last_value($1::pg_catalog.oid::pg_catalog.regclass) IS NOT NULL",
+                &[&s.oid],
+            )
+            .await
+            .ctx(what)?
+            .col(0, &what)?;
+        let was = marked.iter().find(|m| m.attnum == s.attnum);
+        if was.is_some_and(|m| m.oid != s.oid || !called) {
+            out.push(s.column);
         }
     }
     Ok(out)

@@ -6,7 +6,7 @@
 
 use super::Names;
 use crate::db::catalog;
-use crate::db::ident::{literal, make_object_name, Ident, QualifiedName};
+use crate::db::ident::{first_free, literal, make_object_name, Ident, QualifiedName};
 use crate::error::{DbContext, Error, Result, RowExt};
 use crate::rewrite::plan::Plan;
 use crate::rewrite::preflight::Source;
@@ -16,6 +16,8 @@ use tokio_postgres::GenericClient;
 pub(super) struct SequenceFacts {
     old: QualifiedName,
     new: Option<String>,
+    /// The new sequence's oid.
+    new_oid: Option<u32>,
     /// The old sequence's position and bounds and the new one's bounds (None: no new sequence).
     position: Option<SequencePosition>,
     /// The ALTER positioned the new sequence (`RESTART`): its next value, which the swap keeps
@@ -139,7 +141,7 @@ pub(super) struct Sequences {
     carried: Vec<SequenceFacts>,
     /// Identity and serial sequences the ALTER made for columns the source had none for, by
     /// their current names (schema-qualified, quoted), and the names the swap gives them.
-    renamed: Vec<(String, Ident)>,
+    renamed: Vec<(QualifiedName, Ident)>,
 }
 
 /// Reads, per identity sequence of the source, the new table's sequence and the old one's
@@ -241,6 +243,7 @@ async fn read_carried(
         sequences.push(SequenceFacts {
             old: s.name.clone(),
             new,
+            new_oid,
             position,
             positioned_by_alter,
             own_next,
@@ -277,62 +280,39 @@ async fn new_names(
     tx: &impl GenericClient,
     plan: &Plan,
     carried: &[SequenceFacts],
-) -> Result<Vec<(String, Ident)>> {
-    let what = "reading the new table's identity sequences";
-    let rows = tx
-        .query(
-            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
-                    c.relname::text, a.attname::text, c.relnamespace \
-               FROM pg_catalog.pg_depend d \
-               JOIN pg_catalog.pg_class c ON c.oid = d.objid \
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-              WHERE d.classid = 'pg_catalog.pg_class'::regclass \
-                AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-                AND d.deptype IN ('i', 'a') AND d.refobjid = pg_catalog.to_regclass($1)",
-            &[&plan.shadow.to_string()],
-        )
-        .await
-        .ctx(what)?;
+) -> Result<Vec<(QualifiedName, Ident)>> {
+    let what = "reading the names the new table's sequences could take";
     let table = plan.source.name.as_str();
     let mut out = Vec::new();
-    for r in &rows {
-        let (current, relname, column, namespace): (String, String, String, u32) = (
-            r.col(0, &what)?,
-            r.col(1, &what)?,
-            r.col(2, &what)?,
-            r.col(3, &what)?,
-        );
-        if carried.iter().any(|f| f.new.as_deref() == Some(&current)) {
+    for seq in catalog::sequences(tx, plan.shadow_oid).await? {
+        let (relname, column) = (seq.name.name.as_str(), seq.column.as_str());
+        if carried.iter().any(|f| f.new_oid == Some(seq.oid)) {
             continue;
         }
-        if !is_shadow_choice(plan, &column, &relname) {
+        if !is_shadow_choice(plan, column, relname) {
             continue;
         }
-        let mut chosen = None;
-        for k in 0..1000 {
-            let name = make_object_name(table, &column, &seq_label(k));
-            if name == relname {
-                // A long table's shadow name is cut to the same prefix: the name is this
-                // sequence's already (a fresh tester: a 57-byte table got `..._n_seq1`).
-                break;
-            }
-            let taken: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_class \
-                                     WHERE relname = $1 AND relnamespace = $2)",
-                    &[&name, &namespace],
-                )
-                .await
-                .ctx(what)?
-                .col(0, &what)?;
-            if !taken {
-                chosen = Some(name);
-                break;
-            }
-        }
-        if let Some(name) = chosen {
-            out.push((current, Ident::new(name)));
+        // The schema's relations among the names tried, in one read (this runs under the
+        // swap's lock).
+        let candidate = |k: usize| make_object_name(table, column, &seq_label(k));
+        let tried: Vec<String> = (0..1000).map(candidate).collect();
+        let taken: Vec<String> = tx
+            .query(
+                "SELECT c.relname::text FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND c.relname = ANY($2)",
+                &[&seq.name.schema.as_str(), &tried],
+            )
+            .await
+            .ctx(what)?
+            .iter()
+            .map(|r| r.col(0, &what))
+            .collect::<Result<_>>()?;
+        // A long table's shadow name is cut to the same prefix: the name can be this
+        // sequence's already (a fresh tester: a 57-byte table got `..._n_seq1`).
+        let chosen = first_free(candidate, |n| n != relname && taken.iter().any(|t| t == n));
+        if let Some(name) = chosen.filter(|n| n != relname) {
+            out.push((seq.name.clone(), Ident::new(name)));
         }
     }
     Ok(out)
