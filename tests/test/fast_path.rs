@@ -363,8 +363,9 @@ async fn plan_says_no_rewrite_needed_and_lists_the_statements() {
             r#"ALTER TABLE "public"."t" ADD COLUMN note text, ADD CONSTRAINT "hotswap_not_null_0" CHECK ("email" IS NOT NULL) NOT VALID"#,
             r#"ALTER TABLE "public"."t" VALIDATE CONSTRAINT "hotswap_not_null_0""#,
             r#"CREATE UNIQUE INDEX CONCURRENTLY "t_email_key" ON "public"."t" USING btree (email)"#,
-            r#"ALTER TABLE "public"."t" ALTER COLUMN "email" SET NOT NULL, DROP CONSTRAINT "hotswap_not_null_0""#,
+            r#"ALTER TABLE "public"."t" ALTER COLUMN "email" SET NOT NULL"#,
             r#"ALTER TABLE "public"."t" ADD CONSTRAINT "t_email_key" UNIQUE USING INDEX "t_email_key""#,
+            r#"ALTER TABLE "public"."t" DROP CONSTRAINT "hotswap_not_null_0""#,
         ],
         "{json}"
     );
@@ -905,4 +906,69 @@ async fn a_lock_never_granted_names_the_session_that_holds_it() {
         describe(&out)
     );
     holder.batch_execute("COMMIT").await.expect("committing");
+}
+
+/// SET NOT NULL in place reads the table no more often than the CHECK (col IS NOT NULL) it
+/// relies on: the helper check is dropped by a statement of its own. Dropped in the same ALTER
+/// TABLE, it proved nothing any more and PostgreSQL scanned the whole table under ACCESS
+/// EXCLUSIVE (a fresh tester, session 14: 85 ms for 1,000,000 rows). Counted by the tables'
+/// `seq_scan` in `pg_stat_user_tables`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_not_null_in_place_does_not_scan_the_table_under_its_lock() {
+    let db = TestDb::new("fast_not_null_no_scan").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY, flag bool);
+             INSERT INTO a SELECT g, true FROM generate_series(1, 2000) g;
+             CREATE TABLE b (LIKE a INCLUDING ALL); INSERT INTO b SELECT * FROM a;",
+        )
+        .await
+        .expect("setup");
+    let before = seq_scans(&client).await;
+    for (table, alter) in [
+        ("public.a", "ADD CONSTRAINT a_flag CHECK (flag IS NOT NULL)"),
+        ("public.b", "ALTER COLUMN flag SET NOT NULL"),
+    ] {
+        let out = hotswap_async(&[
+            "run",
+            "--dsn",
+            &db.conninfo,
+            "--table",
+            table,
+            "--alter",
+            alter,
+        ])
+        .await;
+        assert_exit(&out, 0);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no rewrite needed"),
+            "{}",
+            describe(&out)
+        );
+    }
+    let after = seq_scans(&client).await;
+    assert_eq!(
+        after.1 - before.1,
+        after.0 - before.0,
+        "sequential scans of b (SET NOT NULL) against a (the CHECK alone)"
+    );
+}
+
+/// `seq_scan` of tables `a` and `b`, once the tool's backends have reported their counts (as
+/// they exit).
+async fn seq_scans(c: &Client) -> (i64, i64) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .expect("clearing the statistics snapshot");
+    let r = c
+        .query_one(
+            "SELECT (SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'a'::regclass),
+                    (SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'b'::regclass)",
+            &[],
+        )
+        .await
+        .expect("reading seq_scan");
+    (r.get(0), r.get(1))
 }

@@ -547,17 +547,20 @@ fn in_place(
     }
     let mut last: Vec<Step> = Vec::new();
     if !helpers.is_empty() {
-        let mut parts: Vec<String> = helpers
+        // The helpers are dropped by a statement of their own: dropped in the same ALTER
+        // TABLE, they no longer prove anything when PostgreSQL checks the column at its end,
+        // and it scans the whole table under ACCESS EXCLUSIVE (a fresh tester, session 14:
+        // 85 ms for 1,000,000 rows, growing with the table).
+        let parts: Vec<String> = helpers
             .iter()
             .map(|(_, c)| format!("ALTER COLUMN {c} SET NOT NULL"))
             .collect();
-        parts.extend(helpers.iter().map(|(h, _)| format!("DROP CONSTRAINT {h}")));
         last.push(exclusive(
             Step::new(
                 format!("ALTER TABLE {table} {}", parts.join(", ")),
                 format!("setting NOT NULL on {}", table.human()),
             )
-            .note("no scan: a validated CHECK (col IS NOT NULL) proves it; the helper check is dropped"),
+            .note("no scan: a validated CHECK (col IS NOT NULL) proves it"),
         ));
     }
     for (ix, primary) in &builds {
@@ -577,6 +580,16 @@ fn in_place(
                 ix.name.as_str(),
                 table.human()
             ),
+        )));
+    }
+    if !helpers.is_empty() {
+        let parts: Vec<String> = helpers
+            .iter()
+            .map(|(h, _)| format!("DROP CONSTRAINT {h}"))
+            .collect();
+        last.push(exclusive(Step::new(
+            format!("ALTER TABLE {table} {}", parts.join(", ")),
+            format!("removing the helper checks from {}", table.human()),
         )));
     }
     if !last.is_empty() {
