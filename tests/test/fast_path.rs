@@ -972,3 +972,111 @@ async fn seq_scans(c: &Client) -> (i64, i64) {
         .expect("reading seq_scan");
     (r.get(0), r.get(1))
 }
+
+/// `ADD UNIQUE` in place while an application transaction that wrote the table stays open
+/// longer than `--lock-timeout`: `CREATE INDEX CONCURRENTLY` waits for it and is cancelled, and
+/// the invalid index it leaves must be dropped before the next attempt. Before, the drop was
+/// cancelled the same way, the next attempt failed on "relation t_email_key already exists",
+/// and the run ended saying nothing was changed with the invalid index left behind (a fresh
+/// tester, session 14). PostgreSQL's own ALTER would have waited and succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_index_build_outwaits_a_long_write_transaction_and_leaves_no_invalid_index() {
+    let db = TestDb::new("fast_unique_long_writer").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; UPDATE t SET n = n WHERE id = 1")
+        .await
+        .expect("the application's write");
+    let commit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        writer.batch_execute("COMMIT").await.expect("committing");
+    });
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD UNIQUE (email)",
+        "--lock-timeout",
+        "100ms",
+        "--max-lock-attempts",
+        "100",
+        "--retry-delay",
+        "20ms",
+    ])
+    .await;
+    commit.await.expect("the writer");
+    assert_exit(&out, 0);
+    let (valid, invalid): (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE i.indisvalid AND c.conname = 't_email_key'),
+                        count(*) FILTER (WHERE NOT i.indisvalid)
+                   FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid
+                  WHERE i.indrelid = 't'::regclass",
+                &[],
+            )
+            .await
+            .expect("reading the indexes");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((valid, invalid), (1, 0), "{}", describe(&out));
+}
+
+/// The same with a transaction that never ends within the run: the run gives up with the lock
+/// status, and an index it could not remove is named as left behind, never "nothing was
+/// changed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_index_build_that_gives_up_says_what_it_left() {
+    let db = TestDb::new("fast_unique_gives_up").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; UPDATE t SET n = n WHERE id = 1")
+        .await
+        .expect("the application's write");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD UNIQUE (email)",
+        "--lock-timeout",
+        "50ms",
+        "--max-lock-attempts",
+        "3",
+        "--retry-delay",
+        "10ms",
+    ])
+    .await;
+    assert_exit(&out, 4);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass
+                AND indexrelid = 'public.t_email_key'::regclass",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    let text = all_output(&out);
+    assert_eq!(
+        left > 0,
+        text.contains("drop them by hand): index t_email_key"),
+        "what is left must be said\n{}",
+        describe(&out)
+    );
+    assert!(
+        left == 0 || !text.contains("nothing was changed"),
+        "{}",
+        describe(&out)
+    );
+    writer.batch_execute("COMMIT").await.expect("committing");
+}

@@ -55,23 +55,30 @@ pub async fn apply(
                 } else {
                     e
                 };
-                let removed = undo(client, policy, p, u).await;
+                let (removed, left) = undo(client, policy, p, u).await;
                 let applied: Vec<&str> = p.units[..u]
                     .iter()
                     .flat_map(|x| x.steps())
                     .map(|s| s.sql.as_str())
                     .collect();
-                let state = if applied.is_empty() {
+                let state = if applied.is_empty() && !left {
                     format!("nothing was changed; {} is untouched", p.table.human())
+                } else if applied.is_empty() {
+                    format!("{} is usable{removed}", p.table.human())
                 } else {
                     format!(
-                        "{} is usable; already applied: {}{}",
+                        "{} is usable; already applied: {}{removed}",
                         p.table.human(),
                         applied.join("; "),
-                        removed
                     )
                 };
-                return Err(e.or_state(state, "fix the cause and run again"));
+                let next = if left {
+                    "once the sessions holding the table have ended, drop what is listed by hand \
+                     (DROP INDEX CONCURRENTLY, ALTER TABLE ... DROP CONSTRAINT), then run again"
+                } else {
+                    "fix the cause and run again"
+                };
+                return Err(e.or_state(state, next));
             }
         }
     }
@@ -143,7 +150,9 @@ async fn run_unit(
                 retrying(what, attempt);
             }
         }
-        Unit::Concurrently { what, step, undo } => {
+        Unit::Concurrently {
+            what, step, undo, ..
+        } => {
             let mut tries = locking::Retry::new(policy, what);
             loop {
                 if let Some(e) = stop() {
@@ -151,11 +160,20 @@ async fn run_unit(
                 }
                 let attempt = tries.start();
                 let started = std::time::Instant::now();
-                let result = step::exec(&*client, step).await;
-                if result.is_err() {
-                    // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind.
-                    let _ = step::exec(&*client, undo).await;
-                }
+                let result = match step::exec(&*client, step).await {
+                    Ok(()) => Ok(()),
+                    // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
+                    // must go before another attempt can build it.
+                    Err(e) => match drop_index(client, policy, undo).await {
+                        Ok(()) => Err(e),
+                        // Still there: another attempt would only find it in its way
+                        // ([`undo`] tries once more).
+                        Err(_) if e.is_lock_not_granted() => {
+                            return Err(e.with_kind(crate::error::Kind::LockTimeout))
+                        }
+                        Err(_) => return Err(e),
+                    },
+                };
                 if tries.settle(result).await?.is_some() {
                     return Ok((attempt, started.elapsed().as_secs_f64() * 1000.0));
                 }
@@ -165,11 +183,27 @@ async fn run_unit(
     }
 }
 
-/// Removes what unit `u` failing leaves behind; returns a note for the error's state.
-async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -> String {
+/// `DROP INDEX CONCURRENTLY IF EXISTS` under the lock rule. It waits for the same transactions
+/// a failed build waited for, so one lock timeout is not the end of it: run once, the drop
+/// after a build that timed out timed out too, the next attempt found the invalid index in its
+/// way ("relation ... already exists"), and the run ended saying nothing was changed with the
+/// index left behind (a fresh tester, session 14).
+async fn drop_index(client: &Client, policy: &LockPolicy, s: &Step) -> Result<()> {
+    locking::retry(policy, &s.what, |_| step::exec(client, s)).await
+}
+
+/// Removes what unit `u` failing leaves behind; returns a note for the error's state, and
+/// whether something could not be removed.
+async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -> (String, bool) {
     let table = &p.table;
     let mut removed = Vec::new();
     let mut failed = Vec::new();
+    if let Some(Unit::Concurrently { undo, index, .. }) = p.units.get(u) {
+        // The unit's own index, should its build have stopped half-way.
+        if drop_index(client, policy, undo).await.is_err() {
+            failed.push(format!("index {}", index.as_str()));
+        }
+    }
     let cons = p.pending_constraints.get(u).cloned().unwrap_or_default();
     if !cons.is_empty() {
         let parts: Vec<String> = cons
@@ -200,7 +234,7 @@ async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -
             ),
             format!("removing index {}", ix.as_str()),
         );
-        match step::exec(&*client, &s).await {
+        match drop_index(client, policy, &s).await {
             Ok(()) => removed.push(format!("index {}", ix.as_str())),
             Err(_) => failed.push(format!("index {}", ix.as_str())),
         }
@@ -215,5 +249,5 @@ async fn undo(client: &mut Client, policy: &LockPolicy, p: &InPlace, u: usize) -
             failed.join(", ")
         ));
     }
-    note
+    (note, !failed.is_empty())
 }

@@ -173,7 +173,10 @@ pub enum Unit {
     Concurrently {
         what: String,
         step: Step,
-        undo: Step,
+        /// `DROP INDEX CONCURRENTLY IF EXISTS` of the index the step builds.
+        undo: Box<Step>,
+        /// The index the step builds.
+        index: Ident,
     },
 }
 
@@ -543,7 +546,12 @@ fn in_place(
             ),
             format!("removing the unfinished index {}", ix.name.as_str()),
         );
-        units.push(Unit::Concurrently { what, step, undo });
+        units.push(Unit::Concurrently {
+            what,
+            step,
+            undo: Box::new(undo),
+            index: ix.name.clone(),
+        });
     }
     let mut last: Vec<Step> = Vec::new();
     if !helpers.is_empty() {
