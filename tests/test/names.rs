@@ -144,3 +144,13 @@ async fn unnamed_checks_and_foreign_keys_added_in_place_skip_names_the_schema_ho
     )
     .await;
 }
+
+/// Names are chosen in the order the ALTER makes the constraints, valid or NOT VALID: a NOT
+/// VALID check written first takes the first free name, through a copy and in place (before,
+/// the valid ones were named first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_valid_check_written_first_is_named_first() {
+    let alter = "ADD CHECK (x < 100000) NOT VALID, ADD CHECK (x > 0)";
+    named_as_postgres_names_them("names_order_rewrite", alter, &["--force-rewrite"]).await;
+    named_as_postgres_names_them("names_order_in_place", alter, &[]).await;
+}

@@ -215,6 +215,15 @@ enum Action<'a> {
         kind: &'static str,
         body: &'a str,
     },
+    /// `ADD [CONSTRAINT n] CHECK ... NOT VALID` / `FOREIGN KEY ... NOT VALID`: added in the
+    /// first transaction, under the name the trial gives it (PostgreSQL checks no existing
+    /// row).
+    NotValid {
+        name: Option<Ident>,
+        kind: &'static str,
+        /// From `CHECK` / `FOREIGN` to the end, `NOT VALID` included.
+        body: &'a str,
+    },
     /// `ALTER [COLUMN] c SET NOT NULL`.
     NotNull(Ident),
     /// `ADD [CONSTRAINT n] UNIQUE ...` / `PRIMARY KEY ...` (not `USING INDEX`).
@@ -258,19 +267,29 @@ fn classify<'a>(alter: &'a str, toks: &[Token], text: &'a str) -> Action<'a> {
         let ends_not_valid = words.len() >= 2 && words[words.len() - 2..] == ["not", "valid"];
         let end = toks.last().map(|x| x.end).unwrap_or(0);
         let rest = || t(i).map(|x| &alter[x.start..end]).unwrap_or("");
-        if is(alter, t(i), "check") && !ends_not_valid {
-            return Action::Validated {
-                name,
-                kind: "c",
-                body: rest(),
-            };
-        }
-        if is(alter, t(i), "foreign") && is(alter, t(i + 1), "key") && !ends_not_valid {
-            return Action::Validated {
-                name,
-                kind: "f",
-                body: rest(),
-            };
+        let kind = if is(alter, t(i), "check") {
+            Some("c")
+        } else if is(alter, t(i), "foreign") && is(alter, t(i + 1), "key") {
+            Some("f")
+        } else {
+            None
+        };
+        match kind {
+            Some(kind) if ends_not_valid => {
+                return Action::NotValid {
+                    name,
+                    kind,
+                    body: rest(),
+                }
+            }
+            Some(kind) => {
+                return Action::Validated {
+                    name,
+                    kind,
+                    body: rest(),
+                }
+            }
+            None => {}
         }
         let using_index = words.windows(2).any(|w| w == ["using", "index"])
             && !words
@@ -403,6 +422,11 @@ fn in_place(
                 name: Some(n),
                 kind,
                 ..
+            }
+            | Action::NotValid {
+                name: Some(n),
+                kind,
+                ..
             } => {
                 claim(&probe.new_constraints, &mut con_taken, |c| {
                     &c.name == n && c.kind == *kind
@@ -434,6 +458,20 @@ fn in_place(
                 first_locks_fk |= *kind == "f";
                 first.push(format!("ADD CONSTRAINT {name} {body} NOT VALID"));
                 validations.push((name, kind));
+            }
+            Action::NotValid { name, kind, body } => {
+                // Named as the copy would name it: run as written, an unnamed one could take the
+                // name PostgreSQL chose on the trial for a constraint named later in the ALTER.
+                let name = match name {
+                    Some(n) => n.clone(),
+                    None => {
+                        let i = claim(&probe.new_constraints, &mut con_taken, |c| c.kind == *kind)
+                            .ok_or_else(|| Why::ConstraintUnderLock(body.to_string()))?;
+                        probe.new_constraints[i].name.clone()
+                    }
+                };
+                first_locks_fk |= *kind == "f";
+                first.push(format!("ADD CONSTRAINT {name} {body}"));
             }
             Action::NotNull(col) => {
                 let already = not_null(col);
@@ -664,6 +702,10 @@ mod tests {
                         name.map(|n| n.as_str().to_string()).unwrap_or_default()
                     )
                 }
+                Action::NotValid { name, kind, .. } => format!(
+                    "{kind}-notvalid:{}",
+                    name.map(|n| n.as_str().to_string()).unwrap_or_default()
+                ),
                 Action::NotNull(c) => format!("notnull:{}", c.as_str()),
                 Action::Unique { name, primary } => format!(
                     "{}:{}",
@@ -682,7 +724,11 @@ mod tests {
         );
         assert_eq!(
             kinds("ADD CONSTRAINT k CHECK (a > 0) NOT VALID, ADD FOREIGN KEY (a) REFERENCES p"),
-            ["plain", "f:"]
+            ["c-notvalid:k", "f:"]
+        );
+        assert_eq!(
+            kinds("ADD FOREIGN KEY (a) REFERENCES p NOT VALID, ADD CHECK (a <> 0) NOT VALID"),
+            ["f-notvalid:", "c-notvalid:"]
         );
         assert_eq!(
             kinds(

@@ -187,26 +187,48 @@ pub(super) async fn table_constraint_names(
     };
     // PostgreSQL 18 names NOT NULL constraints too (`t_new_y_not_null` for `SET NOT NULL`).
     let what = "reading the shadow's NOT NULL constraints";
-    let not_null: Vec<String> = tx
+    let not_null: Vec<(u32, String)> = tx
         .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint \
+            "SELECT oid, conname::text FROM pg_catalog.pg_constraint \
               WHERE conrelid = pg_catalog.to_regclass($1) AND contype::text = 'n'",
             &[&shadow.to_string()],
         )
         .await
         .ctx(what)?
         .iter()
-        .map(|r| r.col(0, &what))
+        .map(|r| Ok((r.col(0, &what)?, r.col(1, &what)?)))
         .collect::<Result<_>>()?;
+    // Chosen in the order PostgreSQL made them on the shadow (their OIDs), as its ALTER on the
+    // table would choose: valid and NOT VALID ones alike (a fresh tester, session 14: a NOT
+    // VALID check written first took `t_id_check1` behind a valid one written after it).
+    let mut made: Vec<(u32, String)> = shadow_cons
+        .iter()
+        .filter(|c| c.kind == "c" || c.kind == "f")
+        .map(|c| (c.oid, c.name.as_str().to_string()))
+        .chain(not_null.iter().cloned())
+        .collect();
+    made.sort();
+    let mut chosen: Vec<(String, Ident)> = Vec::new();
+    for (_, name) in made {
+        if let Some(n) = choose(&name) {
+            chosen.push((name, n));
+        }
+    }
+    let named = |old: &str| {
+        chosen
+            .iter()
+            .find(|(o, _)| o == old)
+            .map(|(_, n)| n.clone())
+    };
+    // The valid checks and NOT NULL constraints stay on the shadow: renamed there.
     let kept = shadow_cons
         .iter()
         .filter(|c| c.kind == "c" && c.validated)
         .map(|c| c.name.as_str().to_string())
-        .chain(not_null);
+        .chain(not_null.into_iter().map(|(_, n)| n));
     let mut steps = Vec::new();
-    let mut chosen = Vec::new();
     for name in kept {
-        if let Some(n) = choose(&name) {
+        if let Some(n) = named(&name) {
             steps.push(Step::new(
                 format!(
                     "ALTER TABLE {shadow} RENAME CONSTRAINT {} TO {n}",
@@ -214,12 +236,10 @@ pub(super) async fn table_constraint_names(
                 ),
                 "naming a constraint the ALTER adds as PostgreSQL would",
             ));
-            chosen.push((name, n));
         }
     }
     for c in late.iter_mut().flat_map(|l| l.iter_mut()) {
-        if let Some(n) = choose(c.name.as_str()) {
-            chosen.push((c.name.as_str().to_string(), n.clone()));
+        if let Some(n) = named(c.name.as_str()) {
             c.name = n;
         }
     }
