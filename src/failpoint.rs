@@ -14,7 +14,8 @@
 //!
 //! Points: `phase-<phase>` right after a phase is recorded, `copy-chunk` after a chunk commits,
 //! `replay-batch` after a replay batch commits, `swap-locked` inside the swap transaction while
-//! it holds the ACCESS EXCLUSIVE lock, `swapped` after the swap commits.
+//! it holds the ACCESS EXCLUSIVE lock, `swapped` after the swap commits, `in-place-unit` before
+//! each unit of statements of an ALTER applied in place (`fastpath::apply`).
 //!
 //! `number` replaces a figure read from the server (`PGHOTSWAP_DF_AVAILABLE`: the free space
 //! `df` reported), for a condition a test cannot create on a shared machine.

@@ -92,6 +92,24 @@ async fn abort(target: &Target, opts: &AbortOptions) -> Result<Option<i64>> {
         say(&format!("no unfinished run for {table}: nothing to abort"));
         return Ok(None);
     };
+    if let Some(statements) = state.in_place_statements(ctl, u.id).await? {
+        // It altered the table itself (no rewrite needed): what of the ALTER had committed
+        // stays; only what it left half-done is removed.
+        let name = crate::db::catalog::relation_name(ctl, oid)
+            .await?
+            .ok_or_else(|| Error::failed(format!("table {table} is gone")))?;
+        let removed =
+            crate::rewrite::fastpath::remove_leftovers(ctl, &opts.lock, oid, &name, &statements)
+                .await?;
+        cleanup(ctl, state, &u, &opts.lock).await?;
+        say(&crate::rewrite::fastpath::aborted_message(
+            u.id,
+            table,
+            &removed,
+            &statements,
+        ));
+        return Ok(Some(u.id));
+    }
     cleanup(ctl, state, &u, &opts.lock).await?;
     say(&format!(
         "aborted run {}: everything it created is removed; {table} is as it was",

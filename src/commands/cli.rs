@@ -50,7 +50,8 @@ pub enum Command {
     /// (measured on a sample), changing nothing. Same options as run.
     Plan(RunArgs),
     /// Remove everything a run created; the table is left as it was. A running run is asked to
-    /// stop (from any terminal) and removes its objects itself.
+    /// stop (from any terminal) and removes its objects itself. For an ALTER applied in place
+    /// (no rewrite), what had committed stays; only what was left half-done is removed.
     Abort(AbortArgs),
     /// Pause a running run from any terminal: copying, replay and the swap stop within a second
     /// (writes are still captured). `pg-hotswap resume` continues it.

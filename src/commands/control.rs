@@ -142,10 +142,19 @@ pub(super) async fn wait_aborted(target: &Target, run: i64, timeout: Duration) -
         let status = state.run_status(client, run).await?;
         if status != "running" {
             if status == "aborted" {
-                say(&format!(
-                    "run {run} aborted: everything it created is removed; {} is as it was",
-                    target.table
-                ));
+                match state.in_place_statements(client, run).await? {
+                    // The process removed what it left half-done and said what stays.
+                    Some(statements) => say(&crate::rewrite::fastpath::aborted_message(
+                        run,
+                        &target.table.to_string(),
+                        &[],
+                        &statements,
+                    )),
+                    None => say(&format!(
+                        "run {run} aborted: everything it created is removed; {} is as it was",
+                        target.table
+                    )),
+                }
                 return Ok(true);
             }
             return Err(Error::failed(format!(

@@ -139,6 +139,26 @@ async fn recorded_options(
         .unfinished_run(&target.client, target.oid)
         .await?
         .ok_or_else(nothing)?;
+    if let Some(statements) = target
+        .state
+        .in_place_statements(&target.client, u.id)
+        .await?
+    {
+        // Part of its ALTER may have committed on the table itself: started over, the ALTER
+        // would meet its own first half ("column ... already exists"; a fresh tester, session 14).
+        return Err(Error::refused(format!(
+            "run {} was applying its ALTER to {} in place (no rewrite) and stopped part-way; such a run cannot be resumed",
+            u.id, target.table
+        ))
+        .with_state(format!(
+            "the statements that had committed stay applied: {}",
+            statements.join("; ")
+        ))
+        .with_next(format!(
+            "`pg-hotswap abort --table {}` removes what it left half-done; then compare the table with the ALTER and run what remains of it",
+            target.table
+        )));
+    }
     let a = &u.args;
     let text = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let maps = |k: &str| -> Result<Vec<MapArg>> {

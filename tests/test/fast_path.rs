@@ -1100,3 +1100,77 @@ async fn a_unique_index_build_that_gives_up_says_what_it_left() {
     );
     writer.batch_execute("COMMIT").await.expect("committing");
 }
+
+/// A run applying its ALTER in place that dies after the first transaction (a kill, a crash):
+/// `abort` removes what it left half-done — the helper check, which would fail the
+/// application's inserts of NULLs, and the constraint it had still to validate — and says that
+/// what had committed stays, never "the table is as it was" (a fresh tester, session 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_an_in_place_run_died_removes_its_helpers_and_says_what_stays() {
+    let db = TestDb::new("fast_abort_after_death").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    let args = [
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text, ADD CONSTRAINT id_positive CHECK (id > 0), \
+         ALTER COLUMN email SET NOT NULL",
+    ];
+    let out =
+        crate::harness::hotswap_async_env(&args, &[("PGHOTSWAP_FAILPOINT", "in-place-unit@2")])
+            .await;
+    assert_eq!(
+        out.status.code(),
+        Some(pg_hotswap::failpoint::EXIT),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        check_constraints(&client).await,
+        ["hotswap_not_null_0", "id_positive"],
+        "the first transaction committed"
+    );
+    // It cannot be resumed: started over, the ALTER would meet its own first half.
+    let out = hotswap_async(&["resume", "--dsn", &db.conninfo, "--table", "public.t"]).await;
+    assert_exit(&out, 3);
+    assert!(
+        all_output(&out).contains("cannot be resumed"),
+        "{}",
+        describe(&out)
+    );
+    let out = hotswap_async(&["abort", "--dsn", &db.conninfo, "--table", "public.t"]).await;
+    assert_exit(&out, 0);
+    let text = all_output(&out);
+    assert!(
+        text.contains("stay applied") && !text.contains("is as it was"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        check_constraints(&client).await.is_empty(),
+        "{}",
+        describe(&out)
+    );
+    client
+        .execute("INSERT INTO t (id, email) VALUES (100001, NULL)", &[])
+        .await
+        .expect("the application inserts a NULL again");
+}
+
+/// The names of the CHECK constraints of `t`.
+async fn check_constraints(c: &Client) -> Vec<String> {
+    c.query(
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = 't'::regclass
+            AND contype = 'c' ORDER BY 1",
+        &[],
+    )
+    .await
+    .expect("reading the constraints")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}

@@ -37,6 +37,7 @@ pub async fn apply(
 ) -> Result<Applied> {
     let mut done = Applied::default();
     for (u, unit) in p.units.iter().enumerate() {
+        crate::failpoint::hit("in-place-unit");
         match run_unit(client, policy, unit, stop).await {
             Ok((attempts, ms)) => {
                 done.attempts += attempts;

@@ -22,9 +22,11 @@
 
 mod apply;
 mod probe;
+mod stopped;
 
 pub use apply::{apply, Applied};
 pub use probe::{NewConstraint, NewIndex, Probe, Snapshot};
+pub use stopped::{aborted_message, remove_leftovers};
 
 use crate::db::ident::{Ident, QualifiedName};
 use crate::rewrite::alter_text::{self, Kind as Tok, Token};

@@ -104,6 +104,18 @@ impl Ctx<'_> {
             .await?;
         let applied = match self.wait_for_schedule(ctl, src, run, pace).await {
             Ok(gov) => {
+                // From here on the table itself changes: such a run is not started over by
+                // `resume`, and `abort` says what stays (`State::in_place_statements`).
+                state
+                    .event(
+                        ctl,
+                        run,
+                        Phase::Preflight,
+                        "in_place_applying",
+                        "applying the ALTER to the table in place",
+                        None,
+                    )
+                    .await?;
                 crate::output::progress::phase("in place");
                 // An abort is honoured between lock attempts (found by a fresh tester: it was
                 // ignored while the statements waited for their locks).
