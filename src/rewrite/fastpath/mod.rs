@@ -445,33 +445,26 @@ fn in_place(
     let mut validations: Vec<(Ident, &'static str)> = Vec::new();
     let mut helpers: Vec<(Ident, Ident)> = Vec::new();
     let mut builds: Vec<(NewIndex, bool)> = Vec::new();
+    // A constraint's name: the ALTER's, or the one the trial gives an unnamed one (in order of
+    // the actions, as PostgreSQL made them). NOT VALID ones are named this way too: run as
+    // written, an unnamed one could take the name of a constraint named later in the ALTER.
+    let mut constraint_name = |name: &Option<Ident>, kind: &str, body: &str| match name {
+        Some(n) => Ok(n.clone()),
+        None => claim(&probe.new_constraints, &mut con_taken, |c| c.kind == kind)
+            .map(|i| probe.new_constraints[i].name.clone())
+            .ok_or_else(|| Why::ConstraintUnderLock(body.to_string())),
+    };
     for a in &parsed {
         match a {
             Action::Plain(text) => first.push(text.to_string()),
             Action::Validated { name, kind, body } => {
-                let name = match name {
-                    Some(n) => n.clone(),
-                    None => {
-                        let i = claim(&probe.new_constraints, &mut con_taken, |c| c.kind == *kind)
-                            .ok_or_else(|| Why::ConstraintUnderLock(body.to_string()))?;
-                        probe.new_constraints[i].name.clone()
-                    }
-                };
+                let name = constraint_name(name, kind, body)?;
                 first_locks_fk |= *kind == "f";
                 first.push(format!("ADD CONSTRAINT {name} {body} NOT VALID"));
                 validations.push((name, kind));
             }
             Action::NotValid { name, kind, body } => {
-                // Named as the copy would name it: run as written, an unnamed one could take the
-                // name PostgreSQL chose on the trial for a constraint named later in the ALTER.
-                let name = match name {
-                    Some(n) => n.clone(),
-                    None => {
-                        let i = claim(&probe.new_constraints, &mut con_taken, |c| c.kind == *kind)
-                            .ok_or_else(|| Why::ConstraintUnderLock(body.to_string()))?;
-                        probe.new_constraints[i].name.clone()
-                    }
-                };
+                let name = constraint_name(name, kind, body)?;
                 first_locks_fk |= *kind == "f";
                 first.push(format!("ADD CONSTRAINT {name} {body}"));
             }

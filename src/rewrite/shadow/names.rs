@@ -138,9 +138,9 @@ pub(super) async fn choose_index_names(
 /// (`ChooseConstraintName`: the first of `t_x_check`, `t_x_check1`, ... that no constraint in
 /// the schema has), as the indexes do (`derive_name`). Before, they kept the shadow's names (a
 /// fresh tester, session 13). Late ones (`late`: NOT VALID checks, foreign keys) are renamed in
-/// the plan, since the swap adds them by name; the returned steps rename the valid checks and (PostgreSQL
-/// 18) NOT NULL constraints the shadow keeps. The source's own constraints are on the shadow
-/// under their names already.
+/// the plan, since the swap adds them by name; the returned steps rename the valid checks and
+/// (PostgreSQL 18) NOT NULL constraints the shadow keeps. The source's own constraints are on
+/// the shadow under their names already.
 ///
 /// Returns the rename steps, and every (shadow's name, chosen name) pair: the in-place path
 /// (`fastpath`) adds the same constraints to the table under the same names.
