@@ -68,6 +68,11 @@ pub enum Why {
     /// one is built, and statements that need it (ON CONFLICT, replicated UPDATEs) would fail;
     /// the copy keeps a key at every moment.
     KeyDropped(String),
+    /// The ALTER drops, renames or retypes something and also adds what must be validated or
+    /// built afterwards: in place the first would commit before the second could fail, which
+    /// PostgreSQL's ALTER never leaves (a fresh tester, session 14: `DROP COLUMN legacy, ADD
+    /// CHECK ...` lost the column's values when the check failed).
+    NotAtomic(String),
 }
 
 impl std::fmt::Display for Why {
@@ -102,6 +107,10 @@ impl std::fmt::Display for Why {
                 "the ALTER adds constraint {c} inside another action, which PostgreSQL would check under ACCESS EXCLUSIVE"
             ),
             Why::Unreadable(e) => write!(f, "the --alter text could not be split into actions ({e})"),
+            Why::NotAtomic(a) => write!(
+                f,
+                "the ALTER both changes what it cannot give back ({a}) and adds constraints or indexes checked afterwards: in place a failed check would leave the first done; the copy applies the whole ALTER at the swap"
+            ),
             Why::KeyDropped(k) => write!(
                 f,
                 "the ALTER drops the key {k}: in place the table would be without it until the new one is built; the copy keeps a key at every moment"
@@ -326,6 +335,16 @@ fn classify<'a>(alter: &'a str, toks: &[Token], text: &'a str) -> Action<'a> {
     Action::Plain(text)
 }
 
+/// Whether an action run as written loses something a failed step after it could not give back:
+/// a DROP, a RENAME, a type change (judged from its words; a false alarm only costs a copy).
+fn cannot_be_given_back(text: &str) -> bool {
+    let t = text.trim_start().to_ascii_lowercase();
+    t.starts_with("drop")
+        || t.starts_with("rename")
+        || (t.starts_with("alter")
+            && (t.contains(" type ") || t.contains(" set data type ") || t.contains(" drop ")))
+}
+
 /// The name of the n-th helper `CHECK (col IS NOT NULL)`.
 fn helper_name(n: usize) -> Ident {
     Ident::new(format!("hotswap_not_null_{n}"))
@@ -518,6 +537,17 @@ fn in_place(
         ));
     }
 
+    // Only additions may commit before the checks that follow them can fail: whatever drops,
+    // renames or retypes is applied at once by the copy's swap instead.
+    let later = !validations.is_empty() || !helpers.is_empty() || !builds.is_empty();
+    if later {
+        if let Some(a) = parsed.iter().find_map(|a| match a {
+            Action::Plain(text) if cannot_be_given_back(text) => Some(text.to_string()),
+            _ => None,
+        }) {
+            return Err(Why::NotAtomic(a));
+        }
+    }
     let mut units = Vec::new();
     let exclusive = |s: Step| s.locks("ACCESS EXCLUSIVE", table, true);
     if !first.is_empty() {

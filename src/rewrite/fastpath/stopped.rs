@@ -35,25 +35,22 @@ pub async fn remove_leftovers(
         .iter()
         .filter_map(|s| after(s, &format!("ALTER TABLE {table} VALIDATE CONSTRAINT ")))
         .collect();
-    // Helpers, and constraints the run added NOT VALID and had still to validate.
-    let constraints: Vec<String> = client
-        .query(
-            "SELECT conname::text FROM pg_catalog.pg_constraint \
-              WHERE conrelid = $1 AND NOT convalidated \
-                AND (conname LIKE 'hotswap\\_not\\_null\\_%' OR conname = ANY($2))",
-            &[&oid, &validations],
-        )
-        .await
-        .ctx(what)?
+    // Only constraints the run's own statements validate (its helpers among them; a user's
+    // constraint of a similar name is not the run's: a fresh tester, session 14): those still
+    // NOT VALID, and the helpers even validated, since the step that sets NOT NULL and drops
+    // them did not commit.
+    let helpers: Vec<String> = statements
         .iter()
-        .map(|r| r.col(0, &what))
-        .collect::<Result<_>>()?;
-    // Validated helpers too: the step that sets NOT NULL and drops them did not commit.
-    let helpers: Vec<String> = client
+        .flat_map(|s| s.split("ADD CONSTRAINT ").skip(1))
+        .filter_map(|part| after(part, ""))
+        .filter(|n| n.starts_with("hotswap_not_null_"))
+        .collect();
+    let drop: Vec<String> = client
         .query(
             "SELECT conname::text FROM pg_catalog.pg_constraint \
-              WHERE conrelid = $1 AND convalidated AND conname LIKE 'hotswap\\_not\\_null\\_%'",
-            &[&oid],
+              WHERE conrelid = $1 AND conname = ANY($2) \
+                AND (NOT convalidated OR conname = ANY($3))",
+            &[&oid, &validations, &helpers],
         )
         .await
         .ctx(what)?
@@ -61,7 +58,6 @@ pub async fn remove_leftovers(
         .map(|r| r.col(0, &what))
         .collect::<Result<_>>()?;
     let mut removed = Vec::new();
-    let drop: Vec<String> = constraints.into_iter().chain(helpers).collect();
     if !drop.is_empty() {
         let parts: Vec<String> = drop
             .iter()
@@ -122,8 +118,8 @@ pub fn aborted_message(run: i64, table: &str, removed: &[String], statements: &[
     };
     format!(
         "aborted run {run}, which was applying its ALTER to {table} in place (no rewrite): \
-         {removed}the statements that had committed stay applied, since PostgreSQL has no undo \
-         for them; compare {table} with them: {}",
+         {removed}of the statements it was running, those that had committed stay applied, \
+         since PostgreSQL has no undo for them; compare {table} with them: {}",
         statements.join("; ")
     )
 }
