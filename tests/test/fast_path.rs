@@ -1246,3 +1246,55 @@ async fn additions_with_checks_stay_in_place() {
     )
     .await;
 }
+
+/// `VALIDATE CONSTRAINT` in the ALTER runs on its own, under SHARE UPDATE EXCLUSIVE: in the
+/// first transaction it scanned the table under ACCESS EXCLUSIVE (a fresh tester, session 14:
+/// held 3.2 s with a slow check), while `plan` said validations do not block writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_constraint_in_the_alter_does_not_scan_under_access_exclusive() {
+    let db = TestDb::new("fast_revalidate").await;
+    let client = db.client().await;
+    client.batch_execute(SETUP).await.expect("setup");
+    client
+        .batch_execute("ALTER TABLE t ADD CONSTRAINT old_nv CHECK (id >= 0) NOT VALID")
+        .await
+        .expect("a NOT VALID constraint");
+    let out = hotswap_async(&[
+        "run",
+        "--dsn",
+        &db.conninfo,
+        "--table",
+        "public.t",
+        "--alter",
+        "ADD COLUMN note text, VALIDATE CONSTRAINT old_nv",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let ran: Vec<&str> = json["in_place"]
+        .as_array()
+        .expect("in place")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            r#"ALTER TABLE "public"."t" ADD COLUMN note text"#,
+            r#"ALTER TABLE "public"."t" VALIDATE CONSTRAINT "old_nv""#,
+        ],
+        "{}",
+        describe(&out)
+    );
+    let valid: bool = client
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'old_nv'",
+            &[],
+        )
+        .await
+        .expect("reading the constraint")
+        .get(0);
+    assert!(valid);
+}

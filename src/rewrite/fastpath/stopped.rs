@@ -39,11 +39,21 @@ pub async fn remove_leftovers(
     // constraint of a similar name is not the run's: a fresh tester, session 14): those still
     // NOT VALID, and the helpers even validated, since the step that sets NOT NULL and drops
     // them did not commit.
-    let helpers: Vec<String> = statements
+    // The constraints the run adds (a `VALIDATE CONSTRAINT` of the ALTER's own, of a
+    // constraint the table had, is not the run's to drop).
+    let added: Vec<String> = statements
         .iter()
         .flat_map(|s| s.split("ADD CONSTRAINT ").skip(1))
         .filter_map(|part| after(part, ""))
+        .collect();
+    let validations: Vec<String> = validations
+        .into_iter()
+        .filter(|v| added.contains(v))
+        .collect();
+    let helpers: Vec<String> = added
+        .iter()
         .filter(|n| n.starts_with("hotswap_not_null_"))
+        .cloned()
         .collect();
     let drop: Vec<String> = client
         .query(
