@@ -35,12 +35,10 @@ pub async fn remove_leftovers(
         .iter()
         .filter_map(|s| after(s, &format!("ALTER TABLE {table} VALIDATE CONSTRAINT ")))
         .collect();
-    // Only constraints the run's own statements validate (its helpers among them; a user's
-    // constraint of a similar name is not the run's: a fresh tester, session 14): those still
-    // NOT VALID, and the helpers even validated, since the step that sets NOT NULL and drops
-    // them did not commit.
-    // The constraints the run adds (a `VALIDATE CONSTRAINT` of the ALTER's own, of a
-    // constraint the table had, is not the run's to drop).
+    // Only constraints the run itself adds and validates, its helpers among them (a user's
+    // constraint of a similar name, or one the ALTER only validates, is not the run's: a fresh
+    // tester, session 14): those still NOT VALID, and the helpers even validated, since the
+    // step that sets NOT NULL and drops them did not commit.
     let added: Vec<String> = statements
         .iter()
         .flat_map(|s| s.split("ADD CONSTRAINT ").skip(1))
