@@ -22,7 +22,8 @@ const SETUP: &str =
                           'user' || g || '@example.com', g FROM generate_series(1, 3000) g;
      UPDATE t SET n = 0 WHERE n IS NULL AND id > 2990;";
 
-async fn relfilenode(client: &Client, table: &str) -> u32 {
+/// The relfilenode of `table` (changed when PostgreSQL rewrote it).
+pub(crate) async fn relfilenode(client: &Client, table: &str) -> u32 {
     client
         .query_one(
             "SELECT relfilenode FROM pg_class WHERE oid = $1::text::regclass",

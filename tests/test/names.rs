@@ -3,6 +3,7 @@
 //! schema already holds, in place and through a copy alike. The oracle is PostgreSQL: the same
 //! tables in a second schema, and the same ALTER run there by PostgreSQL itself.
 
+use crate::fast_path::relfilenode;
 use crate::harness::{assert_exit, hotswap_async, TestDb};
 use tokio_postgres::Client;
 
@@ -18,13 +19,6 @@ const SETUP: &str = "
     CREATE INDEX t_email_key ON other (a);
     CREATE TABLE t (id int PRIMARY KEY, x int, p int, email text);
     INSERT INTO t SELECT g, g, g % 10 + 1, 'u' || g FROM generate_series(1, 300) g;";
-
-async fn relfilenode(c: &Client) -> i64 {
-    c.query_one("SELECT pg_relation_filenode('public.t')::int8", &[])
-        .await
-        .expect("relfilenode")
-        .get(0)
-}
 
 /// (name, kind, validated) of the constraints of `schema.t`, and the names of its indexes.
 async fn names(client: &Client, schema: &str) -> (Vec<(String, String, bool)>, Vec<String>) {
@@ -69,7 +63,7 @@ async fn named_as_postgres_names_them(test: &str, alter: &str, extra: &[&str]) -
         ))
         .await
         .expect("setup");
-    let before = relfilenode(&client).await;
+    let before = relfilenode(&client, "public.t").await;
     let mut args = vec![
         "run",
         "--dsn",
@@ -84,7 +78,7 @@ async fn named_as_postgres_names_them(test: &str, alter: &str, extra: &[&str]) -
     args.extend_from_slice(extra);
     let out = hotswap_async(&args).await;
     assert_exit(&out, 0);
-    let in_place = relfilenode(&client).await == before;
+    let in_place = relfilenode(&client, "public.t").await == before;
     assert_eq!(
         in_place,
         !extra.contains(&"--force-rewrite"),

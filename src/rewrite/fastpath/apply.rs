@@ -189,7 +189,7 @@ async fn run_unit(
 /// after a build that timed out timed out too, the next attempt found the invalid index in its
 /// way ("relation ... already exists"), and the run ended saying nothing was changed with the
 /// index left behind (a fresh tester, session 14).
-async fn drop_index(client: &Client, policy: &LockPolicy, s: &Step) -> Result<()> {
+pub(super) async fn drop_index(client: &Client, policy: &LockPolicy, s: &Step) -> Result<()> {
     locking::retry(policy, &s.what, |_| step::exec(client, s)).await
 }
 

@@ -12,6 +12,7 @@
 use crate::db::ident::{Ident, QualifiedName};
 use crate::db::locking::{self, LockPolicy};
 use crate::error::{DbContext, Result, RowExt};
+use crate::rewrite::step::Step;
 use tokio_postgres::Client;
 
 /// Removes what the in-place `statements` of a stopped run left on `table` (oid `oid`); returns
@@ -103,15 +104,14 @@ pub async fn remove_leftovers(
         if !unattached {
             continue;
         }
-        let sql = format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            table.sibling(name.as_str())
+        let drop = Step::new(
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                table.sibling(name.as_str())
+            ),
+            format!("removing the stopped run's index {name}"),
         );
-        let what = format!("removing the stopped run's index {name}");
-        locking::retry(policy, &what, |_| async {
-            client.batch_execute(&sql).await.ctx(&what)
-        })
-        .await?;
+        super::apply::drop_index(client, policy, &drop).await?;
         removed.push(format!("index {name}"));
     }
     Ok(removed)

@@ -109,16 +109,23 @@ pub(super) async fn positioned_by_alter(
     marked: &[Marked],
 ) -> Result<Vec<Ident>> {
     let what = "reading the shadow's identity sequences after the ALTER";
+    let sequences = identity_sequences(tx, shadow_oid).await?;
+    let oids: Vec<u32> = sequences.iter().map(|s| s.oid).collect();
+    // Which are called (`last_value` not NULL), in one read.
+    let called: Vec<u32> = tx
+        .query(
+            "SELECT s FROM unnest($1::pg_catalog.oid[]) s \
+              WHERE pg_catalog.pg_sequence_last_value(s::pg_catalog.regclass) IS NOT NULL",
+            &[&oids],
+        )
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|r| r.col(0, &what))
+        .collect::<Result<_>>()?;
     let mut out = Vec::new();
-    for s in identity_sequences(tx, shadow_oid).await? {
-        let called: bool = tx
-            .query_one(
-                "SELECT pg_catalog.pg_sequence_last_value($1::pg_catalog.oid::pg_catalog.regclass) IS NOT NULL",
-                &[&s.oid],
-            )
-            .await
-            .ctx(what)?
-            .col(0, &what)?;
+    for s in sequences {
+        let called = called.contains(&s.oid);
         let was = marked.iter().find(|m| m.attnum == s.attnum);
         if was.is_some_and(|m| m.oid != s.oid || !called) {
             out.push(s.column);
