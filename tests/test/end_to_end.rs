@@ -974,8 +974,9 @@ async fn interrupt_mid_copy_then_continue() {
     loop {
         let rows = client
             .query(
-                "SELECT application_name || ' ' || state || ' ' || left(query, 60) FROM pg_stat_activity \
-                  WHERE application_name LIKE 'pg-hotswap%'",
+                "SELECT application_name || ' ' || COALESCE(state, '?') || ' ' || COALESCE(left(query, 60), '') \
+                   FROM pg_stat_activity \
+                  WHERE application_name LIKE 'pg-hotswap%' AND datname = current_database()",
                 &[],
             )
             .await
